@@ -1,0 +1,1 @@
+"""Things that measure a system: Jacobian products, spectra, gradient flow."""

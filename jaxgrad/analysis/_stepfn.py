@@ -1,0 +1,97 @@
+"""Turning a user's step function into one on flat state vectors.
+
+Analyzers accept ``step(x, u)`` or, with ``params=``, ``step(x, u, params)``; the state
+``x`` may be any pytree (an LSTM's ``(h, c)``, a Flax module's carry). Internally the
+state is flattened with ``jax.flatten_util.ravel_pytree`` so that Jacobians are plain
+matrices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from .._validation import check_array, check_finite, check_positive_int
+
+_NO_PARAMS = object()
+
+
+def bind(step: Callable, params: Any) -> Callable:
+    """``step(x, u, params)`` as ``f(x, u)``, or ``step`` itself when there are no params."""
+    if params is _NO_PARAMS:
+        return step
+    return lambda x, u: step(x, u, params)
+
+
+def flat_step(step: Callable, x0: Any) -> tuple[Callable, jax.Array, Callable]:
+    """``(f, x0_flat, unravel)`` with ``f(x_flat, u) -> x_next_flat``."""
+    x0_flat, unravel = ravel_pytree(x0)
+
+    def f(x_flat, u):
+        out = step(unravel(x_flat), u)
+        out_flat, _ = ravel_pytree(out)
+        return out_flat
+
+    return f, x0_flat, unravel
+
+
+def prepare(
+    step: Callable, x0: Any, inputs: Any, num_steps: int | None, params: Any
+) -> tuple[Callable, jax.Array, Any]:
+    """Check the arguments of a trajectory analyzer; return ``(f, x0_flat, inputs)``.
+
+    Raises ``ValueError``/``TypeError`` naming the argument when ``step`` is not callable,
+    ``x0`` is empty or non-finite, ``inputs`` has no time axis or disagrees with
+    ``num_steps``, or ``step`` returns a state of another structure than ``x0``.
+    """
+    if not callable(step):
+        raise TypeError(f"`step` must be callable, got {type(step).__name__}")
+    leaves = jax.tree_util.tree_leaves(x0)
+    if not leaves:
+        raise ValueError("`x0` must hold at least one array, got an empty pytree")
+    for leaf in leaves:
+        check_array("x0", leaf)
+    check_finite("x0", x0)
+    if inputs is None:
+        if num_steps is None:
+            raise ValueError("give `inputs` (leading time axis T) or `num_steps` for no input")
+        check_positive_int("num_steps", num_steps)
+        dtype = jnp.result_type(*[jnp.asarray(leaf).dtype for leaf in leaves])
+        inputs = jnp.zeros((num_steps, 0), dtype)
+    else:
+        in_leaves = jax.tree_util.tree_leaves(inputs)
+        if not in_leaves or any(jnp.ndim(leaf) == 0 for leaf in in_leaves):
+            raise ValueError("`inputs` must have a leading time axis on every leaf")
+        lengths = {jnp.shape(leaf)[0] for leaf in in_leaves}
+        if len(lengths) != 1:
+            raise ValueError(f"`inputs` leaves disagree on the time length: {sorted(lengths)}")
+        (length,) = lengths
+        if length == 0:
+            raise ValueError("`inputs` must have at least one time step, got length 0")
+        if num_steps is not None and num_steps != length:
+            raise ValueError(f"`num_steps`={num_steps} disagrees with len(inputs)={length}")
+        check_finite("inputs", inputs)
+    f_step = bind(step, params)
+    f, x0_flat, _ = flat_step(f_step, x0)
+    u0 = jax.tree_util.tree_map(lambda a: a[0], inputs)
+    try:
+        out = jax.eval_shape(f_step, x0, u0)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"`step` failed on `x0` and the first input `inputs[0]`: {err}"
+        ) from err
+    same_structure = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(x0)
+    if not same_structure or any(
+        a.shape != jnp.shape(b)
+        for a, b in zip(jax.tree_util.tree_leaves(out), leaves, strict=True)
+    ):
+        raise ValueError(
+            "`step(x, u)` must return a state shaped like `x0`; got "
+            f"{jax.tree_util.tree_map(lambda a: a.shape, out)} for x0 "
+            f"{jax.tree_util.tree_map(jnp.shape, x0)}"
+        )
+    return f, x0_flat, inputs

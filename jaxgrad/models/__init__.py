@@ -1,0 +1,1 @@
+"""Systems that evolve a state: each is a step ``(state, input) -> state``."""

@@ -1,0 +1,188 @@
+"""Deep MLPs whose identical hidden layers are stacked and scanned.
+
+Layer l (l = 1..depth) computes the pre-activation ``z_l = h_{l-1} W_l + b_l``, an
+optional normalisation ``n_l = γ_l ⊙ norm(z_l) + β_l`` (batch statistics over the batch
+axis, or layer statistics over the feature axis), and
+
+    h_l = σ(n_l)                 (plain)
+    h_l = h_{l-1} + σ(n_l)       (residual, layers 2..depth where shapes match)
+
+An optional linear readout maps ``h_depth`` to ``out_dim`` outputs (``out_dim=None``
+returns ``h_depth`` itself, as in seed 002's deep sigmoid network). Layer 1 maps
+``in_dim -> width``; layers 2..depth share a shape and live in stacked arrays with a
+leading axis of length ``depth - 1`` that ``lax.scan`` walks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .._validation import check_array, check_choice, check_positive_int
+from .activations import ACTIVATIONS, get_activation
+from .initializers import INITIALIZERS, get_initializer
+
+NORMS = (None, "batch", "layer")
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPConfig:
+    """Static description of a deep MLP (hashable, so it can be a ``jit`` static argument).
+
+    Attributes:
+        in_dim, width, depth: input size, hidden width, number of hidden layers (>= 1).
+        out_dim: size of a linear readout, or ``None`` for none.
+        activation: a name in ``ACTIVATIONS``.
+        init: a name in ``INITIALIZERS``; ``init_options`` its keyword options as a tuple
+            of pairs, e.g. ``(("std", 0.01),)``.
+        residual: add skip connections around layers 2..depth.
+        norm: ``None``, ``"batch"`` or ``"layer"``.
+    """
+
+    in_dim: int
+    width: int
+    depth: int
+    out_dim: int | None = None
+    activation: str = "relu"
+    init: str = "he"
+    init_options: tuple[tuple[str, Any], ...] = ()
+    residual: bool = False
+    norm: str | None = None
+
+    def __post_init__(self):
+        check_positive_int("in_dim", self.in_dim)
+        check_positive_int("width", self.width)
+        check_positive_int("depth", self.depth)
+        if self.out_dim is not None:
+            check_positive_int("out_dim", self.out_dim)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("init", self.init, INITIALIZERS)
+        check_choice("norm", self.norm, NORMS)
+        get_initializer(self.init, **dict(self.init_options))  # options are checked here
+
+
+class Dense(NamedTuple):
+    """A linear layer ``x W + b``; stacked layers carry a leading layer axis."""
+
+    W: jax.Array
+    b: jax.Array
+
+
+class Norm(NamedTuple):
+    """Normalisation gain and shift, one row per layer."""
+
+    scale: jax.Array
+    shift: jax.Array
+
+
+class MLPParams(NamedTuple):
+    """``first`` (layer 1), ``hidden`` (layers 2..depth, stacked), ``norm``, ``readout``."""
+
+    first: Dense
+    hidden: Dense
+    norm: Norm | None
+    readout: Dense | None
+
+
+class MLPTrace(NamedTuple):
+    """Per-layer internals of a forward pass, each ``(depth, batch, width)``."""
+
+    preactivations: jax.Array
+    activations: jax.Array
+
+
+def init_mlp(key: jax.Array, config: MLPConfig, *, dtype: Any = jnp.float32) -> MLPParams:
+    """Random parameters for ``config``; biases and shifts zero, gains one.
+
+    Example:
+        >>> cfg = MLPConfig(in_dim=100, width=100, depth=10, activation="sigmoid",
+        ...                 init="normal", init_options=(("std", 0.01),))
+        >>> params = init_mlp(jax.random.key(0), cfg)
+    """
+    init = get_initializer(config.init, **dict(config.init_options))
+    k_first, k_hidden, k_out = jax.random.split(key, 3)
+    w, n_hidden = config.width, config.depth - 1
+    first = Dense(init(k_first, (config.in_dim, w), dtype), jnp.zeros((w,), dtype))
+    hidden_keys = jax.random.split(k_hidden, max(n_hidden, 1))[:n_hidden]
+    hidden_W = jax.vmap(lambda k: init(k, (w, w), dtype))(hidden_keys)
+    hidden = Dense(hidden_W.reshape(n_hidden, w, w), jnp.zeros((n_hidden, w), dtype))
+    norm = None
+    if config.norm is not None:
+        norm = Norm(jnp.ones((config.depth, w), dtype), jnp.zeros((config.depth, w), dtype))
+    readout = None
+    if config.out_dim is not None:
+        W_out = jax.nn.initializers.glorot_normal()(k_out, (w, config.out_dim), dtype)
+        readout = Dense(W_out, jnp.zeros((config.out_dim,), dtype))
+    return MLPParams(first, hidden, norm, readout)
+
+
+def _normalise(z: jax.Array, kind: str | None, scale, shift, eps: float = 1e-5) -> jax.Array:
+    if kind is None:
+        return z
+    axis = 0 if kind == "batch" else -1
+    mean = jnp.mean(z, axis=axis, keepdims=True)
+    var = jnp.var(z, axis=axis, keepdims=True)
+    return scale * (z - mean) * jax.lax.rsqrt(var + eps) + shift
+
+
+def mlp_apply(
+    params: MLPParams,
+    x: jax.Array,
+    config: MLPConfig,
+    *,
+    probes: jax.Array | None = None,
+) -> tuple[jax.Array, MLPTrace]:
+    """Forward pass on a batch ``x`` ``(B, in_dim)``.
+
+    Arguments:
+        params: ``MLPParams`` from ``init_mlp``.
+        x: ``(B, in_dim)`` inputs.
+        config: the ``MLPConfig`` the parameters were made for.
+        probes: optional ``(depth, B, width)`` added to each hidden activation ``h_l``;
+            the gradient of a loss with respect to zero probes is ``∂L/∂h_l`` for every
+            layer in one backward pass (used by ``jaxgrad.mlp_gradient_flow``).
+
+    Returns:
+        ``(output, trace)``: output ``(B, out_dim)`` (or ``(B, width)`` without readout)
+        and an ``MLPTrace`` of pre-activations and activations per layer.
+    """
+    x = check_array("x", x, ndim=2)
+    if x.shape[1] != config.in_dim:
+        raise ValueError(
+            f"`x` must have shape (B, {config.in_dim}) to match `config.in_dim`, got {x.shape}"
+        )
+    if params.first.W.shape != (config.in_dim, config.width):
+        raise ValueError(
+            f"`params` do not match `config`: first layer W has shape {params.first.W.shape}, "
+            f"expected {(config.in_dim, config.width)}"
+        )
+    if probes is None:
+        probes = jnp.zeros((config.depth, x.shape[0], config.width), x.dtype)
+    elif probes.shape != (config.depth, x.shape[0], config.width):
+        raise ValueError(
+            f"`probes` must have shape {(config.depth, x.shape[0], config.width)}, "
+            f"got {probes.shape}"
+        )
+    sigma = get_activation(config.activation)
+    if params.norm is None:
+        scales = shifts = jnp.zeros((config.depth, 0), x.dtype)
+    else:
+        scales, shifts = params.norm
+
+    z1 = x @ params.first.W + params.first.b
+    h1 = sigma(_normalise(z1, config.norm, scales[0], shifts[0])) + probes[0]
+
+    def layer(h, xs):
+        (W, b), scale, shift, probe = xs
+        z = h @ W + b
+        a = sigma(_normalise(z, config.norm, scale, shift))
+        h_next = (h + a if config.residual else a) + probe
+        return h_next, (z, h_next)
+
+    h, (zs, hs) = jax.lax.scan(layer, h1, (params.hidden, scales[1:], shifts[1:], probes[1:]))
+    trace = MLPTrace(jnp.concatenate([z1[None], zs]), jnp.concatenate([h1[None], hs]))
+    out = h if params.readout is None else h @ params.readout.W + params.readout.b
+    return out, trace

@@ -125,7 +125,7 @@ def _normalise(z: jax.Array, kind: str | None, scale, shift, eps: float = 1e-5) 
     axis = 0 if kind == "batch" else -1
     mean = jnp.mean(z, axis=axis, keepdims=True)
     var = jnp.var(z, axis=axis, keepdims=True)
-    return scale * (z - mean) * jax.lax.rsqrt(var + eps) + shift
+    return scale[None] * (z - mean) * jax.lax.rsqrt(var + eps) + shift[None]
 
 
 def mlp_apply(
@@ -172,17 +172,17 @@ def mlp_apply(
     else:
         scales, shifts = params.norm
 
-    z1 = x @ params.first.W + params.first.b
+    z1 = x @ params.first.W + params.first.b[None]
     h1 = sigma(_normalise(z1, config.norm, scales[0], shifts[0])) + probes[0]
 
     def layer(h, xs):
         (W, b), scale, shift, probe = xs
-        z = h @ W + b
+        z = h @ W + b[None]
         a = sigma(_normalise(z, config.norm, scale, shift))
         h_next = (h + a if config.residual else a) + probe
         return h_next, (z, h_next)
 
     h, (zs, hs) = jax.lax.scan(layer, h1, (params.hidden, scales[1:], shifts[1:], probes[1:]))
     trace = MLPTrace(jnp.concatenate([z1[None], zs]), jnp.concatenate([h1[None], hs]))
-    out = h if params.readout is None else h @ params.readout.W + params.readout.b
+    out = h if params.readout is None else h @ params.readout.W + params.readout.b[None]
     return out, trace

@@ -1,0 +1,74 @@
+"""Activation functions and their derivatives (seed 002's figure).
+
+The derivatives are computed by ``jax.grad``; the checks compare their maxima on a fine
+grid with the closed forms max σ' = 1/4 (at 0) and max tanh' = 1 (at 0), which is why a
+chain of sigmoid layers shrinks a gradient by at least 4× per layer.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+import jaxgrad
+
+from ._runner import Result, check_close
+
+NAME = "activations"
+DESCRIPTION = "Sigmoid, tanh, ReLU and variants with derivatives; max σ' = 1/4, max tanh' = 1."
+DEFAULT_CONFIG = {
+    "x_min": -6.0,
+    "x_max": 6.0,
+    "num_points": 2001,
+    "activations": ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu"],
+}
+QUICK_CONFIG = {"num_points": 401}
+
+# Closed forms of sup |σ'| with where it is attained (GELU: Φ(√2) + √2 φ(√2)).
+REFERENCE_MAX = {"sigmoid": (0.25, 0.0), "tanh": (1.0, 0.0)}
+
+
+def run(config: dict) -> Result:
+    x = jnp.linspace(config["x_min"], config["x_max"], config["num_points"])
+    values, derivatives = {}, {}
+    for name in config["activations"]:
+        values[name] = np.asarray(jaxgrad.get_activation(name)(x))
+        derivatives[name] = np.asarray(jaxgrad.activation_derivative(name)(x))
+    max_derivative = {name: float(d.max()) for name, d in derivatives.items()}
+    argmax = {name: float(x[int(d.argmax())]) for name, d in derivatives.items()}
+    spacing = float(x[1] - x[0])
+    checks = []
+    for name, (ref, at) in REFERENCE_MAX.items():
+        if name in derivatives:
+            # On a grid through 0 the maximum is attained exactly; allow float32 rounding.
+            checks.append(check_close(f"max {name}'", max_derivative[name], ref, rtol=1e-6))
+            checks.append(check_close(f"argmax {name}'", argmax[name], at, atol=spacing))
+    if "gelu" in derivatives:
+        checks.append(check_close("max gelu' (tanh approximation)", max_derivative["gelu"],
+                                  jaxgrad.MAX_DERIVATIVE["gelu"], atol=2e-3))
+
+    fig, axes = plt.subplots(2, len(values), figsize=(3.2 * len(values), 5.5), sharex=True)
+    axes = np.atleast_2d(axes)
+    for j, name in enumerate(values):
+        axes[0, j].plot(x, values[name])
+        axes[0, j].set_title(name)
+        axes[1, j].plot(x, derivatives[name], color="C1")
+        axes[1, j].axhline(max_derivative[name], color="r", ls="--", lw=0.8,
+                           label=f"max = {max_derivative[name]:.4g}")
+        axes[1, j].legend(fontsize=8)
+        axes[1, j].set_xlabel("x")
+    axes[0, 0].set_ylabel("σ(x)")
+    axes[1, 0].set_ylabel("σ'(x)")
+    fig.suptitle("Activations (top) and their derivatives by jax.grad (bottom)")
+    fig.tight_layout()
+
+    arrays = {"x": np.asarray(x)}
+    arrays.update({f"value_{k}": v for k, v in values.items()})
+    arrays.update({f"derivative_{k}": v for k, v in derivatives.items()})
+    return Result(
+        summary={"max_derivative": max_derivative, "argmax_derivative": argmax},
+        checks=checks,
+        arrays=arrays,
+        figures={"activations": fig},
+    )

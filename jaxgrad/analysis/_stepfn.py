@@ -27,12 +27,39 @@ def bind(step: Callable, params: Any) -> Callable:
     return lambda x, u: step(x, u, params)
 
 
+def check_state_like(out: Any, x0: Any) -> None:
+    """Raise when a step returned a state of another structure or shape than ``x0``."""
+    same_structure = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(x0)
+    if not same_structure or any(
+        jnp.shape(a) != jnp.shape(b)
+        for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(x0),
+                        strict=True)
+    ):
+        raise ValueError(
+            "`step(x, u)` must return a state shaped like `x0`; got "
+            f"{jax.tree_util.tree_map(jnp.shape, out)} for x0 "
+            f"{jax.tree_util.tree_map(jnp.shape, x0)}"
+        )
+
+
 def flat_step(step: Callable, x0: Any) -> tuple[Callable, jax.Array, Callable]:
-    """``(f, x0_flat, unravel)`` with ``f(x_flat, u) -> x_next_flat``."""
+    """``(f, x0_flat, unravel)`` with ``f(x_flat, u) -> x_next_flat``.
+
+    The returned state is checked against ``x0`` while ``f`` is traced, so a step that
+    changes the state's shape fails with a message naming ``step`` and ``x0``.
+    """
     x0_flat, unravel = ravel_pytree(x0)
 
     def f(x_flat, u):
-        out = step(unravel(x_flat), u)
+        try:
+            out = step(unravel(x_flat), u)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"`step` failed on a state shaped like `x0` "
+                f"{jax.tree_util.tree_map(jnp.shape, x0)} and an input shaped like "
+                f"`inputs[t]` {jax.tree_util.tree_map(jnp.shape, u)}: {err}"
+            ) from err
+        check_state_like(out, x0)
         out_flat, _ = ravel_pytree(out)
         return out_flat
 
@@ -45,8 +72,8 @@ def prepare(
     """Check the arguments of a trajectory analyzer; return ``(f, x0_flat, inputs)``.
 
     Raises ``ValueError``/``TypeError`` naming the argument when ``step`` is not callable,
-    ``x0`` is empty or non-finite, ``inputs`` has no time axis or disagrees with
-    ``num_steps``, or ``step`` returns a state of another structure than ``x0``.
+    ``x0`` is empty or non-finite, or ``inputs`` has no time axis or disagrees with
+    ``num_steps``. (A step returning a state unlike ``x0`` is caught when ``f`` is traced.)
     """
     if not callable(step):
         raise TypeError(f"`step` must be callable, got {type(step).__name__}")
@@ -75,23 +102,5 @@ def prepare(
         if num_steps is not None and num_steps != length:
             raise ValueError(f"`num_steps`={num_steps} disagrees with len(inputs)={length}")
         check_finite("inputs", inputs)
-    f_step = bind(step, params)
-    f, x0_flat, _ = flat_step(f_step, x0)
-    u0 = jax.tree_util.tree_map(lambda a: a[0], inputs)
-    try:
-        out = jax.eval_shape(f_step, x0, u0)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"`step` failed on `x0` and the first input `inputs[0]`: {err}"
-        ) from err
-    same_structure = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(x0)
-    if not same_structure or any(
-        a.shape != jnp.shape(b)
-        for a, b in zip(jax.tree_util.tree_leaves(out), leaves, strict=True)
-    ):
-        raise ValueError(
-            "`step(x, u)` must return a state shaped like `x0`; got "
-            f"{jax.tree_util.tree_map(lambda a: a.shape, out)} for x0 "
-            f"{jax.tree_util.tree_map(jnp.shape, x0)}"
-        )
+    f, x0_flat, _ = flat_step(bind(step, params), x0)
     return f, x0_flat, inputs

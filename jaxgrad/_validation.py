@@ -81,5 +81,5 @@ def check_positive_float(name: str, value: Any, *, allow_zero: bool = False) -> 
 def check_choice(name: str, value: Any, choices: Any) -> str:
     """One of a fixed set of names."""
     if value not in choices:
-        raise ValueError(f"unknown `{name}` {value!r}; expected one of {sorted(choices)}")
+        raise ValueError(f"unknown `{name}` {value!r}; expected one of {sorted(choices, key=str)}")
     return value

@@ -221,8 +221,8 @@ class TestMLP:
         x = jax.random.normal(jax.random.key(1), (4, 6))
         out, trace = jaxgrad.mlp_apply(p, x, cfg)
         h = jnp.tanh(x @ p.first.W + p.first.b[None])
-        for l in range(2):
-            h = jnp.tanh(h @ p.hidden.W[l] + p.hidden.b[l][None])
+        for layer in range(2):
+            h = jnp.tanh(h @ p.hidden.W[layer] + p.hidden.b[layer][None])
         np.testing.assert_allclose(out, h @ p.readout.W + p.readout.b[None], rtol=1e-5)
         assert trace.preactivations.shape == (3, 4, 5)
 

@@ -1,0 +1,147 @@
+"""The experiment runner and every experiment of the catalogue (quick scale)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import _runner
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = list(_runner.discover())
+
+# Summary keys the issues name: a contract with reviewers and other code.
+REQUIRED_KEYS = {
+    "mlp-depth-gradients": ["first_to_last_ratio"],
+    "doya-bifurcation": ["fold_points", "fixed_points_at_b_minus_2_5"],
+    "doya-loss-wall": ["wall_b", "loss_above_wall", "loss_below_wall", "max_abs_grad"],
+    "lyapunov-rnn": ["g", "lambda_1", "kaplan_yorke_fraction"],
+    "signal-propagation": ["critical_sigma_w2"],
+    "mlp-training-gradients": ["final_test_accuracy", "first_to_last_grad_ratio"],
+    "clipping-tasks": ["success_rate"],
+}
+
+
+@pytest.fixture(scope="session")
+def catalogue(tmp_path_factory):
+    """Every experiment at quick scale, through `reproduce`, once per test session."""
+    out = tmp_path_factory.mktemp("results")
+    report = _runner.reproduce(out, quick=True, progress=False)
+    return out, report
+
+
+def test_catalogue_is_not_empty_and_names_are_kebab_case():
+    assert "activations" in EXPERIMENTS
+    for name in EXPERIMENTS:
+        assert name == name.lower() and "_" not in name and " " not in name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_outputs_and_checks(catalogue, name):
+    out, _ = catalogue
+    folder = out / name
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["name"] == name and summary["quick"] is True
+    assert isinstance(summary["parameters"], dict) and summary["parameters"]
+    assert summary["checks"], f"{name} has no checks"
+    for check in summary["checks"]:
+        assert set(check) >= {"name", "value", "reference", "tolerance", "passed"}
+    failed = [c for c in summary["checks"] if not c["passed"]]
+    assert not failed, f"{name}: failed checks {failed}"
+    for key in REQUIRED_KEYS.get(name, []):
+        assert key in summary, f"{name}: summary key {key!r} missing"
+    assert summary["figures"], f"{name} made no figure"
+    for fig in summary["figures"]:
+        png = folder / fig
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    with np.load(folder / "data.npz") as data:
+        assert data.files, f"{name} saved no data"
+    assert not list(out.glob(f".{name}.*")), "staging folders must not survive"
+
+
+@pytest.mark.slow
+def test_report_has_every_check_and_figure(catalogue):
+    out, report = catalogue
+    text = report.read_text()
+    html = (out / "report.html").read_text()
+    for name in EXPERIMENTS:
+        summary = json.loads((out / name / "summary.json").read_text())
+        for check in summary["checks"]:
+            assert f"| {name} | {check['name']} |" in text
+        for fig in summary["figures"]:
+            assert f"({name}/{fig})" in text and f'src="{name}/{fig}"' in html
+
+
+def test_resume_skips_finished_and_force_recomputes(tmp_path):
+    _runner.reproduce(tmp_path, quick=True, names=["activations"], progress=False)
+    summary = tmp_path / "activations" / "summary.json"
+    first = summary.read_text()
+    _runner.reproduce(tmp_path, quick=True, names=["activations"], progress=False)
+    assert summary.read_text() == first, "a finished experiment must not be recomputed"
+    _runner.reproduce(tmp_path, quick=True, names=["activations"], force=True, progress=False)
+    assert json.loads(summary.read_text())["finished"] >= json.loads(first)["finished"]
+    # another configuration (full scale) is not mistaken for the finished quick one
+    assert not _runner.is_complete(tmp_path, "activations",
+                                   _runner.make_config(_runner.get_experiment("activations")))
+
+
+def test_interrupted_experiment_leaves_nothing_half_written(tmp_path, monkeypatch):
+    module = _runner.get_experiment("activations")
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _runner.run_experiment("activations", tmp_path, quick=True)
+    assert not (tmp_path / "activations").exists()
+    assert not list(tmp_path.iterdir())
+    monkeypatch.undo()
+    _runner.run_experiment("activations", tmp_path, quick=True)
+    assert _runner.is_complete(tmp_path, "activations")
+
+
+def test_failed_write_keeps_the_previous_result(tmp_path, monkeypatch):
+    _runner.run_experiment("activations", tmp_path, quick=True)
+    before = (tmp_path / "activations" / "summary.json").read_text()
+    monkeypatch.setattr(_runner.np, "savez_compressed",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        _runner.run_experiment("activations", tmp_path, quick=True)
+    assert (tmp_path / "activations" / "summary.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["activations"]
+
+
+def test_checks():
+    ok = _runner.check_close("x", 1.0005, 1.0, atol=1e-3)
+    assert ok.passed and ok.tolerance == pytest.approx(1e-3)
+    assert not _runner.check_close("x", float("nan"), 1.0, atol=1e9).passed
+    assert not _runner.check_close("x", 1.1, 1.0, rtol=0.05).passed
+    assert _runner.check_bound("y", 0.3, 0.5).passed
+    assert not _runner.check_bound("y", 0.3, 0.5, kind=">=").passed
+    with pytest.raises(ValueError, match="kind"):
+        _runner.check_bound("y", 0.3, 0.5, kind="<")
+
+
+def test_bad_names_and_config_keys():
+    with pytest.raises(ValueError, match="unknown experiment 'nope'"):
+        _runner.get_experiment("nope")
+    with pytest.raises(ValueError, match="unknown config key"):
+        _runner.make_config(_runner.get_experiment("activations"), num_pointz=3)
+
+
+def test_command_line(tmp_path):
+    listing = subprocess.run([sys.executable, "-m", "experiments", "list"], cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+    assert "activations" in listing.stdout
+    bad = subprocess.run([sys.executable, "-m", "experiments", "run", "nope"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown experiment" in bad.stderr
+    ok = subprocess.run([sys.executable, "-m", "experiments", "run", "activations", "--quick",
+                         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "activations" / "activations.png").is_file()

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import jaxgrad
 
@@ -218,3 +220,38 @@ class TestBadInput:
     def test_integer_num_steps(self):
         with pytest.raises(TypeError, match="num_steps"):
             jaxgrad.jacobian_product_norms(lambda x, u: x, jnp.ones(2), num_steps=2.5)
+
+
+@pytest.mark.parametrize("ord,method", [("spectral", "power"), ("spectral", "svd"),
+                                        ("fro", "power")])
+def test_reverse_mode_grad_through_every_norm(x64, ord, method):
+    """jax.grad of the spectral log-norm (power iteration inside) matches finite differences."""
+    W = jax.random.normal(jax.random.key(3), (4, 4)) / 2.0
+
+    def final_log_norm(s):
+        return jaxgrad.jacobian_product_norms(
+            lambda x, u, s: s * (W @ jnp.tanh(x)), jnp.full(4, 0.3), num_steps=15, params=s,
+            ord=ord, spectral_method=method,
+        ).log_norms[-1]
+
+    g = jax.grad(final_log_norm)(0.9)
+    h = 1e-6
+    fd = (final_log_norm(0.9 + h) - final_log_norm(0.9 - h)) / (2 * h)
+    assert float(g) == pytest.approx(float(fd), rel=1e-5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(diag=st.lists(st.floats(0.05, 3.0), min_size=1, max_size=5),
+       T=st.integers(1, 400))
+def test_property_diagonal_linear_maps(diag, T):
+    """x ← D x: ‖D^k‖₂ = max|d|^k and ‖D^k‖_F = sqrt(Σ d_i^{2k}), for any D and k."""
+    d = jnp.asarray(diag, jnp.float32)
+    spec = jaxgrad.jacobian_product_norms(lambda x, u: d * x, jnp.ones_like(d), num_steps=T)
+    fro = jaxgrad.jacobian_product_norms(lambda x, u: d * x, jnp.ones_like(d), num_steps=T,
+                                         ord="fro")
+    k = np.arange(1, T + 1)[:, None]
+    logd = np.log(np.asarray(d, np.float64))[None, :]
+    np.testing.assert_allclose(np.asarray(spec.log_norms), (k * logd).max(axis=1),
+                               rtol=1e-5, atol=1e-4)
+    expected_fro = np.logaddexp.reduce(2 * k * logd, axis=1) / 2
+    np.testing.assert_allclose(np.asarray(fro.log_norms), expected_fro, rtol=1e-5, atol=1e-4)

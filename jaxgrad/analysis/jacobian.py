@@ -64,18 +64,21 @@ def _power_top_singular(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Top singular value of ``A`` by power iteration on ``A Aᵀ`` from the left vector ``u``.
 
-    Returns ``(sigma, u, converged)``. ``sigma = ‖A v‖`` with ``v`` a unit vector, so it
-    never exceeds the true value; iteration stops when it changes by less than ``tol``
-    relatively.
+    Returns ``(sigma, u, converged)``. The iteration runs on stopped gradients; ``sigma`` is
+    then ``uᵀ A v`` with the converged singular vectors held fixed, whose derivative
+    ``uᵀ dA v`` is exactly that of the largest singular value, so the result can be
+    differentiated in reverse mode (a ``while_loop`` cannot). ``sigma`` never exceeds the
+    true value; iteration stops when it changes by less than ``tol`` relatively.
     """
+    tiny = jnp.finfo(u.dtype).tiny
 
     def body(carry):
         u, sigma, _, i = carry
-        v = rmatvec(u)
-        v = v / jnp.maximum(jnp.linalg.norm(v), jnp.finfo(v.dtype).tiny)
-        w = matvec(v)
+        v = jax.lax.stop_gradient(rmatvec(u))
+        v = v / jnp.maximum(jnp.linalg.norm(v), tiny)
+        w = jax.lax.stop_gradient(matvec(v))
         new_sigma = jnp.linalg.norm(w)
-        u_next = w / jnp.maximum(new_sigma, jnp.finfo(w.dtype).tiny)
+        u_next = w / jnp.maximum(new_sigma, tiny)
         done = jnp.abs(new_sigma - sigma) <= tol * new_sigma
         return u_next, new_sigma, done, i + 1
 
@@ -84,8 +87,12 @@ def _power_top_singular(
         return (~done) & (i < max_iterations)
 
     zero = jnp.zeros((), u.dtype)
-    u, sigma, done, _ = jax.lax.while_loop(cond, body, (u, zero, jnp.array(False), 0))
-    return sigma, u, done | (sigma == 0)
+    u0 = jax.lax.stop_gradient(u)
+    u, sigma_sg, done, _ = jax.lax.while_loop(cond, body, (u0, zero, jnp.array(False), 0))
+    v = jax.lax.stop_gradient(rmatvec(u))
+    v = v / jnp.maximum(jnp.linalg.norm(v), tiny)
+    sigma = jnp.vdot(u, matvec(v))
+    return sigma, u, done | (sigma_sg == 0)
 
 
 def _start_vector(n: int, dtype: Any) -> jax.Array:

@@ -17,7 +17,8 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from .._validation import check_array, check_choice
-from ..models.mlp import MLPConfig, MLPParams, mlp_apply
+from ..models.activations import get_activation
+from ..models.mlp import MLPConfig, MLPParams, _normalise, mlp_apply
 from ._stepfn import _NO_PARAMS, bind, prepare
 
 
@@ -91,9 +92,6 @@ def _mlp_flow(params, x, y, config, loss):
 
 def _post_activation(z: jax.Array, params: MLPParams, config: MLPConfig) -> jax.Array:
     """The part of each layer's output that depends on its own ``z_l``: σ(norm(z_l))."""
-    from ..models.activations import get_activation
-    from ..models.mlp import _normalise
-
     sigma = get_activation(config.activation)
     if params.norm is None:
         return sigma(z)

@@ -150,8 +150,8 @@ def test_nd_fixed_points_duffing(x64):
                                                                          "stable"]
     # Jacobian [[0, 1], [1 - 3x², -δ]]: at 0, λ = (-δ ± √(δ² + 4))/2; at ±1 a complex pair.
     lam0 = np.sort(np.real(np.asarray(fp.eigenvalues[1])))
-    np.testing.assert_allclose(lam0, np.sort((-delta + np.array([-1, 1]) * np.sqrt(delta**2 + 4)) / 2),
-                               atol=1e-12)
+    ref = (-delta + np.array([-1, 1]) * np.sqrt(delta**2 + 4)) / 2
+    np.testing.assert_allclose(lam0, np.sort(ref), atol=1e-12)
     np.testing.assert_allclose(np.real(np.asarray(fp.eigenvalues[0])), [-delta / 2] * 2,
                                atol=1e-12)
     assert jaxgrad.LOSS_OF_STABILITY_LABELS[int(fp.loss_of_stability[0])] == "hopf"
@@ -269,16 +269,27 @@ def test_doya_basins(x64):
 
 
 def test_sensitivities_closed_form_and_vanishing_exploding(x64):
-    x0 = jnp.array([0.05, 0.3, 0.5 + 1e-6, 0.7, 0.95])
+    dt, n = 0.1, 1500
+    x0 = jnp.array([0.05, 0.3, 0.5 - 1e-6, 0.5, 0.5 + 1e-6, 0.7, 0.95])
     values = jnp.array([-2.5, -2.45])
     s = jaxgrad.final_state_sensitivities(doya_flow, x0, values, params=DoyaParams(W, -2.5),
-                                          param="b", dt=0.1, num_steps=1500)
+                                          param="b", dt=dt, num_steps=n)
     xT = np.asarray(s.final)
-    far = np.array([True, True, False, True, True])
+    far = np.array([True, True, False, False, False, True, True])
     closed = np.asarray(jaxgrad.doya_fixed_point_sensitivity(xT[:, far], w=W))
     np.testing.assert_allclose(np.asarray(s.d_final_d_param)[:, far], closed, rtol=1e-8)
     assert np.all(np.abs(np.asarray(s.d_final_d_x0)[:, far]) < 1e-15)  # vanishing
-    assert np.all(np.abs(np.asarray(s.d_final_d_x0)[:, ~far]) > 1e3)  # exploding
+    # x(0) = 0.5 is the unstable fixed point at b = -2.5 (σ(0) = 1/2): λ = -1 + 5/4 = 1/4,
+    # and ∂x(T)/∂x(0) is the RK4 amplification factor R(λ dt)^n (exploding).
+    z = 0.25 * dt
+    growth = (1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24) ** n
+    np.testing.assert_allclose(float(s.d_final_d_x0[0, 3]), growth, rtol=1e-9)
+    assert growth > 1e15
+    # Either side of it the end states differ by the gap between the attractors: the
+    # finite-difference ratio Δx(T)/Δx(0) explodes.
+    ref = doya_reference_roots(-2.5)
+    np.testing.assert_allclose(xT[0, [2, 4]], ref[[0, 2]], atol=1e-9)
+    assert (xT[0, 4] - xT[0, 2]) / 2e-6 > 3e5
     assert bool(jnp.all(s.finite))
 
 

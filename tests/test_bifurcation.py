@@ -263,6 +263,19 @@ def test_doya_basins(x64):
     np.testing.assert_allclose(np.asarray(bs.attractors[0, :2]), ref[[0, 2]], atol=1e-9)
     np.testing.assert_array_equal(np.asarray(bs.labels[0]), (np.asarray(x0) > ref[1]).astype(int))
     np.testing.assert_array_equal(np.asarray(bs.labels[1]), 0)
+    assert bool(jnp.all(bs.settled))
+
+
+def test_basins_flag_slow_passage_near_fold(x64):
+    # Just past the upper fold the lower branch is gone, but its ghost holds trajectories
+    # for a time ~ π / sqrt(a c Δb): after T = 20 those from below have not arrived.
+    b = doya_folds()[1].max() + 1e-4
+    x0 = jnp.array([0.05, 0.95])
+    bs = jaxgrad.basins(doya_flow, x0, jnp.array([b]), params=DoyaParams(W, b), param="b",
+                        dt=0.1, num_steps=200)
+    np.testing.assert_array_equal(np.asarray(bs.settled[0]), [False, True])
+    np.testing.assert_array_equal(np.asarray(bs.labels[0]), [-2, 0])
+    assert int(bs.num_attractors[0]) == 1
 
 
 # --------------------------------------------------------------------------- sensitivities

@@ -26,6 +26,7 @@ from ._system import (
     check_state,
     check_system,
     check_values,
+    residual,
     run_steps,
     set_param,
 )
@@ -71,8 +72,11 @@ class Basins(NamedTuple):
     Attributes:
         values: ``(P,)``; x0: ``(M, *s)``.
         final: ``(P, M, *s)`` the state ``x(T)``.
+        settled: ``(P, M)`` whether ``x(T)`` is at rest, ``‖g(x(T))‖ < settle_tol``
+            (``g = f - x`` for a map, ``f`` for a flow). Near a fold the passage through
+            the ghost of the vanished fixed point is slow, so pairs there may not settle.
         labels: ``(P, M)`` index into ``attractors[p]``; -1 for a non-finite end state
-            or one beyond the ``max_attractors`` slots.
+            or one beyond the ``max_attractors`` slots, -2 for one that has not settled.
         attractors: ``(P, K, *s)`` the distinct end states (closer than ``tol`` merged),
             ordered by their first coordinate; NaN in unused slots.
         num_attractors: ``(P,)``.
@@ -81,6 +85,7 @@ class Basins(NamedTuple):
     values: jax.Array
     x0: jax.Array
     final: jax.Array
+    settled: jax.Array
     labels: jax.Array
     attractors: jax.Array
     num_attractors: jax.Array
@@ -213,25 +218,26 @@ def hysteresis_sweep(
                   keep=keep)
 
 
-def _cluster(points, tol, k_max):
-    """Greedy clustering of ``(M, n)`` points: labels ``(M,)``, centres ``(K, n)`` sorted."""
+def _cluster(points, use, tol, k_max):
+    """Greedy clustering of the ``(M, n)`` points where ``use``: labels, centres (sorted)."""
     dtype = points.dtype
     centres0 = jnp.full((k_max, points.shape[1]), jnp.nan, dtype)
 
-    def body(carry, pt):
+    def body(carry, inputs):
+        pt, use_pt = inputs
         centres, count = carry
         dist = jnp.max(jnp.abs(centres - pt[None]), axis=1)
         near = jnp.where(jnp.isnan(dist), jnp.inf, dist)
         j = jnp.argmin(near)
         found = near[j] < tol
-        finite = jnp.all(jnp.isfinite(pt))
+        finite = jnp.all(jnp.isfinite(pt)) & use_pt
         room = count < k_max
         new = finite & ~found & room
         centres = jnp.where(new, centres.at[count].set(pt), centres)
         label = jnp.where(~finite, -1, jnp.where(found, j, jnp.where(room, count, -1)))
         return (centres, count + new.astype(count.dtype)), label
 
-    (centres, count), labels = jax.lax.scan(body, (centres0, jnp.asarray(0)), points)
+    (centres, count), labels = jax.lax.scan(body, (centres0, jnp.asarray(0)), (points, use))
     key = jnp.where(jnp.isnan(centres[:, 0]), jnp.inf, centres[:, 0])
     order = jnp.argsort(key)
     rank = jnp.argsort(order)
@@ -241,18 +247,25 @@ def _cluster(points, tol, k_max):
 
 @functools.partial(jax.jit, static_argnames=("f", "kind", "param", "num_steps",
                                              "max_attractors"))
-def _basins(f, x0, params, values, dt, tol, *, kind, param, num_steps, max_attractors):
+def _basins(f, x0, params, values, dt, tol, settle_tol, *, kind, param, num_steps,
+            max_attractors):
     step = advance(f, kind, dt)
+    g = residual(f, kind)
 
     def one(value):
         p = set_param(params, param, value)
         final = jax.vmap(lambda x: run_steps(step, x, p, num_steps))(x0)
         flat = jnp.reshape(final, (final.shape[0], -1))
-        labels, centres, count = _cluster(flat, tol, max_attractors)
-        return final, labels, jnp.reshape(centres, (max_attractors, *x0.shape[1:])), count
+        speed = jax.vmap(lambda x: jnp.max(jnp.abs(jnp.ravel(g(x, p)))))(final)
+        settled = speed < settle_tol
+        labels, centres, count = _cluster(flat, settled, tol, max_attractors)
+        finite = jnp.all(jnp.isfinite(flat), axis=1)
+        labels = jnp.where(finite & ~settled, -2, labels)
+        centres = jnp.reshape(centres, (max_attractors, *x0.shape[1:]))
+        return final, settled, labels, centres, count
 
-    final, labels, centres, count = jax.vmap(one)(values)
-    return Basins(values, x0, final, labels, centres, count)
+    final, settled, labels, centres, count = jax.vmap(one)(values)
+    return Basins(values, x0, final, settled, labels, centres, count)
 
 
 def basins(
@@ -266,6 +279,7 @@ def basins(
     dt: float = 0.1,
     num_steps: int = 2000,
     tol: float = 1e-3,
+    settle_tol: float | None = None,
     max_attractors: int = 8,
 ) -> Basins:
     """Label each (initial condition, parameter) pair by the attractor it ends in.
@@ -273,13 +287,15 @@ def basins(
     Every pair runs ``num_steps`` steps (vmapped); the end states ``x(T)`` are merged into
     attractors when closer than ``tol`` (max-norm) and ordered by their first coordinate,
     so for a 1-D bistable system label 0 is the lower and 1 the upper stable point. End
-    states are compared as points: a periodic or chaotic attractor is not recognised as
-    one (its phases at ``T`` differ).
+    states must be at rest (``‖g(x(T))‖ < settle_tol``; the others get label -2): the
+    attractors found are stable fixed points, and a periodic or chaotic attractor shows up
+    as unsettled.
 
     Arguments:
         f, params, param, kind, dt: as in ``orbit_diagram``.
         x0: ``(M, *s)`` initial conditions; values: ``(P,)``.
-        num_steps: steps to ``T``; tol: merge distance; max_attractors: ``K`` (static).
+        num_steps: steps to ``T``; tol: merge distance (max-norm); settle_tol: residual
+            under which ``x(T)`` is at rest (``tol / 10``); max_attractors: ``K`` (static).
 
     Returns:
         ``Basins``.
@@ -292,6 +308,9 @@ def basins(
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
     num_steps = check_positive_int("num_steps", num_steps)
     tol = check_positive_float("tol", tol)
+    settle_tol = tol / 10 if settle_tol is None else check_positive_float("settle_tol",
+                                                                          settle_tol)
     max_attractors = check_positive_int("max_attractors", max_attractors)
-    return _basins(f, x0, params, values, dt, jnp.asarray(tol, x0.dtype), kind=kind,
-                   param=param, num_steps=num_steps, max_attractors=max_attractors)
+    return _basins(f, x0, params, values, dt, jnp.asarray(tol, x0.dtype),
+                   jnp.asarray(settle_tol, x0.dtype), kind=kind, param=param,
+                   num_steps=num_steps, max_attractors=max_attractors)

@@ -192,6 +192,7 @@ def test_continuation_through_both_doya_folds(x64):
         np.testing.assert_allclose(np.real(np.asarray(bp.eigenvalues)), [0.0], atol=1e-10)
 
 
+@pytest.mark.slow
 def test_logistic_continuation_detects_flip(x64):
     br = jaxgrad.continue_branch(logistic, 0.6, params=2.5, param=None, p_range=(2.5, 3.5),
                                  kind="map", ds=0.05, num_steps=60)
@@ -276,6 +277,32 @@ def test_basins_flag_slow_passage_near_fold(x64):
     np.testing.assert_array_equal(np.asarray(bs.settled[0]), [False, True])
     np.testing.assert_array_equal(np.asarray(bs.labels[0]), [-2, 0])
     assert int(bs.num_attractors[0]) == 1
+
+
+def test_orbits_jit_matches_eager_and_reports_divergence():
+    values = jnp.array([-2.8, -2.5, -2.2])
+    kw = dict(params=DoyaParams(W, -2.8), param="b", kind="flow", dt=0.1, transient=5, keep=2)
+    jitted = jaxgrad.hysteresis_sweep(doya_flow, 0.1, values, **kw)
+    with jax.disable_jit():
+        eager = jaxgrad.hysteresis_sweep(doya_flow, 0.1, values, **kw)
+    np.testing.assert_allclose(np.asarray(jitted.up), np.asarray(eager.up), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jitted.down), np.asarray(eager.down), rtol=1e-6)
+    # x ↦ r x² escapes to infinity from x(0) = 10: reported in `finite`, not hidden.
+    od = jaxgrad.orbit_diagram(lambda x, r: r * x * x, jnp.array([0.1, 10.0]), jnp.array([1.0]),
+                               transient=20, keep=2)
+    np.testing.assert_array_equal(np.asarray(od.finite), [[True, False]])
+
+
+def test_continuation_jit_cache_reused():
+    from jaxgrad.analysis.continuation import _continue
+
+    kw = dict(param="b", p_range=(-3.0, -2.0), num_steps=20, locate=False)
+    jaxgrad.continue_branch(doya_flow, 0.05, params=DoyaParams(W, -3.0), **kw)
+    size = _continue._cache_size()
+    br = jaxgrad.continue_branch(doya_flow, 0.9, params=DoyaParams(5.5, -2.1), direction=-1,
+                                 **kw)
+    assert _continue._cache_size() == size
+    assert bool(br.valid[0]) and float(br.p[br.valid][-1]) < -2.1
 
 
 # --------------------------------------------------------------------------- sensitivities

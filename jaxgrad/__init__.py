@@ -5,6 +5,19 @@ parameters; analyzers (``jaxgrad.analysis``) take any step function
 ``step(x, u)`` or ``step(x, u, params)``.
 """
 
+from .analysis._system import LOSS_OF_STABILITY_LABELS as LOSS_OF_STABILITY_LABELS
+from .analysis._system import STABILITY_LABELS as STABILITY_LABELS
+from .analysis.continuation import BifurcationPoint as BifurcationPoint
+from .analysis.continuation import Branch as Branch
+from .analysis.continuation import CuspPoint as CuspPoint
+from .analysis.continuation import FoldCurve as FoldCurve
+from .analysis.continuation import continue_branch as continue_branch
+from .analysis.continuation import fold_curve as fold_curve
+from .analysis.continuation import locate_bifurcation as locate_bifurcation
+from .analysis.fixed_points import FixedPoints as FixedPoints
+from .analysis.fixed_points import FixedPoints1D as FixedPoints1D
+from .analysis.fixed_points import fixed_points as fixed_points
+from .analysis.fixed_points import fixed_points_1d as fixed_points_1d
 from .analysis.gradient_flow import LOSSES as LOSSES
 from .analysis.gradient_flow import MLPGradientFlow as MLPGradientFlow
 from .analysis.gradient_flow import RecurrentGradientFlow as RecurrentGradientFlow
@@ -13,6 +26,14 @@ from .analysis.gradient_flow import recurrent_gradient_flow as recurrent_gradien
 from .analysis.jacobian import JacobianProductNorms as JacobianProductNorms
 from .analysis.jacobian import fit_log_rate as fit_log_rate
 from .analysis.jacobian import jacobian_product_norms as jacobian_product_norms
+from .analysis.orbits import Basins as Basins
+from .analysis.orbits import HysteresisSweep as HysteresisSweep
+from .analysis.orbits import OrbitDiagram as OrbitDiagram
+from .analysis.orbits import basins as basins
+from .analysis.orbits import hysteresis_sweep as hysteresis_sweep
+from .analysis.orbits import orbit_diagram as orbit_diagram
+from .analysis.sensitivity import FinalStateSensitivities as FinalStateSensitivities
+from .analysis.sensitivity import final_state_sensitivities as final_state_sensitivities
 from .analysis.spectral import SpectralEstimate as SpectralEstimate
 from .analysis.spectral import spectral_norm as spectral_norm
 from .analysis.spectral import spectral_radius as spectral_radius

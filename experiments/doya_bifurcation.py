@@ -1,0 +1,328 @@
+"""Bifurcations of Doya's one-neuron network dx/dt = -x + σ(w x + b) (seed 001).
+
+With w = 5 and b in [-3, -2] the flow has one stable point, then (between two folds) two
+stable points and an unstable one, then one stable point again. This experiment finds the
+fixed points on a grid, follows the branch through both folds by pseudo-arclength
+continuation, locates the folds by Newton on the extended system, sweeps b up and down to
+show the hysteresis, maps the basins of attraction, compares ∂x(T)/∂b by autodiff with the
+closed form (1/(x(1-x)) - w)^{-1}, and continues the fold curve in (w, b) to its cusp.
+
+Closed forms (u = 0): fixed points on b = ln(x/(1-x)) - w x; folds where w x(1-x) = 1;
+fold curve w = 1/(x(1-x)), b = ln(x/(1-x)) - 1/(1-x), with its cusp at x = 1/2,
+(w, b) = (4, -2). At b = -w/2 the flow is symmetric under x → 1 - x, so x = 1/2 is a
+fixed point and the other two add up to 1 (seed 001 note 4: 0.145, 0.5, 0.855).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+import jaxgrad
+
+from ._runner import Result, check_bound, check_close
+
+NAME = "doya-bifurcation"
+DESCRIPTION = ("Doya's neuron, w = 5, b in [-3, -2]: branches, folds, hysteresis, basins, "
+               "∂x/∂b by autodiff vs closed form, the cusp in (w, b).")
+DEFAULT_CONFIG = {
+    "w": 5.0,
+    "b_min": -3.0,
+    "b_max": -2.0,
+    "num_b": 201,
+    "num_x": 2001,
+    "ds": 0.005,
+    "num_continuation_steps": 600,
+    "dt": 0.1,
+    "transient_steps": 1500,
+    "num_basin_x0": 120,
+    "num_basin_b": 101,
+    "basin_steps": 1000,
+    "sensitivity_steps": 1500,
+    "w_max": 8.0,
+}
+QUICK_CONFIG = {"num_b": 51, "num_x": 501, "ds": 0.01, "num_continuation_steps": 300,
+                "num_basin_x0": 40, "num_basin_b": 26, "transient_steps": 1000}
+
+# Seed 001, note 4: the fixed points at b = -2.5 (three decimals).
+PUBLISHED_AT_B_MINUS_2_5 = (0.145, 0.5, 0.855)
+
+
+def flow(x, p):
+    """Doya's vector field with no input: dx/dt = -x + σ(w x + b)."""
+    return jaxgrad.doya_vector_field(x, 0.0, p)
+
+
+def run(config: dict) -> Result:
+    with jax.enable_x64(True):
+        return _run(config)
+
+
+def _run(config: dict) -> Result:
+    w = float(config["w"])
+    b_min, b_max = float(config["b_min"]), float(config["b_max"])
+    params = jaxgrad.DoyaParams(w, b_min)
+    b_grid = jnp.linspace(b_min, b_max, config["num_b"])
+    db = float(b_grid[1] - b_grid[0])
+    checks = []
+
+    # Closed forms.
+    x_fold_ref = (1 + np.array([1.0, -1.0]) * math.sqrt(1 - 4 / w)) / 2
+    b_fold_ref = np.log(x_fold_ref / (1 - x_fold_ref)) - w * x_fold_ref  # low b first
+
+    # 1. Fixed points on the grid (bracketing + Newton, vmapped over b).
+    fp = jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=params, param="b", values=b_grid,
+                                 num_points=config["num_x"])
+    count = np.asarray(fp.count)
+    three = np.asarray(b_grid)[count == 3]
+    x_grid, ok = np.asarray(fp.x), np.asarray(fp.valid)
+    b_of_x = np.log(x_grid[ok] / (1 - x_grid[ok])) - w * x_grid[ok]
+    b_rows = np.broadcast_to(np.asarray(b_grid)[:, None], x_grid.shape)[ok]
+    checks.append(check_close("max |b(x*) - b| over grid fixed points (closed form b(x))",
+                              np.max(np.abs(b_of_x - b_rows)), 0.0, atol=1e-9))
+
+    # 2. Continuation through both folds, folds located by Newton.
+    branch = jaxgrad.continue_branch(flow, 0.05, params=params, param="b",
+                                     p_range=(b_min, b_max), ds=config["ds"],
+                                     ds_max=4 * config["ds"],
+                                     num_steps=config["num_continuation_steps"])
+    folds = sorted((bp for bp in branch.bifurcations if bp.kind == "fold"),
+                   key=lambda bp: float(bp.p))
+    checks.append(check_close("number of folds on the branch", len(folds), 2))
+    for name, bp, xr, br in zip(("lower", "upper"), folds, x_fold_ref, b_fold_ref,
+                                strict=False):
+        checks.append(check_close(f"{name} fold b (w x(1-x) = 1)", bp.p, br, atol=1e-9))
+        checks.append(check_close(f"{name} fold x = (1 ± √(1-4/w))/2", bp.x, xr, atol=1e-9))
+    fold_points = [{"b": float(bp.p), "x": float(bp.x)} for bp in folds]
+    bistable = [float(folds[0].p), float(folds[-1].p)] if folds else [math.nan, math.nan]
+    if three.size:
+        checks.append(check_close("bistable interval from grid counts, lower end", three.min(),
+                                  b_fold_ref[0], atol=db, note="grid resolution"))
+        checks.append(check_close("bistable interval from grid counts, upper end", three.max(),
+                                  b_fold_ref[1], atol=db, note="grid resolution"))
+
+    # 3. Fixed points at b = -2.5.
+    fp25 = jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=jaxgrad.DoyaParams(w, -2.5),
+                                   num_points=config["num_x"])
+    x25 = np.asarray(fp25.x)[np.asarray(fp25.valid)]
+    stable25 = np.asarray(fp25.stability)[np.asarray(fp25.valid)] == 0
+    fixed_points_25 = [{"x": float(x), "stable": bool(s)} for x, s in zip(x25, stable25,
+                                                                            strict=True)]
+    checks.append(check_close("fixed points at b = -2.5", len(x25), 3))
+    if len(x25) == 3 and w == 5.0:
+        for x, ref in zip(x25, PUBLISHED_AT_B_MINUS_2_5, strict=True):
+            checks.append(check_close(f"fixed point at b = -2.5 near {ref} (seed 001 note 4)",
+                                      x, ref, atol=5e-4))
+        checks.append(check_close("x_low + x_high at b = -w/2 (symmetry x → 1 - x)",
+                                  x25[0] + x25[2], 1.0, atol=1e-12))
+        checks.append(check_close("stable, unstable, stable at b = -2.5 (count matching)",
+                                  int(np.sum(stable25 == np.array([True, False, True]))), 3))
+
+    # 4. Hysteresis: sweep b up then down, carrying the state.
+    sweep = jaxgrad.hysteresis_sweep(flow, 0.0, b_grid, params=params, param="b", kind="flow",
+                                     dt=config["dt"], transient=config["transient_steps"],
+                                     keep=1)
+    up = np.asarray(sweep.up[:, -1])
+    down = np.asarray(sweep.down[:, -1])
+    bv = np.asarray(b_grid)
+    i_up = int(np.argmax(up > 0.5))
+    i_dn = int(np.argmax(down > 0.5))
+    jump_up = 0.5 * (bv[i_up - 1] + bv[i_up])
+    jump_down = 0.5 * (bv[i_dn - 1] + bv[i_dn])
+    checks.append(check_close("up sweep jumps at the upper fold", jump_up, b_fold_ref[1],
+                              atol=db, note="grid resolution"))
+    checks.append(check_close("down sweep jumps at the lower fold", jump_down, b_fold_ref[0],
+                              atol=db, note="grid resolution"))
+    orbit = jaxgrad.orbit_diagram(flow, jnp.array([0.0, 1.0]), b_grid, params=params,
+                                  param="b", kind="flow", dt=config["dt"],
+                                  transient=config["transient_steps"], keep=1)
+
+    # 5. Basins of attraction in the (b, x(0)) plane.
+    n0 = config["num_basin_x0"]
+    x0_basin = (jnp.arange(n0) + 0.5) / n0  # cell centres, never exactly on x = 1/2
+    b_basin = jnp.linspace(b_min, b_max, config["num_basin_b"])
+    db_basin = float(b_basin[1] - b_basin[0])
+    basin = jaxgrad.basins(flow, x0_basin, b_basin, params=params, param="b", dt=config["dt"],
+                           num_steps=config["basin_steps"])
+    fp_basin = jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=params, param="b",
+                                       values=b_basin, num_points=config["num_x"])
+    labels = np.asarray(basin.labels)
+    xs_b = np.asarray(fp_basin.x)
+    unstable_x = np.where(np.asarray(fp_basin.count) == 3, xs_b[:, 1], np.nan)
+    expected = np.where(np.isnan(unstable_x)[:, None], 0,
+                        (np.asarray(x0_basin)[None, :] > unstable_x[:, None]).astype(int))
+    settled_b = np.asarray(basin.settled)
+    checks.append(check_close("settled basin labels that disagree with x(0) ≷ unstable point",
+                              np.sum((labels != expected) & settled_b), 0))
+    # Pairs still moving at T are slowed by the ghost of a fold (passage time ~ |b - b_f|^-1/2).
+    b_unsettled = np.broadcast_to(np.asarray(b_basin)[:, None], labels.shape)[~settled_b]
+    dist_fold = (np.min(np.abs(b_unsettled[:, None] - b_fold_ref[None, :]), axis=1)
+                 if b_unsettled.size else np.zeros(1))
+    checks.append(check_bound("max distance from a fold of the unsettled (b, x0) pairs",
+                              dist_fold.max(), 2 * db_basin,
+                              note=f"{int((~settled_b).sum())} unsettled of {labels.size}"))
+
+    # 6. Sensitivities ∂x(T)/∂b (autodiff) vs the closed form on both stable branches.
+    sens = jaxgrad.final_state_sensitivities(flow, jnp.array([0.02, 0.98]), b_grid,
+                                             params=params, param="b", dt=config["dt"],
+                                             num_steps=config["sensitivity_steps"])
+    xT = np.asarray(sens.final)
+    dxdb = np.asarray(sens.d_final_d_param)
+    closed = np.asarray(jaxgrad.doya_fixed_point_sensitivity(xT, w=w))
+    lam = -1 + w * xT * (1 - xT)  # eigenvalue at the end state
+    settled = lam < -0.1  # well inside a stable branch: x(T) has converged
+    rel = np.abs(dxdb - closed)[settled] / np.abs(closed)[settled]
+    checks.append(check_close("max rel. error ∂x(T)/∂b autodiff vs (1/(x(1-x)) - w)^-1",
+                              rel.max(), 0.0, atol=1e-6,
+                              note=f"{int(settled.sum())} (b, x0) pairs with λ < -0.1"))
+    s25 = jaxgrad.final_state_sensitivities(flow, jnp.array([0.02, 0.98]), jnp.array([-2.5]),
+                                            params=params, param="b", dt=config["dt"],
+                                            num_steps=config["sensitivity_steps"])
+    dxdb_25 = np.asarray(s25.d_final_d_param)[0]
+    closed_25 = np.asarray(jaxgrad.doya_fixed_point_sensitivity(np.asarray(s25.final)[0], w=w))
+    checks.append(check_close("∂x(T)/∂b at b = -2.5, lower attractor", dxdb_25[0],
+                              closed_25[0], rtol=1e-6))
+    x0_line = 0.5 + 0.005 * jnp.arange(-99, 100)  # holds x(0) = 1/2 exactly
+    s_line = jaxgrad.final_state_sensitivities(flow, x0_line, jnp.array([-2.5]), params=params,
+                                               param="b", dt=config["dt"],
+                                               num_steps=config["sensitivity_steps"])
+    dxdx0 = np.abs(np.asarray(s_line.d_final_d_x0)[0])
+    near = np.abs(np.asarray(x0_line) - 0.5) < 0.01
+    checks.append(check_bound("max |∂x(T)/∂x(0)| away from x = 1/2 (vanishing)",
+                              dxdx0[~near].max(), 1e-6))
+    checks.append(check_bound("|∂x(T)/∂x(0)| at x(0) = 1/2 (exploding)", dxdx0[near].max(),
+                              1e6, kind=">="))
+
+    # 7. Fold curve in (w, b) and its cusp.
+    # From the located upper fold at w: towards smaller w (through the cusp, back along
+    # the lower fold) and towards larger w; the two pieces make the whole curve.
+    start = folds[-1] if folds else None
+    x_start = float(start.x) if start else 0.3
+    b_start = float(start.p) if start else -2.3
+    fc, fc_up = (
+        jaxgrad.fold_curve(flow, x_start, params=jaxgrad.DoyaParams(w, b_start), param="b",
+                           param2="w", p2_range=(3.0, config["w_max"]), direction=d,
+                           ds=0.05, num_steps=300)
+        for d in (-1, 1)
+    )
+    fc_ok, up_ok = np.asarray(fc.valid), np.asarray(fc_up.valid)
+    fx, fb, fw = (np.concatenate([np.asarray(a)[fc_ok], np.asarray(a2)[up_ok]])
+                  for a, a2 in ((fc.x, fc_up.x), (fc.p, fc_up.p), (fc.p2, fc_up.p2)))
+    checks.append(check_close("fold curve max |w - 1/(x(1-x))|",
+                              np.max(np.abs(fw - 1 / (fx * (1 - fx)))), 0.0, atol=1e-9))
+    checks.append(check_close("fold curve max |b - ln(x/(1-x)) + 1/(1-x)|",
+                              np.max(np.abs(fb - (np.log(fx / (1 - fx)) - 1 / (1 - fx)))),
+                              0.0, atol=1e-9))
+    checks.append(check_close("number of cusps", len(fc.cusps) + len(fc_up.cusps), 1))
+    cusp = {"w": math.nan, "b": math.nan, "x": math.nan}
+    if fc.cusps:
+        c = fc.cusps[0]
+        cusp = {"w": float(c.p2), "b": float(c.p), "x": float(c.x)}
+        checks.append(check_close("cusp w", c.p2, 4.0, atol=1e-8))
+        checks.append(check_close("cusp b", c.p, -2.0, atol=1e-8))
+        checks.append(check_close("cusp x", c.x, 0.5, atol=1e-6))
+
+    figures = _figures(branch, folds, fp, sweep, orbit, basin, unstable_x, sens, closed,
+                       settled, s_line, fc, fc_up, w)
+    summary = {
+        "w": w,
+        "fold_points": fold_points,
+        "bistable_interval": bistable,
+        "fixed_points_at_b_minus_2_5": fixed_points_25,
+        "dx_db_at_b_minus_2_5": {"autodiff": dxdb_25.tolist(), "closed_form": closed_25.tolist()},
+        "hysteresis_jumps": {"up": float(jump_up), "down": float(jump_down)},
+        "cusp": cusp,
+    }
+    arrays = {
+        "b_grid": bv, "grid_fixed_points": x_grid, "grid_stability": np.asarray(fp.stability),
+        "branch_x": np.asarray(branch.x), "branch_b": np.asarray(branch.p),
+        "branch_valid": np.asarray(branch.valid), "branch_stability": np.asarray(branch.stability),
+        "sweep_up": up, "sweep_down": down,
+        "basin_labels": labels, "basin_settled": settled_b, "basin_x0": np.asarray(x0_basin),
+        "basin_b": np.asarray(b_basin),
+        "dx_db_autodiff": dxdb, "dx_db_closed_form": closed, "final_states": xT,
+        "fold_curve_w": fw, "fold_curve_b": fb, "fold_curve_x": fx,
+    }
+    return Result(summary=summary, checks=checks, arrays=arrays, figures=figures)
+
+
+def _figures(branch, folds, fp, sweep, orbit, basin, unstable_x, sens, closed, settled,
+             s_line, fc, fc_up, w):
+    figures = {}
+    ok = np.asarray(branch.valid)
+    bx, bb = np.asarray(branch.x)[ok], np.asarray(branch.p)[ok]
+    st = np.asarray(branch.stability)[ok] == 0
+    bv = np.asarray(sweep.values)
+
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.8))
+    ax[0].plot(np.repeat(bv, fp.x.shape[1]), np.asarray(fp.x).ravel(), "o", ms=4, color="C7",
+               alpha=0.3, mec="none", label="grid fixed points (bracketing + Newton)")
+    for stable, style, color, label in ((True, "-", "C0", "stable (continuation)"),
+                                        (False, "--", "C1", "unstable (continuation)")):
+        y = np.where(st == stable, bx, np.nan)
+        ax[0].plot(bb, y, style, color=color, lw=2, zorder=3, label=label)
+    for bp in folds:
+        ax[0].plot(float(bp.p), float(bp.x), "o", color="C3", ms=7, zorder=4)
+    if folds:
+        ax[0].plot([], [], "o", color="C3", label="folds (located)")
+    ax[0].set(xlabel="b", ylabel="x*", title=f"Fixed points of dx/dt = -x + σ({w:g}x + b)")
+    ax[0].legend(fontsize=8)
+    ax[1].plot(bv, np.asarray(sweep.up[:, -1]), "^-", ms=3, color="C0", label="sweep b up")
+    ax[1].plot(bv, np.asarray(sweep.down[:, -1]), "v-", ms=3, color="C1",
+               label="sweep b down")
+    for m, x0 in enumerate(np.asarray(orbit.x0)):
+        ax[1].plot(bv, np.asarray(orbit.states[:, m, -1]), ":", color="C7", lw=1,
+                   label=f"fixed x(0) = {x0:g}")
+    for bp in folds:
+        ax[1].axvline(float(bp.p), color="C3", lw=0.8, ls="--")
+    ax[1].set(xlabel="b", ylabel="x(T)", title="Orbit diagram: hysteresis between the folds")
+    ax[1].legend(fontsize=8)
+    fig.tight_layout()
+    figures["bifurcation_diagram"] = fig
+
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+    xT = np.asarray(sens.final)
+    dxdb = np.asarray(sens.d_final_d_param)
+    for m, name in enumerate(("lower attractor", "upper attractor")):
+        ax[0].semilogy(bv, np.abs(dxdb[:, m]), color=f"C{m}", label=f"|∂x(T)/∂b| autodiff, {name}")
+        ax[0].semilogy(bv[settled[:, m]], np.abs(closed[settled[:, m], m]), "k.", ms=3)
+    ax[0].plot([], [], "k.", label="closed form (1/(x(1-x)) - w)^{-1}")
+    ax[0].set(xlabel="b", ylabel="|∂x(T)/∂b|",
+              title="Parameter sensitivity: finite on a branch, growing toward its fold")
+    ax[0].legend(fontsize=8)
+    ax[1].semilogy(np.asarray(s_line.x0), np.abs(np.asarray(s_line.d_final_d_x0)[0]) + 1e-300)
+    ax[1].set(xlabel="x(0)", ylabel="|∂x(T)/∂x(0)|", ylim=(1e-40, 1e20),
+              title="b = -2.5: vanishing except at the unstable point x = 1/2")
+    fig.tight_layout()
+    figures["sensitivities"] = fig
+    del xT
+
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+    bb_basin = np.asarray(basin.values)
+    x0 = np.asarray(basin.x0)
+    mesh = ax[0].pcolormesh(bb_basin, x0, np.asarray(basin.final).T, shading="nearest",
+                            cmap="coolwarm", vmin=0.0, vmax=1.0)
+    fig.colorbar(mesh, ax=ax[0], label="attractor reached, x(T)")
+    ax[0].plot(bb_basin, unstable_x, "k--", label="unstable fixed point (basin boundary)")
+    bb_grid, x0_grid = np.meshgrid(bb_basin, x0, indexing="ij")
+    moving = ~np.asarray(basin.settled)
+    ax[0].plot(bb_grid[moving], x0_grid[moving], "x", color="k", ms=3,
+               label="not settled at T (slow passage near a fold)")
+    ax[0].set(xlabel="b", ylabel="x(0)", title="Basins of attraction")
+    ax[0].legend(fontsize=8)
+    for k, curve in enumerate((fc, fc_up)):
+        fok = np.asarray(curve.valid)
+        ax[1].plot(np.asarray(curve.p2)[fok], np.asarray(curve.p)[fok], "k-",
+                   label="fold curve (continued)" if k == 0 else None)
+    for c in fc.cusps:
+        ax[1].plot(float(c.p2), float(c.p), "o", color="C3", label="cusp")
+    ax[1].axvline(w, color="C7", lw=0.8, ls=":", label=f"w = {w:g}")
+    ax[1].set(xlabel="w", ylabel="b", title="Fold curve in (w, b): bistable inside the cusp")
+    ax[1].legend(fontsize=8)
+    fig.tight_layout()
+    figures["basins_and_cusp"] = fig
+    return figures

@@ -1,0 +1,226 @@
+"""Systems given as functions ``f(x, p)``, shared by the bifurcation tools.
+
+A *map* is ``x_{t+1} = f(x, p)``; a *flow* is ``dx/dt = f(x, p)``. The state ``x`` is a
+scalar or a 1-D array; ``p`` is a scalar or a pytree of parameters (a ``NamedTuple`` such
+as ``DoyaParams``, a ``dict`` or a dataclass), and the parameter that a sweep or a
+continuation varies is chosen by name (``param="b"``).
+
+Fixed points solve ``g(x, p) = 0`` with ``g = f - x`` (map) or ``g = f`` (flow); their
+stability is read from the eigenvalues of ``∂f/∂x``: ``|μ| < 1`` (map), ``Re λ < 0`` (flow).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._validation import check_array, check_choice, check_finite, check_positive_float
+
+KINDS = ("map", "flow")
+
+#: Stability codes used in results: ``STABILITY_LABELS[code]``.
+STABILITY_LABELS = ("stable", "unstable", "saddle")
+#: How a fixed point loses (or gains) stability through its critical eigenvalue (the one
+#: nearest the stability boundary): a real eigenvalue through μ = +1 / λ = 0 is a fold, a
+#: real multiplier through μ = -1 a flip (period doubling, maps only), a complex pair a
+#: Hopf (flow) or Neimark-Sacker (map) bifurcation. ``LOSS_OF_STABILITY_LABELS[code]``.
+LOSS_OF_STABILITY_LABELS = ("fold", "flip", "hopf", "neimark_sacker")
+
+
+def check_system(f: Any, kind: Any) -> None:
+    """``f`` callable and ``kind`` in ``("map", "flow")``."""
+    if not callable(f):
+        raise TypeError(f"`f` must be callable as f(x, p), got {type(f).__name__}")
+    check_choice("kind", kind, KINDS)
+
+
+def _field_names(params: Any) -> list[str] | None:
+    if isinstance(params, dict):
+        return sorted(str(k) for k in params)
+    if hasattr(params, "_fields"):
+        return list(params._fields)
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return [fl.name for fl in dataclasses.fields(params)]
+    return None
+
+
+def check_param(params: Any, param: Any) -> None:
+    """``param`` names a field of ``params`` (or is ``None`` for a scalar ``params``)."""
+    if param is None:
+        if _field_names(params) is not None:
+            raise ValueError(
+                "`param` must name the parameter to vary, one of "
+                f"{_field_names(params)}; got None"
+            )
+        return
+    if not isinstance(param, str):
+        raise TypeError(f"`param` must be a parameter name (str), got {type(param).__name__}")
+    names = _field_names(params)
+    if names is None:
+        raise TypeError(
+            f"`param`={param!r} needs `params` to be a dict, NamedTuple or dataclass, "
+            f"got {type(params).__name__}"
+        )
+    if param not in names:
+        raise ValueError(f"unknown `param` {param!r}; `params` has {names}")
+
+
+def set_param(params: Any, param: str | None, value: Any) -> Any:
+    """``params`` with ``param`` set to ``value`` (just ``value`` when ``param`` is None)."""
+    if param is None:
+        return value
+    if isinstance(params, dict):
+        return {**params, param: value}
+    if hasattr(params, "_replace"):
+        return params._replace(**{param: value})
+    return dataclasses.replace(params, **{param: value})
+
+
+def get_param(params: Any, param: str | None) -> Any:
+    """The value of the field ``param`` of ``params`` (``params`` itself if ``param`` is None)."""
+    if param is None:
+        return params
+    if isinstance(params, dict):
+        return params[param]
+    return getattr(params, param)
+
+
+def check_values(name: str, values: Any, *, increasing: bool = False) -> jax.Array:
+    """A non-empty, finite 1-D grid of parameter values."""
+    arr = check_array(name, values)
+    if arr.ndim != 1:
+        raise ValueError(f"`{name}` must be a 1-D grid of parameter values, got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"`{name}` must hold at least one point, got 0")
+    check_finite(name, arr)
+    if increasing and arr.shape[0] > 1 and not bool(np.all(np.diff(np.asarray(arr)) > 0)):
+        raise ValueError(f"`{name}` must be strictly increasing")
+    return arr
+
+
+def check_interval(name: str, interval: Any) -> tuple[float, float]:
+    """``(lo, hi)`` with finite ``lo < hi``."""
+    try:
+        lo, hi = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a pair (lo, hi) of numbers, got {interval!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"`{name}` must be finite, got ({lo}, {hi})")
+    if not lo < hi:
+        raise ValueError(
+            f"`{name}` must satisfy lo < hi (non-empty, not reversed), got ({lo}, {hi})"
+        )
+    return lo, hi
+
+
+def check_state(name: str, x: Any, *, batched: bool = False) -> jax.Array:
+    """A finite state: scalar or 1-D (``batched``: with one extra leading axis)."""
+    arr = check_array(name, x)
+    lo, hi = (1, 2) if batched else (0, 1)
+    if not lo <= arr.ndim <= hi:
+        what = "(M,) or (M, n) (leading axis = initial conditions)" if batched else "() or (n,)"
+        raise ValueError(f"`{name}` must have shape {what}, got {arr.shape}")
+    if batched and arr.shape[0] == 0:
+        raise ValueError(f"`{name}` must hold at least one initial condition, got 0")
+    check_finite(name, arr)
+    return arr
+
+
+def check_output(f: Callable, x: jax.Array, p: Any) -> None:
+    """``f(x, p)`` returns a state shaped like ``x``."""
+    try:
+        out = jax.eval_shape(f, x, p)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`f` failed on a state of shape {x.shape}: {err}") from err
+    if not hasattr(out, "shape") or out.shape != x.shape:
+        got = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"`f(x, p)` must return a state shaped like x {x.shape}, got {got}")
+
+
+def check_dt(kind: str, dt: Any) -> float:
+    """The integration step of a flow (ignored for maps)."""
+    return check_positive_float("dt", dt) if kind == "flow" else 1.0
+
+
+def residual(f: Callable, kind: str) -> Callable:
+    """``g(x, p)`` whose zeros are the fixed points: ``f - x`` (map) or ``f`` (flow)."""
+    if kind == "map":
+        return lambda x, p: f(x, p) - x
+    return f
+
+
+def advance(f: Callable, kind: str, dt: float) -> Callable:
+    """One time step ``x -> x'``: the map itself, or a classical RK4 step of the flow."""
+    if kind == "map":
+        return f
+
+    def rk4(x, p):
+        k1 = f(x, p)
+        k2 = f(x + 0.5 * dt * k1, p)
+        k3 = f(x + 0.5 * dt * k2, p)
+        k4 = f(x + dt * k3, p)
+        return x + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+    return rk4
+
+
+def run_steps(step: Callable, x0: jax.Array, p: Any, num_steps: int) -> jax.Array:
+    """``x(T)`` after ``num_steps`` steps, under ``lax.fori_loop``."""
+    return jax.lax.fori_loop(0, num_steps, lambda _, x: step(x, p), x0)
+
+
+def jacobian_flat(f: Callable, x: jax.Array, p: Any) -> jax.Array:
+    """``∂f/∂x`` as an ``(n, n)`` matrix (``n = 1`` for a scalar state)."""
+    shape = x.shape
+    flat = lambda y: jnp.reshape(f(jnp.reshape(y, shape), p), (-1,))  # noqa: E731
+    return jax.jacfwd(flat)(jnp.reshape(x, (-1,)))
+
+
+def classify(eigenvalues: jax.Array, kind: str) -> tuple[jax.Array, jax.Array]:
+    """Stability and loss-of-stability codes from the eigenvalues ``(..., n)`` of ``∂f/∂x``.
+
+    Stable: every ``|μ| < 1`` (map) or ``Re λ < 0`` (flow); unstable: none; saddle: some.
+    The critical eigenvalue is the one nearest the boundary (``||μ| - 1|`` or ``|Re λ|``).
+    """
+    ev = eigenvalues
+    if kind == "map":
+        inside = jnp.abs(ev) < 1
+        distance = jnp.abs(jnp.abs(ev) - 1)
+    else:
+        inside = jnp.real(ev) < 0
+        distance = jnp.abs(jnp.real(ev))
+    n_in = jnp.sum(inside, axis=-1)
+    n = ev.shape[-1]
+    stability = jnp.where(n_in == n, 0, jnp.where(n_in == 0, 1, 2)).astype(jnp.int32)
+    k = jnp.argmin(distance, axis=-1)
+    crit = jnp.take_along_axis(ev, k[..., None], axis=-1)[..., 0]
+    scale = jnp.maximum(jnp.abs(crit), 1.0)
+    is_complex = jnp.abs(jnp.imag(crit)) > 1e3 * jnp.finfo(jnp.real(crit).dtype).eps * scale
+    if kind == "map":
+        code = jnp.where(is_complex, 3, jnp.where(jnp.real(crit) < 0, 1, 0))
+    else:
+        code = jnp.where(is_complex, 2, 0)
+    return stability, code.astype(jnp.int32)
+
+
+def eigenvalues(f: Callable, x: jax.Array, p: Any) -> jax.Array:
+    """Eigenvalues ``(n,)`` of ``∂f/∂x`` at ``x`` (complex dtype)."""
+    J = jacobian_flat(f, x, p)
+    if J.shape[0] == 1:
+        return J[0].astype(complex_dtype(J.dtype))
+    return jnp.linalg.eigvals(J)
+
+
+def complex_dtype(dtype: Any) -> Any:
+    """The complex dtype matching a real one (complex128 for float64, else complex64)."""
+    return jnp.complex128 if jnp.dtype(dtype) == jnp.float64 else jnp.complex64
+
+
+def default_tol(dtype: Any) -> float:
+    """Residual tolerance for a converged Newton solve: ``sqrt(eps)`` of the dtype."""
+    return float(np.sqrt(np.finfo(dtype).eps))

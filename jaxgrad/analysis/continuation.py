@@ -1,0 +1,513 @@
+"""Pseudo-arclength continuation of fixed points, folds, flips and fold curves.
+
+A fixed-point branch ``g(x, p) = 0`` (``g = f - x`` for a map, ``f`` for a flow) is
+followed as a curve ``(x(s), p(s))`` in arclength ``s``: predictor ``z + Δs t`` along the
+unit tangent ``t`` (the null vector of ``[∂g/∂x ∂g/∂p]``), corrector Newton on
+``g(z) = 0, t·(z - z_pred) = 0`` (Keller 1977). Because ``p`` is an unknown too, the branch
+passes through folds, where ``∂p/∂s`` changes sign.
+
+Folds (``∂g/∂x`` singular: μ = +1 for a map, λ = 0 for a flow) and flips (map, μ = -1)
+are detected by sign changes along the branch and located by Newton on the extended
+system ``g(x, p) = 0, M(x, p) v = 0, c·v = 1`` with ``M = ∂g/∂x`` (fold) or ``∂f/∂x + I``
+(flip) (Kuznetsov, *Elements of Applied Bifurcation Theory*, 3rd ed. (2004), §10.2). The
+same extended system continued in a second parameter is the fold curve; where that
+curve turns back in the second parameter it has a cusp.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._validation import check_choice, check_positive_float, check_positive_int
+from ._system import (
+    check_interval,
+    check_output,
+    check_param,
+    check_state,
+    check_system,
+    classify,
+    default_tol,
+    eigenvalues,
+    get_param,
+    residual,
+    set_param,
+)
+
+BIFURCATIONS = ("fold", "flip")
+
+
+class BifurcationPoint(NamedTuple):
+    """A located fold or flip of a fixed-point branch.
+
+    Attributes:
+        kind: ``"fold"`` or ``"flip"``.
+        x: ``(*s)`` the fixed point at the bifurcation.
+        p: ``()`` the parameter value.
+        eigenvalues: ``(n,)`` of ``∂f/∂x`` there (one is 1 / -1 for a map fold / flip,
+            0 for a flow fold).
+        null_vector: ``(n,)`` the critical eigenvector ``v``.
+        converged: whether Newton on the extended system reached ``tol``.
+        residual: ``‖(g, M v, c·v - 1)‖`` at the returned point.
+    """
+
+    kind: str
+    x: jax.Array
+    p: jax.Array
+    eigenvalues: jax.Array
+    null_vector: jax.Array
+    converged: jax.Array
+    residual: jax.Array
+
+
+class Branch(NamedTuple):
+    """A continued fixed-point branch (``S = num_steps + 1`` rows, the start first).
+
+    Attributes:
+        x: ``(S, *s)`` states; ``p``: ``(S,)`` parameter values.
+        valid: ``(S,)`` accepted points inside ``p_range`` (the others are rejected
+            predictor-corrector attempts or lie past the end of the branch).
+        eigenvalues: ``(S, n)`` of ``∂f/∂x``; ``stability``: ``(S,)`` codes into
+            ``STABILITY_LABELS``.
+        tangent_p: ``(S,)`` ``dp/ds``; it changes sign at a fold.
+        residual: ``(S,)`` ``‖g(x, p)‖`` after the corrector.
+        bifurcations: located ``BifurcationPoint`` s, in order along the branch.
+    """
+
+    x: jax.Array
+    p: jax.Array
+    valid: jax.Array
+    eigenvalues: jax.Array
+    stability: jax.Array
+    tangent_p: jax.Array
+    residual: jax.Array
+    bifurcations: tuple[BifurcationPoint, ...]
+
+
+class CuspPoint(NamedTuple):
+    """A cusp on a fold curve: where the curve turns back in the second parameter."""
+
+    x: jax.Array
+    p: jax.Array
+    p2: jax.Array
+    converged: jax.Array
+    residual: jax.Array
+
+
+class FoldCurve(NamedTuple):
+    """A fold curve in two parameters (``S`` rows).
+
+    Attributes:
+        x: ``(S, *s)`` the fixed point at the fold; ``p``: ``(S,)`` the first parameter;
+            ``p2``: ``(S,)`` the second.
+        valid: ``(S,)`` accepted points inside ``p2_range``.
+        cusps: located ``CuspPoint`` s.
+    """
+
+    x: jax.Array
+    p: jax.Array
+    p2: jax.Array
+    valid: jax.Array
+    cusps: tuple[CuspPoint, ...]
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _fixed_point_system(f, kind, param, params, shape):
+    """``R(y, q) = g(x, p)`` flattened, with ``y = vec(x)`` and ``q`` the parameter."""
+    g = residual(f, kind)
+
+    def R(y, q):
+        return jnp.reshape(g(jnp.reshape(y, shape), set_param(params, param, q)), (-1,))
+
+    return R
+
+
+def _singular_system(R, n, c, shift):
+    """``E((y, v), q) = (R, (∂R/∂y + shift I) v, c·v - 1)`` over ``y`` of size ``n``."""
+
+    def E(Y, q):
+        y, v = Y[:n], Y[n:]
+        Jv = jax.jvp(lambda yy: R(yy, q), (y,), (v,))[1] + shift * v
+        return jnp.concatenate([R(y, q), Jv, (c @ v - 1.0)[None]])
+
+    return E
+
+
+def _full_jacobian(R, z, m):
+    Jy, Jq = jax.jacfwd(R, argnums=(0, 1))(z[:m], z[m])
+    return jnp.concatenate([Jy, Jq[:, None]], axis=1)
+
+
+def _newton(H, z, steps):
+    def body(_, z):
+        return z - jnp.linalg.solve(jax.jacfwd(H)(z), H(z))
+
+    return jax.lax.fori_loop(0, steps, body, z)
+
+
+def _locate(R, y0, q0, shift, steps):
+    """Newton on ``R = 0, (∂R/∂y + shift I) v = 0, c·v = 1`` for ``(y, v, q)``."""
+    n = y0.shape[0]
+    J = jax.jacfwd(R)(y0, q0) + shift * jnp.eye(n, dtype=y0.dtype)
+    _, _, vt = jnp.linalg.svd(J)
+    c = vt[-1]
+    E = _singular_system(R, n, c, shift)
+
+    def H(z):
+        return E(z[:-1], z[-1])
+
+    z = _newton(H, jnp.concatenate([y0, c, q0[None]]), steps)
+    return z[:n], z[n:2 * n], z[-1], jnp.linalg.norm(H(z))
+
+
+def _arclength(R, y0, q0, *, direction, ds, ds_min, ds_max, num_steps, q_lo, q_hi,
+               newton_steps, tol):
+    """Pseudo-arclength continuation of ``R(y, q) = 0`` with step halving on failure."""
+    m = y0.shape[0]
+    e_last = jnp.zeros(m + 1, y0.dtype).at[m].set(1.0)
+
+    def tangent(z, t_prev):
+        A = jnp.concatenate([_full_jacobian(R, z, m), t_prev[None]], axis=0)
+        t = jnp.linalg.solve(A, e_last)
+        return t / jnp.linalg.norm(t)
+
+    y0 = _newton(lambda y: R(y, q0), y0, newton_steps)
+    z0 = jnp.concatenate([y0, q0[None]])
+    t0 = tangent(z0, direction * e_last)
+
+    def step(carry, _):
+        z, t, h, alive = carry
+        zp = z + h * t
+
+        def H(zc):
+            return jnp.concatenate([R(zc[:m], zc[m]), (t @ (zc - zp))[None]])
+
+        zn = _newton(H, zp, newton_steps)
+        res = jnp.linalg.norm(R(zn[:m], zn[m]))
+        ok = jnp.isfinite(res) & (res < tol) & jnp.all(jnp.isfinite(zn))
+        inside = (zn[m] >= q_lo) & (zn[m] <= q_hi)
+        tn = tangent(zn, t)
+        accepted = alive & ok & inside
+        h_next = jnp.where(ok, jnp.minimum(1.25 * h, ds_max), 0.5 * h)
+        alive_next = alive & (~ok | inside) & (h_next >= ds_min)
+        carry = (jnp.where(accepted, zn, z), jnp.where(accepted, tn, t), h_next, alive_next)
+        return carry, (zn, tn, accepted, res)
+
+    h0 = jnp.asarray(ds, y0.dtype)
+    _, (zs, ts, acc, res) = jax.lax.scan(step, (z0, t0, h0, jnp.asarray(True)), None,
+                                         length=num_steps)
+    res0 = jnp.linalg.norm(R(y0, q0))
+    zs = jnp.concatenate([z0[None], zs])
+    ts = jnp.concatenate([t0[None], ts])
+    acc = jnp.concatenate([(res0 < tol)[None], acc])
+    res = jnp.concatenate([res0[None], res])
+    return zs, ts, acc, res
+
+
+_STATIC = ("f", "kind", "param", "num_steps", "newton_steps")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _continue(f, x0, params, p_lo, p_hi, direction, ds, ds_min, ds_max, tol, *, kind, param,
+              num_steps, newton_steps):
+    shape = x0.shape
+    R = _fixed_point_system(f, kind, param, params, shape)
+    q0 = jnp.asarray(get_param(params, param), x0.dtype)
+    zs, ts, acc, res = _arclength(
+        R, jnp.reshape(x0, (-1,)), q0, direction=direction, ds=ds, ds_min=ds_min,
+        ds_max=ds_max, num_steps=num_steps, q_lo=p_lo, q_hi=p_hi,
+        newton_steps=newton_steps, tol=tol)
+    n = zs.shape[1] - 1
+    xs = jnp.reshape(zs[:, :n], (zs.shape[0], *shape))
+    ps = zs[:, n]
+    ev = jax.vmap(lambda x, p: eigenvalues(f, x, set_param(params, param, p)))(xs, ps)
+    return xs, ps, acc, ev, ts[:, n], res
+
+
+@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "newton_steps", "bifurcation"))
+def _locate_fixed(f, x, params, *, kind, param, newton_steps, bifurcation):
+    shape = x.shape
+    R = _fixed_point_system(f, kind, param, params, shape)
+    q0 = jnp.asarray(get_param(params, param), x.dtype)
+    shift = 0.0 if bifurcation == "fold" else 2.0
+    y, v, q, res = _locate(R, jnp.reshape(x, (-1,)), q0, shift, newton_steps)
+    xb = jnp.reshape(y, shape)
+    return xb, q, eigenvalues(f, xb, set_param(params, param, q)), v, res
+
+
+def _check_common(f, kind, x0, params, param):
+    check_system(f, kind)
+    x0 = check_state("x0", x0)
+    check_param(params, param)
+    check_output(f, x0, params)
+    p0 = get_param(params, param)
+    if np.ndim(p0) != 0:
+        raise ValueError(f"`params.{param}` must be a scalar to be continued, got shape "
+                         f"{np.shape(p0)}")
+    return x0, float(p0)
+
+
+def locate_bifurcation(
+    f: Callable,
+    x_guess: Any,
+    *,
+    params: Any,
+    param: str,
+    kind: str = "flow",
+    bifurcation: str = "fold",
+    newton_steps: int = 30,
+    tol: float | None = None,
+) -> BifurcationPoint:
+    """Locate a fold or flip near ``(x_guess, params[param])`` by Newton's method.
+
+    Solves ``g(x, p) = 0, M(x, p) v = 0, c·v = 1`` for ``(x, v, p)``, with ``M = ∂g/∂x``
+    for a fold (μ = +1 for a map, λ = 0 for a flow) and ``M = ∂f/∂x + I`` for a flip of a
+    map (μ = -1); ``c`` is the null vector of ``M`` at the guess (Kuznetsov 2004, §10.2).
+
+    Arguments:
+        f: ``f(x, p)``, a map or a flow (``kind``); state shape ``()`` or ``(n,)``.
+        x_guess: a point near the bifurcation; ``params[param]`` is the guess for ``p``.
+        params: parameters (a dict, NamedTuple or dataclass).
+        param: the name of the parameter that is solved for.
+        kind: ``"map"`` or ``"flow"``.
+        bifurcation: ``"fold"`` or ``"flip"`` (maps only).
+        newton_steps: Newton iterations; ``tol``: residual for ``converged`` (``sqrt(eps)``).
+
+    Returns:
+        ``BifurcationPoint``.
+
+    Example:
+        >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
+        >>> locate_bifurcation(flow, 0.3, params=DoyaParams(5.0, -2.3), param="b").p
+        ... # -2.3444 = ln(x/(1-x)) - 1/(1-x) at x = (1 - sqrt(1 - 4/5))/2
+    """
+    x0, _ = _check_common(f, kind, x_guess, params, param)
+    check_choice("bifurcation", bifurcation, BIFURCATIONS)
+    if bifurcation == "flip" and kind != "map":
+        raise ValueError("`bifurcation`='flip' (μ = -1) exists only for kind='map'")
+    newton_steps = check_positive_int("newton_steps", newton_steps)
+    tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
+    xb, q, ev, v, res = _locate_fixed(f, x0, params, kind=kind, param=param,
+                                      newton_steps=newton_steps, bifurcation=bifurcation)
+    return BifurcationPoint(bifurcation, xb, q, ev, v, res < tol, res)
+
+
+def continue_branch(
+    f: Callable,
+    x0: Any,
+    *,
+    params: Any,
+    param: str,
+    p_range: tuple[float, float],
+    kind: str = "flow",
+    direction: int = 1,
+    ds: float = 0.01,
+    ds_min: float | None = None,
+    ds_max: float | None = None,
+    num_steps: int = 500,
+    newton_steps: int = 8,
+    tol: float | None = None,
+    locate: bool = True,
+) -> Branch:
+    """Follow a fixed-point branch in the parameter ``param`` by pseudo-arclength continuation.
+
+    Starts from ``x0`` (corrected by Newton) at ``p = params[param]`` and moves in the
+    direction of increasing (``direction=1``) or decreasing (``-1``) ``p``. The step is
+    halved when the corrector fails and grown by 1.25 (up to ``ds_max``) when it succeeds;
+    the branch ends when it leaves ``p_range`` or the step falls below ``ds_min``. Folds
+    (sign change of ``dp/ds``) and, for maps, flips (sign change of ``det(∂f/∂x + I)``) are
+    then located with ``locate_bifurcation`` (``locate=True``).
+
+    Arguments:
+        f: ``f(x, p)``, a map or a flow (``kind``); state shape ``()`` or ``(n,)``.
+        x0: a fixed point (or a guess) at ``params[param]``.
+        params: parameters (dict, NamedTuple or dataclass); ``param`` names the one varied.
+        p_range: ``(lo, hi)``, containing ``params[param]``.
+        ds: initial arclength step in ``(x, p)``; ``ds_min`` (``ds/1000``), ``ds_max``
+            (``10 ds``) bound it.
+        num_steps: predictor-corrector steps (the scan length; static).
+        newton_steps: corrector iterations; ``tol``: residual ``‖g‖`` accepted
+            (``sqrt(eps)``).
+
+    Returns:
+        ``Branch`` with ``num_steps + 1`` rows and the located bifurcations.
+
+    Example:
+        >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
+        >>> br = continue_branch(flow, 0.05, params=DoyaParams(5.0, -3.0), param="b",
+        ...                      p_range=(-3.0, -2.0))
+        >>> [(bp.kind, float(bp.p)) for bp in br.bifurcations]   # folds at -2.344, -2.656
+    """
+    x0, p0 = _check_common(f, kind, x0, params, param)
+    lo, hi = check_interval("p_range", p_range)
+    if not lo <= p0 <= hi:
+        raise ValueError(f"`params.{param}`={p0} must lie inside `p_range` ({lo}, {hi})")
+    if direction not in (1, -1):
+        raise ValueError(f"`direction` must be 1 or -1, got {direction!r}")
+    ds = check_positive_float("ds", ds)
+    ds_min = ds / 1000 if ds_min is None else check_positive_float("ds_min", ds_min)
+    ds_max = 10 * ds if ds_max is None else check_positive_float("ds_max", ds_max)
+    num_steps = check_positive_int("num_steps", num_steps)
+    newton_steps = check_positive_int("newton_steps", newton_steps)
+    tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
+    dt = x0.dtype
+    xs, ps, valid, ev, tp, res = _continue(
+        f, x0, params, jnp.asarray(lo, dt), jnp.asarray(hi, dt), jnp.asarray(direction, dt),
+        jnp.asarray(ds, dt), jnp.asarray(ds_min, dt), jnp.asarray(ds_max, dt),
+        jnp.asarray(tol, dt), kind=kind, param=param, num_steps=num_steps,
+        newton_steps=newton_steps)
+    stability, _ = classify(ev, kind)
+    found: list[BifurcationPoint] = []
+    if locate:
+        idx = np.flatnonzero(np.asarray(valid))
+        tp_h = np.asarray(tp)
+        flip_test = np.real(np.prod(np.asarray(ev) + 1.0, axis=-1))
+        for i, j in zip(idx[:-1], idx[1:], strict=False):
+            kinds = []
+            if np.sign(tp_h[i]) * np.sign(tp_h[j]) < 0:
+                kinds.append("fold")
+            if kind == "map" and np.sign(flip_test[i]) * np.sign(flip_test[j]) < 0:
+                kinds.append("flip")
+            for b in kinds:
+                p_mid = set_param(params, param, jnp.asarray(0.5 * (ps[i] + ps[j]), dt))
+                found.append(locate_bifurcation(
+                    f, 0.5 * (xs[i] + xs[j]), params=p_mid, param=param, kind=kind,
+                    bifurcation=b, tol=tol))
+    return Branch(xs, ps, valid, ev, stability, tp, res, tuple(found))
+
+
+def fold_curve(
+    f: Callable,
+    x0: Any,
+    *,
+    params: Any,
+    param: str,
+    param2: str,
+    p2_range: tuple[float, float],
+    kind: str = "flow",
+    direction: int = 1,
+    ds: float = 0.02,
+    ds_min: float | None = None,
+    ds_max: float | None = None,
+    num_steps: int = 300,
+    newton_steps: int = 10,
+    tol: float | None = None,
+) -> FoldCurve:
+    """The fold curve of fixed points in two parameters, with its cusps.
+
+    The fold near ``(x0, params[param])`` is located at ``params[param2]``; the extended
+    system ``g = 0, ∂g/∂x v = 0, c·v = 1`` in the unknowns ``(x, v, param)`` is then
+    continued by pseudo-arclength in ``param2``. Where ``d param2/ds`` changes sign the
+    curve has a cusp (two folds meet and disappear), located by Newton as a fold of the
+    extended system. For Doya's neuron the fold curve is
+    ``w = 1/(x(1-x)), b = ln(x/(1-x)) - 1/(1-x)`` with its cusp at ``(w, b) = (4, -2)``.
+
+    Arguments:
+        f, x0, params, kind: as in ``continue_branch``; ``x0`` near a fold in ``param``.
+        param: the first parameter (solved for on the curve), ``param2``: the second
+            (continued), both fields of ``params``.
+        p2_range: ``(lo, hi)`` of ``param2``, containing ``params[param2]``.
+        direction, ds, ds_min, ds_max, num_steps, newton_steps, tol: as in
+            ``continue_branch`` (steps in ``(x, v, param, param2)``).
+
+    Returns:
+        ``FoldCurve`` with ``num_steps + 1`` rows.
+
+    Example:
+        >>> fc = fold_curve(flow, 0.28, params=DoyaParams(5.0, -2.34), param="b",
+        ...                 param2="w", p2_range=(3.0, 8.0), direction=-1)
+        >>> fc.cusps[0].p2, fc.cusps[0].p     # ≈ 4, -2
+    """
+    x0, _ = _check_common(f, kind, x0, params, param)
+    check_param(params, param2)
+    if param2 is None or param2 == param:
+        raise ValueError(f"`param2` must name a second parameter other than {param!r}, "
+                         f"got {param2!r}")
+    p2 = get_param(params, param2)
+    if np.ndim(p2) != 0:
+        raise ValueError(f"`params.{param2}` must be a scalar, got shape {np.shape(p2)}")
+    lo, hi = check_interval("p2_range", p2_range)
+    if not lo <= float(p2) <= hi:
+        raise ValueError(f"`params.{param2}`={float(p2)} must lie inside `p2_range` "
+                         f"({lo}, {hi})")
+    if direction not in (1, -1):
+        raise ValueError(f"`direction` must be 1 or -1, got {direction!r}")
+    ds = check_positive_float("ds", ds)
+    ds_min = ds / 1000 if ds_min is None else check_positive_float("ds_min", ds_min)
+    ds_max = 10 * ds if ds_max is None else check_positive_float("ds_max", ds_max)
+    num_steps = check_positive_int("num_steps", num_steps)
+    newton_steps = check_positive_int("newton_steps", newton_steps)
+    tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
+    dt = x0.dtype
+    zs, tq, acc, res = _fold_curve_arrays(
+        f, x0, params, jnp.asarray(lo, dt), jnp.asarray(hi, dt), jnp.asarray(direction, dt),
+        jnp.asarray(ds, dt), jnp.asarray(ds_min, dt), jnp.asarray(ds_max, dt),
+        jnp.asarray(tol, dt), kind=kind, param=param, param2=param2, num_steps=num_steps,
+        newton_steps=newton_steps)
+    shape = x0.shape
+    n = int(np.prod(shape, dtype=int))
+    xs = jnp.reshape(zs[:, :n], (zs.shape[0], *shape))
+    cusps: list[CuspPoint] = []
+    idx = np.flatnonzero(np.asarray(acc))
+    tq_h = np.asarray(tq)
+    for i, j in zip(idx[:-1], idx[1:], strict=False):
+        if np.sign(tq_h[i]) * np.sign(tq_h[j]) < 0:
+            z_mid = 0.5 * (zs[i] + zs[j])
+            Y, q, r = _locate_cusp(f, z_mid, params, kind=kind, param=param, param2=param2,
+                                   shape=shape, newton_steps=newton_steps)
+            cusps.append(CuspPoint(jnp.reshape(Y[:n], shape), Y[2 * n], q, r < tol, r))
+    return FoldCurve(xs, zs[:, 2 * n], zs[:, -1], acc, tuple(cusps))
+
+
+def _extended_fold_system(f, kind, param, param2, params, shape, c):
+    n = int(np.prod(shape, dtype=int))
+    g = residual(f, kind)
+
+    def E(Y, q):
+        xx, vv, pp = Y[:n], Y[n:2 * n], Y[2 * n]
+
+        def r(z):
+            p = set_param(set_param(params, param2, q), param, pp)
+            return jnp.reshape(g(jnp.reshape(z, shape), p), (-1,))
+
+        return jnp.concatenate([r(xx), jax.jvp(r, (xx,), (vv,))[1], (c @ vv - 1.0)[None]])
+
+    return E
+
+
+@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "param2", "num_steps",
+                                             "newton_steps"))
+def _fold_curve_arrays(f, x, params, p2_lo, p2_hi, direction, ds, ds_min, ds_max, tol, *,
+                       kind, param, param2, num_steps, newton_steps):
+    shape = x.shape
+    dt = x.dtype
+    q0 = jnp.asarray(get_param(params, param2), dt)
+    R1 = _fixed_point_system(f, kind, param, set_param(params, param2, q0), shape)
+    p1 = jnp.asarray(get_param(params, param), dt)
+    y, v, p, _ = _locate(R1, jnp.reshape(x, (-1,)), p1, 0.0, newton_steps)
+    # Normalise so that c·v = 1 holds with c = v / ‖v‖², the same c in _locate_cusp.
+    c = v / jnp.dot(v, v)
+    E = _extended_fold_system(f, kind, param, param2, params, shape, c)
+    Y0 = jnp.concatenate([y, v, p[None]])
+    zs, ts, acc, res = _arclength(
+        E, Y0, q0, direction=direction, ds=ds, ds_min=ds_min, ds_max=ds_max,
+        num_steps=num_steps, q_lo=p2_lo, q_hi=p2_hi, newton_steps=newton_steps, tol=tol)
+    return zs, ts[:, -1], acc, res
+
+
+@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "param2", "shape",
+                                             "newton_steps"))
+def _locate_cusp(f, z, params, *, kind, param, param2, shape, newton_steps):
+    n = int(np.prod(shape, dtype=int))
+    v = z[n:2 * n]
+    c = v / jnp.dot(v, v)
+    E = _extended_fold_system(f, kind, param, param2, params, shape, c)
+    Y, _, q, res = _locate(E, z[:-1], z[-1], 0.0, newton_steps)
+    return Y, q, res

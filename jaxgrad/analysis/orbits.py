@@ -1,0 +1,316 @@
+"""Long-run behaviour over a parameter grid: orbit diagrams, hysteresis sweeps, basins.
+
+A map ``x ↦ f(x, p)`` is iterated; a flow ``dx/dt = f(x, p)`` is integrated with
+classical RK4 steps of size ``dt``. After ``transient`` steps the next ``keep`` states are
+the orbit. With fixed initial conditions every (parameter, initial condition) pair runs
+independently (vmapped); in a sweep the state is carried from one parameter value to the
+next, up and then down the grid, so that a bistable system shows hysteresis: it stays on
+the branch it is on until that branch ends at a fold (Strogatz 1994, §3.7).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .._validation import check_positive_float, check_positive_int
+from ._system import (
+    advance,
+    check_dt,
+    check_output,
+    check_param,
+    check_state,
+    check_system,
+    check_values,
+    residual,
+    run_steps,
+    set_param,
+)
+
+
+class OrbitDiagram(NamedTuple):
+    """Orbits from fixed initial conditions (``P`` values, ``M`` initial conditions).
+
+    Attributes:
+        values: ``(P,)``; x0: ``(M, *s)``.
+        states: ``(P, M, keep, *s)`` the states after the transient.
+        finite: ``(P, M)`` whether every kept state is finite (a diverging orbit is
+            reported here, not hidden).
+    """
+
+    values: jax.Array
+    x0: jax.Array
+    states: jax.Array
+    finite: jax.Array
+
+
+class HysteresisSweep(NamedTuple):
+    """Orbits with the state carried along the grid, up then down.
+
+    Attributes:
+        values: ``(P,)`` increasing.
+        up: ``(P, keep, *s)`` states at ``values[i]`` sweeping up from ``x0``.
+        down: ``(P, keep, *s)`` states at ``values[i]`` sweeping down from the last
+            state of the up sweep (indexed like ``values``, so ``down[i]`` is at
+            ``values[i]``).
+        finite: ``(2, P)`` finiteness of the up and down orbits.
+    """
+
+    values: jax.Array
+    up: jax.Array
+    down: jax.Array
+    finite: jax.Array
+
+
+class Basins(NamedTuple):
+    """Which attractor each (initial condition, parameter) pair ends in.
+
+    Attributes:
+        values: ``(P,)``; x0: ``(M, *s)``.
+        final: ``(P, M, *s)`` the state ``x(T)``.
+        settled: ``(P, M)`` whether ``x(T)`` is at rest, ``‖g(x(T))‖ < settle_tol``
+            (``g = f - x`` for a map, ``f`` for a flow). Near a fold the passage through
+            the ghost of the vanished fixed point is slow, so pairs there may not settle.
+        labels: ``(P, M)`` index into ``attractors[p]``; -1 for a non-finite end state
+            or one beyond the ``max_attractors`` slots, -2 for one that has not settled.
+        attractors: ``(P, K, *s)`` the distinct end states (closer than ``tol`` merged),
+            ordered by their first coordinate; NaN in unused slots.
+        num_attractors: ``(P,)``.
+    """
+
+    values: jax.Array
+    x0: jax.Array
+    final: jax.Array
+    settled: jax.Array
+    labels: jax.Array
+    attractors: jax.Array
+    num_attractors: jax.Array
+
+
+def _orbit(step, x0, p, transient, keep):
+    x = run_steps(step, x0, p, transient)
+
+    def body(x, _):
+        x = step(x, p)
+        return x, x
+
+    x_last, xs = jax.lax.scan(body, x, None, length=keep)
+    return x_last, xs
+
+
+def _all_finite(xs, lead):
+    return jnp.all(jnp.isfinite(jnp.reshape(xs, (*xs.shape[:lead], -1))), axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "transient", "keep"))
+def _orbit_diagram(f, x0, params, values, dt, *, kind, param, transient, keep):
+    step = advance(f, kind, dt)
+
+    def one(value, x):
+        return _orbit(step, x, set_param(params, param, value), transient, keep)[1]
+
+    states = jax.vmap(lambda v: jax.vmap(lambda x: one(v, x))(x0))(values)
+    return OrbitDiagram(values, x0, states, _all_finite(states, 2))
+
+
+@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "transient", "keep"))
+def _sweep(f, x0, params, values, dt, *, kind, param, transient, keep):
+    step = advance(f, kind, dt)
+
+    def body(x, value):
+        x_last, xs = _orbit(step, x, set_param(params, param, value), transient, keep)
+        return x_last, xs
+
+    x_top, up = jax.lax.scan(body, x0, values)
+    _, down = jax.lax.scan(body, x_top, values, reverse=True)
+    finite = jnp.stack([_all_finite(up, 1), _all_finite(down, 1)])
+    return HysteresisSweep(values, up, down, finite)
+
+
+def _check_orbit_args(f, x0, values, params, param, kind, dt, *, batched):
+    check_system(f, kind)
+    x0 = check_state("x0", x0, batched=batched)
+    check_param(params, param)
+    values = check_values("values", values, increasing=not batched).astype(x0.dtype)
+    dt = check_dt(kind, dt)
+    check_output(f, x0[0] if batched else x0, set_param(params, param, values[0]))
+    return x0, values, jnp.asarray(dt, x0.dtype)
+
+
+def orbit_diagram(
+    f: Callable,
+    x0: Any,
+    values: Any,
+    *,
+    params: Any = None,
+    param: str | None = None,
+    kind: str = "map",
+    dt: float = 0.1,
+    transient: int = 1000,
+    keep: int = 64,
+) -> OrbitDiagram:
+    """Long-run states for every parameter value and every initial condition (vmapped).
+
+    Arguments:
+        f: ``f(x, p)``, a map or a flow (``kind``); state shape ``()`` or ``(n,)``.
+        x0: ``(M, *s)`` initial conditions (the leading axis is the batch).
+        values: ``(P,)`` values of the parameter ``param`` of ``params`` (or of the scalar
+            parameter itself when ``param`` is None).
+        kind: ``"map"`` or ``"flow"``; ``dt``: RK4 step of a flow.
+        transient: steps discarded; ``keep``: steps kept (both static).
+
+    Returns:
+        ``OrbitDiagram`` with ``states`` ``(P, M, keep, *s)``.
+
+    Example:
+        >>> logistic = lambda x, r: r * x * (1 - x)
+        >>> od = orbit_diagram(logistic, jnp.array([0.3]), jnp.linspace(2.8, 4.0, 400))
+        >>> od.states[:, 0, :]          # period doubling from r = 3, chaos past 3.57
+    """
+    x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
+    transient = check_positive_int("transient", transient, minimum=0)
+    keep = check_positive_int("keep", keep)
+    return _orbit_diagram(f, x0, params, values, dt, kind=kind, param=param,
+                          transient=transient, keep=keep)
+
+
+def hysteresis_sweep(
+    f: Callable,
+    x0: Any,
+    values: Any,
+    *,
+    params: Any = None,
+    param: str | None = None,
+    kind: str = "map",
+    dt: float = 0.1,
+    transient: int = 1000,
+    keep: int = 8,
+) -> HysteresisSweep:
+    """Sweep a parameter up then down, carrying the state from each value to the next.
+
+    From ``x0`` at ``values[0]``, each value runs ``transient + keep`` steps starting
+    from where the previous one ended; after ``values[-1]`` the sweep returns down the
+    grid. Between two folds of a bistable system the up and down sweeps sit on different
+    branches (hysteresis); each jumps where its branch ends.
+
+    Arguments:
+        f, params, param, kind, dt, transient, keep: as in ``orbit_diagram``.
+        x0: ``(*s)`` one initial state.
+        values: ``(P,)`` strictly increasing parameter values.
+
+    Returns:
+        ``HysteresisSweep`` with ``up``, ``down`` of shape ``(P, keep, *s)``.
+
+    Example:
+        >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
+        >>> hs = hysteresis_sweep(flow, 0.0, jnp.linspace(-3, -2, 101), kind="flow",
+        ...                       params=DoyaParams(5.0, -3.0), param="b")
+        >>> # up jumps near b = -2.344, down near b = -2.656
+    """
+    x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=False)
+    transient = check_positive_int("transient", transient, minimum=0)
+    keep = check_positive_int("keep", keep)
+    return _sweep(f, x0, params, values, dt, kind=kind, param=param, transient=transient,
+                  keep=keep)
+
+
+def _cluster(points, use, tol, k_max):
+    """Greedy clustering of the ``(M, n)`` points where ``use``: labels, centres (sorted)."""
+    dtype = points.dtype
+    centres0 = jnp.full((k_max, points.shape[1]), jnp.nan, dtype)
+
+    def body(carry, inputs):
+        pt, use_pt = inputs
+        centres, count = carry
+        dist = jnp.max(jnp.abs(centres - pt[None]), axis=1)
+        near = jnp.where(jnp.isnan(dist), jnp.inf, dist)
+        j = jnp.argmin(near)
+        found = near[j] < tol
+        finite = jnp.all(jnp.isfinite(pt)) & use_pt
+        room = count < k_max
+        new = finite & ~found & room
+        centres = jnp.where(new, centres.at[count].set(pt), centres)
+        label = jnp.where(~finite, -1, jnp.where(found, j, jnp.where(room, count, -1)))
+        return (centres, count + new.astype(count.dtype)), label
+
+    (centres, count), labels = jax.lax.scan(body, (centres0, jnp.asarray(0)), (points, use))
+    key = jnp.where(jnp.isnan(centres[:, 0]), jnp.inf, centres[:, 0])
+    order = jnp.argsort(key)
+    rank = jnp.argsort(order)
+    labels = jnp.where(labels >= 0, rank[jnp.maximum(labels, 0)], -1)
+    return labels, centres[order], count
+
+
+@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "num_steps",
+                                             "max_attractors"))
+def _basins(f, x0, params, values, dt, tol, settle_tol, *, kind, param, num_steps,
+            max_attractors):
+    step = advance(f, kind, dt)
+    g = residual(f, kind)
+
+    def one(value):
+        p = set_param(params, param, value)
+        final = jax.vmap(lambda x: run_steps(step, x, p, num_steps))(x0)
+        flat = jnp.reshape(final, (final.shape[0], -1))
+        speed = jax.vmap(lambda x: jnp.max(jnp.abs(jnp.ravel(g(x, p)))))(final)
+        settled = speed < settle_tol
+        labels, centres, count = _cluster(flat, settled, tol, max_attractors)
+        finite = jnp.all(jnp.isfinite(flat), axis=1)
+        labels = jnp.where(finite & ~settled, -2, labels)
+        centres = jnp.reshape(centres, (max_attractors, *x0.shape[1:]))
+        return final, settled, labels, centres, count
+
+    final, settled, labels, centres, count = jax.vmap(one)(values)
+    return Basins(values, x0, final, settled, labels, centres, count)
+
+
+def basins(
+    f: Callable,
+    x0: Any,
+    values: Any,
+    *,
+    params: Any = None,
+    param: str | None = None,
+    kind: str = "flow",
+    dt: float = 0.1,
+    num_steps: int = 2000,
+    tol: float = 1e-3,
+    settle_tol: float | None = None,
+    max_attractors: int = 8,
+) -> Basins:
+    """Label each (initial condition, parameter) pair by the attractor it ends in.
+
+    Every pair runs ``num_steps`` steps (vmapped); the end states ``x(T)`` are merged into
+    attractors when closer than ``tol`` (max-norm) and ordered by their first coordinate,
+    so for a 1-D bistable system label 0 is the lower and 1 the upper stable point. End
+    states must be at rest (``‖g(x(T))‖ < settle_tol``; the others get label -2): the
+    attractors found are stable fixed points, and a periodic or chaotic attractor shows up
+    as unsettled.
+
+    Arguments:
+        f, params, param, kind, dt: as in ``orbit_diagram``.
+        x0: ``(M, *s)`` initial conditions; values: ``(P,)``.
+        num_steps: steps to ``T``; tol: merge distance (max-norm); settle_tol: residual
+            under which ``x(T)`` is at rest (``tol / 10``); max_attractors: ``K`` (static).
+
+    Returns:
+        ``Basins``.
+
+    Example:
+        >>> bs = basins(flow, jnp.linspace(0, 1, 201), jnp.array([-2.5]),
+        ...             params=DoyaParams(5.0, -2.5), param="b")
+        >>> bs.labels[0]          # 0 below x(0) = 0.5, 1 above
+    """
+    x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
+    num_steps = check_positive_int("num_steps", num_steps)
+    tol = check_positive_float("tol", tol)
+    settle_tol = tol / 10 if settle_tol is None else check_positive_float("settle_tol",
+                                                                          settle_tol)
+    max_attractors = check_positive_int("max_attractors", max_attractors)
+    return _basins(f, x0, params, values, dt, jnp.asarray(tol, x0.dtype),
+                   jnp.asarray(settle_tol, x0.dtype), kind=kind, param=param,
+                   num_steps=num_steps, max_attractors=max_attractors)

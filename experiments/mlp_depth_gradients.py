@@ -35,17 +35,16 @@ below; the corrected one must agree with ``jaxgrad.mlp_gradient_flow``.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
 import jaxgrad
 
+from ._mean_field import activation_moments
 from ._runner import Result, check_bound, check_close
 
 NAME = "mlp-depth-gradients"
@@ -126,40 +125,6 @@ def make_setup(name: str, width: int, depth: int) -> Setup:
 
 
 # --------------------------------------------------------------------------- theory
-
-
-def gauss_hermite(num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes ``t`` and weights ``w`` with ``E f(z) = Σ w f(√q t)`` for ``z ~ N(0, q)``."""
-    t, w = np.polynomial.hermite.hermgauss(num_nodes)
-    return np.sqrt(2.0) * t, w / np.sqrt(np.pi)
-
-
-def gaussian_expectation(f, variance: float, *, num_nodes: int = 200) -> float:
-    """``E f(z)`` for ``z ~ N(0, variance)`` by Gauss–Hermite quadrature (``f`` vectorised)."""
-    t, w = gauss_hermite(num_nodes)
-    return float(np.sum(w * np.asarray(f(np.sqrt(variance) * t), dtype=np.float64)))
-
-
-@functools.cache
-def _moments_function(activation: str, num_nodes: int):
-    """Jitted ``q -> (E φ², E|φ'|, E φ'², E φ'⁴)`` for ``z ~ N(0, q)``."""
-    phi = jaxgrad.get_activation(activation)
-    dphi = jax.vmap(jax.grad(phi))
-    t, w = (jnp.asarray(a, jnp.float32) for a in gauss_hermite(num_nodes))
-
-    @jax.jit
-    def moments(q):
-        z = jnp.sqrt(q) * t
-        d = dphi(z)
-        return jnp.stack([w @ phi(z) ** 2, w @ jnp.abs(d), w @ d**2, w @ d**4])
-
-    return moments
-
-
-def activation_moments(activation: str, variance: float, *, num_nodes: int = 200) -> np.ndarray:
-    """``(E φ(z)², E|φ'(z)|, E φ'(z)², E φ'(z)⁴)`` for ``z ~ N(0, variance)``, float64."""
-    q = jnp.asarray(variance, jnp.float32)
-    return np.asarray(_moments_function(activation, num_nodes)(q), np.float64)
 
 
 class MeanFieldProfile(NamedTuple):

@@ -229,8 +229,15 @@ def seed_listing_gradient_magnitudes(
 # --------------------------------------------------------------------------- experiment
 
 
+def _log(x: float, base: float = math.e) -> float:
+    """``log x``, or NaN (a failing check rather than an exception) for x <= 0 or non-finite."""
+    return math.log(x, base) if math.isfinite(x) and x > 0 else math.nan
+
+
 def _fit_slope(values: np.ndarray) -> float:
-    """Least-squares slope of ``log values`` against the layer index."""
+    """Least-squares slope of ``log values`` against the layer index (NaN if any is <= 0)."""
+    if not np.all(np.isfinite(values) & (values > 0)):
+        return math.nan
     k = np.arange(len(values), dtype=np.float64)
     return float(np.polyfit(k, np.log(values), 1)[0])
 
@@ -300,12 +307,10 @@ def run(config: dict) -> Result:
         note="seed 002: a 10-layer sigmoid network reduces gradients by 1e-6 or more"))
 
     # 3. Mean-field theory for the zero-mean, plain, non-homogeneous configurations.
-    mf_checked = {}
     for name, prof in theory.items():
         if not setups[name].mean_field_checked:
             continue
-        measured, predicted = math.log(ratio[name]), math.log(mf_ratio[name])
-        mf_checked[name] = predicted
+        measured, predicted = _log(ratio[name]), math.log(mf_ratio[name])
         checks.append(check_close(
             f"{name}: log first_to_last_ratio vs mean field", measured, predicted,
             atol=n_sig * prof.log_ratio_std,
@@ -316,7 +321,7 @@ def run(config: dict) -> Result:
     for name in ("relu_he", "sigmoid_yilmaz_poli", "relu_he_residual_batchnorm"):
         if name in ratio:
             checks.append(check_bound(
-                f"{name}: |log10 first_to_last_ratio|", abs(math.log10(ratio[name])),
+                f"{name}: |log10 first_to_last_ratio|", abs(_log(ratio[name], 10.0)),
                 BOUND_DECADES,
                 note="He 2015 (E‖∂L/∂h‖² kept), Yilmaz–Poli 2022, residual+BN: no "
                      "exponential vanishing; mean field for ReLU+He gives √(2/π)"))
@@ -330,6 +335,7 @@ def run(config: dict) -> Result:
         "first_to_last_ratio": ratio,
         "weight_first_to_last_ratio": wratio,
         "mean_field_first_to_last_ratio": mf_ratio,
+        "mean_field_checked": [n for n in theory if setups[n].mean_field_checked],
         "per_layer_log_factor": {"measured": factor, "closed_form": linear_rate},
         "seed_listing_first_to_last_ratio": {
             "derivative_at_preactivation": float(listing[0] / listing[-1]),

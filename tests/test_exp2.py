@@ -215,3 +215,9 @@ def test_run_regime_respects_pascanu_bound():
     assert out["bound_rate"] == pytest.approx(math.log(3.9 / 4), rel=1e-4)
     assert out["max_log_norm_minus_bound"] < 0
     assert out["rate"] < out["bound_rate"]
+
+
+def test_random_sign_loss_gradient_is_the_signs():
+    signs = jnp.array([[1.0, -1.0], [-1.0, -1.0]])
+    g = jax.grad(mlp.random_sign_loss)(jnp.ones((2, 2)), signs)
+    np.testing.assert_array_equal(np.asarray(g), np.asarray(signs))

@@ -220,14 +220,17 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _fields(gradient: str) -> tuple[str, ...]:
+    return {"full": _FILES, "axes": ("loss", "axis_gradients", "finite"),
+            "none": ("loss", "finite")}[gradient]
+
+
 class _MemoryStore:
-    def __init__(self, n: int, k: int, dtype: Any):
-        self.arrays = {
-            "loss": np.full((n,), np.nan, dtype),
-            "axis_gradients": np.full((n, k), np.nan, dtype),
-            "gradient_norm": np.full((n,), np.nan, dtype),
-            "finite": np.zeros((n,), bool),
-        }
+    def __init__(self, n: int, k: int, dtype: Any, fields: tuple[str, ...]):
+        shapes = {"loss": (n,), "axis_gradients": (n, k), "gradient_norm": (n,)}
+        self.arrays = {name: np.full(shapes[name], np.nan, dtype)
+                       for name in fields if name != "finite"}
+        self.arrays["finite"] = np.zeros((n,), bool)
         self.done: set[int] = set()
         self.nonfinite: list[int] = []
         self.num_nonfinite = 0
@@ -254,8 +257,10 @@ class _DiskStore(_MemoryStore):
     ``progress.json`` (spec hash, finished chunks, non-finite points) replaced atomically
     after each chunk: a chunk counts as finished only once its data are on disk."""
 
-    def __init__(self, folder: Path, n: int, k: int, dtype: Any, spec_hash: str):
+    def __init__(self, folder: Path, n: int, k: int, dtype: Any, fields: tuple[str, ...],
+                 spec_hash: str):
         self.folder = folder
+        self.fields = fields
         folder.mkdir(parents=True, exist_ok=True)
         self.shapes = {"loss": (n,), "axis_gradients": (n, k), "gradient_norm": (n,),
                        "finite": (n,)}
@@ -276,7 +281,7 @@ class _DiskStore(_MemoryStore):
             self.nonfinite = list(state["nonfinite"])
             self.num_nonfinite = int(state["num_nonfinite"])
         self.spec_hash = spec_hash
-        for name in _FILES:
+        for name in fields:
             path = folder / f"{name}.npy"
             ok = False
             if progress.is_file() and path.is_file():
@@ -329,7 +334,8 @@ class _DiskStore(_MemoryStore):
             self._save_progress()
 
     def result_arrays(self) -> dict[str, np.ndarray]:
-        return {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in _FILES}
+        return {name: np.load(self.folder / f"{name}.npy", mmap_mode="r")
+                for name in self.fields}
 
 
 # ---------------------------------------------------------------------------------------
@@ -481,11 +487,11 @@ def scan_landscape(
     D_dev = _global_array(D, replicated)
 
     if checkpoint is None:
-        store: _MemoryStore = _MemoryStore(n, k, dtype)
+        store: _MemoryStore = _MemoryStore(n, k, dtype, _fields(gradient))
     else:
         spec_hash = _spec_hash(loss_fn, base, D, coords, gradient, chosen, chunk, names,
                                list(axes))
-        store = _DiskStore(Path(checkpoint), n, k, dtype, spec_hash)
+        store = _DiskStore(Path(checkpoint), n, k, dtype, _fields(gradient), spec_hash)
 
     todo = [c for c in range(n_chunks) if c not in store.done]
     if max_chunks is not None:

@@ -496,10 +496,11 @@ def scan_landscape(
     todo = [c for c in range(n_chunks) if c not in store.done]
     if max_chunks is not None:
         todo = todo[:max_chunks]
-    from tqdm.auto import tqdm
+    bar = None
+    if progress and jax.process_index() == 0:
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=n_chunks, initial=len(store.done), unit="chunk", desc="scan_landscape",
-               disable=not progress or jax.process_index() != 0)
+        bar = tqdm(total=n_chunks, initial=len(store.done), unit="chunk", desc="scan_landscape")
     for c in todo:
         start = c * chunk
         count = min(chunk, n - start)
@@ -520,8 +521,10 @@ def scan_landscape(
         values["finite"] = finite
         bad = start + np.flatnonzero(~finite)
         store.write(c, start, values, bad, max_reported)
-        bar.update(1)
-    bar.close()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
 
     arrays = store.result_arrays()
     idx = np.asarray(sorted(store.nonfinite), dtype=np.int64)

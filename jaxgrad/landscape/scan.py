@@ -281,6 +281,7 @@ class _DiskStore(_MemoryStore):
             self.nonfinite = list(state["nonfinite"])
             self.num_nonfinite = int(state["num_nonfinite"])
         self.spec_hash = spec_hash
+        fresh = False
         for name in fields:
             path = folder / f"{name}.npy"
             ok = False
@@ -295,11 +296,14 @@ class _DiskStore(_MemoryStore):
             if not ok:
                 self.done, self.nonfinite, self.num_nonfinite = set(), [], 0
                 self._allocate(name, path)
-        if not progress.is_file():
+                fresh = True
+        if fresh or not progress.is_file():
             self._save_progress()
 
     def _allocate(self, name: str, path: Path) -> None:
         shape, dtype = self.shapes[name], self.dtypes[name]
+        if jax.process_index() != 0:  # process 0 alone writes the shared folder
+            return
         with open(path, "wb") as fh:
             np.lib.format.write_array_header_1_0(
                 fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
@@ -314,6 +318,8 @@ class _DiskStore(_MemoryStore):
                 remaining -= m
 
     def _save_progress(self) -> None:
+        if jax.process_index() != 0:
+            return
         state = {"spec": self.spec_hash, "done": sorted(self.done),
                  "nonfinite": self.nonfinite, "num_nonfinite": self.num_nonfinite}
         _write_atomic(self.folder / "progress.json", json.dumps(state).encode())
@@ -330,10 +336,13 @@ class _DiskStore(_MemoryStore):
                     fh.flush()
                     os.fsync(fh.fileno())
         self._record(chunk, bad, max_reported)
-        if jax.process_index() == 0:
-            self._save_progress()
+        self._save_progress()
 
     def result_arrays(self) -> dict[str, np.ndarray]:
+        if jax.process_count() > 1:  # wait until process 0 has written everything
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("jaxgrad.scan_landscape")
         return {name: np.load(self.folder / f"{name}.npy", mmap_mode="r")
                 for name in self.fields}
 
@@ -380,6 +389,8 @@ def scan_landscape(
             padded to a multiple of the device count.
         checkpoint: a folder; each finished chunk is written there and a rerun with the
             same scan resumes. The result's arrays are then memory maps of files there.
+            With several processes (``jax.distributed``) the folder must be shared;
+            process 0 writes it.
         max_chunks: compute at most this many new chunks in this call (the result is then
             partial, ``complete=False``; call again to continue).
         progress: show a tqdm progress bar.

@@ -136,9 +136,15 @@ def run(config: dict) -> Result:
     w_cols = surface.coords[0].astype(np.float64)
     sharp = w_cols[(1 + eps * (w_cols / 4 - 1)) ** T > 1e6]
     sharp = sharp[sharp >= 4.5]
-    cols_with_jump = {round(float(v), 6) for v, a in zip(jp[:, 0], surf_cliffs.jump_axis)
+    # A column shows the wall as a jump along b, or, where a grid point lands on the wall
+    # itself (x(0) = 0.5 stays put), as a gradient-norm peak there, or as a gradient that
+    # overflows float32 there (Λ(w)^T > 1e38: reported as a non-finite point).
+    pk = np.concatenate([surf_cliffs.peak_points, surface.nonfinite_points])
+    cols_with_wall = {round(float(v), 6) for v, a in zip(jp[:, 0], surf_cliffs.jump_axis)
                       if a == 1}
-    found = np.mean([round(float(v), 6) in cols_with_jump for v in sharp]) if len(sharp) else 0
+    cols_with_wall |= {round(float(v), 6) for v in pk[:, 0]}
+    found = np.mean([round(float(v), 6) in cols_with_wall for v in sharp]) if len(sharp) else 0
+    peak_off_line = np.abs(pk[:, 1] + pk[:, 0] / 2.0) if len(pk) else np.zeros(1)
 
     checks = [
         check_close("wall_b (largest loss jump)", wall_b, -2.5, atol=spacing,
@@ -165,8 +171,10 @@ def run(config: dict) -> Result:
                     float(np.max(off_line)), hb + hw / 2.0, note="within one grid cell"),
         check_bound("surface jumps: min w", float(np.min(jp[:, 0])) if len(jp) else np.nan,
                     4.0 - hw, kind=">=", note="the wall exists only for w > 4"),
-        check_close("fraction of converged w columns (w ≥ 4.5) with a jump along b", found, 1.0,
-                    atol=0.0),
+        check_close("fraction of converged w columns (w ≥ 4.5) showing the wall", found, 1.0,
+                    atol=0.0, note="a jump along b, or a gradient peak on the wall"),
+        check_bound("surface gradient peaks and overflows: max distance from b = -w/2",
+                    float(np.max(peak_off_line)), hb + hw / 2.0, note="within one grid cell"),
     ]
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
@@ -223,6 +231,7 @@ def run(config: dict) -> Result:
         "stable_points_at_wall": [x_lo, x_up],
         "surface_jumps": int(len(jp)),
         "surface_peaks": int(len(surf_cliffs.peak_points)),
+        "surface_nonfinite_points": surface.nonfinite_points.tolist(),
         "discretisation": f"Euler map with eps = {eps}, T = {T} steps",
     }
     arrays = {"b": b, "loss": np.asarray(scan.loss), "grad_b": grad_b,

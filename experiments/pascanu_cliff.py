@@ -5,7 +5,9 @@ Fig. 6) with x_0 = 0.5 and E = (σ(x_50) - 0.7)². Closed forms: x = 0.5 is a fi
 on the line b = 0.5 - w σ(0.5); it is unstable (the basin boundary between the two stable
 fixed points) where its multiplier w σ'(0.5) > 1, i.e. w > w* = 1/σ'(0.5) ≈ 4.255, the point
 where the line meets the fold curve (w, b) = (1/σ'(x), x - σ(x)/σ'(x)) at x = 0.5. Across
-that half-line the state after 50 steps switches branch and the loss jumps: the cliff.
+that half-line the state after 50 steps switches branch and the loss jumps. Between the
+cusp (w = 4, x = 0) and w*, the start sits in the basin of a branch that vanishes at a fold
+(saddle-node) bifurcation, so the cliff there is the fold curve itself, 0 ≤ x ≤ 0.5.
 On each side the loss is (σ(x*) - 0.7)² at the stable fixed point x* reached.
 
 Gradient descent (optax.sgd) from an ensemble of starts beside the cliff, with and without
@@ -112,7 +114,22 @@ def run(config: dict) -> Result:
     def cliff_b(w):
         return 0.5 - w * s_half
 
-    off_line = np.abs(jp[:, 1] - cliff_b(jp[:, 0])) if len(jp) else np.asarray([np.inf])
+    # The closed-form cliff: the fold curve from the cusp (x = 0: w = 4, b = -2) to the
+    # fold point at x = 0.5, then the basin-boundary half-line. Distances in grid cells.
+    xf = np.linspace(0.0, 0.5, 2001)
+    fold_w = 1.0 / (sigmoid(xf) * (1.0 - sigmoid(xf)))
+    fold_b = xf - sigmoid(xf) * fold_w
+    line_w = np.linspace(w_star, W[-1] + hw, 4001)
+    curve = np.stack([np.concatenate([fold_w, line_w]),
+                      np.concatenate([fold_b, cliff_b(line_w)])], axis=1)
+    cells = (np.max(np.abs(jp[:, None, :] - curve[None]) / np.asarray([hw, hb]), axis=-1)
+             .min(axis=1) if len(jp) else np.asarray([np.inf]))
+    # Every column with w ≥ 5 (multiplier wσ'(0.5) ≥ 1.17, so 50 steps settle) crosses the
+    # line once: a jump along b there, or a gradient peak where a grid point lands on it.
+    marked = {round(float(v), 6) for v, a in zip(jp[:, 0], cliffs.jump_axis) if a == 1}
+    marked |= {round(float(v), 6) for v in cliffs.peak_points[:, 0]}
+    cols = W[(W >= 5.0) & (cliff_b(W) > B[0] + hb) & (cliff_b(W) < B[-1] - hb)]
+    found = float(np.mean([round(float(v), 6) in marked for v in cols])) if len(cols) else 0.0
     # The loss on both sides of the jump along b at the largest w, against the fixed points.
     along_b = np.flatnonzero(cliffs.jump_axis == 1)
     i_far = int(along_b[np.argmax(jp[along_b, 0])]) if len(along_b) else 0
@@ -142,10 +159,13 @@ def run(config: dict) -> Result:
     final_clipped = float(np.median(runs["clipped"][2][:, -1]))
 
     checks = [
-        check_bound("cliff: max distance of jumps from b = 0.5 - wσ(0.5)",
-                    float(np.max(off_line)), hb + hw * s_half, note="within one grid cell"),
+        check_bound("cliff: max distance of jumps from fold curve ∪ basin line (grid cells)",
+                    float(np.max(cells)), 1.0,
+                    note="fold (1/σ'(x), x - σ(x)/σ'(x)), 0 ≤ x ≤ 0.5; then b = 0.5 - wσ(0.5)"),
         check_bound("cliff: min w of jumps", float(np.min(jp[:, 0])) if len(jp) else np.nan,
-                    w_star - hw, kind=">=", note=f"w* = 1/σ'(0.5) = {w_star:.4f} (fold at x=0.5)"),
+                    4.0 - hw, kind=">=", note="no bistability below the cusp w = 4"),
+        check_close("fraction of w ≥ 5 columns showing the cliff", found, 1.0, atol=0.0,
+                    note="a jump along b, or a gradient peak on the line"),
         check_close("loss below the cliff vs lower fixed point", loss_below, ref_below,
                     rtol=1e-3, atol=1e-6, note=f"at w = {W[iw]:.3g}"),
         check_close("loss above the cliff vs upper fixed point", loss_above, ref_above,
@@ -162,6 +182,7 @@ def run(config: dict) -> Result:
     fig.colorbar(im, ax=ax, label="E = (σ(x_50) - 0.7)²")
     lw = np.linspace(w_star, W[-1], 50)
     ax.plot(lw, cliff_b(lw), "w--", lw=1, label="b = 0.5 - wσ(0.5), w > w* (closed form)")
+    ax.plot(fold_w, fold_b, "w:", lw=1.2, label="fold curve, 0 ≤ x ≤ 0.5 (closed form)")
     ax.plot([w_star], [b_star], "w*", ms=10, label=f"fold point w* = {w_star:.3f}")
     if len(jp):
         ax.plot(jp[:, 0], jp[:, 1], "r.", ms=2, label="detected jumps")

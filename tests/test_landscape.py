@@ -222,6 +222,25 @@ def test_find_cliffs_locates_a_jump_and_a_peak(x64):
     assert len(cliffs.jump_points) == 0 and len(cliffs.peak_points) == 0
 
 
+def test_three_axis_grid_and_a_plane_wall(x64):
+    def loss(p):
+        return jax.nn.sigmoid(1e4 * (p["a"] + p["b"] + p["c"] - 0.1)) + 0.1 * p["a"] ** 2
+
+    params = {"a": 0.0, "b": 0.0, "c": 0.0}
+    axes = {"a": (-1.0, 1.0, 8), "b": (-1.0, 1.0, 9), "c": (-1.0, 1.0, 10)}
+    scan = jaxgrad.scan_landscape(loss, params, axes, progress=False)
+    assert scan.loss.shape == (8, 9, 10) and scan.axis_gradients.shape == (8, 9, 10, 3)
+    A, B, C = np.meshgrid(*scan.coords, indexing="ij")
+    wall = 0.5 * (1 + np.tanh(0.5e4 * (A + B + C - 0.1)))  # the sigmoid without overflow
+    np.testing.assert_allclose(scan.loss, wall + 0.1 * A**2, rtol=1e-12, atol=1e-15)
+    cliffs = jaxgrad.find_cliffs(scan)
+    assert len(cliffs.jump_points) > 50
+    # Every jump straddles the plane a + b + c = 0.1: within one spacing along its axis.
+    spacing = np.asarray([np.diff(c)[0] for c in scan.coords])[cliffs.jump_axis]
+    assert np.all(np.abs(cliffs.jump_points.sum(axis=1) - 0.1) <= spacing / 2 + 1e-12)
+    assert np.all(np.abs(np.abs(cliffs.jump_sizes) - 1.0) < 0.1)
+
+
 def test_directions():
     params = {"W": jnp.arange(1.0, 13.0).reshape(3, 4), "b": jnp.ones(4),
               "stack": jnp.ones((2, 3, 5))}

@@ -88,7 +88,8 @@ def run(config: dict) -> Result:
                                           length=config["train_steps"])
             return p, losses, loss(p)
 
-        params, train_losses, trained_loss = train(p0)
+        with jax.numpy_dtype_promotion("standard"):  # optax.adam mixes int and float
+            params, train_losses, trained_loss = train(p0)
         trained_loss = float(trained_loss)
         d1 = jaxgrad.filter_normalized_direction(params, key=k_d1, filter_axes=_bias_free)
         d2 = jaxgrad.filter_normalized_direction(params, key=k_d2, filter_axes=_bias_free)

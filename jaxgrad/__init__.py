@@ -37,6 +37,15 @@ from .analysis.sensitivity import final_state_sensitivities as final_state_sensi
 from .analysis.spectral import SpectralEstimate as SpectralEstimate
 from .analysis.spectral import spectral_norm as spectral_norm
 from .analysis.spectral import spectral_radius as spectral_radius
+from .landscape import Cliffs as Cliffs
+from .landscape import Direction as Direction
+from .landscape import LandscapeScan as LandscapeScan
+from .landscape import filter_normalized_direction as filter_normalized_direction
+from .landscape import find_cliffs as find_cliffs
+from .landscape import leaf_names as leaf_names
+from .landscape import line_direction as line_direction
+from .landscape import random_direction as random_direction
+from .landscape import scan_landscape as scan_landscape
 from .models.activations import ACTIVATIONS as ACTIVATIONS
 from .models.activations import MAX_DERIVATIVE as MAX_DERIVATIVE
 from .models.activations import activation_derivative as activation_derivative

@@ -1,0 +1,238 @@
+"""Pascanu's cliff: the one-unit network's loss surface over (w, b), with gradient descent.
+
+The one-unit network x_t = w σ(x_{t-1}) + b (Pascanu, Mikolov & Bengio 2013, section 2.3,
+Fig. 6) with x_0 = 0.5 and E = (σ(x_50) - 0.7)². Closed forms: x = 0.5 is a fixed point
+on the line b = 0.5 - w σ(0.5); it is unstable (the basin boundary between the two stable
+fixed points) where its multiplier w σ'(0.5) > 1, i.e. w > w* = 1/σ'(0.5) ≈ 4.255, the point
+where the line meets the fold curve (w, b) = (1/σ'(x), x - σ(x)/σ'(x)) at x = 0.5. Across
+that half-line the state after 50 steps switches branch and the loss jumps. Between the
+cusp (w = 4, x = 0) and w*, the start sits in the basin of a branch that vanishes at a fold
+(saddle-node) bifurcation, so the cliff there is the fold curve itself, 0 ≤ x ≤ 0.5.
+On each side the loss is (σ(x*) - 0.7)² at the stable fixed point x* reached.
+
+Gradient descent (optax.sgd) from an ensemble of starts beside the cliff, with and without
+optax.clip_by_global_norm: unclipped steps taken on the cliff are catapults; clipped
+steps never exceed lr · threshold (Pascanu et al., section 3.2).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
+from scipy.optimize import brentq
+
+import jaxgrad
+
+from ._runner import Result, check_bound, check_close
+
+NAME = "pascanu-cliff"
+DESCRIPTION = ("Pascanu's one-unit net: E = (σ(x_50) - 0.7)² over (w, b) has a cliff on "
+               "b = 0.5 - wσ(0.5), w > 1/σ'(0.5); GD with and without norm clipping.")
+DEFAULT_CONFIG = {
+    "x0": 0.5,
+    "target": 0.7,
+    "num_steps": 50,
+    "surface_w": [0.0, 12.0, 121],
+    "surface_b": [-8.0, 2.0, 101],
+    "num_starts": 64,
+    "start_w": [4.6, 10.0],
+    "start_offset": 0.3,
+    "learning_rate": 1.0,
+    "clip_threshold": 1.0,
+    "gd_steps": 100,
+}
+QUICK_CONFIG = {"surface_w": [0.0, 12.0, 61], "surface_b": [-8.0, 2.0, 51]}
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def one_unit_loss(params: jaxgrad.OneUnitParams, *, x0: float, target: float,
+                  num_steps: int) -> jax.Array:
+    """``(σ(x_T) - target)²`` for ``x_t = w σ(x_{t-1}) + b``."""
+    dtype = jnp.result_type(params.b)
+    step = partial(jaxgrad.one_unit_step, params=params)
+    xs = jaxgrad.unroll(step, jnp.asarray(x0, dtype), jnp.zeros((num_steps,), dtype))
+    return (jax.nn.sigmoid(xs[-1]) - target) ** 2
+
+
+def fixed_point_loss(w: float, b: float, target: float, *, branch: str) -> float:
+    """The loss at the stable fixed point of x = wσ(x) + b reached from 0.5 (root finding).
+
+    Below the cliff (g(0.5) > 0 for g(x) = x - wσ(x) - b) the state falls to the root in
+    (b - 1, 0.5); above it, it rises to the root in (0.5, b + w + 1).
+    """
+    def g(x):
+        return x - w * sigmoid(x) - b
+    x = brentq(g, b - 1.0, 0.5) if branch == "lower" else brentq(g, 0.5, b + w + 1.0)
+    return (sigmoid(x) - target) ** 2
+
+
+def gd_paths(loss, starts, *, learning_rate, clip, num_steps):
+    """Parameters, losses and update norms of GD from each start (vmapped ``lax.scan``)."""
+    opt = optax.sgd(learning_rate)
+    if clip is not None:
+        opt = optax.chain(optax.clip_by_global_norm(clip), opt)
+
+    def one(p0):
+        def body(carry, _):
+            p, state = carry
+            value, g = jax.value_and_grad(loss)(p)
+            updates, state = opt.update(g, state, p)
+            return (optax.apply_updates(p, updates), state), (p, value, optax.global_norm(updates))
+
+        _, out = jax.lax.scan(body, (p0, opt.init(p0)), None, length=num_steps)
+        return out
+
+    return jax.jit(jax.vmap(one))(starts)
+
+
+def run(config: dict) -> Result:
+    target = config["target"]
+    loss = partial(one_unit_loss, x0=config["x0"], target=target,
+                   num_steps=config["num_steps"])
+    params = jaxgrad.OneUnitParams(5.0, -3.0)
+    sw, sb = config["surface_w"], config["surface_b"]
+    surface = jaxgrad.scan_landscape(
+        loss, params, {"w": (sw[0], sw[1], int(sw[2])), "b": (sb[0], sb[1], int(sb[2]))},
+        progress=False)
+    W, B = (c.astype(np.float64) for c in surface.coords)
+    hw, hb = W[1] - W[0], B[1] - B[0]
+    cliffs = jaxgrad.find_cliffs(surface)
+    jp = cliffs.jump_points
+
+    s_half = sigmoid(0.5)
+    w_star = 1.0 / (s_half * (1.0 - s_half))
+    b_star = 0.5 - w_star * s_half
+
+    def cliff_b(w):
+        return 0.5 - w * s_half
+
+    # The closed-form cliff: the fold curve from the cusp (x = 0: w = 4, b = -2) to the
+    # fold point at x = 0.5, then the basin-boundary half-line. Distances in grid cells.
+    xf = np.linspace(0.0, 0.5, 2001)
+    fold_w = 1.0 / (sigmoid(xf) * (1.0 - sigmoid(xf)))
+    fold_b = xf - sigmoid(xf) * fold_w
+    line_w = np.linspace(w_star, W[-1] + hw, 4001)
+    curve = np.stack([np.concatenate([fold_w, line_w]),
+                      np.concatenate([fold_b, cliff_b(line_w)])], axis=1)
+    cells = (np.max(np.abs(jp[:, None, :] - curve[None]) / np.asarray([hw, hb]), axis=-1)
+             .min(axis=1) if len(jp) else np.asarray([np.inf]))
+    # Every column with w ≥ 5 (multiplier wσ'(0.5) ≥ 1.17, so 50 steps settle) crosses the
+    # line once: a jump along b there, or a gradient peak where a grid point lands on it.
+    marked = {round(float(v), 6) for v, a in zip(jp[:, 0], cliffs.jump_axis) if a == 1}
+    marked |= {round(float(v), 6) for v in cliffs.peak_points[:, 0]}
+    cols = W[(W >= 5.0) & (cliff_b(W) > B[0] + hb) & (cliff_b(W) < B[-1] - hb)]
+    found = float(np.mean([round(float(v), 6) in marked for v in cols])) if len(cols) else 0.0
+    # The loss on both sides of the jump along b at the largest w, against the fixed points.
+    along_b = np.flatnonzero(cliffs.jump_axis == 1)
+    i_far = int(along_b[np.argmax(jp[along_b, 0])]) if len(along_b) else 0
+    jw, jb = (float(v) for v in jp[i_far]) if len(along_b) else (np.nan, np.nan)
+    iw = int(np.argmin(np.abs(W - jw)))
+    ib = int(np.searchsorted(B, jb))
+    loss_below = float(surface.loss[iw, ib - 1])
+    loss_above = float(surface.loss[iw, ib])
+    ref_below = fixed_point_loss(W[iw], B[ib - 1], target, branch="lower")
+    ref_above = fixed_point_loss(W[iw], B[ib], target, branch="upper")
+
+    # Gradient descent from starts beside the cliff, on its low-loss side.
+    n = config["num_starts"]
+    ws = np.linspace(*config["start_w"], n)
+    starts = jaxgrad.OneUnitParams(jnp.asarray(ws, jnp.float32),
+                                   jnp.asarray(cliff_b(ws) + config["start_offset"], jnp.float32))
+    lr, thr = config["learning_rate"], config["clip_threshold"]
+    runs = {}
+    for label, clip in (("unclipped", None), ("clipped", thr)):
+        ps, ls, us = gd_paths(loss, starts, learning_rate=lr, clip=clip,
+                              num_steps=config["gd_steps"])
+        runs[label] = (np.asarray(ps.w), np.asarray(ps.b), np.asarray(ls), np.asarray(us))
+    max_step_unclipped = float(runs["unclipped"][3].max())
+    max_step_clipped = float(runs["clipped"][3].max())
+    catapults = int(np.sum(runs["unclipped"][3].max(axis=1) > 5 * lr * thr))
+    final_unclipped = float(np.median(runs["unclipped"][2][:, -1]))
+    final_clipped = float(np.median(runs["clipped"][2][:, -1]))
+
+    checks = [
+        check_bound("cliff: max distance of jumps from fold curve ∪ basin line (grid cells)",
+                    float(np.max(cells)), 1.0,
+                    note="fold (1/σ'(x), x - σ(x)/σ'(x)), 0 ≤ x ≤ 0.5; then b = 0.5 - wσ(0.5)"),
+        check_bound("cliff: min w of jumps", float(np.min(jp[:, 0])) if len(jp) else np.nan,
+                    4.0 - hw, kind=">=", note="no bistability below the cusp w = 4"),
+        check_close("fraction of w ≥ 5 columns showing the cliff", found, 1.0, atol=0.0,
+                    note="a jump along b, or a gradient peak on the line"),
+        check_close("loss below the cliff vs lower fixed point", loss_below, ref_below,
+                    rtol=1e-3, atol=1e-6, note=f"at w = {W[iw]:.3g}"),
+        check_close("loss above the cliff vs upper fixed point", loss_above, ref_above,
+                    rtol=1e-3, atol=1e-6, note=f"at w = {W[iw]:.3g}"),
+        check_bound("clipped GD: largest update norm", max_step_clipped, lr * thr * (1 + 1e-5),
+                    note="optax.clip_by_global_norm bounds ‖Δθ‖ by lr·threshold"),
+        check_bound("unclipped GD: largest update norm", max_step_unclipped, 10 * lr * thr,
+                    kind=">=", note="a step taken on the cliff catapults the parameters"),
+    ]
+
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    ax = axes[0]
+    im = ax.pcolormesh(W, B, np.asarray(surface.loss).T, shading="nearest", cmap="viridis")
+    fig.colorbar(im, ax=ax, label="E = (σ(x_50) - 0.7)²")
+    lw = np.linspace(w_star, W[-1], 50)
+    ax.plot(lw, cliff_b(lw), "w--", lw=1, label="b = 0.5 - wσ(0.5), w > w* (closed form)")
+    ax.plot(fold_w, fold_b, "w:", lw=1.2, label="fold curve, 0 ≤ x ≤ 0.5 (closed form)")
+    ax.plot([w_star], [b_star], "w*", ms=10, label=f"fold point w* = {w_star:.3f}")
+    if len(jp):
+        ax.plot(jp[:, 0], jp[:, 1], "r.", ms=2, label="detected jumps")
+    shown = np.argsort(-runs["unclipped"][3].max(axis=1))[:3]
+    for j, i in enumerate(shown):
+        for label, color in (("unclipped", "orange"), ("clipped", "cyan")):
+            pw, pb = runs[label][0][i], runs[label][1][i]
+            ax.plot(pw, pb, "-", color=color, lw=1, marker=".", ms=3,
+                    label=f"GD {label}" if j == 0 else None)
+    ax.set_xlim(W[0], W[-1])
+    ax.set_ylim(B[0], B[-1])
+    ax.set_xlabel("w")
+    ax.set_ylabel("b")
+    ax.set_title("Loss surface, cliff and GD paths")
+    ax.legend(fontsize=7, loc="lower left")
+
+    ax = axes[1]
+    im = ax.pcolormesh(W, B, np.log10(np.asarray(surface.gradient_norm).T + 1e-12),
+                       shading="nearest", cmap="magma")
+    fig.colorbar(im, ax=ax, label="log10 ‖∇E‖")
+    ax.set_xlabel("w")
+    ax.set_ylabel("b")
+    ax.set_title("Gradient norm")
+
+    ax = axes[2]
+    for label, color in (("unclipped", "C1"), ("clipped", "C0")):
+        us = runs[label][3]
+        ax.semilogy(us.max(axis=0), color=color, label=f"{label}: max over {n} starts")
+        ax.semilogy(np.median(us, axis=0), color=color, ls=":", label=f"{label}: median")
+    ax.axhline(lr * thr, color="k", ls="--", lw=0.8, label="lr · threshold")
+    ax.set_xlabel("GD step")
+    ax.set_ylabel("‖Δθ‖")
+    ax.set_title("Update norms")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+
+    summary = {
+        "w_star": w_star,
+        "b_star": b_star,
+        "num_jumps": int(len(jp)),
+        "num_gradient_peaks": int(len(cliffs.peak_points)),
+        "max_step_unclipped": max_step_unclipped,
+        "max_step_clipped": max_step_clipped,
+        "catapulted_paths": catapults,
+        "median_final_loss_unclipped": final_unclipped,
+        "median_final_loss_clipped": final_clipped,
+    }
+    arrays = {"w": W, "b": B, "loss": np.asarray(surface.loss),
+              "gradient_norm": np.asarray(surface.gradient_norm), "jumps": jp}
+    for label, (pw, pb, pl, pu) in runs.items():
+        arrays.update({f"{label}_w": pw, f"{label}_b": pb, f"{label}_loss": pl,
+                       f"{label}_update_norm": pu})
+    return Result(summary=summary, checks=checks, arrays=arrays, figures={"pascanu_cliff": fig})

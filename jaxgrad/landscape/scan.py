@@ -1,0 +1,573 @@
+"""Loss-landscape scans: a loss and its gradients over a grid in parameter space.
+
+A scan evaluates ``L(θ)`` at every point of a Cartesian grid
+
+    θ(c) = θ₀ + Σ_k c_k D_k,
+
+where each axis ``k`` is either a named scalar parameter (``D_k`` is its unit vector and
+``c_k`` its value) or a direction in parameter space (``D_k = d`` and ``c_k = α``). At
+every point it returns the loss, the derivative along every scanned axis ``∂L/∂c_k =
+⟨∇L, D_k⟩`` and the full gradient norm ``‖∇_θ L‖₂``.
+
+The grid is evaluated in chunks of equal shape by one jitted function (compiled once),
+each chunk sharded over all devices along the grid-point axis with ``jax.sharding``
+(``NamedSharding`` over a one-axis ``Mesh``; across hosts as well once
+``jax.distributed`` is initialised). Finished chunks can be written to a checkpoint
+folder, so that an interrupted scan resumes where it stopped and a grid far larger than
+memory stays on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .._validation import check_array, check_choice, check_finite, check_positive_int
+from .directions import leaf_names
+
+GRADIENTS = ("full", "axes", "none")
+METHODS = ("auto", "forward", "reverse")
+_FILES = ("loss", "axis_gradients", "gradient_norm", "finite")
+
+
+class Direction(NamedTuple):
+    """A grid axis along a direction: ``θ = θ₀ + α · vector`` for ``α`` in ``values``.
+
+    ``vector`` is a pytree shaped like the scanned parameters (see
+    ``random_direction``, ``filter_normalized_direction``, ``line_direction``); ``values``
+    is a 1-D increasing array or a ``(start, stop, num)`` tuple.
+    """
+
+    vector: Any
+    values: Any
+
+
+class LandscapeScan(NamedTuple):
+    """The result of ``scan_landscape`` (host NumPy arrays, or memory maps on disk).
+
+    Attributes:
+        names: axis names, in grid order.
+        coords: one 1-D array of coordinates per axis.
+        loss: ``grid_shape``.
+        axis_gradients: ``grid_shape + (k,)``, ``∂L/∂c_k`` (``None`` when
+            ``gradient="none"``).
+        gradient_norm: ``grid_shape``, ``‖∇_θ L‖₂`` over all parameters (``None`` unless
+            ``gradient="full"``).
+        finite: ``grid_shape`` bool, True where the loss and all gradients are finite.
+        nonfinite_points: ``(m, k)`` coordinates of the first ``m`` non-finite points in
+            grid order (at most ``max_reported``).
+        num_nonfinite: how many points are non-finite in all.
+        method: ``"forward"``, ``"reverse"`` or ``"none"``.
+        complete: False when the scan stopped early (``max_chunks``); points not yet
+            computed hold NaN and ``finite = False``.
+    """
+
+    names: tuple[str, ...]
+    coords: tuple[np.ndarray, ...]
+    loss: np.ndarray
+    axis_gradients: np.ndarray | None
+    gradient_norm: np.ndarray | None
+    finite: np.ndarray
+    nonfinite_points: np.ndarray
+    num_nonfinite: int
+    method: str
+    complete: bool
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return tuple(len(c) for c in self.coords)
+
+
+# ---------------------------------------------------------------------------------------
+# Argument checks
+
+
+def _axis_values(name: str, spec: Any, dtype: Any) -> np.ndarray:
+    """The coordinates of one axis as a 1-D, finite, strictly increasing array."""
+    label = f"axes[{name!r}]"
+    if isinstance(spec, tuple) and len(spec) == 3 and isinstance(spec[2], (int, np.integer)) \
+            and not isinstance(spec[2], bool):
+        start, stop, num = spec
+        if num < 1:
+            raise ValueError(f"`{label}` must have at least one grid point, got num={num}")
+        start, stop = float(start), float(stop)
+        if not (math.isfinite(start) and math.isfinite(stop)):
+            raise ValueError(f"`{label}` interval must be finite, got ({start}, {stop})")
+        if not stop > start:
+            raise ValueError(
+                f"`{label}` interval must have start < stop, got an empty or reversed "
+                f"interval ({start}, {stop})"
+            )
+        return np.linspace(start, stop, num).astype(dtype)
+    values = np.asarray(check_array(label, spec)).astype(dtype)
+    if values.ndim != 1:
+        raise ValueError(f"`{label}` must be 1-D values or (start, stop, num), got shape "
+                         f"{values.shape}")
+    if values.size == 0:
+        raise ValueError(f"`{label}` must have at least one grid point, got zero points")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"`{label}` must be finite, got {values}")
+    steps = np.diff(values)
+    if np.any(steps <= 0):
+        i = int(np.argmax(steps <= 0))
+        raise ValueError(
+            f"`{label}` must be strictly increasing, got a reversed or repeated value at "
+            f"index {i + 1} ({values[i]} then {values[i + 1]})"
+        )
+    return values
+
+
+class _Layout(NamedTuple):
+    """Static description of the parameter pytree (hashable: a ``jit`` static argument)."""
+
+    treedef: Any
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[Any, ...]
+
+
+def _unravel(theta: jax.Array, layout: _Layout) -> Any:
+    leaves, offset = [], 0
+    for shape, dtype in zip(layout.shapes, layout.dtypes):
+        size = math.prod(shape)
+        leaves.append(theta[offset:offset + size].reshape(shape).astype(dtype))
+        offset += size
+    return jax.tree_util.tree_unflatten(layout.treedef, leaves)
+
+
+def _flatten(name: str, tree: Any, dtype: Any = None) -> tuple[np.ndarray, _Layout]:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    if not leaves:
+        raise ValueError(f"`{name}` must hold at least one array, got an empty pytree")
+    arrays = [check_array(name, leaf) for leaf in leaves]
+    layout = _Layout(treedef, tuple(a.shape for a in arrays), tuple(a.dtype for a in arrays))
+    dtype = dtype or jnp.result_type(*arrays)
+    flat = np.concatenate([np.asarray(a, dtype).ravel() for a in arrays])
+    return flat, layout
+
+
+# ---------------------------------------------------------------------------------------
+# The jitted per-chunk evaluation
+
+
+def _point_values(c, base, D, *, loss_fn, layout, method, gradient):
+    """Loss, axis gradients and gradient norm at one grid point ``θ = base + c @ D``."""
+
+    def f(theta):
+        return loss_fn(_unravel(theta, layout))
+
+    theta = base + c @ D
+    if method == "none":
+        return f(theta), jnp.zeros((0,), theta.dtype), jnp.zeros((), theta.dtype)
+    if method == "forward":
+        tangents = D if gradient == "axes" else jnp.eye(theta.shape[0], dtype=theta.dtype)
+        loss, derivs = jax.vmap(lambda t: jax.jvp(f, (theta,), (t,)),
+                                out_axes=(None, 0))(tangents)
+        if gradient == "axes":
+            return loss, derivs, jnp.zeros((), theta.dtype)
+        g = derivs
+    else:
+        loss, g = jax.value_and_grad(f)(theta)
+    return loss, D @ g, jnp.sqrt(jnp.sum(g * g))
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "layout", "method", "gradient", "sharding"))
+def _evaluate_chunk(coords, base, D, *, loss_fn, layout, method, gradient, sharding):
+    coords = jax.lax.with_sharding_constraint(coords, sharding)
+    out = jax.vmap(partial(_point_values, loss_fn=loss_fn, layout=layout, method=method,
+                           gradient=gradient), in_axes=(0, None, None))(coords, base, D)
+    return jax.lax.with_sharding_constraint(out, sharding)
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def _global_array(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global array from the same host copy on every process (works on one host too)."""
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+# ---------------------------------------------------------------------------------------
+# Storage: in memory, or a checkpoint folder with one .npy per output and a progress file
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fields(gradient: str) -> tuple[str, ...]:
+    return {"full": _FILES, "axes": ("loss", "axis_gradients", "finite"),
+            "none": ("loss", "finite")}[gradient]
+
+
+class _MemoryStore:
+    def __init__(self, n: int, k: int, dtype: Any, fields: tuple[str, ...]):
+        shapes = {"loss": (n,), "axis_gradients": (n, k), "gradient_norm": (n,)}
+        self.arrays = {name: np.full(shapes[name], np.nan, dtype)
+                       for name in fields if name != "finite"}
+        self.arrays["finite"] = np.zeros((n,), bool)
+        self.done: set[int] = set()
+        self.nonfinite: list[int] = []
+        self.num_nonfinite = 0
+
+    def write(self, chunk: int, start: int, values: dict[str, np.ndarray],
+              bad: np.ndarray, max_reported: int) -> None:
+        for name, v in values.items():
+            self.arrays[name][start:start + len(v)] = v
+        self._record(chunk, bad, max_reported)
+
+    def _record(self, chunk: int, bad: np.ndarray, max_reported: int) -> None:
+        room = max_reported - len(self.nonfinite)
+        self.nonfinite.extend(int(i) for i in bad[:max(room, 0)])
+        self.num_nonfinite += int(bad.size)
+        self.done.add(chunk)
+
+    def result_arrays(self) -> dict[str, np.ndarray]:
+        return self.arrays
+
+
+class _DiskStore(_MemoryStore):
+    """``loss.npy``, ``axis_gradients.npy``, ``gradient_norm.npy``, ``finite.npy`` written
+    chunk by chunk with plain file writes (resident memory stays one chunk), and
+    ``progress.json`` (spec hash, finished chunks, non-finite points) replaced atomically
+    after each chunk: a chunk counts as finished only once its data are on disk."""
+
+    def __init__(self, folder: Path, n: int, k: int, dtype: Any, fields: tuple[str, ...],
+                 spec_hash: str):
+        self.folder = folder
+        self.fields = fields
+        folder.mkdir(parents=True, exist_ok=True)
+        self.shapes = {"loss": (n,), "axis_gradients": (n, k), "gradient_norm": (n,),
+                       "finite": (n,)}
+        self.dtypes = {"loss": np.dtype(dtype), "axis_gradients": np.dtype(dtype),
+                       "gradient_norm": np.dtype(dtype), "finite": np.dtype(bool)}
+        self.offsets: dict[str, int] = {}
+        progress = folder / "progress.json"
+        self.done, self.nonfinite, self.num_nonfinite = set(), [], 0
+        if progress.is_file():
+            state = json.loads(progress.read_text())
+            if state.get("spec") != spec_hash:
+                raise ValueError(
+                    f"`checkpoint` folder {str(folder)!r} holds a different scan (another "
+                    "loss, parameters, axes, gradient, method or chunk_size); use a new "
+                    "folder or delete this one"
+                )
+            self.done = set(state["done"])
+            self.nonfinite = list(state["nonfinite"])
+            self.num_nonfinite = int(state["num_nonfinite"])
+        self.spec_hash = spec_hash
+        fresh = False
+        for name in fields:
+            path = folder / f"{name}.npy"
+            ok = False
+            if progress.is_file() and path.is_file():
+                with open(path, "rb") as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dt = read(fh)
+                    ok = shape == self.shapes[name] and dt == self.dtypes[name]
+                    self.offsets[name] = fh.tell()
+            if not ok:
+                self.done, self.nonfinite, self.num_nonfinite = set(), [], 0
+                self._allocate(name, path)
+                fresh = True
+        if fresh or not progress.is_file():
+            self._save_progress()
+
+    def _allocate(self, name: str, path: Path) -> None:
+        shape, dtype = self.shapes[name], self.dtypes[name]
+        if jax.process_index() != 0:  # process 0 alone writes the shared folder
+            return
+        with open(path, "wb") as fh:
+            np.lib.format.write_array_header_1_0(
+                fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                     "shape": shape})
+            self.offsets[name] = fh.tell()
+            fill = np.zeros if dtype.kind == "b" else partial(np.full, fill_value=np.nan)
+            block = fill((min(1 << 20, math.prod(shape)),), dtype=dtype)
+            remaining = math.prod(shape)
+            while remaining > 0:
+                m = min(remaining, block.size)
+                fh.write(block[:m].tobytes())
+                remaining -= m
+
+    def _save_progress(self) -> None:
+        if jax.process_index() != 0:
+            return
+        state = {"spec": self.spec_hash, "done": sorted(self.done),
+                 "nonfinite": self.nonfinite, "num_nonfinite": self.num_nonfinite}
+        _write_atomic(self.folder / "progress.json", json.dumps(state).encode())
+
+    def write(self, chunk: int, start: int, values: dict[str, np.ndarray],
+              bad: np.ndarray, max_reported: int) -> None:
+        if jax.process_index() == 0:
+            for name, v in values.items():
+                v = np.ascontiguousarray(v, self.dtypes[name])
+                row = math.prod(self.shapes[name][1:]) * self.dtypes[name].itemsize
+                with open(self.folder / f"{name}.npy", "r+b") as fh:
+                    fh.seek(self.offsets[name] + start * row)
+                    fh.write(v.tobytes())
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        self._record(chunk, bad, max_reported)
+        self._save_progress()
+
+    def result_arrays(self) -> dict[str, np.ndarray]:
+        if jax.process_count() > 1:  # wait until process 0 has written everything
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("jaxgrad.scan_landscape")
+        return {name: np.load(self.folder / f"{name}.npy", mmap_mode="r")
+                for name in self.fields}
+
+
+# ---------------------------------------------------------------------------------------
+# The public scanner
+
+
+def scan_landscape(
+    loss_fn: Callable[[Any], jax.Array],
+    params: Any,
+    axes: Mapping[str, Any],
+    *,
+    gradient: str = "full",
+    method: str = "auto",
+    chunk_size: int = 4096,
+    checkpoint: str | os.PathLike | None = None,
+    max_chunks: int | None = None,
+    progress: bool = True,
+    forward_max_tangents: int = 8,
+    max_reported: int = 1000,
+) -> LandscapeScan:
+    """Scan ``loss_fn`` over a grid of named parameters and/or directions.
+
+    The point with grid coordinates ``c`` is ``θ(c) = θ₀ + Σ_k c_k D_k``: a named axis
+    sets that scalar parameter to ``c_k``; a ``Direction(d, values)`` axis moves by
+    ``c_k d`` from ``params``. Per point: ``L``, ``∂L/∂c_k = ⟨∇L, D_k⟩`` and ``‖∇_θ L‖₂``.
+    Forward mode (``jax.jvp`` along the needed tangents) is used when few tangents are
+    needed (the parameter count for ``gradient="full"``, the axis count for ``"axes"``;
+    at most ``forward_max_tangents``), reverse mode (``jax.value_and_grad``) otherwise.
+    Loss landscapes after Li et al. (2018); cliffs after Pascanu, Mikolov & Bengio (2013).
+
+    Arguments:
+        loss_fn: ``loss_fn(params) -> scalar``, traceable by JAX.
+        params: any pytree of floating arrays: the base point ``θ₀``.
+        axes: ``{name: values}`` in grid order. ``name`` a dotted leaf name of ``params``
+            (``"b"``, ``"first.W"``; the leaf must hold one number) with ``values`` a 1-D
+            increasing array or a ``(start, stop, num)`` tuple; or any name with a
+            ``Direction(vector, values)``.
+        gradient: ``"full"`` (axis gradients and full gradient norm), ``"axes"`` (axis
+            gradients only) or ``"none"`` (the loss only).
+        method: ``"auto"``, ``"forward"`` or ``"reverse"``.
+        chunk_size: grid points per jitted call (memory stays bounded by it); each chunk is
+            padded to a multiple of the device count.
+        checkpoint: a folder; each finished chunk is written there and a rerun with the
+            same scan resumes. The result's arrays are then memory maps of files there.
+            With several processes (``jax.distributed``) the folder must be shared;
+            process 0 writes it.
+        max_chunks: compute at most this many new chunks in this call (the result is then
+            partial, ``complete=False``; call again to continue).
+        progress: show a tqdm progress bar.
+        forward_max_tangents: the most tangents for which ``method="auto"`` picks forward
+            mode.
+        max_reported: the most non-finite points whose coordinates are listed.
+
+    Returns:
+        A ``LandscapeScan``.
+
+    Raises:
+        ValueError: an unknown parameter name, an empty or reversed interval, a grid with
+            zero points, a non-scalar loss, a checkpoint folder of another scan.
+
+    Example:
+        >>> loss = lambda p: (p["a"] - 1.0) ** 2 + 3.0 * p["b"] ** 2
+        >>> scan = scan_landscape(loss, {"a": 0.0, "b": 0.0},
+        ...                       {"a": (-1.0, 3.0, 41), "b": (-1.0, 1.0, 21)})
+        >>> scan.loss.shape, scan.axis_gradients.shape
+        ((41, 21), (41, 21, 2))
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
+    check_choice("gradient", gradient, GRADIENTS)
+    check_choice("method", method, METHODS)
+    chunk_size = check_positive_int("chunk_size", chunk_size)
+    forward_max_tangents = check_positive_int("forward_max_tangents", forward_max_tangents,
+                                              minimum=0)
+    max_reported = check_positive_int("max_reported", max_reported, minimum=0)
+    if max_chunks is not None:
+        max_chunks = check_positive_int("max_chunks", max_chunks, minimum=0)
+    if not isinstance(axes, Mapping) or not axes:
+        raise ValueError(f"`axes` must be a non-empty mapping {{name: values}}, got {axes!r}")
+
+    base, layout = _flatten("params", params)
+    check_finite("params", params)
+    dtype = base.dtype
+    names = leaf_names(params)
+    offsets = np.cumsum([0] + [math.prod(s) for s in layout.shapes])
+    num_params = base.size
+
+    coords, rows, seen = [], [], set()
+    for name, spec in axes.items():
+        if not isinstance(name, str):
+            raise TypeError(f"`axes` keys must be strings, got {name!r}")
+        if isinstance(spec, Direction):
+            vector, vlayout = _flatten(f"axes[{name!r}].vector", spec.vector, dtype)
+            if vlayout.treedef != layout.treedef or vlayout.shapes != layout.shapes:
+                raise ValueError(
+                    f"`axes[{name!r}].vector` must have the structure and shapes of "
+                    f"`params`, got {vlayout.treedef} {vlayout.shapes} for "
+                    f"{layout.treedef} {layout.shapes}"
+                )
+            if not np.all(np.isfinite(vector)):
+                raise ValueError(f"`axes[{name!r}].vector` must be finite")
+            rows.append(vector)
+            coords.append(_axis_values(name, spec.values, dtype))
+            continue
+        if name not in names:
+            shown = ", ".join(repr(n) for n in names[:20])
+            raise ValueError(
+                f"`axes` names parameter {name!r}, which `params` does not have; "
+                f"its parameters are {shown}{', ...' if len(names) > 20 else ''}"
+            )
+        i = names.index(name)
+        if math.prod(layout.shapes[i]) != 1:
+            raise ValueError(
+                f"`axes[{name!r}]` must name a parameter holding one number, got shape "
+                f"{layout.shapes[i]}; scan it along a Direction instead"
+            )
+        if name in seen:
+            raise ValueError(f"`axes` names parameter {name!r} twice")
+        seen.add(name)
+        row = np.zeros(num_params, dtype)
+        row[offsets[i]] = 1
+        base[offsets[i]] = 0
+        rows.append(row)
+        coords.append(_axis_values(name, spec, dtype))
+    D = np.stack(rows)
+    k = len(rows)
+
+    out = jax.eval_shape(loss_fn, params)
+    if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
+        raise ValueError(f"`loss_fn` must return a floating scalar, got {out}")
+
+    if gradient == "none":
+        chosen = "none"
+    elif method == "auto":
+        tangents = num_params if gradient == "full" else k
+        chosen = "forward" if tangents <= forward_max_tangents else "reverse"
+    else:
+        chosen = method
+
+    grid_shape = tuple(len(c) for c in coords)
+    n = math.prod(grid_shape)
+    chunk = min(chunk_size, n)
+    n_chunks = -(-n // chunk)
+    n_dev = jax.device_count()
+    padded = -(-chunk // n_dev) * n_dev
+
+    mesh = Mesh(np.asarray(jax.devices()), ("points",))
+    sharding = NamedSharding(mesh, PartitionSpec("points"))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    base_dev = _global_array(base, replicated)
+    D_dev = _global_array(D, replicated)
+
+    if checkpoint is None:
+        store: _MemoryStore = _MemoryStore(n, k, dtype, _fields(gradient))
+    else:
+        spec_hash = _spec_hash(loss_fn, base, D, coords, gradient, chosen, chunk, names,
+                               list(axes))
+        store = _DiskStore(Path(checkpoint), n, k, dtype, _fields(gradient), spec_hash)
+
+    todo = [c for c in range(n_chunks) if c not in store.done]
+    if max_chunks is not None:
+        todo = todo[:max_chunks]
+    bar = None
+    if progress and jax.process_index() == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_chunks, initial=len(store.done), unit="chunk", desc="scan_landscape")
+    for c in todo:
+        start = c * chunk
+        count = min(chunk, n - start)
+        flat = np.minimum(np.arange(start, start + padded), n - 1)
+        multi = np.unravel_index(flat, grid_shape)
+        points = np.stack([coords[j][multi[j]] for j in range(k)], axis=1)
+        loss, grads, norm = _evaluate_chunk(
+            _global_array(points, sharding), base_dev, D_dev, loss_fn=loss_fn,
+            layout=layout, method=chosen, gradient=gradient, sharding=sharding)
+        values = {"loss": _to_host(loss)[:count]}
+        finite = np.isfinite(values["loss"])
+        if gradient != "none":
+            values["axis_gradients"] = _to_host(grads)[:count]
+            finite &= np.all(np.isfinite(values["axis_gradients"]), axis=1)
+        if gradient == "full":
+            values["gradient_norm"] = _to_host(norm)[:count]
+            finite &= np.isfinite(values["gradient_norm"])
+        values["finite"] = finite
+        bad = start + np.flatnonzero(~finite)
+        store.write(c, start, values, bad, max_reported)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    arrays = store.result_arrays()
+    idx = np.asarray(sorted(store.nonfinite), dtype=np.int64)
+    multi = np.unravel_index(idx, grid_shape)
+    nonfinite_points = np.stack([coords[j][multi[j]] for j in range(k)], axis=1) \
+        if idx.size else np.zeros((0, k), dtype)
+    return LandscapeScan(
+        names=tuple(axes),
+        coords=tuple(coords),
+        loss=arrays["loss"].reshape(grid_shape),
+        axis_gradients=None if gradient == "none"
+        else arrays["axis_gradients"].reshape(grid_shape + (k,)),
+        gradient_norm=arrays["gradient_norm"].reshape(grid_shape) if gradient == "full"
+        else None,
+        finite=arrays["finite"].reshape(grid_shape),
+        nonfinite_points=nonfinite_points,
+        num_nonfinite=store.num_nonfinite,
+        method=chosen,
+        complete=len(store.done) == n_chunks,
+    )
+
+
+def _spec_hash(loss_fn, base, D, coords, gradient, method, chunk, names, axis_names) -> str:
+    """What a checkpoint folder must agree on before a scan resumes from it."""
+    h = hashlib.sha256()
+    code = getattr(loss_fn, "__code__", None)
+    ident = f"{getattr(loss_fn, '__module__', '')}.{getattr(loss_fn, '__qualname__', '')}"
+    h.update(ident.encode())
+    if code is not None:
+        h.update(code.co_code)
+    for arr in (base, D, *coords):
+        h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(json.dumps([gradient, method, chunk, names, axis_names]).encode())
+    return h.hexdigest()[:32]

@@ -1,0 +1,344 @@
+"""Loss-landscape scanner, directions and cliff detection."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxgrad
+from jaxgrad.landscape.scan import _evaluate_chunk
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quadratic(p):
+    """L = (a - 1)² + 3 b² + c²/2: ∂L/∂a = 2(a - 1), ∂L/∂b = 6 b, ∂L/∂c = c."""
+    return (p["a"] - 1.0) ** 2 + 3.0 * p["b"] ** 2 + 0.5 * p["c"] ** 2
+
+
+def doya_loss(p, num_steps=30):
+    dtype = jnp.result_type(p.b)
+    step = partial(jaxgrad.doya_step, params=p, eps=0.5)
+    xs = jaxgrad.unroll(step, jnp.asarray(0.5, dtype), jnp.zeros((num_steps,), dtype))
+    return (0.855 - xs[-1]) ** 2
+
+
+DOYA = jaxgrad.DoyaParams(5.0, -2.5, 0.0)
+DOYA_AXES = {"w": (4.0, 6.0, 7), "b": (-3.0, -2.0, 9)}
+
+
+@pytest.mark.parametrize("method", ["forward", "reverse"])
+def test_quadratic_closed_form(x64, method):
+    params = {"a": 0.0, "b": 0.0, "c": 2.0}
+    scan = jaxgrad.scan_landscape(quadratic, params, {"a": (-1.0, 3.0, 9), "b": (-1.0, 1.0, 5)},
+                                  method=method, chunk_size=8, progress=False)
+    A, B = np.meshgrid(*scan.coords, indexing="ij")
+    assert scan.method == method and scan.complete and scan.num_nonfinite == 0
+    assert scan.names == ("a", "b")
+    np.testing.assert_allclose(scan.loss, (A - 1) ** 2 + 3 * B**2 + 2.0, rtol=1e-13)
+    np.testing.assert_allclose(scan.axis_gradients[..., 0], 2 * (A - 1), atol=1e-12)
+    np.testing.assert_allclose(scan.axis_gradients[..., 1], 6 * B, atol=1e-12)
+    # The full gradient includes the unscanned c (∂L/∂c = 2).
+    np.testing.assert_allclose(scan.gradient_norm,
+                               np.sqrt((2 * (A - 1)) ** 2 + (6 * B) ** 2 + 4.0), rtol=1e-13)
+    assert scan.finite.all()
+
+
+def test_direction_axes_closed_form(x64):
+    params = {"a": jnp.array([1.0, -1.0]), "b": jnp.array(0.5)}
+    d = {"a": jnp.array([1.0, 2.0]), "b": jnp.array(-1.0)}
+
+    def loss(p):
+        return jnp.sum(p["a"] ** 2) + p["b"] ** 2
+
+    alphas = np.linspace(-2.0, 2.0, 11)
+    scan = jaxgrad.scan_landscape(loss, params, {"alpha": jaxgrad.Direction(d, alphas)},
+                                  progress=False)
+    a1, a2, b = 1 + alphas, -1 + 2 * alphas, 0.5 - alphas
+    np.testing.assert_allclose(scan.loss, a1**2 + a2**2 + b**2, rtol=1e-13)
+    # ∂L/∂α = <∇L, d>
+    np.testing.assert_allclose(scan.axis_gradients[:, 0], 2 * a1 + 4 * a2 - 2 * b, atol=1e-12)
+    np.testing.assert_allclose(scan.gradient_norm, 2 * np.sqrt(a1**2 + a2**2 + b**2),
+                               rtol=1e-13)
+
+
+def test_line_direction_walks_between_parameter_sets(x64):
+    start = {"a": 0.0, "b": 1.0, "c": 0.0}
+    end = {"a": 1.0, "b": 0.0, "c": 2.0}
+    d = jaxgrad.line_direction(start, end)
+    scan = jaxgrad.scan_landscape(quadratic, start, {"t": jaxgrad.Direction(d, (0.0, 1.0, 5))},
+                                  progress=False)
+    assert scan.loss[0] == pytest.approx(float(quadratic(start)))
+    assert scan.loss[-1] == pytest.approx(float(quadratic(end)))
+
+
+def test_forward_and_reverse_agree():
+    fwd = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, method="forward", progress=False)
+    rev = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, method="reverse", progress=False)
+    np.testing.assert_allclose(fwd.loss, rev.loss, rtol=1e-6)
+    np.testing.assert_allclose(fwd.axis_gradients, rev.axis_gradients, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fwd.gradient_norm, rev.gradient_norm, rtol=1e-4, atol=1e-6)
+    axes_only = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, gradient="axes",
+                                       progress=False)
+    assert axes_only.method == "forward" and axes_only.gradient_norm is None
+    np.testing.assert_allclose(axes_only.axis_gradients, rev.axis_gradients, rtol=1e-4,
+                               atol=1e-6)
+    loss_only = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, gradient="none",
+                                       progress=False)
+    assert loss_only.method == "none" and loss_only.axis_gradients is None
+    np.testing.assert_allclose(loss_only.loss, rev.loss, rtol=1e-6)
+
+
+def test_auto_method_picks_forward_for_few_tangents():
+    assert jaxgrad.scan_landscape(quadratic, {"a": 0.0, "b": 0.0, "c": 0.0},
+                                  {"a": (0.0, 1.0, 3)}, progress=False).method == "forward"
+    many = {"a": 0.0, "b": 0.0, "c": jnp.zeros(20)}
+
+    def loss(p):
+        return p["a"] ** 2 + p["b"] ** 2 + jnp.sum(p["c"] ** 2)
+
+    assert jaxgrad.scan_landscape(loss, many, {"a": (0.0, 1.0, 3)},
+                                  progress=False).method == "reverse"
+    assert jaxgrad.scan_landscape(loss, many, {"a": (0.0, 1.0, 3)}, gradient="axes",
+                                  progress=False).method == "forward"
+
+
+def test_scan_matches_direct_evaluation():
+    scan = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, progress=False)
+    i, j = 3, 5
+    p = DOYA._replace(w=jnp.float32(scan.coords[0][i]), b=jnp.float32(scan.coords[1][j]))
+    value, grad = jax.value_and_grad(doya_loss)(p)
+    assert scan.loss[i, j] == pytest.approx(float(value), rel=1e-5)
+    assert scan.axis_gradients[i, j, 1] == pytest.approx(float(grad.b), rel=1e-4, abs=1e-7)
+
+
+def test_chunked_equals_unchunked():
+    whole = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=1000, progress=False)
+    chunked = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=5, progress=False)
+    np.testing.assert_array_equal(whole.loss, chunked.loss)
+    np.testing.assert_array_equal(whole.axis_gradients, chunked.axis_gradients)
+    np.testing.assert_array_equal(whole.gradient_norm, chunked.gradient_norm)
+
+
+def test_no_recompilation_on_second_call():
+    jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=8, progress=False)
+    size = _evaluate_chunk._cache_size()
+    other = DOYA._replace(w_in=0.3)
+    jaxgrad.scan_landscape(doya_loss, other, {"w": (1.0, 2.0, 7), "b": (0.0, 1.0, 9)},
+                           chunk_size=8, progress=False)
+    assert _evaluate_chunk._cache_size() == size
+
+
+def test_resume_after_interruption(tmp_path):
+    reference = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=6,
+                                       progress=False)
+    folder = tmp_path / "scan"
+    partial_scan = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=6,
+                                          checkpoint=folder, max_chunks=3, progress=False)
+    assert not partial_scan.complete
+    done = np.asarray(partial_scan.finite).ravel()
+    assert done[:18].all() and not done[18:].any()
+    assert np.isnan(np.asarray(partial_scan.loss).ravel()[18:]).all()
+    # A second interrupted call continues where the first stopped...
+    partial_scan = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=6,
+                                          checkpoint=folder, max_chunks=2, progress=False)
+    assert np.asarray(partial_scan.finite).ravel()[:30].all()
+    # ...and the last call finishes it, identical to an uninterrupted scan.
+    resumed = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=6,
+                                     checkpoint=folder, progress=False)
+    assert resumed.complete
+    np.testing.assert_array_equal(np.asarray(resumed.loss), reference.loss)
+    np.testing.assert_array_equal(np.asarray(resumed.axis_gradients), reference.axis_gradients)
+    np.testing.assert_array_equal(np.asarray(resumed.gradient_norm), reference.gradient_norm)
+    # Another scan in the same folder is refused.
+    with pytest.raises(ValueError, match="checkpoint"):
+        jaxgrad.scan_landscape(doya_loss, DOYA, {"w": (4.0, 6.0, 8), "b": (-3.0, -2.0, 9)},
+                               chunk_size=6, checkpoint=folder, progress=False)
+
+
+def test_nonfinite_points_reported_while_the_rest_completes():
+    def loss(p):
+        return jnp.log(p["a"]) + p["b"] ** 2
+
+    a = np.array([-1.0, -0.5, 0.5, 1.0, 2.0], np.float32)
+    b = np.array([0.0, 1.0], np.float32)
+    scan = jaxgrad.scan_landscape(loss, {"a": 1.0, "b": 0.0}, {"a": a, "b": b},
+                                  progress=False)
+    assert scan.complete
+    assert scan.num_nonfinite == 4
+    np.testing.assert_array_equal(scan.nonfinite_points,
+                                  [[-1.0, 0.0], [-1.0, 1.0], [-0.5, 0.0], [-0.5, 1.0]])
+    np.testing.assert_array_equal(scan.finite, a[:, None] > 0 + np.zeros((1, 2)))
+    A, B = np.meshgrid(a[2:], b, indexing="ij")
+    np.testing.assert_allclose(scan.loss[2:], np.log(A) + B**2, rtol=1e-6)
+    cliffs = jaxgrad.find_cliffs(scan)  # non-finite points are skipped
+    assert len(cliffs.jump_points) == 0
+
+
+def test_max_reported_caps_the_list():
+    def loss(p):
+        return jnp.log(p["a"])
+
+    scan = jaxgrad.scan_landscape(loss, {"a": 1.0}, {"a": (-2.0, 1.0, 31)}, max_reported=3,
+                                  progress=False)
+    assert scan.num_nonfinite == 20 + 1  # a < 0 gives NaN, a = 0 gives -inf
+    assert scan.nonfinite_points.shape == (3, 1)
+
+
+def test_find_cliffs_locates_a_jump_and_a_peak(x64):
+    def step_loss(p):
+        return jax.nn.sigmoid(1e4 * (p["a"] - 0.3))  # a wall far narrower than the grid
+
+    scan = jaxgrad.scan_landscape(step_loss, {"a": 0.0}, {"a": (0.0, 1.0, 100)},
+                                  progress=False)  # 0.3 is not a grid point
+    cliffs = jaxgrad.find_cliffs(scan)
+    assert len(cliffs.jump_points) == 1
+    assert abs(cliffs.jump_points[0, 0] - 0.3) <= 0.01
+    assert cliffs.jump_sizes[0] > 0.9
+
+    def ridge(p):
+        return jnp.tanh(50.0 * (p["a"] - 0.3))  # resolved: a gradient peak, no jump
+
+    scan = jaxgrad.scan_landscape(ridge, {"a": 0.0}, {"a": (0.0, 1.0, 1001)}, progress=False)
+    cliffs = jaxgrad.find_cliffs(scan)
+    assert len(cliffs.jump_points) == 0
+    assert cliffs.peak_points.shape == (1, 1)
+    assert cliffs.peak_points[0, 0] == pytest.approx(0.3, abs=1e-3)
+    assert cliffs.peak_gradient_norms[0] == pytest.approx(50.0, rel=1e-6)
+
+    smooth = jaxgrad.scan_landscape(quadratic, {"a": 0.0, "b": 0.0, "c": 0.0},
+                                    {"a": (-1.0, 1.0, 21), "b": (-1.0, 1.0, 21)},
+                                    progress=False)
+    cliffs = jaxgrad.find_cliffs(smooth)
+    assert len(cliffs.jump_points) == 0 and len(cliffs.peak_points) == 0
+
+
+def test_three_axis_grid_and_a_plane_wall(x64):
+    def loss(p):
+        return jax.nn.sigmoid(1e4 * (p["a"] + p["b"] + p["c"] - 0.1)) + 0.1 * p["a"] ** 2
+
+    params = {"a": 0.0, "b": 0.0, "c": 0.0}
+    axes = {"a": (-1.0, 1.0, 8), "b": (-1.0, 1.0, 9), "c": (-1.0, 1.0, 10)}
+    scan = jaxgrad.scan_landscape(loss, params, axes, progress=False)
+    assert scan.loss.shape == (8, 9, 10) and scan.axis_gradients.shape == (8, 9, 10, 3)
+    A, B, C = np.meshgrid(*scan.coords, indexing="ij")
+    wall = 0.5 * (1 + np.tanh(0.5e4 * (A + B + C - 0.1)))  # the sigmoid without overflow
+    np.testing.assert_allclose(scan.loss, wall + 0.1 * A**2, rtol=1e-12, atol=1e-15)
+    cliffs = jaxgrad.find_cliffs(scan)
+    assert len(cliffs.jump_points) > 50
+    # Every jump straddles the plane a + b + c = 0.1: within one spacing along its axis.
+    spacing = np.asarray([np.diff(c)[0] for c in scan.coords])[cliffs.jump_axis]
+    assert np.all(np.abs(cliffs.jump_points.sum(axis=1) - 0.1) <= spacing / 2 + 1e-12)
+    assert np.all(np.abs(np.abs(cliffs.jump_sizes) - 1.0) < 0.1)
+
+
+def test_directions():
+    params = {"W": jnp.arange(1.0, 13.0).reshape(3, 4), "b": jnp.ones(4),
+              "stack": jnp.ones((2, 3, 5))}
+    d = jaxgrad.filter_normalized_direction(params, key=jax.random.key(0))
+    np.testing.assert_allclose(jnp.linalg.norm(d["W"], axis=0),
+                               jnp.linalg.norm(params["W"], axis=0), rtol=1e-6)
+    np.testing.assert_allclose(jnp.linalg.norm(d["stack"], axis=1),
+                               jnp.linalg.norm(params["stack"], axis=1), rtol=1e-6)
+    assert not np.any(np.asarray(d["b"]))
+    r = jaxgrad.random_direction(params, key=jax.random.key(1), normalize=True)
+    total = sum(float(jnp.sum(leaf**2)) for leaf in jax.tree_util.tree_leaves(r))
+    assert total == pytest.approx(1.0, rel=1e-5)
+    r2 = jaxgrad.random_direction(params, key=jax.random.key(2))
+    assert jax.tree_util.tree_structure(r2) == jax.tree_util.tree_structure(params)
+    assert not np.allclose(r2["W"], jaxgrad.random_direction(params, key=jax.random.key(3))["W"])
+    assert jaxgrad.leaf_names(jaxgrad.DoyaParams(1.0, 2.0, 3.0)) == ["w", "b", "w_in"]
+
+
+def test_bad_input():
+    params = {"a": 0.0, "b": 0.0, "c": 0.0}
+
+    def scan(axes, **kw):
+        return jaxgrad.scan_landscape(quadratic, params, axes, progress=False, **kw)
+
+    with pytest.raises(ValueError, match="empty or reversed"):
+        scan({"a": (1.0, 0.0, 5)})
+    with pytest.raises(ValueError, match="empty or reversed"):
+        scan({"a": (1.0, 1.0, 5)})
+    with pytest.raises(ValueError, match="at least one grid point"):
+        scan({"a": (0.0, 1.0, 0)})
+    with pytest.raises(ValueError, match="zero points"):
+        scan({"a": np.array([])})
+    with pytest.raises(ValueError, match="strictly increasing"):
+        scan({"a": np.array([0.0, 2.0, 1.0])})
+    with pytest.raises(ValueError, match="does not have"):
+        scan({"bogus": (0.0, 1.0, 3)})
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        scan({})
+    with pytest.raises(ValueError, match="gradient"):
+        scan({"a": (0.0, 1.0, 3)}, gradient="second")
+    with pytest.raises(ValueError, match="chunk_size"):
+        scan({"a": (0.0, 1.0, 3)}, chunk_size=0)
+    with pytest.raises(ValueError, match="one number"):
+        jaxgrad.scan_landscape(lambda p: jnp.sum(p["v"]), {"v": jnp.zeros(3)},
+                               {"v": (0.0, 1.0, 3)}, progress=False)
+    with pytest.raises(ValueError, match="scalar"):
+        jaxgrad.scan_landscape(lambda p: jnp.stack([p["a"], p["b"]]), params,
+                               {"a": (0.0, 1.0, 3)}, progress=False)
+    with pytest.raises(ValueError, match="structure and shapes"):
+        scan({"d": jaxgrad.Direction({"a": 1.0, "b": 1.0}, (0.0, 1.0, 3))})
+    with pytest.raises(TypeError, match="loss_fn"):
+        jaxgrad.scan_landscape("loss", params, {"a": (0.0, 1.0, 3)})
+    with pytest.raises(ValueError, match="finite"):
+        jaxgrad.scan_landscape(quadratic, {"a": 0.0, "b": np.nan, "c": 0.0},
+                               {"a": (0.0, 1.0, 3)}, progress=False)
+    with pytest.raises(ValueError, match="differ in shape"):
+        jaxgrad.line_direction({"a": jnp.zeros(2)}, {"a": jnp.zeros(3)})
+    with pytest.raises(ValueError, match="same structure"):
+        jaxgrad.line_direction({"a": 0.0}, {"b": 0.0})
+    with pytest.raises(ValueError, match="`filter_axes`"):
+        jaxgrad.filter_normalized_direction({"W": jnp.ones((2, 2))}, key=jax.random.key(0),
+                                            filter_axes=lambda name, leaf: (5,))
+    with pytest.raises(TypeError, match="`scan`"):
+        jaxgrad.find_cliffs(np.zeros(3))
+    ok = scan({"a": (0.0, 1.0, 3)})
+    with pytest.raises(ValueError, match="peak_ratio"):
+        jaxgrad.find_cliffs(ok, peak_ratio=-1.0)
+
+
+MULTI_DEVICE_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    import jaxgrad
+    from test_landscape import DOYA, DOYA_AXES, doya_loss
+    assert jax.device_count() == 4, jax.devices()
+    scan = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=10, progress=False)
+    np.savez({out!r}, loss=scan.loss, grads=scan.axis_gradients, norm=scan.gradient_norm)
+""")
+
+
+@pytest.mark.slow
+def test_four_devices_match_one(tmp_path):
+    out = tmp_path / "four.npz"
+    script = MULTI_DEVICE_SCRIPT.format(tests=str(ROOT / "tests"), out=str(out))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    four = np.load(out)
+    one = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=10, progress=False)
+    assert jax.device_count() == 1 or "xla_force_host_platform_device_count" in \
+        os.environ.get("XLA_FLAGS", "")
+    np.testing.assert_array_equal(four["loss"], one.loss)
+    np.testing.assert_array_equal(four["grads"], one.axis_gradients)
+    np.testing.assert_array_equal(four["norm"], one.gradient_norm)

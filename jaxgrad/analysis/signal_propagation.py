@@ -46,6 +46,8 @@ from ..models.activations import ACTIVATIONS, get_activation
 NUM_POINTS = 200
 #: Default number of nodes per axis for the 2-D integrals of the c-map (a product rule).
 NUM_POINTS_2D = 100
+#: ``critical_sigma_w2`` looks for ``q*`` in ``(0, Q_MAX_FACTOR (1 + σ_b²)]``.
+Q_MAX_FACTOR = 100.0
 
 Activation = str | Callable[[jax.Array], jax.Array]
 
@@ -499,46 +501,62 @@ class CriticalPoint(NamedTuple):
     found: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("phi", "n", "num_bisections"))
-def _critical(phi, sigma_b2, n, num_bisections):
+def _critical_excess(phi, q, sigma_b2, n):
+    """``B(q) - σ_b²`` with ``B(q) = q - E φ(√q z)² / E φ'(√q z)²``."""
+    one = jnp.ones((), q.dtype)
+    m2, m1, _ = _moments(phi, q, one, n)
+    return q - m2 / m1 - sigma_b2
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 2, 3))
+def _critical_q(phi, sigma_b2, n, num_bisections):
+    """``q*`` on the critical line at ``σ_b²`` (NaN when not bracketed); implicit derivative."""
     dtype = sigma_b2.dtype
+    eps = jnp.finfo(dtype).eps
     one = jnp.ones((), dtype)
-    tol = 100 * jnp.finfo(dtype).eps
 
     def excess(log_q):
-        # B(q) - σ_b², with B(q) = q - E φ² / E φ'² (the σ_b² of the critical point at q).
-        q = jnp.exp(log_q)
-        m2, m1, _ = _moments(phi, q, one, n)
-        return q - m2 / m1 - sigma_b2, q
+        return _critical_excess(phi, jnp.exp(log_q), sigma_b2, n)
 
-    def above(log_q):
-        e, q = excess(log_q)
-        return e >= -tol * (q + sigma_b2)
-
+    # q* = 1e-12 stands for q* = 0 (tanh at σ_b² = 0); ReLU's B vanishes up to rounding.
     log_lo = jnp.log(jnp.asarray(1e-12, dtype))
-    log_hi0 = jnp.log(jnp.maximum(one, 2 * sigma_b2))
-
-    def grow(state):
-        log_hi, i = state
-        return log_hi + jnp.log(jnp.asarray(2.0, dtype)), i + 1
-
-    log_hi, _ = jax.lax.while_loop(lambda s: (~above(s[0])) & (s[1] < 60), grow, (log_hi0, 0))
-    bracketed = above(log_hi)
-    lo_above = above(log_lo)
+    at_lo = excess(log_lo) >= -100 * eps * (jnp.exp(log_lo) + sigma_b2)
+    log_max = jnp.log(Q_MAX_FACTOR * (1 + sigma_b2))
+    log2 = jnp.log(jnp.asarray(2.0, dtype))
+    log_hi = jax.lax.while_loop(lambda h: (excess(h) < 0) & (h < log_max),
+                                lambda h: jnp.minimum(h + log2, log_max),
+                                jnp.log(jnp.maximum(one, 2 * sigma_b2)))
+    bracketed = excess(log_hi) >= 0
 
     def bisect(_, bounds):
         lo, hi = bounds
         mid = 0.5 * (lo + hi)
-        up = above(mid)
+        up = excess(mid) >= 0
         return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
 
     lo, hi = jax.lax.fori_loop(0, num_bisections, bisect, (log_lo, log_hi))
-    log_q = jnp.where(lo_above, log_lo, 0.5 * (lo + hi))
-    q = jnp.exp(log_q)
-    chi_per_w2 = _moments(phi, q, one, n)[1]
-    found = bracketed & (chi_per_w2 > 0) & jnp.isfinite(chi_per_w2)
-    sigma_w2 = jnp.where(found, 1 / chi_per_w2, jnp.nan)
-    return CriticalPoint(sigma_w2, jnp.where(found, q, jnp.nan), found)
+    q = jnp.exp(0.5 * (lo + hi))
+    # A root where B is below its rounding noise (≈ eps q) is not one (ReLU at σ_b² > 0).
+    resolved = bracketed & (10 * eps * q <= sigma_b2)
+    return jnp.where(at_lo, jnp.exp(log_lo), jnp.where(resolved, q, jnp.nan))
+
+
+@_critical_q.defjvp
+def _critical_q_jvp(phi, n, num_bisections, primals, tangents):
+    (sigma_b2,), (sigma_b2_dot,) = primals, tangents
+    q = _critical_q(phi, sigma_b2, n, num_bisections)
+    # B(q*) = σ_b²  ⇒  dq*/dσ_b² = 1 / B'(q*).
+    _, slope = jax.jvp(lambda q: _critical_excess(phi, q, sigma_b2, n), (q,), (jnp.ones_like(q),))
+    return q, sigma_b2_dot / slope
+
+
+@functools.partial(jax.jit, static_argnames=("phi", "n", "num_bisections"))
+def _critical(phi, sigma_b2, n, num_bisections):
+    q = _critical_q(phi, sigma_b2, n, num_bisections)
+    chi_per_w2 = _moments(phi, q, jnp.ones_like(q), n)[1]
+    found = jnp.isfinite(q) & (chi_per_w2 > 0) & jnp.isfinite(chi_per_w2)
+    safe = jnp.where(found, chi_per_w2, 1)
+    return CriticalPoint(jnp.where(found, 1 / safe, jnp.nan), jnp.where(found, q, jnp.nan), found)
 
 
 def critical_sigma_w2(sigma_b2: Any, *, activation: Activation = "tanh",
@@ -548,10 +566,15 @@ def critical_sigma_w2(sigma_b2: Any, *, activation: Activation = "tanh",
     On the critical line ``σ_w² = 1 / ∫Dz φ'(√q z)²`` and
     ``σ_b² = B(q) = q - ∫Dz φ(√q z)² / ∫Dz φ'(√q z)²`` at ``q = q*`` (substitute ``χ₁ = 1``
     into the fixed-point equation); ``B(q) = σ_b²`` is solved by bisection in ``log q`` on
-    ``[1e-12, q_hi]``, ``q_hi`` found by doubling. Assumes ``B`` increasing (true for tanh:
-    ``B(q) ≈ 4q³/3`` near 0, so the critical ``σ_w² ≈ 1 + 2 (3σ_b²/4)^{1/3}`` rises steeply).
+    ``[1e-12, q_hi]``, ``q_hi <= 100 (1 + σ_b²)`` found by doubling. Assumes ``B`` increasing
+    (true for tanh: ``B(q) ≈ 4q³/3`` near 0, so the critical ``σ_w² ≈ 1 + 2 (3σ_b²/4)^{1/3}``
+    rises steeply). The default 200 nodes resolve ``q* ≲ 10`` (``σ_b² ≲ 5`` for tanh) to
+    ~1e-5; raise ``num_points`` beyond.
     For ReLU ``B ≡ 0``: the only critical point is ``σ_w² = 2`` at ``σ_b² = 0``.
     Poole et al. 2016, Fig. 2; Schoenholz et al. 2017, Fig. 1.
+
+    Differentiable in ``σ_b²`` by the implicit function theorem (``dq*/dσ_b² = 1/B'(q*)``);
+    the slope is infinite at ``σ_b² = 0`` for tanh.
 
     Returns:
         ``CriticalPoint(sigma_w2, q_star, found)``.

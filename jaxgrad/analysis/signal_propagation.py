@@ -116,7 +116,9 @@ def _dtype(*values: Any) -> Any:
     """The widest floating dtype among the arguments (default float if none is an array)."""
     dtype = jnp.result_type(float)
     for v in values:
-        d = jnp.asarray(v).dtype
+        if not isinstance(v, (jax.Array, np.ndarray, np.generic)):
+            continue  # Python numbers are weakly typed; bad types are reported by _scalar
+        d = v.dtype
         if jnp.issubdtype(d, jnp.floating) and jnp.finfo(d).bits > jnp.finfo(dtype).bits:
             dtype = d
     return dtype
@@ -306,8 +308,8 @@ def chi_1(sigma_w2: Any, sigma_b2: Any, *, q: Any = None, activation: Activation
         scalar ``χ₁``.
 
     Example:
-        >>> float(chi_1(3.0, 0.5, activation="relu"))  # σ_w²/2 for ReLU
-        1.5
+        >>> float(chi_1(1.5, 0.5, activation="relu"))  # σ_w²/2 for ReLU
+        0.75
     """
     phi = _resolve_activation(activation)
     n = check_positive_int("num_points", num_points)

@@ -77,12 +77,13 @@ QUICK_CONFIG = {
     "layers_networks": 4,
     "train_sigma_w2": [0.5, 1.76],
     "train_depths": [4, 16],
-    "train_steps": 120,
+    "train_steps": 100,
     "train_batch": 64,
 }
 
-#: A test accuracy above this counts as trained, below ``FAILED`` as untrained (chance = 0.1).
-TRAINED, FAILED = 0.5, 0.2
+#: A test accuracy at or above this counts as trained, below it as not (chance is 0.1; shallow
+#: networks reach > 0.9).
+TRAINED = 0.5
 
 
 def _empirical_chi(config, sigma_w2, sigma_b2, key):
@@ -194,10 +195,15 @@ def run(config: dict) -> Result:
 
     # 1. theory: the critical line and its cross-checks
     b2_summary = jnp.asarray(SUMMARY_SIGMA_B2, jnp.float32)
-    crit = critical(b2_summary)
-    crit_w2 = np.asarray(crit.sigma_w2)
     b2_line = np.linspace(0.0, config["line_sigma_b2_max"], config["line_points"])
-    line_w2 = np.asarray(critical(jnp.asarray(b2_line, jnp.float32)).sigma_w2)
+    b2_xi = [0.01, config["train_sigma_b2"], 0.5]
+    k1, k2 = len(SUMMARY_SIGMA_B2), len(SUMMARY_SIGMA_B2) + len(b2_line)
+    everything = critical(jnp.asarray(np.concatenate([SUMMARY_SIGMA_B2, b2_line, b2_xi]),
+                                      jnp.float32))  # one compilation
+    crit = jax.tree.map(lambda a: a[:k1], everything)
+    crit_w2 = np.asarray(crit.sigma_w2)
+    line_w2 = np.asarray(everything.sigma_w2[k1:k2])
+    xi_crit_w2 = np.asarray(everything.sigma_w2[k2:])
     # χ₁ at the critical points by the other route: q* by iterating the q-map, then χ₁.
     chi_at_crit = np.asarray(jax.vmap(lambda w2, b2: jaxgrad.chi_1(w2, b2, num_points=n))(
         crit.sigma_w2, b2_summary))
@@ -231,17 +237,17 @@ def run(config: dict) -> Result:
     c_abs_err = float(np.sqrt(np.mean((emp_c - th_c) ** 2)))
 
     # 4. ξ_c against σ_w² (theory)
+    # (the trained networks' σ_w² ride along, so depth_scales compiles once)
     w2_xi = np.linspace(0.3, 5.0, config["xi_points"])
+    train_w2 = np.asarray(config["train_sigma_w2"], float)
     scales = jax.vmap(lambda b2: jax.vmap(lambda w2: jaxgrad.depth_scales(w2, b2, num_points=n))(
-        jnp.asarray(w2_xi, jnp.float32)))(jnp.asarray([0.01, 0.05, 0.5], jnp.float32))
+        jnp.asarray(np.concatenate([w2_xi, train_w2]), jnp.float32)))(
+        jnp.asarray(b2_xi, jnp.float32))
+    xi_train = np.asarray(scales.xi_c[1, len(w2_xi):])
+    scales = jax.tree.map(lambda a: a[:, :len(w2_xi)], scales)
 
     # 5. trainability
-    train_w2 = np.asarray(config["train_sigma_w2"], float)
     depths = np.asarray(config["train_depths"])
-    train_scales = jax.vmap(lambda w2: jaxgrad.depth_scales(w2, config["train_sigma_b2"],
-                                                            num_points=n))(
-        jnp.asarray(train_w2, jnp.float32))
-    xi_train = np.asarray(train_scales.xi_c)
     acc = _train_accuracies(config, k_train)
 
     # ----------------------------------------------------------------- checks
@@ -270,7 +276,7 @@ def run(config: dict) -> Result:
     i_ordered = int(np.argmin(train_w2))
     xi_o = xi_train[i_ordered]
     trained_o = depths[acc[i_ordered] >= TRAINED]
-    failed_o = depths[acc[i_ordered] <= FAILED]
+    failed_o = depths[acc[i_ordered] < TRAINED]
     deepest_trained = float(trained_o.max()) if trained_o.size else float("nan")
     shallowest_failed = float(failed_o.min()) if failed_o.size else float("nan")
     checks += [
@@ -279,7 +285,7 @@ def run(config: dict) -> Result:
                     note=f"ξ_c = {xi_o:.3g}; test accuracy >= {TRAINED}; published ≈ 6"),
         check_bound(f"ordered σ_w² = {train_w2[i_ordered]}: shallowest untrained depth / ξ_c",
                     shallowest_failed / xi_o, 15.0,
-                    note=f"test accuracy <= {FAILED} (chance 0.1); published ≈ 6"),
+                    note=f"test accuracy < {TRAINED} (chance 0.1); published ≈ 6"),
     ]
     i_crit = int(np.argmin(np.abs(train_w2 - crit_w2[SUMMARY_SIGMA_B2.index(0.05)])))
     checks.append(check_bound(f"near-critical σ_w² = {train_w2[i_crit]}: test accuracy at "
@@ -320,12 +326,11 @@ def run(config: dict) -> Result:
     figures["layer_statistics"] = fig
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for i, b2 in enumerate([0.01, 0.05, 0.5]):
+    for i, b2 in enumerate(b2_xi):
         ax.semilogy(w2_xi, np.asarray(scales.xi_c[i]), color=f"C{i}", label=f"ξ_c, σ_b² = {b2}")
         ax.semilogy(w2_xi, np.asarray(scales.xi_q[i]), ":", color=f"C{i}",
                     label=f"ξ_q, σ_b² = {b2}")
-        w2c = float(critical(jnp.asarray([b2], jnp.float32)).sigma_w2[0])
-        ax.axvline(w2c, color=f"C{i}", lw=0.8, ls="--")
+        ax.axvline(xi_crit_w2[i], color=f"C{i}", lw=0.8, ls="--")
     ax.set_xlabel("σ_w²")
     ax.set_ylabel("depth scale (layers)")
     ax.set_title("Depth scales diverge at the critical σ_w² (dashed), tanh")
@@ -336,13 +341,19 @@ def run(config: dict) -> Result:
     for i, w2 in enumerate(train_w2):
         label = f"σ_w² = {w2:g} (ξ_c = {xi_train[i]:.3g})"
         axes[0].plot(depths, acc[i], "o-", label=label)
-        axes[1].plot(depths / xi_train[i], acc[i], "o-", label=label)
+        ratio = depths / xi_train[i]
+        if ratio.max() < 0.1:  # (near-)critical: ξ_c ≫ L, off this scale
+            label += ", L/ξ_c < 0.1"
+        axes[1].plot(ratio, acc[i], "o-", label=label)
     axes[1].axvline(6, color="k", ls="--", lw=0.8, label="6 ξ_c (Schoenholz et al.)")
+    axes[1].set_xlim(0.1, None)
     for a in axes:
         a.axhline(0.1, color="gray", ls=":", lw=0.8, label="chance")
         a.set_xscale("log")
         a.set_ylabel("test accuracy")
         a.legend(fontsize=7)
+    axes[0].set_xticks(depths, [str(d) for d in depths])
+    axes[0].minorticks_off()
     axes[0].set_xlabel("depth L")
     axes[1].set_xlabel("L / ξ_c")
     axes[0].set_title(f"tanh MLPs on digits, {config['train_steps']} SGD steps, "

@@ -179,6 +179,7 @@ def test_depth_scale_slopes_equal_derivatives_of_the_maps(x64):
 # ----------------------------------------------------------------------------- jit, vmap, grad
 
 
+@pytest.mark.slow
 def test_jit_and_vmap_match_eager():
     w2 = jnp.asarray([0.8, 1.5, 3.0])
     b2 = jnp.asarray([0.0, 0.05, 1.0])
@@ -200,6 +201,7 @@ def test_no_recompilation_on_new_values():
     assert (sp._q_star._cache_size(), sp._critical._cache_size()) == sizes
 
 
+@pytest.mark.slow
 def test_gradients_match_finite_differences(x64):
     check_grads(lambda w, b: jaxgrad.q_map(0.7, w, b), (1.5, 0.2), order=2, modes=("fwd", "rev"))
     check_grads(lambda w, b: jaxgrad.q_star(w, b).q, (1.5, 0.2), order=1, modes=("fwd", "rev"))
@@ -213,6 +215,7 @@ def test_gradients_match_finite_differences(x64):
 # ----------------------------------------------------------------------------- random MLPs
 
 
+@pytest.mark.slow
 def test_random_mlp_inputs_and_determinism():
     key = jax.random.key(3)
     s = jaxgrad.random_mlp_signal(1.5, 0.05, key=key, width=200, depth=5, q0=2.0, c0=0.3)

@@ -493,7 +493,8 @@ class CriticalPoint(NamedTuple):
 
     Attributes:
         sigma_w2: the critical weight variance (NaN when ``found`` is false).
-        q_star: the length fixed point there.
+        q_star: the length fixed point there (``1e-12`` stands for ``q* = 0``, e.g. tanh at
+            ``σ_b² = 0``; ReLU's critical point holds for every ``q*``).
         found: whether a critical point with finite ``q*`` exists and was bracketed
             (ReLU has one only at ``σ_b² = 0``).
     """

@@ -85,7 +85,7 @@ def gaussian_expectation(f: Callable, *, num_points: int = NUM_POINTS,
     degree ``< 2 num_points``.
 
     Example:
-        >>> float(gaussian_expectation(lambda z: z**4))  # 3
+        >>> round(float(gaussian_expectation(lambda z: z**4)), 5)  # E z⁴ = 3
         3.0
     """
     num_points = check_positive_int("num_points", num_points)
@@ -233,7 +233,7 @@ def q_map(q: Any, sigma_w2: Any, sigma_b2: Any, *, activation: Activation = "tan
         scalar ``q^l``.
 
     Example:
-        >>> float(q_map(1.0, 2.0, 0.0, activation="relu"))  # σ_w² q/2 + σ_b²
+        >>> round(float(q_map(1.0, 2.0, 0.0, activation="relu")), 5)  # σ_w² q/2 + σ_b²
         1.0
     """
     phi = _resolve_activation(activation)
@@ -339,7 +339,7 @@ def c_map(c: Any, sigma_w2: Any, sigma_b2: Any, *, q: Any = None,
         scalar ``c^l``.
 
     Example:
-        >>> float(c_map(1.0, 1.5, 0.1))  # c = 1 is a fixed point
+        >>> round(float(c_map(1.0, 1.5, 0.1)), 5)  # c = 1 is a fixed point
         1.0
     """
     phi = _resolve_activation(activation)
@@ -583,7 +583,7 @@ def critical_sigma_w2(sigma_b2: Any, *, activation: Activation = "tanh",
         ``CriticalPoint(sigma_w2, q_star, found)``.
 
     Example:
-        >>> float(critical_sigma_w2(0.0).sigma_w2)  # tanh: q* = 0, χ₁ = σ_w² tanh'(0)²
+        >>> round(float(critical_sigma_w2(0.0).sigma_w2), 5)  # tanh: q* = 0, χ₁ = σ_w² tanh'(0)²
         1.0
     """
     phi = _resolve_activation(activation)

@@ -62,6 +62,7 @@ def test_rule_matches_numpy_hermegauss():
         np.testing.assert_allclose(w, wr / wr.sum(), atol=1e-14)
 
 
+@pytest.mark.slow
 def test_quadrature_converges(x64):
     # The critical σ_w² at σ_b² = 2 (q* ≈ 4.8, the hardest point) settles as nodes are added.
     vals = [float(jaxgrad.critical_sigma_w2(2.0, num_points=n).sigma_w2) for n in (60, 120, 240)]

@@ -185,7 +185,8 @@ def test_gradient_matches_finite_differences(x64):
 
     check_grads(top_two, (p.J,), order=1, modes=("rev",), eps=1e-6)
     floss = lambda J: jaxgrad.flossing_loss(  # noqa: E731
-        jaxgrad.rate_step, x0, inputs, params=jaxgrad.RateParams(J, p.W_in), num_exponents=2)
+        jaxgrad.rate_step, x0, inputs, params=jaxgrad.RateParams(J, p.W_in), num_exponents=2,
+        trajectory_gradient=True)
     check_grads(floss, (p.J,), order=1, modes=("rev",), eps=1e-6)
 
 

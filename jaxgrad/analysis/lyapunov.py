@@ -103,11 +103,13 @@ def entropy_rate(exponents: jax.Array) -> jax.Array:
     return jnp.sum(jnp.maximum(lam, jnp.zeros((), lam.dtype)))
 
 
-def _tangent_block(f, carry, us):
+def _tangent_block(f, trajectory_gradient, carry, us):
     """``qr_interval`` steps of the state and of ``Q ← D_t Q``, then one QR; ``log|R_ii|``."""
 
     def tangent_step(c, u):
         x, Q = c
+        if not trajectory_gradient:
+            x = jax.lax.stop_gradient(x)
         x_next, lin = jax.linearize(lambda y: f(y, u), x)
         return (x_next, jax.vmap(lin, in_axes=1, out_axes=1)(Q)), None
 
@@ -126,11 +128,12 @@ def _blocks(inputs: Any, start: int, num_blocks: int, length: int) -> Any:
     )
 
 
-def _spectrum(f, x0, inputs, key, *, num_exponents, transient, qr_interval, window, dt):
+def _spectrum(f, x0, inputs, key, *, num_exponents, transient, qr_interval, window, dt,
+              trajectory_gradient):
     n = x0.shape[0]
     dtype = x0.dtype
     Q0, _ = jnp.linalg.qr(jax.random.normal(key, (n, num_exponents), dtype))
-    block = functools.partial(_tangent_block, f)
+    block = functools.partial(_tangent_block, f, trajectory_gradient)
     carry = (x0, Q0)
     # Transient: the state and the basis both relax; their log|R_ii| are dropped.
     full, rest = divmod(transient, qr_interval)
@@ -212,6 +215,7 @@ def lyapunov_spectrum(
     window: int | None = None,
     dt: float = 1.0,
     key: jax.Array | None = None,
+    trajectory_gradient: bool = True,
 ) -> LyapunovSpectrum:
     """The top ``k`` (or all) Lyapunov exponents of a step function by the QR method.
 
@@ -237,6 +241,11 @@ def lyapunov_spectrum(
             a tenth of the run); a trailing partial window is left out of the windows only.
         dt: time per step, so exponents are per unit time of a flow.
         key: PRNG key for the random initial basis (default ``jax.random.key(0)``).
+        trajectory_gradient: with ``False`` the states are held fixed under
+            differentiation (``stop_gradient``), so ``jax.grad`` follows only each step
+            Jacobian's explicit dependence on ``params``. The exact derivative (``True``)
+            passes through the trajectory and grows like ``e^{λ_1 T}`` on a chaotic
+            attractor; the truncated one stays bounded and is what flossing uses.
 
     Returns:
         ``LyapunovSpectrum`` (exponents, finite-time exponents per window, running
@@ -260,7 +269,7 @@ def lyapunov_spectrum(
     out = _run(
         step, no_params, x0, None if no_params else params, inputs, key,
         num_exponents=k, transient=int(transient), qr_interval=int(qr_interval),
-        window=int(window), dt=float(dt),
+        window=int(window), dt=float(dt), trajectory_gradient=bool(trajectory_gradient),
     )
     return LyapunovSpectrum(*out)
 
@@ -268,7 +277,7 @@ def lyapunov_spectrum(
 @functools.partial(
     jax.jit,
     static_argnames=("step", "no_params", "num_exponents", "transient", "qr_interval",
-                     "window", "dt"),
+                     "window", "dt", "trajectory_gradient"),
 )
 def _run(step, no_params, x0, params, inputs, key, **options):
     """Jitted once per step function and options; states, params, inputs are traced."""
@@ -289,6 +298,7 @@ def flossing_loss(
     qr_interval: int = 1,
     dt: float = 1.0,
     key: jax.Array | None = None,
+    trajectory_gradient: bool = False,
 ) -> jax.Array:
     """The gradient-flossing regulariser ``Σ_{i≤k} λ_i²`` (Engelken 2023, arXiv:2312.17306).
 
@@ -302,6 +312,10 @@ def flossing_loss(
     Arguments:
         step, x0, inputs, num_steps, transient, qr_interval, dt, key: as for
             ``lyapunov_spectrum``.
+        trajectory_gradient: default ``False``: the gradient passes through the QR
+            iteration and the step Jacobians but not through the (chaotic) trajectory,
+            whose derivative explodes like ``e^{λ_1 T}``; ``True`` gives the exact
+            derivative of the finite-time exponents.
         params: the parameters to regularise (differentiate with respect to these).
         num_exponents: ``k``.
 
@@ -316,6 +330,7 @@ def flossing_loss(
     res = lyapunov_spectrum(
         step, x0, inputs, params=params, num_steps=num_steps, num_exponents=num_exponents,
         transient=transient, qr_interval=qr_interval, dt=dt, key=key,
+        trajectory_gradient=trajectory_gradient,
     )
     return jnp.sum(jnp.square(res.exponents))
 
@@ -343,6 +358,7 @@ def floss(
     qr_interval: int = 1,
     dt: float = 1.0,
     key: jax.Array | None = None,
+    trajectory_gradient: bool = False,
 ) -> FlossingTrace:
     """Gradient flossing before training: ``num_updates`` optax updates on ``Σ_{i≤k} λ_i²``.
 
@@ -369,7 +385,8 @@ def floss(
     import optax
 
     options = dict(num_exponents=num_exponents, num_steps=num_steps, transient=transient,
-                   qr_interval=qr_interval, dt=dt, key=key)
+                   qr_interval=qr_interval, dt=dt, key=key,
+                   trajectory_gradient=trajectory_gradient)
     # Validate once outside the scan so errors name the argument.
     lyapunov_spectrum(step, x0, inputs, params=params, **options)
 

@@ -32,7 +32,7 @@ DESCRIPTION = ("Delayed-copy task with a vanilla tanh RNN: success rate and lear
                "with and without gradient flossing before training.")
 DEFAULT_CONFIG = {
     "num_units": 32,
-    "delay": 20,
+    "delay": 12,
     "extra_steps": 20,
     "gain": 2.5,
     "input_std": 0.3,

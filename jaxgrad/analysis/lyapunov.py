@@ -245,7 +245,8 @@ def lyapunov_spectrum(
             differentiation (``stop_gradient``), so ``jax.grad`` follows only each step
             Jacobian's explicit dependence on ``params``. The exact derivative (``True``)
             passes through the trajectory and grows like ``e^{λ_1 T}`` on a chaotic
-            attractor; the truncated one stays bounded and is what flossing uses.
+            attractor (use an optimizer that normalises it, such as Adam, or short
+            trajectories); the truncated one stays bounded but is only an approximation.
 
     Returns:
         ``LyapunovSpectrum`` (exponents, finite-time exponents per window, running
@@ -298,7 +299,7 @@ def flossing_loss(
     qr_interval: int = 1,
     dt: float = 1.0,
     key: jax.Array | None = None,
-    trajectory_gradient: bool = False,
+    trajectory_gradient: bool = True,
 ) -> jax.Array:
     """The gradient-flossing regulariser ``Σ_{i≤k} λ_i²`` (Engelken 2023, arXiv:2312.17306).
 
@@ -312,10 +313,10 @@ def flossing_loss(
     Arguments:
         step, x0, inputs, num_steps, transient, qr_interval, dt, key: as for
             ``lyapunov_spectrum``.
-        trajectory_gradient: default ``False``: the gradient passes through the QR
-            iteration and the step Jacobians but not through the (chaotic) trajectory,
-            whose derivative explodes like ``e^{λ_1 T}``; ``True`` gives the exact
-            derivative of the finite-time exponents.
+        trajectory_gradient: ``True`` (default): the exact derivative of the finite-time
+            exponents, through the QR iteration, the step Jacobians and the trajectory.
+            ``False`` holds the trajectory fixed (bounded, but only an approximation; it
+            can fail to decrease the regulariser), see ``lyapunov_spectrum``.
         params: the parameters to regularise (differentiate with respect to these).
         num_exponents: ``k``.
 
@@ -358,7 +359,7 @@ def floss(
     qr_interval: int = 1,
     dt: float = 1.0,
     key: jax.Array | None = None,
-    trajectory_gradient: bool = False,
+    trajectory_gradient: bool = True,
 ) -> FlossingTrace:
     """Gradient flossing before training: ``num_updates`` optax updates on ``Σ_{i≤k} λ_i²``.
 

@@ -77,7 +77,7 @@ def run(quick: bool) -> list[dict]:
     if has_torch():
         import torch
 
-        Jt, ht = torch.from_numpy(J), torch.from_numpy(h)
+        Jt, ht = torch.from_numpy(J.copy()), torch.from_numpy(h.copy())
         lam_t = _torch_spectrum(Jt, ht, T).numpy()
         records.append({"workload": workload, "implementation": "torch",
                         "seconds": time_call(lambda: _torch_spectrum(Jt, ht, T),

@@ -274,6 +274,9 @@ def test_bad_arguments_name_the_argument():
         ls(f, jnp.ones(3))
     with pytest.raises(TypeError, match="num_exponents"):
         ls(f, jnp.ones(3), num_steps=10, num_exponents=1.5)
+    with pytest.raises(ValueError, match="num_exponents"):
+        jaxgrad.flossing_loss(lambda x, u, p: A @ x, jnp.ones(3), num_steps=10, params=None,
+                              num_exponents=0)
     with pytest.raises(TypeError, match="optimizer"):
         jaxgrad.floss(f, jnp.ones(3), num_steps=10, params=None, optimizer="adam",
                       num_updates=3)

@@ -26,6 +26,13 @@ from .analysis.gradient_flow import recurrent_gradient_flow as recurrent_gradien
 from .analysis.jacobian import JacobianProductNorms as JacobianProductNorms
 from .analysis.jacobian import fit_log_rate as fit_log_rate
 from .analysis.jacobian import jacobian_product_norms as jacobian_product_norms
+from .analysis.lyapunov import FlossingTrace as FlossingTrace
+from .analysis.lyapunov import LyapunovSpectrum as LyapunovSpectrum
+from .analysis.lyapunov import entropy_rate as entropy_rate
+from .analysis.lyapunov import floss as floss
+from .analysis.lyapunov import flossing_loss as flossing_loss
+from .analysis.lyapunov import kaplan_yorke_dimension as kaplan_yorke_dimension
+from .analysis.lyapunov import lyapunov_spectrum as lyapunov_spectrum
 from .analysis.orbits import Basins as Basins
 from .analysis.orbits import HysteresisSweep as HysteresisSweep
 from .analysis.orbits import OrbitDiagram as OrbitDiagram
@@ -79,6 +86,12 @@ from .models.mlp import MLPParams as MLPParams
 from .models.mlp import MLPTrace as MLPTrace
 from .models.mlp import init_mlp as init_mlp
 from .models.mlp import mlp_apply as mlp_apply
+from .models.rate import RateParams as RateParams
+from .models.rate import init_rate as init_rate
+from .models.rate import integrator_step as integrator_step
+from .models.rate import rate_flow_step as rate_flow_step
+from .models.rate import rate_step as rate_step
+from .models.rate import rate_vector_field as rate_vector_field
 from .models.rnn import OneUnitParams as OneUnitParams
 from .models.rnn import PascanuParams as PascanuParams
 from .models.rnn import init_pascanu as init_pascanu

@@ -1,0 +1,407 @@
+"""Lyapunov exponents of any step function by the Benettin/QR method, and gradient flossing.
+
+For a trajectory ``x_t = F(x_{t-1}, u_t)`` with step Jacobians ``D_t = ∂F/∂x (x_{t-1}, u_t)``,
+an orthonormal basis ``Q`` (N × k) is pushed through the tangent dynamics ``Q ← D_t Q``
+(batched Jacobian-vector products, no Jacobian is formed) and re-orthonormalised every
+``qr_interval`` steps, ``D Q = Q' R``. The exponents are the time averages of the logs of
+R's diagonal (Benettin et al. 1980; Engelken, Wolf & Abbott 2020, arXiv:2006.02427):
+
+    λ_i = (1 / (T dt)) Σ_s log |R^{(s)}_ii|,      i = 1..k.
+
+Everything is done in log space, so growth or decay by e^{±1000} over the trajectory is
+harmless. The iteration is differentiable (``jnp.linalg.qr`` has a derivative), which is
+what gradient flossing uses: the regulariser ``Σ_{i≤k} λ_i²`` pushes the top exponents of
+a recurrent network towards zero (Engelken 2023, "Gradient Flossing", arXiv:2312.17306).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .._validation import check_positive_float, check_positive_int
+from ._stepfn import _NO_PARAMS, bind, flat_step, prepare
+
+
+class LyapunovSpectrum(NamedTuple):
+    """Result of ``lyapunov_spectrum``; ``k`` exponents, ``W`` windows.
+
+    Attributes:
+        exponents: ``(k,)`` λ_1 ≥ … ≥ λ_k (as they come out of the QR iteration, which
+            orders them when it has converged), per unit time (per step when ``dt = 1``).
+        finite_time_exponents: ``(W, k)`` the exponents averaged over each window of
+            ``window`` steps after the transient.
+        running_exponents: ``(W, k)`` the estimate from the start up to the end of each
+            window (its last row equals ``exponents`` when the windows tile the run).
+        kaplan_yorke_dimension: ``()`` ``j + Σ_{i≤j} λ_i / |λ_{j+1}|`` with ``j`` the largest
+            index with a non-negative partial sum (a lower bound when only the top ``k < N``
+            exponents are computed and all their partial sums are non-negative).
+        entropy_rate: ``()`` the sum of the positive exponents (Pesin's bound on the
+            Kolmogorov–Sinai entropy rate).
+        standard_error: ``(k,)`` ``std(finite_time_exponents) / √W`` (NaN for ``W = 1``),
+            treating windows as independent.
+        convergence: ``(k,)`` the largest ``|running - exponents|`` over the last half of
+            the windows; a converged estimate has it small beside ``|λ|``.
+        finite: ``()`` False when some ``log|R_ii|`` was NaN or ±inf (a singular or
+            non-finite Jacobian); the exponents are then not to be trusted.
+        final_state: the state after the last step (same pytree as ``x0``).
+        basis: ``(N, k)`` the final orthonormal basis ``Q`` (the backward Lyapunov vectors).
+    """
+
+    exponents: jax.Array
+    finite_time_exponents: jax.Array
+    running_exponents: jax.Array
+    kaplan_yorke_dimension: jax.Array
+    entropy_rate: jax.Array
+    standard_error: jax.Array
+    convergence: jax.Array
+    finite: jax.Array
+    final_state: Any
+    basis: jax.Array
+
+
+def kaplan_yorke_dimension(exponents: jax.Array) -> jax.Array:
+    """The Kaplan–Yorke (Lyapunov) dimension ``D = j + Σ_{i≤j} λ_i / |λ_{j+1}|``.
+
+    ``j`` is the largest index with ``Σ_{i≤j} λ_i ≥ 0`` after sorting in descending order;
+    ``D = 0`` when ``λ_1 < 0`` and ``D = k`` when every partial sum is non-negative
+    (Kaplan & Yorke 1979). Vmappable, differentiable almost everywhere.
+
+    Arguments:
+        exponents: ``(k,)`` Lyapunov exponents, any order.
+
+    Returns:
+        ``()`` the dimension.
+
+    Example:
+        >>> float(kaplan_yorke_dimension(jnp.array([0.5, -1.0])))
+        1.5
+    """
+    lam = jnp.asarray(exponents)
+    if lam.ndim != 1 or lam.shape[0] == 0:
+        raise ValueError(f"`exponents` must be 1-D and non-empty, got shape {lam.shape}")
+    lam = -jnp.sort(-lam)
+    partial = jnp.cumsum(lam)
+    k = lam.shape[0]
+    # Sorted descending, the partial sums rise then fall: {j : S_j >= 0} is a prefix.
+    j = jnp.sum(partial >= 0)
+    s_j = jnp.where(j > 0, partial[jnp.maximum(j - 1, 0)], jnp.zeros((), lam.dtype))
+    next_lam = lam[jnp.minimum(j, k - 1)]
+    frac = jnp.where(j < k, s_j / jnp.abs(next_lam), jnp.zeros((), lam.dtype))
+    return j.astype(lam.dtype) + frac
+
+
+def entropy_rate(exponents: jax.Array) -> jax.Array:
+    """Sum of the positive Lyapunov exponents (Pesin's upper bound on the KS entropy rate)."""
+    lam = jnp.asarray(exponents)
+    if lam.ndim != 1:
+        raise ValueError(f"`exponents` must be 1-D, got shape {lam.shape}")
+    return jnp.sum(jnp.maximum(lam, jnp.zeros((), lam.dtype)))
+
+
+def _tangent_block(f, trajectory_gradient, carry, us):
+    """``qr_interval`` steps of the state and of ``Q ← D_t Q``, then one QR; ``log|R_ii|``."""
+
+    def tangent_step(c, u):
+        x, Q = c
+        if not trajectory_gradient:
+            x = jax.lax.stop_gradient(x)
+        x_next, lin = jax.linearize(lambda y: f(y, u), x)
+        return (x_next, jax.vmap(lin, in_axes=1, out_axes=1)(Q)), None
+
+    (x, M), _ = jax.lax.scan(tangent_step, carry, us)
+    Q, R = jnp.linalg.qr(M)
+    return (x, Q), jnp.log(jnp.abs(jnp.diagonal(R)))
+
+
+def _blocks(inputs: Any, start: int, num_blocks: int, length: int) -> Any:
+    """Inputs ``[start, start + num_blocks·length)`` as ``(num_blocks, length, ...)``."""
+    return jax.tree_util.tree_map(
+        lambda a: a[start:start + num_blocks * length].reshape(
+            (num_blocks, length) + a.shape[1:]
+        ),
+        inputs,
+    )
+
+
+def _spectrum(f, x0, inputs, key, *, num_exponents, transient, qr_interval, window, dt,
+              trajectory_gradient):
+    n = x0.shape[0]
+    dtype = x0.dtype
+    Q0, _ = jnp.linalg.qr(jax.random.normal(key, (n, num_exponents), dtype))
+    block = functools.partial(_tangent_block, f, trajectory_gradient)
+    carry = (x0, Q0)
+    # Transient: the state and the basis both relax; their log|R_ii| are dropped.
+    full, rest = divmod(transient, qr_interval)
+    if full:
+        carry, _ = jax.lax.scan(block, carry, _blocks(inputs, 0, full, qr_interval))
+    if rest:
+        tail = jax.tree_util.tree_map(lambda a: a[full * qr_interval:transient], inputs)
+        carry, _ = block(carry, tail)
+    T = jax.tree_util.tree_leaves(inputs)[0].shape[0] - transient
+    num_blocks = T // qr_interval
+    (x_end, Q_end), log_r = jax.lax.scan(
+        block, carry, _blocks(inputs, transient, num_blocks, qr_interval)
+    )
+    per_time = jnp.asarray(1.0 / (T * dt), dtype)
+    exponents = jnp.sum(log_r, axis=0) * per_time
+    per_window = window // qr_interval
+    num_windows = num_blocks // per_window
+    sums = log_r[: num_windows * per_window].reshape(num_windows, per_window, num_exponents)
+    finite_time = jnp.sum(sums, axis=1) * jnp.asarray(1.0 / (window * dt), dtype)
+    counts = jnp.arange(1, num_windows + 1, dtype=dtype)
+    running = jnp.cumsum(finite_time, axis=0) / counts[:, None]
+    last_half = running[num_windows // 2:]
+    convergence = jnp.max(jnp.abs(last_half - exponents[None]), axis=0)
+    if num_windows > 1:
+        standard_error = jnp.std(finite_time, axis=0, ddof=1) / jnp.sqrt(
+            jnp.asarray(num_windows, dtype)
+        )
+    else:
+        standard_error = jnp.full((num_exponents,), jnp.nan, dtype)
+    return (
+        exponents, finite_time, running, kaplan_yorke_dimension(exponents),
+        entropy_rate(exponents), standard_error, convergence,
+        jnp.all(jnp.isfinite(log_r)), x_end, Q_end,
+    )
+
+
+def _check_options(n, num_exponents, total, transient, qr_interval, window, dt):
+    """Validate the static options; return ``(k, window)``."""
+    k = n if num_exponents is None else check_positive_int("num_exponents", num_exponents)
+    if k > n:
+        raise ValueError(
+            f"`num_exponents` must be <= the state dimension {n}, got {num_exponents}"
+        )
+    check_positive_int("transient", transient, minimum=0)
+    check_positive_int("qr_interval", qr_interval)
+    check_positive_float("dt", dt)
+    remaining = total - transient
+    if remaining < 1:
+        raise ValueError(
+            f"`transient`={transient} must be shorter than the trajectory ({total} steps)"
+        )
+    if remaining % qr_interval:
+        raise ValueError(
+            f"`qr_interval`={qr_interval} must divide the {remaining} steps after the "
+            f"transient"
+        )
+    if window is None:
+        window = qr_interval * max(1, remaining // qr_interval // 10)
+    else:
+        check_positive_int("window", window)
+        if window % qr_interval or window > remaining:
+            raise ValueError(
+                f"`window` must be a multiple of qr_interval={qr_interval} and at most "
+                f"{remaining} steps, got {window}"
+            )
+    return k, window
+
+
+def lyapunov_spectrum(
+    step: Callable,
+    x0: Any,
+    inputs: Any = None,
+    *,
+    params: Any = _NO_PARAMS,
+    num_steps: int | None = None,
+    num_exponents: int | None = None,
+    transient: int = 0,
+    qr_interval: int = 1,
+    window: int | None = None,
+    dt: float = 1.0,
+    key: jax.Array | None = None,
+    trajectory_gradient: bool = True,
+) -> LyapunovSpectrum:
+    """The top ``k`` (or all) Lyapunov exponents of a step function by the QR method.
+
+    ``λ_i = (1/(T dt)) Σ_s log|R^{(s)}_ii|`` with ``D_t ⋯ Q = Q' R`` re-orthonormalised
+    every ``qr_interval`` steps (Benettin et al. 1980; Engelken, Wolf & Abbott 2020).
+
+    Arguments:
+        step: ``step(x, u) -> x_next``, or ``step(x, u, params)`` with ``params=``; maps,
+            discrete networks, or a flow through a fixed-step integrator
+            (``jaxgrad.rate_flow_step``, with ``dt`` its step). ``x`` may be any pytree.
+        x0: initial state.
+        inputs: pytree with a leading time axis ``T`` (the transient included); ``None``
+            with ``num_steps=T`` for an autonomous system.
+        params: parameters passed to ``step`` as traced values: no recompilation when they
+            change, ``jax.vmap`` over them sweeps (e.g. a whole gain sweep in one call) and
+            ``jax.grad`` differentiates the exponents with respect to them.
+        num_exponents: ``k``, the number of leading exponents (default: all N).
+        transient: leading steps run (state and basis) but not averaged.
+        qr_interval: steps between re-orthonormalisations; must divide ``T - transient``.
+            Larger is cheaper but overflows once ``e^{(λ_1-λ_k) qr_interval}`` nears the
+            dtype's range.
+        window: steps per finite-time window (a multiple of ``qr_interval``; default about
+            a tenth of the run); a trailing partial window is left out of the windows only.
+        dt: time per step, so exponents are per unit time of a flow.
+        key: PRNG key for the random initial basis (default ``jax.random.key(0)``).
+        trajectory_gradient: with ``False`` the states are held fixed under
+            differentiation (``stop_gradient``), so ``jax.grad`` follows only each step
+            Jacobian's explicit dependence on ``params``. The exact derivative (``True``)
+            passes through the trajectory and grows like ``e^{λ_1 T}`` on a chaotic
+            attractor (use an optimizer that normalises it, such as Adam, or short
+            trajectories); the truncated one stays bounded but is only an approximation.
+
+    Returns:
+        ``LyapunovSpectrum`` (exponents, finite-time exponents per window, running
+        estimate, Kaplan–Yorke dimension, entropy rate, convergence diagnostics).
+
+    Example:
+        >>> p = jaxgrad.init_rate(jax.random.key(0), 100, g=2.0)
+        >>> res = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, jnp.ones(100),
+        ...                                 num_steps=1100, transient=100, params=p)
+        >>> res.exponents.shape, bool(res.exponents[0] > 0)
+        ((100,), True)
+    """
+    f, x0_flat, inputs = prepare(step, x0, inputs, num_steps, params)
+    total = jax.tree_util.tree_leaves(inputs)[0].shape[0]
+    k, window = _check_options(
+        x0_flat.shape[0], num_exponents, total, transient, qr_interval, window, dt
+    )
+    if key is None:
+        key = jax.random.key(0)
+    no_params = params is _NO_PARAMS
+    out = _run(
+        step, no_params, x0, None if no_params else params, inputs, key,
+        num_exponents=k, transient=int(transient), qr_interval=int(qr_interval),
+        window=int(window), dt=float(dt), trajectory_gradient=bool(trajectory_gradient),
+    )
+    return LyapunovSpectrum(*out)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("step", "no_params", "num_exponents", "transient", "qr_interval",
+                     "window", "dt", "trajectory_gradient"),
+)
+def _run(step, no_params, x0, params, inputs, key, **options):
+    """Jitted once per step function and options; states, params, inputs are traced."""
+    f, x0_flat, unravel = flat_step(bind(step, _NO_PARAMS if no_params else params), x0)
+    out = _spectrum(f, x0_flat, inputs, key, **options)
+    return out[:8] + (unravel(out[8]),) + out[9:]
+
+
+def flossing_loss(
+    step: Callable,
+    x0: Any,
+    inputs: Any = None,
+    *,
+    params: Any,
+    num_exponents: int = 1,
+    num_steps: int | None = None,
+    transient: int = 0,
+    qr_interval: int = 1,
+    dt: float = 1.0,
+    key: jax.Array | None = None,
+    trajectory_gradient: bool = True,
+) -> jax.Array:
+    """The gradient-flossing regulariser ``Σ_{i≤k} λ_i²`` (Engelken 2023, arXiv:2312.17306).
+
+    The top ``k`` Lyapunov exponents of ``step`` along the trajectory from ``x0`` driven by
+    ``inputs`` are computed by ``lyapunov_spectrum`` and differentiated through the QR
+    iteration. Minimising it pushes them to zero, so products of step Jacobians (and
+    so back-propagated gradients) neither vanish nor explode along the top ``k``
+    directions. Add it, weighted, to a task loss inside an optax loop, or minimise it alone
+    for a few updates before training ("flossing before training"; see ``floss``).
+
+    Arguments:
+        step, x0, inputs, num_steps, transient, qr_interval, dt, key: as for
+            ``lyapunov_spectrum``.
+        trajectory_gradient: ``True`` (default): the exact derivative of the finite-time
+            exponents, through the QR iteration, the step Jacobians and the trajectory.
+            ``False`` holds the trajectory fixed (bounded, but only an approximation; it
+            can fail to decrease the regulariser), see ``lyapunov_spectrum``.
+        params: the parameters to regularise (differentiate with respect to these).
+        num_exponents: ``k``.
+
+    Returns:
+        ``()`` the regulariser value.
+
+    Example:
+        >>> loss = lambda p: task_loss(p) + 0.1 * jaxgrad.flossing_loss(
+        ...     jaxgrad.rate_step, h0, u, params=p, num_exponents=4)
+        >>> grads = jax.grad(loss)(params)
+    """
+    res = lyapunov_spectrum(
+        step, x0, inputs, params=params, num_steps=num_steps, num_exponents=num_exponents,
+        transient=transient, qr_interval=qr_interval, dt=dt, key=key,
+        trajectory_gradient=trajectory_gradient,
+    )
+    return jnp.sum(jnp.square(res.exponents))
+
+
+class FlossingTrace(NamedTuple):
+    """Result of ``floss``: the final ``params`` and per-update ``losses`` and
+    ``exponents`` ``(num_updates, k)`` (measured before each update)."""
+
+    params: Any
+    losses: jax.Array
+    exponents: jax.Array
+
+
+def floss(
+    step: Callable,
+    x0: Any,
+    inputs: Any = None,
+    *,
+    params: Any,
+    optimizer: Any,
+    num_updates: int,
+    num_exponents: int = 1,
+    num_steps: int | None = None,
+    transient: int = 0,
+    qr_interval: int = 1,
+    dt: float = 1.0,
+    key: jax.Array | None = None,
+    trajectory_gradient: bool = True,
+) -> FlossingTrace:
+    """Gradient flossing before training: ``num_updates`` optax updates on ``Σ_{i≤k} λ_i²``.
+
+    Arguments:
+        optimizer: an ``optax.GradientTransformation`` (e.g. ``optax.adam(1e-3)``).
+        num_updates: number of updates (run under one ``lax.scan``).
+        step, x0, inputs, params, num_exponents, ...: as for ``flossing_loss``; the same
+            input sequence is used at every update. Compiled on each call.
+
+    Returns:
+        ``FlossingTrace(params, losses, exponents)``.
+
+    Example:
+        >>> trace = jaxgrad.floss(jaxgrad.rate_step, h0, u, params=p,
+        ...                       optimizer=optax.adam(1e-2), num_updates=100,
+        ...                       num_exponents=8)
+    """
+    check_positive_int("num_updates", num_updates)
+    if not hasattr(optimizer, "init") or not hasattr(optimizer, "update"):
+        raise TypeError(
+            f"`optimizer` must be an optax.GradientTransformation, got "
+            f"{type(optimizer).__name__}"
+        )
+    import optax
+
+    options = dict(num_exponents=num_exponents, num_steps=num_steps, transient=transient,
+                   qr_interval=qr_interval, dt=dt, key=key,
+                   trajectory_gradient=trajectory_gradient)
+    # Validate once outside the scan so errors name the argument.
+    lyapunov_spectrum(step, x0, inputs, params=params, **options)
+
+    def loss(p):
+        res = lyapunov_spectrum(step, x0, inputs, params=p, **options)
+        return jnp.sum(jnp.square(res.exponents)), res.exponents
+
+    def update(carry, _):
+        p, opt_state = carry
+        (value, exps), grads = jax.value_and_grad(loss, has_aux=True)(p)
+        updates, opt_state = optimizer.update(grads, opt_state, p)
+        return (optax.apply_updates(p, updates), opt_state), (value, exps)
+
+    (params, _), (losses, exponents) = jax.jit(
+        lambda p: jax.lax.scan(update, (p, optimizer.init(p)), None, length=num_updates)
+    )(params)
+    return FlossingTrace(params, losses, exponents)

@@ -1,0 +1,131 @@
+"""Random rate networks, discrete and continuous (Sompolinsky, Crisanti & Sommers 1988).
+
+Discrete map:   h_t = J tanh(h_{t-1}) + W_in u_t
+Continuous:     dh/dt = -h + J tanh(h) + W_in u
+
+with ``J_ij ~ N(0, g²/N)``. The origin is a fixed point of both for ``u = 0``; its
+Jacobian is ``J`` (map) and ``J - I`` (flow), so by the circular law it loses stability at
+``g = 1`` and for ``g > 1`` the networks are chaotic at large ``N`` (Sompolinsky et al.
+1988 for the flow; Engelken, Wolf & Abbott 2020, arXiv:2006.02427, for the map).
+The flow is turned into a map by a fixed-step integrator (``rate_flow_step``), which is
+what the Lyapunov analyzer takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .._validation import check_choice, check_positive_float, check_positive_int, is_concrete
+
+
+class RateParams(NamedTuple):
+    """Parameters of a rate network: coupling ``J`` (N, N), input weights ``W_in`` (N, M)."""
+
+    J: jax.Array
+    W_in: jax.Array
+
+
+def init_rate(
+    key: jax.Array,
+    num_units: int,
+    *,
+    g: float = 1.0,
+    num_inputs: int = 0,
+    input_std: float = 1.0,
+    dtype: Any = jnp.float32,
+) -> RateParams:
+    """Random rate-network parameters with ``J_ij ~ N(0, g²/N)``, ``W_in ~ N(0, input_std²)``.
+
+    Arguments:
+        key: PRNG key (split for ``J`` and ``W_in``).
+        num_units: N.
+        g: gain; the spectral radius of ``J`` is ≈ g for large N (circular law). May be
+            traced, so ``jax.vmap(lambda g: init_rate(key, N, g=g))(gs)`` draws a sweep
+            with one shared random matrix scaled by each g.
+        num_inputs: M (0 for an autonomous network).
+        input_std: standard deviation of the input weights.
+
+    Returns:
+        ``RateParams`` with ``J`` (N, N) and ``W_in`` (N, M).
+
+    Example:
+        >>> p = init_rate(jax.random.key(0), 200, g=1.5)
+        >>> p.J.shape
+        (200, 200)
+    """
+    check_positive_int("num_units", num_units)
+    check_positive_int("num_inputs", num_inputs, minimum=0)
+    if is_concrete(g):  # a traced g (vmap over a gain sweep) is taken as it is
+        check_positive_float("g", g, allow_zero=True)
+    check_positive_float("input_std", input_std, allow_zero=True)
+    k_rec, k_in = jax.random.split(key)
+    J = (g / jnp.sqrt(num_units)) * jax.random.normal(k_rec, (num_units, num_units), dtype)
+    W_in = input_std * jax.random.normal(k_in, (num_units, num_inputs), dtype)
+    return RateParams(J.astype(dtype), W_in.astype(dtype))
+
+
+def rate_step(h: jax.Array, u: jax.Array, params: RateParams) -> jax.Array:
+    """One step of the discrete rate network ``h ← J tanh(h) + W_in u``.
+
+    Arguments:
+        h: state (N,).
+        u: input (M,) (``(0,)`` for an autonomous network).
+        params: ``RateParams``.
+
+    Its Jacobian is ``J diag(1 - tanh²(h))``; at ``h = 0`` it is ``J``.
+    """
+    return params.J @ jnp.tanh(h) + params.W_in @ u
+
+
+def rate_vector_field(h: jax.Array, u: jax.Array, params: RateParams) -> jax.Array:
+    """``dh/dt = -h + J tanh(h) + W_in u`` (Sompolinsky, Crisanti & Sommers 1988)."""
+    return -h + params.J @ jnp.tanh(h) + params.W_in @ u
+
+
+INTEGRATORS = ("euler", "rk4")
+
+
+def integrator_step(
+    vector_field: Callable, x: Any, u: Any, params: Any, *, dt: float, method: str = "rk4"
+) -> Any:
+    """One fixed step of ``dx/dt = F(x, u, params)`` with ``u`` held over the step.
+
+    ``method="euler"``: ``x + dt F``; ``"rk4"``: the classical fourth-order Runge–Kutta
+    step. ``x`` may be any pytree. The result is a map ``x_t -> x_{t+dt}`` whose Lyapunov
+    exponents divided by ``dt`` approximate those of the flow.
+    """
+    check_positive_float("dt", dt)
+    check_choice("method", method, INTEGRATORS)
+
+    def axpy(a, v, w):  # w + a v on pytrees
+        return jax.tree_util.tree_map(lambda vi, wi: wi + a * vi, v, w)
+
+    def f(y):
+        return vector_field(y, u, params)
+
+    k1 = f(x)
+    if method == "euler":
+        return axpy(dt, k1, x)
+    k2 = f(axpy(0.5 * dt, k1, x))
+    k3 = f(axpy(0.5 * dt, k2, x))
+    k4 = f(axpy(dt, k3, x))
+    return jax.tree_util.tree_map(
+        lambda xi, a, b, c, d: xi + (dt / 6.0) * (a + 2.0 * b + 2.0 * c + d), x, k1, k2, k3, k4
+    )
+
+
+def rate_flow_step(
+    h: jax.Array, u: jax.Array, params: RateParams, *, dt: float = 0.1, method: str = "rk4"
+) -> jax.Array:
+    """One fixed integrator step of the continuous rate network, usable as a map.
+
+    Example:
+        >>> from functools import partial
+        >>> step = partial(rate_flow_step, dt=0.1)      # step(h, u, params)
+        >>> res = jaxgrad.lyapunov_spectrum(step, h0, num_steps=2000, params=p, dt=0.1)
+    """
+    return integrator_step(rate_vector_field, h, u, params, dt=dt, method=method)

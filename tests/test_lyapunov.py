@@ -1,0 +1,285 @@
+"""Lyapunov spectra (Benettin/QR), Kaplan–Yorke dimension, gradient flossing."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.test_util import check_grads
+
+import jaxgrad
+from jaxgrad.analysis import lyapunov as lyap_module
+
+
+def _symmetric(eigenvalues, seed=0):
+    """``V diag(d) Vᵀ`` with a random orthogonal ``V`` (float64 inside the x64 fixture)."""
+    d = jnp.asarray(eigenvalues)
+    V, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(seed), (d.shape[0],) * 2, d.dtype))
+    return V @ jnp.diag(d) @ V.T
+
+
+def _log_abs_det_along(step, x0, T):
+    """``log|det ∂F/∂x|`` at each of the T steps of the autonomous trajectory from x0."""
+    xs = jaxgrad.unroll(step, x0, jnp.zeros((T, 0), x0.dtype))
+    prev = jnp.concatenate([x0[None], xs[:-1]])
+    jac = jax.vmap(jax.jacfwd(lambda x: step(x, jnp.zeros((0,), x0.dtype))))(prev)
+    return jnp.linalg.slogdet(jac)[1]
+
+
+# ---------------------------------------------------------------- closed forms
+
+
+def test_linear_map_exponents_are_log_abs_eigenvalues(x64):
+    eig = jnp.array([1.3, -0.9, 0.6, -0.3, 0.1])
+    A = _symmetric(eig)
+    res = jaxgrad.lyapunov_spectrum(lambda x, u: A @ x, jnp.ones(5), num_steps=300,
+                                    transient=100)
+    np.testing.assert_allclose(res.exponents, np.log(np.abs(eig)), atol=1e-9)
+    assert bool(res.finite)
+    # Kaplan–Yorke: λ1 > 0 > λ2, λ1 + λ2 = log(1.3 · 0.9) > 0, then the sum turns negative.
+    lam = np.log(np.abs(np.asarray(eig)))
+    expected = 2 + (lam[0] + lam[1]) / abs(lam[2])
+    np.testing.assert_allclose(res.kaplan_yorke_dimension, expected, rtol=1e-9)
+    np.testing.assert_allclose(res.entropy_rate, lam[0], rtol=1e-9)
+
+
+def test_triangular_map_without_transient_converges_like_one_over_T(x64):
+    A = jnp.array([[0.9, 0.3, 0.1], [0.0, -1.2, 0.5], [0.0, 0.0, 0.5]])
+    expected = np.log([1.2, 0.9, 0.5])
+    errors = []
+    for T in (200, 800):
+        res = jaxgrad.lyapunov_spectrum(lambda x, u: A @ x, jnp.ones(3), num_steps=T)
+        errors.append(np.max(np.abs(np.asarray(res.exponents) - expected)))
+    assert errors[1] < 0.35 * errors[0]  # O(1/T): four times longer, about four times closer
+    assert errors[1] < 5e-3
+
+
+def test_qr_interval_and_windows(x64):
+    eig = jnp.array([1.1, 0.8, -0.5])
+    A = _symmetric(eig, seed=1)
+    base = jaxgrad.lyapunov_spectrum(lambda x, u: A @ x, jnp.ones(3), num_steps=220,
+                                     transient=20, window=40)
+    sparse = jaxgrad.lyapunov_spectrum(lambda x, u: A @ x, jnp.ones(3), num_steps=220,
+                                       transient=20, qr_interval=5, window=40)
+    np.testing.assert_allclose(sparse.exponents, base.exponents, atol=1e-12)
+    assert base.finite_time_exponents.shape == (5, 3)
+    np.testing.assert_allclose(np.mean(base.finite_time_exponents, 0), base.exponents,
+                               atol=1e-12)
+    np.testing.assert_allclose(base.running_exponents[-1], base.exponents, atol=1e-12)
+    assert np.all(np.asarray(base.convergence) < 1e-6)  # basis still aligning
+    assert np.all(np.asarray(base.standard_error) < 1e-6)
+
+
+@pytest.mark.slow
+def test_sum_rule_equals_mean_log_abs_det(x64):
+    N, T, transient = 12, 300, 50
+    # Small networks are chaotic only at larger g (finite-size effect); this one is.
+    p = jaxgrad.init_rate(jax.random.key(3), N, g=2.5, dtype=jnp.float64)
+    x0 = jax.random.normal(jax.random.key(4), (N,), jnp.float64)
+    res = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, num_steps=T, transient=transient,
+                                    params=p)
+    step = partial(jaxgrad.rate_step, params=p)
+    log_det = _log_abs_det_along(step, x0, T)[transient:]
+    np.testing.assert_allclose(jnp.sum(res.exponents), jnp.mean(log_det), rtol=1e-10)
+    assert res.exponents[0] > 0  # chaotic
+    assert 0 < res.kaplan_yorke_dimension < N
+
+
+@pytest.mark.slow
+def test_top_exponent_matches_jacobian_product_growth(x64):
+    N, T = 40, 600
+    p = jaxgrad.init_rate(jax.random.key(5), N, g=3.0, dtype=jnp.float64)
+    x0 = jax.random.normal(jax.random.key(6), (N,), jnp.float64)
+    # Relax onto the attractor first; both analyzers then see the same trajectory.
+    x0 = jaxgrad.unroll(partial(jaxgrad.rate_step, params=p), x0,
+                        jnp.zeros((200, 0), jnp.float64))[-1]
+    res = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, num_steps=T, params=p,
+                                    num_exponents=1)
+    norms = jaxgrad.jacobian_product_norms(jaxgrad.rate_step, x0, num_steps=T, params=p,
+                                           step_norms=False)
+    rate, _ = jaxgrad.fit_log_rate(norms.log_norms, start=20)
+    assert res.exponents[0] > 0.05
+    np.testing.assert_allclose(rate, res.exponents[0], rtol=0.1)
+
+
+def test_stable_origin_gives_log_spectral_radius():
+    N = 50
+    p = jaxgrad.init_rate(jax.random.key(7), N, g=0.5)
+    rho = jnp.max(jnp.abs(jnp.linalg.eigvals(p.J)))
+    res = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, 0.1 * jnp.ones(N), num_steps=700,
+                                    transient=200, params=p, num_exponents=3)
+    np.testing.assert_allclose(res.exponents[0], jnp.log(rho), atol=2e-3)
+    assert res.kaplan_yorke_dimension == 0
+    assert res.entropy_rate == 0
+
+
+def test_flow_exponent_at_stable_origin(x64):
+    N = 20
+    p = jaxgrad.init_rate(jax.random.key(8), N, g=0.6, dtype=jnp.float64)
+    expected = jnp.max(jnp.real(jnp.linalg.eigvals(p.J))) - 1.0
+    dt = 0.05
+    res = jaxgrad.lyapunov_spectrum(partial(jaxgrad.rate_flow_step, dt=dt), jnp.zeros(N),
+                                    num_steps=3000, transient=1000, params=p,
+                                    num_exponents=1, dt=dt)
+    np.testing.assert_allclose(res.exponents[0], expected, atol=5e-3)
+
+
+def test_singular_jacobian_is_reported_not_hidden():
+    A = jnp.diag(jnp.array([1.0, 0.0]))
+    res = jaxgrad.lyapunov_spectrum(lambda x, u: A @ x, jnp.ones(2), num_steps=10)
+    assert not bool(res.finite)
+
+
+def test_kaplan_yorke_and_entropy_closed_forms():
+    ky = jaxgrad.kaplan_yorke_dimension
+    assert float(ky(jnp.array([0.5, -1.0]))) == pytest.approx(1.5)
+    assert float(ky(jnp.array([-1.0, 0.5]))) == pytest.approx(1.5)  # any order
+    assert float(ky(jnp.array([-0.1, -2.0]))) == 0.0
+    assert float(ky(jnp.array([1.0, 0.5]))) == 2.0
+    # Lorenz attractor (Sprott's exponents): D = 2 + 0.9056/14.5723.
+    assert float(ky(jnp.array([0.9056, 0.0, -14.5723]))) == pytest.approx(
+        2 + 0.9056 / 14.5723, rel=1e-6)
+    assert float(jaxgrad.entropy_rate(jnp.array([0.3, 0.2, -1.0]))) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="exponents"):
+        ky(jnp.ones((2, 2)))
+    with pytest.raises(ValueError, match="exponents"):
+        jaxgrad.entropy_rate(jnp.ones((2, 2)))
+
+
+# ---------------------------------------------------------------- transformations
+
+
+def test_vmap_over_gain_equals_loop():
+    N, T = 16, 150
+    base = jaxgrad.init_rate(jax.random.key(9), N, g=1.0)
+    x0 = jax.random.normal(jax.random.key(10), (N,))
+    gs = jnp.array([0.5, 1.5, 2.5])
+
+    def lam(g):
+        p = jaxgrad.RateParams(g * base.J, base.W_in)
+        return jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, num_steps=T, transient=50,
+                                         params=p).exponents
+
+    swept = jax.vmap(lam)(gs)
+    looped = jnp.stack([lam(g) for g in gs])
+    np.testing.assert_allclose(swept, looped, rtol=2e-4, atol=2e-5)
+    # The same with init_rate traced in g (one random matrix scaled by each g).
+    swept2 = jax.vmap(lambda g: jaxgrad.lyapunov_spectrum(
+        jaxgrad.rate_step, x0, num_steps=T, transient=50,
+        params=jaxgrad.init_rate(jax.random.key(9), N, g=g)).exponents)(gs)
+    np.testing.assert_allclose(swept2, looped, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.slow
+def test_gradient_matches_finite_differences(x64):
+    N = 6
+    p = jaxgrad.init_rate(jax.random.key(11), N, g=1.7, num_inputs=1, dtype=jnp.float64)
+    x0 = jax.random.normal(jax.random.key(12), (N,), jnp.float64)
+    inputs = 0.3 * jax.random.normal(jax.random.key(13), (25, 1), jnp.float64)
+
+    def top_two(J):
+        res = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, inputs, transient=10,
+                                        params=jaxgrad.RateParams(J, p.W_in),
+                                        num_exponents=2)
+        return res.exponents
+
+    check_grads(top_two, (p.J,), order=1, modes=("rev",), eps=1e-6)
+    floss = lambda J: jaxgrad.flossing_loss(  # noqa: E731
+        jaxgrad.rate_step, x0, inputs, params=jaxgrad.RateParams(J, p.W_in), num_exponents=2)
+    check_grads(floss, (p.J,), order=1, modes=("rev",), eps=1e-6)
+    # Holding the trajectory fixed keeps only the step Jacobians' explicit dependence.
+    truncated = jax.grad(lambda J: jaxgrad.flossing_loss(
+        jaxgrad.rate_step, x0, inputs, params=jaxgrad.RateParams(J, p.W_in), num_exponents=2,
+        trajectory_gradient=False))(p.J)
+    assert bool(jnp.all(jnp.isfinite(truncated)))
+    assert not np.allclose(truncated, jax.grad(floss)(p.J))
+
+
+def test_no_recompilation_for_new_parameter_values():
+    N = 8
+    x0 = jnp.ones(N)
+    p1 = jaxgrad.init_rate(jax.random.key(0), N, g=1.2)
+    p2 = jaxgrad.init_rate(jax.random.key(1), N, g=0.7)
+    jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, num_steps=30, params=p1)
+    before = lyap_module._run._cache_size()
+    r2 = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, num_steps=30, params=p2)
+    assert lyap_module._run._cache_size() == before
+    eager = jax.jit(lambda p: jaxgrad.lyapunov_spectrum(
+        jaxgrad.rate_step, x0, num_steps=30, params=p).exponents)(p2)
+    np.testing.assert_allclose(r2.exponents, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_pytree_state_matches_flat_state(x64):
+    A = _symmetric(jnp.array([1.2, 0.7, -0.4, 0.2]), seed=2)
+
+    def flat(x, u):
+        return A @ x
+
+    def tree(state, u):
+        x = jnp.concatenate([state["a"], state["b"]])
+        y = A @ x
+        return {"a": y[:1], "b": y[1:]}
+
+    r_flat = jaxgrad.lyapunov_spectrum(flat, jnp.ones(4), num_steps=120, transient=20)
+    r_tree = jaxgrad.lyapunov_spectrum(tree, {"a": jnp.ones(1), "b": jnp.ones(3)},
+                                       num_steps=120, transient=20)
+    np.testing.assert_allclose(r_tree.exponents, r_flat.exponents, atol=1e-12)
+    assert set(r_tree.final_state) == {"a", "b"}
+    assert r_tree.basis.shape == (4, 4)
+
+
+# ---------------------------------------------------------------- gradient flossing
+
+
+def test_floss_pushes_top_exponents_to_zero():
+    N, k = 16, 3
+    p = jaxgrad.init_rate(jax.random.key(14), N, g=2.0)
+    x0 = jax.random.normal(jax.random.key(15), (N,))
+    kwargs = dict(num_steps=120, transient=20, num_exponents=k)
+    before = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, params=p, **kwargs).exponents
+    trace = jaxgrad.floss(jaxgrad.rate_step, x0, params=p, optimizer=optax.sgd(0.05),
+                          num_updates=60, **kwargs)
+    after = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, params=trace.params,
+                                      **kwargs).exponents
+    assert trace.losses.shape == (60,) and trace.exponents.shape == (60, k)
+    np.testing.assert_allclose(trace.exponents[0], before, rtol=1e-5)
+    assert jnp.sum(after**2) < 0.2 * jnp.sum(before**2)
+    assert jnp.abs(after[0]) < jnp.abs(before[0])
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_arguments_name_the_argument():
+    A = jnp.eye(3)
+    f = lambda x, u: A @ x  # noqa: E731
+    ls = jaxgrad.lyapunov_spectrum
+    with pytest.raises(ValueError, match="num_exponents"):
+        ls(f, jnp.ones(3), num_steps=10, num_exponents=4)
+    with pytest.raises(ValueError, match="qr_interval"):
+        ls(f, jnp.ones(3), num_steps=10, qr_interval=3)
+    with pytest.raises(ValueError, match="window"):
+        ls(f, jnp.ones(3), num_steps=10, qr_interval=2, window=3)
+    with pytest.raises(ValueError, match="transient"):
+        ls(f, jnp.ones(3), num_steps=10, transient=10)
+    with pytest.raises(ValueError, match="dt"):
+        ls(f, jnp.ones(3), num_steps=10, dt=0.0)
+    with pytest.raises(TypeError, match="step"):
+        ls("not a function", jnp.ones(3), num_steps=10)
+    with pytest.raises(ValueError, match="x0"):
+        ls(f, jnp.array([1.0, jnp.nan, 0.0]), num_steps=10)
+    with pytest.raises(ValueError, match="num_steps"):
+        ls(f, jnp.ones(3))
+    with pytest.raises(TypeError, match="num_exponents"):
+        ls(f, jnp.ones(3), num_steps=10, num_exponents=1.5)
+    with pytest.raises(ValueError, match="num_exponents"):
+        jaxgrad.flossing_loss(lambda x, u, p: A @ x, jnp.ones(3), num_steps=10, params=None,
+                              num_exponents=0)
+    with pytest.raises(TypeError, match="optimizer"):
+        jaxgrad.floss(f, jnp.ones(3), num_steps=10, params=None, optimizer="adam",
+                      num_updates=3)
+    with pytest.raises(ValueError, match="num_updates"):
+        jaxgrad.floss(f, jnp.ones(3), num_steps=10, params=None, optimizer=optax.sgd(0.1),
+                      num_updates=0)

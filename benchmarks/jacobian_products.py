@@ -109,6 +109,13 @@ def jaxgrad_log_norms(problem: dict[str, Any], step: Any, spectral_method: str) 
     ).log_norms
 
 
+def _timed_once(fn: Any) -> tuple[Any, float]:
+    """``(fn(), seconds)`` from a single timed call."""
+    out = []
+    seconds = _harness.time_call(lambda: out.append(fn()), repeats=1, warmup=0)
+    return out[0], seconds
+
+
 def run(quick: bool, sizes: dict[str, int] | None = None) -> list[dict]:
     """Time the three implementations; ``sizes`` overrides ``num_units``/``num_steps``."""
     size = {**(QUICK_SIZES if quick else DEFAULT_SIZES), **(sizes or {})}
@@ -121,25 +128,28 @@ def run(quick: bool, sizes: dict[str, int] | None = None) -> list[dict]:
     step = partial(jaxgrad.pascanu_step, activation="tanh")
     flops = T * 2.0 * n**3
     common = {"num_units": n, "num_steps": T, "flops": flops}
-    # Every implementation is called once for its values first (that call also compiles
-    # jaxgrad), then timed. The SVD-based runs take seconds per call at full size and have
-    # nothing left to warm up, so they are timed once; the fast default jaxgrad run thrice.
-    slow = {"repeats": 2 if quick else 1, "warmup": 0}
-    fast = {"repeats": 3, "warmup": 0}
-
-    reference = numpy_log_norms(*peer_args)
-    results = {"numpy": reference}
-    seconds = {"numpy": _harness.time_call(lambda: numpy_log_norms(*peer_args), **slow)}
+    # The SVD-based runs take many seconds per call at full size and the peers have nothing
+    # to compile, so there each peer is timed by the one call that yields its values. In
+    # quick mode, and for jaxgrad (whose first call compiles), the values come from a first
+    # call and the times are the best of later ones.
+    results, seconds = {}, {}
+    peers = {"numpy": numpy_log_norms}
     if _harness.has_torch():
-        results["torch"] = torch_log_norms(*peer_args)
-        seconds["torch"] = _harness.time_call(lambda: torch_log_norms(*peer_args), **slow)
+        peers["torch"] = torch_log_norms
+    for name, fn in peers.items():
+        if quick:
+            results[name] = fn(*peer_args)
+            seconds[name] = _harness.time_call(lambda fn=fn: fn(*peer_args), repeats=2, warmup=0)
+        else:
+            results[name], seconds[name] = _timed_once(lambda fn=fn: fn(*peer_args))
+    reference = results["numpy"]
 
     records = []
     for method in ("power", "svd"):
         ours = np.asarray(jaxgrad_log_norms(problem, step, method))
         jax_seconds = _harness.time_call(
             lambda method=method: _harness.block(jaxgrad_log_norms(problem, step, method)),
-            **(fast if method == "power" else slow),
+            repeats=3 if method == "power" or quick else 1, warmup=0,
         )
         workload = f"({ID}) {TITLE}, N={n} T={T}, jaxgrad spectral_method={method}"
         impls = {"jaxgrad": (jax_seconds, ours), **{k: (seconds[k], results[k]) for k in results}}

@@ -1,0 +1,115 @@
+"""The benchmark workloads compute the same numbers in every implementation (no timing checks)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import _harness, jacobian_products, mlp_gradients
+
+PEERS = {"a": jacobian_products, "b": mlp_gradients}
+TINY = {"a": {"num_units": 8, "num_steps": 40}, "b": {"depth": 3, "width": 16, "batch": 8}}
+
+
+def _check_contract(records, module):
+    assert records, "a workload must return records"
+    expected = {"jaxgrad", "numpy"} | ({"torch"} if _harness.has_torch() else set())
+    by_workload = {}
+    for r in records:
+        assert r["implementation"] in _harness.IMPLEMENTATIONS
+        assert r["workload"].startswith(f"({module.ID})")
+        assert r["seconds"] > 0
+        assert r["flops"] > 0
+        by_workload.setdefault(r["workload"], []).append(r["implementation"])
+    for impls in by_workload.values():
+        assert sorted(impls) == sorted(expected)  # one record per implementation
+
+
+def test_discovered_by_the_harness():
+    ids = {m.ID: m for m in _harness.discover()}
+    assert ids["a"] is jacobian_products
+    assert ids["b"] is mlp_gradients
+
+
+@pytest.mark.slow
+def test_jacobian_products_implementations_agree():
+    records = jacobian_products.run(True, TINY["a"])
+    _check_contract(records, jacobian_products)
+    assert {r["spectral_method"] for r in records if r["implementation"] == "jaxgrad"} == {
+        "power", "svd"}
+    for r in records:
+        assert r["flops"] == 40 * 2.0 * 8**3
+        assert r["log_norm_max_abs_diff"] < 1e-4, r
+
+
+def _scaled_orthogonal_problem(n, T, c):
+    """x0 = 0, no input, b = 0: the state stays 0, every J_t = W_rec = c Q, ‖P_k‖ = c^k."""
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(n, n)))
+    W_rec = (c * q).astype(np.float32)
+    return (W_rec, np.zeros((n, 2), np.float32), np.zeros(n, np.float32),
+            np.zeros(n, np.float32), np.zeros((T, 2), np.float32))
+
+
+@pytest.mark.parametrize("c", [0.5, 1.5])
+def test_jacobian_product_peers_closed_form(c):
+    # 0.5^300 underflows and 1.5^300 overflows float32: the peers' log scale must hold.
+    args = _scaled_orthogonal_problem(6, 300, c)
+    expected = np.arange(1, 301) * np.log(c)
+    np.testing.assert_allclose(jacobian_products.numpy_log_norms(*args), expected,
+                               rtol=1e-5, atol=1e-4)
+    if _harness.has_torch():
+        np.testing.assert_allclose(jacobian_products.torch_log_norms(*args), expected,
+                                   rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_jacobian_product_peers_match_dense_products():
+    # An unrenormalised float64 product of explicit Jacobians, on a short trajectory.
+    problem = jacobian_products.make_problem(5, 12, seed=3)
+    p = problem["params"]
+    args = tuple(np.asarray(a, np.float64) for a in (p.W_rec, p.W_in, p.b, problem["x0"],
+                                                     problem["inputs"]))
+    W_rec, W_in, b, x, inputs = args
+    states = [x]
+    for u in inputs:
+        states.append(W_rec @ np.tanh(states[-1]) + W_in @ u + b)
+    P, expected = np.eye(5), []
+    for t in range(12, 0, -1):
+        P = P @ (W_rec * (1.0 - np.tanh(states[t - 1]) ** 2)[None])
+        expected.append(np.log(np.linalg.norm(P, 2)))
+    np.testing.assert_allclose(jacobian_products.numpy_log_norms(*args), expected, atol=1e-5)
+    if _harness.has_torch():
+        np.testing.assert_allclose(jacobian_products.torch_log_norms(*args), expected,
+                                   atol=1e-5)
+
+
+@pytest.mark.slow
+def test_mlp_gradients_implementations_agree():
+    records = mlp_gradients.run(True, TINY["b"])
+    _check_contract(records, mlp_gradients)
+    for r in records:
+        assert r["grad_norm_max_rel_diff"] < 1e-4, r
+
+
+@pytest.mark.slow
+def test_mlp_numpy_reference_matches_autodiff():
+    # The manual backward pass against jax.grad of the same network written directly.
+    problem = mlp_gradients.make_problem(4, 12, 6, seed=1)
+    Ws, bs = mlp_gradients.numpy_weights(problem["params"])
+    x, y = np.asarray(problem["x"]), np.asarray(problem["y"])
+
+    def loss(Ws, bs, probes):
+        h = jnp.asarray(x)
+        for W, b, probe in zip(Ws[:-1], bs[:-1], probes, strict=True):
+            h = jax.nn.relu(h @ W + b[None]) + probe
+        logits = h @ Ws[-1] + bs[-1][None]
+        log_p = jax.nn.log_softmax(logits)
+        return -jnp.mean(jnp.take_along_axis(log_p, jnp.asarray(y)[:, None], axis=1))
+
+    probes = [jnp.zeros((6, 12), jnp.float32)] * 4
+    gW, gb, gh = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(Ws, bs, probes)
+    expected = np.array([[np.linalg.norm(g) for g in gW[:-1]],
+                         [np.linalg.norm(g) for g in gb[:-1]],
+                         [np.linalg.norm(g) for g in gh]])
+    np.testing.assert_allclose(mlp_gradients.numpy_gradient_norms(Ws, bs, x, y), expected,
+                               rtol=1e-5)

@@ -143,7 +143,8 @@ def _run(config: dict) -> Result:
 
     # 5. Basins of attraction in the (b, x(0)) plane.
     n0 = config["num_basin_x0"]
-    x0_basin = (jnp.arange(n0) + 0.5) / n0  # cell centres, never exactly on x = 1/2
+    # cell centres, never exactly on x = 1/2
+    x0_basin = (jnp.arange(n0, dtype=jnp.float64) + 0.5) / n0
     b_basin = jnp.linspace(b_min, b_max, config["num_basin_b"])
     db_basin = float(b_basin[1] - b_basin[0])
     basin = jaxgrad.basins(flow, x0_basin, b_basin, params=params, param="b", dt=config["dt"],
@@ -186,7 +187,7 @@ def _run(config: dict) -> Result:
     closed_25 = np.asarray(jaxgrad.doya_fixed_point_sensitivity(np.asarray(s25.final)[0], w=w))
     checks.append(check_close("∂x(T)/∂b at b = -2.5, lower attractor", dxdb_25[0],
                               closed_25[0], rtol=1e-6))
-    x0_line = 0.5 + 0.005 * jnp.arange(-99, 100)  # holds x(0) = 1/2 exactly
+    x0_line = 0.5 + 0.005 * jnp.arange(-99, 100, dtype=jnp.float64)  # holds x(0) = 1/2 exactly
     s_line = jaxgrad.final_state_sensitivities(flow, x0_line, jnp.array([-2.5]), params=params,
                                                param="b", dt=config["dt"],
                                                num_steps=config["sensitivity_steps"])

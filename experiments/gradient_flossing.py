@@ -135,8 +135,10 @@ def run(config: dict) -> Result:
             p, s = carry
             (loss, acc), grads = jax.value_and_grad(
                 lambda q: task_metrics(q, make_batch(key, batch, length), d), has_aux=True)(p)
-            upd, s = opt.update(grads, s, p)
-            return (optax.apply_updates(p, upd), s), (loss, acc)
+            with jax.numpy_dtype_promotion("standard"):  # optax.adam mixes int and float
+                upd, s = opt.update(grads, s, p)
+                p = optax.apply_updates(p, upd)
+            return (p, s), (loss, acc)
 
         keys = jax.random.split(key, int(config["train_steps"]))
         (params, _), curves = jax.lax.scan(update, (params, opt.init(params)), keys)

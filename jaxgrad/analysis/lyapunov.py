@@ -398,8 +398,11 @@ def floss(
     def update(carry, _):
         p, opt_state = carry
         (value, exps), grads = jax.value_and_grad(loss, has_aux=True)(p)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), (value, exps)
+        # optax's own arithmetic (e.g. Adam's integer step count) needs standard promotion
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, opt_state, p)
+            p = optax.apply_updates(p, updates)
+        return (p, opt_state), (value, exps)
 
     (params, _), (losses, exponents) = jax.jit(
         lambda p: jax.lax.scan(update, (p, optimizer.init(p)), None, length=num_updates)

@@ -28,8 +28,16 @@ from .models.doya import doya_integrate as doya_integrate
 from .models.doya import doya_stable_branch_b as doya_stable_branch_b
 from .models.doya import doya_step as doya_step
 from .models.doya import doya_vector_field as doya_vector_field
+from .models.gru import GRUParams as GRUParams
+from .models.gru import gru_step as gru_step
+from .models.gru import init_gru as init_gru
 from .models.initializers import INITIALIZERS as INITIALIZERS
 from .models.initializers import get_initializer as get_initializer
+from .models.lstm import LSTMParams as LSTMParams
+from .models.lstm import LSTMState as LSTMState
+from .models.lstm import init_lstm as init_lstm
+from .models.lstm import lstm_step as lstm_step
+from .models.lstm import lstm_zero_state as lstm_zero_state
 from .models.mlp import MLPConfig as MLPConfig
 from .models.mlp import MLPParams as MLPParams
 from .models.mlp import MLPTrace as MLPTrace
@@ -43,5 +51,19 @@ from .models.rnn import pascanu_bound_log_norms as pascanu_bound_log_norms
 from .models.rnn import pascanu_step as pascanu_step
 from .models.rnn import pascanu_unroll as pascanu_unroll
 from .models.rnn import validate_pascanu_params as validate_pascanu_params
+from .train.data import Dataset as Dataset
+from .train.data import load_digits as load_digits
+from .train.data import load_mnist as load_mnist
+from .train.loop import BatchSource as BatchSource
+from .train.loop import TrainingDiverged as TrainingDiverged
+from .train.loop import TrainResult as TrainResult
+from .train.loop import TrainState as TrainState
+from .train.loop import fixed_batches as fixed_batches
+from .train.loop import mlp_layer_monitor as mlp_layer_monitor
+from .train.loop import sampled_batches as sampled_batches
+from .train.loop import shuffled_batches as shuffled_batches
+from .train.loop import train as train
+from .train.loop import train_step as train_step
+from .train.remedies import with_clipping as with_clipping
 
 __version__ = "0.1.0"

@@ -61,7 +61,7 @@ class StepMetrics(NamedTuple):
         loss: ``L(θ_t; B_t)``.
         objective: ``L + λ Ω`` (equal to ``loss`` without a regulariser).
         regularizer: ``Ω(θ_t; B_t)`` (0 without a regulariser).
-        grad_norm: global norm ``‖∇_θ (L + λΩ)‖₂`` over every parameter (``optax.global_norm``),
+        grad_norm: global norm ``‖∇_θ (L + λΩ)‖₂`` over every parameter (``optax.tree.norm``),
             before the optimiser's own transformations (clipping).
         finite: whether the objective and gradient were finite, so the step was applied.
         monitor: the dict the ``monitor`` returned (empty without one).
@@ -131,7 +131,9 @@ class TrainingDiverged(FloatingPointError):
 def init_train_state(params: Any, optimizer: optax.GradientTransformation) -> TrainState:
     """``TrainState(params, optimizer.init(params), step=0)``."""
     _check_optimizer(optimizer)
-    return TrainState(params, optimizer.init(params), jnp.asarray(0, jnp.int32))
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = optimizer.init(params)
+    return TrainState(params, opt_state, jnp.asarray(0, jnp.int32))
 
 
 def train_step(
@@ -182,10 +184,13 @@ def train_step(
         return loss + jnp.asarray(regularizer_weight, loss.dtype) * omega, (loss, omega)
 
     (total, (loss, omega)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
-    updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new_params = optax.apply_updates(state.params, updates)
+    # optax mixes Python floats with its int32 step count (Adam's bias correction), which
+    # strict dtype promotion refuses; its own arithmetic runs under standard promotion.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
     keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
         lambda a, b: jnp.where(finite, a, b), new, old
     )

@@ -47,7 +47,9 @@ def _params():
     return (jnp.zeros((DIM,)), jnp.zeros(()))
 
 
-def _mlp_setup(depth=4, width=8):
+@functools.cache
+def _mlp_setup(depth=3, width=8):
+    """Built once per shape, so the loop's compiled scans are reused across tests."""
     cfg = jaxgrad.MLPConfig(in_dim=5, width=width, depth=depth, out_dim=3,
                             activation="tanh", init="glorot")
     params = jaxgrad.init_mlp(jax.random.key(1), cfg)
@@ -87,6 +89,7 @@ def test_full_batch_sgd_matches_closed_form_update():
     np.testing.assert_array_equal(res.metrics["objective"], res.metrics["loss"])
 
 
+@pytest.mark.slow
 def test_scanned_loop_matches_python_loop_of_train_step():
     cfg, params, batch, loss_fn = _mlp_setup()
     opt = optax.adam(1e-2)
@@ -106,6 +109,7 @@ def test_scanned_loop_matches_python_loop_of_train_step():
     assert int(state.step) == 6
 
 
+@pytest.mark.slow
 def test_grad_norm_and_monitors_match_the_analyzers():
     cfg, params, batch, loss_fn = _mlp_setup()
     opt = optax.sgd(0.0)  # lr 0: the parameters stay, so every step sees the same gradient
@@ -148,9 +152,17 @@ def test_regularizer_value_recorded_and_in_the_gradient():
 # ------------------------------------------------------------------ determinism and resume
 
 
+ADAM = optax.adam(1e-2)
+
+
+@functools.cache
+def _shuffled(width=8):
+    return shuffled_batches(_mlp_setup(width=width)[2], 8)
+
+
 def _digits_like_run(tmp=None, num_steps=12, key=0, **kw):
     cfg, params, batch, loss_fn = _mlp_setup()
-    return train(loss_fn, params, optax.adam(1e-2), shuffled_batches(batch, 8),
+    return train(loss_fn, params, ADAM, _shuffled(),
                  num_steps=num_steps, key=jax.random.key(key), steps_per_scan=3,
                  monitor=mlp_layer_monitor, checkpoint_dir=tmp, config={"lr": 1e-2}, **kw)
 
@@ -332,12 +344,12 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
     _digits_like_run(tmp_path, num_steps=3)
     cfg, params, batch, loss_fn = _mlp_setup()
     with pytest.raises(ValueError, match="another configuration.*config"):
-        train(loss_fn, params, optax.adam(1e-2), shuffled_batches(batch, 8), num_steps=6,
+        train(loss_fn, params, ADAM, _shuffled(), num_steps=6,
               key=jax.random.key(0), steps_per_scan=3, checkpoint_dir=tmp_path,
               config={"lr": 0.5})
     cfg2, params2, batch2, loss_fn2 = _mlp_setup(width=16)
     with pytest.raises(ValueError, match="another configuration.*leaves"):
-        train(loss_fn2, params2, optax.adam(1e-2), shuffled_batches(batch2, 8), num_steps=6,
+        train(loss_fn2, params2, ADAM, _shuffled(16), num_steps=6,
               key=jax.random.key(0), steps_per_scan=3, checkpoint_dir=tmp_path,
               config={"lr": 1e-2})
     with pytest.raises(ValueError, match="another configuration.*key"):

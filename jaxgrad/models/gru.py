@@ -38,7 +38,7 @@ def init_gru(
     update_bias: float = 0.0,
     recurrent_scale: float = 1.0,
     input_std: float = 1.0,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
 ) -> GRUParams:
     """Random GRU parameters: ``W_h`` N(0, recurrent_scale²/N), ``W_x`` N(0, input_std²/M).
 
@@ -56,6 +56,7 @@ def init_gru(
         raise ValueError(f"`update_bias` must be finite, got {update_bias}")
     check_positive_float("recurrent_scale", recurrent_scale, allow_zero=True)
     check_positive_float("input_std", input_std, allow_zero=True)
+    dtype = dtype or jnp.result_type(float)
     k_h, k_x = jax.random.split(key)
     W_h = recurrent_scale * jax.random.normal(k_h, (3 * n, n), dtype) / jnp.sqrt(n).astype(dtype)
     W_x = input_std * jax.random.normal(k_x, (3 * n, m), dtype) / jnp.sqrt(max(m, 1)).astype(dtype)

@@ -46,11 +46,12 @@ def init_lstm(
     forget_bias: float = 1.0,
     recurrent_scale: float = 1.0,
     input_std: float = 1.0,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
 ) -> LSTMParams:
     """Random LSTM parameters; the forget-gate bias is ``forget_bias``, other biases 0.
 
-    ``W_h`` is N(0, recurrent_scale²/N), ``W_x`` is N(0, input_std²/M).
+    ``W_h`` is N(0, recurrent_scale²/N), ``W_x`` is N(0, input_std²/M); ``dtype`` defaults
+    to jax's default float (float32, or float64 with x64 enabled).
 
     Example:
         >>> p = init_lstm(jax.random.key(0), 32, 1, forget_bias=1.0)
@@ -63,6 +64,7 @@ def init_lstm(
         raise ValueError(f"`forget_bias` must be finite, got {forget_bias}")
     check_positive_float("recurrent_scale", recurrent_scale, allow_zero=True)
     check_positive_float("input_std", input_std, allow_zero=True)
+    dtype = dtype or jnp.result_type(float)
     k_h, k_x = jax.random.split(key)
     W_h = recurrent_scale * jax.random.normal(k_h, (4 * n, n), dtype) / jnp.sqrt(n).astype(dtype)
     W_x = input_std * jax.random.normal(k_x, (4 * n, m), dtype) / jnp.sqrt(max(m, 1)).astype(dtype)
@@ -70,9 +72,10 @@ def init_lstm(
     return LSTMParams(W_x, W_h, b)
 
 
-def lstm_zero_state(num_units: int, dtype: Any = jnp.float32) -> LSTMState:
-    """``LSTMState(h=0, c=0)`` of size ``num_units``."""
+def lstm_zero_state(num_units: int, dtype: Any = None) -> LSTMState:
+    """``LSTMState(h=0, c=0)`` of size ``num_units`` (default float dtype unless given)."""
     n = check_positive_int("num_units", num_units)
+    dtype = dtype or jnp.result_type(float)
     return LSTMState(jnp.zeros((n,), dtype), jnp.zeros((n,), dtype))
 
 

@@ -467,6 +467,31 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+@functools.partial(
+    jax.jit,
+    static_argnames=("loss_fn", "optimizer", "regularizer", "monitor", "sample", "length"),
+)
+def _run_scan(state, key, data, regularizer_weight, *, loss_fn, optimizer, regularizer,
+              monitor, sample, length):
+    """``length`` steps in one ``lax.scan``; compiled once per set of functions and length."""
+
+    def body(carry, _):
+        state, ok = carry
+        t = state.step
+        batch = sample(data, jax.random.fold_in(key, t), t)
+        new_state, m = train_step(
+            loss_fn, optimizer, state, batch, regularizer=regularizer,
+            regularizer_weight=regularizer_weight, monitor=monitor,
+        )
+        # After a non-finite step nothing more is applied in this scan.
+        ok_now = ok & m.finite
+        new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok_now, a, b), new_state, state)
+        return (new_state._replace(step=t + 1), ok_now), m._replace(finite=ok_now)
+
+    (state, _), metrics = jax.lax.scan(body, (state, jnp.asarray(True)), None, length=length)
+    return state, metrics
+
+
 def train(
     loss_fn: LossFn,
     params: Any,
@@ -569,31 +594,14 @@ def train(
             f"the checkpoint in `checkpoint_dir` is at step {done}, past `num_steps`={num_steps}"
         )
 
-    def body(carry, _):
-        state, ok = carry
-        t = state.step
-        batch = source.sample(data, jax.random.fold_in(key, t), t)
-        new_state, m = train_step(
-            loss_fn, optimizer, state, batch, regularizer=regularizer,
-            regularizer_weight=regularizer_weight, monitor=monitor,
-        )
-        # After a non-finite step nothing more is applied in this scan.
-        ok_now = ok & m.finite
-        new_state = jax.tree_util.tree_map(
-            lambda a, b: jnp.where(ok_now, a, b), new_state, state
-        )
-        new_state = new_state._replace(step=t + 1)
-        return (new_state, ok_now), m._replace(finite=ok_now)
-
-    @functools.partial(jax.jit, static_argnums=1)
-    def run_scan(state, length):
-        (state, _), ms = jax.lax.scan(body, (state, jnp.asarray(True)), None, length=length)
-        return state, ms
-
     last_saved = ckpt_path if ckpt_path is not None and ckpt_path.exists() else None
     while done < num_steps:
         length = min(steps_per_scan, num_steps - done)
-        state, ms = run_scan(state, length)
+        state, ms = _run_scan(
+            state, key, data, jnp.asarray(regularizer_weight), loss_fn=loss_fn,
+            optimizer=optimizer, regularizer=regularizer, monitor=monitor,
+            sample=source.sample, length=length,
+        )
         part = _metrics_dict(ms)
         if not part["finite"].all():
             bad = int(np.argmin(part["finite"]))

@@ -100,7 +100,7 @@ class Task:
             ValueError: ``length`` below ``min_length``, or a non-positive ``batch_size``.
         """
         check_positive_int("batch_size", batch_size)
-        check_positive_int("length", length)
+        check_positive_int("length", length, minimum=-(2**62))  # type check only
         if length < self.min_length:
             raise ValueError(
                 f"`length` must be >= {self.min_length} for {self.name}, got {length}"

@@ -64,6 +64,24 @@ from .train.loop import sampled_batches as sampled_batches
 from .train.loop import shuffled_batches as shuffled_batches
 from .train.loop import train as train
 from .train.loop import train_step as train_step
+from .train.regularizers import OmegaTerms as OmegaTerms
+from .train.regularizers import pascanu_omega as pascanu_omega
+from .train.regularizers import pascanu_omega_terms as pascanu_omega_terms
 from .train.remedies import with_clipping as with_clipping
+from .train.sequence import SequenceModel as SequenceModel
+from .train.sequence import SequenceParams as SequenceParams
+from .train.sequence import sequence_loss as sequence_loss
+from .train.sequence import sequence_omega as sequence_omega
+from .train.sequence import sequence_outputs as sequence_outputs
+from .train.sequence import sequence_state_grad_norms as sequence_state_grad_norms
+from .train.sequence import state_grad_monitor as state_grad_monitor
+from .train.sequence import vmap_optimizer as vmap_optimizer
+from .train.tasks import TASKS as TASKS
+from .train.tasks import SuccessResult as SuccessResult
+from .train.tasks import Task as Task
+from .train.tasks import TaskBatch as TaskBatch
+from .train.tasks import adding_problem as adding_problem
+from .train.tasks import get_task as get_task
+from .train.tasks import success as success
 
 __version__ = "0.1.0"

@@ -420,3 +420,38 @@ def test_bad_components():
     with pytest.raises(ValueError, match="`max_value`"):
         with_clipping(optax.sgd(0.1), max_value=-1.0)
     assert isinstance(fixed_batches(_data()), BatchSource)
+
+
+# ------------------------------------------------------------------ recurrent models
+
+
+def test_lstm_training_with_per_timestep_gradient_monitor():
+    """An LSTM step function trains in the loop; ‖∂L/∂x_t‖ per timestep is a scan output."""
+    n, T, B = 4, 6, 8
+    lstm = jaxgrad.init_lstm(jax.random.key(0), n, 1)
+    params = (lstm, 0.5 * jnp.ones((n,)))
+    x = jax.random.normal(jax.random.key(1), (B, T, 1))
+    y = x[:, 0, 0]  # remember the first input
+
+    def predict(p, seq):
+        states = jaxgrad.unroll(lambda s, u: jaxgrad.lstm_step(s, u, p[0]),
+                                jaxgrad.lstm_zero_state(n), seq)
+        return states.h[-1] @ p[1]
+
+    def loss_fn(p, batch):
+        return jnp.mean((jax.vmap(lambda s: predict(p, s))(batch[0]) - batch[1]) ** 2)
+
+    def per_timestep(p, batch, grads):
+        seq, target = batch[0][0], batch[1][0]
+        flow = jaxgrad.recurrent_gradient_flow(
+            jaxgrad.lstm_step, jaxgrad.lstm_zero_state(n), seq,
+            lambda states: (states.h[-1] @ p[1] - target) ** 2, params=p[0])
+        return {"state_grad_norms": flow.state_grad_norms}
+
+    res = train(loss_fn, params, optax.adam(1e-2), fixed_batches((x[None], y[None])),
+                num_steps=4, key=jax.random.key(0), steps_per_scan=2, monitor=per_timestep)
+    assert res.metrics["state_grad_norms"].shape == (4, T)
+    ref = per_timestep(params, (x, y), None)["state_grad_norms"]
+    assert float(jnp.min(ref)) > 0
+    np.testing.assert_allclose(res.metrics["state_grad_norms"][0], ref, rtol=1e-5)
+    assert res.metrics["loss"][-1] < res.metrics["loss"][0]

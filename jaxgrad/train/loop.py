@@ -275,10 +275,11 @@ class _NeedsRunKey(NamedTuple):
 
 
 def param_grad_norms(params: Any, batch: Any, grads: Any) -> dict[str, jax.Array]:
-    """A monitor: ``‖∂L/∂leaf‖`` for every parameter leaf, keyed by its pytree path.
+    """A monitor: ``‖∂L/∂leaf‖`` for every parameter leaf, keyed ``"grad_norm" + path``.
 
-    A leaf with a leading stacked-layer axis (``MLPParams.hidden.W``) gives one norm per
-    layer along that axis only for ``mlp_layer_monitor``; here each leaf is one norm.
+    Each leaf gives one norm (a stacked ``MLPParams.hidden.W`` gives one for all its
+    layers; ``mlp_layer_monitor`` splits it per layer). Example key:
+    ``"grad_norm.readout.W"``.
     """
     del params, batch
     flat, _ = jax.tree_util.tree_flatten_with_path(grads)

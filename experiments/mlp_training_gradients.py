@@ -102,6 +102,10 @@ def run(config: dict) -> Result:
             bound, kind="<=",
             note=f"backprop multiplies by σ' <= 1/4 at each of the {depth - 1} layers between "
                  f"(seed 002), and by weights of norm < 1: ratio <= (1/4)^{depth - 1}"))
+        checks.append(check_bound(
+            "sigmoid N(0,0.01²): final test accuracy", accuracy["sigmoid"], 0.2, kind="<=",
+            note="chance is 0.1: with the first layers' gradients ~1e-12 of the last's, the "
+                 "network does not learn within the budget (seeds 000, 002)"))
     if "relu_he" in names:
         checks.append(check_bound(
             "ReLU+He: first/last weight-gradient ratio at init", ratio_init["relu_he"], 0.1,

@@ -85,6 +85,7 @@ def test_gru_step_closed_form_single_unit(x64):
     np.testing.assert_allclose(out, [(1 - z) * n + z * h], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_lstm_cell_state_path_closed_form(x64):
     """With W_h = 0: ∂c_T/∂c_{T-k} = diag(Π σ(f_s)) exactly, and the full (h, c) product
     has ‖·‖_F² = Σ_j Π_j² (1 + (σ(o_T) (1 - tanh² c_T))_j²)."""

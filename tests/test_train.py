@@ -425,6 +425,7 @@ def test_bad_components():
 # ------------------------------------------------------------------ recurrent models
 
 
+@pytest.mark.slow
 def test_lstm_training_with_per_timestep_gradient_monitor():
     """An LSTM step function trains in the loop; ‖∂L/∂x_t‖ per timestep is a scan output."""
     n, T, B = 4, 6, 8

@@ -32,7 +32,13 @@ import numpy as np
 import optax
 
 import jaxgrad
-from jaxgrad.train import load_digits, mlp_layer_monitor, shuffled_batches, train
+from jaxgrad.train import (
+    load_digits,
+    load_mnist,
+    mlp_layer_monitor,
+    shuffled_batches,
+    train,
+)
 
 from ._runner import Result, check_bound
 
@@ -49,6 +55,7 @@ DEFAULT_CONFIG = {
     "learning_rate": 1e-3,
     "normal_std": 0.01,
     "seed": 0,
+    "mnist_dir": None,
 }
 QUICK_CONFIG = {"depths": [5, 10], "num_steps": 400}
 
@@ -61,15 +68,17 @@ def _loss(params, batch, mlp):
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, batch[1]))
 
 
-def _mlp(depth: int, init: str, config: dict) -> jaxgrad.MLPConfig:
+def _mlp(depth: int, init: str, config: dict, in_dim: int) -> jaxgrad.MLPConfig:
     options = (("std", config["normal_std"]),) if init == "normal" else ()
-    return jaxgrad.MLPConfig(in_dim=64, width=config["width"], depth=depth, out_dim=10,
+    return jaxgrad.MLPConfig(in_dim=in_dim, width=config["width"], depth=depth, out_dim=10,
                              activation="sigmoid", init=init, init_options=options)
 
 
 def run(config: dict) -> Result:
     k_data, k_init, k_train = jax.random.split(jax.random.key(config["seed"]), 3)
-    data = load_digits(key=k_data)
+    # The bundled 8×8 digits by default; MNIST from IDX files when `mnist_dir` is given.
+    data = load_mnist(config["mnist_dir"]) if config["mnist_dir"] else load_digits(key=k_data)
+    in_dim = data.x_train.shape[1]
     batches = shuffled_batches((data.x_train, data.y_train), config["batch_size"])
     optimizer = optax.adam(config["learning_rate"])
     depths = list(config["depths"])
@@ -77,9 +86,9 @@ def run(config: dict) -> Result:
     ratio = {init: {} for init in INITS}
     for depth in depths:
         # One loss function per depth: the three initialisations reuse its compiled scan.
-        loss_fn = functools.partial(_loss, mlp=_mlp(depth, "normal", config))
+        loss_fn = functools.partial(_loss, mlp=_mlp(depth, "normal", config, in_dim))
         for init in INITS:
-            mlp = _mlp(depth, init, config)
+            mlp = _mlp(depth, init, config, in_dim)
             params = jaxgrad.init_mlp(k_init, mlp)
             result = train(loss_fn, params, optimizer, batches, num_steps=config["num_steps"],
                            steps_per_scan=config["num_steps"], key=k_train,

@@ -4,7 +4,8 @@ Seed 002 trains a 10-layer sigmoid network with Adam and plots ``‖∂L/∂W_l�
 over training: the layers near the input receive gradients orders of magnitude smaller
 than those near the output, because backpropagation multiplies by ``σ' <= 1/4`` and by
 the weights at every layer. Here three 10-layer MLPs train on scikit-learn's bundled 8×8
-digits (no download) with Adam, monitored inside the jitted, scanned training loop:
+digits (no download; MNIST from its IDX files with ``mnist_dir``) with Adam, monitored inside
+the jitted, scanned training loop:
 
 - ``sigmoid``: sigmoid units, weights N(0, 0.01²) (seed 002's small-weight setting);
 - ``relu_he``: ReLU units with He initialisation (He et al. 2015);
@@ -25,7 +26,13 @@ import numpy as np
 import optax
 
 import jaxgrad
-from jaxgrad.train import load_digits, mlp_layer_monitor, shuffled_batches, train
+from jaxgrad.train import (
+    load_digits,
+    load_mnist,
+    mlp_layer_monitor,
+    shuffled_batches,
+    train,
+)
 
 from ._runner import Result, check_bound
 
@@ -43,6 +50,7 @@ DEFAULT_CONFIG = {
     "learning_rate": 1e-3,
     "sigmoid_std": 0.01,
     "seed": 0,
+    "mnist_dir": None,
     "configurations": ["sigmoid", "relu_he", "residual_norm"],
 }
 QUICK_CONFIG = {"num_steps": 400, "steps_per_scan": 200}
@@ -53,8 +61,8 @@ QUICK_CONFIG = {"num_steps": 400, "steps_per_scan": 200}
 ACCURACY_LEVEL = 0.9
 
 
-def _mlp_config(name: str, config: dict) -> jaxgrad.MLPConfig:
-    base = dict(in_dim=64, width=config["width"], depth=config["depth"], out_dim=10)
+def _mlp_config(name: str, config: dict, in_dim: int) -> jaxgrad.MLPConfig:
+    base = dict(in_dim=in_dim, width=config["width"], depth=config["depth"], out_dim=10)
     if name == "sigmoid":
         return jaxgrad.MLPConfig(**base, activation="sigmoid", init="normal",
                                  init_options=(("std", config["sigmoid_std"]),))
@@ -74,14 +82,15 @@ def _loss(params, batch, mlp):
 def run(config: dict) -> Result:
     key = jax.random.key(config["seed"])
     k_data, k_init, k_train = jax.random.split(key, 3)
-    data = load_digits(key=k_data)
+    # The bundled 8×8 digits by default; MNIST from IDX files when `mnist_dir` is given.
+    data = load_mnist(config["mnist_dir"]) if config["mnist_dir"] else load_digits(key=k_data)
     batches = shuffled_batches((data.x_train, data.y_train), config["batch_size"])
     optimizer = optax.adam(config["learning_rate"])
     names = list(config["configurations"])
 
     norms, losses, accuracy, ratio_init, ratio_median = {}, {}, {}, {}, {}
     for name in names:
-        mlp = _mlp_config(name, config)
+        mlp = _mlp_config(name, config, data.x_train.shape[1])
         params = jaxgrad.init_mlp(k_init, mlp)
         result = train(functools.partial(_loss, mlp=mlp), params, optimizer, batches,
                        num_steps=config["num_steps"], key=k_train,

@@ -401,7 +401,9 @@ def success(
             f"`num_sequences` ({num_sequences}) must be a multiple of `batch_size` "
             f"({batch_size})"
         )
-    task.sample(key, 1, length)  # argument checks (length) before tracing
+    check_positive_int("length", length, minimum=-(2**62))  # type check only
+    if length < task.min_length:
+        raise ValueError(f"`length` must be >= {task.min_length} for {task.name}, got {length}")
     no_params = params is _NO_PARAMS
     num_errors = _count_errors(
         task, predict, no_params, None if no_params else params, key,

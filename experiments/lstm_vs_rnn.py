@@ -126,10 +126,12 @@ def run(config: dict) -> Result:
 
     mean_rate = {cell: float(np.mean(summary["rate_init"][cell])) for cell in config["cells"]}
     if "rnn_sigmoid" in mean_rate:
-        bound = max(summary["spectral_norm_bound_rate"]["rnn_sigmoid"])
+        excess = np.asarray(summary["rate_init"]["rnn_sigmoid"]) - np.asarray(
+            summary["spectral_norm_bound_rate"]["rnn_sigmoid"])
         checks.append(check_bound(
-            "sigmoid RNN at init: fitted rate ≤ log(‖W_rec‖₂/4)", mean_rate["rnn_sigmoid"],
-            bound, note="Pascanu et al. 2013: ‖∂x_t/∂x_{t-1}‖ ≤ ‖W_rec‖ γ, γ = 1/4",
+            "sigmoid RNN at init: max over seeds of fitted rate − log(‖W_rec‖₂/4)",
+            float(np.max(excess)), 0.0,
+            note="Pascanu et al. 2013: ‖∂x_t/∂x_{t-1}‖ ≤ ‖W_rec‖₂ γ with γ = 1/4 caps the rate",
         ))
         for other in ("rnn_tanh", "lstm"):
             if other in mean_rate:
@@ -154,8 +156,9 @@ def _figures(config, norms_at, curves, summary):
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     for c, cell in enumerate(config["cells"]):
         n0, n1 = norms_at[cell]
-        g0 = np.exp(np.mean(np.log(np.maximum(n0, FLOOR)), axis=0))[::-1]
-        g1 = np.exp(np.mean(np.log(np.maximum(n1, FLOOR)), axis=0))[::-1]
+        # Geometric mean over seeds; lags where a seed's norm underflowed are not drawn.
+        g0 = np.exp(np.mean(np.log(np.where(n0 > FLOOR, n0, np.nan)), axis=0))[::-1]
+        g1 = np.exp(np.mean(np.log(np.where(n1 > FLOOR, n1, np.nan)), axis=0))[::-1]
         r0 = np.mean(summary["rate_init"][cell])
         r1 = np.mean(summary["rate_trained"][cell])
         axes[0].semilogy(lags, g0, color=f"C{c}", label=f"{cell} (rate {r0:.3f}/step)")

@@ -49,7 +49,8 @@ DEFAULT_CONFIG = {
     "eval_sequences": 2000,
     "seed": 0,
 }
-QUICK_CONFIG = {"length": 40, "num_units": 12, "num_steps": 40, "grad_batch": 64,
+QUICK_CONFIG = {"cells": ["rnn_sigmoid", "rnn_tanh", "lstm"], "length": 40, "num_units": 12,
+                "num_steps": 40, "grad_batch": 64,
                 "eval_sequences": 500}
 
 #: Le et al. (2015): always predicting 1 gives MSE Var(U1 + U2) = 1/6.

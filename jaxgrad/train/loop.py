@@ -1,0 +1,620 @@
+"""A training loop on optax: one jitted update step, steps grouped by ``lax.scan``.
+
+The update is the plain gradient step of optax,
+
+    g_t = ∇_θ [L(θ_t; B_t) + λ Ω(θ_t; B_t)],    (u_t, s_{t+1}) = opt.update(g_t, s_t, θ_t),
+    θ_{t+1} = θ_t + u_t,
+
+with an optional regulariser ``Ω`` (e.g. Pascanu et al.'s 2013 vanishing-gradient
+regulariser, eq. 9) weighted by ``λ``. ``steps_per_scan`` steps run inside one compiled
+``lax.scan``; every step's loss, global gradient norm ``‖g_t‖``, ``Ω`` value and the
+outputs of a ``monitor`` (per-layer or per-timestep gradient norms) are scan outputs, so
+the host only syncs once per scan. The batch of step t is drawn by a pure function of
+``fold_in(key, t)`` and ``t``, so a run is a function of its seed: an interrupted run that
+resumes from a checkpoint gives bit-identical parameters and metrics.
+
+A step whose loss or gradient is not finite is not applied (the parameters keep their
+last finite values) and the loop stops with ``TrainingDiverged`` naming the step, after
+the last good checkpoint has been kept on disk.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .._validation import check_positive_float, check_positive_int
+
+#: Metric names the loop itself records; a monitor may not reuse them.
+RESERVED_METRICS = ("loss", "objective", "regularizer", "grad_norm", "finite")
+
+CHECKPOINT_FILE = "checkpoint.npz"
+
+LossFn = Callable[[Any, Any], jax.Array]
+Regularizer = Callable[[Any, Any], jax.Array]
+Monitor = Callable[[Any, Any, Any], Mapping[str, jax.Array]]
+
+
+class TrainState(NamedTuple):
+    """What one step carries: ``params``, optax ``opt_state`` and the step count ``step``."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+
+
+class StepMetrics(NamedTuple):
+    """Per-step records (scalars for one step; stacked on a leading axis over a scan).
+
+    Attributes:
+        loss: ``L(θ_t; B_t)``.
+        objective: ``L + λ Ω`` (equal to ``loss`` without a regulariser).
+        regularizer: ``Ω(θ_t; B_t)`` (0 without a regulariser).
+        grad_norm: global norm ``‖∇_θ (L + λΩ)‖₂`` over every parameter (``optax.tree.norm``),
+            before the optimiser's own transformations (clipping).
+        finite: whether the objective and gradient were finite, so the step was applied.
+        monitor: the dict the ``monitor`` returned (empty without one).
+    """
+
+    loss: jax.Array
+    objective: jax.Array
+    regularizer: jax.Array
+    grad_norm: jax.Array
+    finite: jax.Array
+    monitor: dict[str, jax.Array]
+
+
+class BatchSource(NamedTuple):
+    """Where step t's batch comes from: ``sample(data, key_t, t) -> batch``.
+
+    ``data`` (a pytree of arrays, or ``None``) is passed into the compiled scan as an
+    argument, so a large data set is not baked into the program as a constant.
+    ``key_t = fold_in(key, t)``. Build one with ``jaxgrad.train.shuffled_batches`` (epochs
+    of a data set), ``fixed_batches`` (a stack of batches) or ``sampled_batches`` (a
+    generator such as a synthetic task).
+    """
+
+    data: Any
+    sample: Callable[[Any, jax.Array, jax.Array], Any]
+
+
+class TrainResult(NamedTuple):
+    """Result of ``train``.
+
+    Attributes:
+        params, opt_state: the final values.
+        step: number of steps done in total (including those before a resume).
+        metrics: ``{name: np.ndarray}`` with a leading axis over every step done
+            (``loss``, ``objective``, ``regularizer``, ``grad_norm``, ``finite`` and each
+            monitor key); a resumed run includes the steps before the interruption.
+        checkpoint_path: the last checkpoint written (``None`` without ``checkpoint_dir``).
+    """
+
+    params: Any
+    opt_state: Any
+    step: int
+    metrics: dict[str, np.ndarray]
+    checkpoint_path: Path | None
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or gradient became non-finite; the step is named in ``step``.
+
+    Attributes:
+        step: the 0-based index of the first step whose objective or gradient was not
+            finite (that step was not applied).
+        state: the ``TrainState`` just before that step (finite values).
+        metrics: the metrics up to and including that step.
+        checkpoint_path: the last good checkpoint kept on disk (``None`` if none).
+    """
+
+    def __init__(self, step: int, state: TrainState, metrics: dict, checkpoint_path):
+        where = f"; last good checkpoint kept at {checkpoint_path}" if checkpoint_path else ""
+        super().__init__(f"training diverged: non-finite loss or gradient at step {step}{where}")
+        self.step = step
+        self.state = state
+        self.metrics = metrics
+        self.checkpoint_path = checkpoint_path
+
+
+def init_train_state(params: Any, optimizer: optax.GradientTransformation) -> TrainState:
+    """``TrainState(params, optimizer.init(params), step=0)``."""
+    _check_optimizer(optimizer)
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = optimizer.init(params)
+    return TrainState(params, opt_state, jnp.asarray(0, jnp.int32))
+
+
+def train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    state: TrainState,
+    batch: Any,
+    *,
+    regularizer: Regularizer | None = None,
+    regularizer_weight: float = 1.0,
+    monitor: Monitor | None = None,
+) -> tuple[TrainState, StepMetrics]:
+    """One optax update on ``batch``; pure, so ``jax.jit`` or ``lax.scan`` it.
+
+    Arguments:
+        loss_fn: ``loss_fn(params, batch) -> scalar``.
+        optimizer: an optax ``GradientTransformation`` (chain clipping in with
+            ``jaxgrad.train.with_clipping`` or ``optax.chain``).
+        state: ``TrainState`` from ``init_train_state``.
+        batch: anything ``loss_fn`` takes.
+        regularizer: ``regularizer(params, batch) -> scalar`` Ω added to the loss with
+            weight ``regularizer_weight``; its value is recorded.
+        monitor: ``monitor(params, batch, grads) -> {name: array}`` computed inside the
+            step (``grads`` is ``∇_θ (L + λΩ)``); see ``mlp_layer_monitor``.
+
+    Returns:
+        ``(new_state, StepMetrics)``. A non-finite objective or gradient leaves the state
+        unchanged (except ``step``) and sets ``finite=False``.
+
+    Example:
+        >>> opt = optax.adam(1e-3)
+        >>> state = init_train_state(params, opt)
+        >>> step = jax.jit(functools.partial(train_step, loss_fn, opt))
+        >>> state, metrics = step(state, batch)
+    """
+
+    def objective(params):
+        loss = loss_fn(params, batch)
+        loss = jnp.asarray(loss)
+        if loss.shape != ():
+            raise ValueError(f"`loss_fn` must return a scalar, got shape {loss.shape}")
+        if regularizer is None:
+            return loss, (loss, jnp.zeros((), loss.dtype))
+        omega = jnp.asarray(regularizer(params, batch))
+        if omega.shape != ():
+            raise ValueError(f"`regularizer` must return a scalar, got shape {omega.shape}")
+        omega = omega.astype(loss.dtype)
+        return loss + jnp.asarray(regularizer_weight, loss.dtype) * omega, (loss, omega)
+
+    (total, (loss, omega)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
+    # optax mixes Python floats with its int32 step count (Adam's bias correction), which
+    # strict dtype promotion refuses; its own arithmetic runs under standard promotion.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+    keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
+        lambda a, b: jnp.where(finite, a, b), new, old
+    )
+    new_state = TrainState(
+        keep(new_params, state.params), keep(new_opt_state, state.opt_state), state.step + 1
+    )
+    extra = {} if monitor is None else dict(monitor(state.params, batch, grads))
+    clash = set(extra) & set(RESERVED_METRICS)
+    if clash:
+        raise ValueError(f"`monitor` keys {sorted(clash)} clash with the loop's own metrics")
+    return new_state, StepMetrics(loss, total, omega, grad_norm, finite, extra)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def sampled_batches(sample: Callable[[jax.Array, jax.Array], Any]) -> BatchSource:
+    """A ``BatchSource`` from ``sample(key_t, t) -> batch`` (e.g. a synthetic task)."""
+    if not callable(sample):
+        raise TypeError(f"`sample` must be callable, got {type(sample).__name__}")
+    return BatchSource(None, lambda data, key, t: sample(key, t))
+
+
+def fixed_batches(batches: Any) -> BatchSource:
+    """A ``BatchSource`` cycling through a stack of batches (leading axis ``num_batches``)."""
+    leaves = jax.tree_util.tree_leaves(batches)
+    if not leaves or any(jnp.ndim(a) == 0 for a in leaves):
+        raise ValueError("`batches` must have a leading batch-index axis on every leaf")
+    lengths = {jnp.shape(a)[0] for a in leaves}
+    if len(lengths) != 1:
+        raise ValueError(f"`batches` leaves disagree on the number of batches: {sorted(lengths)}")
+    (n,) = lengths
+
+    def sample(data, key, t):
+        return jax.tree_util.tree_map(lambda a: a[t % n], data)
+
+    return BatchSource(batches, sample)
+
+
+def shuffled_batches(dataset: Any, batch_size: int) -> BatchSource:
+    """Minibatches of ``batch_size`` examples from epochs of a shuffled data set.
+
+    Epoch ``e = t // (n // batch_size)`` uses the permutation ``permutation(fold_in(key, e))``
+    of the ``n`` examples (a partial last batch is dropped), where ``key`` is the run's key
+    given to ``train``; so batch t is a pure function of ``(key, t)``.
+
+    Arguments:
+        dataset: a pytree of arrays with a leading example axis ``n``, e.g. ``(x, y)``.
+        batch_size: examples per batch, ``<= n``.
+    """
+    batch_size = check_positive_int("batch_size", batch_size)
+    leaves = jax.tree_util.tree_leaves(dataset)
+    if not leaves or any(jnp.ndim(a) == 0 for a in leaves):
+        raise ValueError("`dataset` must have a leading example axis on every leaf")
+    lengths = {jnp.shape(a)[0] for a in leaves}
+    if len(lengths) != 1:
+        raise ValueError(f"`dataset` leaves disagree on the number of examples: {sorted(lengths)}")
+    (n,) = lengths
+    if batch_size > n:
+        raise ValueError(f"`batch_size` must be <= the {n} examples of `dataset`, got {batch_size}")
+    per_epoch = n // batch_size
+
+    def sample(data, key, t):
+        # `key` here is fold_in(run_key, t); the epoch key must not depend on t within an
+        # epoch, so it is taken from the run key carried in `data`.
+        run_key, arrays = data
+        epoch, index = t // per_epoch, t % per_epoch
+        perm = jax.random.permutation(jax.random.fold_in(run_key, epoch), n)
+        rows = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
+        return jax.tree_util.tree_map(lambda a: jnp.take(a, rows, axis=0), arrays)
+
+    return BatchSource(_NeedsRunKey(dataset), sample)
+
+
+class _NeedsRunKey(NamedTuple):
+    """Marks ``BatchSource.data`` that ``train`` pairs with the run key."""
+
+    arrays: Any
+
+
+# --------------------------------------------------------------------------- monitors
+
+
+def param_grad_norms(params: Any, batch: Any, grads: Any) -> dict[str, jax.Array]:
+    """A monitor: ``‖∂L/∂leaf‖`` for every parameter leaf, keyed ``"grad_norm" + path``.
+
+    Each leaf gives one norm (a stacked ``MLPParams.hidden.W`` gives one for all its
+    layers; ``mlp_layer_monitor`` splits it per layer). Example key:
+    ``"grad_norm.readout.W"``.
+    """
+    del params, batch
+    flat, _ = jax.tree_util.tree_flatten_with_path(grads)
+    return {
+        "grad_norm" + jax.tree_util.keystr(path): jnp.linalg.norm(jnp.ravel(g)) for path, g in flat
+    }
+
+
+def mlp_layer_monitor(params: Any, batch: Any, grads: Any) -> dict[str, jax.Array]:
+    """A monitor for ``MLPParams``: per-layer ``‖∂L/∂W_l‖_F`` and ``‖∂L/∂b_l‖``, ``(depth,)``.
+
+    Read from the gradient the step has already computed, so it costs a few reductions.
+    Keys ``layer_weight_grad_norms`` and ``layer_bias_grad_norms`` (layer 1 first).
+    """
+    del params, batch
+    W = jnp.concatenate(
+        [jnp.linalg.norm(grads.first.W)[None], jnp.sqrt(jnp.sum(grads.hidden.W**2, axis=(1, 2)))]
+    )
+    b = jnp.concatenate(
+        [jnp.linalg.norm(grads.first.b)[None], jnp.sqrt(jnp.sum(grads.hidden.b**2, axis=1))]
+    )
+    return {"layer_weight_grad_norms": W, "layer_bias_grad_norms": b}
+
+
+def combine_monitors(*monitors: Monitor) -> Monitor:
+    """One monitor whose dict is the union of the given monitors' dicts."""
+    for i, m in enumerate(monitors):
+        if not callable(m):
+            raise TypeError(f"`monitors[{i}]` must be callable, got {type(m).__name__}")
+
+    def monitor(params, batch, grads):
+        out: dict[str, jax.Array] = {}
+        for m in monitors:
+            part = dict(m(params, batch, grads))
+            clash = set(part) & set(out)
+            if clash:
+                raise ValueError(f"monitors repeat the keys {sorted(clash)}")
+            out.update(part)
+        return out
+
+    return monitor
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _leaf_signature(tree: Any) -> list[list]:
+    return [[list(np.shape(a)), str(np.asarray(a).dtype if not hasattr(a, "dtype") else a.dtype)]
+            for a in jax.tree_util.tree_leaves(tree)]
+
+
+def checkpoint_fingerprint(state: TrainState, key: jax.Array, config: Any = None) -> dict:
+    """What a checkpoint must agree on to be resumed: structure, shapes, dtypes, key, config.
+
+    ``config`` is any JSON-able description of the run the user gives (model sizes,
+    learning rate, ...); the run key is part of it because the batches depend on it.
+    """
+    payload = {
+        "structure": str(jax.tree_util.tree_structure((state.params, state.opt_state))),
+        "leaves": _leaf_signature((state.params, state.opt_state)),
+        "key": np.asarray(jax.random.key_data(key)).tolist(),
+        "config": json.loads(json.dumps(config, sort_keys=True, default=str)),
+    }
+    payload["hash"] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return payload
+
+
+def save_checkpoint(
+    path: str | os.PathLike, state: TrainState, metrics: Mapping[str, np.ndarray],
+    fingerprint: dict,
+) -> Path:
+    """Write ``state``, the ``metrics`` so far and the ``fingerprint`` to one npz, atomically.
+
+    The file is written to a temporary name in the same folder and renamed into place
+    (``os.replace``), so a checkpoint on disk is always complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    for i, leaf in enumerate(jax.tree_util.tree_leaves((state.params, state.opt_state))):
+        arrays[f"leaf_{i:05d}"] = np.asarray(leaf)
+    arrays["step"] = np.asarray(state.step)
+    for name, value in metrics.items():
+        arrays[f"metric:{name}"] = np.asarray(value)
+    arrays["fingerprint"] = np.asarray(json.dumps(fingerprint, sort_keys=True))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike, like: TrainState, fingerprint: dict
+) -> tuple[TrainState, dict[str, np.ndarray]]:
+    """Read a checkpoint written by ``save_checkpoint`` for the same configuration.
+
+    Arguments:
+        path: the npz file.
+        like: a ``TrainState`` of the run (its structure is used to rebuild the pytrees).
+        fingerprint: ``checkpoint_fingerprint`` of the run; it must match the stored one.
+
+    Returns:
+        ``(state, metrics)``.
+
+    Raises:
+        ValueError: the checkpoint belongs to another configuration (the message names
+            what differs: parameter structure/shapes, key or config), or is unreadable.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored = json.loads(str(data["fingerprint"]))
+            contents = {name: data[name] for name in data.files}
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(f"checkpoint {path} is not a readable jaxgrad checkpoint: {err}") from err
+    if stored.get("hash") != fingerprint["hash"]:
+        differ = [k for k in ("structure", "leaves", "key", "config")
+                  if stored.get(k) != fingerprint.get(k)]
+        detail = "; ".join(
+            f"{k}: checkpoint has {_short(stored.get(k))}, "
+            f"this run has {_short(fingerprint.get(k))}"
+            for k in differ
+        )
+        raise ValueError(
+            f"checkpoint {path} was written for another configuration ({detail}); "
+            "use another `checkpoint_dir` or delete it"
+        )
+    treedef = jax.tree_util.tree_structure((like.params, like.opt_state))
+    n = treedef.num_leaves
+    leaves = [jnp.asarray(contents[f"leaf_{i:05d}"]) for i in range(n)]
+    params, opt_state = jax.tree_util.tree_unflatten(treedef, leaves)
+    state = TrainState(params, opt_state, jnp.asarray(contents["step"], jnp.int32))
+    metrics = {k.split(":", 1)[1]: v for k, v in contents.items() if k.startswith("metric:")}
+    return state, metrics
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(
+            f"`optimizer` must be an optax GradientTransformation, got {type(optimizer).__name__}"
+        )
+
+
+def _check_key(key: Any) -> jax.Array:
+    """A typed PRNG key (a legacy ``uint32[2]`` key is wrapped)."""
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"`key` must be a single PRNG key, got shape {key.shape}")
+        return key
+    if isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,):
+        return jax.random.wrap_key_data(key)
+    raise TypeError(
+        f"`key` must be a jax PRNG key (jax.random.key(seed)), got {type(key).__name__} "
+        f"{getattr(key, 'dtype', '')}"
+    )
+
+
+def _metrics_dict(m: StepMetrics) -> dict[str, np.ndarray]:
+    out = {
+        "loss": m.loss, "objective": m.objective, "regularizer": m.regularizer,
+        "grad_norm": m.grad_norm, "finite": m.finite,
+    }
+    out.update(m.monitor)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if not parts:
+        return {}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("loss_fn", "optimizer", "regularizer", "monitor", "sample", "length"),
+)
+def _run_scan(state, key, data, regularizer_weight, *, loss_fn, optimizer, regularizer,
+              monitor, sample, length):
+    """``length`` steps in one ``lax.scan``; compiled once per set of functions and length."""
+
+    def body(carry, _):
+        state, ok = carry
+        t = state.step
+        batch = sample(data, jax.random.fold_in(key, t), t)
+        new_state, m = train_step(
+            loss_fn, optimizer, state, batch, regularizer=regularizer,
+            regularizer_weight=regularizer_weight, monitor=monitor,
+        )
+        # After a non-finite step nothing more is applied in this scan.
+        ok_now = ok & m.finite
+        new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok_now, a, b), new_state, state)
+        return (new_state._replace(step=t + 1), ok_now), m._replace(finite=ok_now)
+
+    (state, _), metrics = jax.lax.scan(body, (state, jnp.asarray(True)), None, length=length)
+    return state, metrics
+
+
+def train(
+    loss_fn: LossFn,
+    params: Any,
+    optimizer: optax.GradientTransformation,
+    batches: BatchSource | Callable[[jax.Array, jax.Array], Any],
+    *,
+    num_steps: int,
+    key: jax.Array,
+    steps_per_scan: int = 100,
+    regularizer: Regularizer | None = None,
+    regularizer_weight: float = 1.0,
+    monitor: Monitor | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    config: Any = None,
+) -> TrainResult:
+    """Train ``params`` for ``num_steps`` optax steps, ``steps_per_scan`` per compiled scan.
+
+    Arguments:
+        loss_fn: ``loss_fn(params, batch) -> scalar``.
+        params: initial parameters (any pytree).
+        optimizer: an optax ``GradientTransformation``.
+        batches: a ``BatchSource`` (``shuffled_batches``, ``fixed_batches``,
+            ``sampled_batches``) or a function ``sample(key_t, t) -> batch``.
+        num_steps: total number of steps (counting steps done before a resume).
+        key: the run's PRNG key; step t uses ``fold_in(key, t)``.
+        steps_per_scan: steps per ``lax.scan`` (one host sync each); a last, shorter
+            scan covers the remainder.
+        regularizer, regularizer_weight: an extra term ``λ Ω(params, batch)`` added to the
+            loss; ``Ω`` is recorded under ``"regularizer"``.
+        monitor: ``monitor(params, batch, grads) -> {name: array}`` recorded each step
+            (``mlp_layer_monitor``, ``param_grad_norms``, or your own, e.g. per-timestep
+            ``‖∂L/∂x_t‖`` from ``jaxgrad.recurrent_gradient_flow``).
+        checkpoint_dir: a folder for ``checkpoint.npz``; if it holds a checkpoint of the
+            same configuration the run resumes from it, one of another configuration is
+            refused with ``ValueError``.
+        checkpoint_every: steps between checkpoints, a multiple of ``steps_per_scan``
+            (default: ``steps_per_scan``); the final state is always written.
+        config: a JSON-able description of the run stored in the checkpoint fingerprint
+            (e.g. the experiment's config dict): resuming with a different one is refused.
+
+    Returns:
+        ``TrainResult`` with host ``metrics`` over all ``num_steps`` steps.
+
+    Raises:
+        TrainingDiverged: at the first step with a non-finite loss or gradient; the last
+            good checkpoint stays on disk and the exception carries the state before it.
+
+    Example:
+        >>> result = train(loss_fn, params, optax.adam(1e-3),
+        ...                shuffled_batches((x, y), 64), num_steps=500, key=jax.random.key(0))
+        >>> result.metrics["loss"].shape
+        (500,)
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
+    _check_optimizer(optimizer)
+    num_steps = check_positive_int("num_steps", num_steps)
+    steps_per_scan = check_positive_int("steps_per_scan", steps_per_scan)
+    if checkpoint_every is None:
+        checkpoint_every = steps_per_scan
+    checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    if checkpoint_every % steps_per_scan:
+        raise ValueError(
+            f"`checkpoint_every` must be a multiple of `steps_per_scan`={steps_per_scan}, "
+            f"got {checkpoint_every}"
+        )
+    check_positive_float("regularizer_weight", regularizer_weight, allow_zero=True)
+    if regularizer is not None and not callable(regularizer):
+        raise TypeError(f"`regularizer` must be callable, got {type(regularizer).__name__}")
+    if monitor is not None and not callable(monitor):
+        raise TypeError(f"`monitor` must be callable, got {type(monitor).__name__}")
+    key = _check_key(key)
+    if isinstance(batches, BatchSource):
+        source = batches
+    elif callable(batches):
+        source = sampled_batches(batches)
+    else:
+        raise TypeError(
+            f"`batches` must be a BatchSource or a function (key, step) -> batch, "
+            f"got {type(batches).__name__}"
+        )
+    data = source.data
+    if isinstance(data, _NeedsRunKey):
+        data = (key, data.arrays)
+
+    state = init_train_state(params, optimizer)
+    fingerprint = checkpoint_fingerprint(state, key, config)
+    history: list[dict[str, np.ndarray]] = []
+    ckpt_path = None
+    if checkpoint_dir is not None:
+        ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE
+        if ckpt_path.exists():
+            state, old = load_checkpoint(ckpt_path, state, fingerprint)
+            if old:
+                history.append(old)
+    done = int(state.step)
+    if done > num_steps:
+        raise ValueError(
+            f"the checkpoint in `checkpoint_dir` is at step {done}, past `num_steps`={num_steps}"
+        )
+
+    last_saved = ckpt_path if ckpt_path is not None and ckpt_path.exists() else None
+    while done < num_steps:
+        length = min(steps_per_scan, num_steps - done)
+        state, ms = _run_scan(
+            state, key, data, jnp.asarray(regularizer_weight), loss_fn=loss_fn,
+            optimizer=optimizer, regularizer=regularizer, monitor=monitor,
+            sample=source.sample, length=length,
+        )
+        part = _metrics_dict(ms)
+        if not part["finite"].all():
+            bad = int(np.argmin(part["finite"]))
+            part = {k: v[: bad + 1] for k, v in part.items()}
+            history.append(part)
+            good = state._replace(step=jnp.asarray(done + bad, jnp.int32))
+            raise TrainingDiverged(done + bad, good, _concat(history), last_saved)
+        history.append(part)
+        done += length
+        if ckpt_path is not None and (done % checkpoint_every == 0 or done == num_steps):
+            metrics = _concat(history)
+            history = [metrics]
+            last_saved = save_checkpoint(ckpt_path, state, metrics, fingerprint)
+    metrics = _concat(history)
+    return TrainResult(state.params, state.opt_state, done, metrics, last_saved)

@@ -1,0 +1,160 @@
+"""Pascanu, Mikolov & Bengio's (2013) regulariser Ω against vanishing gradients.
+
+Eq. 9 of "On the difficulty of training recurrent neural networks":
+
+    Ω = Σ_k ( ‖(∂E/∂x_{k+1}) (∂x_{k+1}/∂x_k)‖ / ‖∂E/∂x_{k+1}‖ − 1 )²,
+
+which asks each step's Jacobian to preserve the norm of the backpropagated error in the
+direction it actually has. The paper's gradient (eq. 10) keeps only the explicit dependence
+of the Jacobian factor on the weights: ``∂E/∂x_{k+1}`` is treated as a constant, and so are
+the states ``x_k`` at which the Jacobian is taken (their code differentiates with respect to
+``W_rec`` with both held fixed). Here both go through ``lax.stop_gradient``, so for the
+Pascanu RNN ``x_{k+1} = W_rec σ(x_k) + W_in u + b`` the gradient of Ω reaches ``W_rec``
+only, exactly as in the paper; for another step function it reaches whatever parameters
+the step Jacobian depends on explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .._validation import check_choice, check_positive_float
+from ..analysis._stepfn import _NO_PARAMS, bind, flat_step, prepare
+
+REDUCTIONS = ("sum", "mean")
+
+
+def trajectory_state_grads(
+    f: Callable, x0_flat: jax.Array, unravel: Callable, inputs: Any, loss_fn: Callable
+) -> tuple[jax.Array, jax.Array]:
+    """``(∂E/∂x_t, x_t)`` for t = 1..T, each ``(T, D)`` on flat states, in one backward pass.
+
+    Zero probes added to every state make the gradient with respect to the probes the
+    total derivative ``∂E/∂x_t`` (as in ``jaxgrad.recurrent_gradient_flow``). ``f`` is a
+    flat step ``f(x_flat, u)`` (``jaxgrad.analysis._stepfn.flat_step``).
+    """
+    num_steps = jax.tree_util.tree_leaves(inputs)[0].shape[0]
+
+    def objective(probes):
+        def body(x, xs):
+            u, probe = xs
+            x_next = f(x, u) + probe
+            return x_next, x_next
+
+        _, states = jax.lax.scan(body, x0_flat, (inputs, probes))
+        return loss_fn(jax.vmap(unravel)(states)), states
+
+    probes = jnp.zeros((num_steps,) + x0_flat.shape, x0_flat.dtype)
+    return jax.grad(objective, has_aux=True)(probes)
+
+
+class OmegaTerms(NamedTuple):
+    """Ω and its pieces for one sequence of ``T`` steps (index k ↔ the step ``x_k → x_{k+1}``).
+
+    Attributes:
+        omega: the regulariser (sum, or mean over valid steps, of ``(ratio − 1)²``).
+        ratios: ``(T,)`` ``‖(∂E/∂x_{k+1}) ∂x_{k+1}/∂x_k‖ / ‖∂E/∂x_{k+1}‖`` for k = 0..T−1.
+        grad_norms: ``(T,)`` ``‖∂E/∂x_{k+1}‖`` (the total derivative, as BPTT sees it).
+        valid: ``(T,)`` steps with ``‖∂E/∂x_{k+1}‖ > min_grad_norm``; the others add 0.
+    """
+
+    omega: jax.Array
+    ratios: jax.Array
+    grad_norms: jax.Array
+    valid: jax.Array
+
+
+def pascanu_omega_terms(
+    step: Callable,
+    x0: Any,
+    inputs: Any,
+    loss_fn: Callable,
+    *,
+    params: Any = _NO_PARAMS,
+    reduction: str = "sum",
+    min_grad_norm: float = 1e-20,
+) -> OmegaTerms:
+    """Pascanu et al.'s Ω (eq. 9) on one trajectory, differentiable with the paper's gradient.
+
+    ``∂E/∂x_{k+1}`` for every k comes from one backward pass with zero probes on the
+    states (as ``jaxgrad.recurrent_gradient_flow``); the products
+    ``(∂E/∂x_{k+1}) ∂x_{k+1}/∂x_k`` are vector-Jacobian products of each step, ``vmap``-ed
+    over time. ``∂E/∂x_{k+1}`` and ``x_k`` are wrapped in ``lax.stop_gradient`` (the
+    paper's choice), so ``jax.grad`` of the result with respect to ``params`` is eq. 10.
+
+    Arguments:
+        step: ``step(x, u)`` or, with ``params``, ``step(x, u, params)``; ``x`` any pytree.
+        x0: initial state.
+        inputs: leading time axis ``T``.
+        loss_fn: ``loss_fn(states) -> scalar`` on the trajectory ``x_1..x_T`` (stacked on
+            a leading axis, a pytree like ``x0``); E in the formula.
+        reduction: ``"sum"`` (eq. 9) or ``"mean"`` over the valid steps (what Pascanu's
+            code uses, so that the weight of Ω does not scale with T).
+        min_grad_norm: steps whose ``‖∂E/∂x_{k+1}‖`` is not above this are left out
+            (their ratio is undefined), as in Pascanu's code.
+
+    Returns:
+        ``OmegaTerms``. Not jitted itself: call it inside your jitted loss or update step
+        (``jaxgrad.train.sequence_omega`` wraps it for a batch).
+
+    Example:
+        >>> a = 0.5   # linear RNN x' = a x: every ratio is |a|, so Ω = T (|a| - 1)^2
+        >>> terms = pascanu_omega_terms(lambda x, u, p: p * x + u, jnp.ones(3),
+        ...                             jnp.zeros((10, 3)), lambda xs: jnp.sum(xs[-1]),
+        ...                             params=jnp.asarray(a))
+        >>> float(terms.omega)   # 10 * 0.25
+        2.5
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
+    check_choice("reduction", reduction, REDUCTIONS)
+    check_positive_float("min_grad_norm", min_grad_norm, allow_zero=True)
+    _, _, inputs = prepare(step, x0, inputs, None, params)
+    f, x0_flat, unravel = flat_step(bind(step, params), x0)
+    grads, states = trajectory_state_grads(f, x0_flat, unravel, inputs, loss_fn)
+    # The paper's choice: ∂E/∂x_{k+1} and the states are constants for the gradient of Ω.
+    grads = jax.lax.stop_gradient(grads)
+    previous = jax.lax.stop_gradient(jnp.concatenate([x0_flat[None], states[:-1]]))
+
+    def pulled_back(x, u, g):
+        _, vjp = jax.vjp(lambda x: f(x, u), x)
+        return vjp(g)[0]
+
+    pulled = jax.vmap(pulled_back)(previous, inputs, grads)
+    grad_sq = jnp.sum(grads**2, axis=1)
+    valid = grad_sq > jnp.asarray(min_grad_norm, grad_sq.dtype) ** 2
+    ratio_sq = jnp.sum(pulled**2, axis=1) / jnp.where(valid, grad_sq, jnp.ones_like(grad_sq))
+    # sqrt with a floor keeps the gradient finite where the pulled-back vector is 0.
+    tiny = jnp.asarray(jnp.finfo(ratio_sq.dtype).tiny, ratio_sq.dtype)
+    ratios = jnp.sqrt(jnp.maximum(ratio_sq, tiny))
+    terms = jnp.where(valid, (ratios - 1.0) ** 2, jnp.zeros_like(ratios))
+    omega = jnp.sum(terms)
+    if reduction == "mean":
+        omega = omega / jnp.maximum(jnp.sum(valid), 1).astype(omega.dtype)
+    return OmegaTerms(omega, jnp.where(valid, ratios, jnp.nan), jnp.sqrt(grad_sq), valid)
+
+
+def pascanu_omega(
+    step: Callable,
+    x0: Any,
+    inputs: Any,
+    loss_fn: Callable,
+    *,
+    params: Any = _NO_PARAMS,
+    reduction: str = "sum",
+    min_grad_norm: float = 1e-20,
+) -> jax.Array:
+    """The scalar Ω of ``pascanu_omega_terms`` (Pascanu et al. 2013, eq. 9), same arguments.
+
+    Example:
+        >>> grad = jax.grad(lambda p: pascanu_omega(pascanu_step, x0, u, loss, params=p))(p)
+        >>> # grad.W_in and grad.b are exactly 0: Ω's gradient reaches W_rec only (eq. 10)
+    """
+    return pascanu_omega_terms(
+        step, x0, inputs, loss_fn, params=params, reduction=reduction,
+        min_grad_norm=min_grad_norm,
+    ).omega

@@ -1,0 +1,211 @@
+"""Pascanu et al.'s Ω (eq. 9) with the paper's gradient (eq. 10)."""
+
+import jax
+import jax.numpy as jnp
+import jax.test_util  # noqa: F401  (check_grads)
+import numpy as np
+import pytest
+
+import jaxgrad
+from jaxgrad.train import regularizers as R
+from jaxgrad.train import sequence as seq
+from jaxgrad.train import tasks as T
+
+KEY = jax.random.key(0)
+
+
+def _linear(x, u, W):
+    return W @ x + u
+
+
+def _last_sum(xs):
+    return jnp.sum(xs[-1])
+
+
+@pytest.mark.parametrize("a", [0.5, 1.0, 1.7, -0.8])
+def test_linear_rnn_closed_form(a, x64):
+    """W = a Q with Q orthogonal: every ratio is |a|, so Ω = T (|a| − 1)²."""
+    n, steps = 5, 12
+    Q, _ = jnp.linalg.qr(jax.random.normal(KEY, (n, n)))
+    W = a * Q
+    inputs = jax.random.normal(jax.random.key(1), (steps, n))
+    loss = lambda xs: jnp.sum(jnp.sin(xs[-1])) + jnp.sum(xs[3] ** 2)  # noqa: E731
+    terms = R.pascanu_omega_terms(_linear, jnp.ones(n), inputs, loss, params=W)
+    np.testing.assert_allclose(np.asarray(terms.ratios), abs(a), rtol=1e-10)
+    assert bool(terms.valid.all())
+    np.testing.assert_allclose(float(terms.omega), steps * (abs(a) - 1) ** 2, atol=1e-12)
+    mean = R.pascanu_omega(_linear, jnp.ones(n), inputs, loss, params=W, reduction="mean")
+    np.testing.assert_allclose(float(mean), (abs(a) - 1) ** 2, atol=1e-12)
+
+
+def test_linear_rnn_gradient_closed_form(x64):
+    """d/da T(|a| − 1)² = 2T(|a| − 1) sign(a); here the ratio does not depend on ∂E/∂x."""
+    steps = 9
+
+    def omega(a):
+        return R.pascanu_omega(lambda x, u, p: p * x + u, jnp.ones(3), jnp.zeros((steps, 3)),
+                               _last_sum, params=a)
+
+    for a in (0.3, 1.4, -0.6):
+        g = float(jax.grad(omega)(jnp.asarray(a)))
+        np.testing.assert_allclose(g, 2 * steps * (abs(a) - 1) * np.sign(a), rtol=1e-10)
+    # Here the full derivative is the same, so finite differences agree too.
+    jax.test_util.check_grads(omega, (jnp.asarray(0.7),), order=1, modes=["rev"])
+
+
+def _pascanu_setup(n=6, m=2, steps=15):
+    p = jaxgrad.init_pascanu(KEY, n, m, scaling="spectral_radius", value=1.3,
+                             dtype=jnp.float64)
+    p = p._replace(b=0.1 * jax.random.normal(jax.random.key(3), (n,), p.W_rec.dtype))
+    inputs = jax.random.normal(jax.random.key(1), (steps, m), p.W_rec.dtype)
+    x0 = 0.1 * jnp.ones(n, p.W_rec.dtype)
+    loss = lambda xs: jnp.sum(jnp.tanh(xs[-1]) ** 2) + 0.5 * jnp.sum(jnp.tanh(xs[-4]))  # noqa
+    return p, inputs, x0, loss
+
+
+def _explicit_ratios(p, inputs, x0, loss):
+    """Ratios from explicit Jacobians W_rec diag(σ'(x_k)) and BPTT gradients."""
+    step = lambda x, u: jaxgrad.pascanu_step(x, u, p)  # noqa: E731
+    xs = jaxgrad.unroll(step, x0, inputs)
+    probes = jnp.zeros_like(xs)
+
+    def objective(probes):
+        def body(x, z):
+            u, d = z
+            x = step(x, u) + d
+            return x, x
+        return loss(jax.lax.scan(body, x0, (inputs, probes))[1])
+
+    g = jax.grad(objective)(probes)
+    prev = jnp.concatenate([x0[None], xs[:-1]])
+    J = jax.vmap(lambda x, u: jax.jacfwd(step)(x, u))(prev, inputs)
+    pulled = jnp.einsum("ti,tij->tj", g, J)
+    return jnp.linalg.norm(pulled, axis=1) / jnp.linalg.norm(g, axis=1), g, prev
+
+
+@pytest.mark.slow
+def test_ratios_match_explicit_jacobians(x64):
+    p, inputs, x0, loss = _pascanu_setup()
+    terms = R.pascanu_omega_terms(jaxgrad.pascanu_step, x0, inputs, loss, params=p)
+    ratios, g, _ = _explicit_ratios(p, inputs, x0, loss)
+    np.testing.assert_allclose(np.asarray(terms.ratios), np.asarray(ratios), rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(terms.grad_norms),
+                               np.asarray(jnp.linalg.norm(g, axis=1)), rtol=1e-10)
+    np.testing.assert_allclose(float(terms.omega), float(jnp.sum((ratios - 1) ** 2)),
+                               rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_gradient_is_the_papers_eq10(x64):
+    """∂Ω/∂W_rec with ∂E/∂x_{k+1} and x_k held fixed: finite differences of the frozen Ω."""
+    p, inputs, x0, loss = _pascanu_setup()
+    _, g, prev = _explicit_ratios(p, inputs, x0, loss)
+
+    def frozen(W_rec):
+        # Jacobian W_rec diag(σ'(x_k)); the row vector g_k pulled back is (W_rec^T g_k) σ'(x_k).
+        dsig = 1 - jnp.tanh(prev) ** 2
+        pulled = (g @ W_rec) * dsig
+        r = jnp.linalg.norm(pulled, axis=1) / jnp.linalg.norm(g, axis=1)
+        return jnp.sum((r - 1) ** 2)
+
+    grads = jax.grad(
+        lambda q: R.pascanu_omega(jaxgrad.pascanu_step, x0, inputs, loss, params=q)
+    )(p)
+    np.testing.assert_allclose(np.asarray(grads.W_rec), np.asarray(jax.grad(frozen)(p.W_rec)),
+                               rtol=1e-8, atol=1e-12)
+    jax.test_util.check_grads(frozen, (p.W_rec,), order=1, modes=["rev"])
+    # Ω reaches W_rec only: W_in and b enter the Jacobian only through the frozen states.
+    assert float(jnp.max(jnp.abs(grads.W_in))) == 0.0
+    assert float(jnp.max(jnp.abs(grads.b))) == 0.0
+
+    # The paper's choice matters: differentiating through ∂E/∂x and x_k gives another answer.
+    def full(q):
+        ratios, _, _ = _explicit_ratios(q, inputs, x0, loss)
+        return jnp.sum((ratios - 1) ** 2)
+
+    diff = np.abs(np.asarray(jax.grad(full)(p).W_rec - grads.W_rec)).max()
+    assert diff > 1e-3
+
+
+@pytest.mark.slow
+def test_pytree_state_lstm_matches_explicit_jacobians(x64):
+    n = 4
+    p = jaxgrad.init_lstm(KEY, n, 1, dtype=jnp.float64)
+    x0 = jaxgrad.lstm_zero_state(n, jnp.float64)
+    inputs = jax.random.normal(jax.random.key(1), (10, 1), jnp.float64)
+    loss = lambda s: jnp.sum(s.h[-1] ** 2) + jnp.sum(s.c[-1])  # noqa: E731
+    terms = R.pascanu_omega_terms(jaxgrad.lstm_step, x0, inputs, loss, params=p)
+    assert terms.ratios.shape == (10,) and bool(terms.valid.all())
+    # Explicit: flatten (h, c) and take the Jacobian of the flat step.
+    from jax.flatten_util import ravel_pytree
+    flat0, unravel = ravel_pytree(x0)
+    fstep = lambda x, u: ravel_pytree(jaxgrad.lstm_step(unravel(x), u, p))[0]  # noqa: E731
+    xs = jaxgrad.unroll(fstep, flat0, inputs)
+    flow = jaxgrad.recurrent_gradient_flow(fstep, flat0, inputs,
+                                           lambda s: loss(jax.vmap(unravel)(s)))
+    np.testing.assert_allclose(np.asarray(terms.grad_norms), np.asarray(flow.state_grad_norms),
+                               rtol=1e-10)
+    probes_g = jax.grad(lambda d: loss(jax.vmap(unravel)(jax.lax.scan(
+        lambda x, z: (fstep(x, z[0]) + z[1],) * 2, flat0, (inputs, d))[1])))(jnp.zeros_like(xs))
+    prev = jnp.concatenate([flat0[None], xs[:-1]])
+    J = jax.vmap(jax.jacfwd(fstep))(prev, inputs)
+    ratios = jnp.linalg.norm(jnp.einsum("ti,tij->tj", probes_g, J), axis=1) / jnp.linalg.norm(
+        probes_g, axis=1)
+    np.testing.assert_allclose(np.asarray(terms.ratios), np.asarray(ratios), rtol=1e-10)
+
+
+def test_zero_gradient_steps_are_left_out_and_gradients_stay_finite():
+    """a = 0: ∂E/∂x_k = 0 before the last step (left out); the last ratio is 0, Ω = 1."""
+
+    def omega(a):
+        return R.pascanu_omega_terms(lambda x, u, p: p * x + u, jnp.ones(2),
+                                     jnp.ones((6, 2)), _last_sum, params=a)
+
+    terms = omega(jnp.asarray(0.0))
+    np.testing.assert_array_equal(np.asarray(terms.valid), [False] * 5 + [True])
+    assert float(terms.omega) == pytest.approx(1.0)
+    assert np.isnan(np.asarray(terms.ratios[:5])).all()
+    g = jax.grad(lambda a: omega(a).omega)(jnp.asarray(0.0))
+    assert np.isfinite(float(g))
+
+
+@pytest.mark.slow
+def test_jit_matches_eager_and_sequence_omega_is_the_batch_mean():
+    task = T.get_task("temporal_order")
+    model = seq.SequenceModel.for_task("rnn_tanh", 5, task)
+    params = model.init(KEY)
+    batch = task.sample(jax.random.key(1), 3, 12)
+    reg = seq.sequence_omega(model, task, reduction="sum")
+    eager = float(reg(params, batch))
+    np.testing.assert_allclose(float(jax.jit(reg)(params, batch)), eager, rtol=1e-5)
+    per = []
+    for i in range(3):
+        def loss(states, i=i):
+            out = model.outputs_from_states(params, states)
+            return task.loss(out[None], batch.targets[i : i + 1])
+
+        per.append(float(R.pascanu_omega(model.step, model.initial_state(), batch.inputs[i],
+                                         loss, params=params.cell)))
+    np.testing.assert_allclose(eager, np.mean(per), rtol=1e-5)
+    g = jax.grad(reg)(params, batch)
+    assert float(jnp.abs(g.W_out).max()) == 0.0  # the readout only enters ∂E/∂x (frozen)
+    assert float(jnp.abs(g.cell.W_rec).max()) > 0.0
+
+
+def test_bad_inputs():
+    W = jnp.eye(2)
+    with pytest.raises(TypeError, match="`loss_fn` must be callable"):
+        R.pascanu_omega(_linear, jnp.ones(2), jnp.zeros((3, 2)), None, params=W)
+    with pytest.raises(ValueError, match="unknown `reduction` 'max'"):
+        R.pascanu_omega(_linear, jnp.ones(2), jnp.zeros((3, 2)), _last_sum, params=W,
+                        reduction="max")
+    with pytest.raises(ValueError, match="`min_grad_norm` must be finite and >= 0"):
+        R.pascanu_omega(_linear, jnp.ones(2), jnp.zeros((3, 2)), _last_sum, params=W,
+                        min_grad_norm=-1.0)
+    with pytest.raises(ValueError, match="`inputs` must have a leading time axis"):
+        R.pascanu_omega(_linear, jnp.ones(2), jnp.asarray(1.0), _last_sum, params=W)
+    with pytest.raises(ValueError, match="`step` failed on `x0`"):
+        R.pascanu_omega(_linear, jnp.ones(3), jnp.zeros((3, 2)), _last_sum, params=W)
+    with pytest.raises(ValueError, match="`x0` must be finite"):
+        R.pascanu_omega(_linear, jnp.asarray([1.0, jnp.nan]), jnp.zeros((3, 2)), _last_sum,
+                        params=W)

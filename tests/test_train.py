@@ -1,0 +1,458 @@
+"""The optax training loop: exactness, determinism, resume, divergence, remedies, bad input."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxgrad
+from jaxgrad.train import (
+    BatchSource,
+    TrainingDiverged,
+    combine_monitors,
+    fixed_batches,
+    init_train_state,
+    mlp_layer_monitor,
+    param_grad_norms,
+    sampled_batches,
+    shuffled_batches,
+    train,
+    train_step,
+    with_clipping,
+)
+
+# A small least-squares problem: params (w, b), batches (x, y).
+N_EX, DIM = 40, 3
+
+
+def _data(seed=0):
+    kx, kw = jax.random.split(jax.random.key(seed))
+    x = jax.random.normal(kx, (N_EX, DIM))
+    w_true = jax.random.normal(kw, (DIM,))
+    return x, x @ w_true + 0.5
+
+
+def _lsq(params, batch):
+    x, y = batch
+    w, b = params
+    return jnp.mean((x @ w + b - y) ** 2)
+
+
+def _params():
+    return (jnp.zeros((DIM,)), jnp.zeros(()))
+
+
+@functools.cache
+def _mlp_setup(depth=3, width=8):
+    """Built once per shape, so the loop's compiled scans are reused across tests."""
+    cfg = jaxgrad.MLPConfig(in_dim=5, width=width, depth=depth, out_dim=3,
+                            activation="tanh", init="glorot")
+    params = jaxgrad.init_mlp(jax.random.key(1), cfg)
+    x = jax.random.normal(jax.random.key(2), (32, 5))
+    y = jax.random.randint(jax.random.key(3), (32,), 0, 3)
+
+    def loss_fn(p, batch):
+        out, _ = jaxgrad.mlp_apply(p, batch[0], cfg)
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, batch[1]))
+
+    return cfg, params, (x, y), loss_fn
+
+
+# ------------------------------------------------------------------ exactness
+
+
+def test_full_batch_sgd_matches_closed_form_update():
+    """Full-batch SGD on least squares equals θ ← θ - η ∇L with ∇L written by hand."""
+    x, y = _data()
+    batches = fixed_batches(jax.tree_util.tree_map(lambda a: a[None], (x, y)))
+    lr, steps = 0.1, 7
+    res = train(_lsq, _params(), optax.sgd(lr), batches, num_steps=steps,
+                key=jax.random.key(0), steps_per_scan=3)
+    w, b = np.zeros(DIM), 0.0
+    xn, yn = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    losses = []
+    for _ in range(steps):
+        r = xn @ w + b - yn
+        losses.append(np.mean(r**2))
+        w, b = w - lr * 2 * xn.T @ r / N_EX, b - lr * 2 * np.mean(r)
+    np.testing.assert_allclose(res.params[0], w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(res.params[1], b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(res.metrics["loss"], losses, rtol=1e-4)
+    assert res.step == steps
+    assert res.metrics["finite"].all()
+    np.testing.assert_array_equal(res.metrics["regularizer"], 0.0)
+    np.testing.assert_array_equal(res.metrics["objective"], res.metrics["loss"])
+
+
+@pytest.mark.slow
+def test_scanned_loop_matches_python_loop_of_train_step():
+    cfg, params, batch, loss_fn = _mlp_setup()
+    opt = optax.adam(1e-2)
+    res = train(loss_fn, params, opt, fixed_batches(jax.tree_util.tree_map(
+        lambda a: a[None], batch)), num_steps=6, key=jax.random.key(0), steps_per_scan=4,
+        monitor=mlp_layer_monitor)
+    step = jax.jit(functools.partial(train_step, loss_fn, opt, monitor=mlp_layer_monitor))
+    state = init_train_state(params, opt)
+    norms = []
+    for _ in range(6):
+        state, m = step(state, batch)
+        norms.append(m.grad_norm)
+    for a, b in zip(jax.tree_util.tree_leaves(res.params),
+                    jax.tree_util.tree_leaves(state.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.metrics["grad_norm"], norms, rtol=1e-5)
+    assert int(state.step) == 6
+
+
+@pytest.mark.slow
+def test_grad_norm_and_monitors_match_the_analyzers():
+    cfg, params, batch, loss_fn = _mlp_setup()
+    opt = optax.sgd(0.0)  # lr 0: the parameters stay, so every step sees the same gradient
+    mon = combine_monitors(mlp_layer_monitor, param_grad_norms)
+    res = train(loss_fn, params, opt, fixed_batches(jax.tree_util.tree_map(
+        lambda a: a[None], batch)), num_steps=2, key=jax.random.key(0), monitor=mon)
+    grads = jax.grad(loss_fn)(params, batch)
+    np.testing.assert_allclose(res.metrics["grad_norm"][0], optax.tree.norm(grads), rtol=1e-5)
+    flow = jaxgrad.mlp_gradient_flow(params, batch[0], batch[1], cfg)
+    assert res.metrics["layer_weight_grad_norms"].shape == (2, cfg.depth)
+    np.testing.assert_allclose(res.metrics["layer_weight_grad_norms"][1],
+                               flow.weight_grad_norms, rtol=1e-5)
+    np.testing.assert_allclose(res.metrics["layer_bias_grad_norms"][0],
+                               flow.bias_grad_norms, rtol=1e-5)
+    leaf = res.metrics["grad_norm.readout.W"][0]
+    np.testing.assert_allclose(leaf, jnp.linalg.norm(grads.readout.W), rtol=1e-5)
+
+
+def test_regularizer_value_recorded_and_in_the_gradient():
+    x, y = _data()
+    batches = fixed_batches(jax.tree_util.tree_map(lambda a: a[None], (x, y)))
+    lam, lr = 0.3, 0.05
+
+    def omega(params, batch):
+        return jnp.sum(params[0] ** 2)
+
+    res = train(_lsq, _params(), optax.sgd(lr), batches, num_steps=3, key=jax.random.key(0),
+                regularizer=omega, regularizer_weight=lam)
+    state = (jnp.zeros((DIM,)), jnp.zeros(()))
+    for t in range(3):
+        total = lambda p: _lsq(p, (x, y)) + lam * omega(p, None)  # noqa: E731
+        np.testing.assert_allclose(res.metrics["regularizer"][t], omega(state, None), rtol=1e-5)
+        np.testing.assert_allclose(res.metrics["objective"][t], total(state), rtol=1e-5)
+        g = jax.grad(total)(state)
+        state = jax.tree_util.tree_map(lambda p, gi: p - lr * gi, state, g)
+    np.testing.assert_allclose(res.params[0], state[0], rtol=1e-5)
+    assert res.metrics["regularizer"][-1] > 0
+
+
+# ------------------------------------------------------------------ determinism and resume
+
+
+ADAM = optax.adam(1e-2)
+
+
+@functools.cache
+def _shuffled(width=8):
+    return shuffled_batches(_mlp_setup(width=width)[2], 8)
+
+
+def _digits_like_run(tmp=None, num_steps=12, key=0, **kw):
+    cfg, params, batch, loss_fn = _mlp_setup()
+    return train(loss_fn, params, ADAM, _shuffled(),
+                 num_steps=num_steps, key=jax.random.key(key), steps_per_scan=3,
+                 monitor=mlp_layer_monitor, checkpoint_dir=tmp, config={"lr": 1e-2}, **kw)
+
+
+def test_same_seed_identical_different_seed_differs():
+    a, b, c = _digits_like_run(), _digits_like_run(), _digits_like_run(key=1)
+    for la, lb in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params),
+                      strict=True):
+        np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(a.metrics["loss"], b.metrics["loss"])
+    assert not np.array_equal(a.metrics["loss"], c.metrics["loss"])
+
+
+def test_interrupted_run_resumes_bit_identically(tmp_path):
+    full = _digits_like_run(num_steps=12)
+    first = _digits_like_run(tmp_path, num_steps=6)  # "interrupted" after 6 steps
+    assert first.step == 6 and first.checkpoint_path.exists()
+    resumed = _digits_like_run(tmp_path, num_steps=12)
+    assert resumed.step == 12
+    for la, lb in zip(jax.tree_util.tree_leaves((full.params, full.opt_state)),
+                      jax.tree_util.tree_leaves((resumed.params, resumed.opt_state)),
+                      strict=True):
+        np.testing.assert_array_equal(la, lb)
+    for name, value in full.metrics.items():
+        np.testing.assert_array_equal(resumed.metrics[name], value, err_msg=name)
+    # A finished run loads and returns at once with the same result.
+    again = _digits_like_run(tmp_path, num_steps=12)
+    np.testing.assert_array_equal(again.metrics["loss"], full.metrics["loss"])
+
+
+def test_checkpoint_every_writes_intermediate_checkpoints(tmp_path):
+    calls = []
+
+    def sample(key, t):
+        return jnp.ones(())
+
+    def loss_fn(p, batch):
+        return jnp.sum((p - batch) ** 2)
+
+    res = train(loss_fn, jnp.zeros(2), optax.sgd(0.1), sample, num_steps=10,
+                key=jax.random.key(0), steps_per_scan=2, checkpoint_dir=tmp_path,
+                checkpoint_every=4)
+    calls.append(res.step)
+    from jaxgrad.train import checkpoint_fingerprint, load_checkpoint
+    state = init_train_state(jnp.zeros(2), optax.sgd(0.1))
+    fp = checkpoint_fingerprint(state, jax.random.key(0), None)
+    loaded, metrics = load_checkpoint(res.checkpoint_path, state, fp)
+    assert int(loaded.step) == 10 and metrics["loss"].shape == (10,)
+    np.testing.assert_array_equal(loaded.params, res.params)
+
+
+def test_no_recompilation_across_scans():
+    traces = []
+
+    def loss_fn(p, batch):
+        traces.append(1)
+        return jnp.sum((p - batch) ** 2)
+
+    train(loss_fn, jnp.zeros(2), optax.sgd(0.1), lambda k, t: jnp.ones(()), num_steps=12,
+          key=jax.random.key(0), steps_per_scan=3)
+    n_full = len(traces)
+    traces.clear()
+    train(loss_fn, jnp.zeros(2), optax.sgd(0.1), lambda k, t: jnp.ones(()), num_steps=3,
+          key=jax.random.key(0), steps_per_scan=3)
+    # Four scans of one length trace the step as often as a single scan does.
+    assert n_full == len(traces) >= 1
+
+
+# ------------------------------------------------------------------ divergence
+
+
+def _diverging_setup():
+    # The batch of step 7 is -1, and log(-1) is NaN.
+    values = jnp.where(jnp.arange(10) == 7, -1.0, 1.0)
+
+    def loss_fn(p, batch):
+        return jnp.sum(p**2) + jnp.log(batch)
+
+    return loss_fn, fixed_batches(values)
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+    loss_fn, batches = _diverging_setup()
+    p0 = jnp.ones(2)
+    with pytest.raises(TrainingDiverged, match="step 7") as info:
+        train(loss_fn, p0, optax.sgd(0.1), batches, num_steps=10, key=jax.random.key(0),
+              steps_per_scan=5, checkpoint_dir=tmp_path)
+    err = info.value
+    assert isinstance(err, FloatingPointError)
+    assert err.step == 7
+    assert err.checkpoint_path is not None and "last good checkpoint" in str(err)
+    # The state before step 7 (seven SGD steps on |p|², p ← 0.8 p) is finite and returned.
+    np.testing.assert_allclose(err.state.params, 0.8**7 * np.ones(2), rtol=1e-5)
+    assert int(err.state.step) == 7
+    assert err.metrics["loss"].shape == (8,) and not err.metrics["finite"][-1]
+    # The checkpoint on disk is the one of step 5, untouched by the failure.
+    with np.load(err.checkpoint_path) as data:
+        assert int(data["step"]) == 5
+        np.testing.assert_allclose(data["leaf_00000"], 0.8**5 * np.ones(2), rtol=1e-5)
+
+
+def test_divergence_without_checkpoint_dir():
+    loss_fn, batches = _diverging_setup()
+    with pytest.raises(TrainingDiverged, match="step 7") as info:
+        train(loss_fn, jnp.ones(2), optax.sgd(0.1), batches, num_steps=10,
+              key=jax.random.key(0), steps_per_scan=10)
+    assert info.value.checkpoint_path is None
+    assert np.isfinite(np.asarray(info.value.state.params)).all()
+
+
+def test_train_step_skips_non_finite_update():
+    loss_fn, _ = _diverging_setup()
+    opt = optax.sgd(0.1)
+    state = init_train_state(jnp.ones(2), opt)
+    new, m = train_step(loss_fn, opt, state, jnp.asarray(-1.0))
+    assert not bool(m.finite)
+    np.testing.assert_array_equal(new.params, state.params)
+    assert int(new.step) == 1
+
+
+# ------------------------------------------------------------------ remedies
+
+
+def test_norm_clipping_bounds_the_update():
+    x, y = _data()
+    big = (x, 100.0 * y)
+    opt = with_clipping(optax.sgd(1.0), max_norm=0.5)
+    state = init_train_state(_params(), opt)
+    new, m = train_step(_lsq, opt, state, big)
+    assert float(m.grad_norm) > 0.5  # the raw gradient is recorded, before clipping
+    step = optax.tree.norm(jax.tree_util.tree_map(jnp.subtract, new.params, state.params))
+    np.testing.assert_allclose(step, 0.5, rtol=1e-5)
+
+
+def test_value_clipping_bounds_each_component():
+    x, y = _data()
+    opt = with_clipping(optax.sgd(1.0), max_value=0.01)
+    state = init_train_state(_params(), opt)
+    new, _ = train_step(_lsq, opt, state, (x, 100.0 * y))
+    delta = np.concatenate([np.ravel(a - b) for a, b in zip(new.params, state.params,
+                                                             strict=True)])
+    np.testing.assert_allclose(np.abs(delta), 0.01, rtol=1e-5)
+    assert with_clipping(optax.sgd(1.0)) is not None
+
+
+def test_rprop_trains_through_the_loop():
+    x, y = _data()
+    batches = fixed_batches(jax.tree_util.tree_map(lambda a: a[None], (x, y)))
+    res = train(_lsq, _params(), optax.rprop(1e-2), batches, num_steps=60,
+                key=jax.random.key(0), steps_per_scan=20)
+    assert res.metrics["loss"][-1] < 1e-2 * res.metrics["loss"][0]
+
+
+def test_sampled_batches_get_distinct_step_keys():
+    seen = train(lambda p, b: jnp.sum((p - b) ** 2), jnp.zeros(()), optax.sgd(0.0),
+                 sampled_batches(lambda k, t: jax.random.normal(k, ())), num_steps=4,
+                 key=jax.random.key(0), steps_per_scan=4)
+    losses = seen.metrics["loss"]
+    assert len(np.unique(losses)) == 4
+    expect = [jax.random.normal(jax.random.fold_in(jax.random.key(0), t), ()) ** 2
+              for t in range(4)]
+    np.testing.assert_allclose(losses, expect, rtol=1e-6)
+
+
+def test_shuffled_batches_cover_each_epoch_once():
+    ids = jnp.arange(12.0)
+    src = shuffled_batches(ids, 4)
+    data = (jax.random.key(0), src.data.arrays)
+    epoch = [src.sample(data, None, jnp.asarray(t)) for t in range(3)]
+    np.testing.assert_array_equal(np.sort(np.concatenate(epoch)), np.arange(12.0))
+    nxt = np.concatenate([src.sample(data, None, jnp.asarray(t)) for t in range(3, 6)])
+    assert not np.array_equal(np.concatenate(epoch), nxt)  # a new permutation
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_checkpoint_of_another_configuration_is_refused(tmp_path):
+    _digits_like_run(tmp_path, num_steps=3)
+    cfg, params, batch, loss_fn = _mlp_setup()
+    with pytest.raises(ValueError, match="another configuration.*config"):
+        train(loss_fn, params, ADAM, _shuffled(), num_steps=6,
+              key=jax.random.key(0), steps_per_scan=3, checkpoint_dir=tmp_path,
+              config={"lr": 0.5})
+    cfg2, params2, batch2, loss_fn2 = _mlp_setup(width=16)
+    with pytest.raises(ValueError, match="another configuration.*leaves"):
+        train(loss_fn2, params2, ADAM, _shuffled(16), num_steps=6,
+              key=jax.random.key(0), steps_per_scan=3, checkpoint_dir=tmp_path,
+              config={"lr": 1e-2})
+    with pytest.raises(ValueError, match="another configuration.*key"):
+        _digits_like_run(tmp_path, num_steps=6, key=5)
+    (tmp_path / "checkpoint.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable jaxgrad checkpoint"):
+        _digits_like_run(tmp_path, num_steps=6)
+
+
+def test_checkpoint_past_num_steps_is_refused(tmp_path):
+    _digits_like_run(tmp_path, num_steps=6)
+    with pytest.raises(ValueError, match="past `num_steps`=3"):
+        _digits_like_run(tmp_path, num_steps=3)
+
+
+def test_batch_of_the_wrong_shape_is_named():
+    cfg, params, (x, y), loss_fn = _mlp_setup()
+    with pytest.raises(ValueError, match="`x` must have shape"):
+        train(loss_fn, params, optax.sgd(0.1), shuffled_batches((x[:, :4], y), 8),
+              num_steps=2, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"num_steps": 0}, ValueError, "`num_steps` must be >= 1"),
+        ({"num_steps": 2.5}, TypeError, "`num_steps` must be an integer"),
+        ({"steps_per_scan": 0}, ValueError, "`steps_per_scan`"),
+        ({"steps_per_scan": 4, "checkpoint_every": 6}, ValueError, "multiple of"),
+        ({"key": 0}, TypeError, "`key` must be a jax PRNG key"),
+        ({"key": jax.random.split(jax.random.key(0))}, ValueError, "single PRNG key"),
+        ({"regularizer": 3.0}, TypeError, "`regularizer` must be callable"),
+        ({"regularizer_weight": -1.0}, ValueError, "`regularizer_weight`"),
+        ({"monitor": "norms"}, TypeError, "`monitor` must be callable"),
+        ({"monitor": lambda p, b, g: {"loss": jnp.zeros(())}}, ValueError, "clash"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    args = {"num_steps": 4, "key": jax.random.key(0)} | kwargs
+    with pytest.raises(error, match=match):
+        train(_lsq, _params(), optax.sgd(0.1), fixed_batches(_data()), **args)
+
+
+def test_bad_components():
+    with pytest.raises(TypeError, match="`loss_fn` must be callable"):
+        train(None, _params(), optax.sgd(0.1), fixed_batches(_data()), num_steps=1,
+              key=jax.random.key(0))
+    with pytest.raises(TypeError, match="`optimizer` must be an optax"):
+        train(_lsq, _params(), "adam", fixed_batches(_data()), num_steps=1,
+              key=jax.random.key(0))
+    with pytest.raises(TypeError, match="`batches` must be a BatchSource"):
+        train(_lsq, _params(), optax.sgd(0.1), _data(), num_steps=1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="`loss_fn` must return a scalar"):
+        train(lambda p, b: p[0], _params(), optax.sgd(0.1), fixed_batches(_data()),
+              num_steps=1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="`batch_size` must be <="):
+        shuffled_batches(_data(), 1000)
+    with pytest.raises(ValueError, match="disagree on the number of examples"):
+        shuffled_batches((jnp.zeros(3), jnp.zeros(4)), 2)
+    with pytest.raises(ValueError, match="leading batch-index axis"):
+        fixed_batches(jnp.zeros(()))
+    with pytest.raises(TypeError, match="`sample` must be callable"):
+        sampled_batches(3)
+    with pytest.raises(TypeError, match="`optimizer`"):
+        with_clipping(None, max_norm=1.0)
+    with pytest.raises(ValueError, match="`max_norm`"):
+        with_clipping(optax.sgd(0.1), max_norm=0.0)
+    with pytest.raises(ValueError, match="`max_value`"):
+        with_clipping(optax.sgd(0.1), max_value=-1.0)
+    assert isinstance(fixed_batches(_data()), BatchSource)
+
+
+# ------------------------------------------------------------------ recurrent models
+
+
+@pytest.mark.slow
+def test_lstm_training_with_per_timestep_gradient_monitor():
+    """An LSTM step function trains in the loop; ‖∂L/∂x_t‖ per timestep is a scan output."""
+    n, T, B = 4, 6, 8
+    lstm = jaxgrad.init_lstm(jax.random.key(0), n, 1)
+    params = (lstm, 0.5 * jnp.ones((n,)))
+    x = jax.random.normal(jax.random.key(1), (B, T, 1))
+    y = x[:, 0, 0]  # remember the first input
+
+    def predict(p, seq):
+        states = jaxgrad.unroll(lambda s, u: jaxgrad.lstm_step(s, u, p[0]),
+                                jaxgrad.lstm_zero_state(n), seq)
+        return states.h[-1] @ p[1]
+
+    def loss_fn(p, batch):
+        return jnp.mean((jax.vmap(lambda s: predict(p, s))(batch[0]) - batch[1]) ** 2)
+
+    def per_timestep(p, batch, grads):
+        seq, target = batch[0][0], batch[1][0]
+        flow = jaxgrad.recurrent_gradient_flow(
+            jaxgrad.lstm_step, jaxgrad.lstm_zero_state(n), seq,
+            lambda states: (states.h[-1] @ p[1] - target) ** 2, params=p[0])
+        return {"state_grad_norms": flow.state_grad_norms}
+
+    res = train(loss_fn, params, optax.adam(1e-2), fixed_batches((x[None], y[None])),
+                num_steps=4, key=jax.random.key(0), steps_per_scan=2, monitor=per_timestep)
+    assert res.metrics["state_grad_norms"].shape == (4, T)
+    ref = per_timestep(params, (x, y), None)["state_grad_norms"]
+    assert float(jnp.min(ref)) > 0
+    np.testing.assert_allclose(res.metrics["state_grad_norms"][0], ref, rtol=1e-5)
+    assert res.metrics["loss"][-1] < res.metrics["loss"][0]

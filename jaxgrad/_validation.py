@@ -83,3 +83,14 @@ def check_choice(name: str, value: Any, choices: Any) -> str:
     if value not in choices:
         raise ValueError(f"unknown `{name}` {value!r}; expected one of {sorted(choices, key=str)}")
     return value
+
+
+def check_finite_float(name: str, value: Any) -> float:
+    """A finite Python float (any sign); works under ``jit`` for static values."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"`{name}` must be finite, got {value}")
+    return v

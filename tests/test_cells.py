@@ -254,3 +254,14 @@ def test_bad_input():
         init_gru(jax.random.key(0), 3, 2, recurrent_scale=-1.0)
     with pytest.raises(ValueError, match="`step\\(x, u\\)` must return a state shaped like"):
         jaxgrad.jacobian_product_norms(lambda x, u, q: x.h, x, jnp.zeros((3, 2)), params=p)
+
+
+def test_initialisers_work_under_jit():
+    """Static biases are checked on the host, so initialising inside jit works."""
+    lstm = jax.jit(lambda k: jaxgrad.init_lstm(k, 4, 2, forget_bias=3.0))(jax.random.key(0))
+    gru = jax.jit(lambda k: jaxgrad.init_gru(k, 4, 2, update_bias=-1.0))(jax.random.key(0))
+    eager = jaxgrad.init_lstm(jax.random.key(0), 4, 2, forget_bias=3.0)
+    for a, b in zip(jax.tree_util.tree_leaves(lstm), jax.tree_util.tree_leaves(eager),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert jax.tree_util.tree_leaves(gru)

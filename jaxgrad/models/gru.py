@@ -17,7 +17,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_array, check_positive_float, check_positive_int
+from .._validation import (
+    check_array,
+    check_finite_float,
+    check_positive_float,
+    check_positive_int,
+)
 from .lstm import _check_cell
 
 
@@ -51,9 +56,7 @@ def init_gru(
     """
     n = check_positive_int("num_units", num_units)
     m = check_positive_int("num_inputs", num_inputs, minimum=0)
-    update_bias = float(update_bias)
-    if not jnp.isfinite(update_bias):
-        raise ValueError(f"`update_bias` must be finite, got {update_bias}")
+    update_bias = check_finite_float("update_bias", update_bias)
     check_positive_float("recurrent_scale", recurrent_scale, allow_zero=True)
     check_positive_float("input_std", input_std, allow_zero=True)
     dtype = dtype or jnp.result_type(float)

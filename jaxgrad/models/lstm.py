@@ -20,7 +20,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_array, check_positive_float, check_positive_int
+from .._validation import (
+    check_array,
+    check_finite_float,
+    check_positive_float,
+    check_positive_int,
+)
 
 
 class LSTMParams(NamedTuple):
@@ -59,9 +64,7 @@ def init_lstm(
     """
     n = check_positive_int("num_units", num_units)
     m = check_positive_int("num_inputs", num_inputs, minimum=0)
-    forget_bias = float(forget_bias)
-    if not jnp.isfinite(forget_bias):
-        raise ValueError(f"`forget_bias` must be finite, got {forget_bias}")
+    forget_bias = check_finite_float("forget_bias", forget_bias)
     check_positive_float("recurrent_scale", recurrent_scale, allow_zero=True)
     check_positive_float("input_std", input_std, allow_zero=True)
     dtype = dtype or jnp.result_type(float)

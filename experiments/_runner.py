@@ -24,7 +24,6 @@ import html
 import importlib
 import json
 import math
-import os
 import pkgutil
 import shutil
 import tempfile
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from jaxgrad._io import write_atomic
 
 PACKAGE = "experiments"
 
@@ -142,19 +143,6 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(_jsonable(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def is_complete(out: Path, name: str, config: dict | None = None) -> bool:
     """True when ``out/name/summary.json`` exists (and was made with ``config``)."""
     path = Path(out) / name / "summary.json"
@@ -206,7 +194,7 @@ def run_experiment(name: str, out: str | Path, *, quick: bool = False,
             **_jsonable(result.summary),
             "checks": [c.as_dict() for c in result.checks],
         }
-        _write_atomic(staging / "summary.json", json.dumps(summary, indent=2).encode())
+        write_atomic(staging / "summary.json", json.dumps(summary, indent=2).encode())
         final = out / name
         if final.exists():
             trash = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}.old."))
@@ -291,6 +279,6 @@ def write_report(out: str | Path, names: Sequence[str] | None = None) -> Path:
             "<table><tr><th>experiment</th><th>check</th><th>measured</th><th>reference</th>"
             f"<th>tolerance</th><th>passed</th></tr>{table}</table>{''.join(body)}"
             "</body></html>")
-    _write_atomic(out / "report.md", "\n".join(md).encode() + b"\n")
-    _write_atomic(out / "report.html", page.encode())
+    write_atomic(out / "report.md", "\n".join(md).encode() + b"\n")
+    write_atomic(out / "report.html", page.encode())
     return out / "report.md"

@@ -94,3 +94,14 @@ def check_finite_float(name: str, value: Any) -> float:
     if not math.isfinite(v):
         raise ValueError(f"`{name}` must be finite, got {value}")
     return v
+
+
+def leading_axis_length(name: str, tree: Any, axis: str) -> int:
+    """The common length of the leading ``axis`` ("time", "example"...) of every leaf."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves or any(jnp.ndim(leaf) == 0 for leaf in leaves):
+        raise ValueError(f"`{name}` must have a leading {axis} axis on every leaf")
+    lengths = {jnp.shape(leaf)[0] for leaf in leaves}
+    if len(lengths) != 1:
+        raise ValueError(f"`{name}` leaves disagree on the {axis} axis length: {sorted(lengths)}")
+    return lengths.pop()

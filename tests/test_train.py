@@ -407,7 +407,7 @@ def test_bad_components():
               num_steps=1, key=jax.random.key(0))
     with pytest.raises(ValueError, match="`batch_size` must be <="):
         shuffled_batches(_data(), 1000)
-    with pytest.raises(ValueError, match="disagree on the number of examples"):
+    with pytest.raises(ValueError, match="disagree on the example axis length"):
         shuffled_batches((jnp.zeros(3), jnp.zeros(4)), 2)
     with pytest.raises(ValueError, match="leading batch-index axis"):
         fixed_batches(jnp.zeros(()))

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from .._validation import check_array, check_finite, check_positive_int
+from .._validation import check_array, check_finite, check_positive_int, leading_axis_length
 
 _NO_PARAMS = object()
 
@@ -90,13 +90,7 @@ def prepare(
         dtype = jnp.result_type(*[jnp.asarray(leaf).dtype for leaf in leaves])
         inputs = jnp.zeros((num_steps, 0), dtype)
     else:
-        in_leaves = jax.tree_util.tree_leaves(inputs)
-        if not in_leaves or any(jnp.ndim(leaf) == 0 for leaf in in_leaves):
-            raise ValueError("`inputs` must have a leading time axis on every leaf")
-        lengths = {jnp.shape(leaf)[0] for leaf in in_leaves}
-        if len(lengths) != 1:
-            raise ValueError(f"`inputs` leaves disagree on the time length: {sorted(lengths)}")
-        (length,) = lengths
+        length = leading_axis_length("inputs", inputs, "time")
         if length == 0:
             raise ValueError("`inputs` must have at least one time step, got length 0")
         if num_steps is not None and num_steps != length:

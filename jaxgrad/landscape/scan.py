@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -34,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .._io import write_atomic
 from .._validation import check_array, check_choice, check_finite, check_positive_int
 from .directions import leaf_names
 
@@ -207,19 +207,6 @@ def _global_array(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
 # Storage: in memory, or a checkpoint folder with one .npy per output and a progress file
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _fields(gradient: str) -> tuple[str, ...]:
     return {"full": _FILES, "axes": ("loss", "axis_gradients", "finite"),
             "none": ("loss", "finite")}[gradient]
@@ -322,7 +309,7 @@ class _DiskStore(_MemoryStore):
             return
         state = {"spec": self.spec_hash, "done": sorted(self.done),
                  "nonfinite": self.nonfinite, "num_nonfinite": self.num_nonfinite}
-        _write_atomic(self.folder / "progress.json", json.dumps(state).encode())
+        write_atomic(self.folder / "progress.json", json.dumps(state).encode())
 
     def write(self, chunk: int, start: int, values: dict[str, np.ndarray],
               bad: np.ndarray, max_reported: int) -> None:

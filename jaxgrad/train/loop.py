@@ -24,7 +24,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._validation import check_positive_float, check_positive_int
+from .._io import write_atomic
+from .._validation import check_positive_float, check_positive_int, leading_axis_length
 
 #: Metric names the loop itself records; a monitor may not reuse them.
 RESERVED_METRICS = ("loss", "objective", "regularizer", "grad_norm", "finite")
@@ -216,13 +216,7 @@ def sampled_batches(sample: Callable[[jax.Array, jax.Array], Any]) -> BatchSourc
 
 def fixed_batches(batches: Any) -> BatchSource:
     """A ``BatchSource`` cycling through a stack of batches (leading axis ``num_batches``)."""
-    leaves = jax.tree_util.tree_leaves(batches)
-    if not leaves or any(jnp.ndim(a) == 0 for a in leaves):
-        raise ValueError("`batches` must have a leading batch-index axis on every leaf")
-    lengths = {jnp.shape(a)[0] for a in leaves}
-    if len(lengths) != 1:
-        raise ValueError(f"`batches` leaves disagree on the number of batches: {sorted(lengths)}")
-    (n,) = lengths
+    n = leading_axis_length("batches", batches, "batch-index")
 
     def sample(data, key, t):
         return jax.tree_util.tree_map(lambda a: a[t % n], data)
@@ -242,13 +236,7 @@ def shuffled_batches(dataset: Any, batch_size: int) -> BatchSource:
         batch_size: examples per batch, ``<= n``.
     """
     batch_size = check_positive_int("batch_size", batch_size)
-    leaves = jax.tree_util.tree_leaves(dataset)
-    if not leaves or any(jnp.ndim(a) == 0 for a in leaves):
-        raise ValueError("`dataset` must have a leading example axis on every leaf")
-    lengths = {jnp.shape(a)[0] for a in leaves}
-    if len(lengths) != 1:
-        raise ValueError(f"`dataset` leaves disagree on the number of examples: {sorted(lengths)}")
-    (n,) = lengths
+    n = leading_axis_length("dataset", dataset, "example")
     if batch_size > n:
         raise ValueError(f"`batch_size` must be <= the {n} examples of `dataset`, got {batch_size}")
     per_epoch = n // batch_size
@@ -365,17 +353,7 @@ def save_checkpoint(
     for name, value in metrics.items():
         arrays[f"metric:{name}"] = np.asarray(value)
     arrays["fingerprint"] = np.asarray(json.dumps(fingerprint, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda fh: np.savez(fh, **arrays))
     return path
 
 

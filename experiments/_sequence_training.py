@@ -119,11 +119,11 @@ def _functions(model, task, inner, batch_size, length, num_replicas, stateless):
     def monitor(p, batch, grads):
         out = {
             "replica_loss": jax.vmap(per_replica_loss)(p, batch),
-            "replica_grad_norm": jax.vmap(optax.global_norm)(grads),
+            "replica_grad_norm": jax.vmap(optax.tree.norm)(grads),
         }
         if stateless:
             def update_norm(g, q):
-                return optax.global_norm(inner.update(g, inner.init(q), q)[0])
+                return optax.tree.norm(inner.update(g, inner.init(q), q)[0])
 
             out["replica_update_norm"] = jax.vmap(update_norm)(grads, p)
         return out

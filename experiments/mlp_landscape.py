@@ -110,7 +110,7 @@ def run(config: dict) -> Result:
         ratio_dev = float(np.max(np.abs(np.concatenate(ratios) - 1.0)))
         centre = (n, n)
         jvp, grad_norm = jax.jit(lambda p, d, loss=loss: (
-            jax.jvp(loss, (p,), (d,))[1], optax.global_norm(jax.grad(loss)(p))))(params, d1)
+            jax.jvp(loss, (p,), (d,))[1], optax.tree.norm(jax.grad(loss)(p))))(params, d1)
         grad_norm = float(grad_norm)
         checks += [
             check_bound(f"{label}: filter norm ratio deviation |‖d_ij‖/‖θ_ij‖ - 1|", ratio_dev,

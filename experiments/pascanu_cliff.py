@@ -85,7 +85,7 @@ def gd_paths(loss, starts, *, learning_rate, clip, num_steps):
             p, state = carry
             value, g = jax.value_and_grad(loss)(p)
             updates, state = opt.update(g, state, p)
-            return (optax.apply_updates(p, updates), state), (p, value, optax.global_norm(updates))
+            return (optax.apply_updates(p, updates), state), (p, value, optax.tree.norm(updates))
 
         _, out = jax.lax.scan(body, (p0, opt.init(p0)), None, length=num_steps)
         return out

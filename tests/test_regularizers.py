@@ -204,7 +204,7 @@ def test_bad_inputs():
                         min_grad_norm=-1.0)
     with pytest.raises(ValueError, match="`inputs` must have a leading time axis"):
         R.pascanu_omega(_linear, jnp.ones(2), jnp.asarray(1.0), _last_sum, params=W)
-    with pytest.raises(ValueError, match="`step` failed on `x0`"):
+    with pytest.raises(ValueError, match="`step` failed on a state shaped like `x0`"):
         R.pascanu_omega(_linear, jnp.ones(3), jnp.zeros((3, 2)), _last_sum, params=W)
     with pytest.raises(ValueError, match="`x0` must be finite"):
         R.pascanu_omega(_linear, jnp.asarray([1.0, jnp.nan]), jnp.zeros((3, 2)), _last_sum,

@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
-from ._runner import discover, reproduce, run_experiment
+from ._runner import discover, get_experiment, make_config, reproduce, run_experiment
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["length=100", "tasks=[\"addition\"]"]`` -> ``{"length": 100, "tasks": ["addition"]}``.
+
+    Values are read as JSON where they parse (numbers, lists, true/false), else as strings.
+    """
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("name")
     p_run.add_argument("--out", default="results", help="results folder (default: results)")
     p_run.add_argument("--quick", action="store_true", help="small, fast configuration")
+    p_run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one configuration value (JSON), e.g. --set length=100; "
+                       "repeatable")
     p_rep = sub.add_parser("reproduce", help="run every experiment and write the report")
     p_rep.add_argument("--out", default="results", help="results folder (default: results)")
     p_rep.add_argument("--quick", action="store_true", help="small, fast configuration")
@@ -28,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         try:
-            summary = run_experiment(args.name, args.out, quick=args.quick)
+            overrides = parse_overrides(args.set)
+            config = make_config(get_experiment(args.name), quick=args.quick, **overrides)
         except ValueError as err:
             parser.error(str(err))
+        summary = run_experiment(args.name, args.out, quick=args.quick, config=config)
         failed = [c["name"] for c in summary["checks"] if not c["passed"]]
         print(f"{args.name}: {len(summary['checks']) - len(failed)}/{len(summary['checks'])} "
               f"checks passed; results in {args.out}/{args.name}")

@@ -145,3 +145,25 @@ def test_command_line(tmp_path):
                          "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "activations" / "activations.png").is_file()
+
+
+def test_set_overrides_a_configuration_value(tmp_path):
+    from experiments.__main__ import parse_overrides
+
+    assert parse_overrides(["length=100", "tasks=[\"addition\"]", "name=abc"]) == {
+        "length": 100, "tasks": ["addition"], "name": "abc"}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["length"])
+    run = [sys.executable, "-m", "experiments", "run", "activations", "--quick", "--out",
+           str(tmp_path)]
+    ok = subprocess.run(run + ["--set", "num_points=101"], cwd=ROOT, capture_output=True,
+                        text=True)
+    assert ok.returncode == 0, ok.stderr
+    summary = json.loads((tmp_path / "activations" / "summary.json").read_text())
+    assert summary["parameters"]["num_points"] == 101
+    bad = subprocess.run(run + ["--set", "num_pointz=101"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "unknown config key" in bad.stderr
+    malformed = subprocess.run(run + ["--set", "num_points"], cwd=ROOT, capture_output=True,
+                               text=True)
+    assert malformed.returncode == 2 and "KEY=VALUE" in malformed.stderr

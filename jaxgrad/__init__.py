@@ -1,8 +1,16 @@
 """jaxgrad: vanishing and exploding gradients as a property of a dynamical system.
 
-The public surface. Models (``jaxgrad.models``) are pure step functions over pytree
-parameters; analyzers (``jaxgrad.analysis``) take any step function
-``step(x, u)`` or ``step(x, u, params)``.
+The public surface: every name a user, a notebook or an experiment imports.
+
+- ``jaxgrad.models``: pure step functions ``step(x, u, params)`` over pytree parameters
+  (Pascanu RNN, one-unit net, Doya's neuron, deep MLPs, LSTM, GRU, rate networks).
+- ``jaxgrad.analysis``: analyzers that take any step function (``step(x, u)``, or with
+  ``params=``): Jacobian products, spectra, gradient flow, Lyapunov spectra, signal
+  propagation, fixed points, continuation, orbit diagrams, sensitivities.
+- ``jaxgrad.landscape``: ``scan_landscape`` and ``find_cliffs``.
+- ``jaxgrad.train``: the optax training loop, remedies, Pascanu's Ω, tasks and data
+  (``jaxgrad.train`` the function is the loop; import the subpackage's modules with
+  ``from jaxgrad.train import tasks``).
 """
 
 from .analysis._system import LOSS_OF_STABILITY_LABELS as LOSS_OF_STABILITY_LABELS

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 import textwrap
 from functools import partial
+from itertools import product
 from pathlib import Path
 
 import jax
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 
 import jaxgrad
-from jaxgrad.landscape.scan import _evaluate_chunk
+from jaxgrad.landscape.scan import _axis_table, _evaluate_chunk, _grid_points
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,6 +129,56 @@ def test_chunked_equals_unchunked():
     np.testing.assert_array_equal(whole.loss, chunked.loss)
     np.testing.assert_array_equal(whole.axis_gradients, chunked.axis_gradients)
     np.testing.assert_array_equal(whole.gradient_norm, chunked.gradient_norm)
+
+
+@pytest.mark.parametrize("gradient,method", [("full", "forward"), ("axes", "forward"),
+                                             ("none", "auto"), ("full", "reverse")])
+def test_blocks_equal_whole_slices(gradient, method):
+    """Evaluating a device's points in blocks (lax.map, with a remainder block) changes
+    nothing in forward mode; reverse mode may differ in the last bit (batched contraction)."""
+    kw = dict(gradient=gradient, method=method, chunk_size=20, progress=False)
+    whole = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, block_size=20, **kw)
+    blocked = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, block_size=3, **kw)
+    assert blocked.complete and blocked.num_nonfinite == 0 and blocked.finite.all()
+    np.testing.assert_array_equal(whole.loss, blocked.loss)
+    for field in ("axis_gradients", "gradient_norm"):
+        a, b = getattr(whole, field), getattr(blocked, field)
+        assert (a is None) == (b is None)
+        if a is None:
+            continue
+        if method == "reverse":
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12)
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (3, 70_000, 80_000), (50_000, 1, 90_001)])
+def test_grid_points_match_numpy_unravel(shape):
+    """The device-side grid coordinates equal NumPy's int64 unravel, also on a grid of
+    more than 2^31 points, including the clamped padding past the grid's end."""
+    n = math.prod(shape)
+    values = [np.arange(size, dtype=np.float32) * 2.0 + j for j, size in enumerate(shape)]
+    count = 4096
+    for start in sorted({0, n // 3 + 17, max(n - 1000, 0)}):
+        digits = np.asarray(np.unravel_index(start, shape), np.int32)
+        # limit: 2 count takes the float32 division, 2^30 the integer one.
+        for first, limit in product((0, count), (2 * count, 1 << 30)):
+            got = np.stack(_grid_points(jnp.asarray(digits), jnp.asarray(shape, jnp.int32),
+                                          jnp.asarray(_axis_table(values)), first, count,
+                                          limit), axis=1)
+            flat = np.minimum(start + first + np.arange(count, dtype=np.int64), n - 1)
+            multi = np.unravel_index(flat, shape)
+            want = np.stack([v[m] for v, m in zip(values, multi)], axis=1)
+            np.testing.assert_array_equal(got, want)
+
+
+def test_grid_of_another_shape_reuses_the_compiled_chunk():
+    jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=8, progress=False)
+    size = _evaluate_chunk._cache_size()
+    # 5 x 11 points (DOYA_AXES has 7 x 9): chunks of 8 points, a table of 16 values again.
+    jaxgrad.scan_landscape(doya_loss, DOYA, {"w": (4.0, 6.0, 5), "b": (-3.0, -2.0, 11)},
+                           chunk_size=8, progress=False)
+    assert _evaluate_chunk._cache_size() == size
 
 
 def test_no_recompilation_on_second_call():
@@ -283,6 +335,8 @@ def test_bad_input():
         scan({"a": (0.0, 1.0, 3)}, gradient="second")
     with pytest.raises(ValueError, match="chunk_size"):
         scan({"a": (0.0, 1.0, 3)}, chunk_size=0)
+    with pytest.raises(ValueError, match="block_size"):
+        scan({"a": (0.0, 1.0, 3)}, block_size=0)
     with pytest.raises(ValueError, match="one number"):
         jaxgrad.scan_landscape(lambda p: jnp.sum(p["v"]), {"v": jnp.zeros(3)},
                                {"v": (0.0, 1.0, 3)}, progress=False)
@@ -322,7 +376,12 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     from test_landscape import DOYA, DOYA_AXES, doya_loss
     assert jax.device_count() == 4, jax.devices()
     scan = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=10, progress=False)
-    np.savez({out!r}, loss=scan.loss, grads=scan.axis_gradients, norm=scan.gradient_norm)
+    # 3 points per device, evaluated in blocks of 2 and a remainder of 1.
+    blocked = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, chunk_size=10, block_size=2,
+                                     progress=False)
+    np.savez({out!r}, loss=scan.loss, grads=scan.axis_gradients, norm=scan.gradient_norm,
+             blocked_loss=blocked.loss, blocked_grads=blocked.axis_gradients,
+             blocked_norm=blocked.gradient_norm)
 """)
 
 
@@ -342,3 +401,6 @@ def test_four_devices_match_one(tmp_path):
     np.testing.assert_array_equal(four["loss"], one.loss)
     np.testing.assert_array_equal(four["grads"], one.axis_gradients)
     np.testing.assert_array_equal(four["norm"], one.gradient_norm)
+    np.testing.assert_array_equal(four["blocked_loss"], one.loss)
+    np.testing.assert_array_equal(four["blocked_grads"], one.axis_gradients)
+    np.testing.assert_array_equal(four["blocked_norm"], one.gradient_norm)

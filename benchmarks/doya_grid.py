@@ -5,9 +5,10 @@ L = (0.855 - x_T)², evaluated at every point of an n × n grid over (w, b) (see
 
 - jaxgrad: ``scan_landscape`` (loss only: ``gradient="none"``; loss and ∂L/∂w, ∂L/∂b:
   ``gradient="axes"``, forward mode with two tangents), one jitted function applied to
-  chunks of 2^18 points, each chunk split over the CPU devices (``python -m benchmarks``
-  makes one device per core, so both cores work), the time loop a ``lax.scan`` over
-  ``doya_step`` keeping only the final state.
+  chunks of at most 2^18 points, each chunk split over the CPU devices
+  (``python -m benchmarks`` makes one device per core, so both cores work) and evaluated
+  there in cache-sized blocks of 4096 points (``scan_landscape``'s CPU default), the time
+  loop a ``lax.scan`` over ``doya_step`` keeping only the final state.
 - numpy: float32 arrays over the whole grid, a Python loop over time; the gradient by
   forward-mode tangents ∂x/∂w, ∂x/∂b carried alongside (the cheapest NumPy route).
 - torch: float32 tensors over the grid, a loop over time; the gradient by autograd

@@ -577,8 +577,9 @@ def scan_landscape(
         block_size: grid points a device evaluates together, block after block, within
             its share of a chunk (``None``: ``CPU_BLOCK_SIZE`` = 4096 on CPUs, where a
             loss's time loop then runs in cache: Doya's loss and gradient over a grid
-            scanned 1.4-1.7x faster; the whole share at once on GPUs and TPUs). Results do not depend on it, except in the
-            last bit of reverse-mode axis gradients (see above).
+            scanned 1.4-1.7x faster; the whole share at once on GPUs and TPUs). Results
+            do not depend on it, except in the last bit of reverse-mode axis gradients
+            (see above).
 
     Returns:
         A ``LandscapeScan``.

@@ -720,7 +720,7 @@ def scan_landscape(
     def collect(c: int, outputs: tuple) -> None:
         start = c * chunk
         count = min(chunk, n - start)
-        named = dict(zip(("loss", "axis_gradients", "gradient_norm", "finite"), outputs))
+        named = dict(zip(_FILES, outputs))  # _evaluate_chunk returns them in this order
         values = {name: _to_host(named[name])[:count] for name in _fields(gradient)}
         bad = start + np.flatnonzero(~values["finite"])
         store.write(c, start, values, bad, max_reported)

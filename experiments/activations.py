@@ -1,4 +1,5 @@
-"""Activation functions and their derivatives (seed 002's figure).
+"""Activation functions and their derivatives (the activation figure of the
+web article "Deep Learning: Vanishing Gradient Problem Explained").
 
 The derivatives are computed by ``jax.grad``; the checks compare their maxima on a fine
 grid with the closed forms max σ' = 1/4 (at 0) and max tanh' = 1 (at 0), which is why a

@@ -1,4 +1,5 @@
-"""Bifurcations of Doya's one-neuron network dx/dt = -x + σ(w x + b) (seed 001).
+"""Bifurcations of Doya's one-neuron network dx/dt = -x + σ(w x + b) (Doya 1992;
+Wikipedia, "Vanishing gradient problem", § Dynamical systems model).
 
 With w = 5 and b in [-3, -2] the flow has one stable point, then (between two folds) two
 stable points and an unstable one, then one stable point again. This experiment finds the
@@ -10,7 +11,8 @@ closed form (1/(x(1-x)) - w)^{-1}, and continues the fold curve in (w, b) to its
 Closed forms (u = 0): fixed points on b = ln(x/(1-x)) - w x; folds where w x(1-x) = 1;
 fold curve w = 1/(x(1-x)), b = ln(x/(1-x)) - 1/(1-x), with its cusp at x = 1/2,
 (w, b) = (4, -2). At b = -w/2 the flow is symmetric under x → 1 - x, so x = 1/2 is a
-fixed point and the other two add up to 1 (seed 001 note 4: 0.145, 0.5, 0.855).
+fixed point and the other two add up to 1 (Wikipedia, "Vanishing gradient problem",
+note 4: 0.145, 0.5, 0.855).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def _run(config: dict) -> Result:
     checks.append(check_close("fixed points at b = -2.5", len(x25), 3))
     if len(x25) == 3 and w == 5.0:
         for x, ref in zip(x25, PUBLISHED_AT_B_MINUS_2_5, strict=True):
-            checks.append(check_close(f"fixed point at b = -2.5 near {ref} (seed 001 note 4)",
+            checks.append(check_close(f"fixed point at b = -2.5 near {ref} (Wikipedia note 4)",
                                       x, ref, atol=5e-4))
         checks.append(check_close("x_low + x_high at b = -w/2 (symmetry x → 1 - x)",
                                   x25[0] + x25[2], 1.0, atol=1e-12))

@@ -1,4 +1,5 @@
-"""Doya's loss wall (seed 001, "Geometric model" and note 4).
+"""Doya's loss wall (Doya 1992; Wikipedia, "Vanishing gradient problem",
+§ Geometric model and note 4).
 
 Doya's neuron x_{t+1} = (1-ε) x_t + ε σ(w x_t + b) (u = 0), w = 5, x(0) = 0.5, and the loss
 L = (0.855 - x(T))². The map is the explicit Euler step of dx/dt = -x + σ(wx + b) with
@@ -16,7 +17,7 @@ converged and the wall is resolved to the grid spacing.
 Closed forms checked: the stable points by root finding (references for the loss on
 each side); the gradient at the wall, where the tangent y_t = ∂x_t/∂b obeys
 y_{t+1} = Λ y_t + ε/4, so ∂L/∂b = -2 (0.855 - 0.5)(Λ^T - 1); far from the wall, the
-seed's ∂x*/∂b = (1/(x*(1-x*)) - w)^{-1}, so ∂L/∂b = -2 (0.855 - x*) ∂x*/∂b; in the
+Wikipedia's ∂x*/∂b = (1/(x*(1-x*)) - w)^{-1}, so ∂L/∂b = -2 (0.855 - x*) ∂x*/∂b; in the
 (w, b) plane, the wall is the line b = -w/2 (x = 0.5 a fixed point) for w > 4 (where
 it is unstable: w σ'(0) = w/4 > 1).
 """
@@ -115,7 +116,7 @@ def run(config: dict) -> Result:
     def far_field(bv, xs):
         return -2.0 * (target - xs) * float(jaxgrad.doya_fixed_point_sensitivity(xs, w))
 
-    # Far-field gradients at b = -2.5 ∓ 0.1 from the scan vs the seed's sensitivity formula.
+    # Far-field gradients at b = -2.5 ∓ 0.1 from the scan vs Wikipedia's sensitivity formula.
     b_far_lo, b_far_hi = -2.5 - delta[0], -2.5 + delta[0]
     g_far_lo, g_far_hi = float(g_ref[0]), float(g_ref[-1])
     ref_far_lo = far_field(b_far_lo, stable_points(w, b_far_lo)[0])
@@ -150,20 +151,20 @@ def run(config: dict) -> Result:
         check_close("wall_b (largest loss jump)", wall_b, -2.5, atol=spacing,
                     note="within one grid spacing of x(0) = 0.5 being the unstable point"),
         check_close("upper stable point at b = -2.5 (root finding)", x_up, 0.855, atol=5e-4,
-                    note="seed 001 note 4"),
+                    note="Wikipedia, \"Vanishing gradient problem\", note 4"),
         check_close("lower stable point at b = -2.5 (root finding)", x_lo, 0.145, atol=5e-4,
-                    note="seed 001 note 4"),
+                    note="Wikipedia, \"Vanishing gradient problem\", note 4"),
         check_close("loss_above_wall vs (0.855 - x_up(b))²", loss_above,
                     (target - x_up_above) ** 2, atol=1e-6),
         check_close("loss_below_wall vs (0.855 - x_lo(b))²", loss_below,
                     (target - x_lo_below) ** 2, rtol=1e-4),
         check_close("loss jump across the wall", loss_below - loss_above, 0.50, atol=0.01,
-                    note="seed 001: 'loss jumps to 0.50'"),
+                    note="Wikipedia, 'Vanishing gradient problem': 'loss jumps to 0.50'"),
         check_close("dL/db at b = -2.5 vs -2(0.855-0.5)(Λ^T-1)", wall_grad, wall_grad_ref,
                     rtol=1e-6, note=f"Λ = {Lam}, T = {T}, float64"),
-        check_close("dL/db at b = -2.6 vs seed's ∂x*/∂b formula", g_far_lo, ref_far_lo,
+        check_close("dL/db at b = -2.6 vs Wikipedia's ∂x*/∂b formula", g_far_lo, ref_far_lo,
                     rtol=1e-4),
-        check_close("dL/db at b = -2.4 vs seed's ∂x*/∂b formula", g_far_hi, ref_far_hi,
+        check_close("dL/db at b = -2.4 vs Wikipedia's ∂x*/∂b formula", g_far_hi, ref_far_hi,
                     rtol=1e-3, atol=1e-6),
         check_close("max_abs_grad / |wall closed form|", max_abs_grad / abs(wall_grad_ref),
                     1.0, rtol=0.25, note="the peak is set by Λ^T at the unstable point"),

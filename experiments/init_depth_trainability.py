@@ -3,14 +3,15 @@
 Sigmoid MLPs of increasing depth train on scikit-learn's 8×8 digits with Adam for a fixed
 budget of steps, from
 
-- ``normal``: N(0, 0.01²) (seed 002's small weights: every layer squashes its input to
+- ``normal``: N(0, 0.01²) (the small weights of the
+  web article "Vanishing Gradient Problem Explained": every layer squashes its input to
   ≈ σ(0) = 1/2 and the backward signal by ≈ (1/4)·‖W‖ per layer);
 - ``kumar``: N(0, (3.6/√N)²), Kumar (2017, arXiv:1704.08863), chosen so the sigmoid's
   forward variance neither vanishes nor saturates;
 - ``yilmaz_poli``: N(max(-1, -8/N), (1/√N)²), Yilmaz & Poli (2022, Neural Networks
   153:87): a negative mean keeps the initial back-propagated gradients from vanishing;
   they report that MLPs with 10 and 15 hidden layers trained well with plain
-  back-propagation. Their spread is not fixed by the seed; 1/√N is our choice.
+  back-propagation. Their spread is not given in the abstract; 1/√N is our choice.
 
 Reported: test accuracy after the budget and ``‖∂L/∂W_1‖/‖∂L/∂W_depth‖`` at the first
 step, per depth and initialisation. Checks: N(0, 0.01²) stays at chance level from depth

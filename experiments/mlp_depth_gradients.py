@@ -1,4 +1,5 @@
-"""Gradient magnitude per layer of a deep MLP (seed 002), against mean-field theory.
+"""Gradient magnitude per layer of a deep MLP (the web article
+"Deep Learning: Vanishing Gradient Problem Explained"), against mean-field theory.
 
 Seed 002's network: ``depth = 10`` sigmoid layers of width ``N = 100``, weights
 N(0, 0.01²), no bias, a batch of 32 N(0, 1) inputs, and a cotangent of ones at the output
@@ -9,7 +10,7 @@ N(0, 1/N)), and ReLU + He with residual connections and batch normalisation.
 
 References the checks use:
 
-- Linear regime (seed 002's weights): pre-activations have variance ``≈ N·0.01²·¼`` so
+- Linear regime (the article's weights): pre-activations have variance ``≈ N·0.01²·¼`` so
   ``σ'(z) ≈ 1/4`` and one backward layer multiplies the cotangent by ``W_lᵀ`` with
   N(0, 0.01²) entries, i.e. by ``0.01·√N`` in norm: the per-layer factor is
   ``(1/4)·0.01·√N = 0.025`` (log −3.689).
@@ -78,8 +79,8 @@ QUICK_CONFIG = {
                        "relu_he_residual_batchnorm"],
 }
 
-SEED_STD = 0.01  # seed 002: np.random.randn(N, N) * 0.01
-SEED_CLAIM_RATIO = 1e-6  # seed 002: "a 10-layer sigmoid network can reduce gradients by 1e-6"
+SEED_STD = 0.01  # the article's listing: np.random.randn(N, N) * 0.01
+SEED_CLAIM_RATIO = 1e-6  # the article: "a 10-layer sigmoid network can reduce gradients by 1e-6"
 BOUND_DECADES = 2.0  # "within a few orders of magnitude of 1" for the non-vanishing remedies
 
 
@@ -102,7 +103,7 @@ def make_setup(name: str, width: int, depth: int) -> Setup:
     common = {"in_dim": width, "width": width, "depth": depth}
     lecun_std = 1.0 / math.sqrt(width)
     table = {
-        "sigmoid_normal": ("sigmoid, N(0, 0.01²) (seed 002)",
+        "sigmoid_normal": ("sigmoid, N(0, 0.01²) (web article)",
                            {"activation": "sigmoid", "init": "normal",
                             "init_options": (("std", SEED_STD),)},
                            width * SEED_STD**2, True),
@@ -254,7 +255,8 @@ def run(config: dict) -> Result:
     nodes, n_sig = config["quadrature_nodes"], config["num_sigmas"]
     names = list(config["configurations"])
     if "sigmoid_normal" not in names:
-        raise ValueError("`configurations` must include 'sigmoid_normal' (seed 002's network)")
+        raise ValueError(
+            "`configurations` must include 'sigmoid_normal' (the web article's network)")
     k_x, k_params, k_signs = jax.random.split(jax.random.key(config["seed"]), 3)
     x = jax.random.normal(k_x, (batch, width))
 
@@ -280,7 +282,7 @@ def run(config: dict) -> Result:
                 for n, p in theory.items()}
 
     checks = []
-    # 1. The library against seed 002's own algorithm on the same weights and inputs.
+    # 1. The library against the web article's own algorithm on the same weights and inputs.
     p0 = params["sigmoid_normal"]
     weights = [np.asarray(p0.first.W)] + [np.asarray(w) for w in p0.hidden.W]
     listing = seed_listing_gradient_magnitudes(np.asarray(x), weights)
@@ -288,7 +290,7 @@ def run(config: dict) -> Result:
                                                        derivative_at="output")
     rel = float(np.max(np.abs(mags["sigmoid_normal"] / listing - 1.0)))
     checks.append(check_close(
-        "sigmoid_normal: max relative deviation from seed 002's listing (σ' at z)", rel, 0.0,
+        "sigmoid_normal: max relative deviation from the web article's listing (σ' at z)", rel, 0.0,
         atol=1e-4, note="NumPy float64 port of deep_network_gradients, same weights; "
                         "float32 rounding over 10 layers is ~1e-6"))
 
@@ -311,7 +313,8 @@ def run(config: dict) -> Result:
         note="∂L/∂W_l = h_{l-1}ᵀ ∂L/∂z_l with h_{l-1} ≈ 1/2 for l ≥ 2: same factor"))
     checks.append(check_bound(
         "sigmoid_normal: first_to_last_ratio", ratio["sigmoid_normal"], SEED_CLAIM_RATIO,
-        note="seed 002: a 10-layer sigmoid network reduces gradients by 1e-6 or more"))
+        note="web article \"Vanishing Gradient Problem Explained\": a 10-layer sigmoid "
+             "network reduces gradients by 1e-6 or more"))
 
     # 3. Mean-field theory for the zero-mean, plain, non-homogeneous configurations.
     for name, prof in theory.items():
@@ -399,7 +402,7 @@ def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, 
     s = mags["sigmoid_normal"]
     ax2.semilogy(layers, s, "o-", color="C0", label="jaxgrad.mlp_gradient_flow")
     ax2.semilogy(layers, listing_literal, "x:", color="k",
-                 label="seed 002 listing as printed (σ' at σ(z))")
+                 label="web article's listing as printed (σ' at σ(z))")
     closed = s[-2] * np.exp(linear_rate * (depth - 1 - layers[:-1]))
     ax2.semilogy(layers[:-1], closed, "--", color="C3",
                  label=f"closed form: factor (1/4)·0.01·√N = {math.exp(linear_rate):.3f}/layer")

@@ -7,7 +7,8 @@ the weights at every layer. Here three 10-layer MLPs train on scikit-learn's bun
 digits (no download; MNIST from its IDX files with ``mnist_dir``) with Adam, monitored inside
 the jitted, scanned training loop:
 
-- ``sigmoid``: sigmoid units, weights N(0, 0.01²) (seed 002's small-weight setting);
+- ``sigmoid``: sigmoid units, weights N(0, 0.01²) (the small-weight setting of the web article
+  "Vanishing Gradient Problem Explained");
 - ``relu_he``: ReLU units with He initialisation (He et al. 2015);
 - ``residual_norm``: ReLU + He with residual connections and layer normalisation.
 
@@ -110,7 +111,7 @@ def run(config: dict) -> Result:
             "sigmoid N(0,0.01²): first/last weight-gradient ratio at init", ratio_init["sigmoid"],
             bound, kind="<=",
             note=f"backprop multiplies by σ' <= 1/4 at each of the {depth - 1} layers between "
-                 f"(seed 002), and by weights of norm < 1: ratio <= (1/4)^{depth - 1}"))
+                 f"(web article), and by weights of norm < 1: ratio <= (1/4)^{depth - 1}"))
         checks.append(check_bound(
             "sigmoid N(0,0.01²): final test accuracy", accuracy["sigmoid"], 0.2, kind="<=",
             note="chance is 0.1: with the first layers' gradients ~1e-12 of the last's, the "

@@ -47,7 +47,8 @@ NAME = "rnn-jacobian-regimes"
 DESCRIPTION = (
     "Pascanu RNN with σ_max(W_rec) below and above 1/γ: log‖∂x_T/∂x_k‖ against the lag with "
     "Pascanu's bound and the fitted rate; a chaotic tanh network against mean-field "
-    "Lyapunov theory; seed 001's 2×2 example (ρ > 1 with vanishing products)."
+    "Lyapunov theory; the 2×2 example of Wikipedia's \"Vanishing gradient problem\" "
+    "(ρ > 1 with vanishing products)."
 )
 DEFAULT_CONFIG = {
     "num_units": 128,

@@ -404,3 +404,272 @@ def test_four_devices_match_one(tmp_path):
     np.testing.assert_array_equal(four["blocked_loss"], one.loss)
     np.testing.assert_array_equal(four["blocked_grads"], one.axis_gradients)
     np.testing.assert_array_equal(four["blocked_norm"], one.gradient_norm)
+
+
+# ---------------------------------------------------------------------------------------
+# Checkpoint folders: the identity of a scan, damaged files, bad input
+
+SMALL = {"a": 0.0, "b": 0.0}
+SMALL_AXES = {"a": (-1.0, 1.0, 8), "b": (-1.0, 1.0, 3)}  # 24 points: 6 chunks of 4
+
+
+def log_loss(p):
+    """Non-finite for a < -0.2: the first 9 points, in chunks 0, 1 and 2."""
+    return jnp.log(p["a"] + 0.2) + (p["a"] - 0.3) ** 2 + 3.0 * p["b"] ** 2
+
+
+def small_scan(loss, folder=None, **kw):
+    kw = dict(chunk_size=4, max_reported=3, progress=False, **kw)
+    return jaxgrad.scan_landscape(loss, SMALL, SMALL_AXES, checkpoint=folder, **kw)
+
+
+@pytest.fixture
+def chunks_computed(monkeypatch):
+    """A list that grows by one for every chunk a scan evaluates."""
+    import jaxgrad.landscape.scan as scan_module
+
+    calls, real = [], scan_module._evaluate_chunk
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scan_module, "_evaluate_chunk", counting)
+    return calls
+
+
+def assert_same_scan(got, want):
+    for field in ("loss", "axis_gradients", "gradient_norm", "finite", "nonfinite_points"):
+        np.testing.assert_array_equal(np.asarray(getattr(got, field)), getattr(want, field),
+                                      err_msg=field)
+    assert got.num_nonfinite == want.num_nonfinite and got.complete == want.complete
+
+
+def _scaled(p, c):
+    return (p["a"] - 0.3) ** 2 + c * p["b"] ** 2
+
+
+def _closure(c):
+    def loss(p):
+        return (p["a"] - 0.3) ** 2 + c * p["b"] ** 2
+
+    return loss
+
+
+def _with_default(p, c=1.0):
+    return (p["a"] - 0.3) ** 2 + c * p["b"] ** 2
+
+
+def _edited_default(c):
+    """``_with_default`` as if its default had been edited: same code and name."""
+    import types
+
+    return types.FunctionType(_with_default.__code__, _with_default.__globals__,
+                              "_with_default", (c,))
+
+
+def _lambda(c):
+    # Two lambdas that differ in a constant only (same bytecode and qualified name).
+    if c == 1.0:
+        return lambda p: (p["a"] - 0.3) ** 2 + 1.0 * p["b"] ** 2
+    return lambda p: (p["a"] - 0.3) ** 2 + 2.0 * p["b"] ** 2
+
+
+LOSS_TWINS = {
+    "lambda constants": _lambda,
+    "partials": lambda c: partial(_scaled, c=c),
+    "closures": _closure,
+    "defaults": _edited_default,
+    "attribute names": lambda c: (lambda p: p.w) if c == 1.0 else (lambda p: p.b),
+}
+
+
+@pytest.mark.parametrize("kind", list(LOSS_TWINS))
+def test_checkpoint_of_another_loss_is_refused(tmp_path, kind, chunks_computed):
+    """Losses that differ only in a constant, a partial argument, a closure cell, a
+    default or an attribute name are different scans; an equal one resumes."""
+    make = LOSS_TWINS[kind]
+    params, axes = (DOYA, {"w": (4.0, 6.0, 4)}) if kind == "attribute names" \
+        else (SMALL, SMALL_AXES)
+
+    def scan(loss, **kw):
+        return jaxgrad.scan_landscape(loss, params, axes, chunk_size=4, progress=False,
+                                      checkpoint=tmp_path / "scan", **kw)
+
+    loss = make(1.0)
+    first = scan(loss, max_chunks=1)
+    assert not first.complete or kind == "attribute names"
+    with pytest.raises(ValueError, match="`checkpoint` folder .* different scan: its "
+                                         "`loss_fn` differ"):
+        scan(make(2.0))
+    # The same loss, made again (another object): resumes, without recomputing the
+    # finished chunk, and equals a fresh scan bitwise.
+    again = make(1.0)
+    assert again is not loss
+    before = len(chunks_computed)
+    resumed = scan(again)
+    n_chunks = 1 if kind == "attribute names" else 6
+    assert len(chunks_computed) - before == n_chunks - 1
+    fresh = jaxgrad.scan_landscape(loss, params, axes, chunk_size=4, progress=False)
+    assert_same_scan(resumed, fresh)
+    before = len(chunks_computed)
+    assert_same_scan(scan(again), fresh)
+    assert len(chunks_computed) == before
+
+
+class _Opaque:
+    """An object without a deterministic fingerprint (no dataclass, no array)."""
+
+    scale = 2.0
+
+
+def test_checkpoint_needs_fingerprint_for_an_unidentifiable_loss(tmp_path, chunks_computed):
+    model = _Opaque()
+
+    def loss(p):
+        return (p["a"] - 0.3) ** 2 + model.scale * p["b"] ** 2
+
+    folder = tmp_path / "scan"
+    with pytest.raises(ValueError, match="closure cell 'model' is a .*_Opaque.*`fingerprint=`"):
+        small_scan(loss, folder)
+    assert not folder.exists() and not chunks_computed  # refused before any work
+    assert small_scan(loss).complete  # without a checkpoint the identity is not needed
+    first = small_scan(loss, folder, fingerprint="model v1", max_chunks=2)
+    assert len(chunks_computed) == 6 + 2
+    # The user's fingerprint identifies the loss: the same one resumes (the closure cell is
+    # not looked at), another one is refused.
+    other = _closure(5.0)
+    with pytest.raises(ValueError, match="`loss_fn` differ"):
+        small_scan(other, folder, fingerprint="model v2")
+    resumed = small_scan(loss, folder, fingerprint=b"model v1")
+    assert len(chunks_computed) == 6 + 6 and resumed.complete
+    assert_same_scan(resumed, small_scan(loss))
+    assert not first.complete
+    with pytest.raises(TypeError, match="`fingerprint`"):
+        small_scan(loss, folder, fingerprint=3)
+    with pytest.raises(ValueError, match="`fingerprint`"):
+        small_scan(loss, folder, fingerprint="")
+
+
+def _header(path):
+    """Bytes before the data of a .npy file."""
+    arr = np.load(path, mmap_mode="r")
+    return path.stat().st_size - arr.nbytes
+
+
+def _flip(path, at, count=4):
+    data = bytearray(path.read_bytes())
+    for i in range(at, at + count):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path, keep):
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+DAMAGE = {  # how -> (damage(folder), chunks recomputed, warning or error naming the file)
+    "truncated .npy": (lambda f: _truncate(f / "loss.npy", _header(f / "loss.npy") + 40), 6,
+                       "loss.npy has .* bytes"),
+    "damaged .npy header": (lambda f: _flip(f / "gradient_norm.npy", 0, 8), 6,
+                            "gradient_norm.npy has a damaged header"),
+    "deleted .npy": (lambda f: (f / "finite.npy").unlink(), 6, "finite.npy is missing"),
+    # Chunk 0's loss, chunk 4's finite flags: those two chunks alone are recomputed.
+    "flipped loss bytes": (lambda f: _flip(f / "loss.npy", _header(f / "loss.npy") + 4), 1,
+                           r"loss.npy': chunk\(s\) \[0\] do not match their checksums"),
+    "flipped finite bytes": (lambda f: _flip(f / "finite.npy", _header(f / "finite.npy") + 17,
+                                             1), 1, r"finite.npy': chunk\(s\) \[4\]"),
+    "truncated progress.json": (lambda f: _truncate(f / "progress.json", 100), None,
+                                "`checkpoint` file .*progress.json' is damaged"),
+}
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+def test_damaged_checkpoint_is_recomputed_or_refused(tmp_path, how, chunks_computed):
+    """Never wrong numbers from a damaged folder: the damaged chunks (or, for a file of the
+    wrong size, all) are recomputed with a warning naming the file, equal to a fresh scan
+    bitwise (the non-finite points listed too); a damaged progress.json is refused."""
+    damage, recomputed, message = DAMAGE[how]
+    fresh = small_scan(log_loss)
+    assert fresh.num_nonfinite == 9 and fresh.nonfinite_points.shape == (3, 2)
+    folder = tmp_path / "scan"
+    small_scan(log_loss, folder)
+    damage(folder)
+    before = len(chunks_computed)
+    if recomputed is None:
+        with pytest.raises(ValueError, match=message):
+            small_scan(log_loss, folder)
+        (folder / "progress.json").unlink()  # what the message says to do
+        recomputed, message = 6, None
+    if message is None:
+        repaired = small_scan(log_loss, folder)
+    else:
+        with pytest.warns(RuntimeWarning, match=message):
+            repaired = small_scan(log_loss, folder)
+    assert len(chunks_computed) - before == recomputed
+    assert_same_scan(repaired, fresh)
+    before = len(chunks_computed)
+    assert_same_scan(small_scan(log_loss, folder), fresh)  # intact again: nothing to do
+    assert len(chunks_computed) == before
+
+
+def test_damaged_partial_checkpoint(tmp_path, chunks_computed):
+    """An interrupted folder: a truncated file is recreated (not padded with zeros taken for
+    results), and unfinished rows that are not NaN (an interrupted write, damage) are
+    reset, so a partial result shows NaN and finite=False there."""
+    fresh = small_scan(log_loss)
+    folder = tmp_path / "scan"
+    small_scan(log_loss, folder, max_chunks=3)
+    path = folder / "loss.npy"
+    data = bytearray(path.read_bytes())
+    data[_header(path) + 16 * 4:] = np.arange(8, dtype=np.float32).tobytes()
+    path.write_bytes(bytes(data))  # rows 16-23 (chunks 4, 5, unfinished) hold numbers
+    flags = folder / "finite.npy"
+    _flip(flags, _header(flags) + 20, 1)  # row 20: True
+    part = small_scan(log_loss, folder, max_chunks=0)
+    assert not part.complete
+    np.testing.assert_array_equal(np.asarray(part.loss).ravel()[:12], fresh.loss.ravel()[:12])
+    assert np.isnan(np.asarray(part.loss).ravel()[12:]).all()
+    assert not np.asarray(part.finite).ravel()[12:].any()
+    _truncate(path, _header(path) + 50)
+    with pytest.warns(RuntimeWarning, match="loss.npy has .* bytes"):
+        part = small_scan(log_loss, folder, max_chunks=1)
+    assert np.isnan(np.asarray(part.loss).ravel()[4:]).all()
+    assert_same_scan(small_scan(log_loss, folder), fresh)
+
+
+def test_checkpoint_bad_input(tmp_path):
+    file = tmp_path / "file"
+    file.write_text("not a folder")
+    with pytest.raises(ValueError, match="`checkpoint` must be a folder"):
+        small_scan(quadratic_ab, file)
+    assert file.read_text() == "not a folder"
+    with pytest.raises(TypeError, match="`checkpoint`"):
+        small_scan(quadratic_ab, 3)
+
+
+def quadratic_ab(p):
+    return (p["a"] - 0.3) ** 2 + 3.0 * p["b"] ** 2
+
+
+@pytest.mark.parametrize("key", [0, None, "key", np.zeros(2, np.float32)])
+@pytest.mark.parametrize("direction", ["random_direction", "filter_normalized_direction"])
+def test_directions_refuse_a_bad_key(direction, key):
+    with pytest.raises(TypeError, match="`key` must be a jax PRNG key"):
+        getattr(jaxgrad, direction)({"W": jnp.ones((2, 2))}, key=key)
+
+
+def test_directions_accept_both_key_kinds():
+    params = {"W": jnp.ones((3, 2))}
+    typed = jaxgrad.random_direction(params, key=jax.random.key(0))
+    raw = jaxgrad.random_direction(params, key=jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(typed["W"], raw["W"])
+    with pytest.raises(ValueError, match="single PRNG key"):
+        jaxgrad.random_direction(params, key=jax.random.split(jax.random.key(0)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_filter_normalized_direction_refuses_nonfinite_params(bad):
+    params = {"W": jnp.array([[1.0, bad], [2.0, 3.0]])}
+    with pytest.raises(ValueError, match="`params` must be finite"):
+        jaxgrad.filter_normalized_direction(params, key=jax.random.key(0))

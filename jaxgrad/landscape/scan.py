@@ -22,10 +22,17 @@ grid far larger than memory stays on disk.
 
 from __future__ import annotations
 
+import dataclasses
+import dis
+import enum
 import hashlib
 import json
 import math
 import os
+import sys
+import sysconfig
+import types
+import warnings
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -333,8 +340,10 @@ class _MemoryStore:
         self._record(chunk, bad, max_reported)
 
     def _record(self, chunk: int, bad: np.ndarray, max_reported: int) -> None:
-        room = max_reported - len(self.nonfinite)
-        self.nonfinite.extend(int(i) for i in bad[:max(room, 0)])
+        # The first max_reported in grid order, also when chunks come out of order (a
+        # damaged chunk of a checkpoint folder recomputed after the later ones).
+        merged = self.nonfinite + [int(i) for i in bad[:max_reported]]
+        self.nonfinite = sorted(merged)[:max_reported]
         self.num_nonfinite += int(bad.size)
         self.done.add(chunk)
 
@@ -345,23 +354,37 @@ class _MemoryStore:
 class _DiskStore(_MemoryStore):
     """``loss.npy``, ``axis_gradients.npy``, ``gradient_norm.npy``, ``finite.npy`` written
     chunk by chunk with plain file writes (resident memory stays one chunk), and
-    ``progress.json`` (spec hash, finished chunks, non-finite points) replaced atomically
-    after each chunk: a chunk counts as finished only once its data are on disk.
+    ``progress.json`` (the scan's identity, the finished chunks and a checksum of every
+    finished chunk's rows in every file) replaced atomically after each chunk: a chunk
+    counts as finished only once its data are on disk.
+
+    Opening a folder reads every finished chunk back and checks it (``_verify``): a chunk
+    whose bytes differ from its checksum is recomputed, a missing file or one of the wrong
+    header or size is recreated and every chunk recomputed, each with a warning that names
+    the file; a ``progress.json`` that cannot be read is refused (ValueError naming it):
+    without it the folder's scan cannot be identified.
 
     With several processes (``jax.distributed``) the folder is shared: process 0 alone
-    opens, checks, allocates and writes it, and sends what it found (the finished chunks,
-    or the error) to every process, so that all run the same chunks and raise together.
+    opens, checks, allocates and writes it, and sends what it found (the finished chunks
+    and warnings, or the error) to every process, so that all run the same chunks and
+    raise or warn together.
     """
 
     def __init__(self, folder: Path, n: int, k: int, dtype: Any, fields: tuple[str, ...],
-                 spec_hash: str):
+                 chunk: int, parts: dict[str, str], max_reported: int):
         self.folder = folder
         self.fields = fields
-        self.spec_hash = spec_hash
+        self.n, self.chunk, self.n_chunks = n, chunk, -(-n // chunk)
+        self.parts = parts
+        self.spec_hash = _digest(parts)
+        self.max_reported = max_reported
+        self.checksums: dict[int, list[str]] = {}
         self.shapes = {"loss": (n,), "axis_gradients": (n, k), "gradient_norm": (n,),
                        "finite": (n,)}
         self.dtypes = {"loss": np.dtype(dtype), "axis_gradients": np.dtype(dtype),
                        "gradient_norm": np.dtype(dtype), "finite": np.dtype(bool)}
+        self.rows = {name: math.prod(self.shapes[name][1:]) * self.dtypes[name].itemsize
+                     for name in self.shapes}
         self.offsets: dict[str, int] = {}
         self.writer = jax.process_index() == 0
         state, error = None, None
@@ -377,49 +400,168 @@ class _DiskStore(_MemoryStore):
         if "error" in state:
             kind = ValueError if state["error"] == "ValueError" else RuntimeError
             raise kind(f"{state['message']} (raised by process 0 on the `checkpoint` folder)")
+        for message in state["warnings"]:
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
         self.done = set(state["done"])
         self.nonfinite = list(state["nonfinite"])
         self.num_nonfinite = int(state["num_nonfinite"])
         if jax.process_count() > 1:
-            _check_shared(folder, spec_hash)
+            _check_shared(folder, self.spec_hash)
 
     def _open(self) -> dict[str, Any]:
         """Check or create the folder (process 0); return its progress state."""
         folder = self.folder
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"`checkpoint` must be a folder, got {str(folder)!r}, which is "
+                             "an existing file")
         folder.mkdir(parents=True, exist_ok=True)
         progress = folder / "progress.json"
-        self.done, self.nonfinite, self.num_nonfinite = set(), [], 0
+        self.done, self.checksums, self.nonfinite, self.num_nonfinite = set(), {}, [], 0
         if progress.is_file():
-            state = json.loads(progress.read_text())
-            if state.get("spec") != self.spec_hash:
-                raise ValueError(
-                    f"`checkpoint` folder {str(folder)!r} holds a different scan (another "
-                    "loss, parameters, axes, gradient, method or chunk_size); use a new "
-                    "folder or delete this one"
+            self._read_progress(progress)
+        bad = [f"{name}.npy {why}" for name in self.fields if (why := self._check_file(name))]
+        notes = []
+        if bad or not progress.is_file():
+            if self.done:
+                notes.append(
+                    f"`checkpoint` folder {str(folder)!r}: {'; '.join(bad)}; recreating its "
+                    f"files and recomputing all {len(self.done)} finished chunk(s)"
                 )
-            self.done = set(state["done"])
-            self.nonfinite = list(state["nonfinite"])
-            self.num_nonfinite = int(state["num_nonfinite"])
-        fresh = False
-        for name in self.fields:
-            path = folder / f"{name}.npy"
-            ok = False
-            if progress.is_file() and path.is_file():
-                with open(path, "rb") as fh:
-                    version = np.lib.format.read_magic(fh)
-                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                            else np.lib.format.read_array_header_2_0)
-                    shape, _, dt = read(fh)
-                    ok = shape == self.shapes[name] and dt == self.dtypes[name]
-                    self.offsets[name] = fh.tell()
-            if not ok:
-                self.done, self.nonfinite, self.num_nonfinite = set(), [], 0
-                self._allocate(name, path)
-                fresh = True
-        if fresh or not progress.is_file():
+            self.done, self.checksums = set(), {}
+            for name in self.fields:
+                self._allocate(name, folder / f"{name}.npy")
             self._save_progress()
+        else:
+            notes = self._verify()
         return {"done": sorted(self.done), "nonfinite": self.nonfinite,
-                "num_nonfinite": self.num_nonfinite}
+                "num_nonfinite": self.num_nonfinite, "warnings": notes}
+
+    def _read_progress(self, progress: Path) -> None:
+        """The finished chunks and their checksums from ``progress.json``; raises unless
+        the file is intact and describes this scan."""
+
+        def damaged(why: str) -> ValueError:
+            return ValueError(
+                f"`checkpoint` file {str(progress)!r} is damaged ({why}), so the scan and "
+                "the finished chunks in its folder cannot be identified; delete the folder "
+                "(or only this file, to recompute every chunk there) and run again"
+            )
+
+        try:
+            state = json.loads(progress.read_bytes())
+        except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError
+            raise damaged(f"{type(e).__name__}: {e}") from None
+        if not isinstance(state, dict) or not isinstance(state.get("spec"), str):
+            raise damaged("no scan identity in it")
+        if state.get("version") != 2:
+            raise ValueError(
+                f"`checkpoint` folder {str(self.folder)!r} holds a scan written by an older "
+                "jaxgrad, without checksums; use a new folder or delete this one"
+            )
+        if state["spec"] != self.spec_hash:
+            old = state.get("parts") if isinstance(state.get("parts"), dict) else {}
+            differ = [part for part, value in self.parts.items() if old.get(part) != value]
+            if not differ:
+                raise damaged("its scan identity does not match its parts")
+            what = ", ".join(f"`{part}`" for part in differ)
+            hint = (" (its code, constants, defaults, closure cells, partial arguments, "
+                    "referenced globals, or `fingerprint`)" if "loss_fn" in differ else "")
+            raise ValueError(
+                f"`checkpoint` folder {str(self.folder)!r} holds a different scan: its "
+                f"{what} differ(s){hint}; use a new folder or delete this one"
+            )
+        done, sums = state.get("done"), state.get("checksums")
+        if not (isinstance(done, list) and isinstance(sums, dict)
+                and all(type(c) is int and 0 <= c < self.n_chunks for c in done)
+                and len(set(done)) == len(done) and set(sums) == {str(c) for c in done}
+                and all(isinstance(v, list) and len(v) == len(self.fields)
+                        and all(isinstance(x, str) for x in v) for v in sums.values())):
+            raise damaged("its finished chunks and their checksums do not agree")
+        self.done = set(done)
+        self.checksums = {int(c): v for c, v in sums.items()}
+
+    def _check_file(self, name: str) -> str | None:
+        """Why ``name.npy`` cannot hold this scan's output (None when it can)."""
+        path = self.folder / f"{name}.npy"
+        if not path.is_file():
+            return "is missing"
+        try:
+            with open(path, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                read = {(1, 0): np.lib.format.read_array_header_1_0,
+                        (2, 0): np.lib.format.read_array_header_2_0}[version]
+                shape, fortran_order, dtype = read(fh)
+                self.offsets[name] = fh.tell()
+        except Exception as e:  # a damaged header: ValueError, KeyError, SyntaxError...
+            return f"has a damaged header ({type(e).__name__})"
+        if shape != self.shapes[name] or dtype != self.dtypes[name] or fortran_order:
+            return (f"holds shape {shape} {dtype}, expected {self.shapes[name]} "
+                    f"{self.dtypes[name]}")
+        size = self.offsets[name] + self.n * self.rows[name]
+        if path.stat().st_size != size:
+            return f"has {path.stat().st_size} bytes, expected {size} (truncated or damaged)"
+        return None
+
+    def _region(self, c: int) -> tuple[int, int]:
+        start = c * self.chunk
+        return start, min(self.chunk, self.n - start)
+
+    def _verify(self) -> list[str]:
+        """Read every chunk back (process 0, on opening): a finished chunk whose bytes in
+        any file differ from its checksum is reset and dropped from the finished ones
+        (recomputed, with a warning naming the file); an unfinished chunk's rows are reset
+        to NaN (False) unless they are (an interrupted write, damage). The non-finite
+        points are counted anew from the checked ``finite`` rows."""
+        damaged: dict[str, list[int]] = {}
+        reset = []
+        handles = {name: open(self.folder / f"{name}.npy", "rb") for name in self.fields}
+        try:
+            for c in range(self.n_chunks):
+                start, count = self._region(c)
+                data, intact = {}, True
+                for i, name in enumerate(self.fields):
+                    fh = handles[name]
+                    fh.seek(self.offsets[name] + start * self.rows[name])
+                    data[name] = fh.read(count * self.rows[name])
+                    if c in self.done and _checksum(data[name]) != self.checksums[c][i]:
+                        damaged.setdefault(name, []).append(c)
+                        intact = False
+                if c in self.done and intact:
+                    finite = np.frombuffer(data["finite"], bool)
+                    self._record(c, start + np.flatnonzero(~finite), self.max_reported)
+                    continue
+                blank = all(np.isnan(np.frombuffer(v, self.dtypes[name])).all()
+                            if name != "finite" else not any(v) for name, v in data.items())
+                if c in self.done or not blank:
+                    reset.append(c)
+        finally:
+            for fh in handles.values():
+                fh.close()
+        for c in reset:
+            self.done.discard(c)
+            self.checksums.pop(c, None)
+            for name in self.fields:
+                self._fill(name, c)
+        if damaged:
+            self._save_progress()
+        return [f"`checkpoint` file {str(self.folder / f'{name}.npy')!r}: chunk(s) "
+                f"{chunks} do not match their checksums (damaged on disk); recomputing them"
+                for name, chunks in damaged.items()]
+
+    def _fill(self, name: str, c: int) -> None:
+        """Reset chunk ``c``'s rows of ``name.npy`` to NaN (False)."""
+        start, count = self._region(c)
+        shape = (count, *self.shapes[name][1:])
+        dtype = self.dtypes[name]
+        fill = np.zeros(shape, dtype) if dtype.kind == "b" else np.full(shape, np.nan, dtype)
+        self._write_rows(name, start, fill.tobytes())
+
+    def _write_rows(self, name: str, start: int, data: bytes) -> None:
+        with open(self.folder / f"{name}.npy", "r+b") as fh:
+            fh.seek(self.offsets[name] + start * self.rows[name])
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def _allocate(self, name: str, path: Path) -> None:
         """A new file of NaN (False); replaced atomically, so that a memory map of the old
@@ -444,21 +586,20 @@ class _DiskStore(_MemoryStore):
     def _save_progress(self) -> None:
         if not self.writer:
             return
-        state = {"spec": self.spec_hash, "done": sorted(self.done),
-                 "nonfinite": self.nonfinite, "num_nonfinite": self.num_nonfinite}
+        done = sorted(self.done)
+        state = {"version": 2, "spec": self.spec_hash, "parts": self.parts, "done": done,
+                 "checksums": {str(c): self.checksums[c] for c in done}}
         write_atomic(self.folder / "progress.json", json.dumps(state).encode())
 
     def write(self, chunk: int, start: int, values: dict[str, np.ndarray],
               bad: np.ndarray, max_reported: int) -> None:
         if self.writer:
-            for name, v in values.items():
-                v = np.ascontiguousarray(v, self.dtypes[name])
-                row = math.prod(self.shapes[name][1:]) * self.dtypes[name].itemsize
-                with open(self.folder / f"{name}.npy", "r+b") as fh:
-                    fh.seek(self.offsets[name] + start * row)
-                    fh.write(v.tobytes())
-                    fh.flush()
-                    os.fsync(fh.fileno())
+            sums = []
+            for name in self.fields:
+                data = np.ascontiguousarray(values[name], self.dtypes[name]).tobytes()
+                self._write_rows(name, start, data)
+                sums.append(_checksum(data))
+            self.checksums[chunk] = sums
         self._record(chunk, bad, max_reported)
         self._save_progress()
 
@@ -475,6 +616,11 @@ class _DiskStore(_MemoryStore):
                   for name in self.fields}
         multihost_utils.sync_global_devices("jaxgrad.scan_landscape: opened")
         return arrays
+
+
+def _checksum(data: bytes) -> str:
+    """A chunk's rows in one file: SHA-256, 64 bits of it (damage, not an adversary)."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _from_process_0(state: Any) -> Any:
@@ -528,6 +674,7 @@ def scan_landscape(
     forward_max_tangents: int = 8,
     max_reported: int = 1000,
     block_size: int | None = None,
+    fingerprint: str | bytes | None = None,
 ) -> LandscapeScan:
     """Scan ``loss_fn`` over a grid of named parameters and/or directions.
 
@@ -566,8 +713,19 @@ def scan_landscape(
             multiple of the device count.
         checkpoint: a folder; each finished chunk is written there and a rerun with the
             same scan resumes. The result's arrays are then memory maps of files there.
-            With several processes (``jax.distributed``) the folder must be shared
-            (checked; a ValueError otherwise); process 0 alone writes it.
+            The same scan means the same ``loss_fn`` (its bytecode, constants, defaults,
+            closure cells, ``functools.partial`` arguments and the globals its code names,
+            followed into the functions they hold; arrays by dtype, shape and bytes;
+            library functions and classes by name and version), parameters, axes,
+            ``gradient``, method and chunk size; a folder of another scan is refused
+            (ValueError naming what differs), and so is ``checkpoint`` when the loss holds
+            an object with no deterministic fingerprint (pass ``fingerprint``). Every
+            finished chunk has a checksum per file: on resuming, a damaged chunk is
+            recomputed, and a missing or truncated file recreated (every chunk
+            recomputed), each with a warning; a damaged ``progress.json`` is refused
+            (ValueError naming it: delete the folder). With several processes
+            (``jax.distributed``) the folder must be shared (checked; a ValueError
+            otherwise); process 0 alone writes it.
         max_chunks: compute at most this many new chunks in this call (the result is then
             partial, ``complete=False``; call again to continue).
         progress: show a tqdm progress bar (on process 0).
@@ -580,14 +738,26 @@ def scan_landscape(
             scanned 1.4-1.7x faster; the whole share at once on GPUs and TPUs). Results
             do not depend on it, except in the last bit of reverse-mode axis gradients
             (see above).
+        fingerprint: with ``checkpoint``, a str or bytes that identifies ``loss_fn``
+            instead of its automatic fingerprint (the parameters, axes and settings still
+            count): needed when the loss holds an object that cannot be fingerprinted (a
+            model object, a file handle); change it whenever the loss changes.
 
     Returns:
         A ``LandscapeScan``.
 
     Raises:
         ValueError: an unknown parameter name, an empty or reversed interval, a grid with
-            zero points, a non-scalar loss, a checkpoint folder of another scan or one
-            that not every process sees.
+            zero points, a non-scalar loss, a checkpoint folder of another scan, one that
+            not every process sees, a damaged ``progress.json``, a ``checkpoint`` that is
+            an existing file, or a ``loss_fn`` that cannot be identified without
+            ``fingerprint``.
+        TypeError: a ``loss_fn`` that is not callable, a ``checkpoint`` that is not a
+            path, a ``fingerprint`` that is not a str or bytes.
+
+    Warns:
+        RuntimeWarning: chunks of a checkpoint folder were damaged or its files missing or
+            truncated, and are recomputed.
 
     Example:
         >>> loss = lambda p: (p["a"] - 1.0) ** 2 + 3.0 * p["b"] ** 2
@@ -617,6 +787,15 @@ def scan_landscape(
         max_chunks = check_positive_int("max_chunks", max_chunks, minimum=0)
     if not isinstance(axes, Mapping) or not axes:
         raise ValueError(f"`axes` must be a non-empty mapping {{name: values}}, got {axes!r}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"`checkpoint` must be a folder path (str or os.PathLike), got "
+                        f"{type(checkpoint).__name__}")
+    if fingerprint is not None:
+        if not isinstance(fingerprint, (str, bytes)):
+            raise TypeError(f"`fingerprint` must be a str or bytes, got "
+                            f"{type(fingerprint).__name__}")
+        if not fingerprint:
+            raise ValueError("`fingerprint` must be a non-empty str or bytes, got an empty one")
 
     base, layout = _flatten("params", params)
     check_finite("params", params)
@@ -697,9 +876,10 @@ def scan_landscape(
     if checkpoint is None:
         store: _MemoryStore = _MemoryStore(n, k, dtype, _fields(gradient))
     else:
-        spec_hash = _spec_hash(loss_fn, base, D, coords, gradient, chosen, chunk, names,
-                               list(axes))
-        store = _DiskStore(Path(checkpoint), n, k, dtype, _fields(gradient), spec_hash)
+        parts = _spec_parts(loss_fn, fingerprint, base, layout, D, coords, gradient, chosen,
+                            chunk, names, list(axes))
+        store = _DiskStore(Path(checkpoint), n, k, dtype, _fields(gradient), chunk, parts,
+                           max_reported)
 
     todo = [c for c in range(n_chunks) if c not in store.done]
     if max_chunks is not None:
@@ -761,16 +941,236 @@ def scan_landscape(
     )
 
 
-def _spec_hash(loss_fn, base, D, coords, gradient, method, chunk, names, axis_names) -> str:
-    """What a checkpoint folder must agree on before a scan resumes from it."""
+# ---------------------------------------------------------------------------------------
+# The identity of a scan: what a checkpoint folder must agree on before a scan resumes
+
+
+class _Unidentifiable(Exception):
+    """An object reached from ``loss_fn`` that has no deterministic fingerprint."""
+
+
+_MAX_DEPTH = 64
+_SCALARS = (type(None), type(Ellipsis), bool, int, float, complex, str, bytes)
+
+
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple(os.path.realpath(paths[k]) + os.sep
+                 for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths)
+
+
+def _is_library(module_name: Any) -> bool:
+    """True for code of jaxgrad, the standard library and installed packages: identified by
+    name and version, not by content (their code does not change between two runs)."""
+    if not isinstance(module_name, str) or module_name.startswith("__"):
+        return False  # "__main__": a script's or a notebook's code
+    top = module_name.partition(".")[0]
+    if top == "jaxgrad" or top in sys.builtin_module_names:
+        return True
+    module = sys.modules.get(module_name) or sys.modules.get(top)
+    file = getattr(module, "__file__", None)
+    return file is not None and os.path.realpath(file).startswith(_library_roots())
+
+
+def _by_name(obj: Any) -> tuple[str, str] | None:
+    """``(module, qualname)`` when that name in a library module leads back to ``obj``."""
+    module_name = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if not (isinstance(qualname, str) and _is_library(module_name)):
+        return None
+    found = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return (module_name, qualname) if found is obj else None
+
+
+class _Fingerprint:
+    """A SHA-256 of everything a callable's results depend on, the same in every Python
+    process that builds the same objects: code (bytecode, constants, names), defaults,
+    closure cells, partial arguments and the globals the code names, followed
+    recursively; arrays by dtype, shape and bytes. Library code counts by name and
+    version, classes by name. Anything else raises ``_Unidentifiable`` with the path that
+    led to it."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.seen: dict[int, int] = {}  # id -> order of first visit (cycles, sharing)
+        self.alive: list[Any] = []  # keeps visited objects (and so their ids) alive
+
+    def put(self, *tokens: Any) -> None:
+        for token in tokens:
+            data = token if isinstance(token, bytes) else str(token).encode()
+            self.hash.update(len(data).to_bytes(8, "little") + data)
+
+    def library(self, module_name: str, qualname: str) -> None:
+        top = sys.modules.get(module_name.partition(".")[0])
+        self.put("library", module_name, qualname, str(getattr(top, "__version__", "")))
+
+    def add(self, obj: Any, path: str, depth: int = 0) -> None:
+        if type(obj) in _SCALARS:
+            self.put(type(obj).__name__, obj if isinstance(obj, bytes) else repr(obj))
+            return
+        if depth > _MAX_DEPTH:
+            raise _Unidentifiable(f"{path} is nested more than {_MAX_DEPTH} levels deep")
+        if id(obj) in self.seen:
+            self.put("seen", self.seen[id(obj)])
+            return
+        self.seen[id(obj)] = len(self.seen)
+        self.alive.append(obj)
+        self._add(obj, path, depth + 1)
+
+    def _add(self, obj: Any, path: str, depth: int) -> None:
+        add, put = self.add, self.put
+        if isinstance(obj, enum.Enum):
+            put("enum", _type_name(type(obj)), obj.name)
+        elif isinstance(obj, (np.ndarray, np.generic, jax.Array)):
+            self._array(obj, path)
+        elif isinstance(obj, (tuple, list)):
+            put(_type_name(type(obj)), len(obj))
+            for i, item in enumerate(obj):
+                add(item, f"{path}[{i}]", depth)
+        elif isinstance(obj, dict):
+            put(_type_name(type(obj)), len(obj))
+            items = []
+            for key, value in obj.items():
+                sub = _Fingerprint()
+                sub.add(key, f"{path} key {key!r:.40}", depth)
+                items.append((sub.hash.digest(), key, value))
+            for digest, key, value in sorted(items, key=lambda t: t[0]):
+                put(digest)
+                add(value, f"{path}[{key!r:.40}]", depth)
+        elif isinstance(obj, (set, frozenset)):
+            digests = []
+            for item in obj:
+                sub = _Fingerprint()
+                sub.add(item, f"{path} element", depth)
+                digests.append(sub.hash.digest())
+            put(_type_name(type(obj)), *sorted(digests))
+        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            put("dataclass")
+            add(type(obj), f"{path} type", depth)
+            for field in dataclasses.fields(obj):
+                put(field.name)
+                add(getattr(obj, field.name), f"{path}.{field.name}", depth)
+        elif isinstance(obj, types.FunctionType):
+            self._function(obj, path, depth)
+        elif isinstance(obj, partial):
+            put("partial", _type_name(type(obj)), len(obj.args))
+            add(obj.func, f"{path}.func", depth)
+            add(obj.args, f"{path}.args", depth)
+            add(obj.keywords, f"{path}.keywords", depth)
+        elif isinstance(obj, types.MethodType):
+            put("method")
+            add(obj.__func__, f"{path}.__func__", depth)
+            add(obj.__self__, f"{path}.__self__", depth)
+        elif isinstance(obj, types.ModuleType):
+            put("module", obj.__name__, str(getattr(obj, "__version__", "")))
+        elif isinstance(obj, types.CodeType):
+            self._code(obj, path, depth)
+        elif isinstance(obj, type):  # a class counts by its name
+            put("class", obj.__module__, obj.__qualname__)
+        elif isinstance(obj, (np.dtype, slice, range)):
+            put(_type_name(type(obj)), repr(obj))
+        elif (name := _by_name(obj)) is not None:  # a library's function, ufunc, object
+            self.library(*name)
+        elif hasattr(obj, "__wrapped__"):  # functools.wraps, jax.jit, custom_jvp, ...
+            put("wrapper", _type_name(type(obj)))
+            add(obj.__wrapped__, f"{path}.__wrapped__", depth)
+        else:
+            raise _Unidentifiable(f"{path} is a {_type_name(type(obj))}")
+
+    def _array(self, obj: Any, path: str) -> None:
+        if isinstance(obj, jax.core.Tracer):
+            raise _Unidentifiable(f"{path} is a traced value")
+        if isinstance(obj, jax.Array):
+            if not obj.is_fully_addressable:
+                raise _Unidentifiable(f"{path} is an array spread over several processes")
+            if jnp.issubdtype(obj.dtype, jax.dtypes.prng_key):
+                self.put("key", str(obj.dtype))
+                obj = jax.random.key_data(obj)
+        arr = np.ascontiguousarray(obj)
+        if arr.dtype.hasobject:
+            raise _Unidentifiable(f"{path} is an array of Python objects")
+        self.put("array", arr.dtype.str, arr.shape)
+        self.hash.update(arr.reshape(-1).view(np.uint8))
+
+    def _function(self, fn: types.FunctionType, path: str, depth: int) -> None:
+        put, add = self.put, self.add
+        if _is_library(fn.__module__):
+            self.library(fn.__module__, fn.__qualname__)
+        else:
+            put("function", fn.__module__, fn.__qualname__)
+            self._code(fn.__code__, f"{path}.__code__", depth)
+            add(fn.__defaults__, f"{path}.__defaults__", depth)
+            add(fn.__kwdefaults__, f"{path}.__kwdefaults__", depth)
+            # The globals its code (or a nested function's, lambda's, comprehension's) names.
+            names, stack = [], [fn.__code__]
+            while stack:
+                code = stack.pop()
+                names.extend(ins.argval for ins in dis.get_instructions(code)
+                             if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"))
+                stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+            for name in dict.fromkeys(names):
+                if name in fn.__globals__:
+                    put("global", name)
+                    add(fn.__globals__[name], f"{path} global {name!r}", depth)
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # a cell not yet filled
+                put("empty cell", name)
+                continue
+            put("cell", name)
+            add(value, f"{path} closure cell {name!r}", depth)
+
+    def _code(self, code: types.CodeType, path: str, depth: int) -> None:
+        self.put("code", code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
+                 code.co_flags, code.co_code, code.co_names, code.co_varnames,
+                 code.co_freevars, code.co_cellvars, len(code.co_consts))
+        for i, const in enumerate(code.co_consts):
+            self.add(const, f"{path} constant {i}", depth)
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _digest(*parts: Any) -> str:
     h = hashlib.sha256()
-    code = getattr(loss_fn, "__code__", None)
-    ident = f"{getattr(loss_fn, '__module__', '')}.{getattr(loss_fn, '__qualname__', '')}"
-    h.update(ident.encode())
-    if code is not None:
-        h.update(code.co_code)
-    for arr in (base, D, *coords):
-        h.update(str(arr.dtype).encode() + str(arr.shape).encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
-    h.update(json.dumps([gradient, method, chunk, names, axis_names]).encode())
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(f"{part.dtype.str}{part.shape}".encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True).encode())
     return h.hexdigest()[:32]
+
+
+def _spec_parts(loss_fn, fingerprint, base, layout, D, coords, gradient, method, chunk,
+                names, axis_names) -> dict[str, str]:
+    """What a checkpoint folder must agree on before a scan resumes from it, by part."""
+    if fingerprint is not None:
+        data = fingerprint.encode() if isinstance(fingerprint, str) else bytes(fingerprint)
+        loss = "fingerprint " + hashlib.sha256(data).hexdigest()[:32]
+    else:
+        fp = _Fingerprint()
+        try:
+            fp.add(loss_fn, "`loss_fn`")
+        except _Unidentifiable as e:
+            raise ValueError(
+                f"`checkpoint` needs the identity of `loss_fn`, which cannot be established: "
+                f"{e}, which has no deterministic fingerprint (arrays, numbers, strings, "
+                "containers, dataclasses and functions of these have one). Pass "
+                "`fingerprint=` (a str or bytes that changes whenever the loss does) to "
+                "identify the loss yourself"
+            ) from None
+        loss = fp.hash.hexdigest()[:32]
+    return {
+        "loss_fn": loss,
+        "params": _digest(base, [str(d) for d in layout.dtypes],
+                          [list(s) for s in layout.shapes], names),
+        "axes": _digest(axis_names, D, *coords),
+        "gradient": gradient,
+        "method": method,
+        "chunk_size": str(chunk),
+    }

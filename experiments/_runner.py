@@ -517,6 +517,9 @@ def write_report(out: str | Path, names: Sequence[str] | None = None) -> Path:
             "</body></html>")
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
+        for stale in [*out.glob(".report.md.*"), *out.glob(".report.html.*")]:
+            if stale.is_file():  # a killed writer's temporary file (writers hold the lock)
+                stale.unlink(missing_ok=True)
         write_atomic(out / "report.md", "\n".join(md).encode() + b"\n")
         write_atomic(out / "report.html", page.encode())
     return out / "report.md"

@@ -70,6 +70,9 @@ def test_stale_staging_folders_of_a_killed_run_are_removed(tmp_path, fake):
     assert other.exists(), "another experiment's folders are left to its own run"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".fig.4242.abcd1234", "fake"]
     assert _runner.is_complete(tmp_path, "fake")
+    (tmp_path / ".report.md.x1y2z3").write_bytes(b"half a report")
+    _runner.write_report(tmp_path)
+    assert not (tmp_path / ".report.md.x1y2z3").exists()
 
 
 def test_concurrent_runs_into_one_folder_take_turns(tmp_path, fake, monkeypatch):

@@ -109,6 +109,8 @@ class Identity:
         self._active.add(key)
         try:
             out = self._identify(obj, where)
+        except RecursionError:  # an object graph too deep to walk
+            out = self._unknown(obj, where)
         finally:
             self._active.discard(key)
         self._memo[key] = out

@@ -446,13 +446,8 @@ def load_checkpoint(
         stored_run, run = stored.get("run") or {}, fingerprint.get("run") or {}
         differ += [f"run.{k}" for k in sorted(set(stored_run) | set(run))
                    if stored_run.get(k) != run.get(k)]
-        detail = "; ".join(
-            f"`{k[4:]}` differs (code, constants, closure values, bound arguments or "
-            "hyper-parameters)" if k.startswith("run.") else
-            f"{k}: checkpoint has {_short(stored.get(k))}, "
-            f"this run has {_short(fingerprint.get(k))}"
-            for k in differ
-        ) or "its fingerprint hash differs"
+        detail = "; ".join(_difference(k, stored, fingerprint) for k in differ)
+        detail = detail or "its fingerprint hash differs"
         raise ValueError(
             f"checkpoint {path} was written for another configuration ({detail}); "
             "use another `checkpoint_dir` or delete it"
@@ -496,6 +491,19 @@ def load_checkpoint(
                 f"leading axis of the {done} steps done"
             )
     return state, metrics
+
+
+def _difference(key: str, stored: dict, fingerprint: dict) -> str:
+    if not key.startswith("run."):
+        return (f"{key}: checkpoint has {_short(stored.get(key))}, "
+                f"this run has {_short(fingerprint.get(key))}")
+    name = key[4:]
+    if name not in (stored.get("run") or {}):
+        return f"the checkpoint does not record `{name}` (written by an older jaxgrad?)"
+    if name not in (fingerprint.get("run") or {}):
+        return (f"the checkpoint records `{name}`, this fingerprint does not (pass it in "
+                "`components=` of checkpoint_fingerprint)")
+    return f"`{name}` differs (code, constants, closure values, bound arguments or settings)"
 
 
 def _short(value: Any, limit: int = 160) -> str:

@@ -467,8 +467,9 @@ def test_unidentifiable_run_resumes_only_with_config(tmp_path):
 @pytest.mark.parametrize(
     "damage",
     [lambda b: b[: len(b) // 2], lambda b: b[:30], lambda b: b"", lambda b: b"not a checkpoint",
-     lambda b: b[:-40], lambda b: b[:200] + bytes(len(b) - 200)],
-    ids=["half", "header", "empty", "text", "tail", "zeroed"],
+     lambda b: b[:-40], lambda b: b[:200] + bytes(len(b) - 200),
+     lambda b: b[: len(b) // 2] + bytes([b[len(b) // 2] ^ 0xFF]) + b[len(b) // 2 + 1:]],
+    ids=["half", "header", "empty", "text", "tail", "zeroed", "flipped-byte"],
 )
 def test_damaged_checkpoint_is_a_value_error_naming_the_file(tmp_path, damage):
     _lsq_run(tmp_path, num_steps=2)

@@ -316,10 +316,6 @@ def combine_monitors(*monitors: Monitor) -> Monitor:
 
 # --------------------------------------------------------------------------- checkpoints
 
-#: What defines a run besides its parameters: ``train``'s arguments a checkpoint must agree on.
-RUN_COMPONENTS = ("loss_fn", "optimizer", "batches", "regularizer", "regularizer_weight",
-                  "monitor")
-
 
 def _leaf_signature(tree: Any) -> list[list]:
     return [[list(np.shape(a)), str(np.asarray(a).dtype if not hasattr(a, "dtype") else a.dtype)]

@@ -1,12 +1,84 @@
-"""Command line: ``python -m experiments {list,run,reproduce}``."""
+"""Command line: ``python -m experiments {list,run,reproduce}``.
+
+``--help`` (and each command's ``--help``) lists the commands, their options and the
+experiments; the experiments' names, descriptions and configuration keys are read from
+their source files, so the help does not import them (and jax).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
+import textwrap
+from pathlib import Path
 
 from ._runner import discover, get_experiment, make_config, reproduce, run_experiment
+
+DESCRIPTION = """\
+Run the jaxgrad experiments (each reproduces a paper's figure or number and checks it).
+
+commands:
+  list                          list the experiments
+  run NAME [--out DIR] [--quick] [--set KEY=VALUE ...]
+                                run one experiment into DIR/NAME (default DIR: results)
+  reproduce [--out DIR] [--quick] [--force]
+                                run every experiment not yet finished in DIR and write
+                                DIR/report.md and DIR/report.html
+
+Run `python -m experiments COMMAND --help` for a command's options."""
+
+RUN_DESCRIPTION = """\
+Run one experiment and write DIR/NAME/summary.json (parameters, key numbers, checks),
+DIR/NAME/data.npz and one PNG per figure.
+
+A --set value is read as JSON (numbers, true/false, lists, "strings"; a bare word is a
+string) and must have the type of the experiment's default value; counts (num_*, *_steps,
+*_size, length, depth, width, ...) must be >= 1. A value the experiment refuses is
+reported with its key."""
+
+REPRODUCE_DESCRIPTION = """\
+Run every experiment (skipping those already finished in DIR with the same configuration
+and intact files, unless --force) and write DIR/report.md and DIR/report.html."""
+
+
+def _catalogue() -> list[tuple[str, str, list[str]]]:
+    """``(NAME, DESCRIPTION, config keys)`` of each experiment, read from its source."""
+    found = []
+    for path in sorted(Path(__file__).parent.glob("[!_]*.py")):
+        try:
+            tree = ast.parse(path.read_text())
+        except (OSError, SyntaxError):
+            continue
+        values = {}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and target.id in (
+                    "NAME", "DESCRIPTION", "DEFAULT_CONFIG"
+                ):
+                    try:
+                        values[target.id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        pass
+        if isinstance(values.get("NAME"), str):
+            config = values.get("DEFAULT_CONFIG")
+            keys = sorted(config) if isinstance(config, dict) else []
+            found.append((values["NAME"], str(values.get("DESCRIPTION", "")), keys))
+    return found
+
+
+def _experiments_epilog(with_keys: bool) -> str:
+    lines = ["experiments:"]
+    for name, description, keys in _catalogue():
+        lines.append(f"  {name}")
+        lines += textwrap.wrap(description, 88, initial_indent="      ",
+                               subsequent_indent="      ")
+        if with_keys and keys:
+            lines += textwrap.wrap("--set keys: " + ", ".join(keys), 88,
+                                   initial_indent="      ", subsequent_indent="        ")
+    return "\n".join(lines)
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -26,21 +98,35 @@ def parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the experiments")
-    p_run = sub.add_parser("run", help="run one experiment")
-    p_run.add_argument("name")
-    p_run.add_argument("--out", default="results", help="results folder (default: results)")
+def _parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=DESCRIPTION,
+                                     epilog=_experiments_epilog(False), formatter_class=raw)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("list", help="list the experiments", formatter_class=raw,
+                   description="List the experiments with their descriptions.",
+                   epilog=_experiments_epilog(False))
+    p_run = sub.add_parser("run", help="run one experiment", formatter_class=raw,
+                           description=RUN_DESCRIPTION, epilog=_experiments_epilog(True))
+    p_run.add_argument("name", metavar="NAME", help="the experiment (see the list below)")
+    p_run.add_argument("--out", default="results", metavar="DIR",
+                       help="results folder (default: results)")
     p_run.add_argument("--quick", action="store_true", help="small, fast configuration")
     p_run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override one configuration value (JSON), e.g. --set length=100; "
                        "repeatable")
-    p_rep = sub.add_parser("reproduce", help="run every experiment and write the report")
-    p_rep.add_argument("--out", default="results", help="results folder (default: results)")
+    p_rep = sub.add_parser("reproduce", help="run every experiment and write the report",
+                           formatter_class=raw, description=REPRODUCE_DESCRIPTION,
+                           epilog=_experiments_epilog(False))
+    p_rep.add_argument("--out", default="results", metavar="DIR",
+                       help="results folder (default: results)")
     p_rep.add_argument("--quick", action="store_true", help="small, fast configuration")
     p_rep.add_argument("--force", action="store_true", help="recompute finished experiments")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
 
     if args.command == "list":
@@ -51,9 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             overrides = parse_overrides(args.set)
             config = make_config(get_experiment(args.name), quick=args.quick, **overrides)
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             parser.error(str(err))
-        summary = run_experiment(args.name, args.out, quick=args.quick, config=config)
+        try:
+            summary = run_experiment(args.name, args.out, quick=args.quick, config=config)
+        except (ValueError, TypeError) as err:
+            if not overrides:
+                raise
+            given = ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+            parser.error(f"{args.name} refused the configuration set by --set {given}: "
+                         f"{type(err).__name__}: {err}")
         failed = [c["name"] for c in summary["checks"] if not c["passed"]]
         print(f"{args.name}: {len(summary['checks']) - len(failed)}/{len(summary['checks'])} "
               f"checks passed; results in {args.out}/{args.name}")

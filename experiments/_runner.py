@@ -10,13 +10,20 @@ An experiment is a module ``experiments/<snake_name>.py`` that defines
 
 and is found automatically (modules starting with ``_`` are not experiments). The runner
 writes ``DIR/NAME/summary.json`` (parameters, key numbers, checks), ``DIR/NAME/data.npz``
-and one PNG per figure. Every experiment is first written to a temporary folder and then
-renamed into place, so a folder ``DIR/NAME`` with a ``summary.json`` is always complete;
-``reproduce`` skips those (same configuration) unless ``force=True``.
+and one PNG per figure. Every experiment is first written to a staging folder
+``DIR/.NAME.PID.XXXX`` and then renamed into place, so a folder ``DIR/NAME`` with a
+``summary.json`` is always complete. Writing and renaming hold an exclusive lock on
+``DIR`` (``fcntl.flock``), so two runs into one folder take turns instead of colliding,
+and the writer removes the staging folders a killed run left behind. The summary records
+the SHA-256 of ``data.npz`` and of every figure; ``reproduce`` skips an experiment only
+when its summary has the same configuration and every file still has its checksum
+(a damaged or deleted file makes it run again), unless ``force=True``. Results get the
+permissions the umask allows (``0o666 & ~umask`` files, ``0o777 & ~umask`` folders).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -24,18 +31,26 @@ import html
 import importlib
 import json
 import math
+import os
 import pkgutil
+import re
 import shutil
 import tempfile
 import time
 import types
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jaxgrad._io import write_atomic
+from jaxgrad.io import default_dir_mode, write_atomic
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locking (one run per folder at a time)
+    fcntl = None
 
 PACKAGE = "experiments"
 
@@ -126,8 +141,98 @@ def get_experiment(name: str) -> types.ModuleType:
     return experiments[name]
 
 
+#: Integer keys that count something (points, steps, units, ...): they must be >= 1.
+COUNT_KEY = re.compile(
+    r"^num_|(^|_)(steps|size|points|seeds|units|sequences|networks|nodes|batch|width|depth"
+    r"|length|exponents|sequence)$"
+)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean (true/false)"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def check_override(key: str, value: Any, default: Any) -> Any:
+    """``value`` for config ``key`` checked against the type of its ``default``.
+
+    A boolean, integer, number, string, list or dict default takes only a value of its
+    kind (an integer is accepted for a number and converted; numbers must be finite); an
+    integer count (``num_*``, ``*_steps``, ``*_size``, ``*_points``, ``length``,
+    ``depth``, ``width``, ... see ``COUNT_KEY``) must be >= 1, another integer with a
+    non-negative default (not a seed) >= 0; a list's items must have the kind of the
+    default's items where those share one; a ``None`` default takes ``None`` or a string.
+
+    Raises:
+        TypeError, ValueError: naming ``key``, what was expected and what came.
+    """
+    got = f"got {json.dumps(value, default=str)} ({_kind(value)})"
+    like = f"like the default {json.dumps(default)}"
+    if default is None:
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"`{key}` must be a string or null, {got}")
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"`{key}` must be true or false ({like}), {got}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"`{key}` must be an integer ({like}), {got}")
+        if COUNT_KEY.search(key) and value < 1:
+            raise ValueError(f"`{key}` counts something and must be >= 1 ({like}), {got}")
+        if default >= 0 and "seed" not in key and value < 0:
+            raise ValueError(f"`{key}` must be >= 0 ({like}), {got}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"`{key}` must be a number ({like}), {got}")
+        if not math.isfinite(value):
+            raise ValueError(f"`{key}` must be a finite number ({like}), {got}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise TypeError(f"`{key}` must be a string ({like}), {got}")
+        return value
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise TypeError(f"`{key}` must be a JSON object ({like}), {got}")
+        return value
+    if isinstance(default, (list, tuple)):
+        if not isinstance(value, list):
+            raise TypeError(f"`{key}` must be a list ({like}), {got}")
+        kinds = {"a number" if _kind(v) == "an integer" else _kind(v) for v in default}
+        if len(kinds) == 1 and default:
+            (kind,) = kinds
+            for i, item in enumerate(value):
+                item_kind = "a number" if _kind(item) == "an integer" else _kind(item)
+                if item_kind != kind:
+                    raise TypeError(f"`{key}[{i}]` must be {kind} ({like}), got "
+                                    f"{json.dumps(item, default=str)} ({_kind(item)})")
+                if kind == "a number" and not math.isfinite(item):
+                    raise ValueError(f"`{key}[{i}]` must be a finite number, got {item}")
+        return value
+    return value
+
+
 def make_config(module: types.ModuleType, *, quick: bool = False, **overrides: Any) -> dict:
-    """``DEFAULT_CONFIG`` with ``QUICK_CONFIG`` (if ``quick``) and ``overrides`` on top."""
+    """``DEFAULT_CONFIG`` with ``QUICK_CONFIG`` (if ``quick``) and ``overrides`` on top.
+
+    Each override is checked against its default with ``check_override`` (type, counts
+    >= 1, finite numbers); an unknown key, or a value of the wrong kind, is refused with
+    an error naming the key.
+    """
     config = dict(module.DEFAULT_CONFIG)
     if quick:
         config.update(getattr(module, "QUICK_CONFIG", {}))
@@ -135,7 +240,9 @@ def make_config(module: types.ModuleType, *, quick: bool = False, **overrides: A
     if unknown:
         raise ValueError(f"unknown config key(s) {sorted(unknown)} for {module.NAME}; "
                          f"known: {sorted(config)}")
-    config.update(overrides)
+    for key, value in overrides.items():
+        default = module.DEFAULT_CONFIG.get(key, config[key])
+        config[key] = check_override(key, value, default)
     return config
 
 
@@ -143,22 +250,89 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(_jsonable(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def is_complete(out: Path, name: str, config: dict | None = None) -> bool:
-    """True when ``out/name/summary.json`` exists (and was made with ``config``)."""
-    path = Path(out) / name / "summary.json"
-    if not path.is_file():
-        return False
-    if config is None:
-        return True
+    """True when ``out/name`` holds a finished result (made with ``config``, if given).
+
+    Finished means: ``summary.json`` reads as a summary, and ``data.npz`` and every
+    figure it lists exist with the SHA-256 the summary recorded when they were written.
+    A damaged, truncated or deleted file (or a summary without checksums, from an older
+    runner) is not finished, so ``reproduce`` runs the experiment again.
+    """
+    folder = Path(out) / name
     try:
-        return json.loads(path.read_text()).get("config_hash") == config_hash(config)
-    except (OSError, json.JSONDecodeError):
+        summary = json.loads((folder / "summary.json").read_text())
+        if not isinstance(summary, dict):
+            return False
+        if config is not None and summary.get("config_hash") != config_hash(config):
+            return False
+        files = summary.get("file_sha256")
+        figures = summary.get("figures")
+        if not isinstance(files, dict) or not isinstance(figures, list):
+            return False
+        if not {"data.npz", *figures} <= set(files):
+            return False
+        for file, digest in files.items():
+            if not isinstance(file, str) or Path(file).name != file or file in ("", ".", ".."):
+                return False
+            if _sha256(folder / file) != digest:
+                return False
+    except (OSError, ValueError, TypeError):
         return False
+    return True
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the folder ``out`` (released if the process dies)."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _remove_stale(out: Path, name: str) -> list[Path]:
+    """Remove the staging folders of ``name`` a killed run left; call holding the lock.
+
+    Every writer holds the lock from creating its staging folder to renaming it into
+    place, so while we hold it, any ``.NAME.*`` folder belongs to a run that is gone.
+    """
+    pattern = re.compile(rf"\.{re.escape(name)}\.(old\.)?(\d+\.)?[A-Za-z0-9_]+")
+    removed = []
+    for entry in out.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _staging_dir(out: Path, prefix: str) -> Path:
+    """A fresh folder ``out/PREFIX.PID.XXXX`` with the mode the umask allows."""
+    path = Path(tempfile.mkdtemp(dir=out, prefix=f"{prefix}.{os.getpid()}."))
+    os.chmod(path, default_dir_mode())  # mkdtemp makes it 0o700
+    return path
 
 
 def run_experiment(name: str, out: str | Path, *, quick: bool = False,
                    config: dict | None = None) -> dict[str, Any]:
-    """Run one experiment and write its folder atomically; return the summary dict."""
+    """Run one experiment and write its folder atomically; return the summary dict.
+
+    ``run(config)`` runs without the lock; writing the staging folder and renaming it to
+    ``out/name`` hold the lock on ``out``, and first remove the staging folders a killed
+    run of ``name`` left behind.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,7 +347,14 @@ def run_experiment(name: str, out: str | Path, *, quick: bool = False,
     seconds = time.perf_counter() - start
     if not isinstance(result, Result):
         raise TypeError(f"{name}.run must return a Result, got {type(result).__name__}")
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}."))
+    with _locked(out):
+        _remove_stale(out, name)
+        return _write_result(out, name, module, config, quick, seconds, result, plt)
+
+
+def _write_result(out, name, module, config, quick, seconds, result, plt) -> dict[str, Any]:
+    """Write ``result`` to a staging folder and rename it to ``out/name``; hold the lock."""
+    staging = _staging_dir(out, f".{name}")
     try:
         figures = []
         for stem, fig in result.figures.items():
@@ -182,6 +363,7 @@ def run_experiment(name: str, out: str | Path, *, quick: bool = False,
             figures.append(f"{stem}.png")
         arrays = {k: np.asarray(v) for k, v in result.arrays.items()}
         np.savez_compressed(staging / "data.npz", **arrays)
+        files = {f: _sha256(staging / f) for f in ["data.npz", *figures]}
         summary = {
             "name": name,
             "description": module.DESCRIPTION,
@@ -193,16 +375,22 @@ def run_experiment(name: str, out: str | Path, *, quick: bool = False,
             "figures": figures,
             **_jsonable(result.summary),
             "checks": [c.as_dict() for c in result.checks],
+            "file_sha256": files,
         }
         write_atomic(staging / "summary.json", json.dumps(summary, indent=2).encode())
-        final = out / name
+        final, trash = out / name, None
         if final.exists():
-            trash = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}.old."))
+            trash = _staging_dir(out, f".{name}.old")
             final.rename(trash / name)
+        try:
             staging.rename(final)
+        except BaseException:
+            if trash is not None:  # put the previous result back
+                (trash / name).rename(final)
+                shutil.rmtree(trash, ignore_errors=True)
+            raise
+        if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
-        else:
-            staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -237,48 +425,101 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _md(x: Any) -> str:
+    """Text for a markdown table cell or line: no raw HTML, no ``|`` or line breaks."""
+    text = html.escape(_fmt(x), quote=False)
+    return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").split())
+
+
+def _md_code(text: str) -> str:
+    """``text`` as an inline code span whose fence is longer than any backtick run in it."""
+    text = " ".join(text.split())
+    fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
+
+
+def _h(x: Any) -> str:
+    return html.escape(_fmt(x))
+
+
+def _url(*parts: Any) -> str:
+    return "/".join(urllib.parse.quote(str(p), safe="") for p in parts)
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 def write_report(out: str | Path, names: Sequence[str] | None = None) -> Path:
-    """``out/report.md`` and ``out/report.html``: every figure and one table of all checks."""
+    """``out/report.md`` and ``out/report.html``: every figure and one table of all checks.
+
+    Every value read from a ``summary.json`` is escaped (HTML in the page; HTML, ``|``
+    and line breaks in the markdown), so a summary cannot inject markup or break a row.
+    A check counts as passed only when its ``passed`` is ``true``.
+    """
     out = Path(out)
     if names is None:
         names = [p.parent.name for p in sorted(out.glob("*/summary.json"))]
-    summaries = []
+    summaries, unreadable = [], []
     for name in names:
         path = out / name / "summary.json"
         if path.is_file():
-            summaries.append(json.loads(path.read_text()))
-    rows = [(s["name"], c) for s in summaries for c in s["checks"]]
-    n_pass = sum(c["passed"] for _, c in rows)
-    md = ["# jaxgrad: reproduced results", "",
-          f"{len(summaries)} experiments, {n_pass}/{len(rows)} checks passed.", "",
-          "## All checks", "",
-          "| experiment | check | measured | reference | tolerance | passed |",
-          "|---|---|---|---|---|---|"]
-    md += [f"| {e} | {c['name']} | {_fmt(c['value'])} | {_fmt(c['reference'])} | "
-           f"{_fmt(c['tolerance'])} | {'yes' if c['passed'] else '**NO**'} |" for e, c in rows]
+            summary = _read_summary(path)
+            if summary is None:
+                unreadable.append(name)
+            else:
+                summaries.append((name, summary))
+    rows = []
+    for name, s in summaries:
+        checks = s.get("checks")
+        for c in checks if isinstance(checks, list) else []:
+            c = c if isinstance(c, dict) else {}
+            rows.append((s.get("name", name), c, c.get("passed") is True))
+    n_pass = sum(ok for _, _, ok in rows)
+    headline = f"{len(summaries)} experiments, {n_pass}/{len(rows)} checks passed."
+    md = ["# jaxgrad: reproduced results", "", headline, ""]
+    md += [f"**{_md(n)}: summary.json is unreadable.**" for n in unreadable]
+    md += ["## All checks", "",
+           "| experiment | check | measured | reference | tolerance | passed |",
+           "|---|---|---|---|---|---|"]
+    md += [f"| {_md(e)} | {_md(c.get('name'))} | {_md(c.get('value'))} | "
+           f"{_md(c.get('reference'))} | {_md(c.get('tolerance'))} | "
+           f"{'yes' if ok else '**NO**'} |" for e, c, ok in rows]
     body = []
-    for s in summaries:
-        md += ["", f"## {s['name']}", "", s["description"], "",
-               f"Parameters: `{json.dumps(s['parameters'])}`", ""]
-        md += [f"![{f}]({s['name']}/{f})" for f in s["figures"]]
-        body.append(f"<h2>{html.escape(s['name'])}</h2><p>{html.escape(s['description'])}</p>"
-                    f"<p><code>{html.escape(json.dumps(s['parameters']))}</code></p>"
-                    + "".join(f'<img src="{html.escape(s["name"])}/{html.escape(f)}" '
-                              f'style="max-width:100%">' for f in s["figures"]))
+    for name, s in summaries:
+        figures = s.get("figures") if isinstance(s.get("figures"), list) else []
+        params = json.dumps(s.get("parameters"), default=str)
+        md += ["", f"## {_md(s.get('name', name))}", "", _md(s.get("description", "")), "",
+               f"Parameters: {_md_code(params)}", ""]
+        md += [f"![{_md(f)}]({_url(name, f)})" for f in figures]
+        body.append(f"<h2>{_h(s.get('name', name))}</h2><p>{_h(s.get('description', ''))}</p>"
+                    f"<p><code>{_h(params)}</code></p>"
+                    + "".join(f'<img src="{html.escape(_url(name, f))}" '
+                              f'style="max-width:100%">' for f in figures))
     table = "".join(
-        f"<tr><td>{html.escape(e)}</td><td>{html.escape(c['name'])}</td>"
-        f"<td>{_fmt(c['value'])}</td><td>{_fmt(c['reference'])}</td>"
-        f"<td>{_fmt(c['tolerance'])}</td>"
-        f"<td style='color:{'green' if c['passed'] else 'red'}'>"
-        f"{'yes' if c['passed'] else 'NO'}</td></tr>" for e, c in rows)
+        f"<tr><td>{_h(e)}</td><td>{_h(c.get('name'))}</td>"
+        f"<td>{_h(c.get('value'))}</td><td>{_h(c.get('reference'))}</td>"
+        f"<td>{_h(c.get('tolerance'))}</td>"
+        f"<td style='color:{'green' if ok else 'red'}'>"
+        f"{'yes' if ok else 'NO'}</td></tr>" for e, c, ok in rows)
+    warn = "".join(f"<p><b>{_h(n)}: summary.json is unreadable.</b></p>" for n in unreadable)
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>jaxgrad report</title>"
             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
             "td,th{border:1px solid #ccc;padding:2px 6px}table{border-collapse:collapse}"
             "</style></head><body><h1>jaxgrad: reproduced results</h1>"
-            f"<p>{len(summaries)} experiments, {n_pass}/{len(rows)} checks passed.</p>"
+            f"<p>{_h(headline)}</p>{warn}"
             "<table><tr><th>experiment</th><th>check</th><th>measured</th><th>reference</th>"
             f"<th>tolerance</th><th>passed</th></tr>{table}</table>{''.join(body)}"
             "</body></html>")
-    write_atomic(out / "report.md", "\n".join(md).encode() + b"\n")
-    write_atomic(out / "report.html", page.encode())
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        for stale in [*out.glob(".report.md.*"), *out.glob(".report.html.*")]:
+            if stale.is_file():  # a killed writer's temporary file (writers hold the lock)
+                stale.unlink(missing_ok=True)
+        write_atomic(out / "report.md", "\n".join(md).encode() + b"\n")
+        write_atomic(out / "report.html", page.encode())
     return out / "report.md"

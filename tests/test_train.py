@@ -208,7 +208,10 @@ def test_checkpoint_every_writes_intermediate_checkpoints(tmp_path):
     calls.append(res.step)
     from jaxgrad.train import checkpoint_fingerprint, load_checkpoint
     state = init_train_state(jnp.zeros(2), optax.sgd(0.1))
-    fp = checkpoint_fingerprint(state, jax.random.key(0), None)
+    components = {"loss_fn": loss_fn, "optimizer": optax.sgd(0.1),
+                  "batches": sampled_batches(sample), "regularizer": None,
+                  "regularizer_weight": 1.0, "monitor": None}
+    fp = checkpoint_fingerprint(state, jax.random.key(0), None, components=components)
     loaded, metrics = load_checkpoint(res.checkpoint_path, state, fp)
     assert int(loaded.step) == 10 and metrics["loss"].shape == (10,)
     np.testing.assert_array_equal(loaded.params, res.params)
@@ -363,6 +366,132 @@ def test_checkpoint_past_num_steps_is_refused(tmp_path):
     _digits_like_run(tmp_path, num_steps=6)
     with pytest.raises(ValueError, match="past `num_steps`=3"):
         _digits_like_run(tmp_path, num_steps=3)
+
+
+# A run the checkpoint tests change one piece of at a time (no `config=`: the run itself
+# must be recognised).
+_LSQ_ADAM = optax.adam(1e-2)  # one object, so the compiled scans are reused across tests
+
+
+def _lsq_run(tmp, loss_fn=_lsq, optimizer=_LSQ_ADAM, num_steps=4, **kw):
+    return train(loss_fn, _params(), optimizer, fixed_batches(_data()), num_steps=num_steps,
+                 key=jax.random.key(0), steps_per_scan=2, checkpoint_dir=tmp, **kw)
+
+
+def _scaled_lsq(scale):
+    def loss(params, batch):
+        return scale * _lsq(params, batch)
+
+    return loss
+
+
+def _lsq_times(params, batch, scale=1.0):
+    return scale * _lsq(params, batch)
+
+
+_TWICE = lambda p, b: 2.0 * _lsq(p, b)  # noqa: E731
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "match"),
+    [
+        ({"optimizer": optax.adam(1e-2)}, {"optimizer": optax.adam(1e-3)}, "`optimizer`"),
+        ({"optimizer": optax.adam(1e-3)}, {"optimizer": optax.adam(1e-2)}, "`optimizer`"),
+        ({"optimizer": optax.adam(1e-2)}, {"optimizer": optax.adam(1e-2, b1=0.8)}, "`optimizer`"),
+        ({"optimizer": optax.adam(1e-2)}, {"optimizer": optax.sgd(1e-2)}, "structure"),
+        ({"optimizer": optax.sgd(1e-2)}, {"optimizer": optax.sgd(1e-2, momentum=0.0)},
+         "`optimizer`"),
+        ({"loss_fn": _TWICE}, {"loss_fn": lambda p, b: 3.0 * _lsq(p, b)}, "`loss_fn`"),
+        ({"loss_fn": _scaled_lsq(2.0)}, {"loss_fn": _scaled_lsq(3.0)}, "`loss_fn`"),
+        ({"loss_fn": functools.partial(_lsq_times, scale=2.0)},
+         {"loss_fn": functools.partial(_lsq_times, scale=3.0)}, "`loss_fn`"),
+        ({"loss_fn": _lsq_times}, {"loss_fn": functools.partial(_lsq_times, scale=1.5)},
+         "`loss_fn`"),
+        ({}, {"regularizer": lambda p, b: jnp.sum(p[0] ** 2)}, "`regularizer`"),
+        ({}, {"monitor": param_grad_norms}, "`monitor`"),
+    ],
+    ids=["adam-lr-down", "adam-lr-up", "adam-b1", "adam-to-sgd", "sgd-momentum",
+         "lambda-constant", "closure-value", "partial-keyword", "partial-added", "regularizer",
+         "monitor"],
+)
+def test_resuming_a_changed_run_is_refused(tmp_path, before, after, match):
+    _lsq_run(tmp_path, num_steps=2, **before)
+    with pytest.raises(ValueError, match=f"written for another configuration.*{match}"):
+        _lsq_run(tmp_path, **after)
+
+
+def test_resuming_after_a_changed_global_or_regularizer_weight_is_refused(tmp_path):
+    code = (lambda p, b: SCALE * _lsq(p, b)).__code__  # noqa: F821
+    scaled = lambda scale: __import__("types").FunctionType(  # noqa: E731
+        code, {"SCALE": scale, "_lsq": _lsq})
+    _lsq_run(tmp_path / "a", loss_fn=scaled(2.0), num_steps=2)
+    _lsq_run(tmp_path / "a", loss_fn=scaled(2.0), num_steps=4)  # the same run resumes
+    with pytest.raises(ValueError, match="`loss_fn` differs"):
+        _lsq_run(tmp_path / "a", loss_fn=scaled(3.0), num_steps=6)
+    reg = lambda p, b: jnp.sum(p[0] ** 2)  # noqa: E731
+    _lsq_run(tmp_path / "b", regularizer=reg, regularizer_weight=0.5, num_steps=2)
+    with pytest.raises(ValueError, match="`regularizer_weight` differs"):
+        _lsq_run(tmp_path / "b", regularizer=reg, regularizer_weight=0.25)
+
+
+def test_identical_rerun_without_config_resumes_bit_identically(tmp_path):
+    full = _lsq_run(None, loss_fn=_scaled_lsq(2.0), num_steps=6)
+    _lsq_run(tmp_path, loss_fn=_scaled_lsq(2.0), num_steps=2)
+    # New but identical objects (a fresh closure and optimiser) are the same run.
+    resumed = _lsq_run(tmp_path, loss_fn=_scaled_lsq(2.0), optimizer=optax.adam(1e-2),
+                       num_steps=6)
+    for a, b in zip(jax.tree_util.tree_leaves((full.params, full.opt_state)),
+                    jax.tree_util.tree_leaves((resumed.params, resumed.opt_state)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(full.metrics["loss"], resumed.metrics["loss"])
+
+
+def test_unidentifiable_run_resumes_only_with_config(tmp_path):
+    import threading
+
+    lock = threading.Lock()
+
+    def loss(params, batch):
+        assert lock is not None  # an object known only by its type
+        return _lsq(params, batch)
+
+    with pytest.warns(UserWarning, match="known only by their type"):
+        _lsq_run(tmp_path / "a", loss_fn=loss, num_steps=2)
+    with pytest.raises(ValueError, match="cannot be resumed safely.*lock.*pass `config=`"):
+        with pytest.warns(UserWarning):
+            _lsq_run(tmp_path / "a", loss_fn=loss)
+    _lsq_run(tmp_path / "b", loss_fn=loss, num_steps=2, config={"run": 1})
+    assert _lsq_run(tmp_path / "b", loss_fn=loss, config={"run": 1}).step == 4
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda b: b[: len(b) // 2], lambda b: b[:30], lambda b: b"", lambda b: b"not a checkpoint",
+     lambda b: b[:-40], lambda b: b[:200] + bytes(len(b) - 200),
+     lambda b: b[: len(b) // 2] + bytes([b[len(b) // 2] ^ 0xFF]) + b[len(b) // 2 + 1:]],
+    ids=["half", "header", "empty", "text", "tail", "zeroed", "flipped-byte"],
+)
+def test_damaged_checkpoint_is_a_value_error_naming_the_file(tmp_path, damage):
+    _lsq_run(tmp_path, num_steps=2)
+    path = tmp_path / "checkpoint.npz"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match=f"checkpoint {path} is not a readable"):
+        _lsq_run(tmp_path)
+
+
+def test_stored_leaf_of_another_shape_is_named(tmp_path):
+    _lsq_run(tmp_path, num_steps=2)
+    path = tmp_path / "checkpoint.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["leaf_00000"] = np.zeros(DIM + 1, np.float32)  # params[0], the weights
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"leaf `params\[0\]` has shape \(4,\)"):
+        _lsq_run(tmp_path)
+    arrays["leaf_00000"] = np.zeros(DIM, np.int32)
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"leaf `params\[0\]` .*dtype int32"):
+        _lsq_run(tmp_path)
 
 
 def test_batch_of_the_wrong_shape_is_named():

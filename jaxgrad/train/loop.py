@@ -24,6 +24,9 @@ import functools
 import hashlib
 import json
 import os
+import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._io import write_atomic
 from .._validation import check_positive_float, check_positive_int, leading_axis_length
+from ..io import write_atomic
 
 #: Metric names the loop itself records; a monitor may not reuse them.
 RESERVED_METRICS = ("loss", "objective", "regularizer", "grad_norm", "finite")
@@ -319,17 +322,50 @@ def _leaf_signature(tree: Any) -> list[list]:
             for a in jax.tree_util.tree_leaves(tree)]
 
 
-def checkpoint_fingerprint(state: TrainState, key: jax.Array, config: Any = None) -> dict:
-    """What a checkpoint must agree on to be resumed: structure, shapes, dtypes, key, config.
+def _leaf_names(state: TrainState) -> list[str]:
+    """``params[0]``, ``opt_state[0].mu``, ... for every leaf of ``(params, opt_state)``."""
+    return [f"{part}{jax.tree_util.keystr(path)}"
+            for part, tree in (("params", state.params), ("opt_state", state.opt_state))
+            for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
-    ``config`` is any JSON-able description of the run the user gives (model sizes,
-    learning rate, ...); the run key is part of it because the batches depend on it.
+
+def checkpoint_fingerprint(
+    state: TrainState, key: jax.Array, config: Any = None, *,
+    components: Mapping[str, Any] | None = None,
+) -> dict:
+    """What a checkpoint must agree on to be resumed: the run's definition, shapes, key, config.
+
+    Arguments:
+        state: the run's initial ``TrainState`` (its structure, leaf shapes and dtypes).
+        key: the run's PRNG key (the batches depend on it).
+        config: any JSON-able description of the run the user gives (model sizes,
+            learning rate, ...).
+        components: the objects that define the run, by name (``train`` passes
+            ``loss_fn``, ``optimizer``, ``batches``, ``regularizer``,
+            ``regularizer_weight`` and ``monitor``). Each is reduced to a SHA-256 of a
+            deterministic description: a function by its bytecode, constants, defaults,
+            closure values and the module globals it reads; an optax optimiser by its
+            ``init``/``update`` functions and the hyper-parameters in their closures; a
+            ``functools.partial`` by its function and arguments; arrays by their bytes.
+
+    Returns:
+        a JSON-able dict with a ``"hash"`` over all of it; ``"unidentified"`` lists the
+        objects (by where they were found) that could only be described by their type,
+        so two different runs might share the fingerprint: ``load_checkpoint`` refuses
+        to resume such a run unless ``config`` is given.
     """
+    from ._identity import Identity, python_version
+
+    identity = Identity()
+    run = {name: identity.digest(obj, name) for name, obj in (components or {}).items()}
     payload = {
         "structure": str(jax.tree_util.tree_structure((state.params, state.opt_state))),
         "leaves": _leaf_signature((state.params, state.opt_state)),
         "key": np.asarray(jax.random.key_data(key)).tolist(),
         "config": json.loads(json.dumps(config, sort_keys=True, default=str)),
+        "run": run,
+        "python": python_version() if run else None,
+        "unidentified": identity.unidentified,
     }
     payload["hash"] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     return payload
@@ -357,6 +393,11 @@ def save_checkpoint(
     return path
 
 
+#: What reading a damaged or foreign npz raises (a truncated zip, a missing member, ...).
+_UNREADABLE = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, TypeError,
+               zlib.error)
+
+
 def load_checkpoint(
     path: str | os.PathLike, like: TrainState, fingerprint: dict
 ) -> tuple[TrainState, dict[str, np.ndarray]]:
@@ -364,42 +405,101 @@ def load_checkpoint(
 
     Arguments:
         path: the npz file.
-        like: a ``TrainState`` of the run (its structure is used to rebuild the pytrees).
+        like: a ``TrainState`` of the run (its structure is used to rebuild the pytrees;
+            every stored leaf must have its leaf's shape and dtype).
         fingerprint: ``checkpoint_fingerprint`` of the run; it must match the stored one.
 
     Returns:
         ``(state, metrics)``.
 
     Raises:
-        ValueError: the checkpoint belongs to another configuration (the message names
-            what differs: parameter structure/shapes, key or config), or is unreadable.
+        ValueError: the file is not a readable checkpoint (damaged, truncated, foreign;
+            the message names the file); it belongs to another run (the message names
+            what differs: parameter structure/shapes, key, config, or one of the run's
+            components such as ``optimizer`` or ``loss_fn``); a stored leaf has another
+            shape or dtype than the run's (named by its path, e.g. ``opt_state[0].mu``);
+            or the run could not be identified (``fingerprint["unidentified"]``) and no
+            ``config`` vouches for it.
     """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             stored = json.loads(str(data["fingerprint"]))
             contents = {name: data[name] for name in data.files}
-    except (OSError, KeyError, ValueError) as err:
-        raise ValueError(f"checkpoint {path} is not a readable jaxgrad checkpoint: {err}") from err
+        if not isinstance(stored, dict):
+            raise ValueError(f"its fingerprint is a {type(stored).__name__}, not a dict")
+        step = contents["step"]
+        if step.shape != () or not np.issubdtype(step.dtype, np.integer) or int(step) < 0:
+            raise ValueError(f"its step is {step!r}, not a non-negative integer")
+    except _UNREADABLE as err:
+        raise ValueError(
+            f"checkpoint {path} is not a readable jaxgrad checkpoint "
+            f"({type(err).__name__}: {err}); delete it or use another `checkpoint_dir`"
+        ) from err
     if stored.get("hash") != fingerprint["hash"]:
-        differ = [k for k in ("structure", "leaves", "key", "config")
-                  if stored.get(k) != fingerprint.get(k)]
-        detail = "; ".join(
-            f"{k}: checkpoint has {_short(stored.get(k))}, "
-            f"this run has {_short(fingerprint.get(k))}"
-            for k in differ
-        )
+        keys = ("structure", "leaves", "key", "config", "python", "unidentified")
+        differ = [k for k in keys if stored.get(k) != fingerprint.get(k)]
+        stored_run, run = stored.get("run") or {}, fingerprint.get("run") or {}
+        differ += [f"run.{k}" for k in sorted(set(stored_run) | set(run))
+                   if stored_run.get(k) != run.get(k)]
+        detail = "; ".join(_difference(k, stored, fingerprint) for k in differ)
+        detail = detail or "its fingerprint hash differs"
         raise ValueError(
             f"checkpoint {path} was written for another configuration ({detail}); "
             "use another `checkpoint_dir` or delete it"
         )
+    if fingerprint.get("unidentified") and fingerprint.get("config") is None:
+        raise ValueError(
+            f"checkpoint {path} cannot be resumed safely: this run could not be fully "
+            f"identified ({'; '.join(fingerprint['unidentified'][:5])} are known only by "
+            "their type), so a changed run could look the same; pass `config=` describing "
+            "the run (e.g. its hyper-parameters) when writing and resuming, or delete it"
+        )
+    names = _leaf_names(like)
+    like_leaves = jax.tree_util.tree_leaves((like.params, like.opt_state))
+    stored_leaves = sorted(k for k in contents if k.startswith("leaf_"))
+    if len(stored_leaves) != len(like_leaves):
+        raise ValueError(
+            f"checkpoint {path} holds {len(stored_leaves)} parameter/optimiser leaves, "
+            f"this run has {len(like_leaves)}"
+        )
+    leaves = []
+    for i, (name, ref) in enumerate(zip(names, like_leaves, strict=True)):
+        value = contents.get(f"leaf_{i:05d}")
+        if value is None:
+            raise ValueError(f"checkpoint {path} lacks the leaf `{name}` (leaf_{i:05d})")
+        want_shape, want_dtype = tuple(np.shape(ref)), np.dtype(jnp.asarray(ref).dtype)
+        if value.shape != want_shape or value.dtype != want_dtype:
+            raise ValueError(
+                f"checkpoint {path}: leaf `{name}` has shape {value.shape} and dtype "
+                f"{value.dtype}, this run's has shape {want_shape} and dtype {want_dtype}"
+            )
+        leaves.append(jnp.asarray(value))
     treedef = jax.tree_util.tree_structure((like.params, like.opt_state))
-    n = treedef.num_leaves
-    leaves = [jnp.asarray(contents[f"leaf_{i:05d}"]) for i in range(n)]
     params, opt_state = jax.tree_util.tree_unflatten(treedef, leaves)
-    state = TrainState(params, opt_state, jnp.asarray(contents["step"], jnp.int32))
+    done = int(contents["step"])
+    state = TrainState(params, opt_state, jnp.asarray(done, jnp.int32))
     metrics = {k.split(":", 1)[1]: v for k, v in contents.items() if k.startswith("metric:")}
+    for name, value in metrics.items():
+        if value.shape[:1] != (done,):
+            raise ValueError(
+                f"checkpoint {path}: metric `{name}` has shape {value.shape}, expected a "
+                f"leading axis of the {done} steps done"
+            )
     return state, metrics
+
+
+def _difference(key: str, stored: dict, fingerprint: dict) -> str:
+    if not key.startswith("run."):
+        return (f"{key}: checkpoint has {_short(stored.get(key))}, "
+                f"this run has {_short(fingerprint.get(key))}")
+    name = key[4:]
+    if name not in (stored.get("run") or {}):
+        return f"the checkpoint does not record `{name}` (written by an older jaxgrad?)"
+    if name not in (fingerprint.get("run") or {}):
+        return (f"the checkpoint records `{name}`, this fingerprint does not (pass it in "
+                "`components=` of checkpoint_fingerprint)")
+    return f"`{name}` differs (code, constants, closure values, bound arguments or settings)"
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -505,12 +605,18 @@ def train(
             (``mlp_layer_monitor``, ``param_grad_norms``, or your own, e.g. per-timestep
             ``‖∂L/∂x_t‖`` from ``jaxgrad.recurrent_gradient_flow``).
         checkpoint_dir: a folder for ``checkpoint.npz``; if it holds a checkpoint of the
-            same configuration the run resumes from it, one of another configuration is
-            refused with ``ValueError``.
+            same run the run resumes from it, one of another run is refused with
+            ``ValueError``. "The same run" means the same ``loss_fn``, ``optimizer``,
+            ``batches``, ``regularizer``, ``regularizer_weight``, ``monitor`` (compared by
+            code, constants, closure values, bound arguments and hyper-parameters: see
+            ``checkpoint_fingerprint``), parameter shapes and dtypes, ``key`` and
+            ``config``. A run holding an object that cannot be identified (known only by
+            its type; a warning names it) is resumed only when ``config`` is given.
         checkpoint_every: steps between checkpoints, a multiple of ``steps_per_scan``
             (default: ``steps_per_scan``); the final state is always written.
         config: a JSON-able description of the run stored in the checkpoint fingerprint
-            (e.g. the experiment's config dict): resuming with a different one is refused.
+            (e.g. the experiment's config dict): resuming with a different one is refused;
+            giving one also vouches for the parts of the run that cannot be identified.
 
     Returns:
         ``TrainResult`` with host ``metrics`` over all ``num_steps`` steps.
@@ -558,10 +664,19 @@ def train(
         data = (key, data.arrays)
 
     state = init_train_state(params, optimizer)
-    fingerprint = checkpoint_fingerprint(state, key, config)
     history: list[dict[str, np.ndarray]] = []
-    ckpt_path = None
+    ckpt_path = fingerprint = None
     if checkpoint_dir is not None:
+        components = {"loss_fn": loss_fn, "optimizer": optimizer, "batches": source,
+                      "regularizer": regularizer, "regularizer_weight": regularizer_weight,
+                      "monitor": monitor}
+        fingerprint = checkpoint_fingerprint(state, key, config, components=components)
+        if fingerprint["unidentified"] and config is None:
+            warnings.warn(
+                "train: parts of this run are known only by their type ("
+                + "; ".join(fingerprint["unidentified"][:5])
+                + "), so resuming from its checkpoint will be refused; pass `config=` "
+                "describing the run to allow it", stacklevel=2)
         ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE
         if ckpt_path.exists():
             state, old = load_checkpoint(ckpt_path, state, fingerprint)

@@ -1,0 +1,270 @@
+"""The experiment runner on a tiny fake experiment: staging, locking, checksums, modes,
+report escaping, and the command line's refusals (no experiment of the catalogue runs)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pathlib
+import re
+import stat
+import threading
+import types
+
+import numpy as np
+import pytest
+
+from experiments import __main__ as cli
+from experiments import _runner
+from jaxgrad.io import write_atomic
+
+
+def _fake_module(name="fake", figure=False, run=None):
+    module = types.ModuleType(f"experiments.{name}")
+    module.NAME = name
+    module.DESCRIPTION = "a fake experiment"
+    module.DEFAULT_CONFIG = {"num_points": 3, "scale": 1.0, "names": ["a"], "flag": False,
+                             "seed": 0, "label": "x"}
+    module.QUICK_CONFIG = {}
+
+    def default_run(config):
+        figures = {}
+        if figure:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(1, 1))
+            ax.plot([0, 1])
+            figures = {"curve": fig}
+        return _runner.Result(
+            {"points": config["num_points"]},
+            [_runner.check_close("value", 1.0, 1.0, atol=0.1)],
+            {"x": np.arange(config["num_points"]) * config["scale"]},
+            figures,
+        )
+
+    module.run = run or default_run
+    return module
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """`discover` finds only the fake experiment(s)."""
+    modules = {"fake": _fake_module(), "fig": _fake_module("fig", figure=True)}
+    monkeypatch.setattr(_runner, "discover", lambda: modules)
+    return modules
+
+
+def test_stale_staging_folders_of_a_killed_run_are_removed(tmp_path, fake):
+    stale = [tmp_path / ".fake.4242.abcd1234", tmp_path / ".fake.k3j4h5g6",
+             tmp_path / ".fake.old.4242.zz9_x"]
+    other = tmp_path / ".fig.4242.abcd1234"
+    for folder in [*stale, other]:
+        folder.mkdir()
+        (folder / "data.npz").write_bytes(b"half")
+    _runner.run_experiment("fake", tmp_path)
+    assert not any(p.exists() for p in stale)
+    assert other.exists(), "another experiment's folders are left to its own run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fig.4242.abcd1234", "fake"]
+    assert _runner.is_complete(tmp_path, "fake")
+    (tmp_path / ".report.md.x1y2z3").write_bytes(b"half a report")
+    _runner.write_report(tmp_path)
+    assert not (tmp_path / ".report.md.x1y2z3").exists()
+
+
+def test_concurrent_runs_into_one_folder_take_turns(tmp_path, fake, monkeypatch):
+    """Two runs write and rename at the same moment: the lock makes them take turns."""
+    both_looked = threading.Barrier(2, timeout=1.0)
+    exists = pathlib.Path.exists
+
+    def exists_then_wait(self, *args, **kwargs):
+        found = exists(self, *args, **kwargs)
+        if self == tmp_path / "fake":
+            # Without the lock both writers look for `fake` together, both find none
+            # and both rename their staging folder onto it: one of them fails. With
+            # the lock the first waits out the timeout alone and the second never waits.
+            try:
+                both_looked.wait()
+            except threading.BrokenBarrierError:
+                pass
+        return found
+
+    monkeypatch.setattr(pathlib.Path, "exists", exists_then_wait)
+    errors = []
+
+    def one_run():
+        try:
+            _runner.run_experiment("fake", tmp_path)
+        except BaseException as err:  # noqa: BLE001 - collected for the assertion
+            errors.append(err)
+
+    threads = [threading.Thread(target=one_run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _runner.is_complete(tmp_path, "fake")
+    assert [p.name for p in tmp_path.iterdir()] == ["fake"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "no-checksums"])
+@pytest.mark.parametrize("target", ["data.npz", "curve.png"])
+def test_damaged_result_is_not_complete_and_is_rerun(tmp_path, fake, damage, target):
+    _runner.run_experiment("fig", tmp_path)
+    config = _runner.make_config(fake["fig"])
+    assert _runner.is_complete(tmp_path, "fig", config)
+    folder = tmp_path / "fig"
+    path = folder / target
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:-10])
+    elif damage == "flip":
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif damage == "delete":
+        path.unlink()
+    else:  # a summary without checksums cannot vouch for its files
+        summary = json.loads((folder / "summary.json").read_text())
+        del summary["file_sha256"]
+        (folder / "summary.json").write_text(json.dumps(summary))
+    assert not _runner.is_complete(tmp_path, "fig", config)
+    assert not _runner.is_complete(tmp_path, "fig")
+    _runner.reproduce(tmp_path, names=["fig"], progress=False)
+    assert _runner.is_complete(tmp_path, "fig", config)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_results_follow_the_umask(tmp_path, fake, umask):
+    old = os.umask(umask)
+    try:
+        _runner.run_experiment("fig", tmp_path)
+        _runner.write_report(tmp_path)
+        written = write_atomic(tmp_path / "direct.bin", b"x")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "fig") == 0o777 & ~umask
+    for file in ["fig/summary.json", "fig/data.npz", "fig/curve.png", "report.md",
+                 "report.html"]:
+        assert mode(tmp_path / file) == 0o666 & ~umask, file
+    assert mode(written) == 0o666 & ~umask
+
+
+def test_report_escapes_a_crafted_summary(tmp_path):
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    script = "<script>alert(1)</script>"
+    summary = {
+        "name": f"evil{script}", "description": f"<img src=x onerror=alert(1)>{script}",
+        "parameters": {"p": script}, "figures": ['a" onerror="alert(1).png'],
+        "checks": [
+            {"name": f"a | b {script}", "value": script, "reference": 1.0,
+             "tolerance": "<b>", "passed": "<script>"},
+            {"name": "max |x| \\| y\nz", "value": 1.0, "reference": 1.0, "tolerance": 0.0,
+             "passed": True},
+        ],
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    report = _runner.write_report(tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    text = report.read_text()
+    # (a code span shows its text literally: `<script>` there is not markup)
+    for doc in (page, re.sub(r"(`+) .*? \1", "", text)):
+        assert "<script" not in doc and "<img src=x" not in doc and "<b>" not in doc
+    assert 'onerror="alert' not in page
+    assert "&lt;script&gt;" in page
+    # a crafted `passed` is not a pass; every row keeps its six cells
+    assert "1/2 checks passed" in page and "1/2 checks passed" in text
+    rows = [line for line in text.splitlines() if line.startswith("| evil")]
+    assert len(rows) == 2
+    for row in rows:
+        cells = row.replace("\\|", "").split("|")
+        assert len(cells) == 8, row  # 6 cells between 7 bars
+    assert "| max \\|x\\| \\\\\\| y z |" in text
+
+
+def test_report_row_of_a_check_name_with_a_bar(tmp_path, fake, monkeypatch):
+    def run(config):
+        return _runner.Result({}, [_runner.check_bound("max |b(x*) - b|", 0.1, 1.0)])
+
+    monkeypatch.setitem(fake, "bar", _fake_module("bar", run=run))
+    _runner.run_experiment("bar", tmp_path)
+    text = _runner.write_report(tmp_path).read_text()
+    assert "| bar | max \\|b(x*) - b\\| |" in text
+
+
+# ------------------------------------------------------------------ configuration values
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "error", "match"),
+    [
+        ("scale", "abc", TypeError, r"`scale` must be a number .*got \"abc\""),
+        ("scale", True, TypeError, "`scale` must be a number"),
+        ("scale", float("nan"), ValueError, "`scale` must be a finite number"),
+        ("num_points", 0, ValueError, "`num_points` counts something and must be >= 1"),
+        ("num_points", -3, ValueError, "`num_points`"),
+        ("num_points", 2.5, TypeError, "`num_points` must be an integer"),
+        ("names", "a", TypeError, "`names` must be a list"),
+        ("names", ["a", 3], TypeError, r"`names\[1\]` must be a string"),
+        ("flag", 1, TypeError, "`flag` must be true or false"),
+        ("label", 3, TypeError, "`label` must be a string"),
+    ],
+)
+def test_bad_config_values_are_refused_by_name(fake, key, value, error, match):
+    with pytest.raises(error, match=match):
+        _runner.make_config(fake["fake"], **{key: value})
+
+
+def test_good_config_values_pass_and_ints_become_floats(fake):
+    config = _runner.make_config(fake["fake"], scale=2, num_points=5, names=["b", "c"],
+                                 flag=True, seed=-1, label="y")
+    assert config["scale"] == 2.0 and isinstance(config["scale"], float)
+    assert config["num_points"] == 5 and config["names"] == ["b", "c"]
+
+
+def _cli(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    return info.value.code, capsys.readouterr()
+
+
+def test_command_line_refuses_a_bad_value_by_name(tmp_path, monkeypatch, capsys):
+    activations = importlib.import_module("experiments.activations")
+    monkeypatch.setattr(_runner, "discover", lambda: {"activations": activations})
+    code, out = _cli(["run", "activations", "--out", str(tmp_path), "--set", "x_min=abc"],
+                     capsys)
+    assert code == 2 and "`x_min`" in out.err and "Traceback" not in out.err
+    code, out = _cli(["run", "activations", "--out", str(tmp_path), "--set", "num_points=0"],
+                     capsys)
+    assert code == 2 and "`num_points`" in out.err
+    assert not list(tmp_path.iterdir())
+
+
+def test_command_line_reports_a_value_the_experiment_refuses(tmp_path, fake, monkeypatch,
+                                                             capsys):
+    def run(config):
+        raise ValueError("labels must be one of 'x', 'y'")
+
+    monkeypatch.setitem(fake, "fake", _fake_module(run=run))
+    code, out = _cli(["run", "fake", "--out", str(tmp_path), "--set", "label=z"], capsys)
+    assert code == 2 and "label=\"z\"" in out.err and "must be one of" in out.err
+    with pytest.raises(ValueError, match="must be one of"):  # no --set: a plain error
+        cli.main(["run", "fake", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["reproduce", "--help"],
+                                  ["list", "--help"]])
+def test_help_has_no_rst_markup_and_lists_options_and_experiments(argv, capsys):
+    code, out = _cli(argv, capsys)
+    assert code == 0
+    assert "``" not in out.out
+    assert "activations" in out.out and "mlp-depth-gradients" in out.out
+    if argv[0] == "--help":
+        assert "--set KEY=VALUE" in out.out and "--force" in out.out
+    if argv[0] == "run":
+        assert "--set KEY=VALUE" in out.out and "x_min" in out.out

@@ -65,6 +65,9 @@ class Check:
     tolerance: float
     passed: bool
     note: str = ""
+    #: How ``value`` must relate to ``reference``: ``"≈"`` (within ``tolerance``), ``"≤"``
+    #: or ``"≥"`` (a bound; ``tolerance`` is then 0 and unused).
+    relation: str = "≈"
 
     def as_dict(self) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in dataclasses.asdict(self).items()}
@@ -87,7 +90,7 @@ def check_bound(name: str, value: Any, bound: Any, *, kind: str = "<=", note: st
         raise ValueError(f"`kind` must be '<=' or '>=', got {kind!r}")
     ok = value <= bound if kind == "<=" else value >= bound
     return Check(name, value, bound, 0.0, bool(math.isfinite(value) and ok),
-                 note or f"value {kind} reference")
+                 note or f"value {kind} reference", "≤" if kind == "<=" else "≥")
 
 
 @dataclasses.dataclass
@@ -367,6 +370,7 @@ def _write_result(out, name, module, config, quick, seconds, result, plt) -> dic
         summary = {
             "name": name,
             "description": module.DESCRIPTION,
+            "source": _source(module),
             "parameters": _jsonable(config),
             "config_hash": config_hash(config),
             "quick": quick,
@@ -454,8 +458,37 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) else None
 
 
+def _source(module: types.ModuleType) -> str:
+    """The first paragraph of an experiment's docstring: its claim and the paper it follows."""
+    doc = (module.__doc__ or "").strip()
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def _requirement(c: dict[str, Any]) -> str:
+    """What a check asks of its measured value: ``≈ 1 (± 0.01)``, ``≤ 0.2``, ``≥ 0``."""
+    relation = c.get("relation")
+    if relation not in ("≈", "≤", "≥"):  # a summary written before `relation` existed
+        note = str(c.get("note", ""))
+        relation = "≤" if "value <= reference" in note else "≥" if "value >= reference" in \
+            note else "≈"
+    if relation == "≈":
+        return f"≈ {_fmt(c.get('reference'))} (± {_fmt(c.get('tolerance'))})"
+    return f"{relation} {_fmt(c.get('reference'))}"
+
+
+def _anchor(name: Any) -> str:
+    """An HTML id / markdown anchor made of ``[a-z0-9-]`` only."""
+    return re.sub(r"[^a-z0-9-]+", "-", str(name).lower()).strip("-") or "experiment"
+
+
 def write_report(out: str | Path, names: Sequence[str] | None = None) -> Path:
-    """``out/report.md`` and ``out/report.html``: every figure and one table of all checks.
+    """``out/report.md`` and ``out/report.html``, organised per experiment.
+
+    The top holds a table of contents (each experiment with its passed checks, linked to
+    its section) and one table of every check; then each experiment has its own section:
+    the claim and its source (the first paragraph of the experiment's docstring), its
+    figures, its checks (each with its relation: ``≈`` within a tolerance, ``≤``, ``≥``)
+    and its parameters.
 
     Every value read from a ``summary.json`` is escaped (HTML in the page; HTML, ``|``
     and line breaks in the markdown), so a summary cannot inject markup or break a row.
@@ -473,47 +506,82 @@ def write_report(out: str | Path, names: Sequence[str] | None = None) -> Path:
                 unreadable.append(name)
             else:
                 summaries.append((name, summary))
-    rows = []
-    for name, s in summaries:
+
+    def checks_of(s):
         checks = s.get("checks")
-        for c in checks if isinstance(checks, list) else []:
-            c = c if isinstance(c, dict) else {}
-            rows.append((s.get("name", name), c, c.get("passed") is True))
+        return [c if isinstance(c, dict) else {}
+                for c in (checks if isinstance(checks, list) else [])]
+
+    rows = [(s.get("name", name), c, c.get("passed") is True)
+            for name, s in summaries for c in checks_of(s)]
     n_pass = sum(ok for _, _, ok in rows)
     headline = f"{len(summaries)} experiments, {n_pass}/{len(rows)} checks passed."
     md = ["# jaxgrad: reproduced results", "", headline, ""]
     md += [f"**{_md(n)}: summary.json is unreadable.**" for n in unreadable]
-    md += ["## All checks", "",
-           "| experiment | check | measured | reference | tolerance | passed |",
-           "|---|---|---|---|---|---|"]
+    toc_md, toc_html = ["## Contents", ""], []
+    for name, s in summaries:
+        cs = checks_of(s)
+        passed = sum(c.get("passed") is True for c in cs)
+        label = f"{s.get('name', name)}: {passed}/{len(cs)} checks passed"
+        toc_md.append(f"- [{_md(label)}](#{_anchor(name)})")
+        toc_html.append(f'<li><a href="#{_anchor(name)}">{_h(label)}</a></li>')
+    md += toc_md + ["", "## All checks", "",
+                    "| experiment | check | measured | required | passed | note |",
+                    "|---|---|---|---|---|---|"]
     md += [f"| {_md(e)} | {_md(c.get('name'))} | {_md(c.get('value'))} | "
-           f"{_md(c.get('reference'))} | {_md(c.get('tolerance'))} | "
-           f"{'yes' if ok else '**NO**'} |" for e, c, ok in rows]
+           f"{_md(_requirement(c))} | {'yes' if ok else '**NO**'} | {_md(c.get('note', ''))} |"
+           for e, c, ok in rows]
+
+    def check_rows_html(cs):
+        return "".join(
+            f"<tr><td>{_h(c.get('name'))}</td><td>{_h(c.get('value'))}</td>"
+            f"<td>{_h(_requirement(c))}</td>"
+            f"<td style='color:{'green' if c.get('passed') is True else 'red'}'>"
+            f"{'yes' if c.get('passed') is True else 'NO'}</td>"
+            f"<td class='note'>{_h(c.get('note', ''))}</td></tr>" for c in cs)
+
+    head = ("<tr><th>check</th><th>measured</th><th>required</th><th>passed</th>"
+            "<th>note</th></tr>")
     body = []
     for name, s in summaries:
         figures = s.get("figures") if isinstance(s.get("figures"), list) else []
         params = json.dumps(s.get("parameters"), default=str)
-        md += ["", f"## {_md(s.get('name', name))}", "", _md(s.get("description", "")), "",
-               f"Parameters: {_md_code(params)}", ""]
+        source = s.get("source") or ""
+        cs = checks_of(s)
+        md += ["", f'<a id="{_anchor(name)}"></a>', "", f"## {_md(s.get('name', name))}", "",
+               _md(s.get("description", "")), ""]
+        if source:
+            md += [f"**Claim and source:** {_md(source)}", ""]
         md += [f"![{_md(f)}]({_url(name, f)})" for f in figures]
-        body.append(f"<h2>{_h(s.get('name', name))}</h2><p>{_h(s.get('description', ''))}</p>"
-                    f"<p><code>{_h(params)}</code></p>"
-                    + "".join(f'<img src="{html.escape(_url(name, f))}" '
-                              f'style="max-width:100%">' for f in figures))
+        md += ["", "| check | measured | required | passed |", "|---|---|---|---|"]
+        md += [f"| {_md(c.get('name'))} | {_md(c.get('value'))} | {_md(_requirement(c))} | "
+               f"{'yes' if c.get('passed') is True else '**NO**'} |" for c in cs]
+        md += ["", f"Parameters: {_md_code(params)}"]
+        body.append(
+            f"<section id='{_anchor(name)}'><h2>{_h(s.get('name', name))}</h2>"
+            f"<p>{_h(s.get('description', ''))}</p>"
+            + (f"<p><b>Claim and source:</b> {_h(source)}</p>" if source else "")
+            + "".join(f'<figure><img src="{html.escape(_url(name, f))}" alt="{_h(f)}">'
+                      f"</figure>" for f in figures)
+            + f"<table>{head}{check_rows_html(cs)}</table>"
+            f"<details><summary>parameters</summary><code>{_h(params)}</code></details>"
+            "<p><a href='#top'>back to the top</a></p></section>")
     table = "".join(
-        f"<tr><td>{_h(e)}</td><td>{_h(c.get('name'))}</td>"
-        f"<td>{_h(c.get('value'))}</td><td>{_h(c.get('reference'))}</td>"
-        f"<td>{_h(c.get('tolerance'))}</td>"
+        f"<tr><td><a href='#{_anchor(e)}'>{_h(e)}</a></td><td>{_h(c.get('name'))}</td>"
+        f"<td>{_h(c.get('value'))}</td><td>{_h(_requirement(c))}</td>"
         f"<td style='color:{'green' if ok else 'red'}'>"
         f"{'yes' if ok else 'NO'}</td></tr>" for e, c, ok in rows)
     warn = "".join(f"<p><b>{_h(n)}: summary.json is unreadable.</b></p>" for n in unreadable)
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>jaxgrad report</title>"
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-            "td,th{border:1px solid #ccc;padding:2px 6px}table{border-collapse:collapse}"
-            "</style></head><body><h1>jaxgrad: reproduced results</h1>"
-            f"<p>{_h(headline)}</p>{warn}"
-            "<table><tr><th>experiment</th><th>check</th><th>measured</th><th>reference</th>"
-            f"<th>tolerance</th><th>passed</th></tr>{table}</table>{''.join(body)}"
+            "<style>body{font-family:sans-serif;max-width:1000px;margin:auto;padding:0 1em}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:top}"
+            "table{border-collapse:collapse;margin:0.5em 0}td.note{font-size:85%;color:#555}"
+            "figure{margin:0.5em 0}img{max-width:100%;height:auto}"
+            "section{border-top:2px solid #ddd;margin-top:2em}"
+            "</style></head><body><h1 id='top'>jaxgrad: reproduced results</h1>"
+            f"<p>{_h(headline)}</p>{warn}<h2>Contents</h2><ul>{''.join(toc_html)}</ul>"
+            "<h2>All checks</h2><table><tr><th>experiment</th><th>check</th><th>measured</th>"
+            f"<th>required</th><th>passed</th></tr>{table}</table>{''.join(body)}"
             "</body></html>")
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):

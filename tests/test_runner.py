@@ -268,3 +268,47 @@ def test_help_has_no_rst_markup_and_lists_options_and_experiments(argv, capsys):
         assert "--set KEY=VALUE" in out.out and "--force" in out.out
     if argv[0] == "run":
         assert "--set KEY=VALUE" in out.out and "x_min" in out.out
+
+
+# ------------------------------------------------------------------ report layout
+
+
+def test_report_is_organised_per_experiment_with_each_checks_relation(tmp_path, fake,
+                                                                      monkeypatch):
+    def run(config):
+        return _runner.Result({}, [
+            _runner.check_bound("an upper bound", 0.102, 0.2),
+            _runner.check_bound("a lower bound", 3.0, 2.0, kind=">="),
+            _runner.check_close("a closed form", 1.004, 1.0, atol=0.01),
+        ])
+
+    module = _fake_module("rel", run=run)
+    module.__doc__ = "The claim (Someone et al. 2013, eq. 7).\n\nDetails that are not shown."
+    monkeypatch.setitem(fake, "rel", module)
+    _runner.run_experiment("rel", tmp_path)
+    _runner.run_experiment("fake", tmp_path)
+    text = _runner.write_report(tmp_path).read_text()
+    page = (tmp_path / "report.html").read_text()
+    # a bound reads as a bound, not as "reference 0.2, tolerance 0"
+    assert "| 0.102 | ≤ 0.2 | yes |" in text and "| 3 | ≥ 2 | yes |" in text
+    assert "| 1.004 | ≈ 1 (± 0.01) | yes |" in text
+    assert "<td>≤ 0.2</td>" in page
+    # contents with anchors, one section per experiment holding its claim and its checks
+    assert "- [rel: 3/3 checks passed](#rel)" in text and "(#fake)" in text
+    assert "<section id='rel'>" in page and "href=\"#rel\"" in page
+    start = page.index("<section id='rel'>")
+    section = page[start:page.index("</section>", start)]
+    assert "The claim (Someone et al. 2013, eq. 7)." in section
+    assert "Details that are not shown" not in section
+    assert section.count("<tr>") == 4  # header and three checks
+
+
+def test_report_reads_summaries_written_before_relations_existed(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    checks = [{"name": "b", "value": 0.1, "reference": 0.2, "tolerance": 0.0, "passed": True,
+               "note": "value <= reference"},
+              {"name": "c", "value": 1.0, "reference": 1.0, "tolerance": 0.1, "passed": True}]
+    (folder / "summary.json").write_text(json.dumps({"name": "old", "checks": checks}))
+    text = _runner.write_report(tmp_path).read_text()
+    assert "| 0.1 | ≤ 0.2 | yes |" in text and "| 1 | ≈ 1 (± 0.1) | yes |" in text

@@ -517,6 +517,47 @@ def test_checkpoint_of_another_loss_is_refused(tmp_path, kind, chunks_computed):
     assert len(chunks_computed) == before
 
 
+def _method_loss(c):
+    """A loss calling a method of a user's dataclass: the method's code is part of it."""
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Model:
+        w: float
+
+        def apply(self, p):
+            return (p["a"] - 0.3) ** 2 + c * self.w * p["b"] ** 2
+
+    model = Model(1.0)
+    return lambda p: model.apply(p)
+
+
+def _custom_rule(c):
+    """A loss through a ``jax.custom_jvp`` whose derivative rule holds ``c``."""
+
+    @jax.custom_jvp
+    def square(x):
+        return x**2
+
+    @square.defjvp
+    def square_jvp(primals, tangents):
+        return primals[0] ** 2, c * 2.0 * primals[0] * tangents[0]
+
+    return lambda p: (p["a"] - 0.3) ** 2 + square(p["b"])
+
+
+@pytest.mark.parametrize("make", [_method_loss, _custom_rule], ids=["method", "custom_jvp"])
+def test_checkpoint_sees_class_methods_and_derivative_rules(tmp_path, make, chunks_computed):
+    """Losses that differ only in a method of their model's class or in a custom
+    derivative rule are different scans; an equal one resumes."""
+    folder = tmp_path / "scan"
+    small_scan(make(1.0), folder, max_chunks=1)
+    with pytest.raises(ValueError, match="different scan: its `loss_fn` differ"):
+        small_scan(make(2.0), folder)
+    assert not small_scan(make(1.0), folder, max_chunks=1).complete
+    assert len(chunks_computed) == 2  # the first chunk was not computed again
+
+
 class _Opaque:
     """An object without a deterministic fingerprint (no dataclass, no array)."""
 

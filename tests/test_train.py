@@ -464,6 +464,39 @@ def test_unidentifiable_run_resumes_only_with_config(tmp_path):
     assert _lsq_run(tmp_path / "b", loss_fn=loss, config={"run": 1}).step == 4
 
 
+def _run_fingerprint(**components):
+    from jaxgrad.train import checkpoint_fingerprint
+
+    state = init_train_state(_params(), _LSQ_ADAM)
+    return checkpoint_fingerprint(state, jax.random.key(0), components=components)
+
+
+def test_fingerprint_reads_main_code_and_refuses_hidden_state(monkeypatch):
+    """A notebook's or script's functions (module ``__main__``, whose file may be an
+    installed launcher such as pytest's or ipykernel's) count by their code, not by name;
+    an object whose state is not visible in Python (``random.Random``) is unidentified."""
+    import random
+    import sys
+    import types
+
+    launcher = types.ModuleType("__main__")
+    launcher.__file__ = optax.__file__  # an installed file
+    monkeypatch.setitem(sys.modules, "__main__", launcher)
+    code = (lambda p, b: SCALE * _lsq(p, b)).__code__  # noqa: F821
+    run = {scale: _run_fingerprint(loss_fn=types.FunctionType(
+        code, {"__name__": "__main__", "SCALE": scale, "_lsq": _lsq})) for scale in (2.0, 3.0)}
+    assert run[2.0]["run"]["loss_fn"] != run[3.0]["run"]["loss_fn"]
+    assert not run[2.0]["unidentified"]
+
+    def sampler(seed):
+        rng = random.Random(seed)
+        return lambda p, b: rng.random() * _lsq(p, b)
+
+    fp = _run_fingerprint(loss_fn=sampler(0))
+    assert fp["unidentified"] == ["`loss_fn` closure cell 'rng' is a random.Random"]
+    assert _run_fingerprint(loss_fn=sampler(1))["unidentified"] == fp["unidentified"]
+
+
 @pytest.mark.parametrize(
     "damage",
     [lambda b: b[: len(b) // 2], lambda b: b[:30], lambda b: b"", lambda b: b"not a checkpoint",

@@ -22,16 +22,10 @@ grid far larger than memory stays on disk.
 
 from __future__ import annotations
 
-import dataclasses
-import dis
-import enum
 import hashlib
 import json
 import math
 import os
-import sys
-import sysconfig
-import types
 import warnings
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -43,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .._fingerprint import identify
 from .._io import write_atomic
 from .._validation import check_array, check_choice, check_finite, check_positive_int
 from .directions import leaf_names
@@ -945,196 +940,6 @@ def scan_landscape(
 # The identity of a scan: what a checkpoint folder must agree on before a scan resumes
 
 
-class _Unidentifiable(Exception):
-    """An object reached from ``loss_fn`` that has no deterministic fingerprint."""
-
-
-_MAX_DEPTH = 64
-_SCALARS = (type(None), type(Ellipsis), bool, int, float, complex, str, bytes)
-
-
-def _library_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    return tuple(os.path.realpath(paths[k]) + os.sep
-                 for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths)
-
-
-def _is_library(module_name: Any) -> bool:
-    """True for code of jaxgrad, the standard library and installed packages: identified by
-    name and version, not by content (their code does not change between two runs)."""
-    if not isinstance(module_name, str) or module_name.startswith("__"):
-        return False  # "__main__": a script's or a notebook's code
-    top = module_name.partition(".")[0]
-    if top == "jaxgrad" or top in sys.builtin_module_names:
-        return True
-    module = sys.modules.get(module_name) or sys.modules.get(top)
-    file = getattr(module, "__file__", None)
-    return file is not None and os.path.realpath(file).startswith(_library_roots())
-
-
-def _by_name(obj: Any) -> tuple[str, str] | None:
-    """``(module, qualname)`` when that name in a library module leads back to ``obj``."""
-    module_name = getattr(obj, "__module__", None)
-    qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
-    if not (isinstance(qualname, str) and _is_library(module_name)):
-        return None
-    found = sys.modules.get(module_name)
-    for part in qualname.split("."):
-        found = getattr(found, part, None)
-    return (module_name, qualname) if found is obj else None
-
-
-class _Fingerprint:
-    """A SHA-256 of everything a callable's results depend on, the same in every Python
-    process that builds the same objects: code (bytecode, constants, names), defaults,
-    closure cells, partial arguments and the globals the code names, followed
-    recursively; arrays by dtype, shape and bytes. Library code counts by name and
-    version, classes by name. Anything else raises ``_Unidentifiable`` with the path that
-    led to it."""
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self.seen: dict[int, int] = {}  # id -> order of first visit (cycles, sharing)
-        self.alive: list[Any] = []  # keeps visited objects (and so their ids) alive
-
-    def put(self, *tokens: Any) -> None:
-        for token in tokens:
-            data = token if isinstance(token, bytes) else str(token).encode()
-            self.hash.update(len(data).to_bytes(8, "little") + data)
-
-    def library(self, module_name: str, qualname: str) -> None:
-        top = sys.modules.get(module_name.partition(".")[0])
-        self.put("library", module_name, qualname, str(getattr(top, "__version__", "")))
-
-    def add(self, obj: Any, path: str, depth: int = 0) -> None:
-        if type(obj) in _SCALARS:
-            self.put(type(obj).__name__, obj if isinstance(obj, bytes) else repr(obj))
-            return
-        if depth > _MAX_DEPTH:
-            raise _Unidentifiable(f"{path} is nested more than {_MAX_DEPTH} levels deep")
-        if id(obj) in self.seen:
-            self.put("seen", self.seen[id(obj)])
-            return
-        self.seen[id(obj)] = len(self.seen)
-        self.alive.append(obj)
-        self._add(obj, path, depth + 1)
-
-    def _add(self, obj: Any, path: str, depth: int) -> None:
-        add, put = self.add, self.put
-        if isinstance(obj, enum.Enum):
-            put("enum", _type_name(type(obj)), obj.name)
-        elif isinstance(obj, (np.ndarray, np.generic, jax.Array)):
-            self._array(obj, path)
-        elif isinstance(obj, (tuple, list)):
-            put(_type_name(type(obj)), len(obj))
-            for i, item in enumerate(obj):
-                add(item, f"{path}[{i}]", depth)
-        elif isinstance(obj, dict):
-            put(_type_name(type(obj)), len(obj))
-            items = []
-            for key, value in obj.items():
-                sub = _Fingerprint()
-                sub.add(key, f"{path} key {key!r:.40}", depth)
-                items.append((sub.hash.digest(), key, value))
-            for digest, key, value in sorted(items, key=lambda t: t[0]):
-                put(digest)
-                add(value, f"{path}[{key!r:.40}]", depth)
-        elif isinstance(obj, (set, frozenset)):
-            digests = []
-            for item in obj:
-                sub = _Fingerprint()
-                sub.add(item, f"{path} element", depth)
-                digests.append(sub.hash.digest())
-            put(_type_name(type(obj)), *sorted(digests))
-        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            put("dataclass")
-            add(type(obj), f"{path} type", depth)
-            for field in dataclasses.fields(obj):
-                put(field.name)
-                add(getattr(obj, field.name), f"{path}.{field.name}", depth)
-        elif isinstance(obj, types.FunctionType):
-            self._function(obj, path, depth)
-        elif isinstance(obj, partial):
-            put("partial", _type_name(type(obj)), len(obj.args))
-            add(obj.func, f"{path}.func", depth)
-            add(obj.args, f"{path}.args", depth)
-            add(obj.keywords, f"{path}.keywords", depth)
-        elif isinstance(obj, types.MethodType):
-            put("method")
-            add(obj.__func__, f"{path}.__func__", depth)
-            add(obj.__self__, f"{path}.__self__", depth)
-        elif isinstance(obj, types.ModuleType):
-            put("module", obj.__name__, str(getattr(obj, "__version__", "")))
-        elif isinstance(obj, types.CodeType):
-            self._code(obj, path, depth)
-        elif isinstance(obj, type):  # a class counts by its name
-            put("class", obj.__module__, obj.__qualname__)
-        elif isinstance(obj, (np.dtype, slice, range)):
-            put(_type_name(type(obj)), repr(obj))
-        elif (name := _by_name(obj)) is not None:  # a library's function, ufunc, object
-            self.library(*name)
-        elif hasattr(obj, "__wrapped__"):  # functools.wraps, jax.jit, custom_jvp, ...
-            put("wrapper", _type_name(type(obj)))
-            add(obj.__wrapped__, f"{path}.__wrapped__", depth)
-        else:
-            raise _Unidentifiable(f"{path} is a {_type_name(type(obj))}")
-
-    def _array(self, obj: Any, path: str) -> None:
-        if isinstance(obj, jax.core.Tracer):
-            raise _Unidentifiable(f"{path} is a traced value")
-        if isinstance(obj, jax.Array):
-            if not obj.is_fully_addressable:
-                raise _Unidentifiable(f"{path} is an array spread over several processes")
-            if jnp.issubdtype(obj.dtype, jax.dtypes.prng_key):
-                self.put("key", str(obj.dtype))
-                obj = jax.random.key_data(obj)
-        arr = np.ascontiguousarray(obj)
-        if arr.dtype.hasobject:
-            raise _Unidentifiable(f"{path} is an array of Python objects")
-        self.put("array", arr.dtype.str, arr.shape)
-        self.hash.update(arr.reshape(-1).view(np.uint8))
-
-    def _function(self, fn: types.FunctionType, path: str, depth: int) -> None:
-        put, add = self.put, self.add
-        if _is_library(fn.__module__):
-            self.library(fn.__module__, fn.__qualname__)
-        else:
-            put("function", fn.__module__, fn.__qualname__)
-            self._code(fn.__code__, f"{path}.__code__", depth)
-            add(fn.__defaults__, f"{path}.__defaults__", depth)
-            add(fn.__kwdefaults__, f"{path}.__kwdefaults__", depth)
-            # The globals its code (or a nested function's, lambda's, comprehension's) names.
-            names, stack = [], [fn.__code__]
-            while stack:
-                code = stack.pop()
-                names.extend(ins.argval for ins in dis.get_instructions(code)
-                             if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"))
-                stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-            for name in dict.fromkeys(names):
-                if name in fn.__globals__:
-                    put("global", name)
-                    add(fn.__globals__[name], f"{path} global {name!r}", depth)
-        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
-            try:
-                value = cell.cell_contents
-            except ValueError:  # a cell not yet filled
-                put("empty cell", name)
-                continue
-            put("cell", name)
-            add(value, f"{path} closure cell {name!r}", depth)
-
-    def _code(self, code: types.CodeType, path: str, depth: int) -> None:
-        self.put("code", code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
-                 code.co_flags, code.co_code, code.co_names, code.co_varnames,
-                 code.co_freevars, code.co_cellvars, len(code.co_consts))
-        for i, const in enumerate(code.co_consts):
-            self.add(const, f"{path} constant {i}", depth)
-
-
-def _type_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 def _digest(*parts: Any) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -1153,18 +958,16 @@ def _spec_parts(loss_fn, fingerprint, base, layout, D, coords, gradient, method,
         data = fingerprint.encode() if isinstance(fingerprint, str) else bytes(fingerprint)
         loss = "fingerprint " + hashlib.sha256(data).hexdigest()[:32]
     else:
-        fp = _Fingerprint()
-        try:
-            fp.add(loss_fn, "`loss_fn`")
-        except _Unidentifiable as e:
+        identity = identify(loss_fn, "`loss_fn`")
+        if identity.unidentified:
             raise ValueError(
                 f"`checkpoint` needs the identity of `loss_fn`, which cannot be established: "
-                f"{e}, which has no deterministic fingerprint (arrays, numbers, strings, "
-                "containers, dataclasses and functions of these have one). Pass "
-                "`fingerprint=` (a str or bytes that changes whenever the loss does) to "
+                f"{identity.unidentified[0]}, which has no deterministic fingerprint (arrays, "
+                "numbers, strings, containers, dataclasses and functions of these have one). "
+                "Pass `fingerprint=` (a str or bytes that changes whenever the loss does) to "
                 "identify the loss yourself"
-            ) from None
-        loss = fp.hash.hexdigest()[:32]
+            )
+        loss = identity.digest[:32]
     return {
         "loss_fn": loss,
         "params": _digest(base, [str(d) for d in layout.dtypes],

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._fingerprint import identify, python_version
 from .._validation import check_positive_float, check_positive_int, leading_axis_length
 from ..io import write_atomic
 
@@ -354,10 +355,11 @@ def checkpoint_fingerprint(
         so two different runs might share the fingerprint: ``load_checkpoint`` refuses
         to resume such a run unless ``config`` is given.
     """
-    from ._identity import Identity, python_version
-
-    identity = Identity()
-    run = {name: identity.digest(obj, name) for name, obj in (components or {}).items()}
+    run, unidentified = {}, []
+    for name, obj in (components or {}).items():
+        identity = identify(obj, f"`{name}`")
+        run[name] = identity.digest
+        unidentified += identity.unidentified
     payload = {
         "structure": str(jax.tree_util.tree_structure((state.params, state.opt_state))),
         "leaves": _leaf_signature((state.params, state.opt_state)),
@@ -365,7 +367,7 @@ def checkpoint_fingerprint(
         "config": json.loads(json.dumps(config, sort_keys=True, default=str)),
         "run": run,
         "python": python_version() if run else None,
-        "unidentified": identity.unidentified,
+        "unidentified": unidentified,
     }
     payload["hash"] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     return payload
@@ -451,7 +453,7 @@ def load_checkpoint(
     if fingerprint.get("unidentified") and fingerprint.get("config") is None:
         raise ValueError(
             f"checkpoint {path} cannot be resumed safely: this run could not be fully "
-            f"identified ({'; '.join(fingerprint['unidentified'][:5])} are known only by "
+            f"identified ({'; '.join(fingerprint['unidentified'][:5])}: known only by "
             "their type), so a changed run could look the same; pass `config=` describing "
             "the run (e.g. its hyper-parameters) when writing and resuming, or delete it"
         )

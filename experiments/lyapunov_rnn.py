@@ -83,8 +83,14 @@ def run(config: dict) -> Result:
         rho = jnp.max(jnp.abs(jnp.linalg.eigvals(p.J)))
         return res, jnp.log(rho)
 
-    # The whole (g, seed) sweep in one vmapped call.
-    res, log_rho = jax.vmap(lambda g: jax.vmap(lambda s: spectrum(g, s))(seeds))(gs)
+    # One vmapped call over the seeds per gain (compiled once: g is traced), so that a long
+    # sweep shows its progress; the per-g results are stacked as one (G, S, ...) result.
+    from tqdm.auto import tqdm
+
+    per_seed = jax.jit(lambda g: jax.vmap(lambda s: spectrum(g, s))(seeds))
+    parts = [jax.block_until_ready(per_seed(g))  # wait, so that the bar shows real progress
+             for g in tqdm(gs, desc="lyapunov-rnn: g sweep", unit="g", leave=False)]
+    res, log_rho = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *parts)
     exps = np.asarray(res.exponents)                      # (G, S, N)
     lam1 = exps[:, :, 0]
     lam1_mean = lam1.mean(1)

@@ -282,7 +282,7 @@ def _pair(phi, c, q, n2):
     """``E φ(u₁) φ(u₂)``: Cho & Saul (2009) for ReLU, Williams (1997) for erf."""
     kind = _closed_form(phi)
     if kind == "relu":
-        return q / (2 * jnp.pi) * _arc_cosine(jnp.clip(c, -1, 1))
+        return q / (2 * jnp.pi) * _arc_cosine(c)
     if kind == "erf":  # (2/π) arcsin(2qc / (1 + 2q))
         a, b = _erf_factors(c, q)
         return (2 / jnp.pi) * jnp.arctan2(2 * q * c, a * b)
@@ -293,7 +293,7 @@ def _pair_derivative(phi, c, q, n2):
     """``E φ'(u₁) φ'(u₂)`` (at ``q = 0`` the limit ``q → 0⁺``)."""
     kind = _closed_form(phi)
     if kind == "relu":
-        return (jnp.pi - jnp.arccos(jnp.clip(c, -1, 1))) / (2 * jnp.pi)
+        return (jnp.pi - jnp.arccos(c)) / (2 * jnp.pi)
     if kind == "erf":
         a, b = _erf_factors(c, q)
         return (4 / jnp.pi) / (a * b)

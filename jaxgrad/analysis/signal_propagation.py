@@ -762,7 +762,8 @@ def critical_sigma_w2(sigma_b2: Any, *, activation: Activation = "tanh",
     (true for tanh: ``B(q) ≈ 4q³/3`` near 0, so the critical ``σ_w² ≈ 1 + 2 (3σ_b²/4)^{1/3}``
     rises steeply). The default 200 nodes resolve ``q* ≲ 10`` (``σ_b² ≲ 5`` for tanh) to
     ~1e-5; raise ``num_points`` beyond.
-    For ReLU ``B ≡ 0``: the only critical point is ``σ_w² = 2`` at ``σ_b² = 0``.
+    For ReLU ``B ≡ 0``: the only critical point is ``σ_w² = 2`` at ``σ_b² = 0``. For erf
+    ``B(q) ≈ 4q³/3`` as for tanh, and ``σ_w² = π/4`` at ``σ_b² = 0`` (closed forms for both).
     Poole et al. 2016, Fig. 2; Schoenholz et al. 2017, Fig. 1.
 
     Differentiable in ``σ_b²`` by the implicit function theorem (``dq*/dσ_b² = 1/B'(q*)``);

@@ -93,11 +93,216 @@ def test_relu_closed_forms(x64):
     # No finite critical q* for ReLU with a bias: reported, not invented.
     cp = jaxgrad.critical_sigma_w2(0.1, activation="relu")
     assert not bool(cp.found) and math.isnan(float(cp.sigma_w2))
-    # c-map against the arc-cosine kernel (Cho & Saul 2009); the kink slows quadrature.
+    # c-map against the arc-cosine kernel (Cho & Saul 2009), now in closed form.
     for c in (0.0, 0.5, 0.9):
         num = sw * q / (2 * math.pi) * (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) + sb
-        got = float(jaxgrad.c_map(c, sw, sb, q=q, activation="relu", num_points_2d=200))
-        assert got == pytest.approx(num / (sw * q / 2 + sb), abs=2e-3)
+        got = float(jaxgrad.c_map(c, sw, sb, q=q, activation="relu"))
+        assert got == pytest.approx(num / (sw * q / 2 + sb), abs=1e-14)
+
+
+def _np_arc_cosine_c_map(c, sw, sb, q):
+    """ReLU c-map from the arc-cosine kernel in NumPy; at q = 0, σ_b² = 0 its q → 0⁺ limit."""
+    theta = np.arccos(c)
+    j = np.sqrt(1 - c * c) + (np.pi - theta) * c
+    if q == 0 and sb == 0:
+        return j / np.pi
+    return (sw * q * j / (2 * np.pi) + sb) / (sw * q / 2 + sb)
+
+
+@pytest.mark.parametrize("sw, sb, q", [(1.7, 0.2, 1.3), (2.0, 0.0, 0.0), (1.5, 0.0, 0.0),
+                                       (0.3, 0.0, 1e-30), (2.0, 0.0, 1e30), (3.0, 1e-3, 5.0),
+                                       (1.0, 2.0, 0.0)])
+def test_relu_c_map_matches_arc_cosine_kernel(x64, sw, sb, q):
+    # 201 correlations in [-1, 1]; the old 100-node product rule was off by up to 2.5e-3
+    # (the kink) and gave 0/0 = NaN at q = 0, σ_b² = 0.
+    c = np.linspace(-1.0, 1.0, 201)
+    got = jax.vmap(lambda c: jaxgrad.c_map(c, sw, sb, q=q, activation="relu"))(jnp.asarray(c))
+    np.testing.assert_allclose(got, _np_arc_cosine_c_map(c, sw, sb, q), rtol=0, atol=1e-12)
+    # the callable takes the same closed form
+    got = jaxgrad.c_map(0.25, sw, sb, q=q, activation=jax.nn.relu)
+    assert float(got) == pytest.approx(float(_np_arc_cosine_c_map(0.25, sw, sb, q)), abs=1e-12)
+
+
+def test_relu_c_map_float32():
+    c = np.linspace(-1.0, 1.0, 101)
+    got = jax.vmap(lambda c: jaxgrad.c_map(c, 1.7, 0.2, q=1.3, activation="relu"))(
+        jnp.asarray(c, jnp.float32))
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, _np_arc_cosine_c_map(c, 1.7, 0.2, 1.3), atol=1e-6)
+
+
+def test_relu_at_zero_bias_has_chi_sigma_w2_over_2(x64):
+    # σ_b² = 0: q* = 0 below σ_w² = 2, every q is fixed at σ_w² = 2, q grows above it.
+    # χ₁ = σ_w²/2 at every q > 0 and in the limit q → 0⁺ (ReLU is positively homogeneous);
+    # the old code took relu'(0) = 0 at q* = 0 and returned χ₁ = 0 with converged = True.
+    for sw in (0.5, 1.5, 2.0, 3.0):
+        assert float(jaxgrad.chi_1(sw, 0.0, activation="relu")) == pytest.approx(sw / 2, rel=1e-15)
+        assert float(jaxgrad.chi_1(sw, 0.0, q=0.0, activation="relu")) == sw / 2
+    ds = jaxgrad.depth_scales(2.0, 0.0, activation="relu")  # critical
+    assert bool(ds.converged)
+    assert float(ds.chi_1) == 1.0 and float(ds.q_slope) == 1.0 and float(ds.c_star) == 1.0
+    assert float(ds.xi_q) == math.inf and float(ds.xi_c) == math.inf
+    ds = jaxgrad.depth_scales(1.5, 0.0, activation="relu")
+    assert bool(ds.converged) and float(ds.q_star) == 0.0
+    assert float(ds.chi_1) == 0.75 and float(ds.q_slope) == 0.75
+    assert float(ds.xi_q) == pytest.approx(-1 / math.log(0.75), rel=1e-14)
+    # The c-map at q* = 0 is (sin θ + (π - θ) c)/π whatever σ_w²: c* = 1 with slope 1 (ξ_c = ∞;
+    # correlations approach 1 polynomially), the slope of the map the layers actually follow.
+    assert float(ds.c_star) == 1.0 and float(ds.c_slope) == 1.0 and float(ds.xi_c) == math.inf
+    dc = jax.grad(lambda c: jaxgrad.c_map(c, 1.5, 0.0, q=ds.q_star, activation="relu"))(1.0)
+    assert float(dc) == pytest.approx(1.0, rel=1e-14)
+    a = jaxgrad.mean_field_trajectory(1.0, 0.2, 1.5, 0.0, depth=60, activation="relu")
+    b = jaxgrad.mean_field_trajectory(1.0, 0.2, 0.5, 0.0, depth=60, activation="relu")
+    np.testing.assert_allclose(a.c, b.c, rtol=1e-14)
+    # 1 - c^l ~ 1/l²: doubling the depth divides it by ~4 (ξ_c = 3.5 would: 5000)
+    assert bool(jnp.all(jnp.diff(a.c) > 0))
+    assert 2.5 < (1 - float(a.c[29])) / (1 - float(a.c[59])) < 4.5
+    # Above σ_w² = 2 the only solution, q = 0, repels: not a converged q*.
+    qs = jaxgrad.q_star(3.0, 0.0, activation="relu")
+    assert float(qs.q) == 0.0 and not bool(qs.converged)
+    assert not bool(jaxgrad.depth_scales(3.0, 0.0, activation="relu").converged)
+    # The critical point is still found.
+    cp = jaxgrad.critical_sigma_w2(0.0, activation="relu")
+    assert bool(cp.found) and float(cp.sigma_w2) == 2.0
+
+
+@pytest.mark.slow
+def test_erf_matches_arcsine_kernel(x64):
+    # Williams (1997): E erf(u₁) erf(u₂) = (2/π) arcsin(2qc / (1 + 2q)), checked against a
+    # callable wrapper (which takes the quadrature route, with jax.grad derivatives).
+    erf = jax.scipy.special.erf
+
+    def wrapped(x):
+        return erf(x)
+
+    c = jnp.linspace(-1.0, 1.0, 21)
+    c_maps = jax.jit(jax.vmap(lambda c, w, b, q, act: jaxgrad.c_map(
+        c, w, b, q=q, activation=act),
+        in_axes=(0, None, None, None, None)), static_argnums=4)
+    for sw, sb, q in ((1.3, 0.1, 0.7), (2.0, 0.0, 2.0)):
+        assert float(jaxgrad.q_map(q, sw, sb, activation="erf")) == pytest.approx(
+            sw * 2 / math.pi * math.asin(2 * q / (1 + 2 * q)) + sb, rel=1e-14)
+        assert float(jaxgrad.q_map(q, sw, sb, activation="erf")) == pytest.approx(
+            float(jaxgrad.q_map(q, sw, sb, activation=wrapped)), rel=1e-12)
+        assert float(jaxgrad.chi_1(sw, sb, q=q, activation=erf)) == pytest.approx(
+            sw * 4 / math.pi / math.sqrt(1 + 4 * q), rel=1e-14)
+        assert float(jaxgrad.chi_1(sw, sb, q=q, activation="erf")) == pytest.approx(
+            float(jaxgrad.chi_1(sw, sb, q=q, activation=wrapped)), rel=1e-12)
+        closed = c_maps(c, sw, sb, q, "erf")
+        quad = c_maps(c, sw, sb, q, wrapped)
+        np.testing.assert_allclose(closed, quad, atol=1e-12)
+        ref = (sw * 2 / np.pi * np.arcsin(2 * q * np.asarray(c) / (1 + 2 * q)) + sb) / (
+            sw * 2 / np.pi * np.arcsin(2 * q / (1 + 2 * q)) + sb)
+        np.testing.assert_allclose(closed, ref, atol=1e-14)
+    # q-map slope (χ₁ + σ_w² E φ''φ) and c-map slope against autodiff of the maps.
+    ds = jaxgrad.depth_scales(3.0, 0.2, activation="erf")
+    assert bool(ds.converged) and 0 < float(ds.c_star) < 1
+    dq = jax.grad(lambda q: jaxgrad.q_map(q, 3.0, 0.2, activation="erf"))(ds.q_star)
+    assert float(ds.q_slope) == pytest.approx(float(dq), rel=1e-13)
+    dc = jax.grad(lambda c: jaxgrad.c_map(c, 3.0, 0.2, q=ds.q_star, activation="erf"))(ds.c_star)
+    assert float(ds.c_slope) == pytest.approx(float(dc), rel=1e-13)
+    # Critical line: q* = 0 and χ₁ = σ_w² erf'(0)² = 4σ_w²/π at σ_b² = 0.
+    cp = jaxgrad.critical_sigma_w2(0.0, activation="erf")
+    assert bool(cp.found) and float(cp.sigma_w2) == pytest.approx(math.pi / 4, rel=1e-11)
+    w2c = float(jaxgrad.critical_sigma_w2(0.5, activation="erf").sigma_w2)
+    assert float(jaxgrad.chi_1(w2c, 0.5, activation="erf")) == pytest.approx(1.0, abs=1e-10)
+
+
+def _np_expect(f):
+    from scipy import integrate
+
+    def g(z):
+        return f(z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+
+    return integrate.quad(g, -40, 40, points=[0], epsabs=1e-15, epsrel=1e-13, limit=500)[0]
+
+
+@pytest.mark.slow
+def test_tanh_quadrature_accuracy_at_default_nodes(x64):
+    # The accuracy table of the module docstring, against scipy.integrate.quad (1-D) and a
+    # fine trapezoid rule (2-D, spectrally accurate for these analytic integrands).
+    bounds = {0.5: (1e-14, 1e-14, 1e-12), 3.0: (2e-9, 1e-7, 2e-6), 10.0: (3e-5, 2e-3, 1e-3)}
+    h = 0.02
+    z = np.arange(-9.0, 9.0 + h / 2, h)
+    w = np.exp(-z * z / 2) / math.sqrt(2 * math.pi) * h
+    cs = np.linspace(-1.0, 1.0, 7)
+    c_maps = jax.jit(jax.vmap(lambda c, q: jaxgrad.c_map(c, 1.0, 0.0, q=q), in_axes=(0, None)))
+    for q, (tol_q, tol_chi, tol_c) in bounds.items():
+        s = math.sqrt(q)
+        m2 = _np_expect(lambda z, s=s: math.tanh(s * z) ** 2)
+        d1 = _np_expect(lambda z, s=s: (1 - math.tanh(s * z) ** 2) ** 2)
+        assert float(jaxgrad.q_map(q, 1.0, 0.0)) == pytest.approx(m2, rel=tol_q)
+        assert float(jaxgrad.chi_1(1.0, 0.0, q=q)) == pytest.approx(d1, rel=tol_chi)
+        ta = np.tanh(s * z)[:, None]
+        for c, g in zip(cs, np.asarray(c_maps(jnp.asarray(cs), q)), strict=True):
+            tb = np.tanh(s * (c * z[:, None] + math.sqrt(max(1 - c * c, 0.0)) * z[None, :]))
+            ref = np.sum(w[:, None] * w[None, :] * ta * tb) / m2
+            assert abs(g - ref) <= tol_c
+
+
+@pytest.mark.slow
+def test_tanh_at_q_star_zero_reports_no_correlation_fixed_point(x64):
+    # σ_b² = 0, σ_w² < 1: q* = 0 and the c-map tends to the identity (every correlation is
+    # kept), so c* is undefined: NaN and not converged (the old code said c* = 1, converged).
+    for act in ("tanh", "erf"):
+        ds = jaxgrad.depth_scales(0.5, 0.0, activation=act)
+        assert float(ds.q_star) == 0.0 and not bool(ds.converged)
+        assert math.isnan(float(ds.c_star)) and float(ds.c_slope) == 1.0
+        assert float(ds.xi_c) == math.inf
+        assert float(ds.xi_q) == pytest.approx(-1 / math.log(float(ds.chi_1)), rel=1e-12)
+        # the c-map at q = 0 is its limit q → 0⁺, the identity (the old code: 0/0 = NaN)
+        assert float(jaxgrad.c_map(0.3, 0.5, 0.0, q=0.0, activation=act)) == pytest.approx(
+            0.3, abs=1e-14)
+    assert float(jaxgrad.depth_scales(0.5, 0.0).chi_1) == pytest.approx(0.5, rel=1e-14)
+    assert float(jaxgrad.depth_scales(0.5, 0.0, activation="erf").chi_1) == pytest.approx(
+        2 / math.pi, rel=1e-14)
+    # Deep layers: q^l underflows to 0 after ~1075 layers; c^l stays at its plateau.
+    traj = jaxgrad.mean_field_trajectory(1.0, 0.3, 0.5, 0.0, depth=1100)
+    assert float(traj.q[-1]) == 0.0 and bool(jnp.all(jnp.isfinite(traj.c)))
+    assert float(traj.c[-1]) == pytest.approx(float(traj.c[60]), rel=1e-12)
+    # the identity activation at σ_w² = 1, σ_b² = 0: every q and every c is fixed
+    ds = jaxgrad.depth_scales(1.0, 0.0, activation="identity")
+    assert math.isnan(float(ds.c_star)) and not bool(ds.converged)
+
+
+def test_q_star_converged_is_honest(x64):
+    # A repelling fixed point is not converged: tanh at σ_w² > 1, σ_b² = 0 started at q = 0.
+    qs = jaxgrad.q_star(1.5, 0.0, q0=0.0)
+    assert float(qs.q) == 0.0 and float(qs.residual) == 0.0 and not bool(qs.converged)
+    assert bool(jaxgrad.q_star(1.5, 0.0).converged)
+    # Too few steps: converged is False, and matches the residual test.
+    tol = math.sqrt(np.finfo(np.float64).eps)
+    for kw in (dict(num_iterations=3, num_newton=0), dict(num_iterations=0, num_newton=1),
+               dict(num_iterations=0, num_newton=30)):
+        qs = jaxgrad.q_star(1.5, 0.1, **kw)
+        assert bool(qs.converged) == (float(qs.residual) <= tol * (1 + float(qs.q)))
+    assert not bool(jaxgrad.q_star(1.5, 0.1, num_iterations=3, num_newton=0).converged)
+    assert bool(jaxgrad.q_star(1.5, 0.1, num_iterations=0, num_newton=30).converged)
+    # No step at all is refused.
+    with pytest.raises(ValueError, match="num_iterations.*num_newton"):
+        jaxgrad.q_star(1.5, 0.1, num_iterations=0, num_newton=0)
+    with pytest.raises(ValueError, match="num_iterations.*num_newton"):
+        jaxgrad.depth_scales(1.5, 0.1, num_iterations=0, num_newton=0)
+
+
+@pytest.mark.slow
+def test_closed_form_paths_jit_and_vmap(x64):
+    w2 = jnp.asarray([0.5, 1.5, 3.0])
+    b2 = jnp.asarray([0.0, 0.3, 0.1])
+    for act in ("relu", "erf"):
+        def fn(w, b, act=act):
+            ds = jaxgrad.depth_scales(w, b, activation=act)
+            return jnp.stack([ds.q_star, ds.chi_1, ds.c_star, ds.q_slope, ds.c_slope,
+                              jaxgrad.c_map(0.3, w, b, q=1.2, activation=act)])
+
+        loop = jnp.stack([fn(w, b) for w, b in zip(w2, b2, strict=True)])
+        np.testing.assert_allclose(jax.vmap(fn)(w2, b2), loop, rtol=1e-14)
+        np.testing.assert_allclose(jax.jit(fn)(w2[1], b2[1]), loop[1], rtol=1e-14)
+    # autodiff of the closed forms: finite at c = ±1, equal to the kernels' derivatives
+    for c in (-1.0, -0.4, 0.6, 1.0):
+        dc = jax.grad(lambda c: jaxgrad.c_map(c, 1.7, 0.2, q=1.3, activation="relu"))(c)
+        ref = 1.7 * 1.3 * (math.pi - math.acos(c)) / (2 * math.pi) / (1.7 * 1.3 / 2 + 0.2)
+        assert float(dc) == pytest.approx(ref, rel=1e-13, abs=1e-15)
 
 
 def test_tanh_without_bias(x64):

@@ -8,10 +8,12 @@ Bengio (2013), section 3.1, bound ``‖∂x_t/∂x_{t-1}‖ ≤ ‖W_rec‖ γ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
 
 from .._validation import check_choice
 
@@ -25,6 +27,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "elu": jax.nn.elu,
     "gelu": jax.nn.gelu,
     "identity": lambda x: x,
+    "erf": jax.scipy.special.erf,  # mean-field theory has its Gaussian kernels in closed form
 }
 
 #: sup_x |σ'(x)| for each activation (closed forms; GELU's is Φ(√2) + √2 φ(√2) ≈ 1.1289 at x = √2).
@@ -36,6 +39,7 @@ MAX_DERIVATIVE: dict[str, float] = {
     "elu": 1.0,
     "gelu": 1.1289,
     "identity": 1.0,
+    "erf": 2 / math.sqrt(math.pi),  # erf'(0)
 }
 
 

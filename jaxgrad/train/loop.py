@@ -35,6 +35,7 @@ import optax
 
 from .._io import write_atomic
 from .._validation import check_positive_float, check_positive_int, leading_axis_length
+from ..analysis.gradient_flow import _mlp_layer_grad_norms, scaled_norm
 
 #: Metric names the loop itself records; a monitor may not reuse them.
 RESERVED_METRICS = ("loss", "objective", "regularizer", "grad_norm", "finite")
@@ -263,33 +264,40 @@ class _NeedsRunKey(NamedTuple):
 
 
 def param_grad_norms(params: Any, batch: Any, grads: Any) -> dict[str, jax.Array]:
-    """A monitor: ``‖∂L/∂leaf‖`` for every parameter leaf, keyed ``"grad_norm" + path``.
+    """A monitor: ``‖∂L/∂leaf‖`` for every parameter leaf, keyed ``"grad_norm" + path``,
+    and its natural log keyed ``"log_grad_norm" + path``.
 
     Each leaf gives one norm (a stacked ``MLPParams.hidden.W`` gives one for all its
-    layers; ``mlp_layer_monitor`` splits it per layer). Example key:
-    ``"grad_norm.readout.W"``.
+    layers; ``mlp_layer_monitor`` splits it per layer). Example keys:
+    ``"grad_norm.readout.W"``, ``"log_grad_norm.readout.W"``. The norms are
+    ``jaxgrad.analysis.gradient_flow.scaled_norm``s: entries of 1e-30 or 1e30 give their
+    norm, not 0 or inf; a gradient of exactly 0 gives 0 and log-norm ``-inf``.
     """
     del params, batch
     flat, _ = jax.tree_util.tree_flatten_with_path(grads)
-    return {
-        "grad_norm" + jax.tree_util.keystr(path): jnp.linalg.norm(jnp.ravel(g)) for path, g in flat
-    }
+    out = {}
+    for path, g in flat:
+        norm, log_norm = scaled_norm(g)
+        out["grad_norm" + jax.tree_util.keystr(path)] = norm
+        out["log_grad_norm" + jax.tree_util.keystr(path)] = log_norm
+    return out
 
 
 def mlp_layer_monitor(params: Any, batch: Any, grads: Any) -> dict[str, jax.Array]:
     """A monitor for ``MLPParams``: per-layer ``‖∂L/∂W_l‖_F`` and ``‖∂L/∂b_l‖``, ``(depth,)``.
 
     Read from the gradient the step has already computed, so it costs a few reductions.
-    Keys ``layer_weight_grad_norms`` and ``layer_bias_grad_norms`` (layer 1 first).
+    Keys ``layer_weight_grad_norms`` and ``layer_bias_grad_norms`` (layer 1 first), and
+    their natural logs ``log_layer_weight_grad_norms`` and ``log_layer_bias_grad_norms``
+    (``scaled_norm``s, as in ``jaxgrad.mlp_gradient_flow``: no underflow to 0 or
+    overflow to inf while the gradient itself is finite; ``-inf`` for a zero gradient).
     """
     del params, batch
-    W = jnp.concatenate(
-        [jnp.linalg.norm(grads.first.W)[None], jnp.sqrt(jnp.sum(grads.hidden.W**2, axis=(1, 2)))]
-    )
-    b = jnp.concatenate(
-        [jnp.linalg.norm(grads.first.b)[None], jnp.sqrt(jnp.sum(grads.hidden.b**2, axis=1))]
-    )
-    return {"layer_weight_grad_norms": W, "layer_bias_grad_norms": b}
+    W, b = _mlp_layer_grad_norms(grads)
+    return {
+        "layer_weight_grad_norms": W.norm, "layer_bias_grad_norms": b.norm,
+        "log_layer_weight_grad_norms": W.log_norm, "log_layer_bias_grad_norms": b.log_norm,
+    }
 
 
 def combine_monitors(*monitors: Monitor) -> Monitor:

@@ -29,8 +29,11 @@ from .analysis.fixed_points import fixed_points_1d as fixed_points_1d
 from .analysis.gradient_flow import LOSSES as LOSSES
 from .analysis.gradient_flow import MLPGradientFlow as MLPGradientFlow
 from .analysis.gradient_flow import RecurrentGradientFlow as RecurrentGradientFlow
+from .analysis.gradient_flow import ScaledNorm as ScaledNorm
 from .analysis.gradient_flow import mlp_gradient_flow as mlp_gradient_flow
 from .analysis.gradient_flow import recurrent_gradient_flow as recurrent_gradient_flow
+from .analysis.gradient_flow import scaled_norm as scaled_norm
+from .analysis.gradient_flow import tree_scaled_norm as tree_scaled_norm
 from .analysis.jacobian import JacobianProductNorms as JacobianProductNorms
 from .analysis.jacobian import fit_log_rate as fit_log_rate
 from .analysis.jacobian import jacobian_product_norms as jacobian_product_norms

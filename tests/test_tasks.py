@@ -270,6 +270,57 @@ def test_state_grad_norms_match_recurrent_gradient_flow():
     np.testing.assert_allclose(np.asarray(norms), np.asarray(flow.state_grad_norms), rtol=1e-5)
 
 
+@pytest.mark.slow
+def test_state_grad_norms_of_a_tiny_gradient_are_not_flushed_to_zero():
+    """Readout std 1e-32: ‖∂E/∂x_t‖ ≈ 1e-32, whose squares (1e-64) are 0 in float32."""
+    task = T.get_task("adding_problem")
+    model = seq.SequenceModel.for_task("rnn_tanh", 5, task)
+    params = model.init(jax.random.key(2), output_std=1e-32)
+    batch = task.sample(KEY, 1, 10)
+    norms = np.asarray(seq.sequence_state_grad_norms(model, task, params, batch))
+
+    def loss(states):
+        return task.loss(model.outputs_from_states(params, states)[None], batch.targets)
+
+    flow = jaxgrad.recurrent_gradient_flow(
+        lambda x, u: model.step(x, u, params.cell), jnp.zeros(5), batch.inputs[0], loss
+    )
+    assert np.all((norms > 1e-36) & (norms < 1e-30))
+    np.testing.assert_allclose(norms, np.asarray(flow.state_grad_norms), rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [-1, 4, 12])
+def test_task_loss_refuses_out_of_range_labels_by_name(bad):
+    task = T.get_task("temporal_order")  # 4 classes
+    out = jnp.zeros((3, 4))
+    targets = jnp.array([0, 3, bad])
+    msg = rf"`targets` must hold class labels in \[0, 4\), got {bad} at index 2"
+    with pytest.raises(ValueError, match=msg):
+        task.loss(out, targets)
+    with pytest.raises(ValueError, match=msg):
+        task.errors(out, targets)
+    mem = T.get_task("noiseless_memorization", num_values=3, num_positions=1)  # 4 classes
+    labels = np.zeros((2, 3), np.int32)
+    labels[1, 2] = bad
+    with pytest.raises(ValueError, match=rf"got {bad} at index \(1, 2\)"):
+        mem.loss(jnp.zeros((2, 3, 4)), labels)
+
+
+def test_task_loss_is_nan_for_traced_out_of_range_labels_never_wrapped():
+    """Under jit the labels cannot be checked: -1 used to score as class 3 (a finite,
+    plausible loss) and 4 as NaN; both are NaN now, with NaN gradients."""
+    task = T.get_task("temporal_order")
+    out = jnp.zeros((2, 4)).at[:, 3].set(4.0)
+    loss = jax.jit(task.loss)
+    assert float(loss(out, jnp.array([3, 3]))) == pytest.approx(
+        float(task.loss(out, jnp.array([3, 3]))), rel=1e-6)
+    for bad in (-1, 4):
+        y = jnp.array([3, bad])
+        assert np.isnan(float(loss(out, y)))
+        assert np.all(np.isnan(np.asarray(jax.grad(loss)(out, y))[1]))
+        assert bool(jax.jit(task.errors)(out, y)[1])  # counted as an error
+
+
 def test_vmap_optimizer_clips_each_replica_on_its_own():
     opt = seq.vmap_optimizer(optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(1.0)))
     params = {"w": jnp.zeros((2, 3))}

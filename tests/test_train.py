@@ -89,6 +89,31 @@ def test_full_batch_sgd_matches_closed_form_update():
     np.testing.assert_array_equal(res.metrics["objective"], res.metrics["loss"])
 
 
+@pytest.mark.parametrize("scale", [7e-31, 1.0, 1e30])
+def test_layer_monitors_at_extreme_gradient_scales_against_float64(scale):
+    """Entries of 7e-31 (squares below float32's range) and 1e30 (squares above it): the
+    monitors used to report 0 and inf; a zero gradient gives 0 and log-norm -inf."""
+    cfg = jaxgrad.MLPConfig(in_dim=3, width=4, depth=3, out_dim=2)
+    grads = jax.tree_util.tree_map(
+        lambda a: scale * jax.random.normal(jax.random.key(a.size), a.shape),
+        jaxgrad.init_mlp(jax.random.key(0), cfg))
+    grads = grads._replace(first=grads.first._replace(b=jnp.zeros_like(grads.first.b)))
+    m = jax.jit(combine_monitors(mlp_layer_monitor, param_grad_norms))(None, None, grads)
+    g64 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), grads)
+    W = [np.linalg.norm(g64.first.W)] + [np.linalg.norm(w) for w in g64.hidden.W]
+    b = [0.0] + [np.linalg.norm(v) for v in g64.hidden.b]
+    np.testing.assert_allclose(m["layer_weight_grad_norms"], W, rtol=1e-6)
+    np.testing.assert_allclose(m["log_layer_weight_grad_norms"], np.log(W), rtol=1e-6)
+    np.testing.assert_allclose(m["layer_bias_grad_norms"], b, rtol=1e-6)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(m["log_layer_bias_grad_norms"], np.log(b), rtol=1e-6)
+    assert m["log_layer_bias_grad_norms"][0] == -np.inf
+    readout = np.linalg.norm(g64.readout.W)
+    assert float(m["grad_norm.readout.W"]) == pytest.approx(readout, rel=1e-6)
+    assert float(m["log_grad_norm.readout.W"]) == pytest.approx(np.log(readout), rel=1e-6)
+    assert float(m["grad_norm.first.b"]) == 0 and m["log_grad_norm.first.b"] == -np.inf
+
+
 @pytest.mark.slow
 def test_scanned_loop_matches_python_loop_of_train_step():
     cfg, params, batch, loss_fn = _mlp_setup()
@@ -618,3 +643,18 @@ def test_lstm_training_with_per_timestep_gradient_monitor():
     assert float(jnp.min(ref)) > 0
     np.testing.assert_allclose(res.metrics["state_grad_norms"][0], ref, rtol=1e-5)
     assert res.metrics["loss"][-1] < res.metrics["loss"][0]
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e30])
+def test_train_step_grad_norm_is_scaled_and_large_finite_gradients_are_applied(scale):
+    """Entries of 1e30 once gave grad_norm = inf, finite = False: a false divergence."""
+    params = jnp.ones(3, jnp.float32)
+    opt = optax.sgd(0.1)
+
+    def loss(p, batch):
+        return jnp.float32(scale) * jnp.sum(p)
+
+    state, m = train_step(loss, opt, init_train_state(params, opt), None)
+    assert bool(m.finite)
+    np.testing.assert_allclose(float(m.grad_norm), scale * np.sqrt(3.0), rtol=1e-6)
+    assert int(state.step) == 1

@@ -1,29 +1,39 @@
 """Gradient flow: per-layer and per-timestep gradient norms in one backward pass.
 
-Zero "probes" are added to every hidden activation ``h_l`` (MLP) or state ``x_t``
-(recurrent model); the gradient of the loss with respect to the probes is ``∂L/∂h_l``
-or ``∂L/∂x_t`` for all layers or steps at once, with no Python loop.
+MLP: zero "probes" are added to every hidden activation ``h_l``; the gradient of the loss
+with respect to the probes is ``∂L/∂h_l`` for all layers at once, with no Python loop.
+Recurrent model: ``∂L/∂x_t`` for every t comes from one reverse ``lax.scan`` of
+vector-Jacobian products whose cotangent is kept as a vector and a power-of-two exponent,
+so it is measured far below (or above) the float range.
+
+Norms are taken with ``scaled_norm``: the entries are scaled by a power of two before they
+are squared, so a gradient of 7e-31 has norm 7e-31 (not 0, as ``sqrt(sum(g**2))`` and
+``jnp.linalg.norm`` give in float32) and one of 1e30 has norm 1e30 (not inf). Every norm
+comes with its natural log (``log_*`` fields), which stays finite even where the norm
+itself leaves the floating-point range; a gradient of exactly 0 has log-norm ``-inf``.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
-from jax.flatten_util import ravel_pytree
 
+from .._labels import check_class_labels, softmax_cross_entropy
 from .._validation import check_array, check_choice
 from ..models.activations import get_activation
 from ..models.mlp import MLPConfig, MLPParams, _normalise, mlp_apply
-from ._stepfn import _NO_PARAMS, bind, prepare
+from ._stepfn import _NO_PARAMS, bind, flat_step, prepare
 
 
 def _cross_entropy(output, y):
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(output, y))
+    # NaN (loss and gradients) for a label outside [0, K) under jit; concrete labels are
+    # refused by mlp_gradient_flow before this runs.
+    return jnp.mean(softmax_cross_entropy(output, y))
 
 
 def _mse(output, y):
@@ -40,6 +50,105 @@ def _sum(output, y):
 LOSSES: dict[str, Callable] = {"cross_entropy": _cross_entropy, "mse": _mse, "sum": _sum}
 
 
+# --------------------------------------------------------------------------- scaled norms
+
+
+class ScaledNorm(NamedTuple):
+    """``norm = ‖x‖₂`` and ``log_norm = log ‖x‖₂`` (natural log; ``-inf`` for ``x = 0``)."""
+
+    norm: jax.Array
+    log_norm: jax.Array
+
+
+def _pow2(k: jax.Array, dtype: Any) -> jax.Array:
+    """``2**k`` exactly, for integer ``k`` in the normal exponent range of ``dtype``."""
+    info = jnp.finfo(dtype)
+    int_type = jnp.dtype(f"int{info.bits}")
+    bits = (k.astype(int_type) + (info.maxexp - 1)) << info.nmant
+    return jax.lax.bitcast_convert_type(bits, dtype)
+
+
+def _mul_pow2(x: jax.Array, k: jax.Array) -> jax.Array:
+    """``x · 2**k`` for integer ``k``, exact unless the result leaves the normal range.
+
+    ``jnp.ldexp`` builds ``2**k`` as one float, which flushes to 0 or overflows for the
+    shifts used here; three exact factors of at most ``2**±(bias−1)`` each do not (the
+    running product moves monotonically from ``x`` to the result, so it only
+    underflows or overflows when the result does).
+    """
+    limit = 3 * (jnp.finfo(x.dtype).maxexp - 2)
+    k = jnp.clip(k, -limit, limit)
+    k1 = k // 3
+    k2 = (k - k1) // 2
+    return x * _pow2(k1, x.dtype) * _pow2(k2, x.dtype) * _pow2(k - k1 - k2, x.dtype)
+
+
+def _pow2_exponent(m: jax.Array) -> jax.Array:
+    """int32 ``e`` with ``m = f · 2**e``, ``f ∈ [0.5, 1)``, read from the bits of a positive
+    normal ``m`` (as ``jnp.frexp``, in a few operations)."""
+    info = jnp.finfo(m.dtype)
+    bits = jax.lax.bitcast_convert_type(m, jnp.dtype(f"uint{info.bits}"))
+    biased = (bits >> info.nmant).astype(jnp.int32) & (2 * info.maxexp - 1)
+    return biased - (info.maxexp - 2)
+
+
+def scaled_norm(x: Any, axis: int | tuple[int, ...] | None = None) -> ScaledNorm:
+    """The 2-norm of ``x`` over ``axis`` and its log, without underflow or overflow.
+
+    ``‖x‖ = 2^{-k} ‖2^k x‖`` with ``2^k`` the power of two that brings ``max |x|`` into
+    ``[0.5, 1)`` (``|k| ≤ 126`` in float32): the scaling is exact, and the squares of the
+    scaled entries neither overflow nor, for the entries that matter, underflow.
+    ``sqrt(sum(x**2))`` and (on CPU, in float32) ``jnp.linalg.norm`` square unscaled
+    entries and return 0 for ``x = 7e-31`` (its square is below float32's smallest number)
+    and ``inf`` for ``x = 1e30``; dividing by ``max |x|`` is no cure either, as XLA turns
+    it into a product with ``1 / max |x|``, which is 0 for ``max |x| > 8.5e37``.
+    ``log_norm = log ‖2^k x‖ − k log 2`` is finite for any nonzero finite ``x``; ``norm``
+    is right to rounding wherever ``‖x‖`` itself is representable. Zero gives
+    ``(0, -inf)``; inf or NaN entries give inf/NaN in both. (XLA on CPU treats subnormal
+    numbers, below 1.2e-38 in float32, as 0.)
+
+    Arguments:
+        x: a real or complex array.
+        axis: axes to reduce (all by default), as for ``jnp.linalg.norm`` of a vector.
+
+    Returns:
+        ``ScaledNorm(norm, log_norm)`` with ``x``'s shape less ``axis``, in its real dtype.
+
+    Example:
+        >>> scaled_norm(jnp.full(3, 7e-31)).norm        # 1.2124e-30, not 0
+        >>> scaled_norm(jnp.zeros((4, 3)), axis=1).log_norm   # [-inf, -inf, -inf, -inf]
+    """
+    x = check_array("x", x)
+    a = jnp.abs(x)
+    m = jnp.max(a, axis=axis, keepdims=True, initial=jnp.zeros((), a.dtype))
+    bound = jnp.finfo(a.dtype).maxexp - 2  # 2^±bound are normal numbers
+    # m = 0, inf or NaN give k = ±bound: the result is then 0, inf or NaN as it should be.
+    k = jnp.clip(-_pow2_exponent(m), -bound, bound)
+    s = jnp.sqrt(jnp.sum((a * _pow2(k, a.dtype)) ** 2, axis=axis))
+    k = jnp.reshape(k, s.shape)
+    return ScaledNorm(s * _pow2(-k, s.dtype), jnp.log(s) - k.astype(s.dtype) * math.log(2.0))
+
+
+def tree_scaled_norm(tree: Any) -> ScaledNorm:
+    """``scaled_norm`` of all the leaves of a pytree together (a global gradient norm).
+
+    One exact power of two, from the largest entry of any leaf, scales every leaf, so the
+    result is as accurate as ``scaled_norm`` of the leaves concatenated (without
+    concatenating them). An empty tree gives ``(0, -inf)``.
+
+    Example:
+        >>> tree_scaled_norm({"a": jnp.full(2, 1e30), "b": jnp.full(1, 1e30)}).norm  # 1.7e30
+    """
+    leaves = [jnp.abs(check_array("tree", leaf)) for leaf in jax.tree_util.tree_leaves(tree)]
+    dtype = jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+    leaves = [leaf.astype(dtype) for leaf in leaves] or [jnp.zeros((0,), dtype)]
+    m = jnp.max(jnp.stack([jnp.max(a, initial=jnp.zeros((), dtype)) for a in leaves]))
+    bound = jnp.finfo(dtype).maxexp - 2
+    k = jnp.clip(-_pow2_exponent(m), -bound, bound)
+    s = jnp.sqrt(sum(jnp.sum((a * _pow2(k, dtype)) ** 2) for a in leaves))
+    return ScaledNorm(s * _pow2(-k, dtype), jnp.log(s) - k.astype(dtype) * math.log(2.0))
+
+
 class MLPGradientFlow(NamedTuple):
     """Per-layer gradient statistics, each ``(depth,)`` with layer 1 (next to the input) first.
 
@@ -50,6 +159,12 @@ class MLPGradientFlow(NamedTuple):
         activation_grad_norms: ``‖∂L/∂h_l‖_F`` over the batch.
         mean_abs_preactivation_grads: ``mean |∂L/∂z_l|`` (seed 002's "average gradient
             magnitude" per layer).
+        log_weight_grad_norms, log_bias_grad_norms, log_activation_grad_norms: natural
+            logs of the three norms, finite wherever the gradient is nonzero (even where
+            the norm leaves the float range); ``-inf`` for a gradient of exactly 0.
+
+    The norms are ``scaled_norm``s: a layer whose gradient entries are 1e-30 (whose
+    squares underflow in float32) or 1e30 is reported as such, not as 0 or inf.
     """
 
     loss: jax.Array
@@ -57,14 +172,22 @@ class MLPGradientFlow(NamedTuple):
     bias_grad_norms: jax.Array
     activation_grad_norms: jax.Array
     mean_abs_preactivation_grads: jax.Array
+    log_weight_grad_norms: jax.Array
+    log_bias_grad_norms: jax.Array
+    log_activation_grad_norms: jax.Array
 
 
-def _layer_norms(grads: MLPParams) -> tuple[jax.Array, jax.Array]:
-    W = jnp.concatenate([jnp.linalg.norm(grads.first.W)[None],
-                         jnp.sqrt(jnp.sum(grads.hidden.W**2, axis=(1, 2)))])
-    b = jnp.concatenate([jnp.linalg.norm(grads.first.b)[None],
-                         jnp.sqrt(jnp.sum(grads.hidden.b**2, axis=1))])
-    return W, b
+def mlp_layer_grad_norms(grads: MLPParams) -> tuple[ScaledNorm, ScaledNorm]:
+    """Per-layer ``scaled_norm`` of ``∂L/∂W_l`` and ``∂L/∂b_l``, ``(depth,)`` each, layer 1 first.
+
+    ``grads`` is a gradient shaped like ``MLPParams`` (the readout is not included).
+    """
+    first_W, first_b = scaled_norm(grads.first.W), scaled_norm(grads.first.b)
+    hidden_W, hidden_b = scaled_norm(grads.hidden.W, axis=(1, 2)), scaled_norm(grads.hidden.b, 1)
+    cat = lambda first, hidden: ScaledNorm(  # noqa: E731
+        *(jnp.concatenate([a[None], b]) for a, b in zip(first, hidden, strict=True))
+    )
+    return cat(first_W, hidden_W), cat(first_b, hidden_b)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "loss"))
@@ -85,9 +208,10 @@ def _mlp_flow(params, x, y, config, loss):
         lambda z: _post_activation(z, params, config), trace.preactivations
     )
     (g_pre,) = vjp(g_probes)
-    W, b = _layer_norms(g_params)
-    h = jnp.sqrt(jnp.sum(g_probes**2, axis=(1, 2)))
-    return MLPGradientFlow(value, W, b, h, jnp.mean(jnp.abs(g_pre), axis=(1, 2)))
+    W, b = mlp_layer_grad_norms(g_params)
+    h = scaled_norm(g_probes, axis=(1, 2))
+    return MLPGradientFlow(value, W.norm, b.norm, h.norm, jnp.mean(jnp.abs(g_pre), axis=(1, 2)),
+                           W.log_norm, b.log_norm, h.log_norm)
 
 
 def _post_activation(z: jax.Array, params: MLPParams, config: MLPConfig) -> jax.Array:
@@ -111,13 +235,20 @@ def mlp_gradient_flow(
 
     Arguments:
         params: ``MLPParams``; ``config`` the ``MLPConfig`` they were made for.
-        x: inputs ``(B, in_dim)``; ``y`` targets for ``loss`` (integer labels ``(B,)`` for
-            ``"cross_entropy"``; anything, e.g. ``None``, for ``"sum"``).
+        x: inputs ``(B, in_dim)``; ``y`` targets for ``loss`` (integer labels ``(B,)`` in
+            ``[0, out_dim)``, or ``[0, width)`` without a readout, for ``"cross_entropy"``;
+            anything, e.g. ``None``, for ``"sum"``).
         loss: a name in ``LOSSES`` or a callable ``loss(output, y) -> scalar`` (give the
             same callable object each time to reuse the compiled code).
 
     Returns:
         ``MLPGradientFlow`` with arrays of length ``depth``.
+
+    Raises:
+        ValueError: ``x`` is not ``(B, in_dim)``; for ``"cross_entropy"``, ``y`` is not
+            ``(B,)`` or holds a label outside ``[0, out_dim)`` (traced labels cannot be
+            checked: an out-of-range one makes the loss and all the norms NaN, it is
+            never wrapped round to another class).
 
     Example:
         >>> cfg = MLPConfig(in_dim=100, width=100, depth=10, activation="sigmoid",
@@ -134,14 +265,32 @@ def mlp_gradient_flow(
     x = check_array("x", x, ndim=2)
     if x.shape[1] != config.in_dim:
         raise ValueError(f"`x` must have shape (B, {config.in_dim}), got {x.shape}")
+    if loss == "cross_entropy":
+        num_classes = config.width if config.out_dim is None else config.out_dim
+        y = check_class_labels("y", y, num_classes)
+        if y.shape != x.shape[:1]:
+            raise ValueError(
+                f"`y` must be labels of shape ({x.shape[0]},) to match `x`, got {y.shape}"
+            )
     return _mlp_flow(params, x, y, config, loss)
 
 
 class RecurrentGradientFlow(NamedTuple):
-    """``loss`` and ``state_grad_norms[t-1] = ‖∂L/∂x_t‖`` for t = 1..T (time order)."""
+    """``loss`` and ``state_grad_norms[t-1] = ‖∂L/∂x_t‖`` for t = 1..T (time order).
+
+    Attributes:
+        loss: the loss value.
+        state_grad_norms: ``(T,)`` ``‖∂L/∂x_t‖``; 0 where the norm is below the dtype's
+            smallest normal number (1.2e-38 in float32), inf above its largest.
+        log_state_grad_norms: ``(T,)`` ``log ‖∂L/∂x_t‖`` (natural log), measured over any
+            range: the backward pass carries ``∂L/∂x_t`` as a vector scaled to ``max ≈ 1``
+            and a power-of-two exponent, so ``‖∂L/∂x_t‖ = 10^-60`` in float32 is
+            ``-138.155``, not ``-inf``. ``-inf`` only for a gradient of exactly 0.
+    """
 
     loss: jax.Array
     state_grad_norms: jax.Array
+    log_state_grad_norms: jax.Array
 
 
 def recurrent_gradient_flow(
@@ -164,11 +313,16 @@ def recurrent_gradient_flow(
     Returns:
         ``RecurrentGradientFlow``; the norm at time t counts every path from ``x_t`` to
         the loss (the total derivative), as backpropagation through time sees it.
+        ``log_state_grad_norms`` measures it over any range: the backward pass is a
+        reverse scan of vector-Jacobian products ``∂L/∂x_t = ∂ℓ/∂x_t + (∂x_{t+1}/∂x_t)ᵀ
+        ∂L/∂x_{t+1}`` (``∂ℓ/∂x_t`` the direct partial of ``loss_fn``) whose cotangent is
+        rescaled by an exact power of two at every step, so it neither underflows (as a
+        plain backward pass does past float32's 1.2e-38, e.g. ``0.1^39``) nor overflows.
 
     Example:
         >>> flow = recurrent_gradient_flow(lambda x, u: 0.5 * x + u, jnp.ones(3),
         ...                                jnp.zeros((10, 3)), lambda xs: jnp.sum(xs[-1]))
-        >>> # ‖∂L/∂x_t‖ = √3 · 0.5^(10-t)
+        >>> # ‖∂L/∂x_t‖ = √3 · 0.5^(10-t); flow.log_state_grad_norms = (10-t) log 0.5 + log √3
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
@@ -179,19 +333,48 @@ def recurrent_gradient_flow(
 
 @functools.partial(jax.jit, static_argnames=("step", "no_params", "loss_fn"))
 def _recurrent_flow(step, no_params, loss_fn, x0, params, inputs):
-    f = bind(step, _NO_PARAMS if no_params else params)
-    T = jax.tree_util.tree_leaves(inputs)[0].shape[0]
-    probes = jax.tree_util.tree_map(lambda a: jnp.zeros((T,) + jnp.shape(a), a.dtype), x0)
+    f, x0_flat, unravel = flat_step(bind(step, _NO_PARAMS if no_params else params), x0)
 
-    def objective(probes):
-        def body(x, xs):
-            u, probe = xs
-            x_next = jax.tree_util.tree_map(jnp.add, f(x, u), probe)
-            return x_next, x_next
+    def forward(x, u):
+        x_next = f(x, u)
+        return x_next, x_next
 
-        _, states = jax.lax.scan(body, x0, (inputs, probes))
-        return loss_fn(states)
+    _, states = jax.lax.scan(forward, x0_flat, inputs)  # x_1..x_T, (T, D)
+    # Direct partials ∂loss_fn/∂x_t; the total derivative adds what flows back from x_{t+1}.
+    value, direct = jax.value_and_grad(lambda s: loss_fn(jax.vmap(unravel)(s)))(states)
+    previous = jnp.concatenate([x0_flat[None], states[:-1]])  # x_0..x_{T-1}
 
-    value, g = jax.value_and_grad(objective)(probes)
-    flat = jax.vmap(lambda tree: ravel_pytree(tree)[0])(g)
-    return RecurrentGradientFlow(value, jnp.linalg.norm(flat, axis=1))
+    def backward(carry, xs):
+        # carry: (c, e) with (∂x_{t+1}/∂x_t)ᵀ ∂L/∂x_{t+1} = c · 2^e.
+        c, e = carry
+        d, x_prev, u = xs
+        g, E = _add_scaled(d, c, e)  # ∂L/∂x_t = g · 2^E, max |g| < 2
+        _, vjp = jax.vjp(lambda x: f(x, u), x_prev)
+        (c_prev,) = vjp(g)  # (∂x_t/∂x_{t-1})ᵀ g: linear, so the exponent E carries over
+        return (c_prev, E), (g, E)
+
+    init = (jnp.zeros_like(x0_flat), jnp.zeros((), jnp.int32))
+    _, (g, E) = jax.lax.scan(backward, init, (direct, previous, inputs), reverse=True)
+    norm_g, log_norm_g = scaled_norm(g, axis=1)  # inf/NaN propagate through both
+    log_norms = log_norm_g + E.astype(log_norm_g.dtype) * math.log(2.0)
+    return RecurrentGradientFlow(value, _mul_pow2(norm_g, E), log_norms)
+
+
+def _add_scaled(d: jax.Array, c: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(g, E)`` with ``g · 2^E = d + c · 2^e`` and ``max |g| < 2``.
+
+    Either term may be far below the other, or outside the float range on its own;
+    only the negligible one is lost. With an inf or NaN in ``d`` or ``c``, ``g = d + c``
+    (inf or NaN) and ``E = 0``.
+    """
+    md, mc = jnp.max(jnp.abs(d)), jnp.max(jnp.abs(c))
+    finite = jnp.isfinite(md) & jnp.isfinite(mc)
+    zero = jnp.zeros((), d.dtype)
+    ed = _pow2_exponent(jnp.where(finite, md, zero))
+    ec = e + _pow2_exponent(jnp.where(finite, mc, zero))
+    has_d, has_c = md > 0, mc > 0
+    # E = 0 for a zero sum, so that the exponent does not drift over zero steps.
+    E = jnp.where(has_d & has_c, jnp.maximum(ed, ec),
+                  jnp.where(has_d, ed, jnp.where(has_c, ec, 0)))
+    g = jnp.where(has_d, _mul_pow2(d, -E), zero) + jnp.where(has_c, _mul_pow2(c, e - E), zero)
+    return jnp.where(finite, g, d + c), jnp.where(finite, E, 0)

@@ -38,6 +38,7 @@ import optax
 
 from .._fingerprint import identify, python_version
 from .._validation import check_positive_float, check_positive_int, leading_axis_length
+from ..analysis.gradient_flow import mlp_layer_grad_norms, scaled_norm, tree_scaled_norm
 from ..io import write_atomic
 
 #: Metric names the loop itself records; a monitor may not reuse them.
@@ -65,9 +66,11 @@ class StepMetrics(NamedTuple):
         loss: ``L(θ_t; B_t)``.
         objective: ``L + λ Ω`` (equal to ``loss`` without a regulariser).
         regularizer: ``Ω(θ_t; B_t)`` (0 without a regulariser).
-        grad_norm: global norm ``‖∇_θ (L + λΩ)‖₂`` over every parameter (``optax.tree.norm``),
-            before the optimiser's own transformations (clipping).
-        finite: whether the objective and gradient were finite, so the step was applied.
+        grad_norm: global norm ``‖∇_θ (L + λΩ)‖₂`` over every parameter, before the
+            optimiser's own transformations (clipping); computed scaled, so gradients of
+            1e-30 or 1e30 give their norm, not 0 or inf.
+        finite: whether the objective and every gradient entry were finite, so the step was
+            applied (a finite gradient whose norm overflows is still applied).
         monitor: the dict the ``monitor`` returned (empty without one).
     """
 
@@ -188,8 +191,8 @@ def train_step(
         return loss + jnp.asarray(regularizer_weight, loss.dtype) * omega, (loss, omega)
 
     (total, (loss, omega)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
+    grad_norm = tree_scaled_norm(grads).norm
+    finite = jnp.isfinite(total) & _all_finite(grads)
     # optax mixes Python floats with its int32 step count (Adam's bias correction), which
     # strict dtype promotion refuses; its own arithmetic runs under standard promotion.
     with jax.numpy_dtype_promotion("standard"):
@@ -206,6 +209,14 @@ def train_step(
     if clash:
         raise ValueError(f"`monitor` keys {sorted(clash)} clash with the loop's own metrics")
     return new_state, StepMetrics(loss, total, omega, grad_norm, finite, extra)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    """Whether every entry of every leaf is finite (a finite gradient whose norm overflows
+    is still a gradient the step can apply)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])) if leaves \
+        else jnp.asarray(True)
 
 
 # --------------------------------------------------------------------------- batches
@@ -267,33 +278,40 @@ class _NeedsRunKey(NamedTuple):
 
 
 def param_grad_norms(params: Any, batch: Any, grads: Any) -> dict[str, jax.Array]:
-    """A monitor: ``‖∂L/∂leaf‖`` for every parameter leaf, keyed ``"grad_norm" + path``.
+    """A monitor: ``‖∂L/∂leaf‖`` for every parameter leaf, keyed ``"grad_norm" + path``,
+    and its natural log keyed ``"log_grad_norm" + path``.
 
     Each leaf gives one norm (a stacked ``MLPParams.hidden.W`` gives one for all its
-    layers; ``mlp_layer_monitor`` splits it per layer). Example key:
-    ``"grad_norm.readout.W"``.
+    layers; ``mlp_layer_monitor`` splits it per layer). Example keys:
+    ``"grad_norm.readout.W"``, ``"log_grad_norm.readout.W"``. The norms are
+    ``jaxgrad.analysis.gradient_flow.scaled_norm``s: entries of 1e-30 or 1e30 give their
+    norm, not 0 or inf; a gradient of exactly 0 gives 0 and log-norm ``-inf``.
     """
     del params, batch
     flat, _ = jax.tree_util.tree_flatten_with_path(grads)
-    return {
-        "grad_norm" + jax.tree_util.keystr(path): jnp.linalg.norm(jnp.ravel(g)) for path, g in flat
-    }
+    out = {}
+    for path, g in flat:
+        norm, log_norm = scaled_norm(g)
+        out["grad_norm" + jax.tree_util.keystr(path)] = norm
+        out["log_grad_norm" + jax.tree_util.keystr(path)] = log_norm
+    return out
 
 
 def mlp_layer_monitor(params: Any, batch: Any, grads: Any) -> dict[str, jax.Array]:
     """A monitor for ``MLPParams``: per-layer ``‖∂L/∂W_l‖_F`` and ``‖∂L/∂b_l‖``, ``(depth,)``.
 
     Read from the gradient the step has already computed, so it costs a few reductions.
-    Keys ``layer_weight_grad_norms`` and ``layer_bias_grad_norms`` (layer 1 first).
+    Keys ``layer_weight_grad_norms`` and ``layer_bias_grad_norms`` (layer 1 first), and
+    their natural logs ``log_layer_weight_grad_norms`` and ``log_layer_bias_grad_norms``
+    (``scaled_norm``s, as in ``jaxgrad.mlp_gradient_flow``: no underflow to 0 or
+    overflow to inf while the gradient itself is finite; ``-inf`` for a zero gradient).
     """
     del params, batch
-    W = jnp.concatenate(
-        [jnp.linalg.norm(grads.first.W)[None], jnp.sqrt(jnp.sum(grads.hidden.W**2, axis=(1, 2)))]
-    )
-    b = jnp.concatenate(
-        [jnp.linalg.norm(grads.first.b)[None], jnp.sqrt(jnp.sum(grads.hidden.b**2, axis=1))]
-    )
-    return {"layer_weight_grad_norms": W, "layer_bias_grad_norms": b}
+    W, b = mlp_layer_grad_norms(grads)
+    return {
+        "layer_weight_grad_norms": W.norm, "layer_bias_grad_norms": b.norm,
+        "log_layer_weight_grad_norms": W.log_norm, "log_layer_bias_grad_norms": b.log_norm,
+    }
 
 
 def combine_monitors(*monitors: Monitor) -> Monitor:

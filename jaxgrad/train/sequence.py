@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from .._validation import check_array, check_choice, check_positive_float, check_positive_int
 from ..analysis._stepfn import flat_step
+from ..analysis.gradient_flow import scaled_norm
 from ..models.gru import gru_step, init_gru
 from ..models.lstm import LSTMState, init_lstm, lstm_step
 from ..models.rnn import init_pascanu, pascanu_step
@@ -251,6 +252,7 @@ def sequence_state_grad_norms(
 
     ``E`` is one sequence's loss; the norm counts every path to the loss, as BPTT sees it,
     over the whole (flattened) state. Read ``[::-1]`` for ``‖∂L/∂x_{T−k}‖`` against k.
+    Each norm is a ``scaled_norm`` (a gradient of 1e-30 per entry is not squared to 0).
     """
     _check_pair(model, task)
     inputs = _check_inputs(model, batch.inputs)
@@ -262,7 +264,7 @@ def sequence_state_grad_norms(
         grads, _ = trajectory_state_grads(
             f, x0_flat, unravel, u, _example_loss(model, task, params, y)
         )
-        return jnp.sqrt(jnp.sum(grads**2, axis=1))
+        return scaled_norm(grads, axis=1).norm  # no underflow of the squares
 
     return jnp.mean(jax.vmap(one)(inputs, batch.targets), axis=0)
 

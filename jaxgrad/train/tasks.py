@@ -41,8 +41,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
+from .._labels import check_class_labels, softmax_cross_entropy
 from .._validation import check_array, check_choice, check_positive_float, check_positive_int
 
 _NO_PARAMS = object()
@@ -109,15 +109,21 @@ class Task:
 
     def loss(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
         """Mean cross-entropy (over sequences and, for memorization, steps) or mean squared
-        error summed over output units, as in Pascanu et al.'s code."""
+        error summed over output units, as in Pascanu et al.'s code.
+
+        Concrete labels outside ``[0, num_outputs)`` are refused (``ValueError``); traced
+        ones (under ``jit``, as in training) make the loss and its gradient NaN, so the
+        loop stops with ``TrainingDiverged`` instead of wrapping -1 to the last class.
+        """
         outputs, targets = self._check(outputs, targets)
         if self.objective == "softmax":
-            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs, targets))
+            return jnp.mean(softmax_cross_entropy(outputs, targets))
         return jnp.mean(jnp.sum((outputs - targets) ** 2, axis=-1))
 
     def errors(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
         """Per-sequence error flags ``(B,)`` by the paper's rule (wrong argmax; any wrong
-        step for memorization; squared error > 0.04 for real-valued targets)."""
+        step for memorization; squared error > 0.04 for real-valued targets). Concrete
+        labels out of range are refused as in ``loss``; a traced one counts as an error."""
         outputs, targets = self._check(outputs, targets)
         if self.objective == "softmax":
             wrong = jnp.argmax(outputs, axis=-1) != targets
@@ -149,6 +155,8 @@ class Task:
                 f"`targets` must have shape {expected} to match `outputs` for {self.name}, "
                 f"got {targets.shape}"
             )
+        if self.objective == "softmax":
+            targets = check_class_labels("targets", targets, self.num_outputs)
         return outputs, targets
 
 

@@ -93,10 +93,6 @@ def _check_cell(name: str, params: Any, cls: type, gates: int, h: Any, u: Any) -
     if len(n) != 1:
         raise ValueError(f"`{name}` state `h` must have shape (N,) for one example, got {n}")
     (n,) = n
-    biases = ("b",) if gates == 4 else ("b_x", "b_h")
-    for b in biases:
-        check_shape(f"params.{b}", getattr(params, b), (gates * n,),
-                    f" for a state of {n} units ({gates} gates)")
     if jnp.shape(params.W_h) != (gates * n, n):
         raise ValueError(
             f"`params.W_h` must have shape ({gates * n}, {n}) for a state of {n} units, "
@@ -108,6 +104,9 @@ def _check_cell(name: str, params: Any, cls: type, gates: int, h: Any, u: Any) -
             f"input `u` must have shape ({m},) to match `params.W_x` {jnp.shape(params.W_x)}, "
             f"got {jnp.shape(u)}"
         )
+    for b in ("b",) if gates == 4 else ("b_x", "b_h"):
+        check_shape(f"params.{b}", getattr(params, b), (gates * n,),
+                    f" for a state of {n} units ({gates} gates)")
 
 
 def lstm_step(state: LSTMState, u: jax.Array, params: LSTMParams) -> LSTMState:

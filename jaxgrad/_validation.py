@@ -22,10 +22,19 @@ def is_concrete(x: Any) -> bool:
 
 
 def check_array(name: str, x: Any, *, ndim: int | None = None) -> jax.Array:
-    """``x`` as an inexact JAX array, with an optional rank check."""
-    if isinstance(x, (str, bytes)) or x is None:
+    """``x`` as a real floating JAX array, with an optional rank check.
+
+    Integer and bool arrays are converted to the default float dtype; complex arrays,
+    strings, ``None`` and objects that are not arrays are refused with a ``TypeError``.
+    """
+    if isinstance(x, (str, bytes, dict)) or x is None:
         raise TypeError(f"`{name}` must be an array, got {type(x).__name__}")
-    arr = jnp.asarray(x)
+    try:
+        arr = jnp.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be an array, got {type(x).__name__}: {err}") from None
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise TypeError(f"`{name}` must have a real floating dtype, got {arr.dtype}")
     if not jnp.issubdtype(arr.dtype, jnp.inexact):
         if jnp.issubdtype(arr.dtype, jnp.integer) or arr.dtype == jnp.bool_:
             arr = arr.astype(jnp.result_type(float))
@@ -34,6 +43,16 @@ def check_array(name: str, x: Any, *, ndim: int | None = None) -> jax.Array:
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"`{name}` must have {ndim} dimension(s), got shape {arr.shape}")
     return arr
+
+
+def check_shape(name: str, x: Any, expected: tuple[int, ...], why: str = "") -> None:
+    """``x`` has exactly the shape ``expected`` (a trace-time check; no broadcasting).
+
+    ``why`` completes the message, e.g. ``" to match `params.W_rec` (4, 4)"``.
+    """
+    shape = tuple(jnp.shape(x))
+    if shape != tuple(expected):
+        raise ValueError(f"`{name}` must have shape {tuple(expected)}{why}, got {shape}")
 
 
 def check_square(name: str, x: Any) -> jax.Array:
@@ -105,3 +124,36 @@ def leading_axis_length(name: str, tree: Any, axis: str) -> int:
     if len(lengths) != 1:
         raise ValueError(f"`{name}` leaves disagree on the {axis} axis length: {sorted(lengths)}")
     return lengths.pop()
+
+
+def _raw_key_shape() -> tuple[int, ...]:
+    """Shape of a legacy ``jax.random.PRNGKey`` under the default PRNG implementation."""
+    return jax.eval_shape(jax.random.PRNGKey, 0).shape
+
+
+def check_key(name: str, key: Any) -> Any:
+    """A single PRNG key: a typed ``jax.random.key(seed)`` or a legacy ``PRNGKey(seed)``.
+
+    Works at trace time (only the shape and dtype are read), so a traced key inside
+    ``jit``/``vmap`` passes. Refuses ints, ``None``, strings, float arrays, batches of
+    keys and raw ``uint32`` arrays of the wrong shape with a ``TypeError`` naming ``name``.
+    """
+    expected = "a PRNG key from jax.random.key(seed) (or a legacy jax.random.PRNGKey(seed))"
+    dtype = getattr(key, "dtype", None)
+    shape = getattr(key, "shape", None)
+    if dtype is None or shape is None or isinstance(key, (np.generic,)):
+        raise TypeError(f"`{name}` must be {expected}, got {type(key).__name__} {key!r}")
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            raise TypeError(
+                f"`{name}` must be a single PRNG key, got a key array of shape {shape} "
+                "(split it and pass one key)"
+            )
+        return key
+    raw = _raw_key_shape()
+    if dtype != np.uint32 or tuple(shape) != raw:
+        raise TypeError(
+            f"`{name}` must be {expected}; a raw key is a uint32 array of shape {raw}, "
+            f"got a {dtype} array of shape {tuple(shape)}"
+        )
+    return key

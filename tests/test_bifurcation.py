@@ -415,12 +415,69 @@ def test_continuation_bad_input():
         jaxgrad.locate_bifurcation(doya_flow, 0.3, params=P0, param="b", bifurcation="hopf")
     with pytest.raises(ValueError, match="`param2` must name a second parameter"):
         jaxgrad.fold_curve(doya_flow, 0.3, params=P0, param="b", param2="b", p2_range=(3, 8))
-    with pytest.raises(ValueError, match="unknown `param` 'v'"):
+    with pytest.raises(ValueError, match="unknown `param2` 'v'"):
         jaxgrad.fold_curve(doya_flow, 0.3, params=P0, param="b", param2="v", p2_range=(3, 8))
+    with pytest.raises(ValueError, match="`param2` must name a second parameter.*None"):
+        jaxgrad.fold_curve(doya_flow, 0.3, params=P0, param="b", param2=None, p2_range=(3, 8))
     with pytest.raises(ValueError, match="`params.w`=5.0 must lie inside `p2_range`"):
         jaxgrad.fold_curve(doya_flow, 0.3, params=P0, param="b", param2="w", p2_range=(6, 8))
     with pytest.raises(TypeError, match="`param`='b' needs `params` to be a dict"):
         jaxgrad.continue_branch(logistic, 0.6, params=2.5, param="b", p_range=(2, 3))
+
+
+def test_continuation_stops_when_the_branch_ends():
+    """The predictor-corrector loop ends with the branch: the rows after its end are not
+    computed (NaN, invalid, stability -1), so a generous ``num_steps`` costs nothing and
+    gives the same branch; absurd sizes and step bounds are refused by name."""
+    from jaxgrad.analysis.continuation import MAX_CONTINUATION_STEPS
+
+    def line(x, p):  # dx/dt = a - x: the branch x* = a leaves p_range at a = 1
+        return p["a"] - x
+
+    kw = dict(params={"a": 0.0}, param="a", p_range=(0.0, 1.0), ds=0.05, ds_max=0.1,
+              locate=False)
+    short = jaxgrad.continue_branch(line, 0.0, num_steps=40, **kw)
+    long = jaxgrad.continue_branch(line, 0.0, num_steps=MAX_CONTINUATION_STEPS, **kw)
+    assert long.x.shape == (MAX_CONTINUATION_STEPS + 1,)
+    ok = np.asarray(long.valid)
+    last = int(np.flatnonzero(np.isfinite(np.asarray(long.p)))[-1])
+    assert 5 < ok.sum() < 20 and last < 20  # the branch ended after a few steps
+    assert np.all(np.isnan(np.asarray(long.p)[last + 1:]))
+    assert not ok[last + 1:].any() and np.all(np.asarray(long.stability)[last + 1:] == -1)
+    np.testing.assert_allclose(np.asarray(long.x)[ok], np.asarray(long.p)[ok], atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(short.valid)[: last + 1], ok[: last + 1])
+    np.testing.assert_array_equal(np.asarray(short.p)[: last + 1],
+                                  np.asarray(long.p)[: last + 1])
+    with pytest.raises(ValueError, match=f"`num_steps` must be <= {MAX_CONTINUATION_STEPS}"):
+        jaxgrad.continue_branch(line, 0.0, num_steps=10**7, **kw)
+    with pytest.raises(ValueError, match="`ds_min`=0.5 must be <= `ds_max`=0.1"):
+        jaxgrad.continue_branch(line, 0.0, num_steps=5, ds_min=0.5, **kw)
+    with pytest.raises(ValueError, match=r"`ds`=0.2 must lie in \[`ds_min`, `ds_max`\]"):
+        jaxgrad.continue_branch(line, 0.0, num_steps=5, **{**kw, "ds": 0.2})
+
+
+def test_bifurcation_tools_refuse_non_finite_params():
+    """A NaN parameter used to give no fixed points (or NaN ones) without a word."""
+    bad = DoyaParams(float("nan"), -2.5)
+    with pytest.raises(ValueError, match="`params.w` must be finite"):
+        jaxgrad.fixed_points_1d(doya_flow, (0.0, 1.0), params=bad)
+    with pytest.raises(ValueError, match="`params.w` must be finite"):
+        jaxgrad.continue_branch(doya_flow, 0.1, params=bad, param="b", p_range=(-3, -2))
+    with pytest.raises(ValueError, match=r"`params\['delta'\]` must be finite"):
+        jaxgrad.fixed_points(duffing, jnp.zeros((2, 2)), params={"delta": float("inf")})
+    # the swept field itself is replaced by `values`, so only the others must be finite
+    fp = jaxgrad.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(W, float("nan")),
+                                 param="b", values=jnp.array([-2.5]), num_points=101)
+    assert int(fp.count[0]) == 3
+
+
+def test_fixed_points_starts_of_the_wrong_rank_are_named():
+    with pytest.raises(ValueError, match="`starts` must have shape"):
+        jaxgrad.fixed_points(duffing, jnp.zeros((2, 2, 2)), params={"delta": 0.5})
+    # (2,) reads as two scalar starts; the 2-D system fails on them, and the message
+    # says which argument and what shapes it may have
+    with pytest.raises(ValueError, match=r"one row of `starts`.*\(M, n\)"):
+        jaxgrad.fixed_points(duffing, jnp.zeros(2), params={"delta": 0.5})
 
 
 def test_orbit_tools_bad_input():

@@ -265,3 +265,27 @@ def test_initialisers_work_under_jit():
                     strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     assert jax.tree_util.tree_leaves(gru)
+
+
+def test_wrong_biases_and_cell_state_are_refused_not_broadcast():
+    """A bias or cell state of shape (1,) used to broadcast (c: the state changed shape
+    from (1,) to (N,)); the checks are trace-time, so they hold under jit and vmap too."""
+    p = init_lstm(jax.random.key(0), 4, 2)
+    gp = init_gru(jax.random.key(0), 4, 2)
+    u = jnp.zeros(2)
+    with pytest.raises(ValueError, match=r"`c` must have shape \(4,\)"):
+        lstm_step((jnp.zeros(4), jnp.zeros(1)), u, p)
+    with pytest.raises(ValueError, match=r"`c` must have shape \(4,\)"):
+        jax.jit(lstm_step)((jnp.zeros(4), jnp.zeros(1)), u, p)
+    with pytest.raises(ValueError, match=r"`params.b` must have shape \(16,\)"):
+        lstm_step(lstm_zero_state(4), u, p._replace(b=jnp.zeros(1)))
+    with pytest.raises(TypeError, match="`state` must be an LSTMState"):
+        lstm_step((jnp.zeros(4),) * 3, u, p)
+    for field in ("b_x", "b_h"):
+        with pytest.raises(ValueError, match=rf"`params.{field}` must have shape \(12,\)"):
+            jax.jit(gru_step)(jnp.zeros(4), u, gp._replace(**{field: jnp.zeros(1)}))
+    # good shapes still pass under vmap (each example is (N,)) and keep the state type
+    hs = jax.vmap(gru_step, in_axes=(0, 0, None))(jnp.zeros((3, 4)), jnp.zeros((3, 2)), gp)
+    assert hs.shape == (3, 4)
+    out = lstm_step([jnp.zeros(4), jnp.zeros(4)], u, p)
+    assert isinstance(out, tuple) and out[1].shape == (4,)

@@ -119,3 +119,25 @@ def test_train_test_split_bad_input():
         train_test_split(x, y, key=jax.random.key(0), test_fraction=0.99)
     d = train_test_split(x, y, key=jax.random.key(0), test_fraction=0.3)
     assert d.x_test.shape == (3, 2) and d.x_train.shape == (7, 2)
+
+
+def test_idx_headers_with_negative_or_huge_sizes_and_float_labels(tmp_path):
+    """Negative sizes used to reach numpy ("can only specify one unknown dimension"), the
+    byte count of huge sizes overflowed int64, and float labels were truncated silently."""
+    bad = tmp_path / "neg.idx"
+    bad.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3i", -2, -3, 3) + bytes(18))
+    with pytest.raises(ValueError, match=r"neg.idx: IDX header announces negative sizes"):
+        read_idx(bad)
+    huge = tmp_path / "huge.idx"
+    huge.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3i", 2**31 - 1, 2**31 - 1, 3))
+    with pytest.raises(ValueError, match=rf"huge.idx.*\({3 * (2**31 - 1) ** 2} bytes"):
+        read_idx(huge)
+    _write_mnist(tmp_path)
+    labels = tmp_path / "train-labels-idx1-ubyte"
+    labels.write_bytes(_idx_bytes(np.full(6, 0.5, np.float32), 0x0D))
+    with pytest.raises(ValueError, match="train-labels-idx1-ubyte: MNIST train labels must "
+                                         "be 1-D integers, got float32"):
+        load_mnist(tmp_path)
+    for key in (0, None, "a", np.zeros(3, np.uint32)):
+        with pytest.raises(TypeError, match="`key` must be"):
+            train_test_split(np.zeros((4, 1)), np.zeros(4), key=key)

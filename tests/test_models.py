@@ -270,3 +270,22 @@ class TestMLP:
             jaxgrad.mlp_apply(p, jnp.ones((2, 5)), cfg)
         with pytest.raises(ValueError, match="`params` do not match `config`"):
             jaxgrad.mlp_apply(p, jnp.ones((2, 5)), jaxgrad.MLPConfig(in_dim=5, width=4, depth=2))
+        with pytest.raises(ValueError, match="`params` do not match.*`params.hidden.W`"):
+            jaxgrad.mlp_apply(p, jnp.ones((2, 3)), jaxgrad.MLPConfig(in_dim=3, width=4, depth=3))
+        with pytest.raises(ValueError, match="`x` must hold at least one example"):
+            jaxgrad.mlp_apply(p, jnp.ones((0, 3)), cfg)
+
+    def test_init_options_dict_is_stored_as_sorted_pairs(self):
+        """A dict used to pass construction and fail later as an unhashable jit static
+        argument; now it is stored as the sorted tuple of its items."""
+        kw = dict(in_dim=3, width=4, depth=2, init="yilmaz_poli")
+        cfg = jaxgrad.MLPConfig(**kw, init_options={"std": 0.5})
+        assert cfg.init_options == (("std", 0.5),)
+        assert cfg == jaxgrad.MLPConfig(**kw, init_options=(("std", 0.5),)) and hash(cfg)
+        apply = jax.jit(lambda x, c: jaxgrad.mlp_apply(jaxgrad.init_mlp(jax.random.key(0), c),
+                                                       x, c)[0], static_argnums=1)
+        assert apply(jnp.ones((2, 3)), cfg).shape == (2, 4)
+        with pytest.raises(TypeError, match="`init_options`.*hashable"):
+            jaxgrad.MLPConfig(**kw, init_options={"std": jnp.asarray(0.5)})
+        with pytest.raises(TypeError, match="`init_options` must be a dict or a tuple"):
+            jaxgrad.MLPConfig(**kw, init_options="std=0.5")

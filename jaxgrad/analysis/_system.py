@@ -19,7 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._validation import check_array, check_choice, check_finite, check_positive_float
+from .._validation import (
+    check_array,
+    check_choice,
+    check_finite,
+    check_positive_float,
+    is_concrete,
+)
 
 KINDS = ("map", "flow")
 
@@ -49,25 +55,46 @@ def _field_names(params: Any) -> list[str] | None:
     return None
 
 
-def check_param(params: Any, param: Any) -> None:
-    """``param`` names a field of ``params`` (or is ``None`` for a scalar ``params``)."""
+def check_param(params: Any, param: Any, *, name: str = "param") -> None:
+    """``param`` names a field of ``params`` (or is ``None`` for a scalar ``params``).
+
+    ``name`` is the argument the messages name (``"param2"`` for a second parameter).
+    """
     if param is None:
         if _field_names(params) is not None:
             raise ValueError(
-                "`param` must name the parameter to vary, one of "
+                f"`{name}` must name the parameter to vary, one of "
                 f"{_field_names(params)}; got None"
             )
         return
     if not isinstance(param, str):
-        raise TypeError(f"`param` must be a parameter name (str), got {type(param).__name__}")
+        raise TypeError(f"`{name}` must be a parameter name (str), got {type(param).__name__}")
     names = _field_names(params)
     if names is None:
         raise TypeError(
-            f"`param`={param!r} needs `params` to be a dict, NamedTuple or dataclass, "
+            f"`{name}`={param!r} needs `params` to be a dict, NamedTuple or dataclass, "
             f"got {type(params).__name__}"
         )
     if param not in names:
-        raise ValueError(f"unknown `param` {param!r}; `params` has {names}")
+        raise ValueError(f"unknown `{name}` {param!r}; `params` has {names}")
+
+
+def check_params_finite(params: Any) -> None:
+    """Every concrete floating leaf of ``params`` is finite; the message names the leaf.
+
+    Leaves that are not numbers (a string option, a callable) and traced leaves are
+    skipped. A NaN parameter would otherwise give no fixed points, or NaN ones, silently.
+    """
+    leaves, _ = jax.tree_util.tree_flatten_with_path(params)
+    for path, leaf in leaves:
+        if not isinstance(leaf, (float, int, complex, np.ndarray, np.generic, jax.Array)):
+            continue
+        if not is_concrete(leaf) or isinstance(leaf, bool):
+            continue
+        arr = np.asarray(leaf)
+        if np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
+            where = "params" + jax.tree_util.keystr(path)
+            raise ValueError(f"`{where}` must be finite, got {leaf}")
 
 
 def set_param(params: Any, param: str | None, value: Any) -> Any:
@@ -131,15 +158,27 @@ def check_state(name: str, x: Any, *, batched: bool = False) -> jax.Array:
     return arr
 
 
-def check_output(f: Callable, x: jax.Array, p: Any) -> None:
-    """``f(x, p)`` returns a state shaped like ``x``."""
+def check_output(f: Callable, x: jax.Array, p: Any, *, name: str | None = None) -> None:
+    """``f(x, p)`` returns a state shaped like ``x``.
+
+    ``name``: the argument ``x`` was taken from (one row of a batch such as ``starts``);
+    the message then names it and the shapes it may have.
+    """
+    where = ""
+    if name is not None:
+        where = (f" (one row of `{name}`; `{name}` must be (M,) for a scalar state or "
+                 "(M, n) for a state of shape (n,))")
     try:
         out = jax.eval_shape(f, x, p)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"`f` failed on a state of shape {x.shape}: {err}") from err
+    except Exception as err:  # any failure of the user's f, reported with the shapes
+        raise ValueError(
+            f"`f` failed on a state of shape {x.shape}{where}: {type(err).__name__}: {err}"
+        ) from err
     if not hasattr(out, "shape") or out.shape != x.shape:
         got = getattr(out, "shape", type(out).__name__)
-        raise ValueError(f"`f(x, p)` must return a state shaped like x {x.shape}, got {got}")
+        raise ValueError(
+            f"`f(x, p)` must return a state shaped like x {x.shape}{where}, got {got}"
+        )
 
 
 def check_dt(kind: str, dt: Any) -> float:

@@ -29,6 +29,7 @@ from ._system import (
     check_interval,
     check_output,
     check_param,
+    check_params_finite,
     check_state,
     check_system,
     classify,
@@ -40,6 +41,11 @@ from ._system import (
 )
 
 BIFURCATIONS = ("fold", "flip")
+
+#: Largest ``num_steps`` of ``continue_branch`` and ``fold_curve``: the result holds
+#: ``num_steps + 1`` rows, allocated up front. A longer branch is continued by calling
+#: again from the last valid point.
+MAX_CONTINUATION_STEPS = 100_000
 
 
 class BifurcationPoint(NamedTuple):
@@ -71,9 +77,11 @@ class Branch(NamedTuple):
     Attributes:
         x: ``(S, *s)`` states; ``p``: ``(S,)`` parameter values.
         valid: ``(S,)`` accepted points inside ``p_range`` (the others are rejected
-            predictor-corrector attempts or lie past the end of the branch).
+            predictor-corrector attempts or lie past the end of the branch; rows past the
+            end are not computed and hold NaN).
         eigenvalues: ``(S, n)`` of ``∂f/∂x``; ``stability``: ``(S,)`` codes into
-            ``STABILITY_LABELS``.
+            ``STABILITY_LABELS``, -1 where the eigenvalues are not finite (rows past the
+            end, failed attempts).
         tangent_p: ``(S,)`` ``dp/ds``; it changes sign at a fold.
         residual: ``(S,)`` ``‖g(x, p)‖`` after the corrector.
         bifurcations: located ``BifurcationPoint`` s, in order along the branch.
@@ -168,8 +176,15 @@ def _locate(R, y0, q0, shift, steps):
 
 
 def _arclength(R, y0, q0, *, direction, ds, ds_min, ds_max, num_steps, q_lo, q_hi,
-               newton_steps, tol):
-    """Pseudo-arclength continuation of ``R(y, q) = 0`` with step halving on failure."""
+               newton_steps, tol, observe=None):
+    """Pseudo-arclength continuation of ``R(y, q) = 0`` with step halving on failure.
+
+    A ``lax.while_loop`` that stops as soon as the branch ends (it leaves ``[q_lo, q_hi]``
+    or the step falls below ``ds_min``), writing each attempt into rows of preallocated
+    buffers: the rows after the end stay NaN (``accepted`` False), and no work is done
+    for them. ``observe(z)`` adds per-row outputs (eigenvalues) computed for the rows
+    that ran only.
+    """
     m = y0.shape[0]
     e_last = jnp.zeros(m + 1, y0.dtype).at[m].set(1.0)
 
@@ -182,7 +197,7 @@ def _arclength(R, y0, q0, *, direction, ds, ds_min, ds_max, num_steps, q_lo, q_h
     z0 = jnp.concatenate([y0, q0[None]])
     t0 = tangent(z0, direction * e_last)
 
-    def step(carry, _):
+    def step(carry):
         z, t, h, alive = carry
         zp = z + h * t
 
@@ -200,15 +215,31 @@ def _arclength(R, y0, q0, *, direction, ds, ds_min, ds_max, num_steps, q_lo, q_h
         carry = (jnp.where(accepted, zn, z), jnp.where(accepted, tn, t), h_next, alive_next)
         return carry, (zn, tn, accepted, res)
 
-    h0 = jnp.asarray(ds, y0.dtype)
-    _, (zs, ts, acc, res) = jax.lax.scan(step, (z0, t0, h0, jnp.asarray(True)), None,
-                                         length=num_steps)
+    def with_observed(row):
+        return row if observe is None else (*row, observe(row[0]))
+
     res0 = jnp.linalg.norm(R(y0, q0))
-    zs = jnp.concatenate([z0[None], zs])
-    ts = jnp.concatenate([t0[None], ts])
-    acc = jnp.concatenate([(res0 < tol)[None], acc])
-    res = jnp.concatenate([res0[None], res])
-    return zs, ts, acc, res
+    row0 = with_observed((z0, t0, res0 < tol, res0))
+    # Row i holds attempt i (row 0 the start); rows after the end keep NaN / False.
+    buffers = jax.tree_util.tree_map(
+        lambda r: jnp.full((num_steps + 1, *r.shape), False if r.dtype == jnp.bool_ else jnp.nan,
+                           r.dtype).at[0].set(r), row0)
+
+    def cond(state):
+        i, (_, _, _, alive), _ = state
+        return (i <= num_steps) & alive
+
+    def body(state):
+        i, carry, buffers = state
+        carry, row = step(carry)
+        buffers = jax.tree_util.tree_map(lambda b, r: b.at[i].set(r), buffers,
+                                         with_observed(row))
+        return i + 1, carry, buffers
+
+    h0 = jnp.asarray(ds, y0.dtype)
+    _, _, buffers = jax.lax.while_loop(
+        cond, body, (jnp.asarray(1), (z0, t0, h0, jnp.asarray(True)), buffers))
+    return buffers
 
 
 _STATIC = ("f", "kind", "param", "num_steps", "newton_steps")
@@ -220,14 +251,17 @@ def _continue(f, x0, params, p_lo, p_hi, direction, ds, ds_min, ds_max, tol, *, 
     shape = x0.shape
     R = _fixed_point_system(f, kind, param, params, shape)
     q0 = jnp.asarray(get_param(params, param), x0.dtype)
-    zs, ts, acc, res = _arclength(
+    n = int(np.prod(shape, dtype=int))
+
+    def observe(z):
+        return eigenvalues(f, jnp.reshape(z[:n], shape), set_param(params, param, z[n]))
+
+    zs, ts, acc, res, ev = _arclength(
         R, jnp.reshape(x0, (-1,)), q0, direction=direction, ds=ds, ds_min=ds_min,
         ds_max=ds_max, num_steps=num_steps, q_lo=p_lo, q_hi=p_hi,
-        newton_steps=newton_steps, tol=tol)
-    n = zs.shape[1] - 1
+        newton_steps=newton_steps, tol=tol, observe=observe)
     xs = jnp.reshape(zs[:, :n], (zs.shape[0], *shape))
     ps = zs[:, n]
-    ev = jax.vmap(lambda x, p: eigenvalues(f, x, set_param(params, param, p)))(xs, ps)
     return xs, ps, acc, ev, ts[:, n], res
 
 
@@ -242,16 +276,41 @@ def _locate_fixed(f, x, params, *, kind, param, newton_steps, bifurcation):
     return xb, q, eigenvalues(f, xb, set_param(params, param, q)), v, res
 
 
-def _check_common(f, kind, x0, params, param):
+def _check_common(f, kind, x0, params, param, *, name="x0"):
     check_system(f, kind)
-    x0 = check_state("x0", x0)
+    x0 = check_state(name, x0)
     check_param(params, param)
+    check_params_finite(params)
     check_output(f, x0, params)
     p0 = get_param(params, param)
     if np.ndim(p0) != 0:
         raise ValueError(f"`params.{param}` must be a scalar to be continued, got shape "
                          f"{np.shape(p0)}")
     return x0, float(p0)
+
+
+def _check_steps(direction, ds, ds_min, ds_max, num_steps, newton_steps):
+    """The step controls shared by ``continue_branch`` and ``fold_curve``."""
+    if isinstance(direction, bool) or direction not in (1, -1):
+        raise ValueError(f"`direction` must be 1 or -1, got {direction!r}")
+    ds = check_positive_float("ds", ds)
+    ds_min = ds / 1000 if ds_min is None else check_positive_float("ds_min", ds_min)
+    ds_max = 10 * ds if ds_max is None else check_positive_float("ds_max", ds_max)
+    if ds_min > ds_max:
+        raise ValueError(f"`ds_min`={ds_min} must be <= `ds_max`={ds_max}")
+    if not ds_min <= ds <= ds_max:
+        raise ValueError(
+            f"`ds`={ds} must lie in [`ds_min`, `ds_max`] = [{ds_min}, {ds_max}]"
+        )
+    num_steps = check_positive_int("num_steps", num_steps)
+    if num_steps > MAX_CONTINUATION_STEPS:
+        raise ValueError(
+            f"`num_steps` must be <= {MAX_CONTINUATION_STEPS} (the result holds num_steps + 1 "
+            f"rows, allocated up front), got {num_steps}; continue a longer branch by "
+            "calling again from its last valid point"
+        )
+    newton_steps = check_positive_int("newton_steps", newton_steps)
+    return ds, ds_min, ds_max, num_steps, newton_steps
 
 
 def locate_bifurcation(
@@ -288,7 +347,7 @@ def locate_bifurcation(
         >>> locate_bifurcation(flow, 0.3, params=DoyaParams(5.0, -2.3), param="b").p
         ... # -2.3444 = ln(x/(1-x)) - 1/(1-x) at x = (1 - sqrt(1 - 4/5))/2
     """
-    x0, _ = _check_common(f, kind, x_guess, params, param)
+    x0, _ = _check_common(f, kind, x_guess, params, param, name="x_guess")
     check_choice("bifurcation", bifurcation, BIFURCATIONS)
     if bifurcation == "flip" and kind != "map":
         raise ValueError("`bifurcation`='flip' (μ = -1) exists only for kind='map'")
@@ -331,8 +390,9 @@ def continue_branch(
         params: parameters (dict, NamedTuple or dataclass); ``param`` names the one varied.
         p_range: ``(lo, hi)``, containing ``params[param]``.
         ds: initial arclength step in ``(x, p)``; ``ds_min`` (``ds/1000``), ``ds_max``
-            (``10 ds``) bound it.
-        num_steps: predictor-corrector steps (the scan length; static).
+            (``10 ds``) bound it (``ds_min <= ds <= ds_max``).
+        num_steps: the most predictor-corrector steps (static, at most
+            ``MAX_CONTINUATION_STEPS``); the loop stops early when the branch ends.
         newton_steps: corrector iterations; ``tol``: residual ``‖g‖`` accepted
             (``sqrt(eps)``).
 
@@ -349,13 +409,8 @@ def continue_branch(
     lo, hi = check_interval("p_range", p_range)
     if not lo <= p0 <= hi:
         raise ValueError(f"`params.{param}`={p0} must lie inside `p_range` ({lo}, {hi})")
-    if direction not in (1, -1):
-        raise ValueError(f"`direction` must be 1 or -1, got {direction!r}")
-    ds = check_positive_float("ds", ds)
-    ds_min = ds / 1000 if ds_min is None else check_positive_float("ds_min", ds_min)
-    ds_max = 10 * ds if ds_max is None else check_positive_float("ds_max", ds_max)
-    num_steps = check_positive_int("num_steps", num_steps)
-    newton_steps = check_positive_int("newton_steps", newton_steps)
+    ds, ds_min, ds_max, num_steps, newton_steps = _check_steps(
+        direction, ds, ds_min, ds_max, num_steps, newton_steps)
     tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
     dt = x0.dtype
     xs, ps, valid, ev, tp, res = _continue(
@@ -364,6 +419,7 @@ def continue_branch(
         jnp.asarray(tol, dt), kind=kind, param=param, num_steps=num_steps,
         newton_steps=newton_steps)
     stability, _ = classify(ev, kind)
+    stability = jnp.where(jnp.all(jnp.isfinite(ev), axis=-1), stability, -1)
     found: list[BifurcationPoint] = []
     if locate:
         idx = np.flatnonzero(np.asarray(valid))
@@ -426,10 +482,10 @@ def fold_curve(
         >>> fc.cusps[0].p2, fc.cusps[0].p     # ≈ 4, -2
     """
     x0, _ = _check_common(f, kind, x0, params, param)
-    check_param(params, param2)
     if param2 is None or param2 == param:
         raise ValueError(f"`param2` must name a second parameter other than {param!r}, "
                          f"got {param2!r}")
+    check_param(params, param2, name="param2")
     p2 = get_param(params, param2)
     if np.ndim(p2) != 0:
         raise ValueError(f"`params.{param2}` must be a scalar, got shape {np.shape(p2)}")
@@ -437,13 +493,8 @@ def fold_curve(
     if not lo <= float(p2) <= hi:
         raise ValueError(f"`params.{param2}`={float(p2)} must lie inside `p2_range` "
                          f"({lo}, {hi})")
-    if direction not in (1, -1):
-        raise ValueError(f"`direction` must be 1 or -1, got {direction!r}")
-    ds = check_positive_float("ds", ds)
-    ds_min = ds / 1000 if ds_min is None else check_positive_float("ds_min", ds_min)
-    ds_max = 10 * ds if ds_max is None else check_positive_float("ds_max", ds_max)
-    num_steps = check_positive_int("num_steps", num_steps)
-    newton_steps = check_positive_int("newton_steps", newton_steps)
+    ds, ds_min, ds_max, num_steps, newton_steps = _check_steps(
+        direction, ds, ds_min, ds_max, num_steps, newton_steps)
     tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
     dt = x0.dtype
     zs, tq, acc, res = _fold_curve_arrays(

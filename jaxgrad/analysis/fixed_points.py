@@ -28,6 +28,7 @@ from ._system import (
     check_interval,
     check_output,
     check_param,
+    check_params_finite,
     check_state,
     check_system,
     check_values,
@@ -183,6 +184,7 @@ def fixed_points_1d(
         values = check_values("values", values)
         dtype = values.dtype
         p_first = set_param(params, param, values[0])
+    check_params_finite(p_first)
     grid = jnp.linspace(lo, hi, num_points, dtype=dtype)
     check_output(f, grid[0], p_first)
     return _fixed_points_1d(f, grid, params, values, kind=kind, param=param,
@@ -273,7 +275,8 @@ def fixed_points(
     newton_steps = check_positive_int("newton_steps", newton_steps)
     tol = default_tol(starts.dtype) if tol is None else check_positive_float("tol", tol)
     merge_tol = 1e3 * tol if merge_tol is None else check_positive_float("merge_tol", merge_tol)
-    check_output(f, starts[0], params)
+    check_params_finite(params)
+    check_output(f, starts[0], params, name="starts")
     xs, res, ev = _newton_many(f, starts, params, kind=kind, newton_steps=newton_steps)
     xs, res, ev = np.asarray(xs), np.asarray(res), np.asarray(ev)
     flat = xs.reshape(xs.shape[0], -1)

@@ -23,6 +23,7 @@ from ._system import (
     check_dt,
     check_output,
     check_param,
+    check_params_finite,
     check_state,
     check_system,
     check_values,
@@ -137,7 +138,9 @@ def _check_orbit_args(f, x0, values, params, param, kind, dt, *, batched):
     check_param(params, param)
     values = check_values("values", values, increasing=not batched).astype(x0.dtype)
     dt = check_dt(kind, dt)
-    check_output(f, x0[0] if batched else x0, set_param(params, param, values[0]))
+    p_first = set_param(params, param, values[0])
+    check_params_finite(p_first)
+    check_output(f, x0[0] if batched else x0, p_first, name="x0" if batched else None)
     return x0, values, jnp.asarray(dt, x0.dtype)
 
 

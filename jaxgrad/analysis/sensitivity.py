@@ -24,6 +24,7 @@ from ._system import (
     check_dt,
     check_output,
     check_param,
+    check_params_finite,
     check_state,
     check_system,
     check_values,
@@ -110,10 +111,12 @@ def final_state_sensitivities(
     x0 = check_state("x0", x0, batched=True)
     check_param(params, param)
     if values is None:
+        check_params_finite(params)
         values = jnp.asarray(get_param(params, param), x0.dtype)[None]
     values = check_values("values", values).astype(x0.dtype)
     dt = check_dt(kind, dt)
     num_steps = check_positive_int("num_steps", num_steps)
-    check_output(f, x0[0], set_param(params, param, values[0]))
+    check_params_finite(set_param(params, param, values[0]))
+    check_output(f, x0[0], set_param(params, param, values[0]), name="x0")
     return _sensitivities(f, x0, params, values, jnp.asarray(dt, x0.dtype), kind=kind,
                           param=param, num_steps=num_steps)

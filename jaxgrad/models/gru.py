@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from .._validation import (
     check_array,
     check_finite_float,
+    check_key,
     check_positive_float,
     check_positive_int,
 )
@@ -59,6 +60,7 @@ def init_gru(
     update_bias = check_finite_float("update_bias", update_bias)
     check_positive_float("recurrent_scale", recurrent_scale, allow_zero=True)
     check_positive_float("input_std", input_std, allow_zero=True)
+    check_key("key", key)
     dtype = dtype or jnp.result_type(float)
     k_h, k_x = jax.random.split(key)
     W_h = recurrent_scale * jax.random.normal(k_h, (3 * n, n), dtype) / jnp.sqrt(n).astype(dtype)
@@ -82,8 +84,9 @@ def gru_step(h: jax.Array, u: jax.Array, params: GRUParams) -> jax.Array:
         >>> flow = jaxgrad.recurrent_gradient_flow(gru_step, jnp.zeros(8), inputs,
         ...                                        lambda hs: jnp.sum(hs[-1]), params=p)
     """
-    _check_cell("gru_step", params, GRUParams, 3, h, u)
+    check_array("h", h)
     check_array("u", u)
+    _check_cell("gru_step", params, GRUParams, 3, h, u)
     n = h.shape[0]
     gx = params.W_x @ u + params.b_x
     gh = params.W_h @ h + params.b_h

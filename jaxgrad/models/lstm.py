@@ -23,8 +23,10 @@ import jax.numpy as jnp
 from .._validation import (
     check_array,
     check_finite_float,
+    check_key,
     check_positive_float,
     check_positive_int,
+    check_shape,
 )
 
 
@@ -67,6 +69,7 @@ def init_lstm(
     forget_bias = check_finite_float("forget_bias", forget_bias)
     check_positive_float("recurrent_scale", recurrent_scale, allow_zero=True)
     check_positive_float("input_std", input_std, allow_zero=True)
+    check_key("key", key)
     dtype = dtype or jnp.result_type(float)
     k_h, k_x = jax.random.split(key)
     W_h = recurrent_scale * jax.random.normal(k_h, (4 * n, n), dtype) / jnp.sqrt(n).astype(dtype)
@@ -83,6 +86,7 @@ def lstm_zero_state(num_units: int, dtype: Any = None) -> LSTMState:
 
 
 def _check_cell(name: str, params: Any, cls: type, gates: int, h: Any, u: Any) -> None:
+    """Trace-time shape checks of one cell step: nothing may broadcast into the state."""
     if not isinstance(params, cls):
         raise TypeError(f"`params` must be a {cls.__name__}, got {type(params).__name__}")
     n = jnp.shape(h)
@@ -100,6 +104,9 @@ def _check_cell(name: str, params: Any, cls: type, gates: int, h: Any, u: Any) -
             f"input `u` must have shape ({m},) to match `params.W_x` {jnp.shape(params.W_x)}, "
             f"got {jnp.shape(u)}"
         )
+    for b in ("b",) if gates == 4 else ("b_x", "b_h"):
+        check_shape(f"params.{b}", getattr(params, b), (gates * n,),
+                    f" for a state of {n} units ({gates} gates)")
 
 
 def lstm_step(state: LSTMState, u: jax.Array, params: LSTMParams) -> LSTMState:
@@ -118,9 +125,16 @@ def lstm_step(state: LSTMState, u: jax.Array, params: LSTMParams) -> LSTMState:
         >>> norms = jaxgrad.jacobian_product_norms(lstm_step, lstm_zero_state(8),
         ...                                        jnp.zeros((50, 1)), params=p)
     """
+    if not isinstance(state, (tuple, list)) or len(state) != 2:
+        raise TypeError(
+            f"`state` must be an LSTMState(h, c) or a pair (h, c), got {type(state).__name__}"
+            + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else "")
+        )
     h, c = state
+    for name, value in (("h", h), ("c", c), ("u", u)):
+        check_array(name, value)
     _check_cell("lstm_step", params, LSTMParams, 4, h, u)
-    check_array("u", u)
+    check_shape("c", c, jnp.shape(h), " (the cell state, like `h`)")
     n = h.shape[0]
     z = params.W_x @ u + params.W_h @ h + params.b
     i, f, g, o = (z[k * n : (k + 1) * n] for k in range(4))

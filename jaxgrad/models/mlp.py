@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_array, check_choice, check_positive_int
+from .._validation import check_array, check_choice, check_key, check_positive_int, check_shape
 from .activations import ACTIVATIONS, get_activation
 from .initializers import INITIALIZERS, get_initializer
 
@@ -37,7 +37,8 @@ class MLPConfig:
         out_dim: size of a linear readout, or ``None`` for none.
         activation: a name in ``ACTIVATIONS``.
         init: a name in ``INITIALIZERS``; ``init_options`` its keyword options as a tuple
-            of pairs, e.g. ``(("std", 0.01),)``.
+            of pairs, e.g. ``(("std", 0.01),)``; a dict ``{"std": 0.01}`` is accepted and
+            stored as the tuple of its items sorted by name (so the config stays hashable).
         residual: add skip connections around layers 2..depth.
         norm: ``None``, ``"batch"`` or ``"layer"``.
     """
@@ -61,7 +62,33 @@ class MLPConfig:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("init", self.init, INITIALIZERS)
         check_choice("norm", self.norm, NORMS)
+        object.__setattr__(self, "init_options", _options_tuple(self.init_options))
         get_initializer(self.init, **dict(self.init_options))  # options are checked here
+
+
+def _options_tuple(options: Any) -> tuple[tuple[str, Any], ...]:
+    """``init_options`` as a hashable tuple of ``(name, value)`` pairs (a dict is sorted)."""
+    if isinstance(options, dict):
+        options = sorted(options.items(), key=lambda kv: str(kv[0]))
+    if isinstance(options, (str, bytes)) or not isinstance(options, (tuple, list)):
+        raise TypeError(
+            "`init_options` must be a dict or a tuple of (name, value) pairs, got "
+            f"{type(options).__name__} {options!r}"
+        )
+    pairs = []
+    for item in options:
+        if not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[0], str):
+            raise TypeError(f"`init_options` items must be (name, value) pairs, got {item!r}")
+        try:
+            hash(item[1])
+        except TypeError:
+            raise TypeError(
+                f"`init_options` value for {item[0]!r} must be hashable (a Python number, "
+                f"not an array) so that MLPConfig can be a jit static argument, "
+                f"got {type(item[1]).__name__}"
+            ) from None
+        pairs.append((item[0], item[1]))
+    return tuple(pairs)
 
 
 class Dense(NamedTuple):
@@ -102,6 +129,9 @@ def init_mlp(key: jax.Array, config: MLPConfig, *, dtype: Any = jnp.float32) -> 
         ...                 init="normal", init_options=(("std", 0.01),))
         >>> params = init_mlp(jax.random.key(0), cfg)
     """
+    if not isinstance(config, MLPConfig):
+        raise TypeError(f"`config` must be an MLPConfig, got {type(config).__name__}")
+    check_key("key", key)
     init = get_initializer(config.init, **dict(config.init_options))
     k_first, k_hidden, k_out = jax.random.split(key, 3)
     w, n_hidden = config.width, config.depth - 1
@@ -117,6 +147,40 @@ def init_mlp(key: jax.Array, config: MLPConfig, *, dtype: Any = jnp.float32) -> 
         W_out = jax.nn.initializers.glorot_normal()(k_out, (w, config.out_dim), dtype)
         readout = Dense(W_out, jnp.zeros((config.out_dim,), dtype))
     return MLPParams(first, hidden, norm, readout)
+
+
+def _check_params(params: Any, config: MLPConfig) -> None:
+    """Every leaf of ``params`` has the shape ``init_mlp(key, config)`` gives it."""
+    if not isinstance(params, MLPParams):
+        raise TypeError(f"`params` must be an MLPParams, got {type(params).__name__}")
+    w, d, o = config.width, config.depth, config.out_dim
+    expected = [
+        ("first.W", params.first.W, (config.in_dim, w)),
+        ("first.b", params.first.b, (w,)),
+        ("hidden.W", params.hidden.W, (d - 1, w, w)),
+        ("hidden.b", params.hidden.b, (d - 1, w)),
+    ]
+    for field, option, present, want in (
+        ("norm", "norm", params.norm, config.norm),
+        ("readout", "out_dim", params.readout, o),
+    ):
+        if (present is None) != (want is None):
+            raise ValueError(
+                f"`params` do not match `config`: `params.{field}` must be "
+                f"{'None' if want is None else 'set'} for `config.{option}`={want!r}, "
+                f"got {type(present).__name__}"
+            )
+    if params.norm is not None:
+        expected += [("norm.scale", params.norm.scale, (d, w)),
+                     ("norm.shift", params.norm.shift, (d, w))]
+    if params.readout is not None:
+        expected += [("readout.W", params.readout.W, (w, o)), ("readout.b", params.readout.b, (o,))]
+    for field, leaf, want in expected:
+        if tuple(jnp.shape(leaf)) != want:
+            raise ValueError(
+                f"`params` do not match `config`: `params.{field}` must have shape {want}, "
+                f"got {tuple(jnp.shape(leaf))}"
+            )
 
 
 def _normalise(z: jax.Array, kind: str | None, scale, shift, eps: float = 1e-5) -> jax.Array:
@@ -149,23 +213,22 @@ def mlp_apply(
         ``(output, trace)``: output ``(B, out_dim)`` (or ``(B, width)`` without readout)
         and an ``MLPTrace`` of pre-activations and activations per layer.
     """
+    if not isinstance(config, MLPConfig):
+        raise TypeError(f"`config` must be an MLPConfig, got {type(config).__name__}")
     x = check_array("x", x, ndim=2)
     if x.shape[1] != config.in_dim:
         raise ValueError(
             f"`x` must have shape (B, {config.in_dim}) to match `config.in_dim`, got {x.shape}"
         )
-    if params.first.W.shape != (config.in_dim, config.width):
-        raise ValueError(
-            f"`params` do not match `config`: first layer W has shape {params.first.W.shape}, "
-            f"expected {(config.in_dim, config.width)}"
-        )
+    if x.shape[0] == 0:
+        raise ValueError(f"`x` must hold at least one example, got shape {x.shape}")
+    _check_params(params, config)
     if probes is None:
         probes = jnp.zeros((config.depth, x.shape[0], config.width), x.dtype)
-    elif probes.shape != (config.depth, x.shape[0], config.width):
-        raise ValueError(
-            f"`probes` must have shape {(config.depth, x.shape[0], config.width)}, "
-            f"got {probes.shape}"
-        )
+    else:
+        check_shape("probes", probes, (config.depth, x.shape[0], config.width),
+                    " (depth, B, width)")
+        check_array("probes", probes)
     sigma = get_activation(config.activation)
     if params.norm is None:
         scales = shifts = jnp.zeros((config.depth, 0), x.dtype)

@@ -19,7 +19,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_choice, check_positive_float, check_positive_int, is_concrete
+from .._validation import (
+    check_array,
+    check_choice,
+    check_key,
+    check_positive_float,
+    check_positive_int,
+    check_shape,
+    is_concrete,
+)
 
 
 class RateParams(NamedTuple):
@@ -62,6 +70,7 @@ def init_rate(
     if is_concrete(g):  # a traced g (vmap over a gain sweep) is taken as it is
         check_positive_float("g", g, allow_zero=True)
     check_positive_float("input_std", input_std, allow_zero=True)
+    check_key("key", key)
     k_rec, k_in = jax.random.split(key)
     J = (g / jnp.sqrt(num_units)) * jax.random.normal(k_rec, (num_units, num_units), dtype)
     W_in = input_std * jax.random.normal(k_in, (num_units, num_inputs), dtype)
@@ -77,12 +86,35 @@ def rate_step(h: jax.Array, u: jax.Array, params: RateParams) -> jax.Array:
         params: ``RateParams``.
 
     Its Jacobian is ``J diag(1 - tanh²(h))``; at ``h = 0`` it is ``J``.
+
+    Raises:
+        TypeError, ValueError: at trace time, when ``params`` is not a ``RateParams`` or
+            a shape does not match ``J`` and ``W_in`` (nothing is broadcast).
     """
+    _check_rate_args(h, u, params)
     return params.J @ jnp.tanh(h) + params.W_in @ u
+
+
+def _check_rate_args(h: Any, u: Any, params: Any) -> None:
+    """Shapes of one rate-network step (trace-time: only shapes and dtypes are read)."""
+    check_array("h", h)
+    check_array("u", u)
+    if not all(hasattr(params, f) for f in RateParams._fields):
+        raise TypeError(f"`params` must be a RateParams(J, W_in), got {type(params).__name__}")
+    J, W_in = jnp.shape(params.J), jnp.shape(params.W_in)
+    if len(J) != 2 or J[0] != J[1]:
+        raise ValueError(f"`params.J` must be square (N, N), got shape {J}")
+    if len(W_in) != 2 or W_in[0] != J[0]:
+        raise ValueError(
+            f"`params.W_in` must have shape ({J[0]}, M) to match `params.J` {J}, got {W_in}"
+        )
+    check_shape("h", h, (J[0],), f" (one example) to match `params.J` {J}")
+    check_shape("u", u, (W_in[1],), f" (one example) to match `params.W_in` {W_in}")
 
 
 def rate_vector_field(h: jax.Array, u: jax.Array, params: RateParams) -> jax.Array:
     """``dh/dt = -h + J tanh(h) + W_in u`` (Sompolinsky, Crisanti & Sommers 1988)."""
+    _check_rate_args(h, u, params)
     return -h + params.J @ jnp.tanh(h) + params.W_in @ u
 
 

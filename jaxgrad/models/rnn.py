@@ -20,8 +20,10 @@ from .._validation import (
     check_array,
     check_choice,
     check_finite,
+    check_key,
     check_positive_float,
     check_positive_int,
+    check_shape,
     check_square,
 )
 from .activations import MAX_DERIVATIVE, get_activation
@@ -80,6 +82,8 @@ def init_pascanu(
     check_positive_int("num_inputs", num_inputs, minimum=0)
     check_choice("scaling", scaling, RECURRENT_SCALINGS)
     check_positive_float("value", value)
+    check_positive_float("input_std", input_std, allow_zero=True)
+    check_key("key", key)
     k_rec, k_in = jax.random.split(key)
     W = jax.random.normal(k_rec, (num_units, num_units), dtype) / jnp.sqrt(num_units)
     if scaling == "spectral_radius":
@@ -91,6 +95,27 @@ def init_pascanu(
     W_in = input_std * jax.random.normal(k_in, (num_units, num_inputs), dtype)
     W_in = W_in / jnp.sqrt(max(num_inputs, 1))
     return PascanuParams(W, W_in, jnp.zeros((num_units,), dtype))
+
+
+def _check_step_args(x: Any, u: Any, params: Any) -> None:
+    """Shapes of one ``pascanu_step`` call (trace-time: only shapes and dtypes are read)."""
+    check_array("x", x)
+    check_array("u", u)
+    if not all(hasattr(params, f) for f in PascanuParams._fields):
+        raise TypeError(
+            f"`params` must be a PascanuParams(W_rec, W_in, b), got {type(params).__name__}"
+        )
+    W_rec, W_in = jnp.shape(params.W_rec), jnp.shape(params.W_in)
+    if len(W_rec) != 2 or W_rec[0] != W_rec[1]:
+        raise ValueError(f"`params.W_rec` must be square (N, N), got shape {W_rec}")
+    n = W_rec[0]
+    if len(W_in) != 2 or W_in[0] != n:
+        raise ValueError(
+            f"`params.W_in` must have shape ({n}, M) to match `params.W_rec` {W_rec}, got {W_in}"
+        )
+    check_shape("params.b", params.b, (n,), f" to match `params.W_rec` {W_rec}")
+    check_shape("x", x, (n,), f" (one example) to match `params.W_rec` {W_rec}")
+    check_shape("u", u, (W_in[1],), f" (one example) to match `params.W_in` {W_in}")
 
 
 def pascanu_step(
@@ -106,7 +131,12 @@ def pascanu_step(
 
     Analyzers take it as it is with ``params=`` (no recompilation when the parameters
     change), or as ``functools.partial(pascanu_step, params=p, activation="tanh")``.
+
+    Raises:
+        TypeError, ValueError: at trace time, when ``params`` lacks a field or a shape
+            does not match ``W_rec`` and ``W_in`` (nothing is broadcast).
     """
+    _check_step_args(x, u, params)
     sigma = get_activation(activation)
     return params.W_rec @ sigma(x) + params.W_in @ u + params.b
 

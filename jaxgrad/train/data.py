@@ -13,6 +13,7 @@ then the data in row-major order (type 0x08 = unsigned byte).
 from __future__ import annotations
 
 import gzip
+import math
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._validation import check_positive_float
+from .._validation import check_key, check_positive_float
 
 # IDX type codes -> big-endian numpy dtypes.
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -69,8 +70,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if ndim == 0 or len(raw) < 4 + 4 * ndim:
         raise ValueError(f"{path}: IDX header truncated or with 0 dimensions")
     shape = tuple(int(s) for s in np.frombuffer(raw, ">i4", count=ndim, offset=4))
+    if any(s < 0 for s in shape):
+        raise ValueError(f"{path}: IDX header announces negative sizes {shape}")
     dtype = np.dtype(_IDX_TYPES[code])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow for huge sizes
     body = raw[4 + 4 * ndim :]
     if len(body) != expected:
         raise ValueError(
@@ -116,17 +119,24 @@ def load_mnist(directory: str | os.PathLike, *, flatten: bool = True) -> Dataset
         raise ValueError(
             f"`directory` must be a folder holding the MNIST IDX files, got {directory}"
         )
-    arrays = {name: read_idx(_find(directory, stem)) for name, stem in MNIST_FILES.items()}
+    paths = {name: _find(directory, stem) for name, stem in MNIST_FILES.items()}
+    arrays = {name: read_idx(path) for name, path in paths.items()}
     out = {}
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        px, py = paths[f"x_{split}"], paths[f"y_{split}"]
         if x.ndim != 3 or x.dtype != np.uint8:
-            raise ValueError(f"MNIST {split} images must be 3-D unsigned bytes, got "
+            raise ValueError(f"{px}: MNIST {split} images must be 3-D unsigned bytes, got "
                              f"{x.dtype} with shape {x.shape}")
-        if y.ndim != 1:
-            raise ValueError(f"MNIST {split} labels must be 1-D, got shape {y.shape}")
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{py}: MNIST {split} labels must be 1-D integers, got "
+                             f"{y.dtype} with shape {y.shape}")
+        if y.size and (y.min() < 0 or y.max() > np.iinfo(np.int32).max):
+            raise ValueError(f"{py}: MNIST {split} labels must lie in [0, 2**31), got "
+                             f"[{y.min()}, {y.max()}]")
         if x.shape[0] != y.shape[0]:
-            raise ValueError(f"MNIST {split}: {x.shape[0]} images but {y.shape[0]} labels")
+            raise ValueError(f"{px}, {py}: MNIST {split}: {x.shape[0]} images but "
+                             f"{y.shape[0]} labels")
         x = x.astype(np.float32) / 255.0
         out[f"x_{split}"] = jnp.asarray(x.reshape(x.shape[0], -1) if flatten else x)
         out[f"y_{split}"] = jnp.asarray(y.astype(np.int32))
@@ -137,7 +147,12 @@ def train_test_split(
     x: Any, y: Any, *, key: jax.Array, test_fraction: float = 0.25
 ) -> Dataset:
     """Shuffle ``(x, y)`` with ``key`` and hold out ``round(test_fraction · n)`` examples."""
+    check_key("key", key)
     x, y = jnp.asarray(x), jnp.asarray(y)
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(
+            f"`x` and `y` must have a leading example axis, got shapes {x.shape} and {y.shape}"
+        )
     if x.shape[0] != y.shape[0]:
         raise ValueError(
             f"`x` and `y` must have the same length, got {x.shape[0]} and {y.shape[0]}"
@@ -165,6 +180,7 @@ def load_digits(*, key: jax.Array, test_fraction: float = 0.25) -> Dataset:
         >>> data.x_train.shape
         (1348, 64)
     """
+    check_key("key", key)
     try:
         from sklearn.datasets import load_digits as _sk_load_digits
     except ImportError as err:  # pragma: no cover - scikit-learn is a dependency

@@ -43,7 +43,13 @@ import jax
 import jax.numpy as jnp
 
 from .._labels import check_class_labels, softmax_cross_entropy
-from .._validation import check_array, check_choice, check_positive_float, check_positive_int
+from .._validation import (
+    check_array,
+    check_choice,
+    check_key,
+    check_positive_float,
+    check_positive_int,
+)
 
 _NO_PARAMS = object()
 
@@ -98,7 +104,9 @@ class Task:
 
         Raises:
             ValueError: ``length`` below ``min_length``, or a non-positive ``batch_size``.
+            TypeError: ``key`` is not a single PRNG key.
         """
+        check_key("key", key)
         check_positive_int("batch_size", batch_size)
         check_positive_int("length", length, minimum=-(2**62))  # type check only
         if length < self.min_length:

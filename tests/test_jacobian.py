@@ -312,7 +312,7 @@ def test_power_products_certified_or_svd_on_a_long_random_rnn():
     np.testing.assert_allclose(np.asarray(power.log_norms), np.asarray(svd.log_norms),
                                rtol=0, atol=5e-5)
     assert bool(power.converged) and int(svd.svd_fallbacks) == 0
-    assert 0 < int(power.svd_fallbacks) < T // 2
+    assert int(power.svd_fallbacks) < T // 2
 
 
 @pytest.mark.parametrize("s", [1e-30, 1e-20, 1e20, 1e30])

@@ -6,10 +6,11 @@ For the trajectory ``x_t = F(x_{t-1}, u_t)``, t = 1..T, the long-term Jacobian o
     ∂x_T/∂x_{T-k} = J_T J_{T-1} ⋯ J_{T-k+1},      J_t = ∂F/∂x (x_{t-1}, u_t).
 
 All T products come from one reverse sweep: ``P_{k+1} = P_k J_{T-k}``, where the rows of
-``P_k`` are pushed through the step's vector-Jacobian product (``jax.vjp``), so no step
-Jacobian is ever formed. After each step the product is rescaled by an exact power of
-two (``frexp``/``ldexp``) and the exponent is kept as an integer, so a product of 1e-300
-or 0.5^5000 keeps its full float32 mantissa and its log-norm is exact up to rounding.
+``P_k`` are pushed through the step's vector-Jacobian product (``jax.vjp``); the step
+Jacobian is formed only when its own norm is asked for (``step_norms=True``). After each
+step the product is rescaled by an exact power of two (``frexp``/``ldexp``) and the
+exponent is kept as an integer, so a product of 1e-300 or 0.5^5000 keeps its full float32
+mantissa and its log-norm is exact up to rounding.
 """
 
 from __future__ import annotations

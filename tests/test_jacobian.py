@@ -255,3 +255,135 @@ def test_property_diagonal_linear_maps(diag, T):
                                rtol=1e-5, atol=1e-4)
     expected_fro = np.logaddexp.reduce(2 * k * logd, axis=1) / 2
     np.testing.assert_allclose(np.asarray(fro.log_norms), expected_fro, rtol=1e-5, atol=1e-4)
+
+
+# --- Every step norm and every product norm against a float64 SVD reference ---------------
+
+
+def _pascanu_batch(n, activation, seeds, T, value):
+    """Many random Pascanu RNNs (vmapped), their step Jacobians and products in float64."""
+    keys = jax.random.split(jax.random.key(1000 * n + len(activation)), seeds)
+    params = jax.vmap(
+        lambda k: jaxgrad.init_pascanu(k, n, 2, scaling="gaussian", value=value)
+    )(keys)
+    inputs = jax.random.normal(jax.random.key(n), (seeds, T, 2))
+    x0 = jax.random.normal(jax.random.key(n + 1), (seeds, n))
+    step = partial(jaxgrad.pascanu_step, activation=activation)
+    res = jax.vmap(lambda x, u, p: jaxgrad.jacobian_product_norms(step, x, u, params=p))(
+        x0, inputs, params)
+    # The explicit float32 Jacobians at the returned states, then everything in float64.
+    xs = jnp.concatenate([x0[:, None], res.states[:, :-1]], axis=1)
+    jac = jax.vmap(jax.vmap(jax.jacfwd(step), in_axes=(0, 0, None)))
+    J = np.asarray(jac(xs, inputs, params), np.float64)
+    step_ref = np.log(np.linalg.svd(J, compute_uv=False)[..., 0])
+    # Products P_k = J_T ⋯ J_{T-k+1}, renormalised at each lag, log-norms accumulated.
+    P = np.broadcast_to(np.eye(n), (seeds, n, n))
+    log_scale = np.zeros(seeds)
+    prod_ref = []
+    for k in range(1, T + 1):
+        P = P @ J[:, T - k]
+        top = np.linalg.svd(P, compute_uv=False)[:, 0]
+        log_scale = log_scale + np.log(top)
+        P = P / top[:, None, None]
+        prod_ref.append(log_scale)
+    return res, step_ref, np.stack(prod_ref, axis=1)
+
+
+@pytest.mark.parametrize("n,activation,value", [(8, "tanh", 1.5), (16, "sigmoid", 5.0)])
+def test_every_step_and_product_norm_matches_float64_svd_on_random_rnns(n, activation, value):
+    """40 RNNs each: the warm-started power iteration used to return the second singular
+    value where the top two nearly cross (errors up to 3e-2 with converged=True)."""
+    res, step_ref, prod_ref = _pascanu_batch(n, activation, seeds=40, T=40, value=value)
+    assert np.all(np.asarray(res.converged))
+    np.testing.assert_allclose(np.asarray(res.log_step_norms), step_ref, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(res.log_norms), prod_ref, rtol=0, atol=1e-4)
+
+
+def test_power_products_certified_or_svd_on_a_long_random_rnn():
+    """Unbatched (lax.cond takes one branch): most lags certified, all right."""
+    n, T = 16, 300
+    p = jaxgrad.init_pascanu(jax.random.key(4), n, 1, scaling="gaussian", value=1.3)
+    step = partial(jaxgrad.pascanu_step, activation="tanh")
+    inputs = jax.random.normal(jax.random.key(5), (T, 1))
+    x0 = jax.random.normal(jax.random.key(6), (n,))
+    power = jaxgrad.jacobian_product_norms(step, x0, inputs, params=p, step_norms=False)
+    svd = jaxgrad.jacobian_product_norms(step, x0, inputs, params=p, spectral_method="svd",
+                                         step_norms=False)
+    np.testing.assert_allclose(np.asarray(power.log_norms), np.asarray(svd.log_norms),
+                               rtol=0, atol=5e-5)
+    assert bool(power.converged) and int(svd.svd_fallbacks) == 0
+    assert int(power.svd_fallbacks) < T // 2
+
+
+@pytest.mark.parametrize("s", [1e-30, 1e-20, 1e20, 1e30])
+@pytest.mark.parametrize("ord", ["spectral", "fro"])
+def test_step_and_product_norms_exact_far_outside_float32_squares(s, ord):
+    """x -> s·A x: squares of 1e±20 under/overflow float32, the log-norms must not care
+    (they used to be -4.8 instead of -46 for s=1e-20, NaN for s=1e20)."""
+    A = np.asarray(jax.random.normal(jax.random.key(7), (6, 6)), np.float64) / 3
+    A32 = jnp.asarray(A, jnp.float32)
+    T = 12
+    res = jaxgrad.jacobian_product_norms(lambda x, u: s * (A32 @ x), jnp.ones(6),
+                                         num_steps=T, ord=ord)
+    norm = (lambda M: np.linalg.norm(M, 2)) if ord == "spectral" else np.linalg.norm
+    A_ref = np.asarray(A32, np.float64)
+    k = np.arange(1, T + 1)
+    expected = k * np.log(s) + np.log([norm(np.linalg.matrix_power(A_ref, j)) for j in k])
+    step_expected = np.log(s) + np.log(norm(A_ref))
+    assert bool(res.converged)
+    np.testing.assert_allclose(np.asarray(res.log_step_norms), step_expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(res.log_norms), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(res.log_step_bound), k * step_expected, rtol=1e-5)
+
+
+def test_nan_jacobian_is_not_reported_converged():
+    """log(x) runs into 0 and then NaN: the norms are NaN and converged must be false."""
+    res = jaxgrad.jacobian_product_norms(lambda x, u: jnp.log(x), jnp.ones(2), num_steps=4)
+    assert np.isnan(np.asarray(res.log_norms)).any()
+    assert not bool(res.converged)
+
+
+class TestStateDtypes:
+    def test_int_and_bool_x0_are_converted_to_float(self):
+        ref = jaxgrad.jacobian_product_norms(_linear(0.5), jnp.ones(3), num_steps=5)
+        for x0 in (jnp.ones(3, jnp.int32), jnp.ones(3, bool), np.ones(3, np.int64)):
+            res = jaxgrad.jacobian_product_norms(_linear(0.5), x0, num_steps=5)
+            assert res.states.dtype == jnp.float32
+            np.testing.assert_allclose(np.asarray(res.log_norms), np.asarray(ref.log_norms))
+
+    def test_complex_x0_refused(self):
+        with pytest.raises(TypeError, match="`x0` must have a real floating dtype"):
+            jaxgrad.jacobian_product_norms(_linear(0.5), jnp.ones(3, jnp.complex64),
+                                           num_steps=5)
+
+    def test_empty_x0_refused(self):
+        with pytest.raises(ValueError, match="`x0` must have at least one element"):
+            jaxgrad.jacobian_product_norms(_linear(0.5), jnp.ones(0), num_steps=5)
+        with pytest.raises(ValueError, match="`x0`"):
+            jaxgrad.jacobian_product_norms(_linear(0.5), (), num_steps=5)
+
+
+@pytest.mark.parametrize("n,activation,seed", [(16, "tanh", 16), (64, "sigmoid", 2)])
+def test_near_crossing_cases_found_by_a_seed_scan(n, activation, seed):
+    """Two of 120 scanned RNNs where the old warm-started power iteration returned the
+    second singular value with converged=True: a step norm 2.8e-2 off (n=16) and a
+    product norm 4.7e-2 off (n=64)."""
+    T = 100
+    value = [0.9, 1.5, 3.0, 6.0][seed % 4]
+    p = jaxgrad.init_pascanu(jax.random.key(seed), n, 2, scaling="gaussian", value=value)
+    inputs = jax.random.normal(jax.random.key(seed + 1000), (T, 2))
+    x0 = jax.random.normal(jax.random.key(seed + 2000), (n,))
+    step = partial(jaxgrad.pascanu_step, activation=activation)
+    res = jaxgrad.jacobian_product_norms(step, x0, inputs, params=p)
+    xs = jnp.concatenate([x0[None], res.states[:-1]])
+    J = np.asarray(jax.vmap(jax.jacfwd(step), in_axes=(0, 0, None))(xs, inputs, p), np.float64)
+    np.testing.assert_allclose(np.asarray(res.log_step_norms),
+                               np.log(np.linalg.svd(J, compute_uv=False)[:, 0]), atol=2e-5)
+    P, log_scale, expected = np.eye(n), 0.0, []
+    for k in range(1, T + 1):
+        P = P @ J[T - k]
+        top = np.linalg.norm(P, 2)
+        log_scale, P = log_scale + np.log(top), P / top
+        expected.append(log_scale)
+    np.testing.assert_allclose(np.asarray(res.log_norms), expected, atol=1e-4)
+    assert bool(res.converged)

@@ -110,3 +110,83 @@ class TestBadInput:
     def test_string(self):
         with pytest.raises(TypeError, match="`M` must be an array"):
             jaxgrad.spectral_radius("identity")
+
+
+# --- converged means right to tol ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("m", [2, 5])
+@pytest.mark.parametrize("s", [1e-3, 1.0, 3.0, 1e3])
+def test_jordan_block_radius_within_tol_or_not_converged(m, s):
+    """A defective eigenvalue: subspace iteration creeps to it like 1/k. The old stopping
+    rule (small change) said converged 0.2% off for 5×5."""
+    J = s * (jnp.eye(m) + jnp.eye(m, k=1))
+    tol = 1e-6
+    est = jaxgrad.spectral_radius(lambda v: J @ v, vector=jnp.ones(m), tol=tol)
+    assert not bool(est.converged) or abs(float(est.value) - s) <= tol * s
+    if m == 5:
+        assert not bool(est.converged)
+    norm = jaxgrad.spectral_norm(lambda v: J @ v, vector=jnp.ones(m), tol=tol)
+    exact = np.linalg.norm(np.asarray(J, np.float64), 2)
+    assert bool(norm.converged)
+    assert abs(float(norm.value) - exact) <= 2 * tol * exact
+
+
+def test_matrix_free_radius_and_norm_on_random_matrices_converged_means_within_tol():
+    """64 random 10×10 matrices (vmapped): wherever converged, within tol of numpy."""
+    n, tol = 10, 1e-4
+    As = jax.random.normal(jax.random.key(11), (64, n, n)) / np.sqrt(n)
+
+    def both(A):
+        op = lambda v: A @ v  # noqa: E731
+        return (jaxgrad.spectral_radius(op, vector=jnp.ones(n), tol=tol, max_iterations=3000),
+                jaxgrad.spectral_norm(op, vector=jnp.ones(n), tol=tol))
+
+    radius, norm = jax.vmap(both)(As)
+    A64 = np.asarray(As, np.float64)
+    exact_radius = np.abs(np.linalg.eigvals(A64)).max(axis=1)
+    exact_norm = np.linalg.norm(A64, 2, axis=(1, 2))
+    ok = np.asarray(radius.converged)
+    assert ok.mean() > 0.5
+    rel = np.abs(np.asarray(radius.value, np.float64) - exact_radius) / exact_radius
+    assert np.all(rel[ok] <= 2 * tol)
+    assert np.all(np.asarray(norm.converged))
+    rel = np.abs(np.asarray(norm.value, np.float64) - exact_norm) / exact_norm
+    assert np.all(rel <= 2 * tol)
+
+
+def test_matrix_free_norm_when_the_given_vector_misses_the_top_singular_vector():
+    """ones is an eigenvector of A for 1, orthogonal to the top one (3): plain power
+    iteration from it stays at 1 and used to say converged."""
+    A = jnp.array([[2.0, -1.0], [-1.0, 2.0]])
+    est = jaxgrad.spectral_norm(lambda v: A @ v, vector=jnp.ones(2))
+    assert bool(est.converged) and float(est.value) == pytest.approx(3.0, rel=1e-6)
+
+
+class TestBadInputMore:
+    def test_empty_matrix(self):
+        for f in (jaxgrad.spectral_radius, jaxgrad.spectral_norm):
+            with pytest.raises(ValueError, match="`M` must have at least one row"):
+                f(jnp.ones((0, 0)))
+
+    def test_inf_in_dense_matrix(self):
+        for f in (jaxgrad.spectral_radius, jaxgrad.spectral_norm):
+            with pytest.raises(ValueError, match="`M` must be finite"):
+                f(jnp.array([[1.0, jnp.inf], [0.0, 1.0]]))
+
+    def test_vector_of_the_wrong_size(self):
+        A = jnp.ones((3, 3))
+        for f in (jaxgrad.spectral_radius, jaxgrad.spectral_norm):
+            with pytest.raises(ValueError, match="`vector` of shape \\(4,\\)"):
+                f(lambda v: A @ v, vector=jnp.ones(4))
+
+    def test_empty_vector(self):
+        with pytest.raises(ValueError, match="`vector` must have at least one element"):
+            jaxgrad.spectral_norm(lambda v: v, vector=jnp.ones(0))
+
+    def test_non_callable_non_array(self):
+        for bad in ({"a": 1}, object()):
+            with pytest.raises(TypeError, match="`M` must be a square array or a callable"):
+                jaxgrad.spectral_radius(bad)
+            with pytest.raises(TypeError, match="`M` must be a square array or a callable"):
+                jaxgrad.spectral_norm(bad)

@@ -66,6 +66,28 @@ def flat_step(step: Callable, x0: Any) -> tuple[Callable, jax.Array, Callable]:
     return f, x0_flat, unravel
 
 
+def float_state(x0: Any) -> Any:
+    """``x0`` with integer and boolean leaves converted to the default float dtype.
+
+    Raises ``ValueError`` for an empty state (no leaves or no elements) or a non-finite
+    one and ``TypeError`` for a complex or non-numeric leaf, naming ``x0``.
+    """
+    leaves = jax.tree_util.tree_leaves(x0)
+    if not leaves:
+        raise ValueError("`x0` must hold at least one array, got an empty pytree")
+    x0 = jax.tree_util.tree_map(lambda leaf: check_array("x0", leaf), x0)
+    for leaf in jax.tree_util.tree_leaves(x0):
+        if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
+            raise TypeError(f"`x0` must have a real floating dtype, got {leaf.dtype}")
+    if sum(leaf.size for leaf in jax.tree_util.tree_leaves(x0)) == 0:
+        raise ValueError(
+            f"`x0` must have at least one element, got shape(s) "
+            f"{jax.tree_util.tree_map(jnp.shape, x0)}"
+        )
+    check_finite("x0", x0)
+    return x0
+
+
 def prepare(
     step: Callable, x0: Any, inputs: Any, num_steps: int | None, params: Any
 ) -> tuple[Callable, jax.Array, Any]:
@@ -77,12 +99,8 @@ def prepare(
     """
     if not callable(step):
         raise TypeError(f"`step` must be callable, got {type(step).__name__}")
+    x0 = float_state(x0)
     leaves = jax.tree_util.tree_leaves(x0)
-    if not leaves:
-        raise ValueError("`x0` must hold at least one array, got an empty pytree")
-    for leaf in leaves:
-        check_array("x0", leaf)
-    check_finite("x0", x0)
     if inputs is None:
         if num_steps is None:
             raise ValueError("give `inputs` (leading time axis T) or `num_steps` for no input")

@@ -8,6 +8,24 @@ function ``v -> A v`` gets an iterative one with a convergence status:
   eigenvalues of the 2×2 projection, so that a dominant complex-conjugate pair (common
   for non-symmetric recurrent matrices) is found as well as a real eigenvalue.
 
+An iteration stops when an a-posteriori error estimate, computed from the residual of the
+current approximation, is below ``tol`` (relative), and ``converged`` says whether it got
+there; a stalled iteration is not taken for a converged one. What the estimate covers:
+
+- ``spectral_norm``: for a unit ``v`` with ``θ = ‖Av‖²`` and residual
+  ``ρ = ‖AᵀAv − θv‖``, ``AᵀA`` has an eigenvalue within ``ρ`` of ``θ`` (it is symmetric), so
+  a singular value of ``A`` lies within ``ρ/θ`` (relative) of ``√θ``: a bound.
+- ``spectral_radius``: with ``AV = VH + R``, the eigenvalues of ``H`` are exact ones of
+  ``A − RVᵀ``; the estimate is the first-order bound ``κ(‖R‖_F + eps‖AV‖_F)`` with ``κ``
+  the condition number of the dominant eigenvalue of ``H`` (its spectral projector's norm)
+  and ``eps‖AV‖_F`` the rounding in forming ``H``. A defective or
+  nearly defective dominant eigenvalue (a Jordan block) has ``κ ≈ ∞`` and is reported as
+  not converged, rather than with the slow ``O(1/k)`` error such an iteration has.
+
+A matrix-free method only sees the directions its vectors explore: that the singular value
+or eigenvalue found is the largest one holds with probability one over the random part of
+the start vectors, as for any power method.
+
 For the Jacobian of a step at a point ``x``,
 ``lambda v: jax.jvp(lambda y: step(y, u), (x,), (v,))[1]`` is such an operator.
 """
@@ -24,17 +42,36 @@ from .._validation import check_array, check_finite, check_positive_float, check
 
 
 class SpectralEstimate(NamedTuple):
-    """``value``; ``converged`` (relative change below ``tol``); ``iterations`` used."""
+    """Result of ``spectral_norm`` / ``spectral_radius``.
+
+    Attributes:
+        value: the estimate.
+        converged: the relative error estimate ``error`` is at most ``tol`` (see the module
+            doc for what it covers); always true for a dense matrix (exact methods).
+        iterations: iterations used (0 for a dense matrix).
+        error: relative error estimate of ``value`` (``None`` for a dense matrix).
+    """
 
     value: jax.Array
     converged: jax.Array
     iterations: jax.Array
+    error: jax.Array | None = None
 
 
 def _check_dense(M: Any) -> jax.Array:
+    if not isinstance(M, (str, bytes)) and M is not None:
+        try:
+            jnp.asarray(M)
+        except TypeError:
+            raise TypeError(
+                "`M` must be a square array or a callable linear operator, got "
+                f"{type(M).__name__}"
+            ) from None
     M = check_array("M", M)
     if M.ndim < 2 or M.shape[-1] != M.shape[-2]:
         raise ValueError(f"`M` must be a square matrix (..., N, N), got shape {M.shape}")
+    if M.shape[-1] == 0:
+        raise ValueError(f"`M` must have at least one row and column, got shape {M.shape}")
     check_finite("M", M)
     return M
 
@@ -43,11 +80,20 @@ def _check_operator(op: Callable, vector: Any, name: str) -> jax.Array:
     if vector is None:
         raise ValueError(f"`{name}` of an operator needs `vector`, an example input vector")
     vector = check_array("vector", vector, ndim=1)
+    if vector.shape[0] == 0:
+        raise ValueError("`vector` must have at least one element, got shape (0,)")
     check_finite("vector", vector)
-    out = jax.eval_shape(op, vector)
-    if out.shape != vector.shape:
+    try:
+        out = jax.eval_shape(op, vector)
+    except (TypeError, ValueError) as err:
         raise ValueError(
-            f"the operator must map `vector` {vector.shape} to the same shape, got {out.shape}"
+            f"the operator `M` failed on `vector` of shape {vector.shape} (is `vector` the "
+            f"size of its input?): {err}"
+        ) from err
+    if getattr(out, "shape", None) != vector.shape:
+        raise ValueError(
+            f"the operator must map `vector` {vector.shape} to the same shape, got "
+            f"{getattr(out, 'shape', type(out).__name__)}"
         )
     return vector
 
@@ -57,23 +103,20 @@ def _dense_result(value: jax.Array) -> SpectralEstimate:
 
 
 def _iterate(update, state, tol: float, max_iterations: int, dtype) -> SpectralEstimate:
-    """Run ``update(state) -> (state, estimate)`` until the estimate changes by < tol."""
-
-    def settled(est, prev):
-        return jnp.abs(est - prev) <= tol * jnp.abs(est)
+    """Run ``update(state) -> (state, estimate, error)`` until ``error <= tol``."""
 
     def cond(c):
-        _, est, prev, i = c
-        return (i < max_iterations) & ((i < 3) | ~settled(est, prev))
+        _, _, err, i = c
+        return (i < max_iterations) & ~(err <= tol)
 
     def body(c):
-        s, est, _, i = c
-        s, new = update(s)
-        return s, new, est, i + 1
+        s, _, _, i = c
+        s, est, err = update(s)
+        return s, est, err, i + 1
 
     inf = jnp.array(jnp.inf, dtype)
-    _, est, prev, i = jax.lax.while_loop(cond, body, (state, inf, -inf, 0))
-    return SpectralEstimate(est, settled(est, prev), i)
+    _, est, err, i = jax.lax.while_loop(cond, body, (state, inf, inf, 0))
+    return SpectralEstimate(est, err <= tol, i, err)
 
 
 def _unit(v: jax.Array) -> jax.Array:
@@ -86,6 +129,12 @@ def _start(vector: jax.Array) -> jax.Array:
     return _unit(jnp.where(jnp.linalg.norm(vector) > 0, vector, noise))
 
 
+def _mixed_start(vector: jax.Array) -> jax.Array:
+    """The given vector plus as much pseudo-random noise, so that no direction is missed."""
+    noise = jax.random.normal(jax.random.key(2), vector.shape, vector.dtype)
+    return _unit(_start(vector) + _unit(noise))
+
+
 def spectral_norm(
     M: Any, *, vector: Any = None, tol: float = 1e-6, max_iterations: int = 1000
 ) -> SpectralEstimate:
@@ -93,8 +142,13 @@ def spectral_norm(
 
     Arguments:
         M: a square array ``(..., N, N)`` (batched allowed), or a callable linear operator.
-        vector: for an operator, an input vector (its shape and dtype; the start vector).
-        tol, max_iterations: stopping rule of the power iteration on ``Aᵀ A``.
+        vector: for an operator, an input vector (its shape and dtype; the start vector is
+            it plus as much pseudo-random noise).
+        tol, max_iterations: the power iteration on ``Aᵀ A`` stops when a singular value
+            is certified within ``tol`` (relative) of ``value`` by the residual bound (module
+            doc), or after ``max_iterations``. Float rounding in the residual limits the
+            bound to a small multiple of ``eps`` (1e-7 in float32); a smaller ``tol`` needs
+            float64.
 
     Returns:
         ``SpectralEstimate``; for a dense matrix ``converged`` is true and ``iterations`` 0.
@@ -112,21 +166,39 @@ def spectral_norm(
 
     def update(v):
         w = M(v)
-        sigma = jnp.linalg.norm(w)
-        (v_next,) = transpose(w)
-        return _unit(v_next), sigma
+        theta = jnp.vdot(w, w)  # ‖Av‖² = vᵀAᵀAv
+        (z,) = transpose(w)
+        residual = jnp.linalg.norm(z - theta * v)
+        # A singular value within ρ/θ (relative) of √θ: √(1 ± ρ/θ) is within ρ/θ of 1.
+        error = residual / jnp.maximum(theta, jnp.finfo(v.dtype).tiny)
+        return _unit(z), jnp.sqrt(theta), error
 
-    return _iterate(update, _start(vector), tol, max_iterations, vector.dtype)
+    return _iterate(update, _mixed_start(vector), tol, max_iterations, vector.dtype)
 
 
-def _eig2_max_abs(H: jax.Array) -> jax.Array:
-    """Largest |eigenvalue| of a real 2×2 matrix, in closed form."""
+def _eig2_max_abs(H: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Largest |eigenvalue| of a real 2×2 matrix and that eigenvalue's condition number.
+
+    The condition number is the norm of the spectral projector ``(H − λ₂I)/(λ₁ − λ₂)``
+    (rank one, so its Frobenius norm is its 2-norm); infinite for a double eigenvalue.
+    """
     half_trace = 0.5 * (H[0, 0] + H[1, 1])
     det = H[0, 0] * H[1, 1] - H[0, 1] * H[1, 0]
     disc = half_trace**2 - det
-    real_pair = jnp.abs(half_trace) + jnp.sqrt(jnp.maximum(disc, 0.0))
+    root = jnp.sqrt(jnp.abs(disc))
+    real_pair = jnp.abs(half_trace) + root
     complex_pair = jnp.sqrt(jnp.maximum(det, 0.0))  # |λ|² = det for a conjugate pair
-    return jnp.where(disc >= 0, real_pair, complex_pair)
+    value = jnp.where(disc >= 0, real_pair, complex_pair)
+    # λ₁ − λ₂ = 2√disc (real) or 2i√−disc (complex); H − λ₂I has the off-diagonal of H
+    # and diagonal (H₀₀ − H₁₁)/2 ± (λ₁ − λ₂)/2, whose squared moduli add up as below.
+    half_diff = 0.5 * (H[0, 0] - H[1, 1])
+    sign = jnp.where(half_trace >= 0, 1.0, -1.0).astype(H.dtype)
+    offdiag = H[0, 1] ** 2 + H[1, 0] ** 2
+    real_diag = (half_diff + sign * root) ** 2 + (half_diff - sign * root) ** 2
+    complex_diag = 2 * (half_diff**2 + root**2)
+    projector2 = offdiag + jnp.where(disc >= 0, real_diag, complex_diag)
+    kappa = jnp.sqrt(projector2) / jnp.maximum(2 * root, jnp.finfo(H.dtype).tiny)
+    return value, jnp.where(root > 0, kappa, jnp.inf)
 
 
 def spectral_radius(
@@ -138,10 +210,16 @@ def spectral_radius(
         M: a square array ``(..., N, N)`` (batched allowed; exact, by ``eigvals``), or a
             callable linear operator ``v -> A v`` (subspace iteration, see module doc).
         vector: for an operator, an input vector (its shape and dtype; a start vector).
-        tol, max_iterations: stopping rule of the iteration.
+        tol, max_iterations: the iteration stops when the estimated relative error
+            ``κ(‖R‖_F + eps‖AV‖_F)/ρ`` (module doc; ``eps`` for the rounding in forming the
+            projection) is at most ``tol``, or after ``max_iterations``. It cannot reach
+            ``tol`` below float rounding (``κ·eps·‖A‖/ρ``) nor for a dominant eigenvalue that
+            is (nearly) defective.
 
     Returns:
-        ``SpectralEstimate``.
+        ``SpectralEstimate``; ``converged`` means ``error <= tol``, with ``error`` a
+        first-order estimate: exact for a normal operator up to second order, an estimate
+        otherwise (see the module doc).
 
     Example:
         >>> rot = jnp.array([[0.0, -2.0], [2.0, 0.0]])   # eigenvalues ±2i
@@ -160,10 +238,17 @@ def spectral_radius(
     noise = jax.random.normal(jax.random.key(1), vector.shape, vector.dtype)
     V0, _ = jnp.linalg.qr(jnp.stack([_start(vector), noise], axis=1))
 
+    tiny = jnp.finfo(vector.dtype).tiny
+    eps = jnp.finfo(vector.dtype).eps
+
     def update(V):
         W = block_op(V)
         H = V.T @ W  # Rayleigh-Ritz projection onto span(V)
+        residual = jnp.linalg.norm(W - V @ H)  # AV = VH + R
+        value, kappa = _eig2_max_abs(H)
+        # eps·‖AV‖: the rounding in forming H, which a (nearly) defective H magnifies too.
+        error = kappa * (residual + eps * jnp.linalg.norm(W)) / jnp.maximum(value, tiny)
         V_next, _ = jnp.linalg.qr(W)
-        return V_next, _eig2_max_abs(H)
+        return V_next, value, error
 
     return _iterate(update, V0, tol, max_iterations, vector.dtype)

@@ -387,3 +387,13 @@ def test_near_crossing_cases_found_by_a_seed_scan(n, activation, seed):
         expected.append(log_scale)
     np.testing.assert_allclose(np.asarray(res.log_norms), expected, atol=1e-4)
     assert bool(res.converged)
+
+
+def test_nan_params_are_refused_by_leaf_name():
+    p = jaxgrad.init_pascanu(jax.random.key(0), 4, 2)
+    bad = p._replace(W_rec=p.W_rec.at[1, 2].set(jnp.nan))
+    step = partial(jaxgrad.pascanu_step, activation="tanh")
+    with pytest.raises(ValueError, match=r"`params\.W_rec` must be finite"):
+        jaxgrad.jacobian_product_norms(step, jnp.zeros(4), jnp.zeros((5, 2)), params=bad)
+    with pytest.raises(ValueError, match=r"`params\.W_rec` must be finite"):
+        jaxgrad.lyapunov_spectrum(step, jnp.zeros(4), jnp.zeros((5, 2)), params=bad)

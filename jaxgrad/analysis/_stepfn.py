@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._validation import check_array, check_finite, check_positive_int, leading_axis_length
@@ -114,5 +115,11 @@ def prepare(
         if num_steps is not None and num_steps != length:
             raise ValueError(f"`num_steps`={num_steps} disagrees with len(inputs)={length}")
         check_finite("inputs", inputs)
+    if params is not _NO_PARAMS:
+        # NaN weights give NaN norms and exponents: refuse them by name (concrete values only;
+        # leaves that are not numbers, such as a name inside a config, are left alone).
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+            if isinstance(leaf, (jax.Array, np.ndarray, np.generic, float, complex)):
+                check_finite(f"params{jax.tree_util.keystr(path)}", leaf)
     f, x0_flat, _ = flat_step(bind(step, params), x0)
     return f, x0_flat, inputs

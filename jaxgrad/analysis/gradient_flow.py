@@ -27,6 +27,7 @@ from .._labels import check_class_labels, softmax_cross_entropy
 from .._validation import check_array, check_choice
 from ..models.activations import get_activation
 from ..models.mlp import MLPConfig, MLPParams, _normalise, mlp_apply
+from ._scaling import mul_pow2, pow2, pow2_exponent
 from ._stepfn import _NO_PARAMS, bind, flat_step, prepare
 
 
@@ -60,38 +61,6 @@ class ScaledNorm(NamedTuple):
     log_norm: jax.Array
 
 
-def _pow2(k: jax.Array, dtype: Any) -> jax.Array:
-    """``2**k`` exactly, for integer ``k`` in the normal exponent range of ``dtype``."""
-    info = jnp.finfo(dtype)
-    int_type = jnp.dtype(f"int{info.bits}")
-    bits = (k.astype(int_type) + (info.maxexp - 1)) << info.nmant
-    return jax.lax.bitcast_convert_type(bits, dtype)
-
-
-def _mul_pow2(x: jax.Array, k: jax.Array) -> jax.Array:
-    """``x · 2**k`` for integer ``k``, exact unless the result leaves the normal range.
-
-    ``jnp.ldexp`` builds ``2**k`` as one float, which flushes to 0 or overflows for the
-    shifts used here; three exact factors of at most ``2**±(bias−1)`` each do not (the
-    running product moves monotonically from ``x`` to the result, so it only
-    underflows or overflows when the result does).
-    """
-    limit = 3 * (jnp.finfo(x.dtype).maxexp - 2)
-    k = jnp.clip(k, -limit, limit)
-    k1 = k // 3
-    k2 = (k - k1) // 2
-    return x * _pow2(k1, x.dtype) * _pow2(k2, x.dtype) * _pow2(k - k1 - k2, x.dtype)
-
-
-def _pow2_exponent(m: jax.Array) -> jax.Array:
-    """int32 ``e`` with ``m = f · 2**e``, ``f ∈ [0.5, 1)``, read from the bits of a positive
-    normal ``m`` (as ``jnp.frexp``, in a few operations)."""
-    info = jnp.finfo(m.dtype)
-    bits = jax.lax.bitcast_convert_type(m, jnp.dtype(f"uint{info.bits}"))
-    biased = (bits >> info.nmant).astype(jnp.int32) & (2 * info.maxexp - 1)
-    return biased - (info.maxexp - 2)
-
-
 def scaled_norm(x: Any, axis: int | tuple[int, ...] | None = None) -> ScaledNorm:
     """The 2-norm of ``x`` over ``axis`` and its log, without underflow or overflow.
 
@@ -123,10 +92,10 @@ def scaled_norm(x: Any, axis: int | tuple[int, ...] | None = None) -> ScaledNorm
     m = jnp.max(a, axis=axis, keepdims=True, initial=jnp.zeros((), a.dtype))
     bound = jnp.finfo(a.dtype).maxexp - 2  # 2^±bound are normal numbers
     # m = 0, inf or NaN give k = ±bound: the result is then 0, inf or NaN as it should be.
-    k = jnp.clip(-_pow2_exponent(m), -bound, bound)
-    s = jnp.sqrt(jnp.sum((a * _pow2(k, a.dtype)) ** 2, axis=axis))
+    k = jnp.clip(-pow2_exponent(m), -bound, bound)
+    s = jnp.sqrt(jnp.sum((a * pow2(k, a.dtype)) ** 2, axis=axis))
     k = jnp.reshape(k, s.shape)
-    return ScaledNorm(s * _pow2(-k, s.dtype), jnp.log(s) - k.astype(s.dtype) * math.log(2.0))
+    return ScaledNorm(s * pow2(-k, s.dtype), jnp.log(s) - k.astype(s.dtype) * math.log(2.0))
 
 
 def tree_scaled_norm(tree: Any) -> ScaledNorm:
@@ -144,9 +113,9 @@ def tree_scaled_norm(tree: Any) -> ScaledNorm:
     leaves = [leaf.astype(dtype) for leaf in leaves] or [jnp.zeros((0,), dtype)]
     m = jnp.max(jnp.stack([jnp.max(a, initial=jnp.zeros((), dtype)) for a in leaves]))
     bound = jnp.finfo(dtype).maxexp - 2
-    k = jnp.clip(-_pow2_exponent(m), -bound, bound)
-    s = jnp.sqrt(sum(jnp.sum((a * _pow2(k, dtype)) ** 2) for a in leaves))
-    return ScaledNorm(s * _pow2(-k, dtype), jnp.log(s) - k.astype(dtype) * math.log(2.0))
+    k = jnp.clip(-pow2_exponent(m), -bound, bound)
+    s = jnp.sqrt(sum(jnp.sum((a * pow2(k, dtype)) ** 2) for a in leaves))
+    return ScaledNorm(s * pow2(-k, dtype), jnp.log(s) - k.astype(dtype) * math.log(2.0))
 
 
 class MLPGradientFlow(NamedTuple):
@@ -357,7 +326,7 @@ def _recurrent_flow(step, no_params, loss_fn, x0, params, inputs):
     _, (g, E) = jax.lax.scan(backward, init, (direct, previous, inputs), reverse=True)
     norm_g, log_norm_g = scaled_norm(g, axis=1)  # inf/NaN propagate through both
     log_norms = log_norm_g + E.astype(log_norm_g.dtype) * math.log(2.0)
-    return RecurrentGradientFlow(value, _mul_pow2(norm_g, E), log_norms)
+    return RecurrentGradientFlow(value, mul_pow2(norm_g, E), log_norms)
 
 
 def _add_scaled(d: jax.Array, c: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -370,11 +339,11 @@ def _add_scaled(d: jax.Array, c: jax.Array, e: jax.Array) -> tuple[jax.Array, ja
     md, mc = jnp.max(jnp.abs(d)), jnp.max(jnp.abs(c))
     finite = jnp.isfinite(md) & jnp.isfinite(mc)
     zero = jnp.zeros((), d.dtype)
-    ed = _pow2_exponent(jnp.where(finite, md, zero))
-    ec = e + _pow2_exponent(jnp.where(finite, mc, zero))
+    ed = pow2_exponent(jnp.where(finite, md, zero))
+    ec = e + pow2_exponent(jnp.where(finite, mc, zero))
     has_d, has_c = md > 0, mc > 0
     # E = 0 for a zero sum, so that the exponent does not drift over zero steps.
     E = jnp.where(has_d & has_c, jnp.maximum(ed, ec),
                   jnp.where(has_d, ed, jnp.where(has_c, ec, 0)))
-    g = jnp.where(has_d, _mul_pow2(d, -E), zero) + jnp.where(has_c, _mul_pow2(c, e - E), zero)
+    g = jnp.where(has_d, mul_pow2(d, -E), zero) + jnp.where(has_c, mul_pow2(c, e - E), zero)
     return jnp.where(finite, g, d + c), jnp.where(finite, E, 0)

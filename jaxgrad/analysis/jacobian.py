@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import check_choice, check_positive_float, check_positive_int
+from ._scaling import pow2
 from ._stepfn import _NO_PARAMS, bind, flat_step, float_state, prepare
 
 LN2 = math.log(2.0)
@@ -59,14 +60,6 @@ class JacobianProductNorms(NamedTuple):
     svd_fallbacks: jax.Array | None = None
 
 
-def _power_of_two(k: jax.Array, dtype: Any) -> jax.Array:
-    """``2^k`` built from its bits, exact for ``finfo.minexp <= k < finfo.maxexp``."""
-    info = jnp.finfo(dtype)
-    int_dtype = jnp.dtype(f"int{info.bits}")
-    biased = (k + (info.maxexp - 1)).astype(int_dtype)
-    return jax.lax.bitcast_convert_type(biased << info.nmant, dtype)
-
-
 def _rescale(M: jax.Array, exponent: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``M / 2^e`` with ``max|M| / 2^e`` in [0.5, 1): exact, and the running exponent.
 
@@ -80,7 +73,7 @@ def _rescale(M: jax.Array, exponent: jax.Array) -> tuple[jax.Array, jax.Array]:
     normal = (-e >= info.minexp) & (-e < info.maxexp)
     scaled = jax.lax.cond(
         normal,
-        lambda: M * _power_of_two(-e, M.dtype),
+        lambda: M * pow2(-e, M.dtype),
         lambda: jnp.ldexp(M, -e),
     )
     return scaled, exponent + e.astype(jnp.int32)

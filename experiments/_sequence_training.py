@@ -167,6 +167,7 @@ def train_replicas_checked(
     max_shrinks: int = 20,
     checks_after_solved: int = 0,
     steps_per_scan: int = 250,
+    log: Any = None,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Train stacked replicas with a success check every ``check_every`` updates.
 
@@ -195,7 +196,8 @@ def train_replicas_checked(
         NaN where a replica was not training), ``check_steps`` (C,), ``check_error``
         (C, S; NaN for a stopped replica), ``first_success`` (S,; update count of the first
         solved check, -1 if none), ``diverged_at`` (S,; -1 if never stopped),
-        ``num_shrinks`` (S,) and ``steps_done`` (scalar).
+        ``num_shrinks`` (S,) and ``steps_done`` (scalar). ``log(message)``, if given, is
+        called after every check.
     """
     if on_nonfinite not in ("stop", "shrink"):
         raise ValueError(f"`on_nonfinite` must be 'stop' or 'shrink', got {on_nonfinite!r}")
@@ -260,6 +262,8 @@ def train_replicas_checked(
         check_error.append(rates)
         newly = (first < 0) & alive & (rates < SUCCESS_ERROR_RATE)
         first[newly] = done
+        if log is not None:
+            log(f"update {done}: error rates {np.round(rates, 4).tolist()}")
         if alive.any() and (first[alive] >= 0).all():
             if extra >= checks_after_solved:
                 break

@@ -3,6 +3,8 @@
 The replicas' parameters are stacked on a leading axis; ``jaxgrad.train.train`` runs them
 in one compiled scan with ``vmap_optimizer`` (each replica clipped by its own norm) and a
 loss that sums the replicas' losses, so their gradients stay independent.
+``train_replicas_checked`` trains in segments between periodic success checks, as Pascanu
+et al.'s code does, and stops once every replica has solved the task.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from jaxgrad.train import (
     train,
     vmap_optimizer,
 )
+from jaxgrad.train.tasks import SUCCESS_ERROR_RATE
 
 
 def train_replicas(
@@ -41,6 +44,7 @@ def train_replicas(
     omega_weight: float = 0.0,
     steps_per_scan: int = 250,
     stateless: bool = True,
+    omega_squared: bool = False,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Train stacked ``params`` (leading replica axis S) and return per-replica metrics.
 
@@ -50,7 +54,8 @@ def train_replicas(
     it is recomputed exactly from the gradient) — and ``regularizer`` (mean Ω over replicas).
     """
     num_replicas = jax.tree_util.tree_leaves(params)[0].shape[0]
-    fns = _functions(model, task, inner, batch_size, length, num_replicas, stateless)
+    fns = _functions(model, task, inner, batch_size, length, num_replicas, stateless,
+                     omega_squared)
     run = functools.partial(
         train, fns["loss"], optimizer=fns["optimizer"], num_steps=num_steps, key=key,
         steps_per_scan=min(steps_per_scan, num_steps),
@@ -96,14 +101,16 @@ def _pad(values: np.ndarray, num_steps: int) -> np.ndarray:
 _FUNCTIONS: dict = {}
 
 
-def _functions(model, task, inner, batch_size, length, num_replicas, stateless):
+def _functions(model, task, inner, batch_size, length, num_replicas, stateless,
+               omega_squared=False):
     """The loss, regulariser, monitor, sampler and optimizer for ``train``, made once per
     setting so that the loop's compiled scan is reused (it is cached on their identity)."""
-    cache_key = (model, task, id(inner), batch_size, length, num_replicas, stateless)
+    cache_key = (model, task, id(inner), batch_size, length, num_replicas, stateless,
+                 omega_squared)
     if cache_key in _FUNCTIONS:
         return _FUNCTIONS[cache_key][1]
     per_replica_loss = sequence_loss(model, task)
-    omega = sequence_omega(model, task)
+    omega = sequence_omega(model, task, squared=omega_squared)
 
     def loss(p, batch):
         return jnp.sum(jax.vmap(per_replica_loss)(p, batch))
@@ -115,6 +122,12 @@ def _functions(model, task, inner, batch_size, length, num_replicas, stateless):
         # Replica i always sees split(k, num_replicas)[i], alone or in the joint run.
         keys = jax.random.split(k, num_replicas)[which]
         return jax.vmap(lambda kk: task.sample(kk, batch_size, length))(keys)
+
+    def sample_from(data, k, t):
+        # Batches of global step `start + t` (segments of one run draw one stream).
+        which, start, run_key = data
+        del k
+        return sample(which, jax.random.fold_in(run_key, start + t), None)
 
     def monitor(p, batch, grads):
         out = {
@@ -129,9 +142,146 @@ def _functions(model, task, inner, batch_size, length, num_replicas, stateless):
         return out
 
     fns = {"loss": loss, "regularizer": regularizer, "sample": sample, "monitor": monitor,
-           "optimizer": vmap_optimizer(inner)}
+           "sample_from": sample_from, "optimizer": vmap_optimizer(inner)}
     _FUNCTIONS[cache_key] = (inner, fns)  # keep `inner` alive so its id stays unique
     return fns
+
+
+def train_replicas_checked(
+    model: SequenceModel,
+    task: Any,
+    params: Any,
+    inner: optax.GradientTransformation,
+    *,
+    length: int,
+    batch_size: int,
+    num_steps: int,
+    key: jax.Array,
+    check_every: int,
+    check_key: jax.Array,
+    eval_sequences: int,
+    omega_weight: float = 0.0,
+    omega_squared: bool = False,
+    on_nonfinite: str = "stop",
+    shrink_factor: float = 0.0,
+    max_shrinks: int = 20,
+    checks_after_solved: int = 0,
+    steps_per_scan: int = 250,
+    log: Any = None,
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """Train stacked replicas with a success check every ``check_every`` updates.
+
+    ``jaxgrad.train.train`` runs each segment of ``check_every`` updates from the previous
+    segment's parameters (batch t of the run is drawn from ``fold_in(key, t)`` whatever the
+    segmentation); after each segment every live replica is scored on ``eval_sequences``
+    fresh sequences (``fold_in(check_key, c)`` at check c, the same for every replica and
+    optimizer) and its first check under 1% errors is its first success (Pascanu et al.'s
+    criterion; their code checks periodically too). Training stops when every live
+    replica has solved and ``checks_after_solved`` more checks are done (to see whether
+    solved runs bounce back above 1%), or after ``num_steps`` updates.
+
+    A step with a non-finite loss or gradient in some replica is not applied (the loop's
+    rule). ``on_nonfinite="stop"`` ends that replica (its parameters stay at their last
+    finite values; the others go on); ``"shrink"`` does what Pascanu et al.'s code does
+    for clipped runs, ``W_rec ← (1 − shrink_factor) W_rec`` in place of that update, up
+    to ``max_shrinks`` times before the replica is stopped. The other replicas skip the
+    batch of that step.
+
+    Segments restart the optimizer state, so ``inner`` must be stateless (SGD, clipped
+    SGD): a stateful one is refused with ``ValueError``.
+
+    Returns:
+        ``(params, metrics)``: the final stacked parameters and numpy arrays
+        ``replica_loss``, ``replica_grad_norm``, ``replica_update_norm`` (steps done, S;
+        NaN where a replica was not training), ``check_steps`` (C,), ``check_error``
+        (C, S; NaN for a stopped replica), ``first_success`` (S,; update count of the first
+        solved check, -1 if none), ``diverged_at`` (S,; -1 if never stopped),
+        ``num_shrinks`` (S,) and ``steps_done`` (scalar). ``log(message)``, if given, is
+        called after every check.
+    """
+    if on_nonfinite not in ("stop", "shrink"):
+        raise ValueError(f"`on_nonfinite` must be 'stop' or 'shrink', got {on_nonfinite!r}")
+    num_replicas = jax.tree_util.tree_leaves(params)[0].shape[0]
+    if jax.tree_util.tree_leaves(inner.init(replica(params, 0))):
+        raise ValueError("`inner` must be stateless (SGD, clipped SGD): segments restart the "
+                         "optimizer state")
+    fns = _functions(model, task, inner, batch_size, length, num_replicas, True, omega_squared)
+    run = functools.partial(
+        train, fns["loss"], optimizer=fns["optimizer"], key=key,
+        regularizer=fns["regularizer"] if omega_weight > 0 else None,
+        regularizer_weight=omega_weight, monitor=fns["monitor"],
+    )
+    fields = ("replica_loss", "replica_grad_norm", "replica_update_norm")
+    history = {f: np.full((num_steps, num_replicas), np.nan) for f in fields}
+    alive = np.ones(num_replicas, bool)
+    diverged = np.full(num_replicas, -1)
+    shrinks = np.zeros(num_replicas, int)
+    first = np.full(num_replicas, -1)
+    check_steps, check_error = [], []
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    done, extra = 0, 0
+    while done < num_steps and alive.any():
+        end = min(done + check_every, num_steps)
+        while done < end and alive.any():
+            idx = np.flatnonzero(alive)
+            active = jax.tree_util.tree_map(lambda a, idx=idx: a[idx], params)
+            source = BatchSource((jnp.asarray(idx), jnp.asarray(done, jnp.int32), key),
+                                 fns["sample_from"])
+            try:
+                res = run(active, batches=source, num_steps=end - done,
+                          steps_per_scan=min(steps_per_scan, end - done))
+                new, part, bad = res.params, res.metrics, None
+            except TrainingDiverged as err:
+                new, part, bad = err.state.params, err.metrics, err.step
+            rows = len(part["loss"])
+            for f in fields:
+                history[f][done : done + rows, idx] = part[f]
+            params = jax.tree_util.tree_map(lambda a, b, idx=idx: a.at[idx].set(b), params, new)
+            if bad is None:
+                done = end
+                continue
+            last = np.isfinite(part["replica_loss"][-1]) & np.isfinite(
+                part["replica_grad_norm"][-1])
+            culprits = idx[~last]
+            if culprits.size == 0:  # joint sum overflowed with every replica finite
+                culprits = idx
+            for i in culprits:
+                if on_nonfinite == "shrink" and shrinks[i] < max_shrinks:
+                    shrinks[i] += 1
+                    params = _scale_recurrent(params, i, 1.0 - shrink_factor)
+                else:
+                    alive[i] = False
+                    diverged[i] = done + bad
+            done += bad + 1  # that batch is used up (by the shrink, or skipped)
+        if done < end:
+            break
+        rates, _ = replica_success(model, task, params, key=jax.random.fold_in(
+            check_key, len(check_steps)), length=length, num_sequences=eval_sequences)
+        rates = np.where(alive, rates, np.nan)
+        check_steps.append(done)
+        check_error.append(rates)
+        newly = (first < 0) & alive & (rates < SUCCESS_ERROR_RATE)
+        first[newly] = done
+        if log is not None:
+            log(f"update {done}: error rates {np.round(rates, 4).tolist()}")
+        if alive.any() and (first[alive] >= 0).all():
+            if extra >= checks_after_solved:
+                break
+            extra += 1
+    metrics = {f: history[f][:done] for f in fields}
+    metrics.update(
+        check_steps=np.asarray(check_steps, int), diverged_at=diverged, num_shrinks=shrinks,
+        check_error=np.asarray(check_error, float).reshape(len(check_steps), num_replicas),
+        first_success=first, steps_done=np.asarray(done),
+    )
+    return params, metrics
+
+
+def _scale_recurrent(params, i, factor):
+    """``params`` with replica i's ``W_rec`` multiplied by ``factor``."""
+    W = params.cell.W_rec
+    cell = params.cell._replace(W_rec=W.at[i].set(W[i] * jnp.asarray(factor, W.dtype)))
+    return params._replace(cell=cell)
 
 
 def replica(params: Any, i: int) -> Any:

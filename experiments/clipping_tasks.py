@@ -1,22 +1,82 @@
-"""SGD vs SGD with norm clipping vs SGD with clipping and Ω (Pascanu et al. 2013, section 5).
+"""SGD vs SGD with norm clipping vs SGD with clipping and Ω (Pascanu et al. 2013, sec. 4, Fig. 7).
 
-A tanh Pascanu RNN (``W_rec`` at spectral radius 0.95, as their "smart" tanh init) is
-trained on the temporal order and addition problems, several seeds per method, with the
-same initial parameters and the same batches for every method of a seed. Success is the
-paper's criterion: fewer than 1% errors on fresh sequences (10,000 at default scale; for
-addition a squared error above 0.04 is an error). The length is ``length`` (50 by default;
-``make_config(module, length=100)`` or 200 for the paper's longer runs).
+Protocol, point by point as in section 4 and the authors' code (pascanur/trainingRNNs,
+``RNN.py``): a tanh RNN ``h_t = tanh(W_rec h_{t-1} + W_in u_t + b)`` with 50 units (the
+``"elman_tanh"`` cell), read out as ``W_out h_T + b_out`` (softmax cross-entropy for
+temporal order, squared error for addition); minibatches of 20 fresh sequences; plain SGD
+(SGD), SGD with the gradient norm clipped at 1 (SGD-C) and SGD-C with the regulariser Ω
+(SGD-CR). Ω is the code's form: the ratio of the SQUARED norms
+``(‖(∂E/∂h_{k+1}) ∂h_{k+1}/∂h_k‖² / ‖∂E/∂h_{k+1}‖² − 1)²`` averaged over steps and
+sequences, its gradient reaching ``W_rec`` only (``∂E/∂h`` and the states held fixed), and
+it is added before clipping. "Smart tanh" init (``scheme="smart_tanh"``): ``W_in``, ``W_out``
+N(0, 0.01²), ``W_rec`` with 15 non-zeros per unit rescaled to spectral radius 0.95. Every
+``check_every`` updates each seed is scored on 10,000 fresh sequences; a seed has solved
+the task at its first check under 1% errors (the paper's criterion), and the run stops
+once every seed has solved (plus ``checks_after_solved`` checks to see whether a solved
+seed bounces back above 1%). A non-finite step in a clipped run shrinks ``W_rec`` by
+``1 − 0.02 lr`` in place of the update and goes on, as the code does; in a plain SGD run it
+ends that seed (the code has no guard there, so its parameters would stay NaN).
 
-The paper trained for up to millions of sequences; at this CPU-sized budget (a few thousand
-sequences per run) we report the measured success rates as they are, which are expected to
-be 0 for every method. The checks are the ones that hold at any budget: the closed-form
-chance levels of the generators, that a clipped update never exceeds ``lr · c`` and no
-clipped run diverges, and that training with Ω ends with a smaller Ω. A run whose loss
-becomes non-finite (plain SGD on addition, from exploding gradients) counts as a failure
-and is reported in ``summary["diverged"]``.
+The runs (``runs``; each names a task, a length and one of ``settings``):
+
+* default: temporal order, T = 50, the paper's settings (``"paper"``: smart tanh, lr 0.01,
+  Ω weight 4 as in the text; the code's default is 2). Checks: SGD-CR solves at least 4 of
+  5 seeds; plain SGD at most 1 of 5; the median first-success update of SGD-CR over all
+  seeds (an unsolved seed counts as never) is no later than that of SGD-C.
+* ``--set with_addition=true`` adds addition, T = 50, with settings that are NOT the
+  paper's: ``"jaxgrad_init_lr0.1"`` (``scheme="default"``: ``W_in`` N(0, 1/M), ``W_out``
+  N(0, 1/N), dense ``W_rec`` at spectral radius 0.95, lr 0.1, Ω weight 4). It is behind a
+  flag because it doubles this experiment's time (about 7 min more on a quiet 2-core
+  machine), which the catalogue's budget does not allow. A prototype on jaxgrad's API
+  (not this module) measured: with the paper's settings no method solved addition at
+  T = 50 in 60k updates (best 1.7% errors, still falling); with these settings SGD
+  3/5 non-finite, SGD-C 0/5, SGD-CR 5/5 at 10k–20k updates. Not yet run with this module.
+
+Measured at default scale (``python -m experiments run clipping-tasks``), seed 0, 5 seeds,
+checks every 2000 updates on 10,000 fresh sequences, up to 25,000 updates:
+
+    method   solved  first success (updates, per seed)   bounced back   last check
+    SGD      0/5     — — — — —                            0              74–75% (chance 75%)
+    SGD-C    2/5     — 12k — 18k —                        2              0%, 0.29%; 50–61%
+    SGD-CR   4/5     14k 4k 8k — 20k                      1              0% ×4; 22%
+
+  All 7 checks pass. "Bounced back" = solved, then above 1% at a later check (seeds
+  numbered 1–5: SGD-C seed 2 at 14k: 2.5%, then 0%; seed 4: 1.8% at 20k, 20% at 22k,
+  0.04% at 24k; SGD-CR seed 2: 0.73% at 4k, 4.4% at 6k, 0% from 8k on). No seed of any
+  method hit a non-finite step. Final Ω (500 sequences, mean over seeds): SGD 0.195,
+  SGD-C 0.390, SGD-CR 0.013. Wall time 3725 s (SGD 1139 s, SGD-C 1244 s, SGD-CR 1263 s for
+  25,000 updates each, checks included) on the shared 2-core machine at load ~15, about
+  10× a quiet machine; estimated ~7 min on a quiet 2-core machine from a prototype's
+  4.3 s (SGD, SGD-C) and 7.7 s (SGD-CR) per 1000 updates.
+
+``--set scale=full`` runs, with the same settings and up to 200,000 updates: temporal order
+and addition at T = 50, 100, 200 with the paper's settings, addition at T = 50 with
+``"jaxgrad_init_lr0.1"``, and 3-bit temporal order, multiplication, random permutation and
+noiseless memorization at T = 50 with the paper's settings. Estimated time on 2 CPU cores
+without early stopping: up to ~17 hours (16 s per 1000 updates of the three methods at
+T = 50, linear in T); not yet run, so no numbers are reported for it.
+
+Departures from the paper, with reasons:
+
+* Fixed length T per run. The paper also trains one model on lengths drawn from 50–200
+  per batch (and the code's addition generator draws each batch's length from
+  [T, 1.1 T)); jaxgrad's generators take a static length (one compile per length), so
+  that run is not reproduced at any scale.
+* Up to 25,000 updates (the paper allows up to 5M) and a check every 2000 updates (the
+  code: every 20), so first-success updates are rounded up to a multiple of 2000.
+* The code stops a run at 0 errors; we use the paper's success criterion (< 1% errors).
+* The code also treats a finite gradient norm above 1e10 as non-finite; here only
+  non-finite steps are (clipping bounds every finite step). When one seed's step is not
+  finite the other seeds of that run skip that batch (they train in one vmapped loop).
+* Ω averages over the valid steps of each sequence and then over sequences; the code
+  averages over all valid (step, sequence) pairs: the same when every step is valid
+  (``‖∂E/∂h_k‖ > 1e-20``), as here.
 """
 
 from __future__ import annotations
+
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -24,36 +84,68 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from jaxgrad.train import SequenceModel, get_task, sequence_omega, success, with_clipping
+from jaxgrad.train import (
+    BatchSource,
+    SequenceModel,
+    get_task,
+    sequence_omega,
+    success,
+    train,
+    with_clipping,
+)
 
 from ._runner import Result, check_bound, check_close
-from ._sequence_training import replica_success, train_replicas
+from ._sequence_training import _functions, train_replicas_checked
 
 NAME = "clipping-tasks"
 DESCRIPTION = (
-    "SGD vs SGD+clipping vs SGD+clipping+Ω on temporal order and addition (Pascanu 2013): "
-    "success rates by the paper's criterion."
+    "SGD vs SGD+clipping vs SGD+clipping+Ω on temporal order and addition (Pascanu 2013, "
+    "sec. 4, Fig. 7): success rate and first-success update per seed."
+)
+SETTINGS = {
+    "paper": {"init": "smart_tanh", "learning_rate": 0.01, "omega_weight": 4.0},
+    "jaxgrad_init_lr0.1": {"init": "default", "learning_rate": 0.1, "omega_weight": 4.0},
+}
+DEFAULT_RUNS = [["temporal_order", 50, "paper"]]
+#: Addition at default scale, behind a flag (``--set with_addition=true``): it doubles the
+#: run time of this experiment, which the catalogue's time budget does not allow.
+ADDITION_RUN = ["addition", 50, "jaxgrad_init_lr0.1"]
+FULL_RUNS = (
+    [[task, t, "paper"] for task in ("temporal_order", "addition") for t in (50, 100, 200)]
+    + [["addition", 50, "jaxgrad_init_lr0.1"]]
+    + [[task, 50, "paper"] for task in ("temporal_order_3bit", "multiplication",
+                                        "random_permutation", "noiseless_memorization")]
 )
 DEFAULT_CONFIG = {
-    "tasks": ["temporal_order", "addition"],
-    "length": 50,
+    "scale": "default",
+    "runs": DEFAULT_RUNS,
+    "with_addition": False,
+    "settings": SETTINGS,
     "num_seeds": 5,
     "num_units": 50,
     "batch_size": 20,
-    "num_steps": 1000,
-    "learning_rate": 0.1,
+    "max_updates": 25_000,
+    "full_max_updates": 200_000,
+    "check_every": 2000,
+    "checks_after_solved": 1,
     "clip_norm": 1.0,
-    "omega_weight": 2.0,
     "spectral_radius": 0.95,
     "eval_sequences": 10_000,
     "seed": 0,
 }
-QUICK_CONFIG = {"num_seeds": 2, "num_units": 16, "num_steps": 60, "eval_sequences": 1000}
+QUICK_CONFIG = {
+    "runs": [["temporal_order", 20, "jaxgrad_init_lr0.1"]], "num_seeds": 2, "num_units": 16,
+    "max_updates": 300, "check_every": 100, "checks_after_solved": 0, "eval_sequences": 1000,
+}
 
 METHODS = ("sgd", "sgd_clip", "sgd_clip_omega")
+LABELS = {"sgd": "SGD", "sgd_clip": "SGD-C (clipping)", "sgd_clip_omega": "SGD-CR (clipping + Ω)"}
 #: Error rate of a constant prediction: 3/4 for the 4 balanced classes of temporal order;
 #: P(|(a+b)/2 − 1/2| > 0.2) = 2·2·0.3² = 0.36 for addition predicting 1/2.
 CHANCE = {"temporal_order": 0.75, "addition": 0.36}
+#: Runs on which the paper's claims are checked (not at quick scale):
+#: {(task, length, settings): (min SGD-CR successes, max SGD successes)} out of 5 seeds.
+CLAIMS = {("temporal_order", 50, "paper"): (4, 1)}
 
 
 def _constant_predictor(task):
@@ -62,27 +154,60 @@ def _constant_predictor(task):
     return lambda u: jnp.zeros((u.shape[0], task.num_outputs), u.dtype)
 
 
+def _plan(config):
+    runs = FULL_RUNS if config["scale"] == "full" else list(config["runs"])
+    if config["with_addition"] and config["scale"] != "full" and ADDITION_RUN not in runs:
+        runs.append(ADDITION_RUN)
+    if config["scale"] not in ("default", "full"):
+        raise ValueError(f"`scale` must be 'default' or 'full', got {config['scale']!r}")
+    max_updates = config["full_max_updates"] if config["scale"] == "full" else config[
+        "max_updates"]
+    tasks = [r[0] for r in runs]
+    plan = []
+    for name, length, settings in runs:
+        if settings not in config["settings"]:
+            raise ValueError(f"run {name} names unknown settings {settings!r}; known: "
+                             f"{sorted(config['settings'])}")
+        label = name if tasks.count(name) == 1 else f"{name}_T{length}_{settings}"
+        plan.append((label, name, int(length), settings))
+    return plan, max_updates
+
+
+def _logger(prefix):
+    start = time.perf_counter()
+    return lambda msg: print(f"[{time.perf_counter() - start:7.1f} s] {prefix} {msg}",
+                             file=sys.stderr, flush=True)
+
+
+def _first(values, never):
+    return np.where(np.asarray(values) >= 0, values, never)
+
+
 def run(config: dict) -> Result:
+    plan, max_updates = _plan(config)
     key = jax.random.key(config["seed"])
     k_init, k_data, k_eval, k_omega = jax.random.split(key, 4)
-    length, lr, clip = config["length"], config["learning_rate"], config["clip_norm"]
-    n_eval = config["eval_sequences"]
-    summary = {"success_rate": {}, "error_rate": {}, "final_loss": {}, "clipped_fraction": {},
-               "final_omega": {}, "max_update_norm": {}, "chance_error_rate": {},
-               "diverged": {}}
-    for k in summary:
-        summary[k] = {m: {} for m in METHODS} if k != "chance_error_rate" else {}
+    n_eval, clip, quick = config["eval_sequences"], config["clip_norm"], max_updates < 2000
+    per_run = ("success_rate", "first_success_update", "bounce_back", "final_error_rate",
+               "diverged", "num_shrinks", "updates_done", "final_omega", "max_update_ratio",
+               "run_time_s")
+    summary = {k: {m: {} for m in METHODS} for k in per_run}
+    summary.update(chance_error_rate={}, runs={})
     arrays, checks, curves = {}, [], {}
-    for t, name in enumerate(config["tasks"]):
+    for r, (label, name, length, sname) in enumerate(plan):
+        st = config["settings"][sname]
+        lr = st["learning_rate"]
+        summary["runs"][label] = {"task": name, "length": length, "settings": sname, **st}
         task = get_task(name)
-        model = SequenceModel.for_task("rnn_tanh", config["num_units"], task)
-        keys = jax.random.split(jax.random.fold_in(k_init, t), config["num_seeds"])
-        init = jax.jit(jax.vmap(
-            lambda k, m=model: m.init(k, recurrent_scale=config["spectral_radius"])))
+        model = SequenceModel.for_task("elman_tanh", config["num_units"], task)
+        keys = jax.random.split(jax.random.fold_in(k_init, r), config["num_seeds"])
+        init = jax.jit(jax.vmap(lambda k, m=model: m.init(
+            k, scheme=st["init"], recurrent_scale=config["spectral_radius"])))
         params0 = init(keys)
-        omega_fn = jax.jit(jax.vmap(sequence_omega(model, task), in_axes=(0, None)))
-        omega_batch = task.sample(jax.random.fold_in(k_omega, t), 500, length)
-        if name in CHANCE:
+        omega_fn = jax.jit(jax.vmap(sequence_omega(model, task, squared=True),
+                                    in_axes=(0, None)))
+        omega_batch = task.sample(jax.random.fold_in(k_omega, r), 500, length)
+        if name in CHANCE and name not in summary["chance_error_rate"]:
             chance = success(task, _constant_predictor(task), key=k_eval, length=length,
                              num_sequences=n_eval, batch_size=min(1000, n_eval))
             rate = float(chance.error_rate)
@@ -95,97 +220,180 @@ def run(config: dict) -> Result:
         for method in METHODS:
             inner = optax.sgd(lr) if method == "sgd" else with_clipping(
                 optax.sgd(lr), max_norm=clip)
-            weight = config["omega_weight"] if method == "sgd_clip_omega" else 0.0
-            params, m = train_replicas(
+            weight = st["omega_weight"] if method == "sgd_clip_omega" else 0.0
+            start = time.perf_counter()
+            params, m = train_replicas_checked(
                 model, task, params0, inner, length=length, batch_size=config["batch_size"],
-                num_steps=config["num_steps"], key=jax.random.fold_in(k_data, t),
-                omega_weight=weight,
+                num_steps=max_updates, key=jax.random.fold_in(k_data, r),
+                check_every=config["check_every"], check_key=jax.random.fold_in(k_eval, r),
+                eval_sequences=n_eval, omega_weight=weight, omega_squared=True,
+                on_nonfinite="stop" if method == "sgd" else "shrink",
+                shrink_factor=0.02 * lr, checks_after_solved=config["checks_after_solved"],
+                log=None if quick else _logger(f"{label} {method}"),
             )
-            rates, solved = replica_success(model, task, params, key=k_eval, length=length,
-                                            num_sequences=n_eval)
-            final_omega = np.asarray(omega_fn(params, omega_batch))
-            tail = max(1, config["num_steps"] // 5)
-            solved = solved & (m["diverged_at"] < 0)  # a diverged run has failed
-            summary["diverged"][method][name] = int(np.sum(m["diverged_at"] >= 0))
-            summary["success_rate"][method][name] = float(np.mean(solved))
-            summary["error_rate"][method][name] = rates.tolist()
-            summary["final_loss"][method][name] = float(np.nanmean(m["replica_loss"][-tail:]))
-            summary["clipped_fraction"][method][name] = float(
-                np.nanmean(np.where(np.isnan(m["replica_grad_norm"]), np.nan,
-                                    m["replica_grad_norm"] > clip)))
-            summary["final_omega"][method][name] = float(np.nanmean(final_omega))
-            summary["max_update_norm"][method][name] = float(np.nanmax(m["replica_update_norm"]))
-            curves[(name, method)] = m
-            for field in ("replica_loss", "replica_grad_norm", "replica_update_norm"):
-                arrays[f"{name}_{method}_{field}"] = m[field]
-            arrays[f"{name}_{method}_error_rate"] = rates
-            arrays[f"{name}_{method}_diverged_at"] = m["diverged_at"]
-    clipped_max = max(summary["max_update_norm"][m][n] for m in METHODS[1:]
-                      for n in config["tasks"])
-    checks.append(check_bound(
-        "max ‖update‖ with clipping (all clipped runs, all steps)", clipped_max,
-        lr * clip * (1 + 1e-5),
-        note="norm clipping: ‖Δθ‖ = lr·min(‖g‖, c) ≤ lr·c (float32 rounding 1e-5)",
-    ))
-    diverged_clipped = sum(summary["diverged"][m][n] for m in METHODS[1:]
-                           for n in config["tasks"])
-    checks.append(check_bound(
-        "runs that diverged (non-finite loss) with clipping", diverged_clipped, 0,
-        note="a clipped step moves θ by at most lr·c, so clipped runs should not blow up "
-             "(plain SGD runs may: see summary['diverged'])",
-    ))
-    for name in config["tasks"]:
-        with_omega = summary["final_omega"]["sgd_clip_omega"][name]
-        without = summary["final_omega"]["sgd_clip"][name]
-        checks.append(check_bound(
-            f"{name}: final Ω with Ω / final Ω with clipping only", with_omega / without, 1.0,
-            note="the regulariser lowers what it penalises (Ω on 500 fresh sequences, mean "
-                 "over seeds); not a claim that it raises the success rate",
-        ))
+            elapsed = time.perf_counter() - start
+            errors, first = m["check_error"], m["first_success"]
+            after = np.arange(len(m["check_steps"]))[:, None]
+            solved_at = np.searchsorted(m["check_steps"], np.where(first >= 0, first, 1 << 60))
+            bounced = (first >= 0) & np.any((after > solved_at[None]) & (errors >= 0.01), axis=0)
+            S = summary
+            S["success_rate"][method][label] = float(np.mean(first >= 0))
+            S["first_success_update"][method][label] = [int(f) if f >= 0 else None
+                                                         for f in first]
+            S["bounce_back"][method][label] = int(bounced.sum())
+            S["final_error_rate"][method][label] = [
+                None if np.isnan(e) else float(e) for e in errors[-1]] if len(errors) else []
+            S["diverged"][method][label] = int(np.sum(m["diverged_at"] >= 0))
+            S["num_shrinks"][method][label] = int(m["num_shrinks"].sum())
+            S["updates_done"][method][label] = int(m["steps_done"])
+            S["final_omega"][method][label] = float(np.nanmean(
+                np.asarray(omega_fn(params, omega_batch))))
+            S["max_update_ratio"][method][label] = float(
+                np.nanmax(m["replica_update_norm"]) / (lr * clip))
+            S["run_time_s"][method][label] = round(elapsed, 1)
+            curves[(label, method)] = m
+            if quick and r == 0 and method == "sgd_clip_omega":
+                segment_args = (model, task, params0, inner, length, config["batch_size"],
+                                jax.random.fold_in(k_data, r), weight)
+                segment_run = (params, int(m["steps_done"]))
+            for field in ("check_steps", "check_error", "first_success", "diverged_at"):
+                arrays[f"{label}_{method}_{field}"] = m[field]
+            arrays[f"{label}_{method}_replica_loss"] = m["replica_loss"]
+    checks += _checks(config, plan, summary, quick)
+    if quick:
+        checks.append(_segment_check(segment_args, *segment_run))
     summary["config_note"] = (
-        f"{config['num_steps']} steps of {config['batch_size']} sequences per run; "
-        "success = error rate < 1% on fresh sequences"
+        f"scale {config['scale']}; up to {max_updates} updates of {config['batch_size']} "
+        f"sequences per seed, checked every {config['check_every']} on {n_eval} fresh "
+        "sequences; success = first check under 1% errors; "
+        "first_success_update: None = not solved"
     )
-    figures = _figures(config, curves, summary)
+    figures = {"success_and_checks": _figure(config, plan, curves, summary)}
     return Result(summary=summary, checks=checks, arrays=arrays, figures=figures)
 
 
-def _figures(config, curves, summary):
-    tasks = config["tasks"]
-    fig, axes = plt.subplots(2, len(tasks), figsize=(5.5 * len(tasks), 7.5), squeeze=False)
-    steps = np.arange(config["num_steps"])
-    window = max(1, config["num_steps"] // 50)
-    for j, name in enumerate(tasks):
+def _checks(config, plan, summary, quick):
+    checks = []
+    ratios = [summary["max_update_ratio"][m][label] for m in METHODS[1:] for label, *_ in plan]
+    checks.append(check_bound(
+        "max ‖update‖ / (lr·c) with clipping (all clipped runs, all steps)", max(ratios),
+        1 + 1e-5, note="norm clipping: ‖Δθ‖ = lr·min(‖g‖, c) ≤ lr·c (float32 rounding 1e-5)",
+    ))
+    stopped = sum(summary["diverged"][m][label] for m in METHODS[1:] for label, *_ in plan)
+    checks.append(check_bound(
+        "clipped seeds stopped by non-finite steps", stopped, 0,
+        note="a clipped step moves θ by at most lr·c; a non-finite one shrinks W_rec as "
+             "Pascanu's code does (count in summary['num_shrinks']); plain SGD seeds may "
+             "stop (summary['diverged'])",
+    ))
+    for label, *_ in plan:
+        with_omega = summary["final_omega"]["sgd_clip_omega"][label]
+        without = summary["final_omega"]["sgd_clip"][label]
+        checks.append(check_bound(
+            f"{label}: final Ω with Ω / final Ω with clipping only", with_omega / without, 1.0,
+            note="the regulariser lowers what it penalises (Ω, squared-ratio form, on 500 "
+                 "fresh sequences, mean over seeds)",
+        ))
+    if quick:
+        return checks  # the paper's success claims need the default budget
+    never = np.inf
+    seeds = config["num_seeds"]
+    labels = {(name, length, sname): label for label, name, length, sname in plan}
+    for run_key, (min_cr, max_sgd) in CLAIMS.items():
+        if run_key not in labels:
+            continue
+        label = labels[run_key]
+        cr = np.asarray([f if f is not None else -1
+                         for f in summary["first_success_update"]["sgd_clip_omega"][label]])
+        c = np.asarray([f if f is not None else -1
+                        for f in summary["first_success_update"]["sgd_clip"][label]])
+        scale = seeds / 5
+        checks.append(check_bound(
+            f"{label}: seeds solved by SGD-CR", int((cr >= 0).sum()), min_cr * scale,
+            kind=">=", note="Pascanu et al. 2013, Fig. 7: SGD-CR solves temporal order "
+                            "(success = < 1% errors on 10,000 fresh sequences)",
+        ))
+        sgd = summary["success_rate"]["sgd"][label] * seeds
+        checks.append(check_bound(
+            f"{label}: seeds solved by plain SGD", sgd, max_sgd * scale,
+            note="Pascanu et al. 2013, Fig. 7: plain SGD fails from the smart tanh init",
+        ))
+        med_cr, med_c = np.median(_first(cr, never)), np.median(_first(c, never))
+        value = 0.0 if med_cr <= med_c else 1.0
+        checks.append(check_bound(
+            f"{label}: SGD-CR median first success later than SGD-C's (1 = later)", value,
+            0.0, note=f"median over all {seeds} seeds, an unsolved seed counting as never: "
+                      f"SGD-CR {med_cr:g}, SGD-C {med_c:g} updates",
+        ))
+    return checks
+
+
+def _segment_check(run_args, final, steps_done):
+    """The quick SGD-CR run (trained in segments between checks) against one uninterrupted
+    ``train`` call over the same updates: the checks must not change the training."""
+    model, task, params0, inner, length, batch_size, key, weight = run_args
+    fns = _functions(model, task, inner, batch_size, length, params0.W_out.shape[0], True,
+                     True)
+    check_every = QUICK_CONFIG["check_every"]
+    whole = train(fns["loss"], params0, fns["optimizer"],
+                  BatchSource((jnp.arange(params0.W_out.shape[0]), jnp.asarray(0, jnp.int32),
+                               key), fns["sample_from"]),
+                  num_steps=steps_done, key=key, steps_per_scan=min(250, check_every),
+                  regularizer=fns["regularizer"], regularizer_weight=weight)
+    diff = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(
+        jax.tree_util.tree_leaves(final), jax.tree_util.tree_leaves(whole.params), strict=True))
+    return check_bound(
+        "SGD-CR trained between checks vs one train call: max relative parameter difference",
+        diff, 1e-5, note=f"quick run, {steps_done} updates; the periodic checks must not "
+                         "change the training (float32 rounding)",
+    )
+
+
+def _figure(config, plan, curves, summary):
+    rows = len(plan)
+    fig, axes = plt.subplots(rows, 2, figsize=(9, 4.4 * rows + 0.4), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.6, 1]})
+    n_eval = config["eval_sequences"]
+    floor = 0.5 / n_eval
+    for j, (label, name, length, sname) in enumerate(plan):
+        ax = axes[j, 0]
         for c, method in enumerate(METHODS):
-            m = curves[(name, method)]
-            loss = m["replica_loss"]
-            kernel = np.ones(window) / window
-            smooth = np.stack([np.convolve(loss[:, s], kernel, mode="valid")
-                               for s in range(loss.shape[1])], axis=1)
-            x = steps[window - 1:]
-            alive = m["diverged_at"] < 0  # seeds that never diverged
-            label = method if alive.all() else f"{method} ({(~alive).sum()} diverged, not drawn)"
-            if alive.any():
-                kept = smooth[:, alive]
-                axes[0, j].plot(x, kept.mean(1), color=f"C{c}", label=label)
-                axes[0, j].fill_between(x, kept.min(1), kept.max(1), color=f"C{c}", alpha=0.2)
-            g = m["replica_grad_norm"]
-            axes[1, j].semilogy(steps, np.nanmedian(g, axis=1), color=f"C{c}", lw=0.8,
-                                label=f"{method} (median over seeds)")
-        axes[1, j].axhline(config["clip_norm"], color="k", ls="--", lw=0.8,
-                           label=f"clip threshold c = {config['clip_norm']}")
-        rates = ", ".join(f"{m}: {summary['success_rate'][m][name]:.0%}" for m in METHODS)
-        axes[0, j].set_title(f"{name}, T = {config['length']}\nsuccess rate {rates}",
-                             fontsize=9)
-        if get_task(name).objective == "mse":
-            axes[0, j].set_yscale("log")
-        axes[0, j].set_xlabel("step")
-        axes[0, j].set_ylabel(f"training loss (moving mean of {window})")
-        axes[0, j].legend(fontsize=8)
-        axes[1, j].set_xlabel("step")
-        axes[1, j].set_ylabel("‖∇θ (L + λΩ)‖ before clipping")
-        axes[1, j].legend(fontsize=7)
-    fig.suptitle(f"Pascanu RNN (tanh, N = {config['num_units']}), {config['num_seeds']} seeds: "
-                 "mean and range over seeds")
+            m = curves[(label, method)]
+            steps, errors = m["check_steps"], m["check_error"]
+            for s in range(errors.shape[1]):
+                ax.semilogy(steps, np.maximum(errors[:, s], floor), color=f"C{c}", lw=1,
+                            marker=".", ms=4, alpha=0.8,
+                            label=LABELS[method] if s == 0 else None)
+        ax.axhline(0.01, color="k", ls="--", lw=0.8, label="1% (solved)")
+        ax.axhline(CHANCE.get(name, np.nan), color="gray", ls=":", lw=0.8,
+                   label="chance (constant output)" if name in CHANCE else None)
+        ax.set_xlabel("updates (minibatches of 20)")
+        ax.set_ylabel(f"error rate on {n_eval:,} fresh sequences\n(0 errors drawn at "
+                      f"{floor:.0e}); one line per seed")
+        st = config["settings"][sname]
+        ax.set_title(f"{name}, T = {length}\n{sname}: lr {st['learning_rate']}, "
+                     f"Ω weight {st['omega_weight']:g}, init {st['init']}", fontsize=9)
+        ax.legend(fontsize=7, loc="lower left")
+        ax = axes[j, 1]
+        top = max(summary["updates_done"][m][label] for m in METHODS)
+        for c, method in enumerate(METHODS):
+            first = summary["first_success_update"][method][label]
+            xs = c + np.linspace(-0.2, 0.2, len(first))
+            for x, f in zip(xs, first, strict=True):
+                if f is None:
+                    ax.plot(x, top * 1.08, "x", color=f"C{c}", ms=7)
+                else:
+                    ax.plot(x, f, "o", color=f"C{c}", ms=6)
+            rate = summary["success_rate"][method][label]
+            ax.text(c, top * 1.16, f"{rate:.0%}", ha="center", fontsize=9)
+        ax.axhline(top, color="gray", lw=0.6)
+        ax.set_xticks(range(len(METHODS)), [LABELS[m].split(" (")[0] for m in METHODS])
+        ax.set_ylim(0, top * 1.25)
+        ax.set_ylabel("first-success update per seed")
+        ax.set_title("success rate (top) and first success per seed\n(× = not solved within "
+                     f"{top} updates)", fontsize=9)
+    fig.suptitle(f"Pascanu, Mikolov & Bengio 2013, sec. 4, Fig. 7: tanh RNN, "
+                 f"N = {config['num_units']}, {config['num_seeds']} seeds per method",
+                 fontsize=10)
     fig.tight_layout()
-    return {"learning_curves": fig}
+    return fig

@@ -21,7 +21,7 @@ REQUIRED_KEYS = {
     "lyapunov-rnn": ["g", "lambda_1", "kaplan_yorke_fraction"],
     "signal-propagation": ["critical_sigma_w2"],
     "mlp-training-gradients": ["final_test_accuracy", "first_to_last_grad_ratio"],
-    "clipping-tasks": ["success_rate"],
+    "clipping-tasks": ["success_rate", "first_success_update", "bounce_back"],
 }
 
 

@@ -193,8 +193,111 @@ def test_jit_matches_eager_and_sequence_omega_is_the_batch_mean():
     assert float(jnp.abs(g.cell.W_rec).max()) > 0.0
 
 
+@pytest.mark.parametrize("a", [0.5, 1.3, -0.8])
+def test_squared_form_linear_closed_form(a, x64):
+    """Pascanu's code penalises (ratio² − 1)²: with W = a Q, Q orthogonal, Ω = T (a² − 1)²
+    and dΩ/da = 4 T a (a² − 1)."""
+    n, steps = 4, 10
+    Q, _ = jnp.linalg.qr(jax.random.normal(KEY, (n, n)))
+    inputs = jax.random.normal(jax.random.key(1), (steps, n))
+
+    def omega(a, **kw):
+        return R.pascanu_omega(_linear, jnp.ones(n), inputs, _last_sum, params=a * Q,
+                               squared=True, **kw)
+
+    np.testing.assert_allclose(float(omega(a)), steps * (a**2 - 1) ** 2, rtol=1e-10)
+    np.testing.assert_allclose(float(omega(a, reduction="mean")), (a**2 - 1) ** 2, rtol=1e-10)
+    np.testing.assert_allclose(float(jax.grad(omega)(jnp.asarray(a))),
+                               4 * steps * a * (a**2 - 1), rtol=1e-10)
+    # The printed eq. 9 (default) is not the squared form away from |a| = 1.
+    plain = R.pascanu_omega(_linear, jnp.ones(n), inputs, _last_sum, params=a * Q)
+    np.testing.assert_allclose(float(plain), steps * (abs(a) - 1) ** 2, rtol=1e-10)
+
+
+def _elman_reference(W, V, b, W_out, b_out, u, label):
+    """NumPy float64: h_t = tanh(W h + V u_t + b), softmax CE at T; returns the states and
+    the total derivatives dE/dh_t by hand-written BPTT."""
+    h = np.zeros(W.shape[0])
+    hs = []
+    for u_t in u:
+        h = np.tanh(W @ h + V @ u_t + b)
+        hs.append(h)
+    hs = np.asarray(hs)
+    y = W_out @ hs[-1] + b_out
+    p = np.exp(y - y.max())
+    p /= p.sum()
+    g = W_out.T @ (p - np.eye(len(p))[label])
+    gs = [g]
+    for k in range(len(u) - 1, 0, -1):
+        g = W.T @ ((1 - hs[k] ** 2) * g)
+        gs.append(g)
+    return hs, np.asarray(gs[::-1])
+
+
+@pytest.mark.slow
+def test_elman_tanh_omega_is_pascanus_code(x64):
+    """``elman_tanh`` Ω with ``squared=True`` against a NumPy transcription of the formula of
+    Pascanu's RNN.py: mean over (step, sequence) of (‖(g ⊙ (1 − h²)) W‖² / ‖g‖² − 1)², and
+    its gradient with g and h held fixed: W_rec only, 2(r − 1)(2/‖g‖²) v (Wᵀv)ᵀ."""
+    task = T.get_task("temporal_order")
+    model = seq.SequenceModel.for_task("elman_tanh", 6, task)
+    params = model.init(KEY, recurrent_scale=1.2, dtype=jnp.float64)
+    params = params._replace(b_out=0.3 * jnp.arange(4.0), cell=params.cell._replace(
+        b=0.1 * jax.random.normal(jax.random.key(4), (6,), jnp.float64)))
+    batch = task.sample(jax.random.key(1), 3, 12)
+    W, V, b = (np.asarray(a) for a in params.cell)
+    omega, grad = [], np.zeros_like(W)
+    for i in range(3):
+        hs, gs = _elman_reference(W, V, b, np.asarray(params.W_out), np.asarray(params.b_out),
+                                  np.asarray(batch.inputs[i]), int(batch.targets[i]))
+        v = gs * (1 - hs**2)
+        pulled = v @ W  # rows: W^T v_k
+        c = np.sum(gs**2, axis=1)
+        r = np.sum(pulled**2, axis=1) / c
+        omega.append(np.mean((r - 1) ** 2))
+        grad += np.einsum("k,ki,kj->ij", 2 * (r - 1) * 2 / c, v, pulled) / len(r) / 3
+    reg = seq.sequence_omega(model, task, squared=True)
+    np.testing.assert_allclose(float(reg(params, batch)), np.mean(omega), rtol=1e-10)
+    g = jax.grad(reg)(params, batch)
+    np.testing.assert_allclose(np.asarray(g.cell.W_rec), grad, rtol=1e-8, atol=1e-14)
+    for leaf in (g.cell.W_in, g.cell.b, g.W_out, g.b_out):
+        assert float(jnp.max(jnp.abs(leaf))) == 0.0
+    # Its value is the generic Ω of the step (the VJP of the step at h_k): only the
+    # gradient differs, which would otherwise reach W_in and b through 1 − h_{k+1}².
+    generic = [float(R.pascanu_omega(
+        model.step, model.initial_state(jnp.float64), batch.inputs[i],
+        lambda s, i=i: task.loss(model.outputs_from_states(params, s)[None],
+                                 batch.targets[i : i + 1]),
+        params=params.cell, reduction="mean", squared=True)) for i in range(3)]
+    np.testing.assert_allclose(np.mean(generic), np.mean(omega), rtol=1e-10)
+
+
+def test_smart_tanh_init():
+    """Pascanu's smart tanh: 15 non-zero outgoing weights per unit, spectral radius 0.95,
+    W_in and W_out N(0, 0.01²), zero biases."""
+    task = T.get_task("temporal_order")
+    model = seq.SequenceModel.for_task("elman_tanh", 50, task)
+    p = model.init(KEY, scheme="smart_tanh", recurrent_scale=0.95)
+    W = np.asarray(p.cell.W_rec, np.float64)
+    np.testing.assert_array_equal(np.count_nonzero(W, axis=0), 15)
+    np.testing.assert_allclose(np.max(np.abs(np.linalg.eigvals(W))), 0.95, rtol=1e-5)
+    assert 0.008 < float(jnp.std(p.cell.W_in)) < 0.012
+    assert 0.008 < float(jnp.std(p.W_out)) < 0.012
+    assert float(jnp.abs(p.cell.b).max()) == 0.0 and float(jnp.abs(p.b_out).max()) == 0.0
+    with pytest.raises(ValueError, match="`scheme` 'smart_tanh' is for the tanh RNNs"):
+        seq.SequenceModel.for_task("lstm", 8, task).init(KEY, scheme="smart_tanh")
+    with pytest.raises(ValueError, match="unknown `scheme` 'xavier'"):
+        model.init(KEY, scheme="xavier")
+
+
 def test_bad_inputs():
     W = jnp.eye(2)
+    with pytest.raises(TypeError, match="`pullback` must be callable or None"):
+        R.pascanu_omega(_linear, jnp.ones(2), jnp.zeros((3, 2)), _last_sum, params=W,
+                        pullback=1.0)
+    with pytest.raises(TypeError, match="`squared` must be a bool"):
+        R.pascanu_omega(_linear, jnp.ones(2), jnp.zeros((3, 2)), _last_sum, params=W,
+                        squared="yes")
     with pytest.raises(TypeError, match="`loss_fn` must be callable"):
         R.pascanu_omega(_linear, jnp.ones(2), jnp.zeros((3, 2)), None, params=W)
     with pytest.raises(ValueError, match="unknown `reduction` 'max'"):

@@ -11,7 +11,12 @@ the states ``x_k`` at which the Jacobian is taken (their code differentiates wit
 ``W_rec`` with both held fixed). Here both go through ``lax.stop_gradient``, so for the
 Pascanu RNN ``x_{k+1} = W_rec σ(x_k) + W_in u + b`` the gradient of Ω reaches ``W_rec``
 only, exactly as in the paper; for another step function it reaches whatever parameters
-the step Jacobian depends on explicitly.
+the step Jacobian depends on explicitly, unless a ``pullback`` says otherwise.
+
+Their released code (``RNN.py`` of pascanur/trainingRNNs) differs from eq. 9 as printed in
+two ways, both available here: it penalises the ratio of the SQUARED norms,
+``(‖g J‖²/‖g‖² − 1)²`` (``squared=True``), and it averages over the time steps (and
+sequences) instead of summing (``reduction="mean"``).
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from .._validation import check_choice, check_positive_float
-from ..analysis._stepfn import _NO_PARAMS, bind, flat_step, prepare
+from ..analysis._stepfn import _NO_PARAMS, bind, check_state_like, flat_step, prepare
 from ..analysis.lyapunov import flossing_loss
 
 REDUCTIONS = ("sum", "mean")
@@ -78,6 +84,8 @@ def pascanu_omega_terms(
     params: Any = _NO_PARAMS,
     reduction: str = "sum",
     min_grad_norm: float = 1e-20,
+    squared: bool = False,
+    pullback: Callable | None = None,
 ) -> OmegaTerms:
     """Pascanu et al.'s Ω (eq. 9) on one trajectory, differentiable with the paper's gradient.
 
@@ -97,6 +105,16 @@ def pascanu_omega_terms(
             code uses, so that the weight of Ω does not scale with T).
         min_grad_norm: steps whose ``‖∂E/∂x_{k+1}‖`` is not above this are left out
             (their ratio is undefined), as in Pascanu's code.
+        squared: ``True`` for the form of Pascanu's released code, ``(ratio² − 1)²``
+            (ratio of the squared norms, ``RNN.py``'s ``tmp_x/tmp_y``); ``False`` (default)
+            for ``(ratio − 1)²`` as eq. 9 is printed. Both vanish at ratio 1.
+        pullback: ``pullback(x_k, x_next, u, g) -> g ∂x_{k+1}/∂x_k`` (with ``params``:
+            ``pullback(x_k, x_next, u, g, params)``), states and ``g`` shaped like ``x0``;
+            it is called with ``x_k``, ``x_next = x_{k+1}`` and ``g = ∂E/∂x_{k+1}`` held
+            constant, so it decides which parameters Ω's gradient reaches. Default: the VJP
+            of ``step`` at ``x_k``. For ``h' = tanh(W h + V u + b)`` Pascanu's code uses
+            ``(g ⊙ (1 − h'²)) W`` with ``h'`` constant: Ω's gradient reaches ``W`` only
+            (``sequence_omega`` does this for the ``"elman_tanh"`` cell).
 
     Returns:
         ``OmegaTerms``. Not jitted itself: call it inside your jitted loss or update step
@@ -112,6 +130,10 @@ def pascanu_omega_terms(
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
+    if pullback is not None and not callable(pullback):
+        raise TypeError(f"`pullback` must be callable or None, got {type(pullback).__name__}")
+    if not isinstance(squared, bool):
+        raise TypeError(f"`squared` must be a bool, got {type(squared).__name__}")
     check_choice("reduction", reduction, REDUCTIONS)
     check_positive_float("min_grad_norm", min_grad_norm, allow_zero=True)
     _, _, inputs = prepare(step, x0, inputs, None, params)
@@ -121,18 +143,28 @@ def pascanu_omega_terms(
     grads = jax.lax.stop_gradient(grads)
     previous = jax.lax.stop_gradient(jnp.concatenate([x0_flat[None], states[:-1]]))
 
-    def pulled_back(x, u, g):
-        _, vjp = jax.vjp(lambda x: f(x, u), x)
-        return vjp(g)[0]
+    if pullback is None:
+        def pulled_back(x, x_next, u, g):
+            del x_next
+            _, vjp = jax.vjp(lambda x: f(x, u), x)
+            return vjp(g)[0]
+    else:
+        extra = () if params is _NO_PARAMS else (params,)
 
-    pulled = jax.vmap(pulled_back)(previous, inputs, grads)
+        def pulled_back(x, x_next, u, g):
+            out = pullback(unravel(x), unravel(x_next), u, unravel(g), *extra)
+            check_state_like(out, x0)
+            return ravel_pytree(out)[0]
+
+    pulled = jax.vmap(pulled_back)(previous, jax.lax.stop_gradient(states), inputs, grads)
     grad_sq = jnp.sum(grads**2, axis=1)
     valid = grad_sq > jnp.asarray(min_grad_norm, grad_sq.dtype) ** 2
     ratio_sq = jnp.sum(pulled**2, axis=1) / jnp.where(valid, grad_sq, jnp.ones_like(grad_sq))
     # sqrt with a floor keeps the gradient finite where the pulled-back vector is 0.
     tiny = jnp.asarray(jnp.finfo(ratio_sq.dtype).tiny, ratio_sq.dtype)
     ratios = jnp.sqrt(jnp.maximum(ratio_sq, tiny))
-    terms = jnp.where(valid, (ratios - 1.0) ** 2, jnp.zeros_like(ratios))
+    excess = ratio_sq - 1.0 if squared else ratios - 1.0
+    terms = jnp.where(valid, excess**2, jnp.zeros_like(ratios))
     omega = jnp.sum(terms)
     if reduction == "mean":
         omega = omega / jnp.maximum(jnp.sum(valid), 1).astype(omega.dtype)
@@ -148,6 +180,8 @@ def pascanu_omega(
     params: Any = _NO_PARAMS,
     reduction: str = "sum",
     min_grad_norm: float = 1e-20,
+    squared: bool = False,
+    pullback: Callable | None = None,
 ) -> jax.Array:
     """The scalar Ω of ``pascanu_omega_terms`` (Pascanu et al. 2013, eq. 9), same arguments.
 
@@ -157,7 +191,7 @@ def pascanu_omega(
     """
     return pascanu_omega_terms(
         step, x0, inputs, loss_fn, params=params, reduction=reduction,
-        min_grad_norm=min_grad_norm,
+        min_grad_norm=min_grad_norm, squared=squared, pullback=pullback,
     ).omega
 
 

@@ -1,9 +1,11 @@
 """Recurrent cells with a linear readout, wired to the synthetic tasks and the loop.
 
-A ``SequenceModel`` runs a cell (the Pascanu RNN with tanh or sigmoid, an LSTM or a GRU)
-over a ``(T, M)`` input from a zero state and reads out ``y = W_out φ(x) + b_out`` from the
-observed features ``φ(x)`` (``σ(x)`` for the Pascanu RNN, whose state is the
-pre-activation, as in Pascanu et al.'s code ``y = W_hy h_T``; ``h`` for LSTM and GRU),
+A ``SequenceModel`` runs a cell (the Pascanu RNN with tanh or sigmoid, an LSTM, a GRU, or
+the tanh RNN written on its post-activation state ``h' = tanh(W_rec h + W_in u + b)``, as in
+Pascanu et al.'s code) over a ``(T, M)`` input from a zero state and reads out
+``y = W_out φ(x) + b_out`` from the observed features ``φ(x)`` (``σ(x)`` for the Pascanu
+RNN, whose state is the pre-activation, as in Pascanu et al.'s code ``y = W_hy h_T``; ``h``
+for LSTM, GRU and ``"elman_tanh"``),
 after the last step or at every step as the task asks. ``sequence_loss``,
 ``sequence_omega`` and ``state_grad_monitor`` give the three callables
 ``jaxgrad.train.train`` takes: the task loss, Pascanu's Ω (batch mean of the per-sequence
@@ -24,11 +26,13 @@ from ..analysis._stepfn import flat_step
 from ..analysis.gradient_flow import scaled_norm
 from ..models.gru import gru_step, init_gru
 from ..models.lstm import LSTMState, init_lstm, lstm_step
-from ..models.rnn import init_pascanu, pascanu_step
+from ..models.rnn import PascanuParams, init_pascanu, pascanu_step
 from .regularizers import REDUCTIONS, pascanu_omega_terms, trajectory_state_grads
 from .tasks import Task
 
-CELLS = ("rnn_tanh", "rnn_sigmoid", "lstm", "gru")
+CELLS = ("rnn_tanh", "rnn_sigmoid", "lstm", "gru", "elman_tanh")
+#: ``init`` schemes: jaxgrad's default and Pascanu et al.'s "smart tanh" (section 4).
+INIT_SCHEMES = ("default", "smart_tanh")
 
 
 class SequenceParams(NamedTuple):
@@ -85,6 +89,8 @@ class SequenceModel:
             return pascanu_step(x, u, cell_params, activation="sigmoid")
         if self.cell == "lstm":
             return lstm_step(x, u, cell_params)
+        if self.cell == "elman_tanh":
+            return jnp.tanh(cell_params.W_rec @ x + cell_params.W_in @ u + cell_params.b)
         return gru_step(x, u, cell_params)
 
     def initial_state(self, dtype: Any = jnp.float32) -> Any:
@@ -93,7 +99,7 @@ class SequenceModel:
         return LSTMState(zeros, zeros) if self.cell == "lstm" else zeros
 
     def observe(self, x: Any) -> jax.Array:
-        """Features the readout sees: ``σ(x)`` (Pascanu RNN), ``h`` (LSTM, GRU)."""
+        """Features the readout sees: ``σ(x)`` (Pascanu RNN), ``h`` (LSTM, GRU, Elman)."""
         if self.cell == "rnn_tanh":
             return jnp.tanh(x)
         if self.cell == "rnn_sigmoid":
@@ -108,21 +114,45 @@ class SequenceModel:
         input_std: float = 1.0,
         output_std: float = 1.0,
         forget_bias: float = 1.0,
+        scheme: str = "default",
+        recurrent_nonzeros: int = 15,
         dtype: Any = jnp.float32,
     ) -> SequenceParams:
         """Random parameters.
 
-        Pascanu RNN: ``W_rec`` N(0, 1/N) rescaled to spectral radius ``recurrent_scale``
-        (``init_pascanu``); LSTM/GRU: recurrent weights N(0, recurrent_scale²/N), LSTM
-        forget-gate bias ``forget_bias``, GRU update-gate bias ``forget_bias``. Inputs
-        N(0, input_std²/M); readout N(0, output_std²/N), bias 0.
+        ``scheme="default"``. Pascanu RNN and ``"elman_tanh"``: ``W_rec`` N(0, 1/N) rescaled
+        to spectral radius ``recurrent_scale`` (``init_pascanu``); LSTM/GRU: recurrent
+        weights N(0, recurrent_scale²/N), LSTM forget-gate bias ``forget_bias``, GRU
+        update-gate bias ``forget_bias``. Inputs N(0, input_std²/M); readout
+        N(0, output_std²/N), bias 0.
+
+        ``scheme="smart_tanh"`` (tanh RNNs only): Pascanu et al.'s (2013, section 4)
+        "smart" initialisation as in their code: ``W_in`` and ``W_out`` N(0, 0.01²) (not
+        scaled by the fan-in; ``input_std``/``output_std`` ignored), ``W_rec`` Gaussian
+        with ``recurrent_nonzeros`` non-zero outgoing weights per unit (15 in the paper)
+        rescaled to spectral radius ``recurrent_scale`` (0.95 in the paper), biases 0.
+
+        Example:
+            >>> model = SequenceModel.for_task("elman_tanh", 50, get_task("temporal_order"))
+            >>> p = model.init(key, scheme="smart_tanh", recurrent_scale=0.95)
         """
         check_positive_float("recurrent_scale", recurrent_scale)
         check_positive_float("input_std", input_std)
         check_positive_float("output_std", output_std)
+        check_choice("scheme", scheme, INIT_SCHEMES)
+        check_positive_int("recurrent_nonzeros", recurrent_nonzeros)
+        if scheme == "smart_tanh" and self.cell not in ("rnn_tanh", "elman_tanh"):
+            raise ValueError(
+                f"`scheme` 'smart_tanh' is for the tanh RNNs ('rnn_tanh', 'elman_tanh'), "
+                f"got cell {self.cell!r}"
+            )
         k_cell, k_out = jax.random.split(key)
         n, m = self.num_units, self.num_inputs
-        if self.cell.startswith("rnn"):
+        if scheme == "smart_tanh":
+            cell = _smart_tanh_cell(k_cell, n, m, recurrent_scale, recurrent_nonzeros, dtype)
+            W_out = 0.01 * jax.random.normal(k_out, (self.num_outputs, n), dtype)
+            return SequenceParams(cell, W_out, jnp.zeros((self.num_outputs,), dtype))
+        if self.cell.startswith("rnn") or self.cell == "elman_tanh":
             cell = init_pascanu(k_cell, n, m, scaling="spectral_radius",
                                 value=recurrent_scale, input_std=input_std, dtype=dtype)
         elif self.cell == "lstm":
@@ -142,6 +172,25 @@ class SequenceModel:
             return params.W_out @ self.observe(last) + params.b_out
         features = jax.vmap(self.observe)(states)
         return features @ params.W_out.T + params.b_out[None]
+
+
+def _smart_tanh_cell(key, n, m, radius, nonzeros, dtype) -> PascanuParams:
+    """Pascanu et al.'s smart tanh ``W_rec`` (``nonzeros`` per column, i.e. outgoing weights
+    of a unit, at spectral radius ``radius``), ``W_in`` N(0, 0.01²) and ``b = 0``."""
+    k_rec, k_mask, k_in = jax.random.split(key, 3)
+    W = 0.01 * jax.random.normal(k_rec, (n, n), dtype)
+    # A random subset of `nonzeros` rows in each column: ranks of uniform draws.
+    ranks = jnp.argsort(jnp.argsort(jax.random.uniform(k_mask, (n, n)), axis=0), axis=0)
+    W = jnp.where(ranks < nonzeros, W, jnp.zeros_like(W))
+    W = W * (radius / jnp.max(jnp.abs(jnp.linalg.eigvals(W))).astype(dtype))
+    W_in = 0.01 * jax.random.normal(k_in, (n, m), dtype)
+    return PascanuParams(W, W_in, jnp.zeros((n,), dtype))
+
+
+def _elman_pullback(x, x_next, u, g, cell_params):
+    """``g ∂h'/∂h = (g ⊙ (1 − h'²)) W_rec`` with ``h'`` held fixed (Pascanu et al.'s code)."""
+    del x, u
+    return cell_params.W_rec.T @ (g * (1.0 - x_next**2))
 
 
 def _check_inputs(model: SequenceModel, inputs: Any) -> jax.Array:
@@ -215,13 +264,17 @@ def _example_loss(model, task, params, targets):
     return loss
 
 
-def sequence_omega(model: SequenceModel, task: Task, *, reduction: str = "mean"):
+def sequence_omega(
+    model: SequenceModel, task: Task, *, reduction: str = "mean", squared: bool = False
+):
     """``regularizer(params, batch)``: Pascanu's Ω averaged over the batch's sequences.
 
     Each sequence's Ω uses its own ``∂E/∂x_{k+1}`` (ratios are scale-free, so this equals
     using the batch loss); ``reduction="mean"`` averages over time steps as Pascanu's code
-    does (``"sum"`` is eq. 9 as printed). The gradient follows the paper (eq. 10, see
-    ``pascanu_omega_terms``).
+    does (``"sum"`` is eq. 9 as printed); ``squared=True`` penalises the ratio of squared
+    norms as their code does (see ``pascanu_omega_terms``). The gradient follows the paper
+    (eq. 10): for ``"elman_tanh"`` the Jacobian ``diag(1 − h_{k+1}²) W_rec`` is taken with
+    ``h_{k+1}`` held fixed, as in their code, so Ω's gradient reaches ``W_rec`` only.
 
     Example:
         >>> result = train(sequence_loss(model, task), params, opt, sample, num_steps=100,
@@ -230,6 +283,7 @@ def sequence_omega(model: SequenceModel, task: Task, *, reduction: str = "mean")
     """
     _check_pair(model, task)
     check_choice("reduction", reduction, REDUCTIONS)
+    pullback = _elman_pullback if model.cell == "elman_tanh" else None
 
     def regularizer(params: SequenceParams, batch: Any) -> jax.Array:
         inputs = _check_inputs(model, batch.inputs)
@@ -238,6 +292,7 @@ def sequence_omega(model: SequenceModel, task: Task, *, reduction: str = "mean")
             return pascanu_omega_terms(
                 model.step, model.initial_state(u.dtype), u,
                 _example_loss(model, task, params, y), params=params.cell, reduction=reduction,
+                squared=squared, pullback=pullback,
             ).omega
 
         return jnp.mean(jax.vmap(one)(inputs, batch.targets))

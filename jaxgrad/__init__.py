@@ -34,6 +34,7 @@ from .analysis.gradient_flow import recurrent_gradient_flow as recurrent_gradien
 from .analysis.jacobian import JacobianProductNorms as JacobianProductNorms
 from .analysis.jacobian import fit_log_rate as fit_log_rate
 from .analysis.jacobian import jacobian_product_norms as jacobian_product_norms
+from .analysis.lyapunov import FlossingDiverged as FlossingDiverged
 from .analysis.lyapunov import FlossingTrace as FlossingTrace
 from .analysis.lyapunov import LyapunovSpectrum as LyapunovSpectrum
 from .analysis.lyapunov import entropy_rate as entropy_rate

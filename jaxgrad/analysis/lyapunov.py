@@ -9,9 +9,11 @@ R's diagonal (Benettin et al. 1980; Engelken, Wolf & Abbott 2020, arXiv:2006.024
     λ_i = (1 / (T dt)) Σ_s log |R^{(s)}_ii|,      i = 1..k.
 
 Everything is done in log space, so growth or decay by e^{±1000} over the trajectory is
-harmless. The iteration is differentiable (``jnp.linalg.qr`` has a derivative), which is
-what gradient flossing uses: the regulariser ``Σ_{i≤k} λ_i²`` pushes the top exponents of
-a recurrent network towards zero (Engelken 2023, "Gradient Flossing", arXiv:2312.17306).
+harmless; within one QR interval it is not (each result says which exponents stood clear
+of the dtype's rounding: ``resolved``). The iteration is differentiable (``jnp.linalg.qr``
+has a derivative), which is what gradient flossing uses: the regulariser ``Σ_{i≤k} λ_i²``
+pushes the top exponents of a recurrent network towards zero (Engelken 2023, "Gradient
+Flossing", arXiv:2312.17306).
 """
 
 from __future__ import annotations
@@ -354,12 +356,16 @@ def lyapunov_spectrum(
         num_exponents: ``k``, the number of leading exponents (default: all N).
         transient: leading steps run (state and basis) but not averaged.
         qr_interval: steps between re-orthonormalisations; must divide ``T - transient``.
-            Larger is cheaper but overflows once ``e^{(λ_1-λ_k) qr_interval}`` nears the
-            dtype's range.
+            Larger is cheaper, but within one interval a tangent vector decays by
+            ``e^{(λ_1-λ_i) qr_interval dt}`` beside the top one, and once that is below the
+            dtype's resolution λ_i is lost to rounding (float32: ``(λ_1-λ_i) qr_interval dt``
+            beyond about 9 is flagged, float64: about 29); the result's ``resolved`` says
+            which exponents survived. Use 1, or float64, for widely spread spectra.
         window: steps per finite-time window (a multiple of ``qr_interval``; default about
             a tenth of the run); a trailing partial window is left out of the windows only.
         dt: time per step, so exponents are per unit time of a flow.
-        key: PRNG key for the random initial basis (default ``jax.random.key(0)``).
+        key: PRNG key for the random initial basis (default ``jax.random.key(0)``); a
+            typed key or a raw ``uint32[2]`` one (``jax.random.PRNGKey``).
         trajectory_gradient: with ``False`` the states are held fixed under
             differentiation (``stop_gradient``), so ``jax.grad`` follows only each step
             Jacobian's explicit dependence on ``params``. The exact derivative (``True``)
@@ -375,7 +381,11 @@ def lyapunov_spectrum(
 
     Returns:
         ``LyapunovSpectrum`` (exponents, finite-time exponents per window, running
-        estimate, Kaplan–Yorke dimension, entropy rate, convergence diagnostics).
+        estimate, Kaplan–Yorke dimension, entropy rate, convergence diagnostics, and
+        ``resolved``/``valid``: whether each exponent stood clear of rounding).
+
+    Raises:
+        TypeError: ``key`` is not a single PRNG key.
 
     Example:
         >>> p = jaxgrad.init_rate(jax.random.key(0), 100, g=2.0)

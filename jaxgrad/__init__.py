@@ -37,6 +37,7 @@ from .analysis.gradient_flow import tree_scaled_norm as tree_scaled_norm
 from .analysis.jacobian import JacobianProductNorms as JacobianProductNorms
 from .analysis.jacobian import fit_log_rate as fit_log_rate
 from .analysis.jacobian import jacobian_product_norms as jacobian_product_norms
+from .analysis.lyapunov import FlossingDiverged as FlossingDiverged
 from .analysis.lyapunov import FlossingTrace as FlossingTrace
 from .analysis.lyapunov import LyapunovSpectrum as LyapunovSpectrum
 from .analysis.lyapunov import entropy_rate as entropy_rate

@@ -132,6 +132,99 @@ def test_singular_jacobian_is_reported_not_hidden():
     assert not bool(res.finite)
 
 
+def _linear_map(exponents, seed, shear=0.0):
+    """``V (diag(e^λ) + shear·U) Vᵀ``, V random orthogonal, U strictly upper triangular: a
+    linear map (non-normal for shear > 0) whose Lyapunov exponents are the given λ."""
+    lam = jnp.asarray(exponents)
+    n = lam.shape[0]
+    V, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(seed), (n, n), lam.dtype))
+    U = jnp.triu(jax.random.normal(jax.random.key(seed + 1000), (n, n), lam.dtype), 1)
+    return V @ (jnp.diag(jnp.exp(lam)) + shear * U) @ V.T
+
+
+def _apply(x, u, A):
+    """The linear map ``x ← A x`` (``A`` as params: no recompilation for a new matrix)."""
+    return A @ x
+
+
+def test_exponents_beyond_float32_resolution_are_flagged():
+    # λ = -1, -20, -50 of a rotated (symmetric) map: in one step a tangent vector decays by
+    # e^{-49} beside the top one, far below float32's ε ≈ e^{-16}. The QR method returns
+    # plausible, finite, wrong numbers (e.g. -1.0, -20.05, -20.47 at qr_interval 1 and
+    # -1.0, -4.50, -4.81 at 10 for one rotation, all with finite=True before), or -inf
+    # where they underflow; both bottom exponents are now flagged.
+    lam = jnp.array([-1.0, -20.0, -50.0])
+    for seed in range(2):
+        A = _linear_map(lam, seed=seed)
+        for qr_interval in (1, 10):
+            res = jaxgrad.lyapunov_spectrum(_apply, jnp.ones(3), num_steps=100, params=A,
+                                            qr_interval=qr_interval)
+            np.testing.assert_allclose(res.exponents[0], -1.0, atol=0.02)  # no transient
+            bottom = float(res.exponents[2])  # -inf (underflow) or finite and wrong
+            assert bottom == -np.inf or abs(bottom + 50.0) > 5.0
+            np.testing.assert_array_equal(res.resolved, [True, False, False])
+            assert not bool(res.valid)
+
+
+def test_resolved_exponents_match_float64_and_the_closed_form():
+    # Diagonal, rotated and non-normal maps, 2 seeds, qr_interval 1 to 10, float32: every
+    # exponent flagged resolved agrees with float64 on the same map (the flag is about
+    # rounding) and every float32 error above 0.02 is flagged. At qr_interval 1 the spread
+    # λ_1 - λ_4 = 5.1 is resolved and equals log|eig| (closed form).
+    lam = np.array([0.1, -0.7, -2.5, -5.0])
+    flagged = 0
+    for seed in range(2):
+        for shear in (0.0, 3.0):
+            A = _linear_map(jnp.asarray(lam, jnp.float32), seed, shear)
+            if shear == 0.0 and seed == 0:
+                A = jnp.diag(jnp.exp(jnp.asarray(lam, jnp.float32)))
+            for qr_interval in (1, 2, 10):
+                kw = dict(num_steps=300, transient=100, qr_interval=qr_interval)
+                res = jaxgrad.lyapunov_spectrum(_apply, jnp.ones(4), params=A, **kw)
+                with jax.enable_x64(True):
+                    ref = np.asarray(jaxgrad.lyapunov_spectrum(
+                        _apply, jnp.ones(4, jnp.float64), params=jnp.asarray(A, jnp.float64),
+                        **kw).exponents)
+                err = np.abs(np.asarray(res.exponents) - ref)
+                resolved = np.asarray(res.resolved)
+                tol = 1e-2 if shear == 3.0 else 1e-3  # non-normal maps amplify rounding
+                assert np.all(err[resolved] < tol), (seed, shear, qr_interval, err, resolved)
+                assert not np.any(resolved[err > 0.02]), (seed, shear, qr_interval, err)
+                assert bool(res.valid) == bool(resolved.all() and res.finite)
+                flagged += int((~resolved).sum())
+                if qr_interval == 1:
+                    assert resolved.all() and bool(res.valid)
+                    if shear == 0.0:
+                        np.testing.assert_allclose(res.exponents, lam, atol=1e-4)
+    assert flagged > 0
+
+
+def test_underflowing_tangent_vectors_are_flagged():
+    # x ← e^{-45} x: each step fits float32 (2.9e-20), two steps (8e-40) underflow.
+    f = lambda x, u: jnp.exp(jnp.float32(-45.0)) * x  # noqa: E731
+    res = jaxgrad.lyapunov_spectrum(f, jnp.ones(1), num_steps=20)
+    np.testing.assert_allclose(res.exponents, [-45.0], rtol=1e-6)
+    assert bool(res.valid)
+    res = jaxgrad.lyapunov_spectrum(f, jnp.ones(1), num_steps=20, qr_interval=2)
+    assert not bool(res.resolved[0]) and not bool(res.valid)
+
+
+def test_float64_resolves_what_float32_cannot(x64):
+    lam = jnp.array([-1.0, -5.0, -20.0])
+    A = _linear_map(lam, seed=1)
+    kw = dict(num_steps=300, transient=100)
+    res = jaxgrad.lyapunov_spectrum(_apply, jnp.ones(3), params=A, **kw)
+    np.testing.assert_allclose(res.exponents, lam, atol=1e-9)
+    assert bool(res.valid)
+    # Two steps decay by e^{-38} beside the top: below float64's ε ≈ e^{-36} as well.
+    res = jaxgrad.lyapunov_spectrum(_apply, jnp.ones(3), params=A, qr_interval=2, **kw)
+    np.testing.assert_array_equal(res.resolved, [True, True, False])
+    with jax.enable_x64(False):
+        res = jaxgrad.lyapunov_spectrum(_apply, jnp.ones(3, jnp.float32),
+                                        params=jnp.asarray(A, jnp.float32), **kw)
+    np.testing.assert_array_equal(res.resolved, [True, True, False])
+
+
 def test_kaplan_yorke_and_entropy_closed_forms():
     ky = jaxgrad.kaplan_yorke_dimension
     assert float(ky(jnp.array([0.5, -1.0]))) == pytest.approx(1.5)
@@ -275,19 +368,75 @@ def test_pytree_state_matches_flat_state(x64):
 
 
 def test_floss_pushes_top_exponents_to_zero():
+    # Flossing from the ordered phase with Adam, as in experiments/gradient_flossing.py. (The
+    # exact trajectory gradient grows like e^{λ_1 T} once λ_1 crosses zero: SGD's unbounded
+    # steps on it kicked this test's former autonomous g = 2 network into saturation, where
+    # the tangent vectors underflow and the loss is inf; Adam's steps stay ~lr whatever the
+    # gradient.) Over 8 seeds Σλ² fell to at most 0.03 of its start; here 5e-4.
+    N, k = 16, 3
+    p = jaxgrad.init_rate(jax.random.key(14), N, g=0.8, num_inputs=1)
+    x0 = jax.random.normal(jax.random.key(15), (N,))
+    u = jax.random.normal(jax.random.key(16), (120, 1))
+    kwargs = dict(transient=20, num_exponents=k)
+    before = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, u, params=p, **kwargs).exponents
+    trace = jaxgrad.floss(jaxgrad.rate_step, x0, u, params=p, optimizer=optax.adam(1e-2),
+                          num_updates=60, **kwargs)
+    after = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, u, params=trace.params,
+                                      **kwargs).exponents
+    assert trace.losses.shape == (60,) and trace.exponents.shape == (60, k)
+    assert bool(jnp.all(trace.finite))
+    np.testing.assert_allclose(trace.exponents[0], before, rtol=1e-5)
+    assert jnp.sum(after**2) < 0.2 * jnp.sum(before**2)
+    assert jnp.abs(after[0]) < jnp.abs(before[0])
+
+
+def _sqrt_gain_step(x, u, p):
+    """``x ← √p x``: λ = ½ log p; NaN once p < 0."""
+    return jnp.sqrt(p) * x
+
+
+def test_floss_divergence_raises_and_keeps_the_last_good_parameters():
+    # Closed form: λ = ½ log p, loss = λ², gradient ½ log(p) / p = 0.1733 at p = 4; SGD with
+    # learning rate 30 moves p to -1.2, where √p and so the loss are NaN (update 1).
+    kwargs = dict(num_steps=5, params=jnp.array(4.0), optimizer=optax.sgd(30.0),
+                  num_updates=4)
+    with pytest.raises(jaxgrad.FlossingDiverged, match="update 1") as info:
+        jaxgrad.floss(_sqrt_gain_step, jnp.ones(1), **kwargs)
+    err = info.value
+    assert isinstance(err, FloatingPointError)
+    assert err.step == 1
+    assert float(err.params) == 4.0  # the last parameters with a finite loss and gradient
+    np.testing.assert_allclose(err.losses[0], (0.5 * np.log(4.0)) ** 2, rtol=1e-5)
+    assert err.losses.shape == (2,) and not np.isfinite(err.losses[1])
+    trace = jaxgrad.floss(_sqrt_gain_step, jnp.ones(1), throw=False, **kwargs)
+    np.testing.assert_array_equal(trace.finite, [True, False, False, False])
+    assert float(trace.params) == 4.0
+    assert np.isnan(trace.losses[2:]).all()  # not run
+    # Under jit no exception can be raised: the trace says it.
+    jitted = jax.jit(lambda p: jaxgrad.floss(
+        _sqrt_gain_step, jnp.ones(1), num_steps=5, params=p, optimizer=optax.sgd(30.0),
+        num_updates=4).finite)
+    np.testing.assert_array_equal(jitted(jnp.array(4.0)), [True, False, False, False])
+
+
+def test_floss_with_plain_sgd_never_returns_non_finite_parameters():
+    # The issue's case: SGD(0.05) on the exact gradient of an autonomous g = 2 network went
+    # NaN from update ~12 and returned NaN parameters. Whether it diverges depends on
+    # rounding (chaos); either way the parameters that come back must be finite.
     N, k = 16, 3
     p = jaxgrad.init_rate(jax.random.key(14), N, g=2.0)
     x0 = jax.random.normal(jax.random.key(15), (N,))
     kwargs = dict(num_steps=120, transient=20, num_exponents=k)
-    before = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, params=p, **kwargs).exponents
-    trace = jaxgrad.floss(jaxgrad.rate_step, x0, params=p, optimizer=optax.sgd(0.05),
-                          num_updates=60, **kwargs)
-    after = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, params=trace.params,
-                                      **kwargs).exponents
-    assert trace.losses.shape == (60,) and trace.exponents.shape == (60, k)
-    np.testing.assert_allclose(trace.exponents[0], before, rtol=1e-5)
-    assert jnp.sum(after**2) < 0.2 * jnp.sum(before**2)
-    assert jnp.abs(after[0]) < jnp.abs(before[0])
+    try:
+        params = jaxgrad.floss(jaxgrad.rate_step, x0, params=p, optimizer=optax.sgd(0.05),
+                               num_updates=20, **kwargs).params
+    except jaxgrad.FlossingDiverged as err:
+        params = err.params
+        assert np.isfinite(err.losses[:-1]).all() and not np.isfinite(err.losses[-1])
+        # The kept parameters are the last ones whose loss was finite.
+        res = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, params=params, **kwargs)
+        assert bool(res.finite)
+    assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(params))
 
 
 # ---------------------------------------------------------------- bad input
@@ -326,3 +475,15 @@ def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match="num_updates"):
         jaxgrad.floss(f, jnp.ones(3), num_steps=10, params=None, optimizer=optax.sgd(0.1),
                       num_updates=0)
+
+
+@pytest.mark.parametrize("key", [0, "a", jnp.zeros(2), jax.random.split(jax.random.key(0), 2)])
+def test_bad_key_names_the_argument(key):
+    with pytest.raises(TypeError, match="`key`"):
+        jaxgrad.lyapunov_spectrum(lambda x, u: 0.5 * x, jnp.ones(2), num_steps=4, key=key)
+
+
+def test_typed_and_raw_keys_give_the_same_basis():
+    ls = partial(jaxgrad.lyapunov_spectrum, lambda x, u: 0.5 * x, jnp.ones(3), num_steps=2)
+    np.testing.assert_array_equal(ls(key=jax.random.PRNGKey(3)).basis,
+                                  ls(key=jax.random.key(3)).basis)

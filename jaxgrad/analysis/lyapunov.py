@@ -9,9 +9,11 @@ R's diagonal (Benettin et al. 1980; Engelken, Wolf & Abbott 2020, arXiv:2006.024
     λ_i = (1 / (T dt)) Σ_s log |R^{(s)}_ii|,      i = 1..k.
 
 Everything is done in log space, so growth or decay by e^{±1000} over the trajectory is
-harmless. The iteration is differentiable (``jnp.linalg.qr`` has a derivative), which is
-what gradient flossing uses: the regulariser ``Σ_{i≤k} λ_i²`` pushes the top exponents of
-a recurrent network towards zero (Engelken 2023, "Gradient Flossing", arXiv:2312.17306).
+harmless; within one QR interval it is not (each result says which exponents stood clear
+of the dtype's rounding: ``resolved``). The iteration is differentiable (``jnp.linalg.qr``
+has a derivative), which is what gradient flossing uses: the regulariser ``Σ_{i≤k} λ_i²``
+pushes the top exponents of a recurrent network towards zero (Engelken 2023, "Gradient
+Flossing", arXiv:2312.17306).
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_choice, check_positive_float, check_positive_int
+from .._validation import (
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    is_concrete,
+)
 from ._stepfn import _NO_PARAMS, bind, flat_step, prepare
 
 
@@ -47,9 +54,28 @@ class LyapunovSpectrum(NamedTuple):
         convergence: ``(k,)`` the largest ``|running - exponents|`` over the last half of
             the windows; a converged estimate has it small beside ``|λ|``.
         finite: ``()`` False when some ``log|R_ii|`` was NaN or ±inf (a singular or
-            non-finite Jacobian); the exponents are then not to be trusted.
+            non-finite Jacobian, or tangent vectors that underflowed to zero); the
+            exponents are then not to be trusted. True alone does not make them right:
+            see ``resolved`` and ``valid``.
         final_state: the state after the last step (same pytree as ``x0``).
         basis: ``(N, k)`` the final orthonormal basis ``Q`` (the backward Lyapunov vectors).
+        resolved: ``(k,)`` True where λ_i stood clear of the dtype's rounding in every
+            averaged QR interval: ``|R_ii| ≥ 10³ ε G`` with ``G`` the largest scale the
+            interval's rounding errors can reach (the largest tangent vector at each step,
+            carried to the interval's end at the largest stretch of a tangent vector in
+            each later step), and every tangent vector and ``|R_ii|`` at least
+            ``10³ tiny/ε`` (no underflow), ``ε`` and ``tiny`` those of the dtype. Rounding
+            then moves each interval's ``log|R_ii|`` by about 10⁻³ (more where the map is
+            strongly non-normal: 7·10⁻³ was seen for an eigenvector condition number of
+            10³; compare with float64 there). False means λ_i may be garbage: a decay by
+            ``e^{(λ_1-λ_i) qr_interval dt}`` relative to the top vector below ε (float32:
+            ``(λ_1-λ_i) qr_interval dt`` beyond about 9, float64: about 29) is lost to
+            rounding and comes back as a plausible but wrong, less negative number.
+            Use a smaller ``qr_interval`` (1 is the finest), fewer exponents, or float64
+            (``jax.config.update("jax_enable_x64", True)`` and a float64 ``x0``). It is a
+            sufficient test: at ``qr_interval > 1`` it can flag exponents that happen to be
+            accurate (e.g. of a diagonal map, whose tangent vectors never mix).
+        valid: ``()`` ``finite`` and every exponent ``resolved``.
     """
 
     exponents: jax.Array
@@ -62,6 +88,8 @@ class LyapunovSpectrum(NamedTuple):
     finite: jax.Array
     final_state: Any
     basis: jax.Array
+    resolved: jax.Array
+    valid: jax.Array
 
 
 def kaplan_yorke_dimension(exponents: jax.Array) -> jax.Array:
@@ -138,19 +166,56 @@ def _orthonormalize(M: jax.Array, method: str) -> tuple[jax.Array, jax.Array]:
     return _block_qr(M) if method == "block" else _householder_qr(M)
 
 
+#: ``resolved`` asks ``|R_ii|`` to clear the rounding floor (and underflow) by this factor.
+_RESOLUTION_MARGIN = 1e3
+
+
+def _log_column_norms(M: jax.Array) -> jax.Array:
+    """``log ‖M_{:,j}‖`` per column, scaled first so that tiny entries do not underflow."""
+    scale = jnp.max(jnp.abs(M), axis=0)
+    unit = M / jnp.where(scale > 0, scale, jnp.ones((), M.dtype))[None]
+    return jnp.log(scale) + jnp.log(jnp.linalg.norm(unit, axis=0))
+
+
 def _tangent_block(f, trajectory_gradient, qr_method, carry, us):
-    """``qr_interval`` steps of the state and of ``Q ← D_t Q``, then one QR; ``log|R_ii|``."""
+    """``qr_interval`` steps of the state and of ``Q ← D_t Q``, then one QR.
+
+    Returns ``log|R_ii|`` and whether each cleared the rounding floor of the dtype. Step t
+    makes rounding errors of about ``ε c_t``, ``c_t`` the largest tangent vector then, and
+    an error grows at most by the step's largest stretch ``ρ_t`` (the largest growth of a
+    tangent vector), so by the QR the errors reach at most ``ε G`` with
+    ``G = max_t c_t Π_{u>t} ρ_u``, kept in log space as ``g_t = max(g_{t-1} + log ρ_t,
+    log c_t)``. The tangent vectors must also stay clear of the underflow threshold
+    ``tiny/ε``.
+    """
 
     def tangent_step(c, u):
-        x, Q = c
+        x, Q, log_scale, log_prev, log_low = c
         if not trajectory_gradient:
             x = jax.lax.stop_gradient(x)
         x_next, lin = jax.linearize(lambda y: f(y, u), x)
-        return (x_next, jax.vmap(lin, in_axes=1, out_axes=1)(Q)), None
+        M = jax.vmap(lin, in_axes=1, out_axes=1)(Q)
+        log_norms = _log_column_norms(jax.lax.stop_gradient(M))
+        no_growth = jnp.asarray(-jnp.inf, M.dtype)
+        stretch = jnp.max(jnp.where(jnp.isfinite(log_prev), log_norms - log_prev, no_growth))
+        log_scale = jnp.maximum(log_scale + stretch, jnp.max(log_norms))
+        return (x_next, M, log_scale, log_norms, jnp.minimum(log_low, log_norms)), None
 
-    (x, M), _ = jax.lax.scan(tangent_step, carry, us)
+    x, Q = carry
+    # Q is orthonormal: every column has norm 1 (log 0) at the start of the interval.
+    ones = jnp.zeros(Q.shape[1:], Q.dtype)
+    start = (x, Q, jnp.zeros((), Q.dtype), ones, ones)
+    (x, M, log_scale, _, log_low), _ = jax.lax.scan(tangent_step, start, us)
     Q, r = _orthonormalize(M, qr_method)
-    return (x, Q), jnp.log(r)
+    log_r = jnp.log(r)
+    info = jnp.finfo(M.dtype)
+    margin = jnp.log(jnp.asarray(_RESOLUTION_MARGIN, M.dtype))
+    log_eps = jnp.log(jnp.asarray(info.eps, M.dtype))
+    log_underflow = jnp.log(jnp.asarray(info.tiny, M.dtype)) - log_eps + margin
+    stop = jax.lax.stop_gradient(log_r)
+    resolved = ((stop >= log_scale + log_eps + margin) & (stop >= log_underflow)
+                & (log_low >= log_underflow))
+    return (x, Q), (log_r, resolved)
 
 
 def _blocks(inputs: Any, start: int, num_blocks: int, length: int) -> Any:
@@ -179,9 +244,11 @@ def _spectrum(f, x0, inputs, key, *, num_exponents, transient, qr_interval, wind
         carry, _ = block(carry, tail)
     T = jax.tree_util.tree_leaves(inputs)[0].shape[0] - transient
     num_blocks = T // qr_interval
-    (x_end, Q_end), log_r = jax.lax.scan(
+    (x_end, Q_end), (log_r, block_resolved) = jax.lax.scan(
         block, carry, _blocks(inputs, transient, num_blocks, qr_interval)
     )
+    resolved = jnp.all(block_resolved, axis=0)
+    finite = jnp.all(jnp.isfinite(log_r))
     per_time = jnp.asarray(1.0 / (T * dt), dtype)
     exponents = jnp.sum(log_r, axis=0) * per_time
     per_window = window // qr_interval
@@ -200,8 +267,26 @@ def _spectrum(f, x0, inputs, key, *, num_exponents, transient, qr_interval, wind
         standard_error = jnp.full((num_exponents,), jnp.nan, dtype)
     return (
         exponents, finite_time, running, kaplan_yorke_dimension(exponents),
-        entropy_rate(exponents), standard_error, convergence,
-        jnp.all(jnp.isfinite(log_r)), x_end, Q_end,
+        entropy_rate(exponents), standard_error, convergence, finite, x_end, Q_end,
+        resolved, finite & jnp.all(resolved),
+    )
+
+
+def _check_key(key: Any) -> jax.Array:
+    """A single PRNG key: a typed key (``jax.random.key``) or a raw ``uint32[2]`` one."""
+    if key is None:
+        return jax.random.key(0)
+    dtype = getattr(key, "dtype", None)
+    shape = getattr(key, "shape", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            raise TypeError(f"`key` must be a single PRNG key, got a key array of shape {shape}")
+        return key
+    if dtype == jnp.uint32 and shape == (2,):  # jax.random.PRNGKey(seed)
+        return jax.random.wrap_key_data(jnp.asarray(key))
+    what = f"an array of dtype {dtype} and shape {shape}" if dtype is not None else repr(key)
+    raise TypeError(
+        f"`key` must be a PRNG key such as jax.random.key(0), got {what}"
     )
 
 
@@ -271,12 +356,16 @@ def lyapunov_spectrum(
         num_exponents: ``k``, the number of leading exponents (default: all N).
         transient: leading steps run (state and basis) but not averaged.
         qr_interval: steps between re-orthonormalisations; must divide ``T - transient``.
-            Larger is cheaper but overflows once ``e^{(λ_1-λ_k) qr_interval}`` nears the
-            dtype's range.
+            Larger is cheaper, but within one interval a tangent vector decays by
+            ``e^{(λ_1-λ_i) qr_interval dt}`` beside the top one, and once that is below the
+            dtype's resolution λ_i is lost to rounding (float32: ``(λ_1-λ_i) qr_interval dt``
+            beyond about 9 is flagged, float64: about 29); the result's ``resolved`` says
+            which exponents survived. Use 1, or float64, for widely spread spectra.
         window: steps per finite-time window (a multiple of ``qr_interval``; default about
             a tenth of the run); a trailing partial window is left out of the windows only.
         dt: time per step, so exponents are per unit time of a flow.
-        key: PRNG key for the random initial basis (default ``jax.random.key(0)``).
+        key: PRNG key for the random initial basis (default ``jax.random.key(0)``); a
+            typed key or a raw ``uint32[2]`` one (``jax.random.PRNGKey``).
         trajectory_gradient: with ``False`` the states are held fixed under
             differentiation (``stop_gradient``), so ``jax.grad`` follows only each step
             Jacobian's explicit dependence on ``params``. The exact derivative (``True``)
@@ -292,7 +381,11 @@ def lyapunov_spectrum(
 
     Returns:
         ``LyapunovSpectrum`` (exponents, finite-time exponents per window, running
-        estimate, Kaplan–Yorke dimension, entropy rate, convergence diagnostics).
+        estimate, Kaplan–Yorke dimension, entropy rate, convergence diagnostics, and
+        ``resolved``/``valid``: whether each exponent stood clear of rounding).
+
+    Raises:
+        TypeError: ``key`` is not a single PRNG key.
 
     Example:
         >>> p = jaxgrad.init_rate(jax.random.key(0), 100, g=2.0)
@@ -306,8 +399,7 @@ def lyapunov_spectrum(
     k, window = _check_options(
         x0_flat.shape[0], num_exponents, total, transient, qr_interval, window, dt
     )
-    if key is None:
-        key = jax.random.key(0)
+    key = _check_key(key)
     no_params = params is _NO_PARAMS
     out = _run(
         step, no_params, x0, None if no_params else params, inputs, key,
@@ -380,12 +472,54 @@ def flossing_loss(
 
 
 class FlossingTrace(NamedTuple):
-    """Result of ``floss``: the final ``params`` and per-update ``losses`` and
-    ``exponents`` ``(num_updates, k)`` (measured before each update)."""
+    """Result of ``floss``.
+
+    Attributes:
+        params: the parameters after the last update; if one was not applied (see
+            ``finite``), the last parameters at which the loss and its gradient were
+            finite (the initial ones if there were none).
+        losses: ``(num_updates,)`` ``Σ_{i≤k} λ_i²`` measured before each update; NaN after
+            the first update that was not applied (not run).
+        exponents: ``(num_updates, k)`` the top exponents measured before each update; NaN
+            after the first update that was not applied.
+        finite: ``(num_updates,)`` whether update t was applied: its loss, gradient and
+            new parameters were finite, and so were every earlier update's. After the first
+            False no update is applied.
+    """
 
     params: Any
     losses: jax.Array
     exponents: jax.Array
+    finite: jax.Array
+
+
+class FlossingDiverged(FloatingPointError):
+    """``floss`` met a non-finite loss, gradient or update; the update is named in ``step``.
+
+    The analogue for ``floss`` of ``jaxgrad.TrainingDiverged``.
+
+    Attributes:
+        step: the 0-based index of the first update that was not applied.
+        params: the last parameters at which the loss and its gradient were finite: those
+            of update ``step`` if only its new parameters were not finite, else of
+            ``step - 1`` (the initial parameters when ``step`` is 0).
+        losses: ``(step + 1,)`` the losses up to and including that update's.
+        exponents: ``(step + 1, k)`` the exponents measured up to and including it.
+    """
+
+    def __init__(self, step: int, params: Any, losses: Any, exponents: Any):
+        super().__init__(
+            f"flossing diverged: non-finite loss, gradient or parameters at update {step} "
+            f"(loss {float(losses[-1])}); the last parameters with a finite loss and gradient "
+            "are kept in `.params`. "
+            "A non-normalised step on the exact trajectory gradient (which grows like "
+            "e^{λ_1 T} once λ_1 > 0) is the usual cause: use Adam or "
+            "optax.clip_by_global_norm, a smaller learning rate or shorter trajectories"
+        )
+        self.step = step
+        self.params = params
+        self.losses = losses
+        self.exponents = exponents
 
 
 def floss(
@@ -403,17 +537,34 @@ def floss(
     dt: float = 1.0,
     key: jax.Array | None = None,
     trajectory_gradient: bool = True,
+    throw: bool = True,
 ) -> FlossingTrace:
     """Gradient flossing before training: ``num_updates`` optax updates on ``Σ_{i≤k} λ_i²``.
+
+    An update whose loss, gradient or new parameters are not finite is not applied, and
+    no later one is: the result keeps the last parameters at which the loss and its
+    gradient were finite (as ``jaxgrad.train`` keeps its last good state).
+    This happens when a step lands where the tangent vectors underflow (saturated units,
+    ``λ = -inf``), typically after a plain gradient step on the exact trajectory gradient,
+    which grows like ``e^{λ_1 T}`` as soon as flossing pushes ``λ_1`` above zero: prefer a
+    step that is bounded whatever the gradient's size (``optax.adam``, or
+    ``optax.clip_by_global_norm`` before ``optax.sgd``), see ``lyapunov_spectrum``'s
+    ``trajectory_gradient``.
 
     Arguments:
         optimizer: an ``optax.GradientTransformation`` (e.g. ``optax.adam(1e-3)``).
         num_updates: number of updates (run under one ``lax.scan``).
         step, x0, inputs, params, num_exponents, ...: as for ``flossing_loss``; the same
             input sequence is used at every update. Compiled on each call.
+        throw: raise ``FlossingDiverged`` (carrying the last good parameters) when an
+            update was not applied. Only possible when ``floss`` runs eagerly; under
+            ``jax.jit``/``jax.vmap`` (or with ``throw=False``) check ``trace.finite``.
 
     Returns:
-        ``FlossingTrace(params, losses, exponents)``.
+        ``FlossingTrace(params, losses, exponents, finite)``.
+
+    Raises:
+        FlossingDiverged: with ``throw=True``, at the first update that was not applied.
 
     Example:
         >>> trace = jaxgrad.floss(jaxgrad.rate_step, h0, u, params=p,
@@ -438,16 +589,33 @@ def floss(
         res = lyapunov_spectrum(step, x0, inputs, params=p, **options)
         return jnp.sum(jnp.square(res.exponents)), res.exponents
 
+    def all_finite(tree):
+        return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a))
+                                  for a in jax.tree_util.tree_leaves(tree)]))
+
     def update(carry, _):
-        p, opt_state = carry
+        p, opt_state, ok, good = carry
         (value, exps), grads = jax.value_and_grad(loss, has_aux=True)(p)
+        measured = ok & jnp.isfinite(value) & all_finite(grads)
         # optax's own arithmetic (e.g. Adam's integer step count) needs standard promotion
         with jax.numpy_dtype_promotion("standard"):
-            updates, opt_state = optimizer.update(grads, opt_state, p)
-            p = optax.apply_updates(p, updates)
-        return (p, opt_state), (value, exps)
+            updates, new_state = optimizer.update(grads, opt_state, p)
+            new_p = optax.apply_updates(p, updates)
+        applied = measured & all_finite(new_p)
+        keep = functools.partial(jax.tree_util.tree_map,
+                                 lambda a, b: jnp.where(applied, a, b))
+        good = jax.tree_util.tree_map(lambda a, b: jnp.where(measured, a, b), p, good)
+        nan = jnp.asarray(jnp.nan, value.dtype)
+        return ((keep(new_p, p), keep(new_state, opt_state), applied, good),
+                (jnp.where(ok, value, nan), jnp.where(ok, exps, nan), applied))
 
-    (params, _), (losses, exponents) = jax.jit(
-        lambda p: jax.lax.scan(update, (p, optimizer.init(p)), None, length=num_updates)
-    )(params)
-    return FlossingTrace(params, losses, exponents)
+    def run(p):
+        carry = (p, optimizer.init(p), jnp.asarray(True), p)
+        (p, _, ok, good), out = jax.lax.scan(update, carry, None, length=num_updates)
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), p, good), out
+
+    params, (losses, exponents, finite) = jax.jit(run)(params)
+    if throw and is_concrete(finite) and not bool(jnp.all(finite)):
+        bad = int(jnp.argmin(finite))
+        raise FlossingDiverged(bad, params, losses[: bad + 1], exponents[: bad + 1])
+    return FlossingTrace(params, losses, exponents, finite)

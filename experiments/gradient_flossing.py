@@ -199,13 +199,16 @@ def run(config: dict) -> Result:
                               optimizer=optax.adam(float(config["floss_learning_rate"])),
                               num_updates=int(config["floss_steps"]), num_exponents=k,
                               transient=f_trans, trajectory_gradient=trajectory_gradient)
-        return trace.params, trace.losses
+        return trace.params, trace.losses, jnp.all(trace.finite)
 
     seed_keys = jax.random.split(k_init, num_seeds)
     p_init = jax.vmap(lambda kk: init_params(kk, n, float(config["gain"]),
                                              float(config["input_std"])))(seed_keys)
-    p_floss, floss_curves = jax.jit(jax.vmap(floss_before))(
+    p_floss, floss_curves, floss_finite = jax.jit(jax.vmap(floss_before))(
         p_init, jax.random.split(k_floss, num_seeds))
+    # Under jit/vmap floss cannot raise: a seed whose flossing went non-finite keeps its
+    # last good parameters and is counted here (and in a check below).
+    floss_diverged = int(np.sum(~np.asarray(floss_finite)))
 
     # Replicas: (delay, seed) pairs, delay-major; every arm sees the same data per replica.
     replica_delay = jnp.repeat(jnp.asarray(delays), num_seeds)
@@ -291,6 +294,8 @@ def run(config: dict) -> Result:
     success = {arm: results[arm]["success"] for arm in ARMS}
     mean_abs = lambda lam: float(np.mean(np.abs(lam[..., 0])))  # noqa: E731
     checks = [
+        check_bound("seeds whose flossing before training went non-finite", floss_diverged, 0,
+                    note="jaxgrad.floss stops at a non-finite update (FlossingTrace.finite)"),
         check_bound("mean |λ_1| after flossing before training (at initialisation: reference)",
                     mean_abs(lam_floss), mean_abs(lam_init), kind="<=",
                     note="flossing brings λ_1 closer to 0"),
@@ -377,6 +382,7 @@ def run(config: dict) -> Result:
         **{f"success_rate_{arm}_per_delay": success[arm].tolist() for arm in ARMS},
         **{f"test_accuracy_{arm}": results[arm]["test_accuracy"].tolist() for arm in ARMS},
         "num_seeds": num_seeds,
+        "floss_diverged_seeds": floss_diverged,
         "lambda_1_init": lam_init[:, 0].tolist(),
         "lambda_1_after_flossing": lam_floss[:, 0].tolist(),
         **{f"lambda_1_trained_{arm}": results[arm]["lambda_trained"][..., 0].tolist()

@@ -23,7 +23,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_choice, check_positive_float, check_positive_int
+from .._validation import (
+    check_array,
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    is_concrete,
+)
 from ._stepfn import _NO_PARAMS, bind, flat_step, prepare
 
 
@@ -64,6 +70,14 @@ class LyapunovSpectrum(NamedTuple):
     basis: jax.Array
 
 
+def _check_exponents(exponents: Any) -> jax.Array:
+    # A real float array without NaN (-inf is a valid exponent: a singular Jacobian).
+    lam = check_array("exponents", exponents)
+    if is_concrete(lam) and bool(jnp.isnan(lam).any()):
+        raise ValueError("`exponents` must not be NaN")
+    return lam
+
+
 def kaplan_yorke_dimension(exponents: jax.Array) -> jax.Array:
     """The Kaplan–Yorke (Lyapunov) dimension ``D = j + Σ_{i≤j} λ_i / |λ_{j+1}|``.
 
@@ -81,7 +95,7 @@ def kaplan_yorke_dimension(exponents: jax.Array) -> jax.Array:
         >>> float(kaplan_yorke_dimension(jnp.array([0.5, -1.0])))
         1.5
     """
-    lam = jnp.asarray(exponents)
+    lam = _check_exponents(exponents)
     if lam.ndim != 1 or lam.shape[0] == 0:
         raise ValueError(f"`exponents` must be 1-D and non-empty, got shape {lam.shape}")
     lam = -jnp.sort(-lam)
@@ -97,7 +111,7 @@ def kaplan_yorke_dimension(exponents: jax.Array) -> jax.Array:
 
 def entropy_rate(exponents: jax.Array) -> jax.Array:
     """Sum of the positive Lyapunov exponents (Pesin's upper bound on the KS entropy rate)."""
-    lam = jnp.asarray(exponents)
+    lam = _check_exponents(exponents)
     if lam.ndim != 1:
         raise ValueError(f"`exponents` must be 1-D, got shape {lam.shape}")
     return jnp.sum(jnp.maximum(lam, jnp.zeros((), lam.dtype)))

@@ -232,6 +232,8 @@ def sampled_batches(sample: Callable[[jax.Array, jax.Array], Any]) -> BatchSourc
 def fixed_batches(batches: Any) -> BatchSource:
     """A ``BatchSource`` cycling through a stack of batches (leading axis ``num_batches``)."""
     n = leading_axis_length("batches", batches, "batch-index")
+    if n == 0:
+        raise ValueError("`batches` must hold at least one batch, got 0")
 
     def sample(data, key, t):
         return jax.tree_util.tree_map(lambda a: a[t % n], data)
@@ -307,6 +309,8 @@ def mlp_layer_monitor(params: Any, batch: Any, grads: Any) -> dict[str, jax.Arra
     overflow to inf while the gradient itself is finite; ``-inf`` for a zero gradient).
     """
     del params, batch
+    if not hasattr(grads, "hidden") or not hasattr(grads, "first"):
+        raise TypeError(f"`grads` must be an MLPParams gradient, got {type(grads).__name__}")
     W, b = mlp_layer_grad_norms(grads)
     return {
         "layer_weight_grad_norms": W.norm, "layer_bias_grad_norms": b.norm,

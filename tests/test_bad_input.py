@@ -691,6 +691,45 @@ def _rows() -> dict[str, Row]:
         r"`num_sequences`")
     add("success-threshold", sc, good, {"threshold": NAN}, ValueError, r"`threshold`")
     add("success-predict", sc, good, {"predict": None}, TypeError, r"`predict`")
+    add("autonomous_inputs-num_steps", jaxgrad.autonomous_inputs, {"num_steps": 3},
+        {"num_steps": -1}, ValueError, r"`num_steps`")
+    add("autonomous_inputs-num_steps-float", jaxgrad.autonomous_inputs, {"num_steps": 3},
+        {"num_steps": 3.0}, TypeError, r"`num_steps`")
+    for fn in (jaxgrad.doya_fixed_point_sensitivity, jaxgrad.doya_stable_branch_b):
+        name = fn.__name__
+        add(f"{name}-x-complex", fn, {"x": 0.3}, {"x": 0.3 + 0j}, TypeError, r"`x`")
+        add(f"{name}-x-None", fn, {"x": 0.3}, {"x": None}, TypeError, r"`x`")
+    for fn in (jaxgrad.doya_step, jaxgrad.doya_vector_field):
+        name = fn.__name__
+        good = {"x": 0.1, "u": 0.0, "params": DOYA}
+        add(f"{name}-x-complex", fn, good, {"x": 0.1 + 0j}, TypeError, r"`x`")
+        add(f"{name}-params-tuple", fn, good, {"params": (5.0, -2.5)}, TypeError, r"`params`")
+        add(f"{name}-activation", fn, good, {"activation": "swish!"}, ValueError,
+            r"`activation`")
+    add("doya_step-eps", jaxgrad.doya_step, {"x": 0.1, "u": 0.0, "params": DOYA},
+        {"eps": -0.1}, ValueError, r"`eps`")
+    add("one_unit_step-activation", jaxgrad.one_unit_step,
+        {"x": 0.1, "u": 0.0, "params": jaxgrad.OneUnitParams(1.0, 0.0)},
+        {"activation": "swish!"}, ValueError, r"`activation`")
+    add("one_unit_step-params-None", jaxgrad.one_unit_step,
+        {"x": 0.1, "u": 0.0, "params": jaxgrad.OneUnitParams(1.0, 0.0)},
+        {"params": None}, TypeError, r"`params`")
+    add("state_grad_monitor-task", jaxgrad.state_grad_monitor, {"model": model, "task": TASK},
+        {"task": None}, TypeError, r"`task`")
+    add("sequence_state_grad_norms-task", jaxgrad.sequence_state_grad_norms,
+        {"model": model, "task": TASK, "params": model.init(KEY), "batch": None},
+        {"task": "addition"}, TypeError, r"`task`")
+    state = jaxgrad.TrainState({"w": jnp.ones(2)}, opt.init({"w": jnp.ones(2)}),
+                               jnp.zeros((), jnp.int32))
+    ts = jaxgrad.train_step
+    good = {"loss_fn": lambda p, b: jnp.sum(p["w"] ** 2), "optimizer": opt, "state": state,
+            "batch": None}
+    add("train_step-state", ts, good, {"state": ({"w": jnp.ones(2)}, None)}, TypeError,
+        r"`state`")
+    add("train_step-loss_fn", ts, good, {"loss_fn": None}, TypeError, r"`loss_fn`")
+    add("train_step-optimizer", ts, good, {"optimizer": "sgd"}, TypeError, r"`optimizer`")
+    add("train_step-regularizer_weight", ts, good, {"regularizer_weight": -1.0}, ValueError,
+        r"`regularizer_weight`")
     return rows
 
 

@@ -197,4 +197,6 @@ def one_unit_step(
     ``u`` is ignored (the network is autonomous); it is accepted so that the step has
     the ``step(x, u, params)`` shape every analyzer takes.
     """
+    if not (hasattr(params, "w") and hasattr(params, "b")):
+        raise TypeError(f"`params` must be a OneUnitParams, got {type(params).__name__}")
     return params.w * get_activation(activation)(x) + params.b

@@ -176,6 +176,15 @@ def train_step(
         >>> step = jax.jit(functools.partial(train_step, loss_fn, opt))
         >>> state, metrics = step(state, batch)
     """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
+    if not hasattr(optimizer, "update"):
+        raise TypeError(f"`optimizer` must be an optax GradientTransformation, got "
+                        f"{type(optimizer).__name__}")
+    if not isinstance(state, TrainState):
+        raise TypeError(f"`state` must be a TrainState, got {type(state).__name__}")
+    if isinstance(regularizer_weight, (int, float)):  # traced inside `train`'s scan
+        check_positive_float("regularizer_weight", regularizer_weight, allow_zero=True)
 
     def objective(params):
         loss = loss_fn(params, batch)

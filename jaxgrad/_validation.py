@@ -157,3 +157,11 @@ def check_key(name: str, key: Any) -> Any:
             f"got a {dtype} array of shape {tuple(shape)}"
         )
     return key
+
+
+def typed_key(name: str, key: Any) -> Any:
+    """``check_key``, then a legacy ``PRNGKey(seed)`` wrapped as a typed key (same stream)."""
+    key = check_key(name, key)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)

@@ -696,7 +696,7 @@ def quadratic_ab(p):
 @pytest.mark.parametrize("key", [0, None, "key", np.zeros(2, np.float32)])
 @pytest.mark.parametrize("direction", ["random_direction", "filter_normalized_direction"])
 def test_directions_refuse_a_bad_key(direction, key):
-    with pytest.raises(TypeError, match="`key` must be a jax PRNG key"):
+    with pytest.raises(TypeError, match="`key` must be a PRNG key"):
         getattr(jaxgrad, direction)({"W": jnp.ones((2, 2))}, key=key)
 
 
@@ -705,7 +705,7 @@ def test_directions_accept_both_key_kinds():
     typed = jaxgrad.random_direction(params, key=jax.random.key(0))
     raw = jaxgrad.random_direction(params, key=jax.random.PRNGKey(0))
     np.testing.assert_array_equal(typed["W"], raw["W"])
-    with pytest.raises(ValueError, match="single PRNG key"):
+    with pytest.raises(TypeError, match="single PRNG key"):
         jaxgrad.random_direction(params, key=jax.random.split(jax.random.key(0)))
 
 

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_choice, check_positive_float, check_positive_int
+from .._validation import check_array, check_choice, check_positive_float, check_positive_int
 from ._scaling import pow2
 from ._stepfn import _NO_PARAMS, bind, flat_step, float_state, prepare
 
@@ -299,7 +299,7 @@ def fit_log_rate(log_norms: jax.Array, *, start: int = 1) -> tuple[jax.Array, ja
     Returns ``(rate, intercept)``; ``exp(rate)`` is the mean per-step factor by which the
     gradient shrinks (``< 1``) or grows (``> 1``).
     """
-    log_norms = jnp.asarray(log_norms)
+    log_norms = check_array("log_norms", log_norms)
     check_positive_int("start", start)
     if log_norms.ndim != 1 or log_norms.shape[0] < start + 1:
         raise ValueError(

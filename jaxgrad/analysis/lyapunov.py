@@ -26,10 +26,12 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import (
+    check_array,
     check_choice,
     check_positive_float,
     check_positive_int,
     is_concrete,
+    typed_key,
 )
 from ._stepfn import _NO_PARAMS, bind, flat_step, prepare
 
@@ -92,6 +94,14 @@ class LyapunovSpectrum(NamedTuple):
     valid: jax.Array
 
 
+def _check_exponents(exponents: Any) -> jax.Array:
+    # A real float array without NaN (-inf is a valid exponent: a singular Jacobian).
+    lam = check_array("exponents", exponents)
+    if is_concrete(lam) and bool(jnp.isnan(lam).any()):
+        raise ValueError("`exponents` must not be NaN")
+    return lam
+
+
 def kaplan_yorke_dimension(exponents: jax.Array) -> jax.Array:
     """The Kaplan–Yorke (Lyapunov) dimension ``D = j + Σ_{i≤j} λ_i / |λ_{j+1}|``.
 
@@ -109,7 +119,7 @@ def kaplan_yorke_dimension(exponents: jax.Array) -> jax.Array:
         >>> float(kaplan_yorke_dimension(jnp.array([0.5, -1.0])))
         1.5
     """
-    lam = jnp.asarray(exponents)
+    lam = _check_exponents(exponents)
     if lam.ndim != 1 or lam.shape[0] == 0:
         raise ValueError(f"`exponents` must be 1-D and non-empty, got shape {lam.shape}")
     lam = -jnp.sort(-lam)
@@ -125,7 +135,7 @@ def kaplan_yorke_dimension(exponents: jax.Array) -> jax.Array:
 
 def entropy_rate(exponents: jax.Array) -> jax.Array:
     """Sum of the positive Lyapunov exponents (Pesin's upper bound on the KS entropy rate)."""
-    lam = jnp.asarray(exponents)
+    lam = _check_exponents(exponents)
     if lam.ndim != 1:
         raise ValueError(f"`exponents` must be 1-D, got shape {lam.shape}")
     return jnp.sum(jnp.maximum(lam, jnp.zeros((), lam.dtype)))
@@ -272,24 +282,6 @@ def _spectrum(f, x0, inputs, key, *, num_exponents, transient, qr_interval, wind
     )
 
 
-def _check_key(key: Any) -> jax.Array:
-    """A single PRNG key: a typed key (``jax.random.key``) or a raw ``uint32[2]`` one."""
-    if key is None:
-        return jax.random.key(0)
-    dtype = getattr(key, "dtype", None)
-    shape = getattr(key, "shape", None)
-    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
-        if shape != ():
-            raise TypeError(f"`key` must be a single PRNG key, got a key array of shape {shape}")
-        return key
-    if dtype == jnp.uint32 and shape == (2,):  # jax.random.PRNGKey(seed)
-        return jax.random.wrap_key_data(jnp.asarray(key))
-    what = f"an array of dtype {dtype} and shape {shape}" if dtype is not None else repr(key)
-    raise TypeError(
-        f"`key` must be a PRNG key such as jax.random.key(0), got {what}"
-    )
-
-
 def _check_options(n, num_exponents, total, transient, qr_interval, window, dt):
     """Validate the static options; return ``(k, window)``."""
     k = n if num_exponents is None else check_positive_int("num_exponents", num_exponents)
@@ -399,7 +391,7 @@ def lyapunov_spectrum(
     k, window = _check_options(
         x0_flat.shape[0], num_exponents, total, transient, qr_interval, window, dt
     )
-    key = _check_key(key)
+    key = jax.random.key(0) if key is None else typed_key("key", key)
     no_params = params is _NO_PARAMS
     out = _run(
         step, no_params, x0, None if no_params else params, inputs, key,

@@ -120,6 +120,8 @@ def gaussian_expectation(f: Callable, *, num_points: int = NUM_POINTS,
         >>> round(float(gaussian_expectation(lambda z: z**4)), 5)  # E z⁴ = 3
         3.0
     """
+    if not callable(f):
+        raise TypeError(f"`f` must be callable, got {type(f).__name__}")
     num_points = check_positive_int("num_points", num_points)
     dtype = jnp.result_type(float) if dtype is None else dtype
     x, w = _rule(num_points)

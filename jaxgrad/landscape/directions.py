@@ -19,9 +19,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from .._validation import check_array, check_finite
+from .._validation import check_array, check_finite, typed_key
 
 
 def _float_leaves(name: str, tree: Any) -> tuple[list[jax.Array], Any]:
@@ -29,22 +28,6 @@ def _float_leaves(name: str, tree: Any) -> tuple[list[jax.Array], Any]:
     if not leaves:
         raise ValueError(f"`{name}` must hold at least one array, got an empty pytree")
     return [check_array(name, leaf) for leaf in leaves], treedef
-
-
-def _check_key(key: Any) -> jax.Array:
-    """A single PRNG key: a typed key (``jax.random.key``) or a raw ``uint32`` one
-    (``jax.random.PRNGKey``), passed on unchanged."""
-    if isinstance(key, (jax.Array, np.ndarray)):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            if key.shape != ():
-                raise ValueError(f"`key` must be a single PRNG key, got shape {key.shape}")
-            return key
-        if key.dtype == np.uint32 and key.ndim == 1:
-            return key
-        raise TypeError("`key` must be a jax PRNG key (jax.random.key(seed)), got an array "
-                        f"of dtype {key.dtype} and shape {key.shape}")
-    raise TypeError(f"`key` must be a jax PRNG key (jax.random.key(seed)), got "
-                    f"{type(key).__name__} {key!r:.40}")
 
 
 def leaf_names(tree: Any) -> list[str]:
@@ -86,7 +69,7 @@ def random_direction(params: Any, *, key: jax.Array, normalize: bool = False) ->
     Example:
         >>> d = random_direction({"w": jnp.ones((3, 2))}, key=jax.random.key(0))
     """
-    key = _check_key(key)
+    key = typed_key("key", key)
     leaves, treedef = _float_leaves("params", params)
     keys = jax.random.split(key, len(leaves))
     out = [jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)]
@@ -138,7 +121,7 @@ def filter_normalized_direction(
     """
     if not callable(filter_axes):
         raise TypeError(f"`filter_axes` must be callable, got {type(filter_axes).__name__}")
-    key = _check_key(key)
+    key = typed_key("key", key)
     leaves, treedef = _float_leaves("params", params)
     check_finite("params", params)  # a NaN weight makes its filter's direction NaN
     names = leaf_names(params)

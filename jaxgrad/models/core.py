@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_positive_int
+from .._validation import check_positive_int, leading_axis_length
 
 Step = Callable[[Any, Any], Any]
 
@@ -35,6 +35,9 @@ def unroll(step: Step, x0: Any, inputs: Any) -> Any:
         >>> xs.shape
         (3, 2)
     """
+    if not callable(step):
+        raise TypeError(f"`step` must be callable, got {type(step).__name__}")
+    leading_axis_length("inputs", inputs, "time")
 
     def body(x, u):
         x_next = step(x, u)

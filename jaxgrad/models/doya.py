@@ -32,6 +32,9 @@ def doya_vector_field(
     x: jax.Array, u: jax.Array, params: DoyaParams, *, activation: str = "sigmoid"
 ) -> jax.Array:
     """``dx/dt = -x + σ(w x + b) + w' u``."""
+    if not all(hasattr(params, a) for a in DoyaParams._fields):
+        raise TypeError(f"`params` must be a DoyaParams, got {type(params).__name__}")
+    x = check_array("x", x)
     sigma = get_activation(activation)
     return -x + sigma(params.w * x + params.b) + params.w_in * u
 
@@ -45,6 +48,8 @@ def doya_step(
     activation: str = "sigmoid",
 ) -> jax.Array:
     """One step of the discrete map ``x ← (1-ε) x + ε σ(w x + b) + ε w' u``."""
+    if isinstance(eps, (int, float)):
+        check_positive_float("eps", eps)
     return x + eps * doya_vector_field(x, u, params, activation=activation)
 
 
@@ -95,11 +100,13 @@ def doya_integrate(
 
 def doya_stable_branch_b(x: jax.Array, w: float = 5.0) -> jax.Array:
     """The ``b`` at which ``x`` is a fixed point (u = 0): ``b = ln(x/(1-x)) - w x``."""
+    x = check_array("x", x)
     return jnp.log(x / (1.0 - x)) - w * x
 
 
 def doya_fixed_point_sensitivity(x: jax.Array, w: float = 5.0) -> jax.Array:
     """Closed form ``∂x*/∂b = (1/(x(1-x)) - w)^{-1}`` at a fixed point ``x*`` (seed 001)."""
+    x = check_array("x", x)
     return 1.0 / (1.0 / (x * (1.0 - x)) - w)
 
 

@@ -174,6 +174,8 @@ def pascanu_bound_log_norms(
     ``JacobianProductNorms.log_norms``.
     """
     check_positive_int("num_lags", num_lags)
+    if not isinstance(params, PascanuParams):
+        raise TypeError(f"`params` must be a PascanuParams, got {type(params).__name__}")
     W_rec = check_square("W_rec", params.W_rec)
     gamma = MAX_DERIVATIVE[check_choice("activation", activation, MAX_DERIVATIVE)]
     rate = jnp.log(jnp.linalg.norm(W_rec, ord=2)) + jnp.log(gamma)
@@ -195,4 +197,6 @@ def one_unit_step(
     ``u`` is ignored (the network is autonomous); it is accepted so that the step has
     the ``step(x, u, params)`` shape every analyzer takes.
     """
+    if not (hasattr(params, "w") and hasattr(params, "b")):
+        raise TypeError(f"`params` must be a OneUnitParams, got {type(params).__name__}")
     return params.w * get_activation(activation)(x) + params.b

@@ -37,7 +37,12 @@ import numpy as np
 import optax
 
 from .._fingerprint import identify, python_version
-from .._validation import check_positive_float, check_positive_int, leading_axis_length
+from .._validation import (
+    check_positive_float,
+    check_positive_int,
+    leading_axis_length,
+    typed_key,
+)
 from ..analysis.gradient_flow import mlp_layer_grad_norms, scaled_norm, tree_scaled_norm
 from ..io import write_atomic
 
@@ -176,6 +181,15 @@ def train_step(
         >>> step = jax.jit(functools.partial(train_step, loss_fn, opt))
         >>> state, metrics = step(state, batch)
     """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
+    if not hasattr(optimizer, "update"):
+        raise TypeError(f"`optimizer` must be an optax GradientTransformation, got "
+                        f"{type(optimizer).__name__}")
+    if not isinstance(state, TrainState):
+        raise TypeError(f"`state` must be a TrainState, got {type(state).__name__}")
+    if isinstance(regularizer_weight, (int, float)):  # traced inside `train`'s scan
+        check_positive_float("regularizer_weight", regularizer_weight, allow_zero=True)
 
     def objective(params):
         loss = loss_fn(params, batch)
@@ -232,6 +246,8 @@ def sampled_batches(sample: Callable[[jax.Array, jax.Array], Any]) -> BatchSourc
 def fixed_batches(batches: Any) -> BatchSource:
     """A ``BatchSource`` cycling through a stack of batches (leading axis ``num_batches``)."""
     n = leading_axis_length("batches", batches, "batch-index")
+    if n == 0:
+        raise ValueError("`batches` must hold at least one batch, got 0")
 
     def sample(data, key, t):
         return jax.tree_util.tree_map(lambda a: a[t % n], data)
@@ -307,6 +323,8 @@ def mlp_layer_monitor(params: Any, batch: Any, grads: Any) -> dict[str, jax.Arra
     overflow to inf while the gradient itself is finite; ``-inf`` for a zero gradient).
     """
     del params, batch
+    if not hasattr(grads, "hidden") or not hasattr(grads, "first"):
+        raise TypeError(f"`grads` must be an MLPParams gradient, got {type(grads).__name__}")
     W, b = mlp_layer_grad_norms(grads)
     return {
         "layer_weight_grad_norms": W.norm, "layer_bias_grad_norms": b.norm,
@@ -537,20 +555,6 @@ def _check_optimizer(optimizer: Any) -> None:
         )
 
 
-def _check_key(key: Any) -> jax.Array:
-    """A typed PRNG key (a legacy ``uint32[2]`` key is wrapped)."""
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(f"`key` must be a single PRNG key, got shape {key.shape}")
-        return key
-    if isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,):
-        return jax.random.wrap_key_data(key)
-    raise TypeError(
-        f"`key` must be a jax PRNG key (jax.random.key(seed)), got {type(key).__name__} "
-        f"{getattr(key, 'dtype', '')}"
-    )
-
-
 def _metrics_dict(m: StepMetrics) -> dict[str, np.ndarray]:
     out = {
         "loss": m.loss, "objective": m.objective, "regularizer": m.regularizer,
@@ -669,7 +673,7 @@ def train(
         raise TypeError(f"`regularizer` must be callable, got {type(regularizer).__name__}")
     if monitor is not None and not callable(monitor):
         raise TypeError(f"`monitor` must be callable, got {type(monitor).__name__}")
-    key = _check_key(key)
+    key = typed_key("key", key)
     if isinstance(batches, BatchSource):
         source = batches
     elif callable(batches):

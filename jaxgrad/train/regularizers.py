@@ -28,7 +28,12 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from .._validation import check_choice, check_positive_float
+from .._validation import (
+    check_array,
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+)
 from ..analysis._stepfn import _NO_PARAMS, bind, check_state_like, flat_step, prepare
 from ..analysis.lyapunov import flossing_loss
 
@@ -245,6 +250,13 @@ def flossing_regularizer(
         raise TypeError(f"`step` must be callable, got {type(step).__name__}")
     if step_params is not None and not callable(step_params):
         raise TypeError(f"`step_params` must be callable, got {type(step_params).__name__}")
+    # The options are checked here, not at the first training step inside jit.
+    check_positive_int("num_exponents", num_exponents)
+    check_positive_int("qr_interval", qr_interval)
+    check_positive_int("transient", transient, minimum=0)
+    check_positive_float("dt", dt)
+    for leaf in jax.tree_util.tree_leaves(x0):
+        check_array("x0", leaf)
     options = dict(num_exponents=num_exponents, num_steps=num_steps, transient=transient,
                    qr_interval=qr_interval, dt=dt, key=key,
                    trajectory_gradient=trajectory_gradient)

@@ -420,6 +420,7 @@ def success(
     check_positive_int("length", length, minimum=-(2**62))  # type check only
     if length < task.min_length:
         raise ValueError(f"`length` must be >= {task.min_length} for {task.name}, got {length}")
+    check_key("key", key)
     no_params = params is _NO_PARAMS
     num_errors = _count_errors(
         task, predict, no_params, None if no_params else params, key,

@@ -52,8 +52,12 @@ def write_atomic(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], Non
         ``Path(path)``.
 
     Example:
-        >>> write_atomic("results/summary.json", json.dumps(summary).encode())
-        >>> write_atomic("data.npz", lambda fh: np.savez(fh, x=x))
+        >>> import json
+        >>> path = write_atomic("summary.json", json.dumps({"loss": 0.5}).encode())
+        >>> path.read_text()
+        '{"loss": 0.5}'
+        >>> write_atomic("data.npz", lambda fh: np.savez(fh, x=np.arange(3))).name
+        'data.npz'
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

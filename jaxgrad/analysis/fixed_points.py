@@ -166,8 +166,9 @@ def fixed_points_1d(
 
     Example:
         >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
-        >>> fp = fixed_points_1d(flow, (0.0, 1.0), params=DoyaParams(5.0, -2.5))
-        >>> fp.x[fp.valid]                                   # ≈ [0.145, 0.5, 0.855]
+        >>> fp = fixed_points_1d(flow, (0.0, 1.0), params=jaxgrad.DoyaParams(5.0, -2.5))
+        >>> [round(float(x), 3) for x in fp.x[fp.valid]]
+        [0.145, 0.5, 0.855]
     """
     check_system(f, kind)
     lo, hi = check_interval("interval", interval)
@@ -268,7 +269,8 @@ def fixed_points(
         >>> duffing = lambda z, p: jnp.stack([z[1], z[0] - z[0] ** 3 - p * z[1]])
         >>> starts = jnp.stack([jnp.linspace(-2, 2, 9), jnp.zeros(9)], axis=1)
         >>> fp = fixed_points(duffing, starts, params=0.5)
-        >>> fp.x, fp.stability      # (-1, 0), (0, 0), (1, 0); stable, saddle, stable
+        >>> fp.x.round(3).tolist(), [jaxgrad.STABILITY_LABELS[s] for s in fp.stability]
+        ([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], ['stable', 'saddle', 'stable'])
     """
     check_system(f, kind)
     starts = check_state("starts", starts, batched=True)

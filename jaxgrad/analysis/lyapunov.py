@@ -380,11 +380,11 @@ def lyapunov_spectrum(
         TypeError: ``key`` is not a single PRNG key.
 
     Example:
-        >>> p = jaxgrad.init_rate(jax.random.key(0), 100, g=2.0)
-        >>> res = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, jnp.ones(100),
-        ...                                 num_steps=1100, transient=100, params=p)
-        >>> res.exponents.shape, bool(res.exponents[0] > 0)
-        ((100,), True)
+        >>> p = jaxgrad.init_rate(jax.random.key(0), 32, g=2.0)
+        >>> res = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, jnp.ones(32),
+        ...                                 num_steps=600, transient=100, params=p)
+        >>> res.exponents.shape, bool(res.exponents[0] > 0)   # chaotic at g = 2
+        ((32,), True)
     """
     f, x0_flat, inputs = prepare(step, x0, inputs, num_steps, params)
     total = jax.tree_util.tree_leaves(inputs)[0].shape[0]
@@ -451,9 +451,12 @@ def flossing_loss(
         ``()`` the regulariser value.
 
     Example:
-        >>> loss = lambda p: task_loss(p) + 0.1 * jaxgrad.flossing_loss(
-        ...     jaxgrad.rate_step, h0, u, params=p, num_exponents=4)
-        >>> grads = jax.grad(loss)(params)
+        >>> p = jaxgrad.init_rate(jax.random.key(0), 16, g=2.0)
+        >>> reg = lambda p: jaxgrad.flossing_loss(jaxgrad.rate_step, jnp.ones(16), params=p,
+        ...                                       num_steps=200, num_exponents=4)
+        >>> grads = jax.grad(reg)(p)   # add 0.1 * reg(p) to a task loss, or floss alone
+        >>> grads.J.shape
+        (16, 16)
     """
     res = lyapunov_spectrum(
         step, x0, inputs, params=params, num_steps=num_steps, num_exponents=num_exponents,
@@ -559,9 +562,11 @@ def floss(
         FlossingDiverged: with ``throw=True``, at the first update that was not applied.
 
     Example:
-        >>> trace = jaxgrad.floss(jaxgrad.rate_step, h0, u, params=p,
-        ...                       optimizer=optax.adam(1e-2), num_updates=100,
-        ...                       num_exponents=8)
+        >>> p = jaxgrad.init_rate(jax.random.key(0), 16, g=2.0)
+        >>> trace = jaxgrad.floss(jaxgrad.rate_step, jnp.ones(16), params=p, num_steps=200,
+        ...                       optimizer=optax.adam(1e-2), num_updates=20, num_exponents=2)
+        >>> bool(jnp.all(trace.finite)), bool(trace.losses[-1] < trace.losses[0])
+        (True, True)
     """
     check_positive_int("num_updates", num_updates)
     if not hasattr(optimizer, "init") or not hasattr(optimizer, "update"):

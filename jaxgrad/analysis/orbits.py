@@ -171,8 +171,10 @@ def orbit_diagram(
 
     Example:
         >>> logistic = lambda x, r: r * x * (1 - x)
-        >>> od = orbit_diagram(logistic, jnp.array([0.3]), jnp.linspace(2.8, 4.0, 400))
-        >>> od.states[:, 0, :]          # period doubling from r = 3, chaos past 3.57
+        >>> od = orbit_diagram(logistic, jnp.array([0.3]), jnp.array([2.9, 3.2, 3.5]))
+        >>> [int(jnp.unique(jnp.round(s, 3)).size) for s in od.states[:, 0, :]]
+        [1, 2, 4]
+        >>> # period doubling from r = 3 (periods 1, 2, 4), chaos past 3.57
     """
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
     transient = check_positive_int("transient", transient, minimum=0)
@@ -211,8 +213,11 @@ def hysteresis_sweep(
     Example:
         >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
         >>> hs = hysteresis_sweep(flow, 0.0, jnp.linspace(-3, -2, 101), kind="flow",
-        ...                       params=DoyaParams(5.0, -3.0), param="b")
-        >>> # up jumps near b = -2.344, down near b = -2.656
+        ...                       params=jaxgrad.DoyaParams(5.0, -3.0), param="b")
+        >>> up, down = hs.up[:, -1], hs.down[:, -1]    # the last kept state at each b
+        >>> i, j = int(jnp.argmax(jnp.diff(up))), int(jnp.argmax(jnp.diff(down)))
+        >>> round(float(hs.values[i + 1]), 2), round(float(hs.values[j]), 2)   # the folds
+        (-2.34, -2.66)
     """
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=False)
     transient = check_positive_int("transient", transient, minimum=0)
@@ -304,9 +309,11 @@ def basins(
         ``Basins``.
 
     Example:
-        >>> bs = basins(flow, jnp.linspace(0, 1, 201), jnp.array([-2.5]),
-        ...             params=DoyaParams(5.0, -2.5), param="b")
-        >>> bs.labels[0]          # 0 below x(0) = 0.5, 1 above
+        >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
+        >>> bs = basins(flow, jnp.array([0.1, 0.3, 0.7, 0.9]), jnp.array([-2.5]),
+        ...             params=jaxgrad.DoyaParams(5.0, -2.5), param="b")
+        >>> bs.labels[0].tolist()          # 0 below x(0) = 0.5, 1 above
+        [0, 0, 1, 1]
     """
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
     num_steps = check_positive_int("num_steps", num_steps)

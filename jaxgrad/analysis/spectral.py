@@ -223,7 +223,7 @@ def spectral_radius(
 
     Example:
         >>> rot = jnp.array([[0.0, -2.0], [2.0, 0.0]])   # eigenvalues ±2i
-        >>> float(spectral_radius(lambda v: rot @ v, vector=jnp.ones(2)).value)
+        >>> round(float(spectral_radius(lambda v: rot @ v, vector=jnp.ones(2)).value), 5)
         2.0
     """
     if not callable(M):

@@ -64,8 +64,12 @@ def find_cliffs(
         ``Cliffs``.
 
     Example:
-        >>> cliffs = find_cliffs(scan_landscape(loss, params, {"b": (-3.0, -2.0, 1000)}))
-        >>> cliffs.jump_points[0]    # where the loss jumps most
+        >>> loss = lambda p: jnp.where(p["b"] < -2.53, 0.0, 1.0) + 0.1 * p["b"]  # a wall
+        >>> scan = jaxgrad.scan_landscape(loss, {"b": 0.0}, {"b": (-3.0, -2.0, 11)},
+        ...                               progress=False)
+        >>> cliffs = find_cliffs(scan)
+        >>> [round(float(b), 2) for b in cliffs.jump_points[0]]   # where the loss jumps most
+        [-2.55]
     """
     if not isinstance(scan, LandscapeScan):
         raise TypeError(f"`scan` must be a LandscapeScan, got {type(scan).__name__}")

@@ -117,7 +117,10 @@ def filter_normalized_direction(
         ValueError: ``params`` holds a NaN or infinite value.
 
     Example:
+        >>> params = {"W": jnp.ones((3, 2)), "b": jnp.ones(2)}
         >>> d = filter_normalized_direction(params, key=jax.random.key(0))
+        >>> [round(float(n), 4) for n in jnp.linalg.norm(d["W"], axis=0)], d["b"].tolist()
+        ([1.7321, 1.7321], [0.0, 0.0])
     """
     if not callable(filter_axes):
         raise TypeError(f"`filter_axes` must be callable, got {type(filter_axes).__name__}")
@@ -155,7 +158,9 @@ def line_direction(start: Any, end: Any) -> Any:
         A pytree like ``start``.
 
     Example:
-        >>> d = line_direction(params_init, params_trained)
+        >>> d = line_direction({"w": jnp.zeros(2)}, {"w": jnp.array([1.0, 3.0])})
+        >>> d["w"].tolist()
+        [1.0, 3.0]
     """
     a_leaves, a_def = _float_leaves("start", start)
     b_leaves, b_def = _float_leaves("end", end)

@@ -81,8 +81,11 @@ def gru_step(h: jax.Array, u: jax.Array, params: GRUParams) -> jax.Array:
         ``h'`` ``(N,)``.
 
     Example:
-        >>> flow = jaxgrad.recurrent_gradient_flow(gru_step, jnp.zeros(8), inputs,
+        >>> p = init_gru(jax.random.key(0), 8, 1)
+        >>> flow = jaxgrad.recurrent_gradient_flow(gru_step, jnp.zeros(8), jnp.ones((20, 1)),
         ...                                        lambda hs: jnp.sum(hs[-1]), params=p)
+        >>> flow.log_state_grad_norms.shape   # log ‖∂L/∂h_t‖ for t = 1..20
+        (20,)
     """
     check_array("h", h)
     check_array("u", u)

@@ -122,8 +122,11 @@ def lstm_step(state: LSTMState, u: jax.Array, params: LSTMParams) -> LSTMState:
         pytree state is flattened to ``[h, c]`` for Jacobians.
 
     Example:
+        >>> p = init_lstm(jax.random.key(0), 8, 1)
         >>> norms = jaxgrad.jacobian_product_norms(lstm_step, lstm_zero_state(8),
         ...                                        jnp.zeros((50, 1)), params=p)
+        >>> norms.log_norms.shape   # the state is the pair (h, c): 16 numbers per step
+        (50,)
     """
     if not isinstance(state, (tuple, list)) or len(state) != 2:
         raise TypeError(

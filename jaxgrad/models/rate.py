@@ -157,7 +157,11 @@ def rate_flow_step(
 
     Example:
         >>> from functools import partial
+        >>> p = init_rate(jax.random.key(0), 16, g=2.0)
         >>> step = partial(rate_flow_step, dt=0.1)      # step(h, u, params)
-        >>> res = jaxgrad.lyapunov_spectrum(step, h0, num_steps=2000, params=p, dt=0.1)
+        >>> res = jaxgrad.lyapunov_spectrum(step, jnp.ones(16), num_steps=500, params=p,
+        ...                                 dt=0.1, num_exponents=2)
+        >>> res.exponents.shape                          # per unit time (dt = 0.1)
+        (2,)
     """
     return integrator_step(rate_vector_field, h, u, params, dt=dt, method=method)

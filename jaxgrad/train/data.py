@@ -112,7 +112,9 @@ def load_mnist(directory: str | os.PathLike, *, flatten: bool = True) -> Dataset
             bytes, labels that are not 1-D, or image and label counts that disagree.
 
     Example:
-        >>> data = load_mnist("~/data/mnist")
+        >>> data = load_mnist("~/data/mnist")  # doctest: +SKIP
+        >>> data.x_train.shape  # doctest: +SKIP
+        (60000, 784)
     """
     directory = Path(directory).expanduser()
     if not directory.is_dir():

@@ -176,10 +176,14 @@ def train_step(
         unchanged (except ``step``) and sets ``finite=False``.
 
     Example:
+        >>> import functools
+        >>> loss_fn = lambda w, batch: jnp.mean((batch[0] @ w - batch[1]) ** 2)
         >>> opt = optax.adam(1e-3)
-        >>> state = init_train_state(params, opt)
+        >>> state = init_train_state(jnp.zeros(3), opt)
         >>> step = jax.jit(functools.partial(train_step, loss_fn, opt))
-        >>> state, metrics = step(state, batch)
+        >>> state, metrics = step(state, (jnp.ones((4, 3)), jnp.ones(4)))
+        >>> int(state.step), float(metrics.loss), bool(metrics.finite)
+        (1, 1.0, True)
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
@@ -650,10 +654,13 @@ def train(
             good checkpoint stays on disk and the exception carries the state before it.
 
     Example:
-        >>> result = train(loss_fn, params, optax.adam(1e-3),
-        ...                shuffled_batches((x, y), 64), num_steps=500, key=jax.random.key(0))
-        >>> result.metrics["loss"].shape
-        (500,)
+        >>> x = jax.random.normal(jax.random.key(1), (256, 3))
+        >>> y = x @ jnp.array([1.0, -2.0, 0.5])
+        >>> loss_fn = lambda w, batch: jnp.mean((batch[0] @ w - batch[1]) ** 2)
+        >>> result = train(loss_fn, jnp.zeros(3), optax.adam(1e-1),
+        ...                shuffled_batches((x, y), 64), num_steps=200, key=jax.random.key(0))
+        >>> result.metrics["loss"].shape, bool(result.metrics["loss"][-1] < 1e-3)
+        ((200,), True)
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")

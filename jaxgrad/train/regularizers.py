@@ -191,8 +191,12 @@ def pascanu_omega(
     """The scalar Ω of ``pascanu_omega_terms`` (Pascanu et al. 2013, eq. 9), same arguments.
 
     Example:
-        >>> grad = jax.grad(lambda p: pascanu_omega(pascanu_step, x0, u, loss, params=p))(p)
-        >>> # grad.W_in and grad.b are exactly 0: Ω's gradient reaches W_rec only (eq. 10)
+        >>> p = jaxgrad.init_pascanu(jax.random.key(0), 8, 1)
+        >>> x0, u, loss = jnp.ones(8), jnp.ones((20, 1)), lambda xs: jnp.sum(xs[-1] ** 2)
+        >>> grad = jax.grad(lambda p: pascanu_omega(jaxgrad.pascanu_step, x0, u, loss,
+        ...                                         params=p))(p)
+        >>> bool(jnp.all(grad.W_in == 0)), bool(jnp.all(grad.b == 0))  # W_rec only (eq. 10)
+        (True, True)
     """
     return pascanu_omega_terms(
         step, x0, inputs, loss_fn, params=params, reduction=reduction,
@@ -240,11 +244,13 @@ def flossing_regularizer(
         ``regularizer(params, batch) -> ()``.
 
     Example:
-        >>> omega = flossing_regularizer(rnn_step, h0, lambda batch: batch.stream,
-        ...                              num_exponents=4, transient=20)
-        >>> result = jaxgrad.train(loss_fn, params, optax.adam(1e-3), sample,
-        ...                        num_steps=500, key=key, regularizer=omega,
-        ...                        regularizer_weight=1.0)
+        >>> p = jaxgrad.init_rate(jax.random.key(0), 16, g=2.0)
+        >>> omega = flossing_regularizer(jaxgrad.rate_step, jnp.ones(16), num_steps=100,
+        ...                              num_exponents=2, transient=20)
+        >>> bool(omega(p, None) > 0)   # λ_1² + λ_2² of the chaotic network, batch unused
+        True
+        >>> # in training: jaxgrad.train(loss_fn, p, optax.adam(1e-3), batches, num_steps=500,
+        >>> #                            key=key, regularizer=omega, regularizer_weight=1.0)
     """
     if not callable(step):
         raise TypeError(f"`step` must be callable, got {type(step).__name__}")

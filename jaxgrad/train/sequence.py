@@ -55,10 +55,12 @@ class SequenceModel:
         readout: ``"last"`` (output after the final step) or ``"all"`` (every step).
 
     Example:
-        >>> task = get_task("adding_problem")
-        >>> model = SequenceModel.for_task("lstm", 32, task)
+        >>> task = jaxgrad.get_task("adding_problem")
+        >>> model = SequenceModel.for_task("lstm", 8, task)
         >>> params = model.init(jax.random.key(0))
-        >>> y = sequence_outputs(model, params, task.sample(jax.random.key(1), 8, 100).inputs)
+        >>> y = sequence_outputs(model, params, task.sample(jax.random.key(1), 4, 20).inputs)
+        >>> y.shape   # (batch, outputs) with readout="last"
+        (4, 1)
     """
 
     cell: str
@@ -133,8 +135,11 @@ class SequenceModel:
         rescaled to spectral radius ``recurrent_scale`` (0.95 in the paper), biases 0.
 
         Example:
-            >>> model = SequenceModel.for_task("elman_tanh", 50, get_task("temporal_order"))
-            >>> p = model.init(key, scheme="smart_tanh", recurrent_scale=0.95)
+            >>> task = jaxgrad.get_task("temporal_order")
+            >>> model = SequenceModel.for_task("elman_tanh", 50, task)
+            >>> p = model.init(jax.random.key(0), scheme="smart_tanh", recurrent_scale=0.95)
+            >>> round(float(jnp.max(jnp.abs(jnp.linalg.eigvals(p.cell.W_rec)))), 3)
+            0.95
         """
         check_positive_float("recurrent_scale", recurrent_scale)
         check_positive_float("input_std", input_std)
@@ -277,9 +282,15 @@ def sequence_omega(
     ``h_{k+1}`` held fixed, as in their code, so Ω's gradient reaches ``W_rec`` only.
 
     Example:
-        >>> result = train(sequence_loss(model, task), params, opt, sample, num_steps=100,
-        ...                key=key, regularizer=sequence_omega(model, task),
-        ...                regularizer_weight=2.0)
+        >>> task = jaxgrad.get_task("temporal_order")
+        >>> model = SequenceModel.for_task("elman_tanh", 8, task)
+        >>> params = model.init(jax.random.key(0), scheme="smart_tanh")
+        >>> batch = task.sample(jax.random.key(1), 4, 20)
+        >>> omega = sequence_omega(model, task)
+        >>> bool(omega(params, batch) >= 0)
+        True
+        >>> # in training: jaxgrad.train(sequence_loss(model, task), params, opt, batches,
+        >>> #     num_steps=100, key=key, regularizer=omega, regularizer_weight=2.0)
     """
     _check_pair(model, task)
     check_choice("reduction", reduction, REDUCTIONS)
@@ -345,8 +356,14 @@ def vmap_optimizer(optimizer: Any) -> Any:
     ``optimizer`` then clips each replica's own global norm, not the norm across replicas.
 
     Example:
-        >>> opt = vmap_optimizer(with_clipping(optax.sgd(0.1), max_norm=1.0))
-        >>> params = jax.vmap(model.init)(jax.random.split(key, 5))   # 5 seeds
+        >>> model = SequenceModel.for_task("rnn_tanh", 8, jaxgrad.get_task("adding_problem"))
+        >>> params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), 5))  # 5 seeds
+        >>> opt = vmap_optimizer(jaxgrad.with_clipping(optax.sgd(0.1), max_norm=1.0))
+        >>> grads = jax.tree.map(jnp.ones_like, params)
+        >>> updates, _ = opt.update(grads, opt.init(params), params)
+        >>> norms = jax.vmap(lambda g: optax.global_norm(g))(updates)   # each clipped alone
+        >>> [round(float(n), 3) for n in norms]
+        [0.1, 0.1, 0.1, 0.1, 0.1]
     """
     import optax
 

@@ -284,7 +284,7 @@ def sequence_omega(
     Example:
         >>> task = jaxgrad.get_task("temporal_order")
         >>> model = SequenceModel.for_task("elman_tanh", 8, task)
-        >>> params = model.init(jax.random.key(0), scheme="smart_tanh")
+        >>> params = model.init(jax.random.key(0))
         >>> batch = task.sample(jax.random.key(1), 4, 20)
         >>> omega = sequence_omega(model, task)
         >>> bool(omega(params, batch) >= 0)
@@ -356,13 +356,12 @@ def vmap_optimizer(optimizer: Any) -> Any:
     ``optimizer`` then clips each replica's own global norm, not the norm across replicas.
 
     Example:
-        >>> model = SequenceModel.for_task("rnn_tanh", 8, jaxgrad.get_task("adding_problem"))
-        >>> params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), 5))  # 5 seeds
         >>> opt = vmap_optimizer(jaxgrad.with_clipping(optax.sgd(0.1), max_norm=1.0))
-        >>> grads = jax.tree.map(jnp.ones_like, params)
+        >>> params = {"w": jnp.zeros((5, 3))}   # 5 replicas; for 5 seeds of a model:
+        >>> # params = jax.vmap(model.init)(jax.random.split(key, 5))
+        >>> grads = {"w": jnp.arange(15.0).reshape(5, 3)}
         >>> updates, _ = opt.update(grads, opt.init(params), params)
-        >>> norms = jax.vmap(lambda g: optax.global_norm(g))(updates)   # each clipped alone
-        >>> [round(float(n), 3) for n in norms]
+        >>> [round(float(n), 3) for n in jnp.linalg.norm(updates["w"], axis=1)]  # each clipped
         [0.1, 0.1, 0.1, 0.1, 0.1]
     """
     import optax

@@ -1,0 +1,107 @@
+"""mkdocs hooks: pages generated from the code, so they cannot drift from it.
+
+- ``<!-- api-package: jaxgrad.models -->`` becomes the package's docstring and one
+  mkdocstrings block per public module under it (a new module gets its section without
+  editing the docs).
+- ``<!-- api-modules: jaxgrad exclude=io -->`` does the same for the public modules directly
+  under ``jaxgrad`` (but not its subpackages), except those named.
+- ``<!-- api-names -->`` becomes a table of every public name of ``jaxgrad``, each linked to
+  its entry in the reference.
+- ``<!-- experiments -->`` becomes the table of experiments from each script's ``NAME`` and
+  ``DESCRIPTION`` (read with ``ast``, nothing is imported or run).
+
+Everything is read statically (griffe, ast): building the docs imports neither jax nor
+jaxgrad.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER = re.compile(r"<!--\s*(api-package|api-modules|api-names|experiments)\s*(.*?)\s*-->")
+
+
+def _public_modules(package: str, *, subpackages: bool) -> list[str]:
+    """Dotted names of the public modules in ``package``'s folder, sorted."""
+    folder = ROOT.joinpath(*package.split("."))
+    names = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("_"):
+            continue
+        if path.suffix == ".py":
+            names.append(f"{package}.{path.stem}")
+        elif subpackages and (path / "__init__.py").is_file():
+            names.append(f"{package}.{path.name}")
+            names.extend(_public_modules(f"{package}.{path.name}", subpackages=True))
+    return names
+
+
+def _package_page(package: str) -> str:
+    blocks = [f"::: {package}\n    options:\n      members: false\n      show_root_heading: false"]
+    for module in _public_modules(package, subpackages=True):
+        blocks.append(f"::: {module}")
+    return "\n\n".join(blocks)
+
+
+def _modules_page(args: str) -> str:
+    package, *rest = args.split()
+    exclude = set()
+    for item in rest:
+        if item.startswith("exclude="):
+            exclude |= {f"{package}.{name}" for name in item[len("exclude="):].split(",")}
+    modules = [m for m in _public_modules(package, subpackages=False) if m not in exclude]
+    return "\n\n".join(f"::: {m}" for m in modules)
+
+
+def _summary(obj) -> str:
+    doc = obj.docstring.value.strip() if obj.docstring else ""
+    line = doc.split("\n\n")[0].replace("\n", " ")
+    return line.replace("|", "\\|")
+
+
+def _names_table() -> str:
+    import griffe
+
+    package = griffe.load("jaxgrad", search_paths=[str(ROOT)], resolve_aliases=True)
+    rows = ["| name | what |", "|---|---|"]
+    for name, member in sorted(package.members.items(), key=lambda kv: kv[0].lower()):
+        if not member.is_alias or name.startswith("_"):
+            continue
+        target = member.final_target
+        private = any(part.startswith("_") for part in target.path.split("."))
+        # mkdocstrings renders (so a link can reach) public objects with a docstring.
+        ref = f"`{name}`" if private or not target.docstring else f"[`{name}`][{target.path}]"
+        rows.append(f"| {ref} | {_summary(target)} |")
+    return "\n".join(rows)
+
+
+def _experiments_table() -> str:
+    rows = ["| name | what it reproduces | script |", "|---|---|---|"]
+    for path in sorted((ROOT / "experiments").glob("[!_]*.py")):
+        values = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and target.id in ("NAME", "DESCRIPTION"):
+                    values[target.id] = ast.literal_eval(node.value)
+        if "NAME" in values:
+            description = values.get("DESCRIPTION", "").replace("|", "\\|")
+            rows.append(f"| `{values['NAME']}` | {description} | `experiments/{path.name}` |")
+    return "\n".join(rows)
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    def expand(match: re.Match) -> str:
+        kind, args = match.group(1), match.group(2)
+        if kind == "api-package":
+            return _package_page(args)
+        if kind == "api-modules":
+            return _modules_page(args)
+        if kind == "api-names":
+            return _names_table()
+        return _experiments_table()
+
+    return MARKER.sub(expand, markdown)

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 import jaxgrad
-from jaxgrad.landscape.scan import _axis_table, _evaluate_chunk, _grid_points
+from jaxgrad.landscape._engine import evaluate_chunk as _evaluate_chunk
+from jaxgrad.landscape._grid import axis_table as _axis_table
+from jaxgrad.landscape._grid import grid_points as _grid_points
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -426,15 +428,15 @@ def small_scan(loss, folder=None, **kw):
 @pytest.fixture
 def chunks_computed(monkeypatch):
     """A list that grows by one for every chunk a scan evaluates."""
-    import jaxgrad.landscape.scan as scan_module
+    import jaxgrad.landscape._engine as engine
 
-    calls, real = [], scan_module._evaluate_chunk
+    calls, real = [], engine.evaluate_chunk
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scan_module, "_evaluate_chunk", counting)
+    monkeypatch.setattr(engine, "evaluate_chunk", counting)
     return calls
 
 

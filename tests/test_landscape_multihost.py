@@ -75,14 +75,14 @@ def _worker(process_id: int, num_processes: int, port: int, out: Path) -> None:
     from test_landscape import DOYA, DOYA_AXES
 
     import jaxgrad
-    import jaxgrad.landscape.scan as scan_module
+    import jaxgrad.landscape._storage as storage_module
 
     info = {"process_count": jax.process_count(), "device_count": jax.device_count(),
             "local_device_count": jax.local_device_count()}
 
     # Record every file the scanner opens for writing on this process.
     writes: list[str] = []
-    real_open, real_write_atomic = open, scan_module.write_atomic
+    real_open, real_write_atomic = open, storage_module.write_atomic
 
     def recording_open(file, mode="r", *args, **kwargs):
         if any(c in mode for c in "wax+"):
@@ -93,8 +93,8 @@ def _worker(process_id: int, num_processes: int, port: int, out: Path) -> None:
         writes.append(str(path))
         return real_write_atomic(path, data)
 
-    scan_module.open = recording_open
-    scan_module.write_atomic = recording_write_atomic
+    storage_module.open = recording_open
+    storage_module.write_atomic = recording_write_atomic
 
     results = {}
     memory = jaxgrad.scan_landscape(cliff_loss, DOYA, DOYA_AXES, **memory_kwargs())

@@ -171,7 +171,8 @@ class DiskStore(MemoryStore):
             )
         if state["spec"] != self.spec_hash:
             old = state.get("parts") if isinstance(state.get("parts"), dict) else {}
-            differ = [part for part, value in self.parts.items() if old.get(part) != value]
+            differ = [part for part in {**old, **self.parts}
+                      if old.get(part) != self.parts.get(part)]
             if not differ:
                 raise damaged("its scan identity does not match its parts")
             what = ", ".join(f"`{part}`" for part in differ)

@@ -362,6 +362,31 @@ def test_quantities_are_part_of_a_checkpoint(tmp_path):
                                np.broadcast_to([2.0, 6.0], (8, 3, 2)), rtol=1e-6)
 
 
+def test_a_new_quantity_is_one_function(x64, monkeypatch, tmp_path):
+    """A quantity registered with ``@quantity`` (here the top eigenvalue of the Hessian
+    restricted to the scanned plane, ``eig_max(D ∇²L Dᵀ)``) is scanned, stored,
+    checkpointed and checked for finiteness with no other change."""
+    from jaxgrad.landscape import _quantities
+
+    def plane_hessian_top(point):
+        hvp = jax.vmap(lambda d: jax.jvp(jax.grad(point.f), (point.theta,), (d,))[1])
+        return jnp.linalg.eigvalsh(hvp(point.D) @ point.D.T)[-1]
+
+    # What ``@quantity`` above such a function in _quantities.py does (undone after).
+    monkeypatch.setitem(_quantities.QUANTITIES, "plane_hessian_top", plane_hessian_top)
+
+    def coupled(p):  # Hessian in (a, b): [[2, 1], [1, 6]], top eigenvalue 4 + √5
+        return (p["a"] - 1.0) ** 2 + 3.0 * p["b"] ** 2 + p["a"] * p["b"] + p["c"] ** 4
+
+    params = {"a": 0.0, "b": 0.0, "c": 1.0}
+    axes = {"a": (-1.0, 1.0, 3), "b": (-1.0, 1.0, 4)}
+    scan = jaxgrad.scan_landscape(coupled, params, axes, quantities=["plane_hessian_top"],
+                                  checkpoint=tmp_path / "scan", chunk_size=5, progress=False)
+    np.testing.assert_allclose(np.asarray(scan.quantities["plane_hessian_top"]),
+                               np.full((3, 4), 4.0 + np.sqrt(5.0)), rtol=1e-13)
+    assert (tmp_path / "scan" / "plane_hessian_top.npy").is_file() and scan.finite.all()
+
+
 @pytest.mark.parametrize("quantities,error,message", [
     (("hessian",), ValueError, "not a per-point quantity"),
     (("gradient_norm",), ValueError, "which `gradient=` selects"),

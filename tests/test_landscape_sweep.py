@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -174,6 +175,29 @@ def test_four_devices_match_one(tmp_path):
         np.testing.assert_array_equal(four[name], got, err_msg=name)
 
 
+@dataclasses.dataclass
+class _Scaled:
+    """A callable that cannot be hashed (a dataclass with eq=True): a static jit argument
+    only by identity."""
+
+    scale: float
+
+    def __call__(self, p):
+        return self.scale * p["a"]
+
+
+def test_unhashable_callable_and_compiled_once():
+    from jaxgrad.landscape._engine import evaluate_chunk
+
+    fn = _Scaled(2.0)
+    out = jaxgrad.sweep(fn, {"a": (0.0, 1.0, 3)}, progress=False)
+    np.testing.assert_allclose(out.values, [0.0, 1.0, 2.0])
+    size = evaluate_chunk._cache_size()
+    again = jaxgrad.sweep(fn, {"a": (1.0, 2.0, 3)}, progress=False)  # the same program
+    np.testing.assert_allclose(again.values, [2.0, 3.0, 4.0])
+    assert evaluate_chunk._cache_size() == size
+
+
 def _value_as_python_number(p):
     return jnp.zeros(int(p["a"]) + 1)  # the output's shape would change from point to point
 
@@ -187,6 +211,8 @@ BAD = {  # what -> (fn, axes, options, error, message)
     "shape from a value": (_value_as_python_number, {"a": (0.0, 3.0, 4)}, {}, ValueError,
                            "`fn` must give an output of one structure and shape"),
     "python branch": (_branching, {"a": (0.0, 3.0, 4)}, {}, ValueError, "`fn` must give"),
+    "string output": (lambda p: "x", {"a": (0.0, 1.0, 3)}, {}, TypeError,
+                      "`fn` must return a pytree of arrays"),
     "no output": (lambda p: {}, {"a": (0.0, 1.0, 3)}, {}, ValueError,
                   "`fn` must return a pytree holding at least one array"),
     "axes empty": (eigenvalues, {}, {}, ValueError, "`axes` must be a non-empty mapping"),

@@ -11,5 +11,5 @@ from .directions import random_direction as random_direction
 from .scan import Direction as Direction
 from .scan import LandscapeScan as LandscapeScan
 from .scan import scan_landscape as scan_landscape
-from .sweep import Sweep as Sweep
-from .sweep import sweep as sweep
+from .sweeps import Sweep as Sweep
+from .sweeps import sweep as sweep

@@ -82,6 +82,32 @@ def evaluate_chunk(start_digits, sizes, table, operands, *, point, mesh, per_dev
                          check_vma=False)(start_digits, sizes, table, operands)
 
 
+class _ByIdentity:
+    """An unhashable function (a callable dataclass, a module holding arrays) as part of
+    a ``jit`` static argument: equal to a wrapper of the same object only."""
+
+    def __init__(self, fn: Any):
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.fn is self.fn
+
+    def __hash__(self) -> int:
+        return id(self.fn)
+
+
+def hashable(fn: Any) -> Any:
+    """``fn``, or ``fn`` wrapped to be hashed by identity when it cannot be hashed."""
+    try:
+        hash(fn)
+    except TypeError:
+        return _ByIdentity(fn)
+    return fn
+
+
 def to_host(x: jax.Array) -> np.ndarray:
     """The whole of a global array on this process (gathered from every process)."""
     if jax.process_count() > 1:

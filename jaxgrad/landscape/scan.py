@@ -221,7 +221,7 @@ def scan_landscape(
     if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
         raise ValueError(f"`loss_fn` must return a floating scalar, got {out}")
     chosen = _choose_method(gradient, method, grid, forward_max_tangents)
-    point = LandscapePoint(loss_fn, grid.layout, chosen, names)
+    point = LandscapePoint(_engine.hashable(loss_fn), grid.layout, chosen, names)
     operands = (grid.base, grid.D)
     shapes = jax.eval_shape(point, grid.D[:, 0], *operands)
     fields = {name: (shapes[name].shape, grid.base.dtype) for name in names}

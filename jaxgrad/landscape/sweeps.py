@@ -144,7 +144,7 @@ def sweep(
     chunk_size, max_chunks, max_reported, block_size = _engine.check_run_options(
         chunk_size, max_chunks, max_reported, block_size, checkpoint, fingerprint)
     coords = sweep_grid(axes)
-    point = _SweepPoint(fn, tuple(axes))
+    point = _SweepPoint(_engine.hashable(fn), tuple(axes))
     leaves, treedef = _output_structure(fn, tuple(axes), coords[0].dtype)
     fields = {f"value{i}": (leaf.shape, leaf.dtype) for i, leaf in enumerate(leaves)}
     fields["finite"] = ((), np.dtype(bool))
@@ -187,6 +187,10 @@ def _output_structure(fn: Any, names: tuple[str, ...], dtype: Any) -> tuple[list
             f"`if` or shapes computed from them: use jnp.where, lax.cond or padding), got "
             f"{type(e).__name__}: {str(e).splitlines()[0]}"
         ) from None
+    except TypeError as e:
+        if "not a valid JAX type" not in str(e):
+            raise
+        raise TypeError(f"`fn` must return a pytree of arrays, got {e}") from None
     leaves, treedef = jax.tree_util.tree_flatten(out)
     if not leaves:
         raise ValueError(f"`fn` must return a pytree holding at least one array, got {out!r}")

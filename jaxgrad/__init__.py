@@ -7,7 +7,7 @@ The public surface: every name a user, a notebook or an experiment imports.
 - ``jaxgrad.analysis``: analyzers that take any step function (``step(x, u)``, or with
   ``params=``): Jacobian products, spectra, gradient flow, Lyapunov spectra, signal
   propagation, fixed points, continuation, orbit diagrams, sensitivities.
-- ``jaxgrad.landscape``: ``scan_landscape`` and ``find_cliffs``.
+- ``jaxgrad.landscape``: ``scan_landscape``, ``find_cliffs`` and ``sweep``.
 - ``jaxgrad.train``: the optax training loop, remedies, Pascanu's Ω, the flossing
   regulariser, tasks and data (``jaxgrad.train`` the function is the loop; import the
   subpackage's modules with ``from jaxgrad.train import tasks``).
@@ -73,12 +73,14 @@ from .analysis.spectral import spectral_radius as spectral_radius
 from .landscape import Cliffs as Cliffs
 from .landscape import Direction as Direction
 from .landscape import LandscapeScan as LandscapeScan
+from .landscape import Sweep as Sweep
 from .landscape import filter_normalized_direction as filter_normalized_direction
 from .landscape import find_cliffs as find_cliffs
 from .landscape import leaf_names as leaf_names
 from .landscape import line_direction as line_direction
 from .landscape import random_direction as random_direction
 from .landscape import scan_landscape as scan_landscape
+from .landscape import sweep as sweep
 from .models.activations import ACTIVATIONS as ACTIVATIONS
 from .models.activations import MAX_DERIVATIVE as MAX_DERIVATIVE
 from .models.activations import activation_derivative as activation_derivative

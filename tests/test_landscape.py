@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 import jaxgrad
-from jaxgrad.landscape.scan import _axis_table, _evaluate_chunk, _grid_points
+from jaxgrad.landscape._engine import evaluate_chunk as _evaluate_chunk
+from jaxgrad.landscape._grid import axis_table as _axis_table
+from jaxgrad.landscape._grid import grid_points as _grid_points
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -293,6 +295,109 @@ def test_three_axis_grid_and_a_plane_wall(x64):
     assert np.all(np.abs(np.abs(cliffs.jump_sizes) - 1.0) < 0.1)
 
 
+def _curvature_loss(p):
+    return jnp.sin(p["a"]) * jnp.exp(p["b"]) + jnp.sum(p["v"] ** 3) + p["a"] * p["v"][0]
+
+
+@pytest.mark.parametrize("gradient", ["full", "axes", "none"])
+def test_axis_curvatures_match_the_hessian(x64, gradient):
+    """The per-point quantity ``axis_curvatures`` (one function in ``_quantities``),
+    ``∂²L/∂c_k² = D_kᵀ ∇²L D_k``, equals ``jax.hessian`` at every point, on a named and a
+    direction axis, beside any ``gradient=`` (the other fields unchanged)."""
+    from jax.flatten_util import ravel_pytree
+
+    params = {"a": 0.3, "b": -0.2, "v": jnp.array([0.5, -1.0])}
+    d = {"a": 0.5, "b": -1.0, "v": jnp.array([1.0, 2.0])}
+    axes = {"a": (-1.0, 1.0, 5), "t": jaxgrad.Direction(d, (-0.5, 0.5, 3))}
+    scan = jaxgrad.scan_landscape(_curvature_loss, params, axes, gradient=gradient,
+                                  quantities=("axis_curvatures",), chunk_size=7,
+                                  progress=False)
+    plain = jaxgrad.scan_landscape(_curvature_loss, params, axes, gradient=gradient,
+                                   chunk_size=7, progress=False)
+    curv = scan.quantities["axis_curvatures"]
+    assert curv.shape == (5, 3, 2) and scan.finite.all()
+    for field in ("loss", "axis_gradients", "gradient_norm"):
+        a, b = getattr(scan, field), getattr(plain, field)
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+    assert plain.quantities == {}
+    _, unravel = ravel_pytree(params)
+    e_a = ravel_pytree({"a": 1.0, "b": 0.0, "v": jnp.zeros(2)})[0]
+    d_flat = ravel_pytree(d)[0]
+    hessian = jax.jit(jax.hessian(lambda x: _curvature_loss(unravel(x))))
+    for i, a in enumerate(scan.coords[0]):
+        for j, t in enumerate(scan.coords[1]):
+            H = hessian(ravel_pytree({**params, "a": a})[0] + t * d_flat)
+            np.testing.assert_allclose(curv[i, j], [e_a @ H @ e_a, d_flat @ H @ d_flat],
+                                       rtol=1e-12, atol=1e-14)
+
+
+def test_axis_curvatures_match_finite_differences(x64):
+    scan = jaxgrad.scan_landscape(doya_loss, DOYA, DOYA_AXES, gradient="none",
+                                  quantities=["axis_curvatures"], progress=False)
+    loss = jax.jit(lambda w, b: doya_loss(DOYA._replace(w=w, b=b)))
+    h = 1e-4
+    for i, j in [(0, 0), (3, 5), (6, 8)]:
+        w, b = scan.coords[0][i], scan.coords[1][j]
+        centre = loss(w, b)
+        fd = [(loss(w + h, b) - 2 * centre + loss(w - h, b)) / h**2,
+              (loss(w, b + h) - 2 * centre + loss(w, b - h)) / h**2]
+        np.testing.assert_allclose(scan.quantities["axis_curvatures"][i, j], fd, rtol=1e-5,
+                                   atol=1e-8)
+
+
+def test_quantities_are_part_of_a_checkpoint(tmp_path):
+    folder = tmp_path / "scan"
+    kw = dict(chunk_size=4, progress=False, checkpoint=folder)
+    with_curv = jaxgrad.scan_landscape(quadratic_ab, SMALL, SMALL_AXES, max_chunks=2,
+                                       quantities=("axis_curvatures",), **kw)
+    assert not with_curv.complete
+    with pytest.raises(ValueError, match="`quantities` differ"):
+        jaxgrad.scan_landscape(quadratic_ab, SMALL, SMALL_AXES, **kw)
+    done = jaxgrad.scan_landscape(quadratic_ab, SMALL, SMALL_AXES,
+                                  quantities=("axis_curvatures",), **kw)
+    assert done.complete and (folder / "axis_curvatures.npy").is_file()
+    np.testing.assert_allclose(np.asarray(done.quantities["axis_curvatures"]),
+                               np.broadcast_to([2.0, 6.0], (8, 3, 2)), rtol=1e-6)
+
+
+def test_a_new_quantity_is_one_function(x64, monkeypatch, tmp_path):
+    """A quantity registered with ``@quantity`` (here the top eigenvalue of the Hessian
+    restricted to the scanned plane, ``eig_max(D ∇²L Dᵀ)``) is scanned, stored,
+    checkpointed and checked for finiteness with no other change."""
+    from jaxgrad.landscape import _quantities
+
+    def plane_hessian_top(point):
+        hvp = jax.vmap(lambda d: jax.jvp(jax.grad(point.f), (point.theta,), (d,))[1])
+        return jnp.linalg.eigvalsh(hvp(point.D) @ point.D.T)[-1]
+
+    # What ``@quantity`` above such a function in _quantities.py does (undone after).
+    monkeypatch.setitem(_quantities.QUANTITIES, "plane_hessian_top", plane_hessian_top)
+
+    def coupled(p):  # Hessian in (a, b): [[2, 1], [1, 6]], top eigenvalue 4 + √5
+        return (p["a"] - 1.0) ** 2 + 3.0 * p["b"] ** 2 + p["a"] * p["b"] + p["c"] ** 4
+
+    params = {"a": 0.0, "b": 0.0, "c": 1.0}
+    axes = {"a": (-1.0, 1.0, 3), "b": (-1.0, 1.0, 4)}
+    scan = jaxgrad.scan_landscape(coupled, params, axes, quantities=["plane_hessian_top"],
+                                  checkpoint=tmp_path / "scan", chunk_size=5, progress=False)
+    np.testing.assert_allclose(np.asarray(scan.quantities["plane_hessian_top"]),
+                               np.full((3, 4), 4.0 + np.sqrt(5.0)), rtol=1e-13)
+    assert (tmp_path / "scan" / "plane_hessian_top.npy").is_file() and scan.finite.all()
+
+
+@pytest.mark.parametrize("quantities,error,message", [
+    (("hessian",), ValueError, "not a per-point quantity"),
+    (("gradient_norm",), ValueError, "which `gradient=` selects"),
+    ("axis_curvatures", TypeError, "`quantities` must be a sequence"),
+])
+def test_quantities_bad_input(quantities, error, message):
+    with pytest.raises(error, match=message):
+        jaxgrad.scan_landscape(quadratic_ab, SMALL, SMALL_AXES, quantities=quantities,
+                               progress=False)
+
+
 def test_directions():
     params = {"W": jnp.arange(1.0, 13.0).reshape(3, 4), "b": jnp.ones(4),
               "stack": jnp.ones((2, 3, 5))}
@@ -426,15 +531,15 @@ def small_scan(loss, folder=None, **kw):
 @pytest.fixture
 def chunks_computed(monkeypatch):
     """A list that grows by one for every chunk a scan evaluates."""
-    import jaxgrad.landscape.scan as scan_module
+    import jaxgrad.landscape._engine as engine
 
-    calls, real = [], scan_module._evaluate_chunk
+    calls, real = [], engine.evaluate_chunk
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scan_module, "_evaluate_chunk", counting)
+    monkeypatch.setattr(engine, "evaluate_chunk", counting)
     return calls
 
 

@@ -1,4 +1,4 @@
-"""scan_landscape across processes: two jax.distributed CPU processes on localhost.
+"""scan_landscape and sweep across processes: two jax.distributed CPU processes on localhost.
 
 The test launches this file as a script (``python test_landscape_multihost.py PROCESS_ID
 NUM_PROCESSES PORT OUT``) twice, each process holding 2 simulated CPU devices (4 global
@@ -54,6 +54,30 @@ def _fields(scan) -> dict[str, np.ndarray]:
     return out
 
 
+def _sweeps(folder: Path | None) -> dict[str, np.ndarray]:
+    """``jaxgrad.sweep`` on the same engine: in memory, and (with ``folder``) interrupted
+    after one chunk and resumed from a checkpoint folder."""
+    from test_landscape_sweep import B, W, cubic_roots
+
+    import jaxgrad
+
+    def run(**kw):
+        return jaxgrad.sweep(cubic_roots, {"w": W, "b": B}, chunk_size=7, max_reported=5,
+                             progress=False, **kw)
+
+    def fields(prefix, result):
+        out = {f"{prefix}_{k}": np.array(v) for k, v in result.values._asdict().items()}
+        for k in ("finite", "nonfinite_points", "num_nonfinite", "complete"):
+            out[f"{prefix}_{k}"] = np.array(getattr(result, k))
+        return out
+
+    results = fields("sweep_memory", run())
+    if folder is not None:
+        results.update(fields("sweep_interrupted", run(checkpoint=folder, max_chunks=1)))
+        results.update(fields("sweep_resumed", run(checkpoint=folder)))
+    return results
+
+
 # ---------------------------------------------------------------------------------------
 # The worker: one process of the distributed scan
 
@@ -75,14 +99,14 @@ def _worker(process_id: int, num_processes: int, port: int, out: Path) -> None:
     from test_landscape import DOYA, DOYA_AXES
 
     import jaxgrad
-    import jaxgrad.landscape.scan as scan_module
+    import jaxgrad.landscape._storage as storage_module
 
     info = {"process_count": jax.process_count(), "device_count": jax.device_count(),
             "local_device_count": jax.local_device_count()}
 
     # Record every file the scanner opens for writing on this process.
     writes: list[str] = []
-    real_open, real_write_atomic = open, scan_module.write_atomic
+    real_open, real_write_atomic = open, storage_module.write_atomic
 
     def recording_open(file, mode="r", *args, **kwargs):
         if any(c in mode for c in "wax+"):
@@ -93,8 +117,8 @@ def _worker(process_id: int, num_processes: int, port: int, out: Path) -> None:
         writes.append(str(path))
         return real_write_atomic(path, data)
 
-    scan_module.open = recording_open
-    scan_module.write_atomic = recording_write_atomic
+    storage_module.open = recording_open
+    storage_module.write_atomic = recording_write_atomic
 
     results = {}
     memory = jaxgrad.scan_landscape(cliff_loss, DOYA, DOYA_AXES, **memory_kwargs())
@@ -107,6 +131,7 @@ def _worker(process_id: int, num_processes: int, port: int, out: Path) -> None:
     resumed = jaxgrad.scan_landscape(cliff_loss, DOYA, DOYA_AXES, checkpoint=folder,
                                      **checkpoint_kwargs())
     results.update({f"resumed_{k}": v for k, v in _fields(resumed).items()})
+    results.update(_sweeps(out.parent / f"sweep-{name if num_processes == 1 else 'shared'}"))
     info["writes"] = writes
     if process_id == 0:  # a damaged folder: process 0 decides to start it afresh
         (folder / "gradient_norm.npy").unlink()
@@ -233,6 +258,10 @@ def test_two_processes_match_one_process(tmp_path):
                                                     **checkpoint_kwargs()))
     for run in ("resumed", "repaired"):
         one_device.update({f"{run}_{k}": v for k, v in checkpoint_ref.items()})
+    sweep_ref = _sweeps(None)
+    one_device.update(sweep_ref)
+    one_device.update({k.replace("memory", "resumed"): v for k, v in sweep_ref.items()})
+    assert sweep_ref["sweep_memory_num_nonfinite"] == 8
     # The scan has non-finite points, more than max_reported (10) of them.
     assert one_device["memory_num_nonfinite"] == 18
     assert len(one_device["memory_nonfinite_points"]) == 10
@@ -260,6 +289,10 @@ def test_two_processes_match_one_process(tmp_path):
         np.testing.assert_array_equal(got["interrupted_finite"].ravel(),
                                       got["resumed_finite"].ravel() & done)
         assert got["interrupted_num_nonfinite"] == 18  # rows w = 4, 4.33: points 0-17
+        assert not got["sweep_interrupted_complete"] and got["sweep_resumed_complete"]
+        np.testing.assert_array_equal(got["sweep_interrupted_finite"].ravel()[7:], False)
+        np.testing.assert_array_equal(got["sweep_interrupted_count"].ravel()[:7],
+                                      got["sweep_resumed_count"].ravel()[:7])
         # Process 0 alone writes the checkpoint folder.
         if i == 0:
             assert any(w.endswith("progress.json") for w in info["writes"])

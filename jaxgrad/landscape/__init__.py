@@ -1,4 +1,5 @@
-"""Loss landscapes: scans over parameter space, directions, and cliff detection."""
+"""Loss landscapes: scans over parameter space, directions, cliff detection, and sweeps
+of any function over a grid on every device and host."""
 
 from .cliffs import Cliffs as Cliffs
 from .cliffs import find_cliffs as find_cliffs
@@ -10,3 +11,5 @@ from .directions import random_direction as random_direction
 from .scan import Direction as Direction
 from .scan import LandscapeScan as LandscapeScan
 from .scan import scan_landscape as scan_landscape
+from .sweeps import Sweep as Sweep
+from .sweeps import sweep as sweep

@@ -23,8 +23,9 @@ N = 800 (2 seeds) on g ∈ {1.5, 2, 3, 4}, beside ``jaxgrad.rate_mean_field`` (S
 energy conservation of Δ'' = Δ - g² C_φ(Δ, Δ₀), λ_max = -1 + √(1 - E₀) from the ground
 state of the Schrödinger operator; λ_max = g - 1 for g ≤ 1). Checks: λ_1 = max Re eig(J) - 1
 at g = 0.5 (the linearisation at the decayed state) and ≈ g - 1; at N = 800 λ_1 within 15 %
-of the mean field at g = 2, 3, 4 and within 40 % at g = 1.5 (near the transition); the N = 800 error below the N = 200 error (finite-size
-convergence); and the sum rule on a full spectrum (N = 100, g = 2, 60 τ after 20 τ):
+of the mean field at g = 2, 3, 4 and within 40 % at g = 1.5 (near the transition); the
+N = 800 error below the N = 200 error (finite-size convergence); and the sum rule on a
+full spectrum (N = 100, g = 2, 60 τ after 20 τ):
 Σλ_i = ⟨log|det D_t|⟩/dt (exact) and ≈ ⟨tr ∂F/∂x⟩ = ⟨-N + Σ_i J_ii tanh'(x_i)⟩ (1 %).
 
 Departures from the paper: N = 200 and 800 instead of their N up to 10⁴ and long runs

@@ -69,7 +69,7 @@ TAU_DECAYS = 40.0
 
 
 class RateMeanField(NamedTuple):
-    """Result of ``rate_mean_field`` (NumPy float64 values, computed on the host).
+    """Result of ``rate_mean_field``: Python floats and bool, NumPy float64 arrays (host).
 
     Attributes:
         g: the gain.
@@ -294,7 +294,8 @@ def rate_mean_field(
 
     Example:
         >>> mf = rate_mean_field(2.0)
-        >>> round(mf.lambda_max, 3), mf.converged
+        >>> round(mf.lambda_max, 3), round(mf.delta0, 3), mf.converged
+        (0.112, 1.925, True)
     """
     if isinstance(g, (str, bytes, bool)) or np.ndim(g) != 0:
         raise TypeError(f"`g` must be a real scalar, got {type(g).__name__} {g!r}")

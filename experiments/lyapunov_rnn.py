@@ -48,19 +48,22 @@ standard error of each single estimate, windows taken as independent, is at most
     4.0     0.3415       0.271 ± 0.019        0.3163 ± 0.0033
 
 (mean-field Δ₀ = 0.316, 0.748, 1.925, 3.495, 5.446, 10.47 at g = 1.25 … 4; every solution
-converged). At N = 200 and g <= 1.5 all three networks settled on limit cycles (λ_1 = 0): the
-finite network's transition to chaos lies above g = 1; at N = 800 λ_1 is within 8 % of the
-mean field from g = 2 on (28 % at g = 1.5), and the finite-N values lie below it. Below
-g = 1 λ_1 follows the spectral edge of the sampled J (max Re eig(J) - 1) to 0.007.
+converged). Sum rule at g = 2, N = 100: Σλ_i = -99.503, ⟨log|det D_t|⟩/dt = -99.503,
+⟨tr ∂F/∂x⟩ = -99.504. At N = 200 and g <= 1.5 all three networks settled on limit cycles
+(λ_1 = 0): the finite network's transition to chaos lies above g = 1; at N = 800 λ_1 is
+within 8 % of the mean field from g = 2 on (28 % at g = 1.5), and the finite-N values lie
+below it. Below g = 1, λ_1 follows the spectral edge of the sampled J (max Re eig(J) - 1,
+checked to 0.01 at g = 0.5; the seed mean of that edge is -0.520 at g = 0.5).
 
 Timing. This machine was shared (load average about 20 on 2 cores) while this was written;
 measured under that load: mean field at 9 gains 57 s, the N = 200 flow sweep 107 s (about
-0.5 ms per RK4 step and seed), the N = 800 sweep 230 s (4 ms per step and seed), the quick
-configuration end to end 295 s. The same N = 800 step took 1.2 ms at load 8, so a quiet
-machine should be several times faster. The discrete part (N = 200, full spectrum, 8 gains
-x 2 seeds x 400 steps, the scale of the former quick configuration, whose checks pass)
-dominates: about 0.75 s per step (both seeds) under that load, 40 min; if a quiet machine is
-10x faster (as the load ratio suggests) that is 4 min, and the whole default 5-6 min, above
+0.5 ms per RK4 step and seed), the N = 800 sweep 230 s (4 ms per step and seed), the full
+N = 100 spectrum and its sum rule 145 s, the quick configuration end to end 295 s. The same
+N = 800 step took 1.2 ms at load 8, so a quiet machine should be several times faster. The
+discrete part (N = 200, full spectrum, 8 gains x 2 seeds x 400 steps, the scale of the
+former quick configuration, whose checks pass) dominates: about 0.75 s per step (both
+seeds) under that load, 40 min; if a quiet machine is 10x faster (as the load ratio
+suggests) that is 4 min, and the whole default 5-6 min, above
 the 4-minute target: the default was run in parts (the continuous part above, at its default
 scale) and NOT end to end in this session; its wall time on a quiet machine is unmeasured.
 """

@@ -111,9 +111,6 @@ def test_near_the_transition():
         ratios.append(mf.lambda_max / (eps * eps / 2))
         assert ratios[-1] == pytest.approx(1.0, abs=4 * eps)
     assert abs(ratios[0] - 1) < abs(ratios[1] - 1)  # the corrections shrink toward g = 1
-    # Continuous through the transition, and increasing.
-    lams = [jaxgrad.rate_mean_field(g).lambda_max for g in (0.99, 1.0, 1.1, 1.3)]
-    assert lams == sorted(lams) and abs(lams[1]) == 0.0
 
 
 @pytest.mark.parametrize("g", [1.5, 3.0])

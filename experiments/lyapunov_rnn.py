@@ -287,7 +287,7 @@ def run(config: dict) -> Result:
                               kind=">="))
 
     # Discrete network beside its own mean field at every gain (q*, χ₁ of the q-map).
-    discrete_mf = [{"g": float(g), "mean_field": mean_field_lambda_1(float(g)),
+    discrete_mf = [{"g": round(float(g), 6), "mean_field": mean_field_lambda_1(float(g)),
                     "simulated": float(m), "simulated_std": float(sd)}
                    for g, m, sd in zip(gs, lam1_mean, lam1.std(1))]
 

@@ -45,6 +45,8 @@ from .analysis.lyapunov import floss as floss
 from .analysis.lyapunov import flossing_loss as flossing_loss
 from .analysis.lyapunov import kaplan_yorke_dimension as kaplan_yorke_dimension
 from .analysis.lyapunov import lyapunov_spectrum as lyapunov_spectrum
+from .analysis.mean_field import RateMeanField as RateMeanField
+from .analysis.mean_field import rate_mean_field as rate_mean_field
 from .analysis.orbits import Basins as Basins
 from .analysis.orbits import HysteresisSweep as HysteresisSweep
 from .analysis.orbits import OrbitDiagram as OrbitDiagram

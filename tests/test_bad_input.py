@@ -454,6 +454,11 @@ def _rows() -> dict[str, Row]:
     add("random_mlp_signal-width-0", rms, good, {"width": 0}, ValueError, r"`width`")
     add("random_mlp_signal-depth-float", rms, good, {"depth": 2.0}, TypeError, r"`depth`")
     add("random_mlp_signal-c0", rms, good, {"c0": 1.5}, ValueError, r"`c0`")
+    rmf = jaxgrad.rate_mean_field  # g <= 1 is the closed form: the good call is instant
+    add("rate_mean_field-g-nan", rmf, {"g": 0.5}, {"g": NAN}, ValueError, r"`g`")
+    add("rate_mean_field-g-zero", rmf, {"g": 0.5}, {"g": 0.0}, ValueError, r"`g`")
+    add("rate_mean_field-g-str", rmf, {"g": 0.5}, {"g": "2"}, TypeError, r"`g`")
+    add("rate_mean_field-num_tau", rmf, {"g": 0.5}, {"num_tau": 1}, ValueError, r"`num_tau`")
 
     for fn in (jaxgrad.entropy_rate, jaxgrad.kaplan_yorke_dimension):
         good = {"exponents": jnp.array([0.1, -0.5])}

@@ -18,7 +18,7 @@ REQUIRED_KEYS = {
     "mlp-depth-gradients": ["first_to_last_ratio"],
     "doya-bifurcation": ["fold_points", "fixed_points_at_b_minus_2_5"],
     "doya-loss-wall": ["wall_b", "loss_above_wall", "loss_below_wall", "max_abs_grad"],
-    "lyapunov-rnn": ["g", "lambda_1", "kaplan_yorke_fraction"],
+    "lyapunov-rnn": ["g", "lambda_1", "kaplan_yorke_fraction", "mean_field_lambda_max"],
     "signal-propagation": ["critical_sigma_w2"],
     "mlp-training-gradients": ["final_test_accuracy", "first_to_last_grad_ratio"],
     "clipping-tasks": ["success_rate", "first_success_update", "bounce_back"],

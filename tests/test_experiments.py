@@ -22,6 +22,9 @@ REQUIRED_KEYS = {
     "signal-propagation": ["critical_sigma_w2"],
     "mlp-training-gradients": ["final_test_accuracy", "first_to_last_grad_ratio"],
     "clipping-tasks": ["success_rate", "first_success_update", "bounce_back"],
+    "gradient-flossing": ["success_rate_no_floss", "success_rate_floss_before",
+                          "largest_delay_solved_no_floss", "largest_delay_solved_floss_before",
+                          "largest_delay_solved_floss_interleaved"],
 }
 
 

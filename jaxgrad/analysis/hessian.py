@@ -187,6 +187,25 @@ def _check_scalar(name: str, out: Any) -> None:
         raise TypeError(f"`{name}` must return a real floating scalar, got dtype {dtype}")
 
 
+def _split(fn: Any) -> tuple[list, Any]:
+    """Array leaves of a callable pytree (a ``jax.tree_util.Partial``) and the rest.
+
+    The leaves go through ``jit`` as arguments and the rest as a static argument, so a
+    ``Partial(loss, data)`` with new ``data`` of the same shape reuses the compiled program;
+    a plain function (or closure) is static and compiles once per function object.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(fn)
+    if all(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves):
+        return leaves, treedef
+    return [], fn
+
+
+def _join(leaves: list, static: Any) -> Any:
+    if isinstance(static, jax.tree_util.PyTreeDef):
+        return jax.tree_util.tree_unflatten(static, leaves)
+    return static
+
+
 def _operator(loss_fn, gauss_newton, params):
     """Flat parameters, ``unravel`` and the flat curvature-vector product."""
     flat, unravel = ravel_pytree(params)
@@ -289,7 +308,9 @@ def hessian_eigenvalues(
 
     Arguments:
         loss_fn: ``loss_fn(params) -> scalar`` (real floating); ``None`` with
-            ``gauss_newton``.
+            ``gauss_newton``. The computation is jitted with the function static: pass a
+            ``jax.tree_util.Partial(loss, data)`` to reuse the compiled program for new
+            ``data`` of the same shapes (a new closure compiles again).
         params: any pytree of floating arrays of one dtype (float32 or float64: the
             computation runs in it); finite.
         k: how many pairs (``k`` largest and ``k`` smallest for ``"both"``); at most the
@@ -333,14 +354,14 @@ def hessian_eigenvalues(
     check_positive_float("tol", tol)
     key = typed_key("key", key)
     values, vectors, residuals, converged = _eigen(
-        loss_fn, gauss_newton, params, key, k, which, num_iterations, tol
+        *_split((loss_fn, gauss_newton)), params, key, k, which, num_iterations, tol
     )
     return HessianEigen(values, vectors, residuals, converged, 1 + num_iterations + n)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 4, 5, 6, 7))
-def _eigen(loss_fn, gauss_newton, params, key, k, which, m, tol):
-    flat, unravel, hvp = _operator(loss_fn, gauss_newton, params)
+@functools.partial(jax.jit, static_argnums=(1, 4, 5, 6, 7))
+def _eigen(fn_leaves, fn_static, params, key, k, which, m, tol):
+    flat, unravel, hvp = _operator(*_join(fn_leaves, fn_static), params)
     k_scale, k_start, k_restart = jax.random.split(key, 3)
     op, s = _scaled(hvp, flat, k_scale)
     v0 = jax.random.normal(k_start, flat.shape, flat.dtype)
@@ -388,6 +409,11 @@ def hessian_trace(
       has at least ``P`` columns, ``Q`` spans everything and the estimate is exact up to
       rounding (standard error 0).
 
+    The standard errors are sample estimates: calibrated on average (RMS error ≈ RMS
+    standard error over 300 seeds of a quadratic with a 1e-3..1e3 spectrum), but with heavy
+    tails for a few probes (4% of those seeds had an error above 3 standard errors with 20
+    Hutchinson probes, 13% with 9 Hutch++ probes).
+
     Arguments:
         loss_fn, params, gauss_newton: as in ``hessian_eigenvalues``.
         key: a PRNG key.
@@ -407,7 +433,7 @@ def hessian_trace(
     method = check_choice("method", method, TRACE_METHODS)
     check_positive_int("num_probes", num_probes, minimum=3 if method == "hutch++" else 1)
     key = typed_key("key", key)
-    est, err = _trace(loss_fn, gauss_newton, params, key, num_probes, method)
+    est, err = _trace(*_split((loss_fn, gauss_newton)), params, key, num_probes, method)
     if method == "hutchinson":
         hvps = num_probes
     else:
@@ -423,9 +449,9 @@ def _std_error(samples: jax.Array) -> jax.Array:
     return jnp.std(samples, ddof=1) / np.sqrt(n).astype(samples.dtype)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 4, 5))
-def _trace(loss_fn, gauss_newton, params, key, m, method):
-    flat, _, hvp = _operator(loss_fn, gauss_newton, params)
+@functools.partial(jax.jit, static_argnums=(1, 4, 5))
+def _trace(fn_leaves, fn_static, params, key, m, method):
+    flat, _, hvp = _operator(*_join(fn_leaves, fn_static), params)
     k_scale, k_s, k_g = jax.random.split(key, 3)
     op, s = _scaled(hvp, flat, k_scale)
     P = flat.shape[0]
@@ -515,14 +541,15 @@ def hessian_spectral_density(
         check_positive_float("sigma", sigma)
     key = typed_key("key", key)
     out = _density(
-        loss_fn, gauss_newton, params, key, grid, num_probes, num_lanczos, num_grid, sigma
+        *_split((loss_fn, gauss_newton)), params, key, grid, num_probes, num_lanczos, num_grid,
+        sigma,
     )
     return SpectralDensity(*out, 1 + num_probes * num_lanczos)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 5, 6, 7, 8))
-def _density(loss_fn, gauss_newton, params, key, grid, V, m, num_grid, sigma):
-    flat, _, hvp = _operator(loss_fn, gauss_newton, params)
+@functools.partial(jax.jit, static_argnums=(1, 5, 6, 7, 8))
+def _density(fn_leaves, fn_static, params, key, grid, V, m, num_grid, sigma):
+    flat, _, hvp = _operator(*_join(fn_leaves, fn_static), params)
     dtype = flat.dtype
     P = flat.shape[0]
     k_scale, k_probe, k_restart = jax.random.split(key, 3)

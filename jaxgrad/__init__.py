@@ -34,6 +34,12 @@ from .analysis.gradient_flow import mlp_gradient_flow as mlp_gradient_flow
 from .analysis.gradient_flow import recurrent_gradient_flow as recurrent_gradient_flow
 from .analysis.gradient_flow import scaled_norm as scaled_norm
 from .analysis.gradient_flow import tree_scaled_norm as tree_scaled_norm
+from .analysis.hessian import HessianEigen as HessianEigen
+from .analysis.hessian import HessianTrace as HessianTrace
+from .analysis.hessian import SpectralDensity as SpectralDensity
+from .analysis.hessian import hessian_eigenvalues as hessian_eigenvalues
+from .analysis.hessian import hessian_spectral_density as hessian_spectral_density
+from .analysis.hessian import hessian_trace as hessian_trace
 from .analysis.jacobian import JacobianProductNorms as JacobianProductNorms
 from .analysis.jacobian import fit_log_rate as fit_log_rate
 from .analysis.jacobian import jacobian_product_norms as jacobian_product_norms

@@ -1,4 +1,10 @@
 """Things that measure a system: Jacobian products, spectra, gradient flow."""
 
+from .hessian import HessianEigen as HessianEigen
+from .hessian import HessianTrace as HessianTrace
+from .hessian import SpectralDensity as SpectralDensity
+from .hessian import hessian_eigenvalues as hessian_eigenvalues
+from .hessian import hessian_spectral_density as hessian_spectral_density
+from .hessian import hessian_trace as hessian_trace
 from .mean_field import RateMeanField as RateMeanField
 from .mean_field import rate_mean_field as rate_mean_field

@@ -26,6 +26,7 @@ from .._validation import (
     check_positive_float,
     is_concrete,
 )
+from ..systems import autonomous, discretize, vector_field
 
 KINDS = ("map", "flow")
 
@@ -194,18 +195,12 @@ def residual(f: Callable, kind: str) -> Callable:
 
 
 def advance(f: Callable, kind: str, dt: float) -> Callable:
-    """One time step ``x -> x'``: the map itself, or a classical RK4 step of the flow."""
+    """One time step ``x -> x'``: the map itself, or a classical RK4 step of the flow
+    (``jaxgrad.systems.discretize``)."""
     if kind == "map":
         return f
-
-    def rk4(x, p):
-        k1 = f(x, p)
-        k2 = f(x + 0.5 * dt * k1, p)
-        k3 = f(x + 0.5 * dt * k2, p)
-        k4 = f(x + dt * k3, p)
-        return x + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
-
-    return rk4
+    step = discretize(vector_field(autonomous(f)), dt, method="rk4")
+    return lambda x, p: step(x, None, p)
 
 
 def run_steps(step: Callable, x0: jax.Array, p: Any, num_steps: int) -> jax.Array:

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_positive_float, check_positive_int
+from ._system import LOSS_OF_STABILITY_LABELS as LOSS_OF_STABILITY_LABELS
+from ._system import STABILITY_LABELS as STABILITY_LABELS
 from ._system import (
     check_interval,
     check_output,

@@ -49,6 +49,7 @@ from ._validation import (
     check_finite,
     check_positive_float,
     check_positive_int,
+    is_concrete,
     leading_axis_length,
 )
 
@@ -213,7 +214,8 @@ def discretize(field: VectorField, dt: float, *, method: str = "rk4") -> Discret
 
     Arguments:
         field: a ``VectorField`` (from ``vector_field``).
-        dt: the step, a positive float.
+        dt: the step, a positive float (or a traced scalar inside ``jit``; then the step
+            is not hashable, so do not pass it to an analyzer from inside ``jit``).
         method: ``"rk4"`` or ``"euler"``.
 
     Returns:
@@ -228,7 +230,8 @@ def discretize(field: VectorField, dt: float, *, method: str = "rk4") -> Discret
             f"`field` must be a VectorField (wrap F(x, u[, params]) with vector_field), got "
             f"{type(field).__name__}"
         )
-    dt = check_positive_float("dt", dt)
+    if is_concrete(dt):  # a traced dt (inside jit) is taken as it is
+        dt = check_positive_float("dt", dt)
     check_choice("method", method, INTEGRATORS)
     return Discretized(field, dt, method)
 

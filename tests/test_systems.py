@@ -171,3 +171,86 @@ def test_bifurcation_flows_use_the_one_rk4():
     x = jnp.array([0.3, -0.2])
     np.testing.assert_array_equal(step(x, 1.5),
                                   _rk4_reference(lambda y: f(y, 1.5), x, 0.05))
+
+
+# ----------------------------------------------------------------- bifurcation tools
+
+
+def _doya(x, p):
+    return jaxgrad.doya_vector_field(x, 0.0, p)
+
+
+def _logistic(x, r):
+    return r * x * (1.0 - x)
+
+
+def test_bifurcation_tools_take_the_new_form_with_the_old_results(x64):
+    p = jaxgrad.DoyaParams(5.0, -2.5)
+    flow = jaxgrad.vector_field(jaxgrad.autonomous(_doya))
+    old = jaxgrad.fixed_points_1d(_doya, (0.0, 1.0), params=p, kind="flow")
+    new = jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=p)
+    for a, b in zip(old, new, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # A map: a step f(x, u, params), or autonomous(g); no kind= needed.
+    step = lambda x, u, r: _logistic(x, r)  # noqa: E731
+    for system in (step, jaxgrad.autonomous(_logistic)):
+        fp = jaxgrad.fixed_points_1d(system, (0.01, 1.0), params=2.9)
+        ref = jaxgrad.fixed_points_1d(_logistic, (0.01, 1.0), params=2.9, kind="map")
+        np.testing.assert_array_equal(np.asarray(fp.stability), np.asarray(ref.stability))
+        np.testing.assert_allclose(np.asarray(fp.x[fp.valid]), [1 - 1 / 2.9], atol=1e-12)
+    # Forgetting kind="map" in the old form ran the flow analysis (x = r x (1-x) read as
+    # dx/dt, whose zero is x = 1, not the map's 1 - 1/r): the new form cannot.
+    wrong = jaxgrad.fixed_points_1d(_logistic, (0.01, 1.1), params=2.9)
+    assert not np.any(np.isclose(np.asarray(wrong.x[wrong.valid]), 1 - 1 / 2.9))
+    values = jnp.array([2.8, 3.2])
+    x0 = jnp.array([0.2, 0.7])
+    a = jaxgrad.orbit_diagram(_logistic, x0, values, transient=200, keep=4)
+    b = jaxgrad.orbit_diagram(jaxgrad.autonomous(_logistic), x0, values, transient=200, keep=4)
+    np.testing.assert_array_equal(np.asarray(a.states), np.asarray(b.states))
+    a = jaxgrad.final_state_sensitivities(_doya, jnp.array([0.3]), params=p, param="b",
+                                          kind="flow", num_steps=50)
+    b = jaxgrad.final_state_sensitivities(flow, jnp.array([0.3]), params=p, param="b",
+                                          num_steps=50)
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_bifurcation_parameter_named_by_a_path(x64):
+    nested = {"cell": jaxgrad.DoyaParams(5.0, -3.0), "other": (1.0, 2.0)}
+    flow = jaxgrad.vector_field(jaxgrad.autonomous(lambda x, p: _doya(x, p["cell"])))
+    flat = jaxgrad.vector_field(jaxgrad.autonomous(_doya))
+    values = jnp.linspace(-3.0, -2.0, 5)
+    a = jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=("cell", "b"),
+                                values=values)
+    b = jaxgrad.fixed_points_1d(flat, (0.0, 1.0), params=nested["cell"], param="b",
+                                values=values)
+    np.testing.assert_array_equal(np.asarray(a.x), np.asarray(b.x))
+    br = jaxgrad.continue_branch(flow, 0.05, params=nested, param=("cell", "b"),
+                                 p_range=(-3.0, -2.0), ds=0.02, num_steps=20)
+    ok = np.asarray(br.valid)
+    x, q = np.asarray(br.x)[ok], np.asarray(br.p)[ok]
+    np.testing.assert_allclose(q, np.log(x / (1 - x)) - 5.0 * x, atol=1e-10)
+    with pytest.raises(ValueError, match=r"unknown `param` 'c'; `params\['cell'\]` has"):
+        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=("cell", "c"),
+                                    values=values)
+    with pytest.raises(TypeError, match=r"`param` must be a name or a tuple"):
+        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=["cell", "b"],
+                                values=values)
+    with pytest.raises(TypeError, match=r"`param` key 0 indexes"):
+        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=(0,),
+                                    values=values)
+    with pytest.raises(ValueError, match=r"`param` key 5 is out of range"):
+        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=("other", 5),
+                                    values=values)
+
+
+def test_bifurcation_kind_that_contradicts_the_form_is_refused():
+    flow = jaxgrad.vector_field(jaxgrad.autonomous(_doya))
+    p = jaxgrad.DoyaParams(5.0, -2.5)
+    with pytest.raises(ValueError, match="`kind`='map' contradicts"):
+        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=p, kind="map")
+    with pytest.raises(ValueError, match="`kind`='flow' contradicts"):
+        jaxgrad.orbit_diagram(jaxgrad.autonomous(_logistic), jnp.array([0.2]),
+                              jnp.array([2.8]), kind="flow")
+    with pytest.raises(ValueError, match="unknown `kind`"):
+        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=p, kind="maps")

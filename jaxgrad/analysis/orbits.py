@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from .._validation import check_positive_float, check_positive_int
 from ._system import (
     advance,
+    as_system,
     check_dt,
     check_output,
     check_param,
@@ -151,7 +152,7 @@ def orbit_diagram(
     *,
     params: Any = None,
     param: str | None = None,
-    kind: str = "map",
+    kind: str | None = None,
     dt: float = 0.1,
     transient: int = 1000,
     keep: int = 64,
@@ -159,11 +160,14 @@ def orbit_diagram(
     """Long-run states for every parameter value and every initial condition (vmapped).
 
     Arguments:
-        f: ``f(x, p)``, a map or a flow (``kind``); state shape ``()`` or ``(n,)``.
+        f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
+            ``u`` is a ``(0,)`` array), a flow as ``jaxgrad.vector_field(F)``, or
+            (deprecated) ``f(x, p)`` with ``kind``; state shape ``()`` or ``(n,)``.
         x0: ``(M, *s)`` initial conditions (the leading axis is the batch).
         values: ``(P,)`` values of the parameter ``param`` of ``params`` (or of the scalar
             parameter itself when ``param`` is None).
-        kind: ``"map"`` or ``"flow"``; ``dt``: RK4 step of a flow.
+        kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default: ``"map"``
+            here, ``"flow"`` for ``basins``); ``dt``: RK4 step of a flow.
         transient: steps discarded; ``keep``: steps kept (both static).
 
     Returns:
@@ -174,6 +178,7 @@ def orbit_diagram(
         >>> od = orbit_diagram(logistic, jnp.array([0.3]), jnp.linspace(2.8, 4.0, 400))
         >>> od.states[:, 0, :]          # period doubling from r = 3, chaos past 3.57
     """
+    f, kind = as_system(f, kind, "map")
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
     transient = check_positive_int("transient", transient, minimum=0)
     keep = check_positive_int("keep", keep)
@@ -188,7 +193,7 @@ def hysteresis_sweep(
     *,
     params: Any = None,
     param: str | None = None,
-    kind: str = "map",
+    kind: str | None = None,
     dt: float = 0.1,
     transient: int = 1000,
     keep: int = 8,
@@ -214,6 +219,7 @@ def hysteresis_sweep(
         ...                       params=DoyaParams(5.0, -3.0), param="b")
         >>> # up jumps near b = -2.344, down near b = -2.656
     """
+    f, kind = as_system(f, kind, "map")
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=False)
     transient = check_positive_int("transient", transient, minimum=0)
     keep = check_positive_int("keep", keep)
@@ -278,7 +284,7 @@ def basins(
     *,
     params: Any = None,
     param: str | None = None,
-    kind: str = "flow",
+    kind: str | None = None,
     dt: float = 0.1,
     num_steps: int = 2000,
     tol: float = 1e-3,
@@ -308,6 +314,7 @@ def basins(
         ...             params=DoyaParams(5.0, -2.5), param="b")
         >>> bs.labels[0]          # 0 below x(0) = 0.5, 1 above
     """
+    f, kind = as_system(f, kind, "flow")
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
     num_steps = check_positive_int("num_steps", num_steps)
     tol = check_positive_float("tol", tol)

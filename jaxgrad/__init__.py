@@ -2,6 +2,9 @@
 
 The public surface: every name a user, a notebook or an experiment imports.
 
+- ``jaxgrad.systems``: the one system protocol, ``step(x, u, params) -> x_next`` over
+  pytree states: ``autonomous``, ``vector_field`` + ``discretize`` (the one RK4/Euler),
+  ``NO_PARAMS``.
 - ``jaxgrad.models``: pure step functions ``step(x, u, params)`` over pytree parameters
   (Pascanu RNN, one-unit net, Doya's neuron, deep MLPs, LSTM, GRU, rate networks).
 - ``jaxgrad.analysis``: analyzers that take any step function (``step(x, u)``, or with
@@ -13,8 +16,6 @@ The public surface: every name a user, a notebook or an experiment imports.
   subpackage's modules with ``from jaxgrad.train import tasks``).
 """
 
-from .analysis._system import LOSS_OF_STABILITY_LABELS as LOSS_OF_STABILITY_LABELS
-from .analysis._system import STABILITY_LABELS as STABILITY_LABELS
 from .analysis.continuation import BifurcationPoint as BifurcationPoint
 from .analysis.continuation import Branch as Branch
 from .analysis.continuation import CuspPoint as CuspPoint
@@ -22,6 +23,8 @@ from .analysis.continuation import FoldCurve as FoldCurve
 from .analysis.continuation import continue_branch as continue_branch
 from .analysis.continuation import fold_curve as fold_curve
 from .analysis.continuation import locate_bifurcation as locate_bifurcation
+from .analysis.fixed_points import LOSS_OF_STABILITY_LABELS as LOSS_OF_STABILITY_LABELS
+from .analysis.fixed_points import STABILITY_LABELS as STABILITY_LABELS
 from .analysis.fixed_points import FixedPoints as FixedPoints
 from .analysis.fixed_points import FixedPoints1D as FixedPoints1D
 from .analysis.fixed_points import fixed_points as fixed_points
@@ -130,6 +133,11 @@ from .models.rnn import pascanu_bound_log_norms as pascanu_bound_log_norms
 from .models.rnn import pascanu_step as pascanu_step
 from .models.rnn import pascanu_unroll as pascanu_unroll
 from .models.rnn import validate_pascanu_params as validate_pascanu_params
+from .systems import NO_PARAMS as NO_PARAMS
+from .systems import VectorField as VectorField
+from .systems import autonomous as autonomous
+from .systems import discretize as discretize
+from .systems import vector_field as vector_field
 from .train.data import Dataset as Dataset
 from .train.data import load_digits as load_digits
 from .train.data import load_mnist as load_mnist

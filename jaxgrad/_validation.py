@@ -131,6 +131,15 @@ def _raw_key_shape() -> tuple[int, ...]:
     return jax.eval_shape(jax.random.PRNGKey, 0).shape
 
 
+def check_optimizer(optimizer: Any, name: str = "optimizer") -> Any:
+    """An optax ``GradientTransformation`` (anything with ``init`` and ``update``)."""
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(
+            f"`{name}` must be an optax GradientTransformation, got {type(optimizer).__name__}"
+        )
+    return optimizer
+
+
 def check_key(name: str, key: Any) -> Any:
     """A single PRNG key: a typed ``jax.random.key(seed)`` or a legacy ``PRNGKey(seed)``.
 

@@ -630,6 +630,14 @@ def _rows() -> dict[str, Row]:
     add("integrator_step-dt", jaxgrad.integrator_step,
         {"vector_field": jaxgrad.rate_vector_field, "x": jnp.zeros(4), "u": jnp.zeros(2),
          "params": RATE, "dt": 0.1}, {"dt": NAN}, ValueError, r"`dt`")
+    field = {"field": jaxgrad.vector_field(jaxgrad.rate_vector_field), "dt": 0.1}
+    add("discretize-field", jaxgrad.discretize, field, {"field": jaxgrad.rate_vector_field},
+        TypeError, r"`field` must be a VectorField")
+    add("discretize-dt", jaxgrad.discretize, field, {"dt": NAN}, ValueError, r"`dt`")
+    add("discretize-method", jaxgrad.discretize, field, {"method": "rk5"}, ValueError,
+        r"`method`")
+    add("vector_field-f", jaxgrad.vector_field, {"f": jnp.tanh}, {"f": None}, TypeError, r"`f`")
+    add("autonomous-f", jaxgrad.autonomous, {"f": jnp.tanh}, {"f": 1.0}, TypeError, r"`f`")
     add("unroll-step", jaxgrad.unroll, {"step": lambda x, u: x, "x0": jnp.zeros(2),
                                         "inputs": jnp.zeros((3, 1))},
         {"step": None}, TypeError, r"`step`")

@@ -3,21 +3,28 @@ Lyapunov exponent the experiments check their measurements against (closed forms
 
 import math
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxgrad
 from experiments import _mean_field as mf
 
 # ----------------------------------------------------------------- Gaussian quadrature
 
 
-def test_gaussian_expectation_moments():
+def test_gaussian_expectation_moments(x64):
+    # The experiments take their Gaussian moments from jaxgrad.gaussian_expectation.
     q = 2.5
-    assert mf.gaussian_expectation(lambda z: z**2, q) == pytest.approx(q, rel=1e-12)
-    assert mf.gaussian_expectation(lambda z: z**4, q) == pytest.approx(3 * q * q, rel=1e-12)
+
+    def expect(f):
+        return float(jaxgrad.gaussian_expectation(lambda z: f(math.sqrt(q) * z),
+                                                  dtype=jnp.float64))
+
+    assert expect(lambda z: z**2) == pytest.approx(q, rel=1e-12)
+    assert expect(lambda z: z**4) == pytest.approx(3 * q * q, rel=1e-12)
     # A kink converges slowly under Gauss–Hermite (error ~ nodes^-3/2): 0.2% at 200 nodes.
-    assert mf.gaussian_expectation(np.abs, q) == pytest.approx(math.sqrt(2 * q / math.pi),
-                                                               rel=5e-3)
+    assert expect(jnp.abs) == pytest.approx(math.sqrt(2 * q / math.pi), rel=5e-3)
 
 
 def test_activation_moments_closed_forms():
@@ -40,7 +47,8 @@ def test_mean_field_lyapunov_below_and_above_one():
     assert q2 == pytest.approx(4.0 * mf.activation_moments("tanh", q2)[0], rel=1e-5)
     assert 0.1 < lam2 < 0.2
     chi = 4.0 * mf.activation_moments("tanh", q2)[2]
-    assert lam2 == pytest.approx(0.5 * math.log(chi), rel=1e-12)
+    # λ from jaxgrad.chi_1, χ here from activation_moments: the same quadrature, float32.
+    assert lam2 == pytest.approx(0.5 * math.log(chi), rel=1e-5)
 
 
 def test_mean_field_lyapunov_bad_gain():

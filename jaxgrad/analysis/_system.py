@@ -1,9 +1,18 @@
-"""Systems given as functions ``f(x, p)``, shared by the bifurcation tools.
+"""Systems as the bifurcation tools see them, ``f(x, p)``, and their shared checks.
+
+The tools take a system in the form of ``jaxgrad.systems``: a map as a step
+``step(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, params)``; the input ``u`` is
+a ``(0,)`` array, as for an autonomous system in the trajectory analyzers), a flow as an
+explicit ``jaxgrad.vector_field(F)``; ``as_system`` turns either into ``f(x, p)`` and a
+kind. The older form, ``f(x, p)`` with ``kind="map"``/``"flow"``, still works but is
+deprecated: ``kind=`` is where forgetting ``kind="map"`` silently ran a flow analysis.
 
 A *map* is ``x_{t+1} = f(x, p)``; a *flow* is ``dx/dt = f(x, p)``. The state ``x`` is a
 scalar or a 1-D array; ``p`` is a scalar or a pytree of parameters (a ``NamedTuple`` such
 as ``DoyaParams``, a ``dict`` or a dataclass), and the parameter that a sweep or a
-continuation varies is chosen by name (``param="b"``).
+continuation varies is named by a field (``param="b"``) or by a path into ``params``
+(``param=("cell", "b")``: ``params.cell.b`` or ``params["cell"]["b"]``; an integer key
+indexes a tuple or list).
 
 Fixed points solve ``g(x, p) = 0`` with ``g = f - x`` (map) or ``g = f`` (flow); their
 stability is read from the eigenvalues of ``∂f/∂x``: ``|μ| < 1`` (map), ``Re λ < 0`` (flow).
@@ -12,6 +21,7 @@ stability is read from the eigenvalues of ``∂f/∂x``: ``|μ| < 1`` (map), ``R
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +36,7 @@ from .._validation import (
     check_positive_float,
     is_concrete,
 )
+from ..systems import Autonomous, Discretized, VectorField, autonomous, discretize, vector_field
 
 KINDS = ("map", "flow")
 
@@ -45,6 +56,66 @@ def check_system(f: Any, kind: Any) -> None:
     check_choice("kind", kind, KINDS)
 
 
+@dataclasses.dataclass(frozen=True)
+class StepAsFunction:
+    """``f(x, p) = step(x, u0, p)`` with ``u0`` a ``(0,)`` array: a step (or the function of
+    a ``VectorField``) in the form the bifurcation tools use inside; equal for equal steps,
+    so jitted tools reuse their code."""
+
+    step: Callable
+
+    def __call__(self, x: Any, p: Any) -> Any:
+        return self.step(x, jnp.zeros((0,), jnp.result_type(x)), p)
+
+
+def _required_positional(f: Callable) -> int | None:
+    """How many positional arguments ``f`` requires (``None`` when unknown or ``*args``)."""
+    try:
+        signature = inspect.signature(f)
+    except (TypeError, ValueError):
+        return None
+    count = 0
+    for arg in signature.parameters.values():
+        if arg.kind is inspect.Parameter.VAR_POSITIONAL:
+            return None
+        if (arg.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                         inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                and arg.default is inspect.Parameter.empty):
+            count += 1
+    return count
+
+
+def as_system(f: Any, kind: Any, default_kind: str) -> tuple[Callable, str]:
+    """``(f(x, p), kind)`` from a system in the form of ``jaxgrad.systems`` or the old one.
+
+    - a ``VectorField`` (``jaxgrad.vector_field(F)``): a flow ``dx/dt = F(x, u0, p)``;
+    - a step ``step(x, u, params)`` (``jaxgrad.autonomous(g)``, ``jaxgrad.discretize(...)``,
+      or any callable with three required positional arguments): a map;
+    - otherwise the deprecated form ``f(x, p)`` with ``kind`` (``default_kind`` when
+      ``kind`` is ``None``, the tool's former default).
+
+    A ``kind`` that contradicts the form (``kind="flow"`` with a step, ``"map"`` with a
+    vector field) is refused.
+    """
+    if kind is not None:
+        check_choice("kind", kind, KINDS)
+    if isinstance(f, VectorField):
+        if kind == "map":
+            raise ValueError("`kind`='map' contradicts `f`, a VectorField (a flow); drop "
+                             "`kind`, or pass the map as a step")
+        return StepAsFunction(f.f), "flow"
+    is_step = isinstance(f, (Autonomous, Discretized)) or (
+        callable(f) and _required_positional(f) == 3)
+    if is_step:
+        if kind == "flow":
+            raise ValueError("`kind`='flow' contradicts `f`, a step f(x, u, params) (a map); "
+                             "wrap the right-hand side of a flow with jaxgrad.vector_field")
+        return StepAsFunction(f), "map"
+    kind = default_kind if kind is None else kind
+    check_system(f, kind)
+    return f, kind
+
+
 def _field_names(params: Any) -> list[str] | None:
     if isinstance(params, dict):
         return sorted(str(k) for k in params)
@@ -55,8 +126,34 @@ def _field_names(params: Any) -> list[str] | None:
     return None
 
 
+def _path(param: Any) -> tuple:
+    """``param`` as a tuple of keys (a name is a path of one key)."""
+    return param if isinstance(param, tuple) else (param,)
+
+
+def _child(params: Any, key: Any) -> Any:
+    if isinstance(params, dict):
+        return params[key]
+    if isinstance(key, int):
+        return params[key]
+    return getattr(params, key)
+
+
+def _replace(params: Any, key: Any, value: Any) -> Any:
+    if isinstance(params, dict):
+        return {**params, key: value}
+    if hasattr(params, "_replace") and isinstance(key, str):
+        return params._replace(**{key: value})
+    if isinstance(key, int) and isinstance(params, (tuple, list)):
+        items = list(params)
+        items[key] = value
+        return type(params)(items) if isinstance(params, list) else tuple(items)
+    return dataclasses.replace(params, **{key: value})
+
+
 def check_param(params: Any, param: Any, *, name: str = "param") -> None:
-    """``param`` names a field of ``params`` (or is ``None`` for a scalar ``params``).
+    """``param`` names a field of ``params``, or is a path of keys into it (or is ``None``
+    for a scalar ``params``).
 
     ``name`` is the argument the messages name (``"param2"`` for a second parameter).
     """
@@ -67,16 +164,41 @@ def check_param(params: Any, param: Any, *, name: str = "param") -> None:
                 f"{_field_names(params)}; got None"
             )
         return
+    if isinstance(param, list):
+        raise TypeError(f"`{name}` must be a name or a tuple of keys (hashable), got a list "
+                        f"{param!r}")
+    if isinstance(param, tuple):
+        if not param:
+            raise ValueError(f"`{name}` must be a non-empty path of keys into `params`, got ()")
+        node = params
+        for depth, key in enumerate(param):
+            where = "params" + "".join(f"[{k!r}]" for k in param[:depth])
+            if isinstance(key, int) and not isinstance(key, bool):
+                if not isinstance(node, (tuple, list)) or hasattr(node, "_fields"):
+                    raise TypeError(f"`{name}` key {key!r} indexes `{where}`, which is not a "
+                                    f"tuple or list (got {type(node).__name__})")
+                if not -len(node) <= key < len(node):
+                    raise ValueError(f"`{name}` key {key} is out of range for `{where}` of "
+                                     f"length {len(node)}")
+            else:
+                _check_name(node, key, name, where)
+            node = _child(node, key)
+        return
+    _check_name(params, param, name, "params")
+
+
+def _check_name(params: Any, param: Any, name: str, where: str) -> None:
     if not isinstance(param, str):
-        raise TypeError(f"`{name}` must be a parameter name (str), got {type(param).__name__}")
+        raise TypeError(f"`{name}` must be a parameter name (str) or a path of keys (tuple), "
+                        f"got {type(param).__name__}")
     names = _field_names(params)
     if names is None:
         raise TypeError(
-            f"`{name}`={param!r} needs `params` to be a dict, NamedTuple or dataclass, "
+            f"`{name}`={param!r} needs `{where}` to be a dict, NamedTuple or dataclass, "
             f"got {type(params).__name__}"
         )
     if param not in names:
-        raise ValueError(f"unknown `{name}` {param!r}; `params` has {names}")
+        raise ValueError(f"unknown `{name}` {param!r}; `{where}` has {names}")
 
 
 def check_params_finite(params: Any) -> None:
@@ -97,24 +219,23 @@ def check_params_finite(params: Any) -> None:
             raise ValueError(f"`{where}` must be finite, got {leaf}")
 
 
-def set_param(params: Any, param: str | None, value: Any) -> Any:
-    """``params`` with ``param`` set to ``value`` (just ``value`` when ``param`` is None)."""
+def set_param(params: Any, param: Any, value: Any) -> Any:
+    """``params`` with ``param`` (a name or a path) set to ``value`` (``value`` for ``None``)."""
     if param is None:
         return value
-    if isinstance(params, dict):
-        return {**params, param: value}
-    if hasattr(params, "_replace"):
-        return params._replace(**{param: value})
-    return dataclasses.replace(params, **{param: value})
+    key, *rest = _path(param)
+    if rest:
+        value = set_param(_child(params, key), tuple(rest), value)
+    return _replace(params, key, value)
 
 
-def get_param(params: Any, param: str | None) -> Any:
-    """The value of the field ``param`` of ``params`` (``params`` itself if ``param`` is None)."""
+def get_param(params: Any, param: Any) -> Any:
+    """The value at ``param`` (a name or a path) in ``params`` (``params`` for ``None``)."""
     if param is None:
         return params
-    if isinstance(params, dict):
-        return params[param]
-    return getattr(params, param)
+    for key in _path(param):
+        params = _child(params, key)
+    return params
 
 
 def check_values(name: str, values: Any, *, increasing: bool = False) -> jax.Array:
@@ -194,18 +315,12 @@ def residual(f: Callable, kind: str) -> Callable:
 
 
 def advance(f: Callable, kind: str, dt: float) -> Callable:
-    """One time step ``x -> x'``: the map itself, or a classical RK4 step of the flow."""
+    """One time step ``x -> x'``: the map itself, or a classical RK4 step of the flow
+    (``jaxgrad.systems.discretize``)."""
     if kind == "map":
         return f
-
-    def rk4(x, p):
-        k1 = f(x, p)
-        k2 = f(x + 0.5 * dt * k1, p)
-        k3 = f(x + 0.5 * dt * k2, p)
-        k4 = f(x + dt * k3, p)
-        return x + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
-
-    return rk4
+    step = discretize(vector_field(autonomous(f)), dt, method="rk4")
+    return lambda x, p: step(x, None, p)
 
 
 def run_steps(step: Callable, x0: jax.Array, p: Any, num_steps: int) -> jax.Array:

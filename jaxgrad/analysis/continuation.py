@@ -26,6 +26,7 @@ import numpy as np
 
 from .._validation import check_choice, check_positive_float, check_positive_int
 from ._system import (
+    as_system,
     check_interval,
     check_output,
     check_param,
@@ -319,7 +320,7 @@ def locate_bifurcation(
     *,
     params: Any,
     param: str,
-    kind: str = "flow",
+    kind: str | None = None,
     bifurcation: str = "fold",
     newton_steps: int = 30,
     tol: float | None = None,
@@ -331,11 +332,13 @@ def locate_bifurcation(
     map (μ = -1); ``c`` is the null vector of ``M`` at the guess (Kuznetsov 2004, §10.2).
 
     Arguments:
-        f: ``f(x, p)``, a map or a flow (``kind``); state shape ``()`` or ``(n,)``.
+        f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
+            ``u`` is a ``(0,)`` array), a flow as ``jaxgrad.vector_field(F)``, or
+            (deprecated) ``f(x, p)`` with ``kind``; state shape ``()`` or ``(n,)``.
         x_guess: a point near the bifurcation; ``params[param]`` is the guess for ``p``.
         params: parameters (a dict, NamedTuple or dataclass).
         param: the name of the parameter that is solved for.
-        kind: ``"map"`` or ``"flow"``.
+        kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default ``"flow"``).
         bifurcation: ``"fold"`` or ``"flip"`` (maps only).
         newton_steps: Newton iterations; ``tol``: residual for ``converged`` (``sqrt(eps)``).
 
@@ -348,6 +351,7 @@ def locate_bifurcation(
         >>> round(float(bp.p), 3)   # ln(x/(1-x)) - 1/(1-x) at x = (1 - sqrt(1 - 4/5))/2
         -2.344
     """
+    f, kind = as_system(f, kind, "flow")
     x0, _ = _check_common(f, kind, x_guess, params, param, name="x_guess")
     check_choice("bifurcation", bifurcation, BIFURCATIONS)
     if bifurcation == "flip" and kind != "map":
@@ -366,7 +370,7 @@ def continue_branch(
     params: Any,
     param: str,
     p_range: tuple[float, float],
-    kind: str = "flow",
+    kind: str | None = None,
     direction: int = 1,
     ds: float = 0.01,
     ds_min: float | None = None,
@@ -386,7 +390,9 @@ def continue_branch(
     then located with ``locate_bifurcation`` (``locate=True``).
 
     Arguments:
-        f: ``f(x, p)``, a map or a flow (``kind``); state shape ``()`` or ``(n,)``.
+        f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
+            ``u`` is a ``(0,)`` array), a flow as ``jaxgrad.vector_field(F)``, or
+            (deprecated) ``f(x, p)`` with ``kind``; state shape ``()`` or ``(n,)``.
         x0: a fixed point (or a guess) at ``params[param]``.
         params: parameters (dict, NamedTuple or dataclass); ``param`` names the one varied.
         p_range: ``(lo, hi)``, containing ``params[param]``.
@@ -407,6 +413,7 @@ def continue_branch(
         >>> [(bp.kind, round(float(bp.p), 3)) for bp in br.bifurcations]
         [('fold', -2.344), ('fold', -2.656)]
     """
+    f, kind = as_system(f, kind, "flow")
     x0, p0 = _check_common(f, kind, x0, params, param)
     lo, hi = check_interval("p_range", p_range)
     if not lo <= p0 <= hi:
@@ -449,7 +456,7 @@ def fold_curve(
     param: str,
     param2: str,
     p2_range: tuple[float, float],
-    kind: str = "flow",
+    kind: str | None = None,
     direction: int = 1,
     ds: float = 0.02,
     ds_min: float | None = None,
@@ -485,6 +492,7 @@ def fold_curve(
         >>> round(float(fc.cusps[0].p2), 2), round(float(fc.cusps[0].p), 2)   # w = 4, b = -2
         (4.0, -2.0)
     """
+    f, kind = as_system(f, kind, "flow")
     x0, _ = _check_common(f, kind, x0, params, param)
     if param2 is None or param2 == param:
         raise ValueError(f"`param2` must name a second parameter other than {param!r}, "

@@ -24,7 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_positive_float, check_positive_int
+from ._system import LOSS_OF_STABILITY_LABELS as LOSS_OF_STABILITY_LABELS
+from ._system import STABILITY_LABELS as STABILITY_LABELS
 from ._system import (
+    as_system,
     check_interval,
     check_output,
     check_param,
@@ -136,7 +139,7 @@ def fixed_points_1d(
     params: Any = None,
     param: str | None = None,
     values: Any = None,
-    kind: str = "flow",
+    kind: str | None = None,
     num_points: int = 2001,
     max_points: int = 8,
     newton_steps: int = 60,
@@ -156,7 +159,8 @@ def fixed_points_1d(
         param: the name of the field of ``params`` set to each of ``values`` (``None`` when
             ``params`` is itself the scalar parameter).
         values: ``(P,)`` parameter values (vmapped); ``None`` to use ``params`` as given.
-        kind: ``"map"`` or ``"flow"``.
+        kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default ``"flow"``);
+            give a map as a step ``f(x, u, params)`` and a flow as ``jaxgrad.vector_field``.
         num_points: sampling points for the brackets (>= 2).
         max_points: ``K``, slots for fixed points per parameter value (static).
         newton_steps: safeguarded Newton iterations per bracket.
@@ -170,6 +174,7 @@ def fixed_points_1d(
         >>> [round(float(x), 3) for x in fp.x[fp.valid]]
         [0.145, 0.5, 0.855]
     """
+    f, kind = as_system(f, kind, "flow")
     check_system(f, kind)
     lo, hi = check_interval("interval", interval)
     num_points = check_positive_int("num_points", num_points, minimum=2)
@@ -241,7 +246,7 @@ def fixed_points(
     starts: Any,
     *,
     params: Any = None,
-    kind: str = "flow",
+    kind: str | None = None,
     newton_steps: int = 50,
     tol: float | None = None,
     merge_tol: float | None = None,
@@ -257,7 +262,8 @@ def fixed_points(
         f: ``f(x, p) -> x`` with a state of shape ``()`` or ``(n,)``.
         starts: ``(M, *s)`` starting points.
         params: the parameters passed to ``f``.
-        kind: ``"map"`` or ``"flow"``.
+        kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default ``"flow"``);
+            give a map as a step ``f(x, u, params)`` and a flow as ``jaxgrad.vector_field``.
         newton_steps: Newton iterations from each start.
         tol: residual ``‖g(x)‖`` below which a start has converged (``sqrt(eps)``).
         merge_tol: distance under which two fixed points are one (``1e3 tol``).
@@ -272,6 +278,7 @@ def fixed_points(
         >>> fp.x.round(3).tolist(), [jaxgrad.STABILITY_LABELS[s] for s in fp.stability]
         ([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], ['stable', 'saddle', 'stable'])
     """
+    f, kind = as_system(f, kind, "flow")
     check_system(f, kind)
     starts = check_state("starts", starts, batched=True)
     newton_steps = check_positive_int("newton_steps", newton_steps)

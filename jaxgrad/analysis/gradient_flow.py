@@ -26,9 +26,9 @@ import jax.numpy as jnp
 from .._labels import check_class_labels, softmax_cross_entropy
 from .._validation import check_array, check_choice
 from ..models.activations import get_activation
-from ..models.mlp import MLPConfig, MLPParams, _normalise, mlp_apply
+from ..models.mlp import MLPConfig, MLPParams, mlp_apply, normalise_preactivations
+from ..systems import NO_PARAMS, analyzer
 from ._scaling import mul_pow2, pow2, pow2_exponent
-from ._stepfn import _NO_PARAMS, bind, flat_step, prepare
 
 
 def _cross_entropy(output, y):
@@ -193,7 +193,8 @@ def _post_activation(z: jax.Array, params: MLPParams, config: MLPConfig) -> jax.
     if params.norm is None:
         return sigma(z)
     scale, shift = params.norm
-    return jax.vmap(lambda zl, s, t: sigma(_normalise(zl, config.norm, s, t)))(z, scale, shift)
+    return jax.vmap(lambda zl, s, t: sigma(normalise_preactivations(zl, config.norm, s, t)))(
+        z, scale, shift)
 
 
 def mlp_gradient_flow(
@@ -275,7 +276,7 @@ def recurrent_gradient_flow(
     inputs: Any,
     loss_fn: Callable,
     *,
-    params: Any = _NO_PARAMS,
+    params: Any = NO_PARAMS,
 ) -> RecurrentGradientFlow:
     """Per-timestep ``‖∂L/∂x_t‖`` of a loss on a recurrent trajectory, in one backward pass.
 
@@ -304,14 +305,60 @@ def recurrent_gradient_flow(
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
-    _, _, inputs = prepare(step, x0, inputs, None, params)
-    no_params = params is _NO_PARAMS
-    return _recurrent_flow(step, no_params, loss_fn, x0, None if no_params else params, inputs)
+    return _recurrent_flow(step, x0, inputs, params=params, loss_fn=loss_fn)
 
 
-@functools.partial(jax.jit, static_argnames=("step", "no_params", "loss_fn"))
-def _recurrent_flow(step, no_params, loss_fn, x0, params, inputs):
-    f, x0_flat, unravel = flat_step(bind(step, _NO_PARAMS if no_params else params), x0)
+@analyzer
+def _recurrent_flow(f, x0_flat, unravel, inputs, *, loss_fn):
+    grads = trajectory_state_grads(f, x0_flat, unravel, inputs, loss_fn)
+    return RecurrentGradientFlow(grads.loss, grads.norms, grads.log_norms)
+
+
+class StateGrads(NamedTuple):
+    """``∂L/∂x_t`` for t = 1..T along a trajectory (``trajectory_state_grads``), flat states.
+
+    Attributes:
+        loss: the loss value.
+        states: ``(T, D)`` the trajectory ``x_1..x_T`` as flat vectors.
+        grads: ``(T, D)`` ``∂L/∂x_t`` as plain floats (0 or inf outside the float range).
+        scaled_grads: ``(T, D)`` ``g_t`` with ``∂L/∂x_t = g_t · 2^exponents[t]``,
+            ``max|g_t| < 2``.
+        exponents: ``(T,)`` int32 power-of-two exponents.
+        norms: ``(T,)`` ``‖∂L/∂x_t‖`` (0 below the smallest normal number, inf above the
+            largest).
+        log_norms: ``(T,)`` ``log ‖∂L/∂x_t‖`` over any range (``-inf`` only for exactly 0).
+    """
+
+    loss: jax.Array
+    states: jax.Array
+    grads: jax.Array
+    scaled_grads: jax.Array
+    exponents: jax.Array
+    norms: jax.Array
+    log_norms: jax.Array
+
+
+def trajectory_state_grads(
+    f: Callable, x0_flat: jax.Array, unravel: Callable, inputs: Any, loss_fn: Callable
+) -> StateGrads:
+    """``∂L/∂x_t`` for every t of a trajectory in one backward pass (the total derivative).
+
+    The one implementation behind ``recurrent_gradient_flow``, Pascanu's Ω and the
+    sequence-training monitors: a reverse scan of vector-Jacobian products
+    ``∂L/∂x_t = ∂ℓ/∂x_t + (∂x_{t+1}/∂x_t)ᵀ ∂L/∂x_{t+1}`` (``∂ℓ/∂x_t`` the direct partial
+    of ``loss_fn``) whose cotangent is rescaled by an exact power of two at every step, so
+    it neither underflows nor overflows. Differentiable (``jax.grad`` goes through it).
+
+    Arguments:
+        f: a flat step ``f(x_flat, u)`` (``jaxgrad.systems.flat_step``).
+        x0_flat: ``(D,)`` initial state; ``unravel`` turns a flat state back into a pytree.
+        inputs: leading time axis ``T``.
+        loss_fn: ``loss_fn(states) -> scalar`` on the trajectory ``x_1..x_T`` stacked on a
+            leading axis (a pytree like the state with that axis).
+
+    Returns:
+        ``StateGrads``.
+    """
 
     def forward(x, u):
         x_next = f(x, u)
@@ -335,7 +382,8 @@ def _recurrent_flow(step, no_params, loss_fn, x0, params, inputs):
     _, (g, E) = jax.lax.scan(backward, init, (direct, previous, inputs), reverse=True)
     norm_g, log_norm_g = scaled_norm(g, axis=1)  # inf/NaN propagate through both
     log_norms = log_norm_g + E.astype(log_norm_g.dtype) * math.log(2.0)
-    return RecurrentGradientFlow(value, mul_pow2(norm_g, E), log_norms)
+    return StateGrads(value, states, mul_pow2(g, E[:, None]), g, E, mul_pow2(norm_g, E),
+                      log_norms)
 
 
 def _add_scaled(d: jax.Array, c: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -24,8 +24,9 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import check_array, check_choice, check_positive_float, check_positive_int
+from ..systems import NO_PARAMS, analyzer
 from ._scaling import pow2
-from ._stepfn import _NO_PARAMS, bind, flat_step, float_state, prepare
+from .spectral import power_iteration_init, power_iteration_update
 
 LN2 = math.log(2.0)
 NORMS = ("spectral", "fro")
@@ -108,33 +109,37 @@ def _certified_top_singular(
     # Rounding of Σσᵢ⁴ − θ² (each ~ n·eps relative) must not shrink the bound on σ₂⁴.
     slack = 4 * n * eps * s4
 
-    def stats(u):
+    def apply(u):  # (B u, uᵀ B u)
         w = jnp.matmul(B, u, precision=_HIGHEST)
-        theta = jnp.vdot(u, w)
-        rho2 = jnp.sum((w - theta * u) ** 2)
+        return w, jnp.vdot(u, w)
+
+    def stats(state):
+        step, next_state = power_iteration_update(apply, state)
+        theta = step.value
+        rho2 = jnp.sum(step.residual**2)
         a = jnp.sqrt(jnp.maximum(s4 - theta**2, 0) + slack)
         gap = theta - a
         # relative error of √θ as σ₁: √(1 + ρ²/(gap·θ)) − 1 <= ρ²/(2·gap·θ)
         err = jnp.where(gap > 0, rho2 / (2 * jnp.maximum(gap, 0) * theta), jnp.inf)
-        return w, theta, err
+        return next_state, theta, err
 
     def body(carry):
-        u, theta, _, _, i = carry
-        w, new_theta, err = stats(u)
-        u_next = w / jnp.maximum(jnp.linalg.norm(w), jnp.finfo(Q.dtype).tiny)
+        state, theta, _, _ = carry
+        state, new_theta, err = stats(state)
         stalled = jnp.abs(new_theta - theta) <= 0.1 * tol * new_theta
-        return u_next, new_theta, err <= tol, stalled, i + 1
+        return state, new_theta, err <= tol, stalled
 
     def cond(carry):
-        _, _, certified, stalled, i = carry
-        return ~certified & ~stalled & (i < max_iterations)
+        state, _, certified, stalled = carry
+        return ~certified & ~stalled & (state.iterations < max_iterations)
 
     zero = jnp.zeros((), Q.dtype)
-    u0 = jax.lax.stop_gradient(u)
-    u, _, _, _, _ = jax.lax.while_loop(
-        cond, body, (u0, zero, jnp.array(False), jnp.array(False), 0)
+    start = power_iteration_init(jax.lax.stop_gradient(u))
+    state, _, _, _ = jax.lax.while_loop(
+        cond, body, (start, zero, jnp.array(False), jnp.array(False))
     )
-    _, theta, err = stats(u)
+    u = state.vector
+    _, theta, err = stats(state)
     certified = (err <= tol) & (theta > 0)
     log_sigma = jax.lax.cond(
         certified,
@@ -149,8 +154,11 @@ def _start_vector(n: int, dtype: Any) -> jax.Array:
     return v / jnp.linalg.norm(v)
 
 
-def _product_norms(f, x0, inputs, *, ord, spectral_method, step_norms, tol, max_iterations):
-    """The reverse sweep on flat states ``x0`` ``(N,)`` with ``f(x_flat, u)``."""
+@analyzer
+def _run(f, x0, unravel, inputs, *, ord, spectral_method, step_norms, tol, max_iterations):
+    """The reverse sweep on flat states ``x0`` ``(N,)`` with ``f(x_flat, u)``; jitted once
+    per step function and options (``x0``, ``params``, ``inputs`` are traced)."""
+    del unravel
     n = x0.shape[0]
     dtype = x0.dtype
     eye = jnp.eye(n, dtype=dtype)
@@ -220,7 +228,7 @@ def jacobian_product_norms(
     x0: Any,
     inputs: Any = None,
     *,
-    params: Any = _NO_PARAMS,
+    params: Any = NO_PARAMS,
     num_steps: int | None = None,
     ord: str = "spectral",
     spectral_method: str = "power",
@@ -272,25 +280,11 @@ def jacobian_product_norms(
     check_choice("spectral_method", spectral_method, SPECTRAL_METHODS)
     check_positive_float("tol", tol)
     check_positive_int("max_iterations", max_iterations)
-    x0 = float_state(x0)
-    _, _, inputs = prepare(step, x0, inputs, num_steps, params)
-    no_params = params is _NO_PARAMS
     return _run(
-        step, no_params, x0, None if no_params else params, inputs,
+        step, x0, inputs, params=params, num_steps=num_steps,
         ord=ord, spectral_method=spectral_method, step_norms=bool(step_norms),
         tol=float(tol), max_iterations=int(max_iterations),
     )
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=("step", "no_params", "ord", "spectral_method", "step_norms", "tol",
-                     "max_iterations"),
-)
-def _run(step, no_params, x0, params, inputs, **options):
-    """Jitted once per step function and options; ``x0``, ``params``, ``inputs`` are traced."""
-    f, x0_flat, _ = flat_step(bind(step, _NO_PARAMS if no_params else params), x0)
-    return _product_norms(f, x0_flat, inputs, **options)
 
 
 def fit_log_rate(log_norms: jax.Array, *, start: int = 1) -> tuple[jax.Array, jax.Array]:

@@ -28,12 +28,13 @@ import jax.numpy as jnp
 from .._validation import (
     check_array,
     check_choice,
+    check_optimizer,
     check_positive_float,
     check_positive_int,
     is_concrete,
     typed_key,
 )
-from ._stepfn import _NO_PARAMS, bind, flat_step, prepare
+from ..systems import NO_PARAMS, analyzer, prepare
 
 
 class LyapunovSpectrum(NamedTuple):
@@ -319,7 +320,7 @@ def lyapunov_spectrum(
     x0: Any,
     inputs: Any = None,
     *,
-    params: Any = _NO_PARAMS,
+    params: Any = NO_PARAMS,
     num_steps: int | None = None,
     num_exponents: int | None = None,
     transient: int = 0,
@@ -392,9 +393,8 @@ def lyapunov_spectrum(
         x0_flat.shape[0], num_exponents, total, transient, qr_interval, window, dt
     )
     key = jax.random.key(0) if key is None else typed_key("key", key)
-    no_params = params is _NO_PARAMS
     out = _run(
-        step, no_params, x0, None if no_params else params, inputs, key,
+        step, x0, inputs, key, params=params,
         num_exponents=k, transient=int(transient), qr_interval=int(qr_interval),
         window=int(window), dt=float(dt), trajectory_gradient=bool(trajectory_gradient),
         qr_method=check_choice("qr_method", qr_method, QR_METHODS),
@@ -402,14 +402,9 @@ def lyapunov_spectrum(
     return LyapunovSpectrum(*out)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("step", "no_params", "num_exponents", "transient", "qr_interval",
-                     "window", "dt", "trajectory_gradient", "qr_method"),
-)
-def _run(step, no_params, x0, params, inputs, key, **options):
+@analyzer
+def _run(f, x0_flat, unravel, inputs, key, **options):
     """Jitted once per step function and options; states, params, inputs are traced."""
-    f, x0_flat, unravel = flat_step(bind(step, _NO_PARAMS if no_params else params), x0)
     out = _spectrum(f, x0_flat, inputs, key, **options)
     return out[:8] + (unravel(out[8]),) + out[9:]
 
@@ -569,11 +564,7 @@ def floss(
         (True, True)
     """
     check_positive_int("num_updates", num_updates)
-    if not hasattr(optimizer, "init") or not hasattr(optimizer, "update"):
-        raise TypeError(
-            f"`optimizer` must be an optax.GradientTransformation, got "
-            f"{type(optimizer).__name__}"
-        )
+    check_optimizer(optimizer)
     import optax
 
     options = dict(num_exponents=num_exponents, num_steps=num_steps, transient=transient,

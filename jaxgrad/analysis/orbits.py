@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from .._validation import check_positive_float, check_positive_int
 from ._system import (
     advance,
+    as_system,
     check_dt,
     check_output,
     check_param,
@@ -151,7 +152,7 @@ def orbit_diagram(
     *,
     params: Any = None,
     param: str | None = None,
-    kind: str = "map",
+    kind: str | None = None,
     dt: float = 0.1,
     transient: int = 1000,
     keep: int = 64,
@@ -159,11 +160,14 @@ def orbit_diagram(
     """Long-run states for every parameter value and every initial condition (vmapped).
 
     Arguments:
-        f: ``f(x, p)``, a map or a flow (``kind``); state shape ``()`` or ``(n,)``.
+        f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
+            ``u`` is a ``(0,)`` array), a flow as ``jaxgrad.vector_field(F)``, or
+            (deprecated) ``f(x, p)`` with ``kind``; state shape ``()`` or ``(n,)``.
         x0: ``(M, *s)`` initial conditions (the leading axis is the batch).
         values: ``(P,)`` values of the parameter ``param`` of ``params`` (or of the scalar
             parameter itself when ``param`` is None).
-        kind: ``"map"`` or ``"flow"``; ``dt``: RK4 step of a flow.
+        kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default: ``"map"``
+            here, ``"flow"`` for ``basins``); ``dt``: RK4 step of a flow.
         transient: steps discarded; ``keep``: steps kept (both static).
 
     Returns:
@@ -176,6 +180,7 @@ def orbit_diagram(
         [1, 2, 4]
         >>> # period doubling from r = 3 (periods 1, 2, 4), chaos past 3.57
     """
+    f, kind = as_system(f, kind, "map")
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
     transient = check_positive_int("transient", transient, minimum=0)
     keep = check_positive_int("keep", keep)
@@ -190,7 +195,7 @@ def hysteresis_sweep(
     *,
     params: Any = None,
     param: str | None = None,
-    kind: str = "map",
+    kind: str | None = None,
     dt: float = 0.1,
     transient: int = 1000,
     keep: int = 8,
@@ -219,6 +224,7 @@ def hysteresis_sweep(
         >>> round(float(hs.values[i + 1]), 2), round(float(hs.values[j]), 2)   # the folds
         (-2.34, -2.66)
     """
+    f, kind = as_system(f, kind, "map")
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=False)
     transient = check_positive_int("transient", transient, minimum=0)
     keep = check_positive_int("keep", keep)
@@ -283,7 +289,7 @@ def basins(
     *,
     params: Any = None,
     param: str | None = None,
-    kind: str = "flow",
+    kind: str | None = None,
     dt: float = 0.1,
     num_steps: int = 2000,
     tol: float = 1e-3,
@@ -315,6 +321,7 @@ def basins(
         >>> bs.labels[0].tolist()          # 0 below x(0) = 0.5, 1 above
         [0, 0, 1, 1]
     """
+    f, kind = as_system(f, kind, "flow")
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
     num_steps = check_positive_int("num_steps", num_steps)
     tol = check_positive_float("tol", tol)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from .._validation import check_positive_int
 from ._system import (
     advance,
+    as_system,
     check_dt,
     check_output,
     check_param,
@@ -79,7 +80,7 @@ def final_state_sensitivities(
     *,
     params: Any = None,
     param: str | None = None,
-    kind: str = "flow",
+    kind: str | None = None,
     dt: float = 0.1,
     num_steps: int = 1000,
 ) -> FinalStateSensitivities:
@@ -90,7 +91,9 @@ def final_state_sensitivities(
     (``jax.jacfwd``), vmapped over ``values`` and the initial conditions ``x0``.
 
     Arguments:
-        f: ``f(x, p)``, a map or a flow (``kind``); state shape ``()`` or ``(n,)``.
+        f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
+            ``u`` is a ``(0,)`` array), a flow as ``jaxgrad.vector_field(F)``, or
+            (deprecated) ``f(x, p)`` with ``kind``; state shape ``()`` or ``(n,)``.
         x0: ``(M, *s)`` initial conditions.
         values: ``(P,)`` values of ``param`` (the parameter differentiated); ``None``: the
             single current value ``params[param]`` (``P = 1``).
@@ -110,6 +113,7 @@ def final_state_sensitivities(
         >>> [round(float(d), 2) for d in s.d_final_d_param[0]]  # (1/(x(1-x)) - 5)^{-1}
         [0.33, 0.33]
     """
+    f, kind = as_system(f, kind, "flow")
     check_system(f, kind)
     x0 = check_state("x0", x0, batched=True)
     check_param(params, param)

@@ -135,6 +135,70 @@ def _mixed_start(vector: jax.Array) -> jax.Array:
     return _unit(_start(vector) + _unit(noise))
 
 
+class PowerIterationState(NamedTuple):
+    """State of a power iteration (``power_iteration_init`` / ``power_iteration_update``).
+
+    Attributes:
+        vector: the current unit vector ``v_k``.
+        iterations: ``k``, the updates applied so far.
+    """
+
+    vector: jax.Array
+    iterations: jax.Array
+
+
+class PowerIterationStep(NamedTuple):
+    """What one power-iteration update measured at ``v_k`` (before moving on).
+
+    Attributes:
+        value: the Rayleigh quotient ``θ_k = v_kᵀ S v_k``.
+        image: ``S v_k`` (the next vector is its direction).
+        residual: ``S v_k − θ_k v_k``; for a symmetric ``S``, an eigenvalue of ``S`` lies
+            within ``‖residual‖`` of ``θ_k``, and the Kato–Temple bound sharpens this given
+            a gap (Parlett, *The Symmetric Eigenvalue Problem*, Thm 10.5.1).
+    """
+
+    value: jax.Array
+    image: jax.Array
+    residual: jax.Array
+
+
+def power_iteration_init(vector: jax.Array) -> PowerIterationState:
+    """The state of a power iteration started from the unit vector ``vector`` (not rescaled)."""
+    return PowerIterationState(vector, jnp.zeros((), jnp.int32))
+
+
+def power_iteration_update(
+    apply: Callable[[jax.Array], tuple[jax.Array, jax.Array]], state: PowerIterationState
+) -> tuple[PowerIterationStep, PowerIterationState]:
+    """One step ``v_{k+1} = S v_k / ‖S v_k‖`` of the power iteration on a symmetric ``S``.
+
+    The one power iteration of jaxgrad (``spectral_norm`` runs it on ``AᵀA``,
+    ``jacobian_product_norms`` on ``Q Qᵀ``), in optax's ``init``/``update`` shape: the
+    caller owns the loop and its stopping rule.
+
+    Arguments:
+        apply: ``apply(v) -> (S v, vᵀ S v)`` (the Rayleigh quotient is the caller's, so it
+            can take the more accurate ``‖A v‖²`` for ``S = AᵀA``).
+        state: a ``PowerIterationState``.
+
+    Returns:
+        ``(step, next_state)``: ``step`` measured at ``state.vector`` (``PowerIterationStep``),
+        ``next_state`` at the direction of ``S v_k``.
+
+    Example:
+        >>> S = jnp.diag(jnp.array([3.0, 1.0]))
+        >>> state = power_iteration_init(jnp.array([0.6, 0.8]))
+        >>> for _ in range(30):
+        ...     step, state = power_iteration_update(lambda v: (S @ v, v @ S @ v), state)
+        >>> float(step.value)   # ≈ 3.0
+    """
+    image, value = apply(state.vector)
+    residual = image - value * state.vector
+    return (PowerIterationStep(value, image, residual),
+            PowerIterationState(_unit(image), state.iterations + 1))
+
+
 def spectral_norm(
     M: Any, *, vector: Any = None, tol: float = 1e-6, max_iterations: int = 1000
 ) -> SpectralEstimate:
@@ -164,16 +228,21 @@ def spectral_norm(
     vector = _check_operator(M, vector, "spectral_norm")
     transpose = jax.linear_transpose(M, vector)
 
-    def update(v):
+    def apply(v):  # (AᵀA v, ‖Av‖² = vᵀAᵀAv)
         w = M(v)
-        theta = jnp.vdot(w, w)  # ‖Av‖² = vᵀAᵀAv
         (z,) = transpose(w)
-        residual = jnp.linalg.norm(z - theta * v)
-        # A singular value within ρ/θ (relative) of √θ: √(1 ± ρ/θ) is within ρ/θ of 1.
-        error = residual / jnp.maximum(theta, jnp.finfo(v.dtype).tiny)
-        return _unit(z), jnp.sqrt(theta), error
+        return z, jnp.vdot(w, w)
 
-    return _iterate(update, _mixed_start(vector), tol, max_iterations, vector.dtype)
+    def update(state):
+        step, state = power_iteration_update(apply, state)
+        theta = step.value
+        residual = jnp.linalg.norm(step.residual)
+        # A singular value within ρ/θ (relative) of √θ: √(1 ± ρ/θ) is within ρ/θ of 1.
+        error = residual / jnp.maximum(theta, jnp.finfo(theta.dtype).tiny)
+        return state, jnp.sqrt(theta), error
+
+    start = power_iteration_init(_mixed_start(vector))
+    return _iterate(update, start, tol, max_iterations, vector.dtype)
 
 
 def _eig2_max_abs(H: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from .._fingerprint import identify
-from .._io import write_atomic
+from ..io import write_atomic
 
 
 def blank(shape: tuple[int, ...], dtype: Any) -> np.ndarray:

@@ -10,12 +10,14 @@ The discrete map is the explicit Euler step of the flow with ``dt = ε``. With
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from .._validation import check_array, check_choice, check_positive_float
+from ..systems import INTEGRATORS, integrator_step
 from .activations import get_activation
 from .core import unroll
 
@@ -53,9 +55,6 @@ def doya_step(
     return x + eps * doya_vector_field(x, u, params, activation=activation)
 
 
-INTEGRATORS = ("euler", "rk4")
-
-
 def doya_integrate(
     params: DoyaParams,
     x0: jax.Array,
@@ -83,17 +82,10 @@ def doya_integrate(
     if inputs.ndim == 0 or inputs.shape[0] == 0:
         raise ValueError(f"`inputs` must have a non-empty leading time axis, got {inputs.shape}")
 
-    def f(x, u):
-        return doya_vector_field(x, u, params, activation=activation)
+    field = functools.partial(doya_vector_field, activation=activation)
 
     def step(x, u):
-        if method == "euler":
-            return x + dt * f(x, u)
-        k1 = f(x, u)
-        k2 = f(x + 0.5 * dt * k1, u)
-        k3 = f(x + 0.5 * dt * k2, u)
-        k4 = f(x + dt * k3, u)
-        return x + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        return integrator_step(field, x, u, params, dt=dt, method=method)
 
     return unroll(step, jnp.asarray(x0, inputs.dtype), inputs)
 

@@ -24,7 +24,7 @@ from .._validation import (
     check_positive_float,
     check_positive_int,
 )
-from .lstm import _check_cell
+from .lstm import check_gated_cell
 
 
 class GRUParams(NamedTuple):
@@ -89,7 +89,7 @@ def gru_step(h: jax.Array, u: jax.Array, params: GRUParams) -> jax.Array:
     """
     check_array("h", h)
     check_array("u", u)
-    _check_cell("gru_step", params, GRUParams, 3, h, u)
+    check_gated_cell("gru_step", params, GRUParams, 3, h, u)
     n = h.shape[0]
     gx = params.W_x @ u + params.b_x
     gh = params.W_h @ h + params.b_h

@@ -85,8 +85,13 @@ def lstm_zero_state(num_units: int, dtype: Any = None) -> LSTMState:
     return LSTMState(jnp.zeros((n,), dtype), jnp.zeros((n,), dtype))
 
 
-def _check_cell(name: str, params: Any, cls: type, gates: int, h: Any, u: Any) -> None:
-    """Trace-time shape checks of one cell step: nothing may broadcast into the state."""
+def check_gated_cell(name: str, params: Any, cls: type, gates: int, h: Any, u: Any) -> None:
+    """Trace-time shape checks of one gated cell step (LSTM: 4 gates, GRU: 3).
+
+    Nothing may broadcast into the state: ``h`` must be ``(N,)``, ``params.W_h``
+    ``(gates·N, N)``, ``params.W_x`` ``(gates·N, M)`` with ``u`` ``(M,)``, and the biases
+    ``(gates·N,)``. ``name`` is the step function the messages name; ``cls`` the params type.
+    """
     if not isinstance(params, cls):
         raise TypeError(f"`params` must be a {cls.__name__}, got {type(params).__name__}")
     n = jnp.shape(h)
@@ -136,7 +141,7 @@ def lstm_step(state: LSTMState, u: jax.Array, params: LSTMParams) -> LSTMState:
     h, c = state
     for name, value in (("h", h), ("c", c), ("u", u)):
         check_array(name, value)
-    _check_cell("lstm_step", params, LSTMParams, 4, h, u)
+    check_gated_cell("lstm_step", params, LSTMParams, 4, h, u)
     check_shape("c", c, jnp.shape(h), " (the cell state, like `h`)")
     n = h.shape[0]
     z = params.W_x @ u + params.W_h @ h + params.b

@@ -183,7 +183,12 @@ def _check_params(params: Any, config: MLPConfig) -> None:
             )
 
 
-def _normalise(z: jax.Array, kind: str | None, scale, shift, eps: float = 1e-5) -> jax.Array:
+def normalise_preactivations(
+    z: jax.Array, kind: str | None, scale: jax.Array, shift: jax.Array, eps: float = 1e-5
+) -> jax.Array:
+    """Batch (``kind="batch"``, over axis 0) or layer (``"layer"``, over the last axis)
+    normalisation of pre-activations ``z`` ``(B, width)``, then ``scale ⊙ ẑ + shift``;
+    ``z`` itself for ``kind=None`` (Ioffe & Szegedy 2015; Ba, Kiros & Hinton 2016)."""
     if kind is None:
         return z
     axis = 0 if kind == "batch" else -1
@@ -236,12 +241,12 @@ def mlp_apply(
         scales, shifts = params.norm
 
     z1 = x @ params.first.W + params.first.b[None]
-    h1 = sigma(_normalise(z1, config.norm, scales[0], shifts[0])) + probes[0]
+    h1 = sigma(normalise_preactivations(z1, config.norm, scales[0], shifts[0])) + probes[0]
 
     def layer(h, xs):
         (W, b), scale, shift, probe = xs
         z = h @ W + b[None]
-        a = sigma(_normalise(z, config.norm, scale, shift))
+        a = sigma(normalise_preactivations(z, config.norm, scale, shift))
         h_next = (h + a if config.residual else a) + probe
         return h_next, (z, h_next)
 

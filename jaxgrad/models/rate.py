@@ -13,7 +13,6 @@ what the Lyapunov analyzer takes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -21,13 +20,14 @@ import jax.numpy as jnp
 
 from .._validation import (
     check_array,
-    check_choice,
     check_key,
     check_positive_float,
     check_positive_int,
     check_shape,
     is_concrete,
 )
+from ..systems import INTEGRATORS as INTEGRATORS
+from ..systems import integrator_step as integrator_step
 
 
 class RateParams(NamedTuple):
@@ -116,38 +116,6 @@ def rate_vector_field(h: jax.Array, u: jax.Array, params: RateParams) -> jax.Arr
     """``dh/dt = -h + J tanh(h) + W_in u`` (Sompolinsky, Crisanti & Sommers 1988)."""
     _check_rate_args(h, u, params)
     return -h + params.J @ jnp.tanh(h) + params.W_in @ u
-
-
-INTEGRATORS = ("euler", "rk4")
-
-
-def integrator_step(
-    vector_field: Callable, x: Any, u: Any, params: Any, *, dt: float, method: str = "rk4"
-) -> Any:
-    """One fixed step of ``dx/dt = F(x, u, params)`` with ``u`` held over the step.
-
-    ``method="euler"``: ``x + dt F``; ``"rk4"``: the classical fourth-order Runge–Kutta
-    step. ``x`` may be any pytree. The result is a map ``x_t -> x_{t+dt}`` whose Lyapunov
-    exponents divided by ``dt`` approximate those of the flow.
-    """
-    check_positive_float("dt", dt)
-    check_choice("method", method, INTEGRATORS)
-
-    def axpy(a, v, w):  # w + a v on pytrees
-        return jax.tree_util.tree_map(lambda vi, wi: wi + a * vi, v, w)
-
-    def f(y):
-        return vector_field(y, u, params)
-
-    k1 = f(x)
-    if method == "euler":
-        return axpy(dt, k1, x)
-    k2 = f(axpy(0.5 * dt, k1, x))
-    k3 = f(axpy(0.5 * dt, k2, x))
-    k4 = f(axpy(dt, k3, x))
-    return jax.tree_util.tree_map(
-        lambda xi, a, b, c, d: xi + (dt / 6.0) * (a + 2.0 * b + 2.0 * c + d), x, k1, k2, k3, k4
-    )
 
 
 def rate_flow_step(

@@ -38,6 +38,7 @@ import optax
 
 from .._fingerprint import identify, python_version
 from .._validation import (
+    check_optimizer,
     check_positive_float,
     check_positive_int,
     leading_axis_length,
@@ -187,9 +188,7 @@ def train_step(
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
-    if not hasattr(optimizer, "update"):
-        raise TypeError(f"`optimizer` must be an optax GradientTransformation, got "
-                        f"{type(optimizer).__name__}")
+    check_optimizer(optimizer)
     if not isinstance(state, TrainState):
         raise TypeError(f"`state` must be a TrainState, got {type(state).__name__}")
     if isinstance(regularizer_weight, (int, float)):  # traced inside `train`'s scan
@@ -553,10 +552,7 @@ def _short(value: Any, limit: int = 160) -> str:
 
 
 def _check_optimizer(optimizer: Any) -> None:
-    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise TypeError(
-            f"`optimizer` must be an optax GradientTransformation, got {type(optimizer).__name__}"
-        )
+    check_optimizer(optimizer)
 
 
 def _metrics_dict(m: StepMetrics) -> dict[str, np.ndarray]:

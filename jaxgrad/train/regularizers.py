@@ -34,34 +34,11 @@ from .._validation import (
     check_positive_float,
     check_positive_int,
 )
-from ..analysis._stepfn import _NO_PARAMS, bind, check_state_like, flat_step, prepare
+from ..analysis.gradient_flow import trajectory_state_grads
 from ..analysis.lyapunov import flossing_loss
+from ..systems import NO_PARAMS, bind, check_state_like, flat_step, prepare
 
 REDUCTIONS = ("sum", "mean")
-
-
-def trajectory_state_grads(
-    f: Callable, x0_flat: jax.Array, unravel: Callable, inputs: Any, loss_fn: Callable
-) -> tuple[jax.Array, jax.Array]:
-    """``(∂E/∂x_t, x_t)`` for t = 1..T, each ``(T, D)`` on flat states, in one backward pass.
-
-    Zero probes added to every state make the gradient with respect to the probes the
-    total derivative ``∂E/∂x_t`` (as in ``jaxgrad.recurrent_gradient_flow``). ``f`` is a
-    flat step ``f(x_flat, u)`` (``jaxgrad.analysis._stepfn.flat_step``).
-    """
-    num_steps = jax.tree_util.tree_leaves(inputs)[0].shape[0]
-
-    def objective(probes):
-        def body(x, xs):
-            u, probe = xs
-            x_next = f(x, u) + probe
-            return x_next, x_next
-
-        _, states = jax.lax.scan(body, x0_flat, (inputs, probes))
-        return loss_fn(jax.vmap(unravel)(states)), states
-
-    probes = jnp.zeros((num_steps,) + x0_flat.shape, x0_flat.dtype)
-    return jax.grad(objective, has_aux=True)(probes)
 
 
 class OmegaTerms(NamedTuple):
@@ -86,7 +63,7 @@ def pascanu_omega_terms(
     inputs: Any,
     loss_fn: Callable,
     *,
-    params: Any = _NO_PARAMS,
+    params: Any = NO_PARAMS,
     reduction: str = "sum",
     min_grad_norm: float = 1e-20,
     squared: bool = False,
@@ -143,7 +120,8 @@ def pascanu_omega_terms(
     check_positive_float("min_grad_norm", min_grad_norm, allow_zero=True)
     _, _, inputs = prepare(step, x0, inputs, None, params)
     f, x0_flat, unravel = flat_step(bind(step, params), x0)
-    grads, states = trajectory_state_grads(f, x0_flat, unravel, inputs, loss_fn)
+    state_grads = trajectory_state_grads(f, x0_flat, unravel, inputs, loss_fn)
+    grads, states = state_grads.grads, state_grads.states
     # The paper's choice: ∂E/∂x_{k+1} and the states are constants for the gradient of Ω.
     grads = jax.lax.stop_gradient(grads)
     previous = jax.lax.stop_gradient(jnp.concatenate([x0_flat[None], states[:-1]]))
@@ -154,10 +132,10 @@ def pascanu_omega_terms(
             _, vjp = jax.vjp(lambda x: f(x, u), x)
             return vjp(g)[0]
     else:
-        extra = () if params is _NO_PARAMS else (params,)
+        bound_pullback = bind(pullback, params)
 
         def pulled_back(x, x_next, u, g):
-            out = pullback(unravel(x), unravel(x_next), u, unravel(g), *extra)
+            out = bound_pullback(unravel(x), unravel(x_next), u, unravel(g))
             check_state_like(out, x0)
             return ravel_pytree(out)[0]
 
@@ -182,7 +160,7 @@ def pascanu_omega(
     inputs: Any,
     loss_fn: Callable,
     *,
-    params: Any = _NO_PARAMS,
+    params: Any = NO_PARAMS,
     reduction: str = "sum",
     min_grad_norm: float = 1e-20,
     squared: bool = False,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import optax
 
-from .._validation import check_positive_float
+from .._validation import check_optimizer, check_positive_float
 
 
 def with_clipping(
@@ -30,10 +30,7 @@ def with_clipping(
     Example:
         >>> opt = with_clipping(optax.sgd(0.01), max_norm=1.0)
     """
-    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise TypeError(
-            f"`optimizer` must be an optax GradientTransformation, got {type(optimizer).__name__}"
-        )
+    check_optimizer(optimizer)
     parts = []
     if max_value is not None:
         parts.append(optax.clip(check_positive_float("max_value", max_value)))

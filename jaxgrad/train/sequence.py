@@ -21,13 +21,19 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_array, check_choice, check_positive_float, check_positive_int
-from ..analysis._stepfn import flat_step
-from ..analysis.gradient_flow import scaled_norm
+from .._validation import (
+    check_array,
+    check_choice,
+    check_optimizer,
+    check_positive_float,
+    check_positive_int,
+)
+from ..analysis.gradient_flow import trajectory_state_grads
 from ..models.gru import gru_step, init_gru
 from ..models.lstm import LSTMState, init_lstm, lstm_step
 from ..models.rnn import PascanuParams, init_pascanu, pascanu_step
-from .regularizers import REDUCTIONS, pascanu_omega_terms, trajectory_state_grads
+from ..systems import flat_step
+from .regularizers import REDUCTIONS, pascanu_omega_terms
 from .tasks import Task
 
 CELLS = ("rnn_tanh", "rnn_sigmoid", "lstm", "gru", "elman_tanh")
@@ -327,10 +333,9 @@ def sequence_state_grad_norms(
         f, x0_flat, unravel = flat_step(
             functools.partial(model.step, cell_params=params.cell), model.initial_state(u.dtype)
         )
-        grads, _ = trajectory_state_grads(
+        return trajectory_state_grads(
             f, x0_flat, unravel, u, _example_loss(model, task, params, y)
-        )
-        return scaled_norm(grads, axis=1).norm  # no underflow of the squares
+        ).norms  # no underflow, at any scale
 
     return jnp.mean(jax.vmap(one)(inputs, batch.targets), axis=0)
 
@@ -366,10 +371,7 @@ def vmap_optimizer(optimizer: Any) -> Any:
     """
     import optax
 
-    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise TypeError(
-            f"`optimizer` must be an optax GradientTransformation, got {type(optimizer).__name__}"
-        )
+    check_optimizer(optimizer)
 
     def update(updates, state, params=None):
         if params is None:

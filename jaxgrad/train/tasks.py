@@ -50,8 +50,7 @@ from .._validation import (
     check_positive_float,
     check_positive_int,
 )
-
-_NO_PARAMS = object()
+from ..systems import NO_PARAMS, jit_with_params
 
 #: Squared error above which a real-valued prediction counts as an error (Pascanu et al.).
 SQUARED_ERROR_THRESHOLD = 0.04
@@ -384,7 +383,7 @@ def success(
     *,
     key: jax.Array,
     length: int,
-    params: Any = _NO_PARAMS,
+    params: Any = NO_PARAMS,
     num_sequences: int = 10_000,
     batch_size: int = 1000,
     threshold: float = SUCCESS_ERROR_RATE,
@@ -426,20 +425,20 @@ def success(
     if length < task.min_length:
         raise ValueError(f"`length` must be >= {task.min_length} for {task.name}, got {length}")
     check_key("key", key)
-    no_params = params is _NO_PARAMS
     num_errors = _count_errors(
-        task, predict, no_params, None if no_params else params, key,
-        length, num_sequences // batch_size, batch_size,
+        predict, params, key, task=task, length=length,
+        num_batches=num_sequences // batch_size, batch_size=batch_size,
     )
     rate = num_errors / num_sequences
     return SuccessResult(rate, num_errors, num_sequences, rate < threshold)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 5, 6, 7))
-def _count_errors(task, predict, no_params, params, key, length, num_batches, batch_size):
+@jit_with_params
+def _count_errors(predict, key, *, task, length, num_batches, batch_size):
+    """Jitted once per predictor, task and sizes; ``params`` (bound into ``predict``) traced."""
     def one(k):
         batch = task.generator(k, batch_size, length, **dict(task.options))
-        out = predict(batch.inputs) if no_params else predict(batch.inputs, params)
+        out = predict(batch.inputs)
         return jnp.sum(task.errors(out, batch.targets))
 
     return jnp.sum(jax.lax.map(one, jax.random.split(key, num_batches)))

@@ -381,15 +381,17 @@ def _figures(config, depths, runs, accuracy, ratio, predicted):
         if init in predicted:
             ax2.plot(depths, [predicted[init][d] for d in depths], color=color, ls="none",
                      marker="x", ms=7)
+    ax2.plot([], [], color="black", ls="none", marker="x", ms=7,
+             label="mean-field prediction $\\chi_1^{(L-1)/2}$ (zero-mean draws)")
     ax1.axhline(CHANCE, color="black", lw=0.6)
     ax1.text(depths[0], CHANCE + 0.01, "chance", fontsize=8)
     ax1.set(xlabel="hidden layers $L$", ylabel="test accuracy", ylim=(0, 1),
-            title=f"After {config['num_steps']} {opt} steps (median, min–max of "
-                  f"{config['num_seeds']} seeds)")
+            title=f"After {config['num_steps']} {opt} steps (median and range over "
+                  f"{config['num_seeds']} seed{'s' if config['num_seeds'] > 1 else ''})")
     ax2.set_yscale("log")
     ax2.set(xlabel="hidden layers $L$",
             ylabel=r"$\|\partial L/\partial W_1\| \,/\, \|\partial L/\partial W_L\|$ at init",
-            title="Gradient reaching layer 1 (×: mean-field $\\chi_1^{(L-1)/2}$)")
+            title="Gradient reaching layer 1 at initialisation (median)")
     ax2.axhline(1.0, color="black", lw=0.6)
     for ax in (ax1, ax2):
         ax.grid(True, which="major", alpha=0.3)
@@ -397,25 +399,33 @@ def _figures(config, depths, runs, accuracy, ratio, predicted):
     ax1.title.set_fontsize(9)
     ax2.title.set_fontsize(9)
     handles, labels = ax2.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False,
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
 
     shown = [d for d in (10, 15) if d in depths] or depths[:1]
     fig2, axes = plt.subplots(1, len(shown), figsize=(4.75 * len(shown), 3.8), squeeze=False)
     steps = np.arange(1, config["num_steps"] + 1)
+    window = max(1, config["num_steps"] // 100)
     for ax, depth in zip(axes[0], shown, strict=True):
         for init in runs:
             color, ls, label = _label(init, config)
-            path = np.median(runs[init][depth]["ratio_path"], axis=1)
-            ax.plot(steps[: len(path)], np.maximum(path, 1e-45), color=color, ls=ls, lw=1.2,
-                    label=label)
+            path = np.log10(np.maximum(np.median(runs[init][depth]["ratio_path"], axis=1),
+                                       1e-45))
+            # Running mean of log10 over the last `window` steps (fewer at the start).
+            total = np.concatenate([[0.0], np.cumsum(path)])
+            start = np.maximum(np.arange(1, len(path) + 1) - window, 0)
+            path = (total[1:] - total[start]) / (np.arange(1, len(path) + 1) - start)
+            ax.plot(steps[: len(path)], 10.0 ** path, color=color, ls=ls, lw=1.2, label=label)
         ax.set_yscale("log")
         ax.set_xscale("log")
-        ax.set(xlabel=f"{opt} step", ylabel=r"$\|\partial L/\partial W_1\| \,/\, "
-               r"\|\partial L/\partial W_L\|$", title=f"{depth} hidden layers (median of seeds)")
+        ax.set(xlabel=f"{opt} step",
+               ylabel=r"$\|\partial L/\partial W_1\| \,/\, \|\partial L/\partial W_L\|$",
+               title=f"{depth} hidden layers")
         ax.title.set_fontsize(9)
         ax.grid(True, which="major", alpha=0.3)
+    fig2.suptitle("First-to-last gradient ratio during training (median of seeds, running "
+                  f"geometric mean over {window} steps)", fontsize=10)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig2.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False,
                 bbox_to_anchor=(0.5, -0.02))

@@ -90,7 +90,7 @@ DESCRIPTION = (
     "He/ReLU and Xavier/tanh, on 8×8 digits."
 )
 DEFAULT_CONFIG = {
-    "depths": [5, 10, 15, 20],
+    "depths": [10, 15, 20],
     "width": 64,
     "optimizer": "sgd",
     "num_steps": 3000,
@@ -152,14 +152,20 @@ def _member_loss(params, batch, mlp):
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, batch[1]))
 
 
-def _stacked_loss(params, batch, mlp):
-    """Sum of the members' losses: each member's gradient is its own loss's gradient."""
-    return jnp.sum(jax.vmap(_member_loss, in_axes=(0, None, None))(params, batch, mlp))
+def _stacked_loss(params, batch, mlps):
+    """Sum of the members' losses: each member's gradient is its own loss's gradient.
+
+    ``params`` is a tuple of stacks (one per activation), ``mlps`` their configurations.
+    """
+    return sum(jnp.sum(jax.vmap(_member_loss, in_axes=(0, None, None))(p, batch, mlp))
+               for p, mlp in zip(params, mlps, strict=True))
 
 
 def _stacked_monitor(params, batch, grads):
-    """``mlp_layer_monitor`` for each member of a stack of MLPs."""
-    return jax.vmap(mlp_layer_monitor, in_axes=(0, None, 0))(params, batch, grads)
+    """``mlp_layer_monitor`` for each member of each stack, members concatenated."""
+    parts = [jax.vmap(mlp_layer_monitor, in_axes=(0, None, 0))(p, batch, g)
+             for p, g in zip(params, grads, strict=True)]
+    return {k: jnp.concatenate([part[k] for part in parts]) for k in parts[0]}
 
 
 @functools.partial(jax.jit, static_argnames="mlp")
@@ -169,16 +175,25 @@ def _accuracy(params, x, y, mlp):
 
 
 def _train_group(inits, depth, lr, config, data, keys, k_train):
-    """Train every seed of every family in ``inits`` (one activation) as one stack."""
+    """Train every seed of every family in ``inits`` as one ``train`` run.
+
+    Families of one activation share a vmapped stack (the initialiser only matters to
+    ``init_mlp``, so one forward configuration serves the stack); each activation is a
+    stack of its own in the tuple of parameters.
+    """
     in_dim = data.x_train.shape[1]
-    mlps = [_mlp(init, depth, config, in_dim) for init in inits]
-    params = [jax.vmap(lambda k, m=m: jaxgrad.init_mlp(k, m))(keys) for m in mlps]
-    params = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *params)
-    # The initialiser is used only by init_mlp: one forward config serves the whole stack.
-    loss_fn = functools.partial(_stacked_loss, mlp=mlps[0])
+    activations = list(dict.fromkeys(_activation(i) for i in inits))
+    members = [[i for i in inits if _activation(i) == a] for a in activations]
+    mlps = tuple(_mlp(fams[0], depth, config, in_dim) for fams in members)
+    params = []
+    for fams in members:
+        stack = [jax.vmap(lambda k, m=_mlp(i, depth, config, in_dim): jaxgrad.init_mlp(k, m))(
+            keys) for i in fams]
+        params.append(jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *stack))
+    params = tuple(params)
+    loss_fn = functools.partial(_stacked_loss, mlps=mlps)
     batches = shuffled_batches((data.x_train, data.y_train), config["batch_size"])
     optimizer = OPTIMIZERS[config["optimizer"]](lr)
-    initial_hidden_W = params.hidden.W
     try:
         result = train(loss_fn, params, optimizer, batches, num_steps=config["num_steps"],
                        steps_per_scan=config["num_steps"], key=k_train,
@@ -186,19 +201,21 @@ def _train_group(inits, depth, lr, config, data, keys, k_train):
         final, metrics, diverged = result.params, result.metrics, False
     except TrainingDiverged as err:  # reported, never hidden: accuracies become nan
         final, metrics, diverged = err.state.params, err.metrics, True
-    test = np.asarray(_accuracy(final, data.x_test, data.y_test, mlps[0]))
-    train_acc = np.asarray(_accuracy(final, data.x_train, data.y_train, mlps[0]))
-    if diverged:
-        test = np.full_like(test, np.nan)
-        train_acc = np.full_like(train_acc, np.nan)
-    w = metrics["layer_weight_grad_norms"]  # (steps, members, depth)
-    ratio = w[:, :, 0] / w[:, :, -1]
-    s = len(keys)
-    out = {}
-    for i, init in enumerate(inits):
-        rows = slice(i * s, (i + 1) * s)
-        out[init] = {"test": test[rows], "train": train_acc[rows], "ratio_path": ratio[:, rows],
-                     "hidden_W": np.asarray(initial_hidden_W[rows]), "diverged": diverged}
+    w = metrics["layer_weight_grad_norms"]  # (steps done, members, depth)
+    ratio = np.full((config["num_steps"], w.shape[1]), np.nan)
+    ratio[: w.shape[0]] = w[:, :, 0] / w[:, :, -1]
+    s, row, out = len(keys), 0, {}
+    for fams, p0, p, mlp in zip(members, params, final, mlps, strict=True):
+        test = np.asarray(_accuracy(p, data.x_test, data.y_test, mlp))
+        train_acc = np.asarray(_accuracy(p, data.x_train, data.y_train, mlp))
+        if diverged:
+            test, train_acc = np.full_like(test, np.nan), np.full_like(train_acc, np.nan)
+        for i, init in enumerate(fams):
+            rows = slice(i * s, (i + 1) * s)
+            out[init] = {"test": test[rows], "train": train_acc[rows],
+                         "ratio_path": ratio[:, row + i * s: row + (i + 1) * s],
+                         "hidden_W": np.asarray(p0.hidden.W[rows]), "diverged": diverged}
+        row += len(fams) * s
     return out
 
 
@@ -220,14 +237,14 @@ def run(config: dict) -> Result:
     depths = sorted(config["depths"])
     sigmoid = tuple(i for i in SIGMOID_INITS if i in inits_run)
     groups = [(sigmoid, config["learning_rate"])] if sigmoid else []
-    groups += [((i,), config["reference_learning_rate"]) for i in REFERENCE_INITS
-               if i in inits_run]
+    reference = tuple(i for i in REFERENCE_INITS if i in inits_run)
+    groups += [(reference, config["reference_learning_rate"])] if reference else []
     runs = {init: {} for init in inits_run}
     cpu0 = time.process_time()
     bar = tqdm([(d, g) for d in depths for g in groups], desc="init-depth-trainability",
                unit="group", leave=False)
     for depth, (inits, lr) in bar:
-        bar.set_postfix_str(f"depth {depth}, {inits[0] if len(inits) == 1 else 'sigmoid'}")
+        bar.set_postfix_str(f"depth {depth}, {'sigmoid' if inits == sigmoid else 'ReLU/tanh'}")
         for init, r in _train_group(inits, depth, lr, config, data, keys, k_train).items():
             runs[init][depth] = r
     cpu_seconds = time.process_time() - cpu0

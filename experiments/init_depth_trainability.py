@@ -466,6 +466,7 @@ def _figures(config, depths, runs, accuracy, ratio, predicted):
     for ax in (ax1, ax2):
         ax.grid(True, which="major", alpha=0.3)
         ax.set_xticks(depths)
+        ax.set_xlim(min(depths) - 1, max(depths) + 1)
     ax1.title.set_fontsize(9)
     ax2.title.set_fontsize(9)
     handles, labels = ax2.get_legend_handles_labels()

@@ -345,18 +345,26 @@ def run_experiment(name: str, out: str | Path, *, quick: bool = False,
     config = make_config(module, quick=quick) if config is None else config
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = module.run(config)
     seconds = time.perf_counter() - start
+    # CPU time of all threads: on a busy machine the wall time says little about the cost;
+    # on a quiet machine the wall time is about cpu_seconds / (the cores kept busy).
+    cpu_seconds = time.process_time() - cpu_start
     if not isinstance(result, Result):
         raise TypeError(f"{name}.run must return a Result, got {type(result).__name__}")
     with _locked(out):
         _remove_stale(out, name)
-        return _write_result(out, name, module, config, quick, seconds, result, plt)
+        return _write_result(out, name, module, config, quick, (seconds, cpu_seconds),
+                             result, plt)
 
 
-def _write_result(out, name, module, config, quick, seconds, result, plt) -> dict[str, Any]:
-    """Write ``result`` to a staging folder and rename it to ``out/name``; hold the lock."""
+def _write_result(out, name, module, config, quick, times, result, plt) -> dict[str, Any]:
+    """Write ``result`` to a staging folder and rename it to ``out/name``; hold the lock.
+
+    ``times`` is ``(wall seconds, CPU seconds)`` of ``run``.
+    """
+    seconds, cpu_seconds = times
     staging = _staging_dir(out, f".{name}")
     try:
         figures = []
@@ -375,6 +383,7 @@ def _write_result(out, name, module, config, quick, seconds, result, plt) -> dic
             "config_hash": config_hash(config),
             "quick": quick,
             "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu_seconds, 3),
             "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "figures": figures,
             **_jsonable(result.summary),
@@ -419,7 +428,7 @@ def reproduce(out: str | Path, *, quick: bool = False, force: bool = False,
         summary = run_experiment(name, out, quick=quick, config=config)
         n_pass = sum(c["passed"] for c in summary["checks"])
         tqdm.write(f"[done] {name}: {n_pass}/{len(summary['checks'])} checks passed "
-                   f"in {summary['seconds']:.1f} s")
+                   f"in {summary['seconds']:.1f} s ({summary['cpu_seconds']:.1f} s of CPU)")
     return write_report(out, names)
 
 

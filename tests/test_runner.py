@@ -312,3 +312,12 @@ def test_report_reads_summaries_written_before_relations_existed(tmp_path):
     (folder / "summary.json").write_text(json.dumps({"name": "old", "checks": checks}))
     text = _runner.write_report(tmp_path).read_text()
     assert "| 0.1 | ≤ 0.2 | yes |" in text and "| 1 | ≈ 1 (± 0.1) | yes |" in text
+
+
+def test_summary_records_wall_and_cpu_seconds(tmp_path, fake):
+    """Each summary says what its run cost: wall seconds and the CPU seconds of all threads
+    (on a busy machine the wall time alone says little)."""
+    summary = _runner.run_experiment("fake", tmp_path)
+    assert summary["seconds"] >= 0.0 and summary["cpu_seconds"] >= 0.0
+    on_disk = json.loads((tmp_path / "fake" / "summary.json").read_text())
+    assert on_disk["cpu_seconds"] == summary["cpu_seconds"]

@@ -41,7 +41,7 @@ def _jaxgrad(batch: int, steps: int, repeats: int) -> tuple[float, float]:
     import optax
 
     import jaxgrad
-    from jaxgrad.train import fixed_batches, mlp_layer_monitor, train
+    from jaxgrad.train import fit, fixed_batches, mlp_layer_monitor
 
     mlp = jaxgrad.MLPConfig(in_dim=WIDTH, width=WIDTH, depth=DEPTH, out_dim=CLASSES,
                             activation="relu", init="he")
@@ -54,7 +54,7 @@ def _jaxgrad(batch: int, steps: int, repeats: int) -> tuple[float, float]:
 
     def run(monitor):
         def go():
-            result = train(loss_fn, params, optimizer, source, num_steps=steps,
+            result = fit(loss_fn, params, optimizer, source, num_steps=steps,
                            steps_per_scan=steps, key=jax.random.key(3), monitor=monitor)
             _harness.block(result.params)
 

@@ -251,9 +251,9 @@ def run(config: dict) -> Result:
     # Arms without flossing during training: one call, (no_floss, floss_before) stacked.
     stacked = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]),
                                      per_replica(p_init), per_replica(p_floss))
-    plain = jaxgrad.train(loss_fn, stacked, opt, sampler(2), num_steps=steps, key=k_train,
+    plain = jaxgrad.fit(loss_fn, stacked, opt, sampler(2), num_steps=steps, key=k_train,
                           steps_per_scan=steps, monitor=monitor)
-    during = jaxgrad.train(loss_fn, per_replica(p_floss), opt, sampler(1), num_steps=steps,
+    during = jaxgrad.fit(loss_fn, per_replica(p_floss), opt, sampler(1), num_steps=steps,
                            key=k_train, steps_per_scan=steps, monitor=monitor,
                            regularizer=regularizer,
                            regularizer_weight=float(config["floss_weight"]))

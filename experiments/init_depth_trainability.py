@@ -34,11 +34,11 @@ import optax
 
 import jaxgrad
 from jaxgrad.train import (
+    fit,
     load_digits,
     load_mnist,
     mlp_layer_monitor,
     shuffled_batches,
-    train,
 )
 
 from ._runner import Result, check_bound
@@ -91,7 +91,7 @@ def run(config: dict) -> Result:
         for init in INITS:
             mlp = _mlp(depth, init, config, in_dim)
             params = jaxgrad.init_mlp(k_init, mlp)
-            result = train(loss_fn, params, optimizer, batches, num_steps=config["num_steps"],
+            result = fit(loss_fn, params, optimizer, batches, num_steps=config["num_steps"],
                            steps_per_scan=config["num_steps"], key=k_train,
                            monitor=mlp_layer_monitor)
             out, _ = jaxgrad.mlp_apply(result.params, data.x_test, mlp)

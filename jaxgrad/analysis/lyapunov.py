@@ -535,7 +535,7 @@ def floss(
 
     An update whose loss, gradient or new parameters are not finite is not applied, and
     no later one is: the result keeps the last parameters at which the loss and its
-    gradient were finite (as ``jaxgrad.train`` keeps its last good state).
+    gradient were finite (as ``jaxgrad.fit`` keeps its last good state).
     This happens when a step lands where the tangent vectors underflow (saturated units,
     ``λ = -inf``), typically after a plain gradient step on the exact trajectory gradient,
     which grows like ``e^{λ_1 T}`` as soon as flossing pushes ``λ_1`` above zero: prefer a

@@ -1,4 +1,6 @@
-"""A training loop on optax: one jitted update step, steps grouped by ``lax.scan``.
+"""A training loop on optax: ``train_step`` (one update), ``train_steps`` (a pure scan of
+updates, for ``jax.jit`` and ``jax.vmap``) and ``fit`` (the host driver built on it, with
+checkpoints and resume).
 
 The update is the plain gradient step of optax,
 
@@ -14,8 +16,8 @@ the host only syncs once per scan. The batch of step t is drawn by a pure functi
 resumes from a checkpoint gives bit-identical parameters and metrics.
 
 A step whose loss or gradient is not finite is not applied (the parameters keep their
-last finite values) and the loop stops with ``TrainingDiverged`` naming the step, after
-the last good checkpoint has been kept on disk.
+last finite values; ``train_steps`` applies none after it) and ``fit`` stops with
+``TrainingDiverged`` naming the step, after the last good checkpoint has been kept on disk.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ class BatchSource(NamedTuple):
 
 
 class TrainResult(NamedTuple):
-    """Result of ``train``.
+    """Result of ``fit``.
 
     Attributes:
         params, opt_state: the final values.
@@ -188,7 +190,7 @@ def train_step(
                         f"{type(optimizer).__name__}")
     if not isinstance(state, TrainState):
         raise TypeError(f"`state` must be a TrainState, got {type(state).__name__}")
-    if isinstance(regularizer_weight, (int, float)):  # traced inside `train`'s scan
+    if isinstance(regularizer_weight, (int, float)):  # traced inside `fit`'s scan
         check_positive_float("regularizer_weight", regularizer_weight, allow_zero=True)
 
     def objective(params):
@@ -252,6 +254,7 @@ def fixed_batches(batches: Any) -> BatchSource:
     def sample(data, key, t):
         return jax.tree_util.tree_map(lambda a: a[t % n], data)
 
+    sample.needs_key = False  # train_steps may run it without a key
     return BatchSource(batches, sample)
 
 
@@ -260,7 +263,7 @@ def shuffled_batches(dataset: Any, batch_size: int) -> BatchSource:
 
     Epoch ``e = t // (n // batch_size)`` uses the permutation ``permutation(fold_in(key, e))``
     of the ``n`` examples (a partial last batch is dropped), where ``key`` is the run's key
-    given to ``train``; so batch t is a pure function of ``(key, t)``.
+    given to ``fit`` or ``train_steps``; so batch t is a pure function of ``(key, t)``.
 
     Arguments:
         dataset: a pytree of arrays with a leading example axis ``n``, e.g. ``(x, y)``.
@@ -285,7 +288,7 @@ def shuffled_batches(dataset: Any, batch_size: int) -> BatchSource:
 
 
 class _NeedsRunKey(NamedTuple):
-    """Marks ``BatchSource.data`` that ``train`` pairs with the run key."""
+    """Marks ``BatchSource.data`` that ``train_steps`` pairs with the run key."""
 
     arrays: Any
 
@@ -377,7 +380,7 @@ def checkpoint_fingerprint(
         key: the run's PRNG key (the batches depend on it).
         config: any JSON-able description of the run the user gives (model sizes,
             learning rate, ...).
-        components: the objects that define the run, by name (``train`` passes
+        components: the objects that define the run, by name (``fit`` passes
             ``loss_fn``, ``optimizer``, ``batches``, ``regularizer``,
             ``regularizer_weight`` and ``monitor``). Each is reduced to a SHA-256 of a
             deterministic description: a function by its bytecode, constants, defaults,
@@ -570,32 +573,115 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def _batch_source(batches: Any) -> BatchSource:
+    if isinstance(batches, BatchSource):
+        return batches
+    if callable(batches):
+        return sampled_batches(batches)
+    raise TypeError(
+        f"`batches` must be a BatchSource or a function (key, step) -> batch, "
+        f"got {type(batches).__name__}"
+    )
+
+
+def train_steps(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    state: TrainState,
+    batches: BatchSource | Callable[[jax.Array, jax.Array], Any],
+    *,
+    num_steps: int,
+    key: jax.Array | None = None,
+    regularizer: Regularizer | None = None,
+    regularizer_weight: float | jax.Array = 1.0,
+    monitor: Monitor | None = None,
+) -> tuple[TrainState, StepMetrics]:
+    """``num_steps`` optax updates in one ``lax.scan``; pure, so ``jax.jit`` or ``jax.vmap`` it.
+
+    Step t (counted from ``state.step``, so a run split into calls draws the same batches)
+    applies ``train_step`` to the batch ``sample(data, fold_in(key, t), t)`` of
+    ``batches``. At the first step whose objective or gradient is not finite nothing more
+    is applied: the state keeps its last finite values and ``metrics.finite`` is ``False``
+    from that step on. Nothing syncs with the host, so seeds, learning rates or whole
+    ensembles train at once under ``jax.vmap``; ``jaxgrad.fit`` is the host driver built on
+    it (checkpoints, resume, ``TrainingDiverged``).
+
+    Arguments:
+        loss_fn: ``loss_fn(params, batch) -> scalar``.
+        optimizer: an optax ``GradientTransformation``.
+        state: ``TrainState`` from ``init_train_state`` (or a previous call).
+        batches: a ``BatchSource`` (``shuffled_batches``, ``fixed_batches``,
+            ``sampled_batches``) or a function ``sample(key_t, t) -> batch``.
+        num_steps: number of steps (the scan's length, a Python int).
+        key: the run's PRNG key; step t uses ``fold_in(key, t)``. Only ``fixed_batches``
+            runs without one.
+        regularizer, regularizer_weight, monitor: as for ``train_step``.
+
+    Returns:
+        ``(state, metrics)``: the final ``TrainState`` and ``StepMetrics`` whose fields have
+        a leading axis of length ``num_steps``.
+
+    Example:
+        >>> opt = optax.adam(1e-3)
+        >>> run = jax.jit(lambda p, k: train_steps(
+        ...     loss_fn, opt, init_train_state(p, opt), sample, num_steps=100, key=k))
+        >>> state, metrics = jax.vmap(run, in_axes=(None, 0))(params, keys)  # one per seed
+        >>> metrics.loss.shape
+        (num_seeds, 100)
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
+    _check_optimizer(optimizer)
+    if not isinstance(state, TrainState):
+        raise TypeError(f"`state` must be a TrainState, got {type(state).__name__}")
+    num_steps = check_positive_int("num_steps", num_steps)
+    if regularizer is not None and not callable(regularizer):
+        raise TypeError(f"`regularizer` must be callable, got {type(regularizer).__name__}")
+    if monitor is not None and not callable(monitor):
+        raise TypeError(f"`monitor` must be callable, got {type(monitor).__name__}")
+    source = _batch_source(batches)
+    if key is None:
+        if getattr(source.sample, "needs_key", True):
+            raise TypeError("`key` is required: these `batches` draw from fold_in(key, t) "
+                            "(only `fixed_batches` runs without one)")
+    else:
+        key = typed_key("key", key)
+    data = source.data
+    if isinstance(data, _NeedsRunKey):
+        data = (key, data.arrays)
+
+    def body(carry, _):
+        state, ok = carry
+        t = state.step
+        batch = source.sample(data, None if key is None else jax.random.fold_in(key, t), t)
+        new_state, m = train_step(
+            loss_fn, optimizer, state, batch, regularizer=regularizer,
+            regularizer_weight=regularizer_weight, monitor=monitor,
+        )
+        # After a non-finite step nothing more is applied.
+        ok_now = ok & m.finite
+        new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok_now, a, b), new_state, state)
+        return (new_state._replace(step=t + 1), ok_now), m._replace(finite=ok_now)
+
+    (state, _), metrics = jax.lax.scan(body, (state, jnp.asarray(True)), None, length=num_steps)
+    return state, metrics
+
+
 @functools.partial(
     jax.jit,
     static_argnames=("loss_fn", "optimizer", "regularizer", "monitor", "sample", "length"),
 )
 def _run_scan(state, key, data, regularizer_weight, *, loss_fn, optimizer, regularizer,
               monitor, sample, length):
-    """``length`` steps in one ``lax.scan``; compiled once per set of functions and length."""
-
-    def body(carry, _):
-        state, ok = carry
-        t = state.step
-        batch = sample(data, jax.random.fold_in(key, t), t)
-        new_state, m = train_step(
-            loss_fn, optimizer, state, batch, regularizer=regularizer,
-            regularizer_weight=regularizer_weight, monitor=monitor,
-        )
-        # After a non-finite step nothing more is applied in this scan.
-        ok_now = ok & m.finite
-        new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok_now, a, b), new_state, state)
-        return (new_state._replace(step=t + 1), ok_now), m._replace(finite=ok_now)
-
-    (state, _), metrics = jax.lax.scan(body, (state, jnp.asarray(True)), None, length=length)
-    return state, metrics
+    """``train_steps`` compiled once per set of functions and length (``data`` and the
+    weight are arguments, not constants baked into the program)."""
+    return train_steps(
+        loss_fn, optimizer, state, BatchSource(data, sample), num_steps=length, key=key,
+        regularizer=regularizer, regularizer_weight=regularizer_weight, monitor=monitor,
+    )
 
 
-def train(
+def fit(
     loss_fn: LossFn,
     params: Any,
     optimizer: optax.GradientTransformation,
@@ -611,7 +697,8 @@ def train(
     checkpoint_every: int | None = None,
     config: Any = None,
 ) -> TrainResult:
-    """Train ``params`` for ``num_steps`` optax steps, ``steps_per_scan`` per compiled scan.
+    """Train ``params`` for ``num_steps`` optax steps: ``train_steps`` driven from the host,
+    ``steps_per_scan`` steps per compiled scan, with checkpoints and resume.
 
     Arguments:
         loss_fn: ``loss_fn(params, batch) -> scalar``.
@@ -650,8 +737,8 @@ def train(
             good checkpoint stays on disk and the exception carries the state before it.
 
     Example:
-        >>> result = train(loss_fn, params, optax.adam(1e-3),
-        ...                shuffled_batches((x, y), 64), num_steps=500, key=jax.random.key(0))
+        >>> result = fit(loss_fn, params, optax.adam(1e-3),
+        ...              shuffled_batches((x, y), 64), num_steps=500, key=jax.random.key(0))
         >>> result.metrics["loss"].shape
         (500,)
     """
@@ -674,15 +761,7 @@ def train(
     if monitor is not None and not callable(monitor):
         raise TypeError(f"`monitor` must be callable, got {type(monitor).__name__}")
     key = typed_key("key", key)
-    if isinstance(batches, BatchSource):
-        source = batches
-    elif callable(batches):
-        source = sampled_batches(batches)
-    else:
-        raise TypeError(
-            f"`batches` must be a BatchSource or a function (key, step) -> batch, "
-            f"got {type(batches).__name__}"
-        )
+    source = _batch_source(batches)
     data = source.data
     if isinstance(data, _NeedsRunKey):
         data = (key, data.arrays)
@@ -697,7 +776,7 @@ def train(
         fingerprint = checkpoint_fingerprint(state, key, config, components=components)
         if fingerprint["unidentified"] and config is None:
             warnings.warn(
-                "train: parts of this run are known only by their type ("
+                "fit: parts of this run are known only by their type ("
                 + "; ".join(fingerprint["unidentified"][:5])
                 + "), so resuming from its checkpoint will be refused; pass `config=` "
                 "describing the run to allow it", stacklevel=2)

@@ -220,7 +220,7 @@ def flossing_regularizer(
     """Gradient flossing during training: ``Ω(params, batch) = Σ_{i≤k} λ_i²`` for ``train``.
 
     Wraps ``jaxgrad.flossing_loss`` (Engelken 2023, arXiv:2312.17306) as a regulariser
-    ``Ω(params, batch)`` for ``jaxgrad.train(..., regularizer=Ω, regularizer_weight=β)``,
+    ``Ω(params, batch)`` for ``jaxgrad.fit(..., regularizer=Ω, regularizer_weight=β)``,
     so every optax step descends ``L + β Σ_{i≤k} λ_i²`` and keeps the top ``k`` Lyapunov
     exponents of the network near zero while it learns.
 
@@ -242,7 +242,7 @@ def flossing_regularizer(
     Example:
         >>> omega = flossing_regularizer(rnn_step, h0, lambda batch: batch.stream,
         ...                              num_exponents=4, transient=20)
-        >>> result = jaxgrad.train(loss_fn, params, optax.adam(1e-3), sample,
+        >>> result = jaxgrad.fit(loss_fn, params, optax.adam(1e-3), sample,
         ...                        num_steps=500, key=key, regularizer=omega,
         ...                        regularizer_weight=1.0)
     """

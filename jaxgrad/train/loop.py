@@ -76,9 +76,11 @@ class StepMetrics(NamedTuple):
         grad_norm: global norm ``‖∇_θ (L + λΩ)‖₂`` over every parameter, before the
             optimiser's own transformations (clipping); computed scaled, so gradients of
             1e-30 or 1e30 give their norm, not 0 or inf.
-        finite: whether the objective and every gradient entry were finite, so the step was
-            applied (a finite gradient whose norm overflows is still applied).
+        finite: whether the objective, every gradient entry and every new parameter were
+            finite, so the step was applied (a finite gradient whose norm overflows is
+            still applied).
         monitor: the dict the ``monitor`` returned (empty without one).
+        aux: what ``loss_fn`` returned beside the loss with ``has_aux=True`` (else ``None``).
     """
 
     loss: jax.Array
@@ -87,6 +89,7 @@ class StepMetrics(NamedTuple):
     grad_norm: jax.Array
     finite: jax.Array
     monitor: dict[str, jax.Array]
+    aux: Any = None
 
 
 class BatchSource(NamedTuple):
@@ -159,11 +162,13 @@ def train_step(
     regularizer: Regularizer | None = None,
     regularizer_weight: float = 1.0,
     monitor: Monitor | None = None,
+    has_aux: bool = False,
 ) -> tuple[TrainState, StepMetrics]:
     """One optax update on ``batch``; pure, so ``jax.jit`` or ``lax.scan`` it.
 
     Arguments:
-        loss_fn: ``loss_fn(params, batch) -> scalar``.
+        loss_fn: ``loss_fn(params, batch) -> scalar`` (``-> (scalar, aux)`` with
+            ``has_aux=True``; ``aux`` is returned in ``StepMetrics.aux``).
         optimizer: an optax ``GradientTransformation`` (chain clipping in with
             ``jaxgrad.train.with_clipping`` or ``optax.chain``).
         state: ``TrainState`` from ``init_train_state``.
@@ -174,8 +179,8 @@ def train_step(
             step (``grads`` is ``∇_θ (L + λΩ)``); see ``mlp_layer_monitor``.
 
     Returns:
-        ``(new_state, StepMetrics)``. A non-finite objective or gradient leaves the state
-        unchanged (except ``step``) and sets ``finite=False``.
+        ``(new_state, StepMetrics)``. A non-finite objective, gradient or new parameter
+        leaves the state unchanged (except ``step``) and sets ``finite=False``.
 
     Example:
         >>> opt = optax.adam(1e-3)
@@ -194,26 +199,34 @@ def train_step(
         check_positive_float("regularizer_weight", regularizer_weight, allow_zero=True)
 
     def objective(params):
-        loss = loss_fn(params, batch)
+        loss, aux = loss_fn(params, batch), None
+        if has_aux:
+            if not (isinstance(loss, tuple) and len(loss) == 2):
+                raise TypeError(f"`loss_fn` with has_aux=True must return (loss, aux), got "
+                                f"{type(loss).__name__}")
+            loss, aux = loss
         loss = jnp.asarray(loss)
         if loss.shape != ():
             raise ValueError(f"`loss_fn` must return a scalar, got shape {loss.shape}")
         if regularizer is None:
-            return loss, (loss, jnp.zeros((), loss.dtype))
+            return loss, (loss, jnp.zeros((), loss.dtype), aux)
         omega = jnp.asarray(regularizer(params, batch))
         if omega.shape != ():
             raise ValueError(f"`regularizer` must return a scalar, got shape {omega.shape}")
         omega = omega.astype(loss.dtype)
-        return loss + jnp.asarray(regularizer_weight, loss.dtype) * omega, (loss, omega)
+        total = loss + jnp.asarray(regularizer_weight, loss.dtype) * omega
+        return total, (loss, omega, aux)
 
-    (total, (loss, omega)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    (total, (loss, omega, aux)), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params)
     grad_norm = tree_scaled_norm(grads).norm
-    finite = jnp.isfinite(total) & _all_finite(grads)
     # optax mixes Python floats with its int32 step count (Adam's bias correction), which
     # strict dtype promotion refuses; its own arithmetic runs under standard promotion.
     with jax.numpy_dtype_promotion("standard"):
         updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
+    # A finite gradient can still step to an overflowing parameter: not applied either.
+    finite = jnp.isfinite(total) & _all_finite(grads) & _all_finite(new_params)
     keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
         lambda a, b: jnp.where(finite, a, b), new, old
     )
@@ -224,7 +237,7 @@ def train_step(
     clash = set(extra) & set(RESERVED_METRICS)
     if clash:
         raise ValueError(f"`monitor` keys {sorted(clash)} clash with the loop's own metrics")
-    return new_state, StepMetrics(loss, total, omega, grad_norm, finite, extra)
+    return new_state, StepMetrics(loss, total, omega, grad_norm, finite, extra, aux)
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -573,13 +586,23 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def _no_batch(data: Any, key: Any, t: Any) -> None:
+    """The batch of a full-batch or data-free objective: ``None`` at every step."""
+    del data, key, t
+
+
+_no_batch.needs_key = False
+
+
 def _batch_source(batches: Any) -> BatchSource:
+    if batches is None:
+        return BatchSource(None, _no_batch)
     if isinstance(batches, BatchSource):
         return batches
     if callable(batches):
         return sampled_batches(batches)
     raise TypeError(
-        f"`batches` must be a BatchSource or a function (key, step) -> batch, "
+        f"`batches` must be a BatchSource, a function (key, step) -> batch or None, "
         f"got {type(batches).__name__}"
     )
 
@@ -588,34 +611,37 @@ def train_steps(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     state: TrainState,
-    batches: BatchSource | Callable[[jax.Array, jax.Array], Any],
+    batches: BatchSource | Callable[[jax.Array, jax.Array], Any] | None,
     *,
     num_steps: int,
     key: jax.Array | None = None,
     regularizer: Regularizer | None = None,
     regularizer_weight: float | jax.Array = 1.0,
     monitor: Monitor | None = None,
+    has_aux: bool = False,
 ) -> tuple[TrainState, StepMetrics]:
     """``num_steps`` optax updates in one ``lax.scan``; pure, so ``jax.jit`` or ``jax.vmap`` it.
 
     Step t (counted from ``state.step``, so a run split into calls draws the same batches)
     applies ``train_step`` to the batch ``sample(data, fold_in(key, t), t)`` of
-    ``batches``. At the first step whose objective or gradient is not finite nothing more
-    is applied: the state keeps its last finite values and ``metrics.finite`` is ``False``
-    from that step on. Nothing syncs with the host, so seeds, learning rates or whole
-    ensembles train at once under ``jax.vmap``; ``jaxgrad.fit`` is the host driver built on
-    it (checkpoints, resume, ``TrainingDiverged``).
+    ``batches``. At the first step whose objective, gradient or new parameters are not
+    finite nothing more is applied: the state keeps its last finite values and
+    ``metrics.finite`` is ``False`` from that step on. Nothing syncs with the host, so
+    seeds, learning rates or whole ensembles train at once under ``jax.vmap``;
+    ``jaxgrad.fit`` is the host driver built on it (checkpoints, resume,
+    ``TrainingDiverged``).
 
     Arguments:
         loss_fn: ``loss_fn(params, batch) -> scalar``.
         optimizer: an optax ``GradientTransformation``.
         state: ``TrainState`` from ``init_train_state`` (or a previous call).
         batches: a ``BatchSource`` (``shuffled_batches``, ``fixed_batches``,
-            ``sampled_batches``) or a function ``sample(key_t, t) -> batch``.
+            ``sampled_batches``), a function ``sample(key_t, t) -> batch``, or ``None``
+            for a full-batch or data-free objective (``loss_fn(params, None)``).
         num_steps: number of steps (the scan's length, a Python int).
-        key: the run's PRNG key; step t uses ``fold_in(key, t)``. Only ``fixed_batches``
-            runs without one.
-        regularizer, regularizer_weight, monitor: as for ``train_step``.
+        key: the run's PRNG key; step t uses ``fold_in(key, t)``. ``fixed_batches`` and
+            ``None`` run without one.
+        regularizer, regularizer_weight, monitor, has_aux: as for ``train_step``.
 
     Returns:
         ``(state, metrics)``: the final ``TrainState`` and ``StepMetrics`` whose fields have
@@ -643,7 +669,7 @@ def train_steps(
     if key is None:
         if getattr(source.sample, "needs_key", True):
             raise TypeError("`key` is required: these `batches` draw from fold_in(key, t) "
-                            "(only `fixed_batches` runs without one)")
+                            "(only `fixed_batches` and `None` run without one)")
     else:
         key = typed_key("key", key)
     data = source.data
@@ -656,7 +682,7 @@ def train_steps(
         batch = source.sample(data, None if key is None else jax.random.fold_in(key, t), t)
         new_state, m = train_step(
             loss_fn, optimizer, state, batch, regularizer=regularizer,
-            regularizer_weight=regularizer_weight, monitor=monitor,
+            regularizer_weight=regularizer_weight, monitor=monitor, has_aux=has_aux,
         )
         # After a non-finite step nothing more is applied.
         ok_now = ok & m.finite
@@ -685,7 +711,7 @@ def fit(
     loss_fn: LossFn,
     params: Any,
     optimizer: optax.GradientTransformation,
-    batches: BatchSource | Callable[[jax.Array, jax.Array], Any],
+    batches: BatchSource | Callable[[jax.Array, jax.Array], Any] | None,
     *,
     num_steps: int,
     key: jax.Array,
@@ -705,7 +731,8 @@ def fit(
         params: initial parameters (any pytree).
         optimizer: an optax ``GradientTransformation``.
         batches: a ``BatchSource`` (``shuffled_batches``, ``fixed_batches``,
-            ``sampled_batches``) or a function ``sample(key_t, t) -> batch``.
+            ``sampled_batches``), a function ``sample(key_t, t) -> batch``, or ``None``
+            (``loss_fn(params, None)``, a full-batch objective).
         num_steps: total number of steps (counting steps done before a resume).
         key: the run's PRNG key; step t uses ``fold_in(key, t)``.
         steps_per_scan: steps per ``lax.scan`` (one host sync each); a last, shorter

@@ -1,6 +1,6 @@
 """(e) One Adam training step of a 20-layer, 256-wide ReLU MLP, with and without monitoring.
 
-jaxgrad runs ``steps`` steps inside one compiled ``lax.scan`` (``jaxgrad.train``); the
+jaxgrad runs ``steps`` steps inside one compiled ``lax.scan`` (``jaxgrad.fit``); the
 monitored run also records ``‖∂L/∂W_l‖`` and ``‖∂L/∂b_l‖`` for all 20 layers at every step
 as scan outputs (``mlp_layer_monitor``). The records give seconds per step; the monitored
 jaxgrad record carries ``overhead`` = monitored / unmonitored time (the issue asks for at

@@ -679,6 +679,9 @@ def _rows() -> dict[str, Row]:
     add("train_steps-key-missing", ts, good_ts,
         {"batches": jaxgrad.sampled_batches(lambda k, t: jnp.zeros(1))}, TypeError, r"`key`")
     add("train_steps-key-int", ts, good_ts, {"key": bad_keys["int"]}, TypeError, r"`key`")
+    add("init_train_state-optimizer", jaxgrad.init_train_state,
+        {"params": {"w": jnp.ones(2)}, "optimizer": opt}, {"optimizer": "adam"}, TypeError,
+        r"`optimizer`")
     model = jaxgrad.SequenceModel("rnn_tanh", 4, 2, 1)
     add("sequence_loss-task", jaxgrad.sequence_loss, {"model": model, "task": TASK},
         {"task": "addition"}, TypeError, r"`task`")

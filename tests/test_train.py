@@ -414,6 +414,28 @@ def test_train_step_skips_non_finite_update():
     assert int(new.step) == 1
 
 
+def test_step_to_overflowing_parameters_is_not_applied_and_aux_is_returned():
+    """A finite loss and gradient whose SGD step overflows float32 (3e38 + 1e38 · 0.5) is
+    not applied: ``fit`` used to apply it and stop one step later holding inf parameters
+    as its "last good" state. ``has_aux`` returns the loss's aux output per step."""
+    def loss_fn(p, b):
+        return -0.5 * jnp.sum(p), p
+
+    opt = optax.sgd(1e38)
+    state = init_train_state(jnp.full(1, 3e38), opt)
+    new, m = train_step(loss_fn, opt, state, None, has_aux=True)
+    assert bool(jnp.isfinite(m.loss)) and float(m.grad_norm) > 0 and not bool(m.finite)
+    np.testing.assert_array_equal(new.params, state.params)
+    np.testing.assert_array_equal(m.aux, state.params)
+    with pytest.raises(TrainingDiverged) as info:
+        fit(lambda p, b: loss_fn(p, b)[0], jnp.full(1, 3e38), opt, None, num_steps=3,
+            key=jax.random.key(0))
+    assert info.value.step == 0
+    assert bool(jnp.all(jnp.isfinite(info.value.state.params)))
+    with pytest.raises(TypeError, match="has_aux"):
+        train_step(lambda p, b: jnp.sum(p), opt, state, None, has_aux=True)
+
+
 # ------------------------------------------------------------------ remedies
 
 

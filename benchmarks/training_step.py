@@ -1,6 +1,6 @@
 """(e) One Adam training step of a 20-layer, 256-wide ReLU MLP, with and without monitoring.
 
-jaxgrad runs ``steps`` steps inside one compiled ``lax.scan`` (``jaxgrad.train``); the
+jaxgrad runs ``steps`` steps inside one compiled ``lax.scan`` (``jaxgrad.fit``); the
 monitored run also records ``‖∂L/∂W_l‖`` and ``‖∂L/∂b_l‖`` for all 20 layers at every step
 as scan outputs (``mlp_layer_monitor``). The records give seconds per step; the monitored
 jaxgrad record carries ``overhead`` = monitored / unmonitored time (the issue asks for at
@@ -41,7 +41,7 @@ def _jaxgrad(batch: int, steps: int, repeats: int) -> tuple[float, float]:
     import optax
 
     import jaxgrad
-    from jaxgrad.train import fixed_batches, mlp_layer_monitor, train
+    from jaxgrad.train import fit, fixed_batches, mlp_layer_monitor
 
     mlp = jaxgrad.MLPConfig(in_dim=WIDTH, width=WIDTH, depth=DEPTH, out_dim=CLASSES,
                             activation="relu", init="he")
@@ -54,7 +54,7 @@ def _jaxgrad(batch: int, steps: int, repeats: int) -> tuple[float, float]:
 
     def run(monitor):
         def go():
-            result = train(loss_fn, params, optimizer, source, num_steps=steps,
+            result = fit(loss_fn, params, optimizer, source, num_steps=steps,
                            steps_per_scan=steps, key=jax.random.key(3), monitor=monitor)
             _harness.block(result.params)
 

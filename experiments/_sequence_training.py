@@ -1,6 +1,6 @@
 """Shared by the sequence experiments: train S replicas (seeds) of a model on a task at once.
 
-The replicas' parameters are stacked on a leading axis; ``jaxgrad.train.train`` runs them
+The replicas' parameters are stacked on a leading axis; ``jaxgrad.fit`` runs them
 in one compiled scan with ``vmap_optimizer`` (each replica clipped by its own norm) and a
 loss that sums the replicas' losses, so their gradients stay independent.
 ``train_replicas_checked`` trains in segments between periodic success checks, as Pascanu
@@ -21,11 +21,11 @@ from jaxgrad.train import (
     BatchSource,
     SequenceModel,
     TrainingDiverged,
+    fit,
     sequence_loss,
     sequence_omega,
     sequence_outputs,
     success,
-    train,
     vmap_optimizer,
 )
 from jaxgrad.train.tasks import SUCCESS_ERROR_RATE
@@ -57,7 +57,7 @@ def train_replicas(
     fns = _functions(model, task, inner, batch_size, length, num_replicas, stateless,
                      omega_squared)
     run = functools.partial(
-        train, fns["loss"], optimizer=fns["optimizer"], num_steps=num_steps, key=key,
+        fit, fns["loss"], optimizer=fns["optimizer"], num_steps=num_steps, key=key,
         steps_per_scan=min(steps_per_scan, num_steps),
         regularizer=fns["regularizer"] if omega_weight > 0 else None,
         regularizer_weight=omega_weight, monitor=fns["monitor"],
@@ -103,7 +103,7 @@ _FUNCTIONS: dict = {}
 
 def _functions(model, task, inner, batch_size, length, num_replicas, stateless,
                omega_squared=False):
-    """The loss, regulariser, monitor, sampler and optimizer for ``train``, made once per
+    """The loss, regulariser, monitor, sampler and optimizer for ``fit``, made once per
     setting so that the loop's compiled scan is reused (it is cached on their identity)."""
     cache_key = (model, task, id(inner), batch_size, length, num_replicas, stateless,
                  omega_squared)
@@ -171,7 +171,7 @@ def train_replicas_checked(
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Train stacked replicas with a success check every ``check_every`` updates.
 
-    ``jaxgrad.train.train`` runs each segment of ``check_every`` updates from the previous
+    ``jaxgrad.fit`` runs each segment of ``check_every`` updates from the previous
     segment's parameters (batch t of the run is drawn from ``fold_in(key, t)`` whatever the
     segmentation); after each segment every live replica is scored on ``eval_sequences``
     fresh sequences (``fold_in(check_key, c)`` at check c, the same for every replica and
@@ -207,7 +207,7 @@ def train_replicas_checked(
                          "optimizer state")
     fns = _functions(model, task, inner, batch_size, length, num_replicas, True, omega_squared)
     run = functools.partial(
-        train, fns["loss"], optimizer=fns["optimizer"], key=key,
+        fit, fns["loss"], optimizer=fns["optimizer"], key=key,
         regularizer=fns["regularizer"] if omega_weight > 0 else None,
         regularizer_weight=omega_weight, monitor=fns["monitor"],
     )

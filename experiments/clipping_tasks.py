@@ -87,10 +87,10 @@ import optax
 from jaxgrad.train import (
     BatchSource,
     SequenceModel,
+    fit,
     get_task,
     sequence_omega,
     success,
-    train,
     with_clipping,
 )
 
@@ -330,12 +330,12 @@ def _checks(config, plan, summary, quick):
 
 def _segment_check(run_args, final, steps_done):
     """The quick SGD-CR run (trained in segments between checks) against one uninterrupted
-    ``train`` call over the same updates: the checks must not change the training."""
+    ``fit`` call over the same updates: the checks must not change the training."""
     model, task, params0, inner, length, batch_size, key, weight = run_args
     fns = _functions(model, task, inner, batch_size, length, params0.W_out.shape[0], True,
                      True)
     check_every = QUICK_CONFIG["check_every"]
-    whole = train(fns["loss"], params0, fns["optimizer"],
+    whole = fit(fns["loss"], params0, fns["optimizer"],
                   BatchSource((jnp.arange(params0.W_out.shape[0]), jnp.asarray(0, jnp.int32),
                                key), fns["sample_from"]),
                   num_steps=steps_done, key=key, steps_per_scan=min(250, check_every),

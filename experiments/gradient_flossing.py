@@ -363,19 +363,19 @@ def run(config: dict) -> Result:
                                      per_replica(p_init), per_replica(p_floss))
     bar.update()
     bar.set_postfix_str("training: no flossing, flossing before")
-    plain = jaxgrad.train(loss_fn, stacked, opt, sampler(2), num_steps=steps, key=k_train,
-                          steps_per_scan=steps, monitor=monitor)
+    plain = jaxgrad.fit(loss_fn, stacked, opt, sampler(2), num_steps=steps, key=k_train,
+                        steps_per_scan=steps, monitor=monitor)
     bar.update()
     bar.set_postfix_str("training: flossing regulariser every step")
-    during = jaxgrad.train(loss_fn, per_replica(p_floss), opt, sampler(1), num_steps=steps,
-                           key=k_train, steps_per_scan=steps, monitor=monitor,
-                           regularizer=regularizer,
-                           regularizer_weight=float(config["floss_weight"]))
+    during = jaxgrad.fit(loss_fn, per_replica(p_floss), opt, sampler(1), num_steps=steps,
+                         key=k_train, steps_per_scan=steps, monitor=monitor,
+                         regularizer=regularizer,
+                         regularizer_weight=float(config["floss_weight"]))
     bar.update()
     bar.set_postfix_str("training: interleaved flossing episodes")
-    inter = jaxgrad.train(interleaved_loss, per_replica(p_floss), opt, interleaved_sample,
-                          num_steps=len(floss_now), key=k_train,
-                          steps_per_scan=len(floss_now), monitor=interleaved_monitor)
+    inter = jaxgrad.fit(interleaved_loss, per_replica(p_floss), opt, interleaved_sample,
+                        num_steps=len(floss_now), key=k_train,
+                        steps_per_scan=len(floss_now), monitor=interleaved_monitor)
     bar.update()
     bar.set_postfix_str("evaluating")
     bar.close()
@@ -438,7 +438,7 @@ def run(config: dict) -> Result:
                     "(trained without flossing: reference)",
                     mean_abs(results["floss_during"]["lambda_trained"]),
                     mean_abs(results["no_floss"]["lambda_trained"]), kind="<=",
-                    note="train(regularizer=flossing_regularizer) keeps λ_1 nearer 0"),
+                    note="fit(regularizer=flossing_regularizer) keeps λ_1 nearer 0"),
         check_bound(f"success without flossing at the shortest delay d = {delays[0]}",
                     success["no_floss"][0], 0.5, kind=">=",
                     note="the task is learnable by plain BPTT at a short delay"),

@@ -117,11 +117,11 @@ import optax
 import jaxgrad
 from jaxgrad.train import (
     TrainingDiverged,
+    fit,
     load_digits,
     load_mnist,
     mlp_layer_monitor,
     shuffled_batches,
-    train,
 )
 
 from ._runner import Result, check_bound, check_close
@@ -238,9 +238,9 @@ def _train_group(inits, depth, lr, config, data, keys, k_train):
     batches = shuffled_batches((data.x_train, data.y_train), config["batch_size"])
     optimizer = OPTIMIZERS[config["optimizer"]](lr)
     try:
-        result = train(loss_fn, params, optimizer, batches, num_steps=config["num_steps"],
-                       steps_per_scan=config["num_steps"], key=k_train,
-                       monitor=_stacked_monitor)
+        result = fit(loss_fn, params, optimizer, batches, num_steps=config["num_steps"],
+                     steps_per_scan=config["num_steps"], key=k_train,
+                     monitor=_stacked_monitor)
         final, metrics, diverged = result.params, result.metrics, False
     except TrainingDiverged as err:  # reported, never hidden: accuracies become nan
         final, metrics, diverged = err.state.params, err.metrics, True

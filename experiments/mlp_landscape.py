@@ -6,7 +6,7 @@ incoming weights) of each to the norm of the matching filter of the trained weig
 zero the directions on biases, and plot L(θ* + α d₁ + β d₂). Their finding: without skip
 connections deep networks' landscapes turn chaotic; with them they stay smooth and
 nearly convex. Here: a deep ReLU MLP on scikit-learn's digits (8×8 images, 10 classes),
-trained briefly with Adam under ``lax.scan``, scanned with ``jaxgrad.scan_landscape``.
+trained briefly with Adam (``jaxgrad.train_steps``), scanned with ``jaxgrad.scan_landscape``.
 
 Checks (consistency, since there is no closed form for a trained network): every filter
 of each direction has the norm of the weights' filter (the construction); the scan's centre
@@ -79,17 +79,12 @@ def run(config: dict) -> Result:
 
         @jax.jit
         def train(p, loss=loss, opt=opt):
-            def body(carry, _):
-                p, s = carry
-                value, g = jax.value_and_grad(loss)(p)
-                u, s = opt.update(g, s, p)
-                return (optax.apply_updates(p, u), s), value
-            (p, _), losses = jax.lax.scan(body, (p, opt.init(p)), None,
-                                          length=config["train_steps"])
-            return p, losses, loss(p)
+            state, metrics = jaxgrad.train_steps(
+                lambda q, _: loss(q), opt, jaxgrad.init_train_state(p, opt), None,
+                num_steps=config["train_steps"])
+            return state.params, metrics.loss, loss(state.params)
 
-        with jax.numpy_dtype_promotion("standard"):  # optax.adam mixes int and float
-            params, train_losses, trained_loss = train(p0)
+        params, train_losses, trained_loss = train(p0)
         trained_loss = float(trained_loss)
         d1 = jaxgrad.filter_normalized_direction(params, key=k_d1, filter_axes=_bias_free)
         d2 = jaxgrad.filter_normalized_direction(params, key=k_d2, filter_axes=_bias_free)

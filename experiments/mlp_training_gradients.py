@@ -28,11 +28,11 @@ import optax
 
 import jaxgrad
 from jaxgrad.train import (
+    fit,
     load_digits,
     load_mnist,
     mlp_layer_monitor,
     shuffled_batches,
-    train,
 )
 
 from ._runner import Result, check_bound
@@ -93,7 +93,7 @@ def run(config: dict) -> Result:
     for name in names:
         mlp = _mlp_config(name, config, data.x_train.shape[1])
         params = jaxgrad.init_mlp(k_init, mlp)
-        result = train(functools.partial(_loss, mlp=mlp), params, optimizer, batches,
+        result = fit(functools.partial(_loss, mlp=mlp), params, optimizer, batches,
                        num_steps=config["num_steps"], key=k_train,
                        steps_per_scan=config["steps_per_scan"], monitor=mlp_layer_monitor)
         w = result.metrics["layer_weight_grad_norms"]  # (steps, depth)

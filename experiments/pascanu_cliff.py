@@ -75,20 +75,20 @@ def fixed_point_loss(w: float, b: float, target: float, *, branch: str) -> float
 
 
 def gd_paths(loss, starts, *, learning_rate, clip, num_steps):
-    """Parameters, losses and update norms of GD from each start (vmapped ``lax.scan``)."""
+    """Parameters, losses and update norms of GD from each start (vmapped ``train_steps``)."""
     opt = optax.sgd(learning_rate)
     if clip is not None:
         opt = optax.chain(optax.clip_by_global_norm(clip), opt)
 
-    def one(p0):
-        def body(carry, _):
-            p, state = carry
-            value, g = jax.value_and_grad(loss)(p)
-            updates, state = opt.update(g, state, p)
-            return (optax.apply_updates(p, updates), state), (p, value, optax.tree.norm(updates))
+    def record(p, batch, grads):
+        # SGD and clipping are stateless: the applied update is recomputed exactly.
+        updates, _ = opt.update(grads, opt.init(p), p)
+        return {"params": p, "update_norm": optax.tree.norm(updates)}
 
-        _, out = jax.lax.scan(body, (p0, opt.init(p0)), None, length=num_steps)
-        return out
+    def one(p0):
+        _, m = jaxgrad.train_steps(lambda p, _: loss(p), opt, jaxgrad.init_train_state(p0, opt),
+                                   None, num_steps=num_steps, monitor=record)
+        return m.monitor["params"], m.loss, m.monitor["update_norm"]
 
     return jax.jit(jax.vmap(one))(starts)
 

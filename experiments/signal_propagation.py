@@ -167,16 +167,14 @@ def _train_accuracies(config, key):
         k_init, k_data = jax.random.split(key)
         params = _init(k_init, sigma_w2, sigma_b2, X_tr.shape[1], width, max_depth)
 
-        def step(carry, k):
-            params, state = carry
+        def minibatch_loss(params, k):
             idx = jax.random.randint(k, (batch,), 0, X_tr.shape[0])
-            grads = jax.grad(loss)(params, X_tr[idx], y_tr[idx], depth)
-            updates, state = opt.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), None
+            return loss(params, X_tr[idx], y_tr[idx], depth)
 
-        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)),
-                                      jax.random.split(k_data, steps))
-        return jnp.mean(jnp.argmax(_apply(params, X_te, depth), -1) == y_te)
+        state, _ = jaxgrad.train_steps(
+            minibatch_loss, opt, jaxgrad.init_train_state(params, opt),
+            jaxgrad.fixed_batches(jax.random.split(k_data, steps)), num_steps=steps)
+        return jnp.mean(jnp.argmax(_apply(state.params, X_te, depth), -1) == y_te)
 
     w2 = jnp.asarray(config["train_sigma_w2"], jnp.float32)
     depths = jnp.asarray(config["train_depths"])

@@ -11,9 +11,10 @@ The public surface: every name a user, a notebook or an experiment imports.
   ``params=``): Jacobian products, spectra, gradient flow, Lyapunov spectra, signal
   propagation, fixed points, continuation, orbit diagrams, sensitivities.
 - ``jaxgrad.landscape``: ``scan_landscape``, ``find_cliffs`` and ``sweep``.
-- ``jaxgrad.train``: the optax training loop, remedies, Pascanu's Ω, the flossing
-  regulariser, tasks and data (``jaxgrad.train`` the function is the loop; import the
-  subpackage's modules with ``from jaxgrad.train import tasks``).
+- ``jaxgrad.train``: the subpackage of training: ``train_steps`` (a pure scan of optax
+  updates, for ``jax.jit``/``jax.vmap``), ``fit`` (the host driver on it, with
+  checkpoints), remedies, Pascanu's Ω, the flossing regulariser, tasks and data
+  (``jaxgrad.fit`` and ``jaxgrad.train_steps`` at the top level).
 """
 
 from .analysis.continuation import BifurcationPoint as BifurcationPoint
@@ -145,12 +146,14 @@ from .train.loop import BatchSource as BatchSource
 from .train.loop import TrainingDiverged as TrainingDiverged
 from .train.loop import TrainResult as TrainResult
 from .train.loop import TrainState as TrainState
+from .train.loop import fit as fit
 from .train.loop import fixed_batches as fixed_batches
+from .train.loop import init_train_state as init_train_state
 from .train.loop import mlp_layer_monitor as mlp_layer_monitor
 from .train.loop import sampled_batches as sampled_batches
 from .train.loop import shuffled_batches as shuffled_batches
-from .train.loop import train as train
 from .train.loop import train_step as train_step
+from .train.loop import train_steps as train_steps
 from .train.regularizers import OmegaTerms as OmegaTerms
 from .train.regularizers import flossing_regularizer as flossing_regularizer
 from .train.regularizers import pascanu_omega as pascanu_omega

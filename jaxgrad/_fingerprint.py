@@ -2,7 +2,7 @@
 
 A checkpoint may only be resumed by the computation that wrote it: a loss-landscape scan
 (``scan_landscape(checkpoint=...)``) by the same ``loss_fn``, a training run
-(``train(checkpoint_dir=...)``) by the same loss, optimiser, batch source, regulariser
+(``fit(checkpoint_dir=...)``) by the same loss, optimiser, batch source, regulariser
 and monitor. ``identify(obj, where)`` walks such an object and returns an ``Identity``:
 a SHA-256 that is the same in every Python process that builds the same objects, and
 the places where the walk met an object it could not identify. It follows

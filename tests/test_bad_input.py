@@ -667,7 +667,7 @@ def _rows() -> dict[str, Row]:
         {"optimizer": "sgd"}, TypeError, r"`optimizer`")
     add("vmap_optimizer-optimizer", jaxgrad.vmap_optimizer, {}, {"optimizer": None}, TypeError,
         r"`optimizer`")
-    tr = jaxgrad.train
+    tr = jaxgrad.fit
     good = {"loss_fn": lambda p, b: jnp.sum(p["w"] ** 2), "params": {"w": jnp.ones(2)},
             "optimizer": opt, "batches": jaxgrad.fixed_batches(jnp.zeros((2, 1))),
             "num_steps": 2, "key": KEY}
@@ -680,6 +680,21 @@ def _rows() -> dict[str, Row]:
         r"`regularizer_weight`")
     add("train-optimizer", tr, good, {"optimizer": "sgd"}, TypeError, r"`optimizer`")
     add("train-loss_fn", tr, good, {"loss_fn": None}, TypeError, r"`loss_fn`")
+    ts = jaxgrad.train_steps
+    good_ts = {"loss_fn": good["loss_fn"], "optimizer": opt,
+               "state": jaxgrad.init_train_state({"w": jnp.ones(2)}, opt),
+               "batches": good["batches"], "num_steps": 2}
+    add("train_steps-num_steps", ts, good_ts, {"num_steps": 0}, ValueError, r"`num_steps`")
+    add("train_steps-state", ts, good_ts, {"state": {"w": jnp.ones(2)}}, TypeError, r"`state`")
+    add("train_steps-optimizer", ts, good_ts, {"optimizer": "sgd"}, TypeError, r"`optimizer`")
+    add("train_steps-batches", ts, good_ts, {"batches": jnp.zeros((2, 1))}, TypeError,
+        r"`batches`")
+    add("train_steps-key-missing", ts, good_ts,
+        {"batches": jaxgrad.sampled_batches(lambda k, t: jnp.zeros(1))}, TypeError, r"`key`")
+    add("train_steps-key-int", ts, good_ts, {"key": bad_keys["int"]}, TypeError, r"`key`")
+    add("init_train_state-optimizer", jaxgrad.init_train_state,
+        {"params": {"w": jnp.ones(2)}, "optimizer": opt}, {"optimizer": "adam"}, TypeError,
+        r"`optimizer`")
     model = jaxgrad.SequenceModel("rnn_tanh", 4, 2, 1)
     add("sequence_loss-task", jaxgrad.sequence_loss, {"model": model, "task": TASK},
         {"task": "addition"}, TypeError, r"`task`")

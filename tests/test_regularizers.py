@@ -354,7 +354,7 @@ def _tanh_step(h, x, p):
 
 @pytest.mark.slow
 def test_flossing_during_training_lowers_abs_lambda1():
-    """train(regularizer=flossing_regularizer) drives λ_1 of an ordered net towards 0."""
+    """fit(regularizer=flossing_regularizer) drives λ_1 of an ordered net towards 0."""
     n, k = 8, 2
     keys = jax.random.split(jax.random.key(4), 4)
     params = {"W": 0.6 / jnp.sqrt(n) * jax.random.normal(keys[0], (n, n)),
@@ -377,7 +377,7 @@ def test_flossing_during_training_lowers_abs_lambda1():
         return float(jaxgrad.lyapunov_spectrum(_tanh_step, jnp.zeros((n,)), u, params=p,
                                                num_exponents=1, transient=20).exponents[0])
 
-    runs = {w: jaxgrad.train(loss_fn, params, optax.adam(1e-2), sample, num_steps=60,
+    runs = {w: jaxgrad.fit(loss_fn, params, optax.adam(1e-2), sample, num_steps=60,
                              key=keys[3], regularizer=omega, regularizer_weight=w)
             for w in (0.0, 1.0)}
     before, plain, flossed = lambda1(params), lambda1(runs[0.0].params), lambda1(

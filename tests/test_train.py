@@ -15,14 +15,15 @@ from jaxgrad.train import (
     BatchSource,
     TrainingDiverged,
     combine_monitors,
+    fit,
     fixed_batches,
     init_train_state,
     mlp_layer_monitor,
     param_grad_norms,
     sampled_batches,
     shuffled_batches,
-    train,
     train_step,
+    train_steps,
     with_clipping,
 )
 
@@ -71,7 +72,7 @@ def test_full_batch_sgd_matches_closed_form_update():
     x, y = _data()
     batches = fixed_batches(jax.tree_util.tree_map(lambda a: a[None], (x, y)))
     lr, steps = 0.1, 7
-    res = train(_lsq, _params(), optax.sgd(lr), batches, num_steps=steps,
+    res = fit(_lsq, _params(), optax.sgd(lr), batches, num_steps=steps,
                 key=jax.random.key(0), steps_per_scan=3)
     w, b = np.zeros(DIM), 0.0
     xn, yn = np.asarray(x, np.float64), np.asarray(y, np.float64)
@@ -87,6 +88,108 @@ def test_full_batch_sgd_matches_closed_form_update():
     assert res.metrics["finite"].all()
     np.testing.assert_array_equal(res.metrics["regularizer"], 0.0)
     np.testing.assert_array_equal(res.metrics["objective"], res.metrics["loss"])
+
+
+def _optax_loop(loss_fn, opt, params, batches):
+    """A plain optax loop written out here, the reference ``train_steps`` must equal."""
+    state = opt.init(params)
+    losses = []
+    for batch in batches:
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+        with jax.numpy_dtype_promotion("standard"):  # Adam's integer step count
+            updates, state = opt.update(grads, state, params)
+            params = optax.apply_updates(params, updates)
+        losses.append(loss)
+    return params, np.asarray(losses)
+
+
+def _sampler(key, t):
+    """A synthetic least-squares batch drawn from the step key."""
+    x = jax.random.normal(key, (8, DIM))
+    return x, x @ jnp.arange(1.0, DIM + 1.0) + 0.5
+
+
+def test_train_steps_under_jit_and_vmap_equals_a_hand_written_optax_loop():
+    """``train_steps`` jitted and vmapped over 3 seeds equals an eager optax loop per seed
+    on the batches ``sample(fold_in(key, t), t)``."""
+    opt, steps = optax.adam(0.05), 12
+    keys = jax.random.split(jax.random.key(7), 3)
+
+    def run(key):
+        return train_steps(_lsq, opt, init_train_state(_params(), opt), _sampler,
+                           num_steps=steps, key=key)
+
+    state, metrics = jax.jit(jax.vmap(run))(keys)
+    assert metrics.loss.shape == (3, steps) and metrics.finite.all()
+    np.testing.assert_array_equal(state.step, steps)
+    for i, key in enumerate(keys):
+        batches = [_sampler(jax.random.fold_in(key, t), t) for t in range(steps)]
+        params, losses = _optax_loop(_lsq, opt, _params(), batches)
+        np.testing.assert_allclose(metrics.loss[i], losses, rtol=1e-5)
+        for a, b in zip(jax.tree_util.tree_leaves(params),
+                        jax.tree_util.tree_leaves(state.params), strict=True):
+            np.testing.assert_allclose(b[i], a, rtol=1e-5, atol=1e-6)
+    # Seeds differ, so the vmapped runs are not one run repeated.
+    assert not np.allclose(metrics.loss[0], metrics.loss[1])
+
+
+def test_fit_equals_train_steps_on_the_same_batches():
+    """``fit`` (several scans, host driver) ends where one ``train_steps`` call does, and a
+    ``train_steps`` run split in two calls (continuing from ``state.step``) too."""
+    opt, key = optax.adam(0.05), jax.random.key(3)
+    source = shuffled_batches(_data(), 8)
+    res = fit(_lsq, _params(), opt, source, num_steps=10, key=key, steps_per_scan=5)
+    state, metrics = train_steps(_lsq, opt, init_train_state(_params(), opt), source,
+                                 num_steps=10, key=key)
+    five = jax.jit(lambda s: train_steps(_lsq, opt, s, source, num_steps=5, key=key))
+    half, m1 = five(init_train_state(_params(), opt))
+    half, m2 = five(half)
+    for a, b, c in zip(jax.tree_util.tree_leaves(res.params),
+                       jax.tree_util.tree_leaves(state.params),
+                       jax.tree_util.tree_leaves(half.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(c, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(res.metrics["loss"], metrics.loss, rtol=1e-6)
+    np.testing.assert_allclose(np.concatenate([m1.loss, m2.loss]), metrics.loss, rtol=1e-6)
+    assert res.step == 10 and int(state.step) == 10
+
+
+def test_train_steps_stops_applying_after_a_non_finite_step():
+    """A NaN batch at step 3: steps 0-2 are applied, none after, ``finite`` says so."""
+    def sample(key, t):
+        return jnp.where(t == 3, jnp.nan, 1.0)
+
+    def loss_fn(p, b):
+        return jnp.sum((p - b) ** 2)
+
+    opt = optax.sgd(0.1)
+    state, m = jax.jit(lambda s: train_steps(loss_fn, opt, s, sample, num_steps=6,
+                                             key=jax.random.key(0)))(
+        init_train_state(jnp.zeros(2), opt))
+    np.testing.assert_array_equal(m.finite, [True, True, True, False, False, False])
+    ref, _ = _optax_loop(loss_fn, opt, jnp.zeros(2), [jnp.ones(())] * 3)
+    np.testing.assert_allclose(state.params, ref, rtol=1e-6)
+    assert int(state.step) == 6
+
+
+def test_fixed_batches_need_no_key_and_the_subpackage_is_importable():
+    """``jaxgrad.train`` is the subpackage (its modules import by path); the driver is
+    ``jaxgrad.fit``; ``fixed_batches`` run under ``train_steps`` without a key."""
+    import importlib
+    import types
+
+    assert isinstance(jaxgrad.train, types.ModuleType)
+    loop = importlib.import_module("jaxgrad.train.loop")
+    tasks = importlib.import_module("jaxgrad.train.tasks")
+    from jaxgrad.train import loop as loop2
+    assert loop is loop2 and jaxgrad.train.loop is loop and jaxgrad.train.tasks is tasks
+    assert jaxgrad.fit is loop.fit is jaxgrad.train.fit
+    assert jaxgrad.train_steps is loop.train_steps is jaxgrad.train.train_steps
+    opt = optax.sgd(0.1)
+    state, m = train_steps(_lsq, opt, init_train_state(_params(), opt),
+                           fixed_batches(jax.tree_util.tree_map(lambda a: a[None], _data())),
+                           num_steps=2)
+    assert m.loss.shape == (2,) and bool(m.finite.all())
 
 
 @pytest.mark.parametrize("scale", [7e-31, 1.0, 1e30])
@@ -118,7 +221,7 @@ def test_layer_monitors_at_extreme_gradient_scales_against_float64(scale):
 def test_scanned_loop_matches_python_loop_of_train_step():
     cfg, params, batch, loss_fn = _mlp_setup()
     opt = optax.adam(1e-2)
-    res = train(loss_fn, params, opt, fixed_batches(jax.tree_util.tree_map(
+    res = fit(loss_fn, params, opt, fixed_batches(jax.tree_util.tree_map(
         lambda a: a[None], batch)), num_steps=6, key=jax.random.key(0), steps_per_scan=4,
         monitor=mlp_layer_monitor)
     step = jax.jit(functools.partial(train_step, loss_fn, opt, monitor=mlp_layer_monitor))
@@ -139,7 +242,7 @@ def test_grad_norm_and_monitors_match_the_analyzers():
     cfg, params, batch, loss_fn = _mlp_setup()
     opt = optax.sgd(0.0)  # lr 0: the parameters stay, so every step sees the same gradient
     mon = combine_monitors(mlp_layer_monitor, param_grad_norms)
-    res = train(loss_fn, params, opt, fixed_batches(jax.tree_util.tree_map(
+    res = fit(loss_fn, params, opt, fixed_batches(jax.tree_util.tree_map(
         lambda a: a[None], batch)), num_steps=2, key=jax.random.key(0), monitor=mon)
     grads = jax.grad(loss_fn)(params, batch)
     np.testing.assert_allclose(res.metrics["grad_norm"][0], optax.tree.norm(grads), rtol=1e-5)
@@ -161,7 +264,7 @@ def test_regularizer_value_recorded_and_in_the_gradient():
     def omega(params, batch):
         return jnp.sum(params[0] ** 2)
 
-    res = train(_lsq, _params(), optax.sgd(lr), batches, num_steps=3, key=jax.random.key(0),
+    res = fit(_lsq, _params(), optax.sgd(lr), batches, num_steps=3, key=jax.random.key(0),
                 regularizer=omega, regularizer_weight=lam)
     state = (jnp.zeros((DIM,)), jnp.zeros(()))
     for t in range(3):
@@ -187,7 +290,7 @@ def _shuffled(width=8):
 
 def _digits_like_run(tmp=None, num_steps=12, key=0, **kw):
     cfg, params, batch, loss_fn = _mlp_setup()
-    return train(loss_fn, params, ADAM, _shuffled(),
+    return fit(loss_fn, params, ADAM, _shuffled(),
                  num_steps=num_steps, key=jax.random.key(key), steps_per_scan=3,
                  monitor=mlp_layer_monitor, checkpoint_dir=tmp, config={"lr": 1e-2}, **kw)
 
@@ -227,7 +330,7 @@ def test_checkpoint_every_writes_intermediate_checkpoints(tmp_path):
     def loss_fn(p, batch):
         return jnp.sum((p - batch) ** 2)
 
-    res = train(loss_fn, jnp.zeros(2), optax.sgd(0.1), sample, num_steps=10,
+    res = fit(loss_fn, jnp.zeros(2), optax.sgd(0.1), sample, num_steps=10,
                 key=jax.random.key(0), steps_per_scan=2, checkpoint_dir=tmp_path,
                 checkpoint_every=4)
     calls.append(res.step)
@@ -249,11 +352,11 @@ def test_no_recompilation_across_scans():
         traces.append(1)
         return jnp.sum((p - batch) ** 2)
 
-    train(loss_fn, jnp.zeros(2), optax.sgd(0.1), lambda k, t: jnp.ones(()), num_steps=12,
+    fit(loss_fn, jnp.zeros(2), optax.sgd(0.1), lambda k, t: jnp.ones(()), num_steps=12,
           key=jax.random.key(0), steps_per_scan=3)
     n_full = len(traces)
     traces.clear()
-    train(loss_fn, jnp.zeros(2), optax.sgd(0.1), lambda k, t: jnp.ones(()), num_steps=3,
+    fit(loss_fn, jnp.zeros(2), optax.sgd(0.1), lambda k, t: jnp.ones(()), num_steps=3,
           key=jax.random.key(0), steps_per_scan=3)
     # Four scans of one length trace the step as often as a single scan does.
     assert n_full == len(traces) >= 1
@@ -276,7 +379,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path
     loss_fn, batches = _diverging_setup()
     p0 = jnp.ones(2)
     with pytest.raises(TrainingDiverged, match="step 7") as info:
-        train(loss_fn, p0, optax.sgd(0.1), batches, num_steps=10, key=jax.random.key(0),
+        fit(loss_fn, p0, optax.sgd(0.1), batches, num_steps=10, key=jax.random.key(0),
               steps_per_scan=5, checkpoint_dir=tmp_path)
     err = info.value
     assert isinstance(err, FloatingPointError)
@@ -295,7 +398,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path
 def test_divergence_without_checkpoint_dir():
     loss_fn, batches = _diverging_setup()
     with pytest.raises(TrainingDiverged, match="step 7") as info:
-        train(loss_fn, jnp.ones(2), optax.sgd(0.1), batches, num_steps=10,
+        fit(loss_fn, jnp.ones(2), optax.sgd(0.1), batches, num_steps=10,
               key=jax.random.key(0), steps_per_scan=10)
     assert info.value.checkpoint_path is None
     assert np.isfinite(np.asarray(info.value.state.params)).all()
@@ -309,6 +412,28 @@ def test_train_step_skips_non_finite_update():
     assert not bool(m.finite)
     np.testing.assert_array_equal(new.params, state.params)
     assert int(new.step) == 1
+
+
+def test_step_to_overflowing_parameters_is_not_applied_and_aux_is_returned():
+    """A finite loss and gradient whose SGD step overflows float32 (3e38 + 1e38 · 0.5) is
+    not applied: ``fit`` used to apply it and stop one step later holding inf parameters
+    as its "last good" state. ``has_aux`` returns the loss's aux output per step."""
+    def loss_fn(p, b):
+        return -0.5 * jnp.sum(p), p
+
+    opt = optax.sgd(1e38)
+    state = init_train_state(jnp.full(1, 3e38), opt)
+    new, m = train_step(loss_fn, opt, state, None, has_aux=True)
+    assert bool(jnp.isfinite(m.loss)) and float(m.grad_norm) > 0 and not bool(m.finite)
+    np.testing.assert_array_equal(new.params, state.params)
+    np.testing.assert_array_equal(m.aux, state.params)
+    with pytest.raises(TrainingDiverged) as info:
+        fit(lambda p, b: loss_fn(p, b)[0], jnp.full(1, 3e38), opt, None, num_steps=3,
+            key=jax.random.key(0))
+    assert info.value.step == 0
+    assert bool(jnp.all(jnp.isfinite(info.value.state.params)))
+    with pytest.raises(TypeError, match="has_aux"):
+        train_step(lambda p, b: jnp.sum(p), opt, state, None, has_aux=True)
 
 
 # ------------------------------------------------------------------ remedies
@@ -339,13 +464,13 @@ def test_value_clipping_bounds_each_component():
 def test_rprop_trains_through_the_loop():
     x, y = _data()
     batches = fixed_batches(jax.tree_util.tree_map(lambda a: a[None], (x, y)))
-    res = train(_lsq, _params(), optax.rprop(1e-2), batches, num_steps=60,
+    res = fit(_lsq, _params(), optax.rprop(1e-2), batches, num_steps=60,
                 key=jax.random.key(0), steps_per_scan=20)
     assert res.metrics["loss"][-1] < 1e-2 * res.metrics["loss"][0]
 
 
 def test_sampled_batches_get_distinct_step_keys():
-    seen = train(lambda p, b: jnp.sum((p - b) ** 2), jnp.zeros(()), optax.sgd(0.0),
+    seen = fit(lambda p, b: jnp.sum((p - b) ** 2), jnp.zeros(()), optax.sgd(0.0),
                  sampled_batches(lambda k, t: jax.random.normal(k, ())), num_steps=4,
                  key=jax.random.key(0), steps_per_scan=4)
     losses = seen.metrics["loss"]
@@ -372,12 +497,12 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
     _digits_like_run(tmp_path, num_steps=3)
     cfg, params, batch, loss_fn = _mlp_setup()
     with pytest.raises(ValueError, match="another configuration.*config"):
-        train(loss_fn, params, ADAM, _shuffled(), num_steps=6,
+        fit(loss_fn, params, ADAM, _shuffled(), num_steps=6,
               key=jax.random.key(0), steps_per_scan=3, checkpoint_dir=tmp_path,
               config={"lr": 0.5})
     cfg2, params2, batch2, loss_fn2 = _mlp_setup(width=16)
     with pytest.raises(ValueError, match="another configuration.*leaves"):
-        train(loss_fn2, params2, ADAM, _shuffled(16), num_steps=6,
+        fit(loss_fn2, params2, ADAM, _shuffled(16), num_steps=6,
               key=jax.random.key(0), steps_per_scan=3, checkpoint_dir=tmp_path,
               config={"lr": 1e-2})
     with pytest.raises(ValueError, match="another configuration.*key"):
@@ -399,7 +524,7 @@ _LSQ_ADAM = optax.adam(1e-2)  # one object, so the compiled scans are reused acr
 
 
 def _lsq_run(tmp, loss_fn=_lsq, optimizer=_LSQ_ADAM, num_steps=4, **kw):
-    return train(loss_fn, _params(), optimizer, fixed_batches(_data()), num_steps=num_steps,
+    return fit(loss_fn, _params(), optimizer, fixed_batches(_data()), num_steps=num_steps,
                  key=jax.random.key(0), steps_per_scan=2, checkpoint_dir=tmp, **kw)
 
 
@@ -555,7 +680,7 @@ def test_stored_leaf_of_another_shape_is_named(tmp_path):
 def test_batch_of_the_wrong_shape_is_named():
     cfg, params, (x, y), loss_fn = _mlp_setup()
     with pytest.raises(ValueError, match="`x` must have shape"):
-        train(loss_fn, params, optax.sgd(0.1), shuffled_batches((x[:, :4], y), 8),
+        fit(loss_fn, params, optax.sgd(0.1), shuffled_batches((x[:, :4], y), 8),
               num_steps=2, key=jax.random.key(0))
 
 
@@ -577,20 +702,20 @@ def test_batch_of_the_wrong_shape_is_named():
 def test_bad_arguments(kwargs, error, match):
     args = {"num_steps": 4, "key": jax.random.key(0)} | kwargs
     with pytest.raises(error, match=match):
-        train(_lsq, _params(), optax.sgd(0.1), fixed_batches(_data()), **args)
+        fit(_lsq, _params(), optax.sgd(0.1), fixed_batches(_data()), **args)
 
 
 def test_bad_components():
     with pytest.raises(TypeError, match="`loss_fn` must be callable"):
-        train(None, _params(), optax.sgd(0.1), fixed_batches(_data()), num_steps=1,
+        fit(None, _params(), optax.sgd(0.1), fixed_batches(_data()), num_steps=1,
               key=jax.random.key(0))
     with pytest.raises(TypeError, match="`optimizer` must be an optax"):
-        train(_lsq, _params(), "adam", fixed_batches(_data()), num_steps=1,
+        fit(_lsq, _params(), "adam", fixed_batches(_data()), num_steps=1,
               key=jax.random.key(0))
     with pytest.raises(TypeError, match="`batches` must be a BatchSource"):
-        train(_lsq, _params(), optax.sgd(0.1), _data(), num_steps=1, key=jax.random.key(0))
+        fit(_lsq, _params(), optax.sgd(0.1), _data(), num_steps=1, key=jax.random.key(0))
     with pytest.raises(ValueError, match="`loss_fn` must return a scalar"):
-        train(lambda p, b: p[0], _params(), optax.sgd(0.1), fixed_batches(_data()),
+        fit(lambda p, b: p[0], _params(), optax.sgd(0.1), fixed_batches(_data()),
               num_steps=1, key=jax.random.key(0))
     with pytest.raises(ValueError, match="`batch_size` must be <="):
         shuffled_batches(_data(), 1000)
@@ -636,7 +761,7 @@ def test_lstm_training_with_per_timestep_gradient_monitor():
             lambda states: (states.h[-1] @ p[1] - target) ** 2, params=p[0])
         return {"state_grad_norms": flow.state_grad_norms}
 
-    res = train(loss_fn, params, optax.adam(1e-2), fixed_batches((x[None], y[None])),
+    res = fit(loss_fn, params, optax.adam(1e-2), fixed_batches((x[None], y[None])),
                 num_steps=4, key=jax.random.key(0), steps_per_scan=2, monitor=per_timestep)
     assert res.metrics["state_grad_norms"].shape == (4, T)
     ref = per_timestep(params, (x, y), None)["state_grad_norms"]

@@ -533,7 +533,8 @@ def floss(
 
     An update whose loss, gradient or new parameters are not finite is not applied, and
     no later one is: the result keeps the last parameters at which the loss and its
-    gradient were finite (as ``jaxgrad.train`` keeps its last good state).
+    gradient were finite (as ``jaxgrad.fit`` keeps its last good state). The updates are
+    ``jaxgrad.train_steps`` on the loss ``Σ_{i≤k} λ_i²``.
     This happens when a step lands where the tangent vectors underflow (saturated units,
     ``λ = -inf``), typically after a plain gradient step on the exact trajectory gradient,
     which grows like ``e^{λ_1 T}`` as soon as flossing pushes ``λ_1`` above zero: prefer a
@@ -567,40 +568,41 @@ def floss(
     check_optimizer(optimizer)
     import optax
 
+    # Imported here: jaxgrad.train imports the analyzers (no import cycle at load time).
+    from ..train.loop import init_train_state, train_steps
+
     options = dict(num_exponents=num_exponents, num_steps=num_steps, transient=transient,
                    qr_interval=qr_interval, dt=dt, key=key,
                    trajectory_gradient=trajectory_gradient)
     # Validate once outside the scan so errors name the argument.
     lyapunov_spectrum(step, x0, inputs, params=params, **options)
 
-    def loss(p):
+    def loss(p, batch):
         res = lyapunov_spectrum(step, x0, inputs, params=p, **options)
         return jnp.sum(jnp.square(res.exponents)), res.exponents
 
-    def all_finite(tree):
-        return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a))
-                                  for a in jax.tree_util.tree_leaves(tree)]))
+    # The optimiser's state also holds the parameters its last applied update started
+    # from: the last ones with a finite loss and gradient when a later loss is not finite.
+    def remember_update(grads, state, p):
+        updates, inner = optimizer.update(grads, state[0], p)
+        return updates, (inner, p)
 
-    def update(carry, _):
-        p, opt_state, ok, good = carry
-        (value, exps), grads = jax.value_and_grad(loss, has_aux=True)(p)
-        measured = ok & jnp.isfinite(value) & all_finite(grads)
-        # optax's own arithmetic (e.g. Adam's integer step count) needs standard promotion
-        with jax.numpy_dtype_promotion("standard"):
-            updates, new_state = optimizer.update(grads, opt_state, p)
-            new_p = optax.apply_updates(p, updates)
-        applied = measured & all_finite(new_p)
-        keep = functools.partial(jax.tree_util.tree_map,
-                                 lambda a, b: jnp.where(applied, a, b))
-        good = jax.tree_util.tree_map(lambda a, b: jnp.where(measured, a, b), p, good)
-        nan = jnp.asarray(jnp.nan, value.dtype)
-        return ((keep(new_p, p), keep(new_state, opt_state), applied, good),
-                (jnp.where(ok, value, nan), jnp.where(ok, exps, nan), applied))
+    remember = optax.GradientTransformation(lambda p: (optimizer.init(p), p), remember_update)
 
     def run(p):
-        carry = (p, optimizer.init(p), jnp.asarray(True), p)
-        (p, _, ok, good), out = jax.lax.scan(update, carry, None, length=num_updates)
-        return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), p, good), out
+        state, m = train_steps(loss, remember, init_train_state(p, remember), None,
+                               num_steps=num_updates, has_aux=True)
+        ok = jnp.all(m.finite)
+        bad = jnp.argmin(m.finite)  # the first update not applied (0 if all were)
+        # Its loss and gradient were finite (only its new parameters were not): keep its
+        # parameters; else those its predecessor started from.
+        measured = jnp.isfinite(m.objective[bad]) & jnp.isfinite(m.grad_norm[bad])
+        good = jax.tree_util.tree_map(lambda a, b: jnp.where(measured, a, b), state.params,
+                                      state.opt_state[1])
+        p = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), state.params, good)
+        ran = jnp.concatenate([jnp.ones(1, bool), m.finite[:-1]])  # updates run before a stop
+        nan = jnp.asarray(jnp.nan, m.loss.dtype)
+        return p, (jnp.where(ran, m.loss, nan), jnp.where(ran[:, None], m.aux, nan), m.finite)
 
     params, (losses, exponents, finite) = jax.jit(run)(params)
     if throw and is_concrete(finite) and not bool(jnp.all(finite)):

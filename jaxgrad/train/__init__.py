@@ -1,4 +1,5 @@
-"""Training: an optax loop with scanned steps and checkpoints, remedies, and data."""
+"""Training: ``train_steps`` (a pure scan of optax updates), ``fit`` (the host driver with
+checkpoints), remedies, regularisers, tasks and data."""
 
 from .data import Dataset as Dataset
 from .data import load_digits as load_digits
@@ -12,6 +13,7 @@ from .loop import TrainResult as TrainResult
 from .loop import TrainState as TrainState
 from .loop import checkpoint_fingerprint as checkpoint_fingerprint
 from .loop import combine_monitors as combine_monitors
+from .loop import fit as fit
 from .loop import fixed_batches as fixed_batches
 from .loop import init_train_state as init_train_state
 from .loop import load_checkpoint as load_checkpoint
@@ -20,8 +22,8 @@ from .loop import param_grad_norms as param_grad_norms
 from .loop import sampled_batches as sampled_batches
 from .loop import save_checkpoint as save_checkpoint
 from .loop import shuffled_batches as shuffled_batches
-from .loop import train as train
 from .loop import train_step as train_step
+from .loop import train_steps as train_steps
 from .regularizers import OmegaTerms as OmegaTerms
 from .regularizers import pascanu_omega as pascanu_omega
 from .regularizers import pascanu_omega_terms as pascanu_omega_terms

@@ -1,4 +1,6 @@
-"""A training loop on optax: one jitted update step, steps grouped by ``lax.scan``.
+"""A training loop on optax: ``train_step`` (one update), ``train_steps`` (a pure scan of
+updates, for ``jax.jit`` and ``jax.vmap``) and ``fit`` (the host driver built on it, with
+checkpoints and resume).
 
 The update is the plain gradient step of optax,
 
@@ -14,8 +16,8 @@ the host only syncs once per scan. The batch of step t is drawn by a pure functi
 resumes from a checkpoint gives bit-identical parameters and metrics.
 
 A step whose loss or gradient is not finite is not applied (the parameters keep their
-last finite values) and the loop stops with ``TrainingDiverged`` naming the step, after
-the last good checkpoint has been kept on disk.
+last finite values; ``train_steps`` applies none after it) and ``fit`` stops with
+``TrainingDiverged`` naming the step, after the last good checkpoint has been kept on disk.
 """
 
 from __future__ import annotations
@@ -75,9 +77,11 @@ class StepMetrics(NamedTuple):
         grad_norm: global norm ``‖∇_θ (L + λΩ)‖₂`` over every parameter, before the
             optimiser's own transformations (clipping); computed scaled, so gradients of
             1e-30 or 1e30 give their norm, not 0 or inf.
-        finite: whether the objective and every gradient entry were finite, so the step was
-            applied (a finite gradient whose norm overflows is still applied).
+        finite: whether the objective, every gradient entry and every new parameter were
+            finite, so the step was applied (a finite gradient whose norm overflows is
+            still applied).
         monitor: the dict the ``monitor`` returned (empty without one).
+        aux: what ``loss_fn`` returned beside the loss with ``has_aux=True`` (else ``None``).
     """
 
     loss: jax.Array
@@ -86,6 +90,7 @@ class StepMetrics(NamedTuple):
     grad_norm: jax.Array
     finite: jax.Array
     monitor: dict[str, jax.Array]
+    aux: Any = None
 
 
 class BatchSource(NamedTuple):
@@ -103,7 +108,7 @@ class BatchSource(NamedTuple):
 
 
 class TrainResult(NamedTuple):
-    """Result of ``train``.
+    """Result of ``fit``.
 
     Attributes:
         params, opt_state: the final values.
@@ -158,11 +163,13 @@ def train_step(
     regularizer: Regularizer | None = None,
     regularizer_weight: float = 1.0,
     monitor: Monitor | None = None,
+    has_aux: bool = False,
 ) -> tuple[TrainState, StepMetrics]:
     """One optax update on ``batch``; pure, so ``jax.jit`` or ``lax.scan`` it.
 
     Arguments:
-        loss_fn: ``loss_fn(params, batch) -> scalar``.
+        loss_fn: ``loss_fn(params, batch) -> scalar`` (``-> (scalar, aux)`` with
+            ``has_aux=True``; ``aux`` is returned in ``StepMetrics.aux``).
         optimizer: an optax ``GradientTransformation`` (chain clipping in with
             ``jaxgrad.train.with_clipping`` or ``optax.chain``).
         state: ``TrainState`` from ``init_train_state``.
@@ -173,8 +180,8 @@ def train_step(
             step (``grads`` is ``∇_θ (L + λΩ)``); see ``mlp_layer_monitor``.
 
     Returns:
-        ``(new_state, StepMetrics)``. A non-finite objective or gradient leaves the state
-        unchanged (except ``step``) and sets ``finite=False``.
+        ``(new_state, StepMetrics)``. A non-finite objective, gradient or new parameter
+        leaves the state unchanged (except ``step``) and sets ``finite=False``.
 
     Example:
         >>> import functools
@@ -191,30 +198,38 @@ def train_step(
     check_optimizer(optimizer)
     if not isinstance(state, TrainState):
         raise TypeError(f"`state` must be a TrainState, got {type(state).__name__}")
-    if isinstance(regularizer_weight, (int, float)):  # traced inside `train`'s scan
+    if isinstance(regularizer_weight, (int, float)):  # traced inside `fit`'s scan
         check_positive_float("regularizer_weight", regularizer_weight, allow_zero=True)
 
     def objective(params):
-        loss = loss_fn(params, batch)
+        loss, aux = loss_fn(params, batch), None
+        if has_aux:
+            if not (isinstance(loss, tuple) and len(loss) == 2):
+                raise TypeError(f"`loss_fn` with has_aux=True must return (loss, aux), got "
+                                f"{type(loss).__name__}")
+            loss, aux = loss
         loss = jnp.asarray(loss)
         if loss.shape != ():
             raise ValueError(f"`loss_fn` must return a scalar, got shape {loss.shape}")
         if regularizer is None:
-            return loss, (loss, jnp.zeros((), loss.dtype))
+            return loss, (loss, jnp.zeros((), loss.dtype), aux)
         omega = jnp.asarray(regularizer(params, batch))
         if omega.shape != ():
             raise ValueError(f"`regularizer` must return a scalar, got shape {omega.shape}")
         omega = omega.astype(loss.dtype)
-        return loss + jnp.asarray(regularizer_weight, loss.dtype) * omega, (loss, omega)
+        total = loss + jnp.asarray(regularizer_weight, loss.dtype) * omega
+        return total, (loss, omega, aux)
 
-    (total, (loss, omega)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    (total, (loss, omega, aux)), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params)
     grad_norm = tree_scaled_norm(grads).norm
-    finite = jnp.isfinite(total) & _all_finite(grads)
     # optax mixes Python floats with its int32 step count (Adam's bias correction), which
     # strict dtype promotion refuses; its own arithmetic runs under standard promotion.
     with jax.numpy_dtype_promotion("standard"):
         updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
+    # A finite gradient can still step to an overflowing parameter: not applied either.
+    finite = jnp.isfinite(total) & _all_finite(grads) & _all_finite(new_params)
     keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
         lambda a, b: jnp.where(finite, a, b), new, old
     )
@@ -225,7 +240,7 @@ def train_step(
     clash = set(extra) & set(RESERVED_METRICS)
     if clash:
         raise ValueError(f"`monitor` keys {sorted(clash)} clash with the loop's own metrics")
-    return new_state, StepMetrics(loss, total, omega, grad_norm, finite, extra)
+    return new_state, StepMetrics(loss, total, omega, grad_norm, finite, extra, aux)
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -255,6 +270,7 @@ def fixed_batches(batches: Any) -> BatchSource:
     def sample(data, key, t):
         return jax.tree_util.tree_map(lambda a: a[t % n], data)
 
+    sample.needs_key = False  # train_steps may run it without a key
     return BatchSource(batches, sample)
 
 
@@ -263,7 +279,7 @@ def shuffled_batches(dataset: Any, batch_size: int) -> BatchSource:
 
     Epoch ``e = t // (n // batch_size)`` uses the permutation ``permutation(fold_in(key, e))``
     of the ``n`` examples (a partial last batch is dropped), where ``key`` is the run's key
-    given to ``train``; so batch t is a pure function of ``(key, t)``.
+    given to ``fit`` or ``train_steps``; so batch t is a pure function of ``(key, t)``.
 
     Arguments:
         dataset: a pytree of arrays with a leading example axis ``n``, e.g. ``(x, y)``.
@@ -288,7 +304,7 @@ def shuffled_batches(dataset: Any, batch_size: int) -> BatchSource:
 
 
 class _NeedsRunKey(NamedTuple):
-    """Marks ``BatchSource.data`` that ``train`` pairs with the run key."""
+    """Marks ``BatchSource.data`` that ``train_steps`` pairs with the run key."""
 
     arrays: Any
 
@@ -380,7 +396,7 @@ def checkpoint_fingerprint(
         key: the run's PRNG key (the batches depend on it).
         config: any JSON-able description of the run the user gives (model sizes,
             learning rate, ...).
-        components: the objects that define the run, by name (``train`` passes
+        components: the objects that define the run, by name (``fit`` passes
             ``loss_fn``, ``optimizer``, ``batches``, ``regularizer``,
             ``regularizer_weight`` and ``monitor``). Each is reduced to a SHA-256 of a
             deterministic description: a function by its bytecode, constants, defaults,
@@ -570,36 +586,132 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def _no_batch(data: Any, key: Any, t: Any) -> None:
+    """The batch of a full-batch or data-free objective: ``None`` at every step."""
+    del data, key, t
+
+
+_no_batch.needs_key = False
+
+
+def _batch_source(batches: Any) -> BatchSource:
+    if batches is None:
+        return BatchSource(None, _no_batch)
+    if isinstance(batches, BatchSource):
+        return batches
+    if callable(batches):
+        return sampled_batches(batches)
+    raise TypeError(
+        f"`batches` must be a BatchSource, a function (key, step) -> batch or None, "
+        f"got {type(batches).__name__}"
+    )
+
+
+def train_steps(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    state: TrainState,
+    batches: BatchSource | Callable[[jax.Array, jax.Array], Any] | None,
+    *,
+    num_steps: int,
+    key: jax.Array | None = None,
+    regularizer: Regularizer | None = None,
+    regularizer_weight: float | jax.Array = 1.0,
+    monitor: Monitor | None = None,
+    has_aux: bool = False,
+) -> tuple[TrainState, StepMetrics]:
+    """``num_steps`` optax updates in one ``lax.scan``; pure, so ``jax.jit`` or ``jax.vmap`` it.
+
+    Step t (counted from ``state.step``, so a run split into calls draws the same batches)
+    applies ``train_step`` to the batch ``sample(data, fold_in(key, t), t)`` of
+    ``batches``. At the first step whose objective, gradient or new parameters are not
+    finite nothing more is applied: the state keeps its last finite values and
+    ``metrics.finite`` is ``False`` from that step on. Nothing syncs with the host, so
+    seeds, learning rates or whole ensembles train at once under ``jax.vmap``;
+    ``jaxgrad.fit`` is the host driver built on it (checkpoints, resume,
+    ``TrainingDiverged``).
+
+    Arguments:
+        loss_fn: ``loss_fn(params, batch) -> scalar``.
+        optimizer: an optax ``GradientTransformation``.
+        state: ``TrainState`` from ``init_train_state`` (or a previous call).
+        batches: a ``BatchSource`` (``shuffled_batches``, ``fixed_batches``,
+            ``sampled_batches``), a function ``sample(key_t, t) -> batch``, or ``None``
+            for a full-batch or data-free objective (``loss_fn(params, None)``).
+        num_steps: number of steps (the scan's length, a Python int).
+        key: the run's PRNG key; step t uses ``fold_in(key, t)``. ``fixed_batches`` and
+            ``None`` run without one.
+        regularizer, regularizer_weight, monitor, has_aux: as for ``train_step``.
+
+    Returns:
+        ``(state, metrics)``: the final ``TrainState`` and ``StepMetrics`` whose fields have
+        a leading axis of length ``num_steps``.
+
+    Example:
+        >>> opt = optax.adam(1e-3)
+        >>> run = jax.jit(lambda p, k: train_steps(
+        ...     loss_fn, opt, init_train_state(p, opt), sample, num_steps=100, key=k))
+        >>> state, metrics = jax.vmap(run, in_axes=(None, 0))(params, keys)  # one per seed
+        >>> metrics.loss.shape
+        (num_seeds, 100)
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
+    _check_optimizer(optimizer)
+    if not isinstance(state, TrainState):
+        raise TypeError(f"`state` must be a TrainState, got {type(state).__name__}")
+    num_steps = check_positive_int("num_steps", num_steps)
+    if regularizer is not None and not callable(regularizer):
+        raise TypeError(f"`regularizer` must be callable, got {type(regularizer).__name__}")
+    if monitor is not None and not callable(monitor):
+        raise TypeError(f"`monitor` must be callable, got {type(monitor).__name__}")
+    source = _batch_source(batches)
+    if key is None:
+        if getattr(source.sample, "needs_key", True):
+            raise TypeError("`key` is required: these `batches` draw from fold_in(key, t) "
+                            "(only `fixed_batches` and `None` run without one)")
+    else:
+        key = typed_key("key", key)
+    data = source.data
+    if isinstance(data, _NeedsRunKey):
+        data = (key, data.arrays)
+
+    def body(carry, _):
+        state, ok = carry
+        t = state.step
+        batch = source.sample(data, None if key is None else jax.random.fold_in(key, t), t)
+        new_state, m = train_step(
+            loss_fn, optimizer, state, batch, regularizer=regularizer,
+            regularizer_weight=regularizer_weight, monitor=monitor, has_aux=has_aux,
+        )
+        # After a non-finite step nothing more is applied.
+        ok_now = ok & m.finite
+        new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok_now, a, b), new_state, state)
+        return (new_state._replace(step=t + 1), ok_now), m._replace(finite=ok_now)
+
+    (state, _), metrics = jax.lax.scan(body, (state, jnp.asarray(True)), None, length=num_steps)
+    return state, metrics
+
+
 @functools.partial(
     jax.jit,
     static_argnames=("loss_fn", "optimizer", "regularizer", "monitor", "sample", "length"),
 )
 def _run_scan(state, key, data, regularizer_weight, *, loss_fn, optimizer, regularizer,
               monitor, sample, length):
-    """``length`` steps in one ``lax.scan``; compiled once per set of functions and length."""
-
-    def body(carry, _):
-        state, ok = carry
-        t = state.step
-        batch = sample(data, jax.random.fold_in(key, t), t)
-        new_state, m = train_step(
-            loss_fn, optimizer, state, batch, regularizer=regularizer,
-            regularizer_weight=regularizer_weight, monitor=monitor,
-        )
-        # After a non-finite step nothing more is applied in this scan.
-        ok_now = ok & m.finite
-        new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok_now, a, b), new_state, state)
-        return (new_state._replace(step=t + 1), ok_now), m._replace(finite=ok_now)
-
-    (state, _), metrics = jax.lax.scan(body, (state, jnp.asarray(True)), None, length=length)
-    return state, metrics
+    """``train_steps`` compiled once per set of functions and length (``data`` and the
+    weight are arguments, not constants baked into the program)."""
+    return train_steps(
+        loss_fn, optimizer, state, BatchSource(data, sample), num_steps=length, key=key,
+        regularizer=regularizer, regularizer_weight=regularizer_weight, monitor=monitor,
+    )
 
 
-def train(
+def fit(
     loss_fn: LossFn,
     params: Any,
     optimizer: optax.GradientTransformation,
-    batches: BatchSource | Callable[[jax.Array, jax.Array], Any],
+    batches: BatchSource | Callable[[jax.Array, jax.Array], Any] | None,
     *,
     num_steps: int,
     key: jax.Array,
@@ -611,14 +723,16 @@ def train(
     checkpoint_every: int | None = None,
     config: Any = None,
 ) -> TrainResult:
-    """Train ``params`` for ``num_steps`` optax steps, ``steps_per_scan`` per compiled scan.
+    """Train ``params`` for ``num_steps`` optax steps: ``train_steps`` driven from the host,
+    ``steps_per_scan`` steps per compiled scan, with checkpoints and resume.
 
     Arguments:
         loss_fn: ``loss_fn(params, batch) -> scalar``.
         params: initial parameters (any pytree).
         optimizer: an optax ``GradientTransformation``.
         batches: a ``BatchSource`` (``shuffled_batches``, ``fixed_batches``,
-            ``sampled_batches``) or a function ``sample(key_t, t) -> batch``.
+            ``sampled_batches``), a function ``sample(key_t, t) -> batch``, or ``None``
+            (``loss_fn(params, None)``, a full-batch objective).
         num_steps: total number of steps (counting steps done before a resume).
         key: the run's PRNG key; step t uses ``fold_in(key, t)``.
         steps_per_scan: steps per ``lax.scan`` (one host sync each); a last, shorter
@@ -653,8 +767,8 @@ def train(
         >>> x = jax.random.normal(jax.random.key(1), (256, 3))
         >>> y = x @ jnp.array([1.0, -2.0, 0.5])
         >>> loss_fn = lambda w, batch: jnp.mean((batch[0] @ w - batch[1]) ** 2)
-        >>> result = train(loss_fn, jnp.zeros(3), optax.adam(1e-1),
-        ...                shuffled_batches((x, y), 64), num_steps=200, key=jax.random.key(0))
+        >>> result = fit(loss_fn, jnp.zeros(3), optax.adam(1e-1),
+        ...              shuffled_batches((x, y), 64), num_steps=200, key=jax.random.key(0))
         >>> result.metrics["loss"].shape, bool(result.metrics["loss"][-1] < 1e-3)
         ((200,), True)
     """
@@ -677,15 +791,7 @@ def train(
     if monitor is not None and not callable(monitor):
         raise TypeError(f"`monitor` must be callable, got {type(monitor).__name__}")
     key = typed_key("key", key)
-    if isinstance(batches, BatchSource):
-        source = batches
-    elif callable(batches):
-        source = sampled_batches(batches)
-    else:
-        raise TypeError(
-            f"`batches` must be a BatchSource or a function (key, step) -> batch, "
-            f"got {type(batches).__name__}"
-        )
+    source = _batch_source(batches)
     data = source.data
     if isinstance(data, _NeedsRunKey):
         data = (key, data.arrays)
@@ -700,7 +806,7 @@ def train(
         fingerprint = checkpoint_fingerprint(state, key, config, components=components)
         if fingerprint["unidentified"] and config is None:
             warnings.warn(
-                "train: parts of this run are known only by their type ("
+                "fit: parts of this run are known only by their type ("
                 + "; ".join(fingerprint["unidentified"][:5])
                 + "), so resuming from its checkpoint will be refused; pass `config=` "
                 "describing the run to allow it", stacklevel=2)

@@ -202,7 +202,7 @@ def flossing_regularizer(
     """Gradient flossing during training: ``Ω(params, batch) = Σ_{i≤k} λ_i²`` for ``train``.
 
     Wraps ``jaxgrad.flossing_loss`` (Engelken 2023, arXiv:2312.17306) as a regulariser
-    ``Ω(params, batch)`` for ``jaxgrad.train(..., regularizer=Ω, regularizer_weight=β)``,
+    ``Ω(params, batch)`` for ``jaxgrad.fit(..., regularizer=Ω, regularizer_weight=β)``,
     so every optax step descends ``L + β Σ_{i≤k} λ_i²`` and keeps the top ``k`` Lyapunov
     exponents of the network near zero while it learns.
 
@@ -227,8 +227,8 @@ def flossing_regularizer(
         ...                              num_exponents=2, transient=20)
         >>> bool(omega(p, None) > 0)   # λ_1² + λ_2² of the chaotic network, batch unused
         True
-        >>> # in training: jaxgrad.train(loss_fn, p, optax.adam(1e-3), batches, num_steps=500,
-        >>> #                            key=key, regularizer=omega, regularizer_weight=1.0)
+        >>> # in training: jaxgrad.fit(loss_fn, p, optax.adam(1e-3), batches, num_steps=500,
+        >>> #                          key=key, regularizer=omega, regularizer_weight=1.0)
     """
     if not callable(step):
         raise TypeError(f"`step` must be callable, got {type(step).__name__}")

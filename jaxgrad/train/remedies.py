@@ -4,7 +4,7 @@
   ``clip_by_global_norm``.
 - Value clipping (Mikolov 2012): ``g_i ← clip(g_i, -c, c)``, optax's ``clip``.
 - Rprop (Riedmiller & Braun 1993): sign-based steps, optax's ``rprop``.
-- The regulariser Ω (Pascanu et al. 2013, eq. 9) is a term ``train(..., regularizer=)``
+- The regulariser Ω (Pascanu et al. 2013, eq. 9) is a term ``fit(..., regularizer=)``
   adds to the loss; initialisers, residual connections and normalisation live in the
   models (``MLPConfig(init=..., residual=..., norm=...)``).
 """

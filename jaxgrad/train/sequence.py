@@ -8,7 +8,7 @@ RNN, whose state is the pre-activation, as in Pascanu et al.'s code ``y = W_hy h
 for LSTM, GRU and ``"elman_tanh"``),
 after the last step or at every step as the task asks. ``sequence_loss``,
 ``sequence_omega`` and ``state_grad_monitor`` give the three callables
-``jaxgrad.train.train`` takes: the task loss, Pascanu's Ω (batch mean of the per-sequence
+``jaxgrad.fit`` takes: the task loss, Pascanu's Ω (batch mean of the per-sequence
 Ω) and per-timestep ``‖∂L/∂x_t‖`` recorded every step.
 """
 
@@ -253,7 +253,7 @@ def _check_pair(model: Any, task: Any) -> None:
 
 
 def sequence_loss(model: SequenceModel, task: Task):
-    """``loss_fn(params, batch)`` for ``jaxgrad.train.train``: ``task.loss`` of the outputs.
+    """``loss_fn(params, batch)`` for ``jaxgrad.fit``: ``task.loss`` of the outputs.
 
     ``batch`` is a ``TaskBatch`` (``inputs`` ``(B, T, M)``, ``targets``).
     """
@@ -295,7 +295,7 @@ def sequence_omega(
         >>> omega = sequence_omega(model, task)
         >>> bool(omega(params, batch) >= 0)
         True
-        >>> # in training: jaxgrad.train(sequence_loss(model, task), params, opt, batches,
+        >>> # in training: jaxgrad.fit(sequence_loss(model, task), params, opt, batches,
         >>> #     num_steps=100, key=key, regularizer=omega, regularizer_weight=2.0)
     """
     _check_pair(model, task)
@@ -341,7 +341,7 @@ def sequence_state_grad_norms(
 
 
 def state_grad_monitor(model: SequenceModel, task: Task):
-    """A ``monitor`` for ``jaxgrad.train.train`` recording ``"state_grad_norms"`` ``(T,)``
+    """A ``monitor`` for ``jaxgrad.fit`` recording ``"state_grad_norms"`` ``(T,)``
     (``sequence_state_grad_norms`` on the step's batch) every step."""
     _check_pair(model, task)
 
@@ -354,7 +354,7 @@ def state_grad_monitor(model: SequenceModel, task: Task):
 
 def vmap_optimizer(optimizer: Any) -> Any:
     """``optimizer`` applied independently to every slice along the leading axis of the
-    parameters: train S replicas (seeds, settings) in one ``jaxgrad.train.train`` call.
+    parameters: train S replicas (seeds, settings) in one ``jaxgrad.fit`` call.
 
     Give ``train`` parameters stacked on a leading replica axis and a loss that sums the
     replicas' losses (their gradients are then independent); norm clipping inside

@@ -50,7 +50,7 @@ DEFAULT_CONFIG = {
 QUICK_CONFIG = {"num_b": 51, "num_x": 501, "ds": 0.01, "num_continuation_steps": 300,
                 "num_basin_x0": 40, "num_basin_b": 26, "transient_steps": 1000}
 
-# Seed 001, note 4: the fixed points at b = -2.5 (three decimals).
+# Wikipedia, "Vanishing gradient problem", note 4: the fixed points at b = -2.5 (three decimals).
 PUBLISHED_AT_B_MINUS_2_5 = (0.145, 0.5, 0.855)
 
 

@@ -37,7 +37,8 @@ import jaxgrad
 from ._runner import Result, check_bound, check_close
 
 NAME = "doya-loss-wall"
-DESCRIPTION = ("Seed 001's loss wall: L = (0.855 - x(T))² for Doya's neuron (w = 5, x0 = 0.5) "
+DESCRIPTION = ("The loss wall of Wikipedia's \"Vanishing gradient problem\": "
+               "L = (0.855 - x(T))² for Doya's neuron (w = 5, x0 = 0.5) "
                "jumps from 0 to 0.50 at b = -2.5, where the gradient blows up.")
 DEFAULT_CONFIG = {
     "w": 5.0,

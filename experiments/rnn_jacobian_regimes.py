@@ -20,8 +20,9 @@ Checks and their references:
   (about 0.03, 0.02, 0.01 below 0.155 at N = 64, 128, 256 for g = 2 in our runs), hence a
   relative tolerance of ``lyapunov_rtol``.
 
-Seed 001's note 3: ``W_rec = [[0, 2], [ε, 0]]`` has spectral radius ``√(2ε) > 1`` for
-``ε > 1/2``, yet with ``D = cI`` the products ``(W_rec D)^{2n} = (2εc²)^n I`` vanish
+Wikipedia, "Vanishing gradient problem", note 3: ``W_rec = [[0, 2], [ε, 0]]`` has
+spectral radius ``√(2ε) > 1`` for ``ε > 1/2``, yet with ``D = cI`` the
+products ``(W_rec D)^{2n} = (2εc²)^n I`` vanish
 whenever ``2εc² < 1``; odd lags add one factor ``c W_rec`` of norm ``2c``. This is run
 in float64 with the step ``x -> W_rec (c x)`` and compared with the closed form at every
 lag.
@@ -79,7 +80,7 @@ EXPECTATIONS = ("vanishing", "chaotic", "none")
 
 
 class TwoByTwoParams(NamedTuple):
-    """Seed 001's note 3: ``W_rec`` (2, 2) and the constant derivative ``c`` (D = cI)."""
+    """Wikipedia's note 3 example: ``W_rec`` (2, 2) and the constant derivative ``c`` (D = cI)."""
 
     W_rec: jax.Array
     c: jax.Array
@@ -225,7 +226,7 @@ def run(config: dict) -> Result:
 
 
 def _two_by_two(config: dict) -> dict:
-    """Seed 001's note 3 in float64: measured products against the closed form."""
+    """Wikipedia's note 3 example in float64: measured products against the closed form."""
     eps, lags = config["two_by_two_epsilon"], config["two_by_two_lags"]
     checks, per_c, arrays = [], {}, {}
     with jax.enable_x64(True):
@@ -317,7 +318,8 @@ def _two_by_two_figure(eps, rho, arrays, cs, lags):
             label=f"k·log ρ(W_rec), ρ = √(2ε) = {rho:.3f} > 1")
     ax.set_xlabel("lag k")
     ax.set_ylabel("log ‖(W_rec D)^k‖₂")
-    ax.set_title(f"Seed 001 note 3: W_rec = [[0, 2], [ε, 0]], ε = {eps}, D = cI")
+    ax.set_title(f"Wikipedia, \"Vanishing gradient problem\", note 3:\n"
+                 f"W_rec = [[0, 2], [ε, 0]], ε = {eps}, D = cI")
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()

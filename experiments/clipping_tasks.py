@@ -145,7 +145,7 @@ LABELS = {"sgd": "SGD", "sgd_clip": "SGD-C (clipping)", "sgd_clip_omega": "SGD-C
 CURVE_STYLE = {
     "sgd": {"lw": 3.0, "ls": "-", "marker": "o", "ms": 6, "zorder": 2},
     "sgd_clip": {"lw": 1.3, "ls": "--", "marker": "s", "ms": 3.5, "zorder": 3},
-    "sgd_clip_omega": {"lw": 1.0, "ls": ":", "marker": "^", "ms": 4, "zorder": 4},
+    "sgd_clip_omega": {"lw": 1.4, "ls": "-.", "marker": "^", "ms": 4, "zorder": 4},
 }
 #: Error rate of a constant prediction: 3/4 for the 4 balanced classes of temporal order;
 #: P(|(a+b)/2 − 1/2| > 0.2) = 2·2·0.3² = 0.36 for addition predicting 1/2.

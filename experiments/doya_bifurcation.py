@@ -279,7 +279,7 @@ def _figures(branch, folds, fp, sweep, orbit, basin, unstable_x, sens, closed, s
         ax[0].plot([], [], "o", color="C3", ms=8, label="folds (located)")
     ax[0].set(xlabel="b", ylabel="x*")
     ax[0].set_title(f"Fixed points of dx/dt = -x + σ({w:g}x + b)", fontsize=10)
-    ax[0].legend(fontsize=7, loc="lower right")
+    ax[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     # The fixed-x(0) runs coincide with one sweep away from the folds: they are drawn wide
     # and pale underneath the sweeps so that both stay visible.
     for m, x0 in enumerate(np.asarray(orbit.x0)):
@@ -295,7 +295,7 @@ def _figures(branch, folds, fp, sweep, orbit, basin, unstable_x, sens, closed, s
                       label="folds (located)" if k == 0 else None)
     ax[1].set(xlabel="b", ylabel="x(T)")
     ax[1].set_title("Orbit diagram: hysteresis between the folds", fontsize=10)
-    ax[1].legend(fontsize=7, loc="center right")
+    ax[1].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     fig.tight_layout()
     figures["bifurcation_diagram"] = fig
 

@@ -384,7 +384,8 @@ def run(config: dict) -> Result:
 
 def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, signed_mags):
     layers = np.arange(1, depth + 1)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    # Two panels stacked: each reads at the report's column width.
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.5, 10))
     for i, (name, setup) in enumerate(setups.items()):
         color = f"C{i}"
         ax.semilogy(layers, mags[name], "o-", color=color, label=setup.label)
@@ -394,10 +395,13 @@ def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, 
         if name in signed_mags:
             ax.semilogy(layers, signed_mags[name], "^:", color=color, ms=4,
                         label=f"{setup.label}, random ±1 cotangent")
+    if theory:
+        ax.plot([], [], "--", color="gray", lw=1,
+                label="mean-field theory (dashed, in each setup's colour)")
     ax.set_xlabel("layer l (1 = next to the input)")
-    ax.set_ylabel("mean |∂L/∂z_l| (log scale)")
-    ax.set_title("Gradient magnitude per layer (dashed: mean-field theory)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_ylabel(r"mean $|\partial L/\partial z_l|$ (log scale)")
+    ax.set_title("Gradient magnitude per layer (dashed: mean-field theory)", fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(True, which="both", alpha=0.3)
 
     s = mags["sigmoid_normal"]
@@ -408,13 +412,15 @@ def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, 
     ax2.semilogy(layers[:-1], closed, "--", color="C3",
                  label=f"closed form: factor (1/4)·0.01·√N = {math.exp(linear_rate):.3f}/layer")
     if "sigmoid_normal" in theory:
+        # Wide and pale underneath: it lies on the measured curve.
         ax2.semilogy(layers, theory["sigmoid_normal"].mean_abs_preactivation_grads, "-",
-                     color="C2", lw=1, alpha=0.7, label="mean-field theory")
+                     color="C2", lw=6, alpha=0.35, zorder=1,
+                     label="mean-field theory (wide, under the measured curve)")
     ax2.set_xlabel("layer l (1 = next to the input)")
-    ax2.set_ylabel("mean |∂L/∂z_l| (log scale)")
+    ax2.set_ylabel(r"mean $|\partial L/\partial z_l|$ (log scale)")
     ax2.set_title("Sigmoid network of the web article \"Vanishing Gradient Problem Explained\",\n"
-                  "N(0, 0.01²) weights")
-    ax2.legend(fontsize=8)
+                  "N(0, 0.01²) weights", fontsize=10)
+    ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax2.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
 
@@ -422,8 +428,8 @@ def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, 
     for i, (name, setup) in enumerate(setups.items()):
         axw.semilogy(layers, wnorms[name], "o-", color=f"C{i}", label=setup.label)
     axw.set_xlabel("layer l (1 = next to the input)")
-    axw.set_ylabel("‖∂L/∂W_l‖_F (log scale)")
-    axw.set_title("Weight-gradient norm per layer")
+    axw.set_ylabel(r"$\|\partial L/\partial W_l\|_F$ (log scale)")
+    axw.set_title("Weight-gradient norm per layer", fontsize=10)
     axw.legend(fontsize=7, loc="lower right")
     axw.grid(True, which="both", alpha=0.3)
     fig_w.tight_layout()

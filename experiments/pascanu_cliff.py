@@ -188,11 +188,13 @@ def run(config: dict) -> Result:
     lw = np.linspace(w_star, W[-1], 50)
     # White marks get a black outline: visible on the map and in the legend's white box.
     outline = [patheffects.Stroke(linewidth=2.8, foreground="k"), patheffects.Normal()]
-    ax.plot(lw, cliff_b(lw), "w--", lw=1.2, path_effects=outline,
+    ax.plot(lw, cliff_b(lw), "w--", lw=1.2, path_effects=outline, zorder=5,
             label="b = 0.5 - wσ(0.5), w > w* (closed form)")
-    ax.plot(fold_w, fold_b, "w:", lw=1.4, path_effects=outline,
+    ax.plot(fold_w, fold_b, "w:", lw=1.4, path_effects=outline, zorder=5,
             label="fold curve, 0 ≤ x ≤ 0.5 (closed form)")
-    ax.plot([w_star], [b_star], "w*", ms=10, mec="k", label=f"fold point w* = {w_star:.3f}")
+    ax.plot([w_star], [b_star], "w*", ms=12, mec="k", zorder=6,
+            label=f"fold point w* = {w_star:.3f}")
+    # (the closed-form marks are drawn above the GD paths, which cross them)
     if len(jp):
         ax.plot(jp[:, 0], jp[:, 1], "r.", ms=2, label="detected jumps")
     shown = np.argsort(-runs["unclipped"][3].max(axis=1))[:3]

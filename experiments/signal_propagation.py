@@ -329,21 +329,23 @@ def run(config: dict) -> Result:
 
     fig, ax = plt.subplots(figsize=(7, 4.8))
     for i, b2 in enumerate(b2_xi):
-        # Each depth scale is drawn on the ordered and on the chaotic side of the critical
-        # σ_w² separately, over its finite positive values only: a line never joins the
-        # two sides below the divergence, nor drops through a grid point where it blew up.
-        for xi, style, name in ((np.asarray(scales.xi_c[i]), "-", "ξ_c"),
-                                (np.asarray(scales.xi_q[i]), ":", "ξ_q")):
-            shown = np.isfinite(xi) & (xi > 0)
-            for k, side in enumerate((w2_xi < xi_crit_w2[i], w2_xi > xi_crit_w2[i])):
-                ax.semilogy(w2_xi[shown & side], xi[shown & side], style, color=f"C{i}",
-                            label=f"{name}, σ_b² = {b2}" if k == 0 else None)
+        # ξ_c diverges at the critical σ_w²: it is drawn on the ordered and on the chaotic
+        # side separately, so that no line joins the two sides below the divergence; only
+        # finite positive values are drawn (ξ_q stays finite and is one line).
+        xi_c = np.asarray(scales.xi_c[i])
+        shown = np.isfinite(xi_c) & (xi_c > 0)
+        for k, side in enumerate((w2_xi < xi_crit_w2[i], w2_xi > xi_crit_w2[i])):
+            ax.semilogy(w2_xi[shown & side], xi_c[shown & side], "-", color=f"C{i}",
+                        label=f"ξ_c, σ_b² = {b2}" if k == 0 else None)
+        xi_q = np.asarray(scales.xi_q[i])
+        shown = np.isfinite(xi_q) & (xi_q > 0)
+        ax.semilogy(w2_xi[shown], xi_q[shown], ":", color=f"C{i}", label=f"ξ_q, σ_b² = {b2}")
         ax.axvline(xi_crit_w2[i], color=f"C{i}", lw=0.8, ls="--",
                    label=f"critical σ_w² = {xi_crit_w2[i]:.3f} (ξ_c → ∞), σ_b² = {b2}")
     ax.set_xlabel("σ_w²")
     ax.set_ylabel("depth scale (layers, log scale)")
     ax.set_title("Depth scales diverge at the critical σ_w² (dashed), tanh", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
     figures["depth_scales"] = fig
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))

@@ -341,7 +341,7 @@ def run(config: dict) -> Result:
         shown = np.isfinite(xi_q) & (xi_q > 0)
         ax.semilogy(w2_xi[shown], xi_q[shown], ":", color=f"C{i}", label=f"ξ_q, σ_b² = {b2}")
         ax.axvline(xi_crit_w2[i], color=f"C{i}", lw=0.8, ls="--",
-                   label=f"critical σ_w² = {xi_crit_w2[i]:.3f} (ξ_c → ∞), σ_b² = {b2}")
+                   label=f"critical σ_w² = {xi_crit_w2[i]:.3f} (ξ_c → ∞)")
     ax.set_xlabel("σ_w²")
     ax.set_ylabel("depth scale (layers, log scale)")
     ax.set_title("Depth scales diverge at the critical σ_w² (dashed), tanh", fontsize=10)

@@ -319,7 +319,7 @@ def run(config: dict) -> Result:
     axes[1].set_ylabel(r"$c^l$ (correlation of two inputs)")
     for a in axes:
         a.set_xlabel("layer l")
-        a.legend(fontsize=7)
+        a.legend(fontsize=7, loc="center right")
     axes[0].set_title(f"Length map, σ_b² = {b2_layers}, N = {config['layers_width']}",
                       fontsize=10)
     axes[1].set_title(f"Correlation map, q⁰ = {config['q0']}, c⁰ = {config['c0']}",
@@ -354,7 +354,7 @@ def run(config: dict) -> Result:
         axes[0].plot(depths, acc[i], "o-", label=label)
         ratio = depths / xi_train[i]
         if ratio.max() < 0.1:  # (near-)critical: ξ_c ≫ L, off this scale
-            label += ", L/ξ_c < 0.1"
+            label += ": L/ξ_c < 0.1, off this scale (not drawn)"
         axes[1].plot(ratio, acc[i], "o-", label=label)
     axes[1].axvline(6, color="k", ls="--", lw=0.8, label="6 ξ_c (Schoenholz et al.)")
     axes[1].set_xlim(0.1, None)

@@ -385,7 +385,7 @@ def run(config: dict) -> Result:
 def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, signed_mags):
     layers = np.arange(1, depth + 1)
     # Two panels stacked: each reads at the report's column width.
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.5, 10))
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9.5, 10))
     for i, (name, setup) in enumerate(setups.items()):
         color = f"C{i}"
         ax.semilogy(layers, mags[name], "o-", color=color, label=setup.label)

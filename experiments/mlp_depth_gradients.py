@@ -397,7 +397,8 @@ def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, 
                         label=f"{setup.label}, random ±1 cotangent")
     if theory:
         ax.plot([], [], "--", color="gray", lw=1,
-                label="mean-field theory (dashed, in each setup's colour)")
+                label="mean-field theory (dashed, each setup's colour; under the markers "
+                      "where it agrees)")
     ax.set_xlabel("layer l (1 = next to the input)")
     ax.set_ylabel(r"mean $|\partial L/\partial z_l|$ (log scale)")
     ax.set_title("Gradient magnitude per layer (dashed: mean-field theory)", fontsize=10)

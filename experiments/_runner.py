@@ -552,7 +552,7 @@ def write_report(out: str | Path, names: Sequence[str] | None = None) -> Path:
             f"<td class='note'>{_h(c.get('note', ''))}</td></tr>" for c in cs)
 
     head = ("<tr><th class='check'>check</th><th>measured</th><th>required</th>"
-            "<th>passed</th><th>note</th></tr>")
+            "<th>passed</th><th class='note'>note</th></tr>")
     body = []
     for name, s in summaries:
         figures = s.get("figures") if isinstance(s.get("figures"), list) else []
@@ -599,7 +599,7 @@ def write_report(out: str | Path, names: Sequence[str] | None = None) -> Path:
             "td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:top;text-align:left}"
             "th{background:#f3f3f3}td.num{white-space:nowrap}"
             "table{border-collapse:collapse;margin:0.5em 0}table.checks{width:100%}"
-            "th.check{width:40%}td.note{font-size:85%;color:#555}"
+            "th.check{width:32%}th.note{width:30%}td.note{font-size:85%;color:#555}"
             "figure{margin:0.8em 0;text-align:center}"
             "img{max-width:100%;height:auto;border:1px solid #eee}"
             "figcaption{font-size:80%;color:#777}"

@@ -319,12 +319,14 @@ def run(config: dict) -> Result:
     axes[1].set_ylabel(r"$c^l$ (correlation of two inputs)")
     for a in axes:
         a.set_xlabel("layer l")
-        a.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     axes[0].set_title(f"Length map, σ_b² = {b2_layers}, N = {config['layers_width']}",
                       fontsize=10)
     axes[1].set_title(f"Correlation map, q⁰ = {config['q0']}, c⁰ = {config['c0']}",
                       fontsize=10)
     fig.tight_layout()
+    # One legend for both panels (same entries), below them, off the curves.
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, ncol=3, loc="upper center",
+               bbox_to_anchor=(0.5, 0.0))
     figures["layer_statistics"] = fig
 
     fig, ax = plt.subplots(figsize=(7, 4.8))

@@ -1,7 +1,8 @@
 """(c) Doya's loss and its gradient over a (w, b) grid, against NumPy and PyTorch.
 
 Doya's neuron x_{t+1} = x_t + ε(-x_t + σ(w x_t + b)) with x_0 = 0.5, u = 0, ε = 0.1 and
-L = (0.855 - x_T)², evaluated at every point of an n × n grid over (w, b) (seed 001).
+L = (0.855 - x_T)², evaluated at every point of an n × n grid over (w, b)
+(Wikipedia, "Vanishing gradient problem", § Geometric model).
 
 - jaxgrad: ``scan_landscape`` (loss only: ``gradient="none"``; loss and ∂L/∂w, ∂L/∂b:
   ``gradient="axes"``, forward mode with two tangents), one jitted function applied to

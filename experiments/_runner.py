@@ -494,10 +494,11 @@ def write_report(out: str | Path, names: Sequence[str] | None = None) -> Path:
     """``out/report.md`` and ``out/report.html``, organised per experiment.
 
     The top holds a table of contents (each experiment with its passed checks, linked to
-    its section) and one table of every check; then each experiment has its own section:
-    the claim and its source (the first paragraph of the experiment's docstring), its
+    its section; an experiment with a failed check is marked) and, when any check
+    failed, a table of the failed ones; then each experiment has its own section: the
+    claim and its source (the first paragraph of the experiment's docstring), its
     figures, its checks (each with its relation: ``≈`` within a tolerance, ``≤``, ``≥``)
-    and its parameters.
+    and its parameters. One table of every check closes the report.
 
     Every value read from a ``summary.json`` is escaped (HTML in the page; HTML, ``|``
     and line breaks in the markdown), so a summary cannot inject markup or break a row.
@@ -525,7 +526,7 @@ def write_report(out: str | Path, names: Sequence[str] | None = None) -> Path:
             for name, s in summaries for c in checks_of(s)]
     n_pass = sum(ok for _, _, ok in rows)
     headline = f"{len(summaries)} experiments, {n_pass}/{len(rows)} checks passed."
-    md = ["# jaxgrad: reproduced results", "", headline, ""]
+    md = ['<a id="top"></a>', "", "# jaxgrad: reproduced results", "", headline, ""]
     md += [f"**{_md(n)}: summary.json is unreadable.**" for n in unreadable]
     toc_md, toc_html = ["## Contents", ""], []
     for name, s in summaries:
@@ -533,24 +534,34 @@ def write_report(out: str | Path, names: Sequence[str] | None = None) -> Path:
         passed = sum(c.get("passed") is True for c in cs)
         label = f"{s.get('name', name)}: {passed}/{len(cs)} checks passed"
         toc_md.append(f"- [{_md(label)}](#{_anchor(name)})")
-        toc_html.append(f'<li><a href="#{_anchor(name)}">{_h(label)}</a></li>')
-    md += toc_md + ["", "## All checks", "",
-                    "| experiment | check | measured | required | passed | note |",
-                    "|---|---|---|---|---|---|"]
-    md += [f"| {_md(e)} | {_md(c.get('name'))} | {_md(c.get('value'))} | "
-           f"{_md(_requirement(c))} | {'yes' if ok else '**NO**'} | {_md(c.get('note', ''))} |"
-           for e, c, ok in rows]
+        bad = " class='failed'" if passed < len(cs) else ""
+        toc_html.append(f'<li{bad}><a href="#{_anchor(name)}">{_h(label)}</a></li>')
+    toc_md.append("- [All checks in one table](#all-checks)")
+    toc_html.append('<li><a href="#all-checks">All checks in one table</a></li>')
+    failed = [(e, c) for e, c, ok in rows if not ok]
+    md += toc_md
+    if failed:
+        md += ["", "## Failed checks", "", "| experiment | check | measured | required |",
+               "|---|---|---|---|"]
+        md += [f"| [{_md(e)}](#{_anchor(e)}) | {_md(c.get('name'))} | {_md(c.get('value'))} | "
+               f"{_md(_requirement(c))} |" for e, c in failed]
+    md_all = ["", '<a id="all-checks"></a>', "", "## All checks", "",
+              "| experiment | check | measured | required | passed | note |",
+              "|---|---|---|---|---|---|"]
+    md_all += [f"| {_md(e)} | {_md(c.get('name'))} | {_md(c.get('value'))} | "
+               f"{_md(_requirement(c))} | {'yes' if ok else '**NO**'} | "
+               f"{_md(c.get('note', ''))} |" for e, c, ok in rows]
 
     def check_rows_html(cs):
         return "".join(
-            f"<tr><td>{_h(c.get('name'))}</td><td>{_h(c.get('value'))}</td>"
-            f"<td>{_h(_requirement(c))}</td>"
+            f"<tr><td>{_h(c.get('name'))}</td><td class='num'>{_h(c.get('value'))}</td>"
+            f"<td class='num'>{_h(_requirement(c))}</td>"
             f"<td style='color:{'green' if c.get('passed') is True else 'red'}'>"
             f"{'yes' if c.get('passed') is True else 'NO'}</td>"
             f"<td class='note'>{_h(c.get('note', ''))}</td></tr>" for c in cs)
 
-    head = ("<tr><th>check</th><th>measured</th><th>required</th><th>passed</th>"
-            "<th>note</th></tr>")
+    head = ("<tr><th class='check'>check</th><th>measured</th><th>required</th>"
+            "<th>passed</th><th class='note'>note</th></tr>")
     body = []
     for name, s in summaries:
         figures = s.get("figures") if isinstance(s.get("figures"), list) else []
@@ -565,33 +576,53 @@ def write_report(out: str | Path, names: Sequence[str] | None = None) -> Path:
         md += ["", "| check | measured | required | passed |", "|---|---|---|---|"]
         md += [f"| {_md(c.get('name'))} | {_md(c.get('value'))} | {_md(_requirement(c))} | "
                f"{'yes' if c.get('passed') is True else '**NO**'} |" for c in cs]
-        md += ["", f"Parameters: {_md_code(params)}"]
+        md += ["", f"Parameters: {_md_code(params)}", "", "[back to the top](#top)"]
         body.append(
             f"<section id='{_anchor(name)}'><h2>{_h(s.get('name', name))}</h2>"
             f"<p>{_h(s.get('description', ''))}</p>"
             + (f"<p><b>Claim and source:</b> {_h(source)}</p>" if source else "")
-            + "".join(f'<figure><img src="{html.escape(_url(name, f))}" alt="{_h(f)}">'
-                      f"</figure>" for f in figures)
-            + f"<table>{head}{check_rows_html(cs)}</table>"
+            + "".join(f'<figure><a href="{html.escape(_url(name, f))}">'
+                      f'<img src="{html.escape(_url(name, f))}" alt="{_h(f)}"></a>'
+                      f"<figcaption>{_h(f)} (click for full size)</figcaption></figure>"
+                      for f in figures)
+            + f"<table class='checks'>{head}{check_rows_html(cs)}</table>"
             f"<details><summary>parameters</summary><code>{_h(params)}</code></details>"
             "<p><a href='#top'>back to the top</a></p></section>")
     table = "".join(
         f"<tr><td><a href='#{_anchor(e)}'>{_h(e)}</a></td><td>{_h(c.get('name'))}</td>"
-        f"<td>{_h(c.get('value'))}</td><td>{_h(_requirement(c))}</td>"
+        f"<td class='num'>{_h(c.get('value'))}</td><td class='num'>{_h(_requirement(c))}</td>"
         f"<td style='color:{'green' if ok else 'red'}'>"
         f"{'yes' if ok else 'NO'}</td></tr>" for e, c, ok in rows)
+    failed_html = "" if not failed else (
+        "<h2>Failed checks</h2><table class='checks'><tr><th>experiment</th><th>check</th>"
+        "<th>measured</th><th>required</th></tr>" + "".join(
+            f"<tr><td><a href='#{_anchor(e)}'>{_h(e)}</a></td><td>{_h(c.get('name'))}</td>"
+            f"<td class='num'>{_h(c.get('value'))}</td>"
+            f"<td class='num'>{_h(_requirement(c))}</td></tr>" for e, c in failed)
+        + "</table>")
     warn = "".join(f"<p><b>{_h(n)}: summary.json is unreadable.</b></p>" for n in unreadable)
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>jaxgrad report</title>"
-            "<style>body{font-family:sans-serif;max-width:1000px;margin:auto;padding:0 1em}"
-            "td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:top}"
-            "table{border-collapse:collapse;margin:0.5em 0}td.note{font-size:85%;color:#555}"
-            "figure{margin:0.5em 0}img{max-width:100%;height:auto}"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            "<style>body{font-family:sans-serif;max-width:1000px;margin:auto;padding:0 1em;"
+            "line-height:1.4}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:top;text-align:left}"
+            "th{background:#f3f3f3}td.num{white-space:nowrap}"
+            "table{border-collapse:collapse;margin:0.5em 0}table.checks{width:100%}"
+            "th.check{width:32%}th.note{width:30%}td.note{font-size:85%;color:#555}"
+            "figure{margin:0.8em 0;text-align:center}"
+            "img{max-width:100%;height:auto;border:1px solid #eee}"
+            "figcaption{font-size:80%;color:#777}"
+            "details code{white-space:pre-wrap;word-break:break-word;font-size:85%}"
+            "li.failed a{color:#b00;font-weight:bold}"
             "section{border-top:2px solid #ddd;margin-top:2em}"
             "</style></head><body><h1 id='top'>jaxgrad: reproduced results</h1>"
             f"<p>{_h(headline)}</p>{warn}<h2>Contents</h2><ul>{''.join(toc_html)}</ul>"
-            "<h2>All checks</h2><table><tr><th>experiment</th><th>check</th><th>measured</th>"
-            f"<th>required</th><th>passed</th></tr>{table}</table>{''.join(body)}"
-            "</body></html>")
+            f"{failed_html}{''.join(body)}"
+            "<h2 id='all-checks'>All checks</h2><table class='checks'><tr><th>experiment</th>"
+            "<th class='check'>check</th><th>measured</th>"
+            f"<th>required</th><th>passed</th></tr>{table}</table>"
+            "<p><a href='#top'>back to the top</a></p></body></html>")
+    md += md_all
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
         for stale in [*out.glob(".report.md.*"), *out.glob(".report.html.*")]:

@@ -49,19 +49,35 @@ def run(config: dict) -> Result:
         checks.append(check_close("max gelu' (tanh approximation)", max_derivative["gelu"],
                                   jaxgrad.MAX_DERIVATIVE["gelu"], atol=2e-3))
 
-    fig, axes = plt.subplots(2, len(values), figsize=(3.2 * len(values), 5.5), sharex=True)
-    axes = np.atleast_2d(axes)
-    for j, name in enumerate(values):
-        axes[0, j].plot(x, values[name])
-        axes[0, j].set_title(name)
-        axes[1, j].plot(x, derivatives[name], color="C1")
-        axes[1, j].axhline(max_derivative[name], color="r", ls="--", lw=0.8,
-                           label=f"max = {max_derivative[name]:.4g}")
-        axes[1, j].legend(fontsize=8)
-        axes[1, j].set_xlabel("x")
-    axes[0, 0].set_ylabel("σ(x)")
-    axes[1, 0].set_ylabel("σ'(x)")
-    fig.suptitle("Activations (top) and their derivatives by jax.grad (bottom)")
+    # Three activations per row pair (value above, derivative below), so the figure reads
+    # at the report's column width instead of six narrow panels side by side.
+    names = list(values)
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(2 * nrows, ncols, figsize=(3.1 * ncols + 0.5, 4.4 * nrows),
+                             sharex=True, squeeze=False)
+    for k in range(nrows * ncols):
+        i, j = divmod(k, ncols)
+        top, bottom = axes[2 * i, j], axes[2 * i + 1, j]
+        if k >= len(names):
+            top.set_visible(False)
+            bottom.set_visible(False)
+            continue
+        name = names[k]
+        top.plot(x, values[name])
+        top.set_title(name)
+        top.grid(True, alpha=0.3)
+        bottom.plot(x, derivatives[name], color="C1")
+        bottom.axhline(max_derivative[name], color="r", ls="--", lw=0.8)
+        bottom.set_title(f"{name}′ (jax.grad); dashed: max = {max_derivative[name]:.4g}",
+                         fontsize=8)
+        bottom.grid(True, alpha=0.3)
+        if i == nrows - 1 or k + ncols >= len(names):
+            bottom.set_xlabel("x")
+        if j == 0:
+            top.set_ylabel("φ(x)")
+            bottom.set_ylabel("φ′(x)")
+    fig.suptitle("Activations φ and their derivatives φ′ by jax.grad (below each)")
     fig.tight_layout()
 
     arrays = {"x": np.asarray(x)}

@@ -140,6 +140,13 @@ QUICK_CONFIG = {
 
 METHODS = ("sgd", "sgd_clip", "sgd_clip_omega")
 LABELS = {"sgd": "SGD", "sgd_clip": "SGD-C (clipping)", "sgd_clip_omega": "SGD-CR (clipping + Ω)"}
+#: Line styles of the error curves: distinct widths, dashes and markers so that a curve lying
+#: exactly on another (SGD and SGD-C when no gradient is ever clipped) stays visible.
+CURVE_STYLE = {
+    "sgd": {"lw": 3.0, "ls": "-", "marker": "o", "ms": 6, "zorder": 2},
+    "sgd_clip": {"lw": 1.3, "ls": "--", "marker": "s", "ms": 3.5, "zorder": 3},
+    "sgd_clip_omega": {"lw": 1.4, "ls": "-.", "marker": "^", "ms": 4, "zorder": 4},
+}
 #: Error rate of a constant prediction: 3/4 for the 4 balanced classes of temporal order;
 #: P(|(a+b)/2 − 1/2| > 0.2) = 2·2·0.3² = 0.36 for addition predicting 1/2.
 CHANCE = {"temporal_order": 0.75, "addition": 0.36}
@@ -361,8 +368,10 @@ def _figure(config, plan, curves, summary):
             m = curves[(label, method)]
             steps, errors = m["check_steps"], m["check_error"]
             for s in range(errors.shape[1]):
-                ax.semilogy(steps, np.maximum(errors[:, s], floor), color=f"C{c}", lw=1,
-                            marker=".", ms=4, alpha=0.8,
+                # SGD wide and underneath, SGD-C dashed and SGD-CR dotted on top: where a
+                # method's curve coincides with another's (clipping never acting), both show.
+                ax.semilogy(steps, np.maximum(errors[:, s], floor), color=f"C{c}",
+                            **CURVE_STYLE[method], alpha=0.85,
                             label=LABELS[method] if s == 0 else None)
         ax.axhline(0.01, color="k", ls="--", lw=0.8, label="1% (solved)")
         ax.axhline(CHANCE.get(name, np.nan), color="gray", ls=":", lw=0.8,
@@ -373,7 +382,9 @@ def _figure(config, plan, curves, summary):
         st = config["settings"][sname]
         ax.set_title(f"{name}, T = {length}\n{sname}: lr {st['learning_rate']}, "
                      f"Ω weight {st['omega_weight']:g}, init {st['init']}", fontsize=9)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="lower left",
+                  title="wide SGD under dashed SGD-C: they coincide\nwhere clipping never acts",
+                  title_fontsize=6.5)
         ax = axes[j, 1]
         top = max(summary["updates_done"][m][label] for m in METHODS)
         for c, method in enumerate(METHODS):

@@ -50,7 +50,7 @@ DEFAULT_CONFIG = {
 QUICK_CONFIG = {"num_b": 51, "num_x": 501, "ds": 0.01, "num_continuation_steps": 300,
                 "num_basin_x0": 40, "num_basin_b": 26, "transient_steps": 1000}
 
-# Seed 001, note 4: the fixed points at b = -2.5 (three decimals).
+# Wikipedia, "Vanishing gradient problem", note 4: the fixed points at b = -2.5 (three decimals).
 PUBLISHED_AT_B_MINUS_2_5 = (0.145, 0.5, 0.855)
 
 
@@ -261,50 +261,65 @@ def _figures(branch, folds, fp, sweep, orbit, basin, unstable_x, sens, closed, s
     st = np.asarray(branch.stability)[ok] == 0
     bv = np.asarray(sweep.values)
 
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.8))
-    ax[0].plot(np.repeat(bv, fp.x.shape[1]), np.asarray(fp.x).ravel(), "o", ms=4, color="C7",
-               alpha=0.3, mec="none", label="grid fixed points (bracketing + Newton)")
-    for stable, style, color, label in ((True, "-", "C0", "stable (continuation)"),
-                                        (False, "--", "C1", "unstable (continuation)")):
-        y = np.where(st == stable, bx, np.nan)
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4.4))
+    # The unstable part is widened by one point on each side so that the dashes meet the
+    # stable lines: otherwise the segment across each stability change is drawn by neither.
+    unstable = ~st
+    unstable_wide = unstable | np.r_[unstable[1:], False] | np.r_[False, unstable[:-1]]
+    for y, style, color, label in ((np.where(st, bx, np.nan), "-", "C0",
+                                    "stable (continuation)"),
+                                   (np.where(unstable_wide, bx, np.nan), "--", "C1",
+                                    "unstable (continuation)")):
         ax[0].plot(bb, y, style, color=color, lw=2, zorder=3, label=label)
+    ax[0].plot(np.repeat(bv, fp.x.shape[1]), np.asarray(fp.x).ravel(), "o", ms=3, color="k",
+               mec="none", zorder=4, label="grid fixed points (bracketing + Newton)")
     for bp in folds:
-        ax[0].plot(float(bp.p), float(bp.x), "o", color="C3", ms=7, zorder=4)
+        ax[0].plot(float(bp.p), float(bp.x), "o", color="C3", ms=8, zorder=5)
     if folds:
-        ax[0].plot([], [], "o", color="C3", label="folds (located)")
-    ax[0].set(xlabel="b", ylabel="x*", title=f"Fixed points of dx/dt = -x + σ({w:g}x + b)")
-    ax[0].legend(fontsize=8)
-    ax[1].plot(bv, np.asarray(sweep.up[:, -1]), "^-", ms=3, color="C0", label="sweep b up")
-    ax[1].plot(bv, np.asarray(sweep.down[:, -1]), "v-", ms=3, color="C1",
-               label="sweep b down")
+        ax[0].plot([], [], "o", color="C3", ms=8, label="folds (located)")
+    ax[0].set(xlabel="b", ylabel="x*")
+    ax[0].set_title(f"Fixed points of dx/dt = -x + σ({w:g}x + b)", fontsize=10)
+    ax[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    # The fixed-x(0) runs coincide with one sweep away from the folds: they are drawn wide
+    # and pale underneath the sweeps so that both stay visible.
     for m, x0 in enumerate(np.asarray(orbit.x0)):
-        ax[1].plot(bv, np.asarray(orbit.states[:, m, -1]), ":", color="C7", lw=1,
-                   label=f"fixed x(0) = {x0:g}")
-    for bp in folds:
-        ax[1].axvline(float(bp.p), color="C3", lw=0.8, ls="--")
-    ax[1].set(xlabel="b", ylabel="x(T)", title="Orbit diagram: hysteresis between the folds")
-    ax[1].legend(fontsize=8)
+        ax[1].plot(bv, np.asarray(orbit.states[:, m, -1]), "-", color=("C2", "C4")[m % 2],
+                   lw=6, alpha=0.35, zorder=1,
+                   label=f"fixed x(0) = {x0:g} (wide, under the sweeps)")
+    ax[1].plot(bv, np.asarray(sweep.up[:, -1]), "^-", ms=3, color="C0", zorder=3,
+               label="sweep b up")
+    ax[1].plot(bv, np.asarray(sweep.down[:, -1]), "v-", ms=3, color="C1", zorder=3,
+               label="sweep b down")
+    for k, bp in enumerate(folds):
+        ax[1].axvline(float(bp.p), color="C3", lw=0.8, ls="--",
+                      label="folds (located)" if k == 0 else None)
+    ax[1].set(xlabel="b", ylabel="x(T)")
+    ax[1].set_title("Orbit diagram: hysteresis between the folds", fontsize=10)
+    ax[1].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     fig.tight_layout()
     figures["bifurcation_diagram"] = fig
 
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4.2))
     xT = np.asarray(sens.final)
     dxdb = np.asarray(sens.d_final_d_param)
     for m, name in enumerate(("lower attractor", "upper attractor")):
-        ax[0].semilogy(bv, np.abs(dxdb[:, m]), color=f"C{m}", label=f"|∂x(T)/∂b| autodiff, {name}")
-        ax[0].semilogy(bv[settled[:, m]], np.abs(closed[settled[:, m], m]), "k.", ms=3)
-    ax[0].plot([], [], "k.", label="closed form (1/(x(1-x)) - w)^{-1}")
-    ax[0].set(xlabel="b", ylabel="|∂x(T)/∂b|",
-              title="Parameter sensitivity: finite on a branch, growing toward its fold")
-    ax[0].legend(fontsize=8)
+        ax[0].semilogy(bv, np.abs(dxdb[:, m]), color=f"C{m}",
+                       label=f"autodiff, {name}")
+        ax[0].semilogy(bv[settled[:, m]], np.abs(closed[settled[:, m], m]), "k.", ms=3,
+                       zorder=3)
+    ax[0].plot([], [], "k.", label=r"closed form $(1/(x(1-x)) - w)^{-1}$ (settled runs)")
+    ax[0].set(xlabel="b", ylabel="|∂x(T)/∂b|")
+    ax[0].set_title("Parameter sensitivity: finite on a branch,\ngrowing toward its fold",
+                    fontsize=10)
+    ax[0].legend(fontsize=7, loc="lower center")
     ax[1].semilogy(np.asarray(s_line.x0), np.abs(np.asarray(s_line.d_final_d_x0)[0]) + 1e-300)
-    ax[1].set(xlabel="x(0)", ylabel="|∂x(T)/∂x(0)|", ylim=(1e-40, 1e20),
-              title="b = -2.5: vanishing except at the unstable point x = 1/2")
+    ax[1].set(xlabel="x(0)", ylabel="|∂x(T)/∂x(0)|", ylim=(1e-40, 1e20))
+    ax[1].set_title("b = -2.5: vanishing except at\nthe unstable point x = 1/2", fontsize=10)
     fig.tight_layout()
     figures["sensitivities"] = fig
     del xT
 
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4.2))
     bb_basin = np.asarray(basin.values)
     x0 = np.asarray(basin.x0)
     mesh = ax[0].pcolormesh(bb_basin, x0, np.asarray(basin.final).T, shading="nearest",
@@ -313,10 +328,14 @@ def _figures(branch, folds, fp, sweep, orbit, basin, unstable_x, sens, closed, s
     ax[0].plot(bb_basin, unstable_x, "k--", label="unstable fixed point (basin boundary)")
     bb_grid, x0_grid = np.meshgrid(bb_basin, x0, indexing="ij")
     moving = ~np.asarray(basin.settled)
-    ax[0].plot(bb_grid[moving], x0_grid[moving], "x", color="k", ms=3,
-               label="not settled at T (slow passage near a fold)")
-    ax[0].set(xlabel="b", ylabel="x(0)", title="Basins of attraction")
-    ax[0].legend(fontsize=8)
+    if moving.any():  # listed in the legend only when some start has not settled
+        ax[0].plot(bb_grid[moving], x0_grid[moving], "x", color="k", ms=3,
+                   label=f"not settled at T: {int(moving.sum())} starts (slow passage near "
+                         "a fold)")
+    ax[0].set(xlabel="b", ylabel="x(0)")
+    ax[0].set_title("Basins of attraction (every start settled)" if not moving.any()
+                    else "Basins of attraction", fontsize=10)
+    ax[0].legend(fontsize=7, loc="upper left", framealpha=0.9)
     for k, curve in enumerate((fc, fc_up)):
         fok = np.asarray(curve.valid)
         ax[1].plot(np.asarray(curve.p2)[fok], np.asarray(curve.p)[fok], "k-",
@@ -324,8 +343,9 @@ def _figures(branch, folds, fp, sweep, orbit, basin, unstable_x, sens, closed, s
     for c in fc.cusps:
         ax[1].plot(float(c.p2), float(c.p), "o", color="C3", label="cusp")
     ax[1].axvline(w, color="C7", lw=0.8, ls=":", label=f"w = {w:g}")
-    ax[1].set(xlabel="w", ylabel="b", title="Fold curve in (w, b): bistable inside the cusp")
-    ax[1].legend(fontsize=8)
+    ax[1].set(xlabel="w", ylabel="b")
+    ax[1].set_title("Fold curve in (w, b): bistable inside the cusp", fontsize=10)
+    ax[1].legend(fontsize=7)
     fig.tight_layout()
     figures["basins_and_cusp"] = fig
     return figures

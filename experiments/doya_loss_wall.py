@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import patheffects
 from scipy.optimize import brentq
 
 import jaxgrad
@@ -37,7 +38,8 @@ import jaxgrad
 from ._runner import Result, check_bound, check_close
 
 NAME = "doya-loss-wall"
-DESCRIPTION = ("Seed 001's loss wall: L = (0.855 - x(T))² for Doya's neuron (w = 5, x0 = 0.5) "
+DESCRIPTION = ("The loss wall of Wikipedia's \"Vanishing gradient problem\": "
+               "L = (0.855 - x(T))² for Doya's neuron (w = 5, x0 = 0.5) "
                "jumps from 0 to 0.50 at b = -2.5, where the gradient blows up.")
 DEFAULT_CONFIG = {
     "w": 5.0,
@@ -178,20 +180,32 @@ def run(config: dict) -> Result:
                     float(np.max(peak_off_line)), hb + hw / 2.0, note="within one grid cell"),
     ]
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    # Two panels above, the (w, b) surface below: reads at the report's column width.
+    fig = plt.figure(figsize=(10, 8.4))
+    grid = fig.add_gridspec(2, 4)
+    axes = [fig.add_subplot(grid[0, :2]), fig.add_subplot(grid[0, 2:]),
+            fig.add_subplot(grid[1, 1:3])]
     ax = axes[0]
-    ax.plot(b, scan.loss, lw=1, label="L(b), scan")
-    ax.axvline(-2.5, color="k", ls=":", lw=0.8, label="b = -2.5 (closed form)")
-    ax.axvline(wall_b, color="r", ls="--", lw=0.8, label=f"detected wall {wall_b:.5f}")
+    ax.plot(b, scan.loss, lw=1.2, label="L(b), scan")
+    # The closed-form wall is drawn wide and pale under the detected one (they coincide).
+    ax.axvline(-2.5, color="0.6", lw=4, alpha=0.6, zorder=1,
+               label="b = -2.5 (closed form; wide, under)")
+    ax.axvline(wall_b, color="r", ls="--", lw=0.9, zorder=2,
+               label=f"detected wall {wall_b:.5f}")
     ax.axhline((target - x_lo) ** 2, color="C2", ls="--", lw=0.8,
                label=f"(0.855 - {x_lo:.4f})² = {(target - x_lo) ** 2:.3f}")
     ax.set_xlabel("b")
     ax.set_ylabel("L = (0.855 - x(T))²")
-    ax.set_title(f"Loss across the wall (w = {w}, T = {T}, ε = {eps})")
-    ax.legend(fontsize=7)
+    ax.set_title(f"Loss across the wall (w = {w}, T = {T}, ε = {eps})", fontsize=10)
     ax2 = ax.twinx()
-    ax2.semilogy(b, np.abs(grad_b) + 1e-12, color="C1", lw=0.8, alpha=0.6)
-    ax2.set_ylabel("|dL/db| on the grid", color="C1")
+    ax2.semilogy(b, np.abs(grad_b) + 1e-12, color="C1", lw=0.8, alpha=0.8,
+                 label="|dL/db| on the grid (right axis)")
+    ax2.set_ylabel("|dL/db| on the grid (log scale)", color="C1")
+    handles, labels = ax.get_legend_handles_labels()
+    handles2, labels2 = ax2.get_legend_handles_labels()
+    ax2.legend(handles + handles2, labels + labels2, fontsize=7, loc="upper center",
+               bbox_to_anchor=(0.5, -0.15), ncol=2,
+               framealpha=0.9)
 
     ax = axes[1]
     d_all = np.abs(b_ref + 2.5)
@@ -199,25 +213,29 @@ def run(config: dict) -> Result:
     ax.loglog(d_all[below], np.abs(g_ref[below]), "o-", ms=3, label="b < -2.5")
     ax.loglog(d_all[above], np.abs(g_ref[above]), "s-", ms=3, label="b > -2.5")
     ax.axhline(abs(wall_grad_ref), color="k", ls="--", lw=0.8,
-               label="closed form at the wall 0.71(Λ^T-1)")
+               label="closed form at the wall $2(0.855 - 0.5)(\\Lambda^T - 1)$,\n"
+                     f"$\\Lambda = 1 + \\varepsilon(w/4 - 1) = {Lam:g}$, T = {T}")
     ax.set_xlabel("|b + 2.5|")
     ax.set_ylabel("|dL/db|")
-    ax.set_title("The gradient blows up at the wall (float64)")
-    ax.legend(fontsize=7)
+    ax.set_title("The gradient blows up at the wall (float64)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))
 
     ax = axes[2]
     W, B = surface.coords
     im = ax.pcolormesh(W, B, np.asarray(surface.loss).T, shading="nearest", cmap="viridis")
     fig.colorbar(im, ax=ax, label="L")
     line_w = np.linspace(4.0, float(W[-1]), 50)
-    ax.plot(line_w, -line_w / 2, "w--", lw=1, label="b = -w/2, w > 4 (closed form)")
+    # White dashes with a black outline: visible on the map and on the legend's white box.
+    ax.plot(line_w, -line_w / 2, "w--", lw=1.2, label="b = -w/2, w > 4 (closed form)",
+            path_effects=[patheffects.Stroke(linewidth=2.8, foreground="k"),
+                          patheffects.Normal()])
     if len(jp):
         ax.plot(jp[:, 0], jp[:, 1], "r.", ms=3, label="detected jumps")
     ax.set_xlabel("w")
     ax.set_ylabel("b")
     ax.set_ylim(float(B[0]), float(B[-1]))
-    ax.set_title("Loss surface over (w, b) and its wall")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("Loss surface over (w, b) and its wall", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.tight_layout()
 
     summary = {

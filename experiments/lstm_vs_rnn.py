@@ -154,7 +154,12 @@ def _outputs(model, params, inputs):
 def _figures(config, norms_at, curves, summary):
     T = config["length"]
     lags = np.arange(T)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    # Gradients at init and after training side by side, learning curves below: the
+    # figure reads at the report's column width.
+    fig = plt.figure(figsize=(10, 8.2))
+    grid = fig.add_gridspec(2, 4)
+    axes = [fig.add_subplot(grid[0, :2]), fig.add_subplot(grid[0, 2:]),
+            fig.add_subplot(grid[1, 1:3])]
     for c, cell in enumerate(config["cells"]):
         n0, n1 = norms_at[cell]
         # Geometric mean over seeds; lags where a seed's norm underflowed are not drawn.
@@ -162,8 +167,8 @@ def _figures(config, norms_at, curves, summary):
         g1 = np.exp(np.mean(np.log(np.where(n1 > FLOOR, n1, np.nan)), axis=0))[::-1]
         r0 = np.mean(summary["rate_init"][cell])
         r1 = np.mean(summary["rate_trained"][cell])
-        axes[0].semilogy(lags, g0, color=f"C{c}", label=f"{cell} (rate {r0:.3f}/step)")
-        axes[1].semilogy(lags, g1, color=f"C{c}", label=f"{cell} (rate {r1:.3f}/step)")
+        axes[0].semilogy(lags, g0, color=f"C{c}", label=f"{cell} (ln-slope {r0:.3f}/step)")
+        axes[1].semilogy(lags, g1, color=f"C{c}", label=f"{cell} (ln-slope {r1:.3f}/step)")
         loss = curves[cell]
         window = max(1, len(loss) // 30)
         kernel = np.ones(window) / window
@@ -173,13 +178,15 @@ def _figures(config, norms_at, curves, summary):
                          label=f"{cell} (solved {solved:.0%} of seeds)")
     for ax, when in zip(axes[:2], ("at initialisation", "after training"), strict=True):
         ax.set_xlabel("lag k")
-        ax.set_ylabel("‖∂L/∂x_{T−k}‖ (geometric mean over seeds)")
-        ax.set_title(f"Adding problem, T = {T}: gradient {when}")
-        ax.legend(fontsize=8)
+        ax.set_ylabel(r"$\|\partial L/\partial x_{T-k}\|$ (geometric mean over seeds)")
+        ax.set_title(f"Adding problem, T = {T}: gradient {when}", fontsize=10)
+        ax.legend(fontsize=7, loc="lower left")
+        ax.grid(True, which="major", alpha=0.3)
     axes[2].axhline(BASELINE_MSE, color="k", ls="--", lw=0.8, label="predict 1: MSE = 1/6")
     axes[2].set_xlabel("step")
     axes[2].set_ylabel("training MSE (mean over seeds)")
-    axes[2].set_title("Learning curves (Adam + clipping)")
-    axes[2].legend(fontsize=8)
+    axes[2].set_title("Learning curves (Adam + clipping)", fontsize=10)
+    axes[2].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    axes[2].grid(True, which="major", alpha=0.3)
     fig.tight_layout()
     return {"gradient_vs_lag": fig}

@@ -1,7 +1,7 @@
 """Gradient magnitude per layer of a deep MLP (the web article
 "Deep Learning: Vanishing Gradient Problem Explained"), against mean-field theory.
 
-Seed 002's network: ``depth = 10`` sigmoid layers of width ``N = 100``, weights
+The article's network: ``depth = 10`` sigmoid layers of width ``N = 100``, weights
 N(0, 0.01²), no bias, a batch of 32 N(0, 1) inputs, and a cotangent of ones at the output
 (``loss="sum"``). Its "average gradient magnitude" of layer ``l`` is ``mean |∂L/∂z_l|``
 (``MLPGradientFlow.mean_abs_preactivation_grads``). The same depth is run with tanh +
@@ -30,7 +30,7 @@ References the checks use:
   with a random ±1 cotangent ``L = Σ output ⊙ s`` instead, for which the predicted
   profile is the same and the coherent component averages out.
 
-Seed 002's listing evaluates ``sigmoid_derivative`` at the layer *output* σ(z) ≈ 0.5,
+The article's NumPy listing evaluates ``sigmoid_derivative`` at the layer *output* σ(z) ≈ 0.5,
 i.e. ``σ'(0.5) = 0.235`` per layer instead of ``σ'(z) ≈ 0.25``; the library uses the
 derivative at the pre-activation. Both variants of the listing are ported to NumPy
 below; the corrected one must agree with ``jaxgrad.mlp_gradient_flow``.
@@ -52,7 +52,8 @@ from ._runner import Result, check_bound, check_close
 
 NAME = "mlp-depth-gradients"
 DESCRIPTION = (
-    "Seed 002's 10-layer sigmoid MLP (N(0, 0.01²) weights): mean |∂L/∂z_l| per layer on a "
+    "The 10-layer sigmoid MLP of the web article \"Vanishing Gradient Problem Explained\" "
+    "(N(0, 0.01²) weights): mean |∂L/∂z_l| per layer on a "
     "log scale, beside tanh+Xavier, ReLU+He, Kumar, Yilmaz–Poli and residual+batch norm, "
     "checked against the linear-regime factor (1/4)·0.01·√N and mean-field theory."
 )
@@ -195,7 +196,7 @@ def random_walk_slope_std(num_points: int, step_std: float) -> float:
 def seed_listing_gradient_magnitudes(
     x: np.ndarray, weights: list[np.ndarray], *, derivative_at: str = "preactivation"
 ) -> np.ndarray:
-    """Seed 002's ``deep_network_gradients`` backward pass in NumPy (float64).
+    """The web article's ``deep_network_gradients`` backward pass in NumPy (float64).
 
     ``derivative_at="output"`` reproduces the listing literally (it calls
     ``sigmoid_derivative(layer_outputs[i])``, i.e. σ'(σ(z))); ``"preactivation"`` uses
@@ -383,7 +384,8 @@ def run(config: dict) -> Result:
 
 def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, signed_mags):
     layers = np.arange(1, depth + 1)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    # Two panels stacked: each reads at the report's column width.
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9.5, 10))
     for i, (name, setup) in enumerate(setups.items()):
         color = f"C{i}"
         ax.semilogy(layers, mags[name], "o-", color=color, label=setup.label)
@@ -393,10 +395,14 @@ def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, 
         if name in signed_mags:
             ax.semilogy(layers, signed_mags[name], "^:", color=color, ms=4,
                         label=f"{setup.label}, random ±1 cotangent")
+    if theory:
+        ax.plot([], [], "--", color="gray", lw=1,
+                label="mean-field theory (dashed, each setup's colour; under the markers "
+                      "where it agrees)")
     ax.set_xlabel("layer l (1 = next to the input)")
-    ax.set_ylabel("mean |∂L/∂z_l| (log scale)")
-    ax.set_title("Gradient magnitude per layer (dashed: mean-field theory)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_ylabel(r"mean $|\partial L/\partial z_l|$ (log scale)")
+    ax.set_title("Gradient magnitude per layer (dashed: mean-field theory)", fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(True, which="both", alpha=0.3)
 
     s = mags["sigmoid_normal"]
@@ -407,12 +413,15 @@ def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, 
     ax2.semilogy(layers[:-1], closed, "--", color="C3",
                  label=f"closed form: factor (1/4)·0.01·√N = {math.exp(linear_rate):.3f}/layer")
     if "sigmoid_normal" in theory:
+        # Wide and pale underneath: it lies on the measured curve.
         ax2.semilogy(layers, theory["sigmoid_normal"].mean_abs_preactivation_grads, "-",
-                     color="C2", lw=1, alpha=0.7, label="mean-field theory")
+                     color="C2", lw=6, alpha=0.35, zorder=1,
+                     label="mean-field theory (wide, under the measured curve)")
     ax2.set_xlabel("layer l (1 = next to the input)")
-    ax2.set_ylabel("mean |∂L/∂z_l| (log scale)")
-    ax2.set_title("Seed 002's sigmoid network, N(0, 0.01²) weights")
-    ax2.legend(fontsize=8)
+    ax2.set_ylabel(r"mean $|\partial L/\partial z_l|$ (log scale)")
+    ax2.set_title("Sigmoid network of the web article \"Vanishing Gradient Problem Explained\",\n"
+                  "N(0, 0.01²) weights", fontsize=10)
+    ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax2.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
 
@@ -420,8 +429,8 @@ def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, 
     for i, (name, setup) in enumerate(setups.items()):
         axw.semilogy(layers, wnorms[name], "o-", color=f"C{i}", label=setup.label)
     axw.set_xlabel("layer l (1 = next to the input)")
-    axw.set_ylabel("‖∂L/∂W_l‖_F (log scale)")
-    axw.set_title("Weight-gradient norm per layer")
+    axw.set_ylabel(r"$\|\partial L/\partial W_l\|_F$ (log scale)")
+    axw.set_title("Weight-gradient norm per layer", fontsize=10)
     axw.legend(fontsize=7, loc="lower right")
     axw.grid(True, which="both", alpha=0.3)
     fig_w.tight_layout()

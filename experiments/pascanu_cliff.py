@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
+from matplotlib import patheffects
 from scipy.optimize import brentq
 
 import jaxgrad
@@ -176,14 +177,24 @@ def run(config: dict) -> Result:
                     kind=">=", note="a step taken on the cliff catapults the parameters"),
     ]
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    # The two maps side by side, the update norms below: reads at the report's width.
+    fig = plt.figure(figsize=(10, 9.5))
+    grid = fig.add_gridspec(2, 4, height_ratios=[1.25, 1])
+    axes = [fig.add_subplot(grid[0, :2]), fig.add_subplot(grid[0, 2:]),
+            fig.add_subplot(grid[1, 1:3])]
     ax = axes[0]
     im = ax.pcolormesh(W, B, np.asarray(surface.loss).T, shading="nearest", cmap="viridis")
-    fig.colorbar(im, ax=ax, label="E = (σ(x_50) - 0.7)²")
+    fig.colorbar(im, ax=ax, label=r"$E = (\sigma(x_{50}) - 0.7)^2$")
     lw = np.linspace(w_star, W[-1], 50)
-    ax.plot(lw, cliff_b(lw), "w--", lw=1, label="b = 0.5 - wσ(0.5), w > w* (closed form)")
-    ax.plot(fold_w, fold_b, "w:", lw=1.2, label="fold curve, 0 ≤ x ≤ 0.5 (closed form)")
-    ax.plot([w_star], [b_star], "w*", ms=10, label=f"fold point w* = {w_star:.3f}")
+    # White marks get a black outline: visible on the map and in the legend's white box.
+    outline = [patheffects.Stroke(linewidth=2.8, foreground="k"), patheffects.Normal()]
+    ax.plot(lw, cliff_b(lw), "w--", lw=1.2, path_effects=outline, zorder=5,
+            label="b = 0.5 - wσ(0.5), w > w* (closed form)")
+    ax.plot(fold_w, fold_b, "w:", lw=1.4, path_effects=outline, zorder=5,
+            label="fold curve, 0 ≤ x ≤ 0.5 (closed form)")
+    ax.plot([w_star], [b_star], "w*", ms=12, mec="k", zorder=6,
+            label=f"fold point w* = {w_star:.3f}")
+    # (the closed-form marks are drawn above the GD paths, which cross them)
     if len(jp):
         ax.plot(jp[:, 0], jp[:, 1], "r.", ms=2, label="detected jumps")
     shown = np.argsort(-runs["unclipped"][3].max(axis=1))[:3]
@@ -196,16 +207,16 @@ def run(config: dict) -> Result:
     ax.set_ylim(B[0], B[-1])
     ax.set_xlabel("w")
     ax.set_ylabel("b")
-    ax.set_title("Loss surface, cliff and GD paths")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("Loss surface, cliff and GD paths", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
 
     ax = axes[1]
     im = ax.pcolormesh(W, B, np.log10(np.asarray(surface.gradient_norm).T + 1e-12),
                        shading="nearest", cmap="magma")
-    fig.colorbar(im, ax=ax, label="log10 ‖∇E‖")
+    fig.colorbar(im, ax=ax, label=r"$\log_{10} \|\nabla E\|$")
     ax.set_xlabel("w")
     ax.set_ylabel("b")
-    ax.set_title("Gradient norm")
+    ax.set_title("Gradient norm (log scale)", fontsize=10)
 
     ax = axes[2]
     for label, color in (("unclipped", "C1"), ("clipped", "C0")):
@@ -215,8 +226,8 @@ def run(config: dict) -> Result:
     ax.axhline(lr * thr, color="k", ls="--", lw=0.8, label="lr · threshold")
     ax.set_xlabel("GD step")
     ax.set_ylabel("‖Δθ‖")
-    ax.set_title("Update norms")
-    ax.legend(fontsize=7)
+    ax.set_title("Update norms", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     fig.tight_layout()
 
     summary = {

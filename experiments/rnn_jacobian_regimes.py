@@ -20,8 +20,9 @@ Checks and their references:
   (about 0.03, 0.02, 0.01 below 0.155 at N = 64, 128, 256 for g = 2 in our runs), hence a
   relative tolerance of ``lyapunov_rtol``.
 
-Seed 001's note 3: ``W_rec = [[0, 2], [ε, 0]]`` has spectral radius ``√(2ε) > 1`` for
-``ε > 1/2``, yet with ``D = cI`` the products ``(W_rec D)^{2n} = (2εc²)^n I`` vanish
+Wikipedia, "Vanishing gradient problem", note 3: ``W_rec = [[0, 2], [ε, 0]]`` has
+spectral radius ``√(2ε) > 1`` for ``ε > 1/2``, yet with ``D = cI`` the
+products ``(W_rec D)^{2n} = (2εc²)^n I`` vanish
 whenever ``2εc² < 1``; odd lags add one factor ``c W_rec`` of norm ``2c``. This is run
 in float64 with the step ``x -> W_rec (c x)`` and compared with the closed form at every
 lag.
@@ -79,7 +80,7 @@ EXPECTATIONS = ("vanishing", "chaotic", "none")
 
 
 class TwoByTwoParams(NamedTuple):
-    """Seed 001's note 3: ``W_rec`` (2, 2) and the constant derivative ``c`` (D = cI)."""
+    """Wikipedia's note 3 example: ``W_rec`` (2, 2) and the constant derivative ``c`` (D = cI)."""
 
     W_rec: jax.Array
     c: jax.Array
@@ -225,7 +226,7 @@ def run(config: dict) -> Result:
 
 
 def _two_by_two(config: dict) -> dict:
-    """Seed 001's note 3 in float64: measured products against the closed form."""
+    """Wikipedia's note 3 example in float64: measured products against the closed form."""
     eps, lags = config["two_by_two_epsilon"], config["two_by_two_lags"]
     checks, per_c, arrays = [], {}, {}
     with jax.enable_x64(True):
@@ -277,13 +278,15 @@ def _regime_figure(regimes, results, lyapunov, fit_start):
     n = len(regimes)
     cols = 2 if n > 1 else 1
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4.4 * rows), squeeze=False)
     for ax, regime in zip(axes.flat, regimes, strict=False):
         name, r = regime["name"], results[regime["name"]]
         k = np.arange(1, len(r["log_norms"]) + 1)
-        ax.plot(k, r["log_norms"], color="C0", label="log‖∂x_T/∂x_(T-k)‖ (measured)")
+        ax.plot(k, r["log_norms"], color="C0",
+                label=r"$\log\|\partial x_T/\partial x_{T-k}\|$ (measured)")
         ax.plot(k, r["bound"], "--", color="C3",
-                label=f"Pascanu bound k·log(σ_max γ), slope {r['bound_rate']:.3f}")
+                label=r"Pascanu bound $k\,\log(\sigma_{\max}\gamma)$, slope "
+                      f"{r['bound_rate']:.3f}")
         kf = k[fit_start - 1:]
         ax.plot(kf, r["intercept"] + r["rate"] * kf, ":", color="k",
                 label=f"fitted rate {r['rate']:.3f}/step")
@@ -291,7 +294,7 @@ def _regime_figure(regimes, results, lyapunov, fit_start):
             lam = lyapunov[name]["mean_field"]
             ax.plot(kf, r["intercept"] + lam * kf, "-.", color="C2",
                     label=f"mean-field Lyapunov {lam:.3f}/step")
-        ax.set_title(f"{name}: {regime['activation']}, σ_max = {r['spectral_norm']:.2f}, "
+        ax.set_title(f"{name}: {regime['activation']}, σ_max = {r['spectral_norm']:.2f},\n"
                      f"ρ = {r['spectral_radius']:.2f}, γ·σ_max = "
                      f"{math.exp(r['bound_rate']):.2f}", fontsize=9)
         ax.set_xlabel("lag k")
@@ -300,24 +303,28 @@ def _regime_figure(regimes, results, lyapunov, fit_start):
         ax.grid(True, alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.suptitle("Long-term Jacobian norms of Pascanu's RNN (natural log against the lag)")
+    fig.suptitle("Long-term Jacobian norms of Pascanu's RNN (natural log against the lag)",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def _two_by_two_figure(eps, rho, arrays, cs, lags):
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
     k = np.arange(1, lags + 1)
     for i, c in enumerate(cs):
         ax.plot(k, arrays[f"two_by_two_log_norms_c{c}"], "o", ms=3, color=f"C{i}",
                 label=f"c = {c}: measured, 2εc² = {2 * eps * c * c:.3f}")
         ax.plot(k, arrays[f"two_by_two_closed_form_c{c}"], "-", lw=1, color=f"C{i}",
-                label=f"c = {c}: closed form (2εc²)^⌊k/2⌋ (2c)^(k mod 2)")
+                label=f"c = {c}: closed form "
+                      r"$(2\varepsilon c^2)^{\lfloor k/2 \rfloor}\,(2c)^{k\,\mathrm{mod}\,2}$")
     ax.plot(k, k * math.log(rho), "--", color="gray",
-            label=f"k·log ρ(W_rec), ρ = √(2ε) = {rho:.3f} > 1")
+            label=r"$k \log \rho(W_{rec})$, $\rho = \sqrt{2\varepsilon}$ = "
+                  f"{rho:.3f} > 1")
     ax.set_xlabel("lag k")
-    ax.set_ylabel("log ‖(W_rec D)^k‖₂")
-    ax.set_title(f"Seed 001 note 3: W_rec = [[0, 2], [ε, 0]], ε = {eps}, D = cI")
+    ax.set_ylabel(r"$\log \|(W_{rec} D)^k\|_2$")
+    ax.set_title(f"Wikipedia, \"Vanishing gradient problem\", note 3:\n"
+                 f"W_rec = [[0, 2], [ε, 0]], ε = {eps}, D = cI")
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()

@@ -306,42 +306,55 @@ def run(config: dict) -> Result:
     ax.legend(fontsize=8, loc="upper left")
     figures["critical_line"] = fig
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     layers = np.arange(1, depth_l + 1)
     for i, w2 in enumerate(config["layers_sigma_w2"]):
         axes[0].plot(layers, th_q[i], "-", color=f"C{i}", label=f"theory σ_w² = {w2}")
         axes[0].plot(layers, emp_q[i], "o", ms=3, color=f"C{i}", label=f"random MLP σ_w² = {w2}")
         axes[1].plot(layers, th_c[i], "-", color=f"C{i}", label=f"theory σ_w² = {w2}")
         axes[1].plot(layers, emp_c[i], "o", ms=3, color=f"C{i}", label=f"random MLP σ_w² = {w2}")
-    axes[0].set_ylabel("q^l (mean squared pre-activation)")
-    axes[1].set_ylabel("c^l (correlation of two inputs)")
+    axes[0].set_ylabel(r"$q^l$ (mean squared pre-activation)")
+    axes[1].set_ylabel(r"$c^l$ (correlation of two inputs)")
     for a in axes:
         a.set_xlabel("layer l")
-        a.legend(fontsize=7)
-    axes[0].set_title(f"Length map, σ_b² = {b2_layers}, N = {config['layers_width']}")
-    axes[1].set_title(f"Correlation map, q⁰ = {config['q0']}, c⁰ = {config['c0']}")
+    axes[0].set_title(f"Length map, σ_b² = {b2_layers}, N = {config['layers_width']}",
+                      fontsize=10)
+    axes[1].set_title(f"Correlation map, q⁰ = {config['q0']}, c⁰ = {config['c0']}",
+                      fontsize=10)
     fig.tight_layout()
+    # One legend for both panels (same entries), below them, off the curves.
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, ncol=3, loc="upper center",
+               bbox_to_anchor=(0.5, 0.0))
     figures["layer_statistics"] = fig
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
     for i, b2 in enumerate(b2_xi):
-        ax.semilogy(w2_xi, np.asarray(scales.xi_c[i]), color=f"C{i}", label=f"ξ_c, σ_b² = {b2}")
-        ax.semilogy(w2_xi, np.asarray(scales.xi_q[i]), ":", color=f"C{i}",
-                    label=f"ξ_q, σ_b² = {b2}")
-        ax.axvline(xi_crit_w2[i], color=f"C{i}", lw=0.8, ls="--")
+        # ξ_c diverges at the critical σ_w²: it is drawn on the ordered and on the chaotic
+        # side separately, so that no line joins the two sides below the divergence; only
+        # finite positive values are drawn (ξ_q stays finite and is one line).
+        xi_c = np.asarray(scales.xi_c[i])
+        shown = np.isfinite(xi_c) & (xi_c > 0)
+        for k, side in enumerate((w2_xi < xi_crit_w2[i], w2_xi > xi_crit_w2[i])):
+            ax.semilogy(w2_xi[shown & side], xi_c[shown & side], "-", color=f"C{i}",
+                        label=f"ξ_c, σ_b² = {b2}" if k == 0 else None)
+        xi_q = np.asarray(scales.xi_q[i])
+        shown = np.isfinite(xi_q) & (xi_q > 0)
+        ax.semilogy(w2_xi[shown], xi_q[shown], ":", color=f"C{i}", label=f"ξ_q, σ_b² = {b2}")
+        ax.axvline(xi_crit_w2[i], color=f"C{i}", lw=0.8, ls="--",
+                   label=f"critical σ_w² = {xi_crit_w2[i]:.3f} (ξ_c → ∞)")
     ax.set_xlabel("σ_w²")
-    ax.set_ylabel("depth scale (layers)")
-    ax.set_title("Depth scales diverge at the critical σ_w² (dashed), tanh")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("depth scale (layers, log scale)")
+    ax.set_title("Depth scales diverge at the critical σ_w² (dashed), tanh", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
     figures["depth_scales"] = fig
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     for i, w2 in enumerate(train_w2):
         label = f"σ_w² = {w2:g} (ξ_c = {xi_train[i]:.3g})"
         axes[0].plot(depths, acc[i], "o-", label=label)
         ratio = depths / xi_train[i]
         if ratio.max() < 0.1:  # (near-)critical: ξ_c ≫ L, off this scale
-            label += ", L/ξ_c < 0.1"
+            label += ": L/ξ_c < 0.1, off this scale (not drawn)"
         axes[1].plot(ratio, acc[i], "o-", label=label)
     axes[1].axvline(6, color="k", ls="--", lw=0.8, label="6 ξ_c (Schoenholz et al.)")
     axes[1].set_xlim(0.1, None)
@@ -354,9 +367,9 @@ def run(config: dict) -> Result:
     axes[0].minorticks_off()
     axes[0].set_xlabel("depth L")
     axes[1].set_xlabel("L / ξ_c")
-    axes[0].set_title(f"tanh MLPs on digits, {config['train_steps']} SGD steps, "
-                      f"σ_b² = {config['train_sigma_b2']}")
-    axes[1].set_title("Trainable up to a few ξ_c")
+    axes[0].set_title(f"tanh MLPs on digits, {config['train_steps']} SGD steps,\n"
+                      f"σ_b² = {config['train_sigma_b2']}", fontsize=10)
+    axes[1].set_title("Trainable up to a few ξ_c", fontsize=10)
     fig.tight_layout()
     figures["trainable_depth"] = fig
 

@@ -1,6 +1,7 @@
 """Bifurcation analysis: fixed points, continuation, orbits, basins, sensitivities.
 
-References: Doya's neuron dx/dt = -x + σ(w x + b) (seed 001) with fixed points on
+References: Doya's neuron dx/dt = -x + σ(w x + b) (Wikipedia, "Vanishing gradient problem",
+§ Dynamical systems model) with fixed points on
 b = ln(x/(1-x)) - w x, folds where w x(1-x) = 1 and the cusp at (w, b) = (4, -2); the
 logistic map (flip at r = 3, 2-cycle in closed form); the damped Duffing oscillator and
 the Hénon map (fixed points in closed form).
@@ -77,7 +78,7 @@ def test_doya_fixed_points_at_b_minus_2_5(x64):
     ref = doya_reference_roots(-2.5)
     assert ref.shape == (3,)
     np.testing.assert_allclose(np.asarray(fp.x[fp.valid]), ref, atol=1e-12)
-    np.testing.assert_allclose(ref, [0.145, 0.5, 0.855], atol=1e-3)  # seed 001, note 4
+    np.testing.assert_allclose(ref, [0.145, 0.5, 0.855], atol=1e-3)  # Wikipedia, note 4
     labels = [jaxgrad.STABILITY_LABELS[int(c)] for c in fp.stability[fp.valid]]
     assert labels == ["stable", "unstable", "stable"]
     # λ = -1 + w σ'(w x + b) = -1 + w x (1 - x) at a fixed point.

@@ -107,7 +107,8 @@ def test_lstm_cell_state_path_closed_form(x64):
 
 @pytest.mark.slow
 def test_large_forget_bias_keeps_cell_gradient_while_vanilla_rnn_vanishes(x64):
-    """Seed 000's argument: along c the gradient is multiplied by σ(f) ≈ 1 only.
+    """The blog post "The Vanishing Gradient Problem" (2016): along c the gradient is
+    multiplied by σ(f) ≈ 1 only.
 
     With forget bias 10 and no recurrent weights, ∂c_T/∂c_0 = diag(Π σ(f_t)) ≈ σ(10)^60
     = 0.99728 over 60 steps; small recurrent weights (scale 0.01) add indirect paths

@@ -51,7 +51,7 @@ def test_mlp_flow_matches_explicit_per_layer_gradients():
     np.testing.assert_allclose(flow.mean_abs_preactivation_grads, dz, rtol=1e-5)
 
 
-def test_seed002_sigmoid_network_vanishes_at_the_mean_field_rate():
+def test_web_article_sigmoid_network_vanishes_at_the_mean_field_rate():
     """Tiny weights: z ≈ 0, σ' ≈ 1/4, so each layer scales gradients by ≈ (1/4)·0.01·√N."""
     cfg = jaxgrad.MLPConfig(in_dim=100, width=100, depth=10, activation="sigmoid",
                             init="normal", init_options=(("std", 0.01),))

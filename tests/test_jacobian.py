@@ -98,7 +98,7 @@ def test_step_norms_off_returns_none():
     assert res.log_step_norms is None and res.log_step_bound is None
 
 
-def test_seed001_two_by_two_example_spectral_radius_above_one_yet_vanishing():
+def test_wikipedia_two_by_two_example_spectral_radius_above_one_yet_vanishing():
     eps, c, N = 0.75, 0.7, 100
     W = jnp.array([[0.0, 2.0], [eps, 0.0]])
     assert float(jaxgrad.spectral_radius(W).value) == pytest.approx(np.sqrt(2 * eps), rel=1e-6)

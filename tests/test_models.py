@@ -164,7 +164,10 @@ class TestDoya:
     w = 5.0
 
     def test_fixed_points_at_b_minus_2_5(self, x64):
-        """Seed 001 note 4: at b = -2.5 the fixed points are 0.145, 0.5, 0.855."""
+        """At b = -2.5 the fixed points are 0.145, 0.5, 0.855.
+
+        Wikipedia, "Vanishing gradient problem", note 4.
+        """
         p = jaxgrad.DoyaParams(jnp.array(self.w), jnp.array(-2.5))
         assert float(jaxgrad.doya_vector_field(jnp.array(0.5), 0.0, p)) == 0.0
         for x0, target in [(0.3, 0.145), (0.7, 0.855)]:

@@ -292,7 +292,7 @@ def test_report_is_organised_per_experiment_with_each_checks_relation(tmp_path, 
     # a bound reads as a bound, not as "reference 0.2, tolerance 0"
     assert "| 0.102 | ≤ 0.2 | yes |" in text and "| 3 | ≥ 2 | yes |" in text
     assert "| 1.004 | ≈ 1 (± 0.01) | yes |" in text
-    assert "<td>≤ 0.2</td>" in page
+    assert "<td class='num'>≤ 0.2</td>" in page
     # contents with anchors, one section per experiment holding its claim and its checks
     assert "- [rel: 3/3 checks passed](#rel)" in text and "(#fake)" in text
     assert "<section id='rel'>" in page and "href=\"#rel\"" in page
@@ -321,3 +321,30 @@ def test_summary_records_wall_and_cpu_seconds(tmp_path, fake):
     assert summary["seconds"] >= 0.0 and summary["cpu_seconds"] >= 0.0
     on_disk = json.loads((tmp_path / "fake" / "summary.json").read_text())
     assert on_disk["cpu_seconds"] == summary["cpu_seconds"]
+
+
+def test_report_lists_failed_checks_first_and_every_check_last(tmp_path, fake, monkeypatch):
+    def run(config):
+        return _runner.Result({}, [_runner.check_bound("kept", 0.1, 0.2),
+                                   _runner.check_close("missed", 2.0, 1.0, atol=0.1)])
+
+    monkeypatch.setitem(fake, "mixed", _fake_module("mixed", run=run))
+    _runner.run_experiment("mixed", tmp_path)
+    _runner.run_experiment("fake", tmp_path)
+    text = _runner.write_report(tmp_path).read_text()
+    page = (tmp_path / "report.html").read_text()
+    for doc, contents, failed, section, every in (
+            (text, "## Contents", "## Failed checks", '<a id="mixed"></a>', "## All checks"),
+            (page, "<h2>Contents</h2>", "<h2>Failed checks</h2>", "<section id='mixed'>",
+             "<h2 id='all-checks'>All checks</h2>")):
+        # contents, then the failed checks, then the sections, then the table of all checks
+        assert doc.index(contents) < doc.index(failed) < doc.index(section) < doc.index(every)
+        failed_table = doc[doc.index(failed):doc.index(section)]
+        assert "missed" in failed_table and "kept" not in failed_table
+        assert "#mixed" in failed_table and "#all-checks" in doc
+    assert "<li class='failed'><a href=\"#mixed\">mixed: 1/2 checks passed</a>" in page
+    assert '<a id="top"></a>' in text and "[back to the top](#top)" in text
+    # no failed check, no table of failed checks
+    _runner.write_report(tmp_path, ["fake"])
+    assert "Failed checks" not in (tmp_path / "report.html").read_text()
+    assert "Failed checks" not in (tmp_path / "report.md").read_text()

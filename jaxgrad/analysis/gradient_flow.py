@@ -47,7 +47,8 @@ def _sum(output, y):
 
 
 #: Built-in losses ``loss(output, y) -> scalar``. ``"sum"`` backpropagates a cotangent of
-#: ones from the output, as seed 002's deep sigmoid network does.
+#: ones from the output, as the deep sigmoid network of the web article "Deep Learning:
+#: Vanishing Gradient Problem Explained" does.
 LOSSES: dict[str, Callable] = {"cross_entropy": _cross_entropy, "mse": _mse, "sum": _sum}
 
 
@@ -130,8 +131,8 @@ class MLPGradientFlow(NamedTuple):
         weight_grad_norms: ``‖∂L/∂W_l‖_F``.
         bias_grad_norms: ``‖∂L/∂b_l‖``.
         activation_grad_norms: ``‖∂L/∂h_l‖_F`` over the batch.
-        mean_abs_preactivation_grads: ``mean |∂L/∂z_l|`` (seed 002's "average gradient
-            magnitude" per layer).
+        mean_abs_preactivation_grads: ``mean |∂L/∂z_l|`` (the "average gradient magnitude"
+            per layer of the web article "Vanishing Gradient Problem Explained").
         log_weight_grad_norms, log_bias_grad_norms, log_activation_grad_norms: natural
             logs of the three norms, finite wherever the gradient is nonzero (even where
             the norm leaves the float range); ``-inf`` for a gradient of exactly 0.

@@ -5,8 +5,9 @@ vmapped over a parameter grid and a batch of initial conditions. For a system se
 into a stable fixed point ``x*``, ``∂x(T)/∂x(0) → 0`` (the vanishing gradient) while
 ``∂x(T)/∂p → ∂x*/∂p = -(∂g/∂x)^{-1} ∂g/∂p`` (implicit function theorem): for Doya's neuron
 ``∂x*/∂b = (1/(x*(1-x*)) - w)^{-1}``. Started near an unstable fixed point, ``x(T)``
-jumps between attractors under tiny changes, and both derivatives explode (seed 001,
-"Dynamical systems model"; Doya 1992; Pascanu, Mikolov & Bengio 2013, §2.2).
+jumps between attractors under tiny changes, and both derivatives explode
+(Wikipedia, "Vanishing gradient problem", § Dynamical systems model; Doya 1992;
+Pascanu, Mikolov & Bengio 2013, §2.2).
 """
 
 from __future__ import annotations

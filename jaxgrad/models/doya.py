@@ -1,11 +1,13 @@
-"""Doya's one-neuron recurrent network (Doya 1992; seed 001, "Dynamical systems model").
+"""Doya's one-neuron recurrent network (Doya 1992; Wikipedia, "Vanishing gradient problem",
+§ Dynamical systems model).
 
 Discrete map:   x_{t+1} = (1 - ε) x_t + ε σ(w x_t + b) + ε w' u_t
 Continuous:     dx/dt = -x + σ(w x + b) + w' u
 
 The discrete map is the explicit Euler step of the flow with ``dt = ε``. With
 ``w = 5`` and ``u = 0`` the flow is bistable for ``b`` between its two fold points, and at
-``b = -2.5`` its fixed points are ``x ≈ 0.145, 0.5, 0.855`` (seed 001, note 4).
+``b = -2.5`` its fixed points are ``x ≈ 0.145, 0.5, 0.855``
+(Wikipedia, "Vanishing gradient problem", note 4).
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ def doya_stable_branch_b(x: jax.Array, w: float = 5.0) -> jax.Array:
 
 
 def doya_fixed_point_sensitivity(x: jax.Array, w: float = 5.0) -> jax.Array:
-    """Closed form ``∂x*/∂b = (1/(x(1-x)) - w)^{-1}`` at a fixed point ``x*`` (seed 001)."""
+    """Closed form ``∂x*/∂b = (1/(x(1-x)) - w)^{-1}`` at a fixed point ``x*``
+    (Wikipedia, "Vanishing gradient problem", § Dynamical systems model)."""
     x = check_array("x", x)
     return 1.0 / (1.0 / (x * (1.0 - x)) - w)
 

@@ -4,7 +4,8 @@ Every initialiser has the signature ``init(key, shape, dtype) -> array`` of
 ``jax.nn.initializers``; where jax already provides one (Glorot, He, orthogonal) it is
 used as it is. ``shape`` is ``(fan_in, fan_out)`` and ``N`` below is the fan-in.
 
-- ``normal``: N(0, σ²) with a given ``std`` (seed 002 uses σ = 0.01).
+- ``normal``: N(0, σ²) with a given ``std`` (the web article "Deep Learning:
+  Vanishing Gradient Problem Explained" uses σ = 0.01).
 - ``glorot`` / ``xavier``: N(0, 2/(fan_in + fan_out)) (Glorot & Bengio 2010).
 - ``he`` / ``kaiming``: N(0, 2/fan_in) (He et al. 2015).
 - ``orthogonal``: Saxe et al. 2014, scaled by ``gain``.

@@ -8,7 +8,8 @@ axis, or layer statistics over the feature axis), and
     h_l = h_{l-1} + σ(n_l)       (residual, layers 2..depth where shapes match)
 
 An optional linear readout maps ``h_depth`` to ``out_dim`` outputs (``out_dim=None``
-returns ``h_depth`` itself, as in seed 002's deep sigmoid network). Layer 1 maps
+returns ``h_depth`` itself, as in the deep sigmoid network of
+the web article "Deep Learning: Vanishing Gradient Problem Explained"). Layer 1 maps
 ``in_dim -> width``; layers 2..depth share a shape and live in stacked arrays with a
 leading axis of length ``depth - 1`` that ``lax.scan`` walks.
 """

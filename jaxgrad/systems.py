@@ -26,9 +26,13 @@ jit once per step function and options).
 Example:
     >>> logistic = autonomous(lambda x, p: p * x * (1 - x))      # a map
     >>> res = jaxgrad.lyapunov_spectrum(logistic, jnp.array([0.3]), num_steps=1000,
-    ...                                 params=jnp.asarray(4.0))  # λ ≈ log 2
+    ...                                 params=jnp.asarray(4.0))
+    >>> round(float(res.exponents[0]), 1)       # log 2 = 0.693
+    0.7
     >>> doya = discretize(vector_field(jaxgrad.doya_vector_field), dt=0.05)  # a flow
     >>> x1 = doya(jnp.array([0.5]), jnp.zeros(1), jaxgrad.DoyaParams(5.0, -2.5))
+    >>> x1.shape
+    (1,)
 """
 
 from __future__ import annotations
@@ -83,7 +87,10 @@ def bind(f: Callable, params: Any) -> Callable:
     """``f(*args, params)`` as a function of ``args``; ``f`` itself for ``NO_PARAMS``.
 
     Example:
-        >>> bind(jaxgrad.rate_step, p)(h, u)     # rate_step(h, u, p)
+        >>> p = jaxgrad.init_rate(jax.random.key(0), 4, g=2.0)
+        >>> h, u = jnp.ones(4), jnp.zeros(0)
+        >>> bool(jnp.all(bind(jaxgrad.rate_step, p)(h, u) == jaxgrad.rate_step(h, u, p)))
+        True
     """
     if params is NO_PARAMS:
         return f
@@ -147,6 +154,9 @@ def vector_field(f: Callable) -> VectorField:
     Example:
         >>> field = vector_field(jaxgrad.rate_vector_field)
         >>> step = discretize(field, 0.1)   # one RK4 step of dh/dt = -h + J tanh(h) + W u
+        >>> p = jaxgrad.init_rate(jax.random.key(0), 4, g=2.0)
+        >>> step(jnp.ones(4), jnp.zeros(0), p).shape
+        (4,)
     """
     if isinstance(f, VectorField):
         return f
@@ -223,7 +233,10 @@ def discretize(field: VectorField, dt: float, *, method: str = "rk4") -> Discret
 
     Example:
         >>> step = discretize(vector_field(jaxgrad.rate_vector_field), 0.1)
-        >>> res = jaxgrad.lyapunov_spectrum(step, h0, num_steps=2000, params=p, dt=0.1)
+        >>> p = jaxgrad.init_rate(jax.random.key(0), 8, g=0.5)
+        >>> res = jaxgrad.lyapunov_spectrum(step, jnp.ones(8), num_steps=200, params=p, dt=0.1)
+        >>> bool(res.exponents[0] < 0)            # g < 1: the quiescent state is stable
+        True
     """
     if not isinstance(field, VectorField):
         raise TypeError(
@@ -396,7 +409,9 @@ def analyzer(core: Callable) -> Callable:
         >>> @analyzer
         ... def final_state(f, x0, unravel, inputs):
         ...     return unravel(jax.lax.scan(lambda x, u: (f(x, u), None), x0, inputs)[0])
-        >>> final_state(jaxgrad.rate_step, h0, None, params=p, num_steps=100)
+        >>> p = jaxgrad.init_rate(jax.random.key(0), 4, g=0.5)
+        >>> final_state(jaxgrad.rate_step, jnp.ones(4), None, params=p, num_steps=100).shape
+        (4,)
     """
 
     def flat_core(step, x0, inputs, *args, **options):

@@ -333,7 +333,8 @@ def hessian_eigenvalues(
         >>> A = jnp.diag(jnp.array([3.0, -2.0, 1.0]))
         >>> out = hessian_eigenvalues(lambda x: 0.5 * x @ A @ x, jnp.zeros(3), k=1,
         ...                           which="both", key=jax.random.key(0))
-        >>> out.eigenvalues      # ≈ [3., -2.]
+        >>> [round(float(v), 4) for v in out.eigenvalues], bool(out.converged)
+        ([3.0, -2.0], True)
     """
     P = _check_problem(loss_fn, params, gauss_newton)
     check_positive_int("k", k)
@@ -427,7 +428,8 @@ def hessian_trace(
     Example:
         >>> A = jnp.diag(jnp.array([3.0, -2.0, 1.0]))
         >>> float(hessian_trace(lambda x: 0.5 * x @ A @ x, jnp.zeros(3), num_probes=9,
-        ...                     key=jax.random.key(0)).estimate)   # ≈ 2.0 (exact here)
+        ...                     key=jax.random.key(0)).estimate)   # exact here: 9 ≥ 3 probes
+        2.0...
     """
     P = _check_problem(loss_fn, params, gauss_newton)
     method = check_choice("method", method, TRACE_METHODS)
@@ -519,7 +521,8 @@ def hessian_spectral_density(
         >>> A = jnp.diag(jnp.array([3.0, -2.0, 1.0]))
         >>> out = hessian_spectral_density(lambda x: 0.5 * x @ A @ x, jnp.zeros(3),
         ...                                key=jax.random.key(0))
-        >>> out.trace      # a Hutchinson estimate of 2.0
+        >>> round(float(out.trace), 3)      # Hutchinson's estimate of 2.0
+        2.0
     """
     P = _check_problem(loss_fn, params, gauss_newton)
     check_positive_int("num_probes", num_probes)

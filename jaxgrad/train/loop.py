@@ -648,12 +648,17 @@ def train_steps(
         a leading axis of length ``num_steps``.
 
     Example:
-        >>> opt = optax.adam(1e-3)
+        >>> loss_fn = lambda w, batch: jnp.mean((batch[0] @ w - batch[1]) ** 2)
+        >>> def sample(key, t):                        # batch t from fold_in(key, t)
+        ...     x = jax.random.normal(key, (16, 3))
+        ...     return x, x @ jnp.array([1.0, -2.0, 0.5])
+        >>> opt = optax.adam(1e-2)
         >>> run = jax.jit(lambda p, k: train_steps(
         ...     loss_fn, opt, init_train_state(p, opt), sample, num_steps=100, key=k))
-        >>> state, metrics = jax.vmap(run, in_axes=(None, 0))(params, keys)  # one per seed
+        >>> keys = jax.random.split(jax.random.key(0), 4)
+        >>> state, metrics = jax.vmap(run, in_axes=(None, 0))(jnp.zeros(3), keys)  # per seed
         >>> metrics.loss.shape
-        (num_seeds, 100)
+        (4, 100)
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")

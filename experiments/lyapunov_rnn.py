@@ -197,7 +197,8 @@ def _flow_sum_rule(key, config):
     prev = jnp.concatenate([x0[None], xs[:-1]])[transient:]
     jacs = jax.vmap(jax.jacfwd(lambda x: step(x, zero_u, p)))(prev)
     log_det = float(jnp.mean(jnp.linalg.slogdet(jacs)[1])) / dt
-    trace = float(jnp.mean(-N + jnp.sum(jnp.diag(p.J) * (1.0 - jnp.tanh(prev) ** 2), axis=1)))
+    dphi = 1.0 - jnp.tanh(prev) ** 2
+    trace = float(jnp.mean(-N + jnp.sum(jnp.diag(p.J)[None, :] * dphi, axis=1)))
     return np.asarray(res.exponents), float(jnp.sum(res.exponents)), log_det, trace
 
 

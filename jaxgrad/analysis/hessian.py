@@ -58,6 +58,7 @@ from .._validation import (
     check_positive_int,
     typed_key,
 )
+from .gradient_flow import scaled_norm
 
 WHICH = ("largest", "smallest", "both", "largest_magnitude")
 TRACE_METHODS = ("hutch++", "hutchinson")
@@ -220,11 +221,8 @@ def _operator(loss_fn, gauss_newton, params):
 
 
 def _norm(v: jax.Array, axis=None) -> jax.Array:
-    """2-norm that neither overflows nor underflows (max-scaled)."""
-    scale = jnp.max(jnp.abs(v), axis=axis, keepdims=True)
-    safe = jnp.where(scale > 0, scale, jnp.ones_like(scale))
-    out = safe * jnp.sqrt(jnp.sum((v / safe) ** 2, axis=axis, keepdims=True))
-    return jnp.squeeze(out, axis) if axis is not None else out.reshape(())
+    """2-norm that neither overflows nor underflows (the library's power-of-two scaling)."""
+    return scaled_norm(v, axis=axis).norm
 
 
 def _scaled(op, flat, key):

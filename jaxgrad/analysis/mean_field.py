@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_positive_float, check_positive_int
+from ..systems import discretize, vector_field
 from .signal_propagation import gaussian_expectation
 
 #: ``Δ(τ)`` is integrated until ``Δ < STOP_FRACTION Δ₀``, then continued by its exact tail.
@@ -192,15 +193,12 @@ def _autocorrelation(g, delta0, kappa, grid, table, step, num_tau):
     def f(y):
         return jnp.stack([y[1], accel(y[0])])
 
+    rk4 = discretize(vector_field(lambda y, u: f(y)), step)  # the library's one RK4 step
     stop = STOP_FRACTION * delta0
 
     def body(carry, _):
         y, stopped, d_stop = carry
-        k1 = f(y)
-        k2 = f(y + 0.5 * step * k1)
-        k3 = f(y + 0.5 * step * k2)
-        k4 = f(y + step * k3)
-        y_rk = y + (step / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+        y_rk = rk4(y, None)
         tail = jnp.stack([y[0] * jnp.exp(-kappa * step), -kappa * y[0] * jnp.exp(-kappa * step)])
         now = stopped | (y_rk[0] < stop) | (y_rk[1] >= 0)
         y_new = jnp.where(stopped, tail, jnp.where(now, tail, y_rk))

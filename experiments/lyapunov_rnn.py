@@ -202,6 +202,21 @@ def _flow_sum_rule(key, config):
     return np.asarray(res.exponents), float(jnp.sum(res.exponents)), log_det, trace
 
 
+def _theory_and_simulation(ax, theory, simulated, *, ylabel, title, legend_loc="best"):
+    """λ₁ against g: the theory's curve ``(g, λ, label)`` in black, each simulated set
+    ``(g, mean, sd, marker, color, marker size, label)`` as error bars, and the line λ = 0."""
+    g, lam, label = theory
+    ax.plot(g, lam, "-", color="k", lw=1.5, label=label)
+    for g_sim, mean, sd, marker, color, size, sim_label in simulated:
+        ax.errorbar(g_sim, mean, yerr=sd, fmt=marker, color=color, capsize=3, ms=size,
+                    label=sim_label)
+    ax.axhline(0.0, color="gray", lw=0.8)
+    ax.set_xlabel(r"gain $g$")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc=legend_loc)
+
+
 def run(config: dict) -> Result:
     N = int(config["num_units"])
     T, transient = int(config["num_steps"]), int(config["transient"])
@@ -412,19 +427,17 @@ def run(config: dict) -> Result:
         mf[g] = jaxgrad.rate_mean_field(g)
     curve = np.array([(g, mf[g].lambda_max) for g in curve_gs if g > 1 and mf[g].converged])
     fig3, axes3 = plt.subplots(2, 2, figsize=(10, 7.6))
-    ax = axes3[0, 0]
     g_sub = np.linspace(min(0.5, ct_gs.min()), 1.0, 20)
-    ax.plot(np.concatenate([g_sub, curve[:, 0]]), np.concatenate([g_sub - 1, curve[:, 1]]),
-            "-", color="k", lw=1.5, label=r"mean field $\lambda_{\max}(g)$ ($N\to\infty$)")
-    ax.errorbar(ct_gs, ct_mean, yerr=ct_lam.std(1), fmt="o", color="C0", capsize=3, ms=5,
-                label=rf"simulated, $N={N_ct}$ (mean $\pm$ sd, {ct_lam.shape[1]} seeds)")
-    ax.errorbar(big_gs, big_mean, yerr=big_lam.std(1), fmt="s", color="C3", capsize=3, ms=5,
-                label=rf"simulated, $N={N_big}$ ({big_lam.shape[1]} seed(s))")
-    ax.axhline(0.0, color="gray", lw=0.8)
-    ax.set_xlabel(r"gain $g$")
-    ax.set_ylabel(r"largest Lyapunov exponent $\lambda_1$ ($1/\tau$)")
-    ax.set_title(r"Rate network $\dot{x} = -x + J\tanh(x)$")
-    ax.legend(fontsize=8, loc="upper left")
+    _theory_and_simulation(
+        axes3[0, 0],
+        (np.concatenate([g_sub, curve[:, 0]]), np.concatenate([g_sub - 1, curve[:, 1]]),
+         r"mean field $\lambda_{\max}(g)$ ($N\to\infty$)"),
+        [(ct_gs, ct_mean, ct_lam.std(1), "o", "C0", 5,
+          rf"simulated, $N={N_ct}$ (mean $\pm$ sd, {ct_lam.shape[1]} seeds)"),
+         (big_gs, big_mean, big_lam.std(1), "s", "C3", 5,
+          rf"simulated, $N={N_big}$ ({big_lam.shape[1]} seed(s))")],
+        ylabel=r"largest Lyapunov exponent $\lambda_1$ ($1/\tau$)",
+        title=r"Rate network $\dot{x} = -x + J\tanh(x)$", legend_loc="upper left")
     ax = axes3[0, 1]
     for j, g in enumerate(big_gs):
         m = mf[float(g)]
@@ -445,17 +458,14 @@ def run(config: dict) -> Result:
     ax.set_title(rf"Full spectrum: $\sum_i\lambda_i = {lam_sum_ct:.2f}$, "
                  rf"$\langle\mathrm{{tr}}\,\partial F/\partial x\rangle = {trace_ct:.2f}$")
     ax.legend(fontsize=8)
-    ax = axes3[1, 1]
     g_dense = np.linspace(float(gs.min()), float(gs.max()), 40)
-    ax.plot(g_dense, [mean_field_lambda_1(float(g)) for g in g_dense], "-", color="k",
-            label=r"mean field $\frac{1}{2}\log(g^2\langle\phi'(h)^2\rangle_{q^*})$")
-    ax.errorbar(gs, lam1_mean, yerr=lam1.std(1), fmt="o", color="C0", capsize=3, ms=4,
-                label=rf"simulated, $N={N}$ (mean $\pm$ sd, {lam1.shape[1]} seeds)")
-    ax.axhline(0.0, color="gray", lw=0.8)
-    ax.set_xlabel(r"gain $g$")
-    ax.set_ylabel(r"$\lambda_1$ (per step)")
-    ax.set_title(r"Discrete network $h \leftarrow J\tanh(h)$")
-    ax.legend(fontsize=8)
+    _theory_and_simulation(
+        axes3[1, 1],
+        (g_dense, [mean_field_lambda_1(float(g)) for g in g_dense],
+         r"mean field $\frac{1}{2}\log(g^2\langle\phi'(h)^2\rangle_{q^*})$"),
+        [(gs, lam1_mean, lam1.std(1), "o", "C0", 4,
+          rf"simulated, $N={N}$ (mean $\pm$ sd, {lam1.shape[1]} seeds)")],
+        ylabel=r"$\lambda_1$ (per step)", title=r"Discrete network $h \leftarrow J\tanh(h)$")
     fig3.tight_layout()
 
     summary = {

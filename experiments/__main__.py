@@ -14,7 +14,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ._runner import discover, get_experiment, make_config, reproduce, run_experiment
+from ._runner import (
+    default_jobs,
+    discover,
+    get_experiment,
+    make_config,
+    reproduce,
+    run_experiment,
+)
 
 DESCRIPTION = """\
 Run the jaxgrad experiments (each reproduces a paper's figure or number and checks it).
@@ -98,6 +105,16 @@ def parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="python -m experiments", description=DESCRIPTION,
@@ -122,6 +139,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="results folder (default: results)")
     p_rep.add_argument("--quick", action="store_true", help="small, fast configuration")
     p_rep.add_argument("--force", action="store_true", help="recompute finished experiments")
+    p_rep.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                       help="experiments run at once, each in its own process (default: "
+                       "one per CPU core, at most 4, on a CPU-only JAX; 1 with an "
+                       "accelerator)")
     return parser
 
 
@@ -153,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in failed:
             print(f"  FAILED: {name}")
         return 0
-    report = reproduce(args.out, quick=args.quick, force=args.force)
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    report = reproduce(args.out, quick=args.quick, force=args.force, jobs=jobs)
     print(f"report: {report} (and {report.with_suffix('.html')})")
     return 0
 

@@ -171,3 +171,53 @@ def test_set_overrides_a_configuration_value(tmp_path):
     malformed = subprocess.run(run + ["--set", "num_points"], cwd=ROOT, capture_output=True,
                                text=True)
     assert malformed.returncode == 2 and "KEY=VALUE" in malformed.stderr
+
+
+def _measured(summary):
+    return [(c["name"], c["value"]) for c in summary["checks"]]
+
+
+@pytest.mark.slow
+def test_parallel_reproduce_gives_the_serial_results(catalogue, tmp_path):
+    """`jobs=2` runs experiments in spawned processes; the numbers are those of `jobs=1`."""
+    out, _ = catalogue
+    names = ["activations", "doya-loss-wall"]
+    _runner.reproduce(tmp_path, quick=True, names=names, progress=False, jobs=2)
+    for name in names:
+        serial = json.loads((out / name / "summary.json").read_text())
+        parallel = json.loads((tmp_path / name / "summary.json").read_text())
+        assert _measured(parallel) == _measured(serial), name
+        assert parallel["config_hash"] == serial["config_hash"]
+    assert (tmp_path / "report.md").is_file()
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True, "2"])
+def test_reproduce_refuses_bad_jobs(tmp_path, jobs):
+    with pytest.raises(ValueError, match="`jobs`"):
+        _runner.reproduce(tmp_path, quick=True, names=["activations"], progress=False,
+                          jobs=jobs)
+
+
+def test_command_line_refuses_bad_jobs(capsys):
+    from experiments.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "--jobs", "0"])
+    assert exc.value.code == 2 and "--jobs" in capsys.readouterr().err
+
+
+def test_default_jobs_is_one_with_an_accelerator_plugin(monkeypatch):
+    import importlib.metadata as md
+
+    class Dist:
+        def __init__(self, name):
+            self.metadata = {"Name": name}
+
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    monkeypatch.setattr(md, "distributions", lambda: [Dist("jax"), Dist("jax-cuda12-plugin")])
+    assert _runner.default_jobs() == 1
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    assert _runner.default_jobs() >= 1
+    monkeypatch.setattr(md, "distributions", lambda: [Dist("jax")])
+    monkeypatch.delenv("JAX_PLATFORMS")
+    assert 1 <= _runner.default_jobs() <= 4

@@ -8,10 +8,25 @@ connections deep networks' landscapes turn chaotic; with them they stay smooth a
 nearly convex. Here: a deep ReLU MLP on scikit-learn's digits (8×8 images, 10 classes),
 trained briefly with Adam (``jaxgrad.train_steps``), scanned with ``jaxgrad.scan_landscape``.
 
+A second pair of maps follows Li et al.'s section 7: the weights are saved every
+``train_steps / snapshots`` steps, the top two principal components of the saved iterates
+(``jaxgrad.trajectory_directions``) are the directions, and the training path, projected
+on them, is drawn on the loss scanned around the final weights. Li et al. find that the
+path lies in a very low-dimensional space; the summary's
+``pca_explained_variance`` is the fraction of the iterates' variance the two components
+hold (scikit-learn's definition) and ``pca_max_residual_fraction`` the largest distance of
+an iterate from the drawn plane relative to the path's extent.
+
 Checks (consistency, since there is no closed form for a trained network): every filter
 of each direction has the norm of the weights' filter (the construction); the scan's centre
 is the trained loss; the scanned directional derivative at the centre equals ``jax.jvp``;
-the scanned gradient norm at the centre equals ``‖jax.grad‖``; training lowered the loss.
+the scanned gradient norm at the centre equals ``‖jax.grad‖``; training lowered the loss;
+the PCA scan's origin is the trained loss and its two directions are orthonormal; the two
+components hold at least half of the path's variance.
+
+Departures: Li et al. train ResNets and VGG on CIFAR-10 for hundreds of epochs (SGD with
+momentum, one saved iterate per epoch); here a 16-layer ReLU MLP on 512 digits, 150 Adam
+steps, 15 saved iterates, so that the catalogue runs in minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -37,6 +52,7 @@ DEFAULT_CONFIG = {
     "num_examples": 512,
     "train_steps": 150,
     "learning_rate": 3e-3,
+    "snapshots": 15,
     "span": 1.0,
     "num_points": 12,
     "chunk_size": 64,
@@ -48,6 +64,16 @@ QUICK_CONFIG = {"depth": 8, "num_examples": 256, "train_steps": 60, "num_points"
 def _bias_free(name: str, leaf: jax.Array):
     """Li et al.'s rule for this MLP: weights ``W`` by output unit, biases ignored."""
     return (-2,) if name.endswith("W") else None
+
+
+def _grid_through_zero(values: np.ndarray, n: int) -> np.ndarray:
+    """About ``2n + 1`` float32 points over ``values``' range plus a margin, 0 among them."""
+    lo, hi = float(min(values.min(), 0.0)), float(max(values.max(), 0.0))
+    margin = 0.15 * (hi - lo)
+    lo, hi = lo - margin, hi + margin
+    h = (hi - lo) / (2 * n)
+    below, above = int(np.ceil(-lo / h)), int(np.ceil(hi / h))
+    return (np.arange(-below, above + 1) * h).astype(np.float32)
 
 
 def _data(n: int):
@@ -63,6 +89,10 @@ def run(config: dict) -> Result:
     k_init, k_d1, k_d2 = jax.random.split(key, 3)
     n = config["num_points"]
     alphas = np.arange(-n, n + 1, dtype=np.float32) / n * config["span"]  # 0 exactly
+    if config["snapshots"] < 3 or config["train_steps"] % config["snapshots"]:
+        raise ValueError(f"`snapshots` must be at least 3 and divide `train_steps` "
+                         f"({config['train_steps']}), got {config['snapshots']}")
+    per_snapshot = config["train_steps"] // config["snapshots"]
     results, checks = {}, []
     for residual in (False, True):
         label = "residual" if residual else "plain"
@@ -80,12 +110,18 @@ def run(config: dict) -> Result:
 
         @jax.jit
         def train(p, loss=loss, opt=opt):
-            state, metrics = jaxgrad.train_steps(
-                lambda q, _: loss(q), opt, jaxgrad.init_train_state(p, opt), None,
-                num_steps=config["train_steps"])
-            return state.params, metrics.loss, loss(state.params)
+            def segment(state, _):
+                state, metrics = jaxgrad.train_steps(lambda q, _: loss(q), opt, state, None,
+                                                     num_steps=per_snapshot)
+                return state, (state.params, metrics.loss)
 
-        params, train_losses, trained_loss = train(p0)
+            state, (iterates, losses) = jax.lax.scan(
+                segment, jaxgrad.init_train_state(p, opt), None, length=config["snapshots"])
+            iterates = jax.tree_util.tree_map(
+                lambda first, rest: jnp.concatenate([first[None], rest]), p, iterates)
+            return state.params, losses.reshape(-1), loss(state.params), iterates
+
+        params, train_losses, trained_loss, iterates = train(p0)
         trained_loss = float(trained_loss)
         d1 = jaxgrad.filter_normalized_direction(params, key=k_d1, filter_axes=_bias_free)
         d2 = jaxgrad.filter_normalized_direction(params, key=k_d2, filter_axes=_bias_free)
@@ -121,6 +157,27 @@ def run(config: dict) -> Result:
             check_bound(f"{label}: trained loss / initial loss", trained_loss
                         / float(train_losses[0]), 0.5, note="brief training worked"),
         ]
+        pca = jaxgrad.trajectory_directions(iterates)
+        c = pca.coordinates
+        pca_axes = [_grid_through_zero(c[:, j], n) for j in range(2)]
+        pca_scan = jaxgrad.scan_landscape(
+            loss, params, {"pc1": jaxgrad.Direction(pca.directions[0], pca_axes[0]),
+                           "pc2": jaxgrad.Direction(pca.directions[1], pca_axes[1])},
+            chunk_size=config["chunk_size"], progress=False)
+        origin = tuple(int(np.flatnonzero(a == 0)[0]) for a in pca_axes)
+        gram = np.asarray([[float(optax.tree.vdot(a, b)) for b in pca.directions]
+                           for a in pca.directions])
+        explained = float(np.sum(pca.explained_variance_ratio))
+        extent = float(np.max(np.linalg.norm(c, axis=1)))
+        checks += [
+            check_close(f"{label}: PCA scan origin vs trained loss", pca_scan.loss[origin],
+                        trained_loss, rtol=1e-3, atol=1e-6),
+            check_bound(f"{label}: PCA directions |DᵀD - I|", float(np.max(np.abs(
+                gram - np.eye(2)))), 1e-5, note="unit norm, orthogonal"),
+            check_bound(f"{label}: variance of the path in its top 2 principal components",
+                        explained, 0.5, kind=">=",
+                        note="Li et al. 2018, sec. 7: the path is nearly low-dimensional"),
+        ]
         L = np.asarray(scan.loss)
         # Roughness: the mean |discrete Laplacian| relative to the loss range (0 on a plane).
         lap = (L[2:, 1:-1] + L[:-2, 1:-1] + L[1:-1, 2:] + L[1:-1, :-2] - 4 * L[1:-1, 1:-1])
@@ -129,13 +186,19 @@ def run(config: dict) -> Result:
             "roughness": float(np.mean(np.abs(lap)) / (np.ptp(L) + 1e-12)),
             "loss_range": float(np.ptp(L)), "centre_is_min": bool(L.argmin() == L.size // 2),
             "cliffs": len(jaxgrad.find_cliffs(scan).jump_points),
+            "pca_explained_variance": explained,
+            "pca_explained_variance_ratio": pca.explained_variance_ratio.tolist(),
+            "pca_max_residual_fraction": float(np.max(pca.residual_norms)) / extent,
+            "pca_scan": pca_scan, "pca_axes": pca_axes, "pca_coordinates": c,
         }
 
-    # Two maps side by side, the training curves below: reads at the report's width.
-    fig = plt.figure(figsize=(10, 8.4))
-    grid = fig.add_gridspec(2, 4)
+    # Two maps side by side, the PCA maps below them, the training curves last: reads at
+    # the report's width.
+    fig = plt.figure(figsize=(10, 12.6))
+    grid = fig.add_gridspec(3, 4)
     axes = [fig.add_subplot(grid[0, :2]), fig.add_subplot(grid[0, 2:]),
-            fig.add_subplot(grid[1, 1:3])]
+            fig.add_subplot(grid[2, 1:3])]
+    pca_axes = [fig.add_subplot(grid[1, :2]), fig.add_subplot(grid[1, 2:])]
     n = len(alphas)
     # A coarse grid (12 × 12 at --quick) gives polygonal contours: they are drawn on a
     # cubic interpolation of the grid (display only; every number comes from the grid).
@@ -158,6 +221,24 @@ def run(config: dict) -> Result:
                      f"({n}×{n} grid" + (", contours cubic-interpolated)" if zoom > 1 else ")"),
                      fontsize=9)
         ax.legend(fontsize=7, loc="upper right")
+    for ax, label in zip(pca_axes, ("plain", "residual"), strict=True):
+        r = results[label]
+        a, b = r["pca_axes"]
+        A, Bm = np.meshgrid(a, b, indexing="ij")
+        cs = ax.contourf(A, Bm, np.log10(np.asarray(r["pca_scan"].loss, np.float64)),
+                         levels=30, cmap="viridis")
+        fig.colorbar(cs, ax=ax, label=r"$\log_{10}$ cross-entropy")
+        c = r["pca_coordinates"]
+        ax.plot(c[:, 0], c[:, 1], "w.-", lw=1.2, ms=5, mec="k", mew=0.5,
+                label=f"training path ({len(c)} iterates)")
+        ax.plot([0], [0], "r*", ms=10, label="trained θ*")
+        ratio = r["pca_explained_variance_ratio"]
+        ax.set_xlabel(f"PC 1 ({100 * ratio[0]:.1f}% of the path's variance)")
+        ax.set_ylabel(f"PC 2 ({100 * ratio[1]:.1f}%)")
+        ax.set_title(f"{label}: loss on the path's top principal components\n"
+                     f"(Li et al. 2018, sec. 7; {len(a)}×{len(b)} grid)", fontsize=9)
+        leg = ax.legend(fontsize=7, loc="best", facecolor="0.85")
+        leg.get_frame().set_alpha(0.9)
     ax = axes[2]
     for label, color in (("plain", "C0"), ("residual", "C1")):
         ax.semilogy(results[label]["train_losses"], color=color, label=label)
@@ -168,7 +249,8 @@ def run(config: dict) -> Result:
     fig.tight_layout()
 
     summary = {
-        label: {k: v for k, v in r.items() if k not in ("scan", "train_losses")}
+        label: {k: v for k, v in r.items() if k not in (
+            "scan", "train_losses", "pca_scan", "pca_axes", "pca_coordinates")}
         for label, r in results.items()
     }
     arrays = {"alphas": alphas}
@@ -176,4 +258,8 @@ def run(config: dict) -> Result:
         arrays[f"{label}_loss"] = np.asarray(r["scan"].loss)
         arrays[f"{label}_gradient_norm"] = np.asarray(r["scan"].gradient_norm)
         arrays[f"{label}_train_losses"] = r["train_losses"]
+        arrays[f"{label}_pca_loss"] = np.asarray(r["pca_scan"].loss)
+        arrays[f"{label}_pca_coordinates"] = r["pca_coordinates"]
+        for j, axis in enumerate(r["pca_axes"]):
+            arrays[f"{label}_pca_axis_{j + 1}"] = axis
     return Result(summary=summary, checks=checks, arrays=arrays, figures={"mlp_landscape": fig})

@@ -86,6 +86,7 @@ from .landscape import Cliffs as Cliffs
 from .landscape import Direction as Direction
 from .landscape import LandscapeScan as LandscapeScan
 from .landscape import Sweep as Sweep
+from .landscape import TrajectoryDirections as TrajectoryDirections
 from .landscape import filter_normalized_direction as filter_normalized_direction
 from .landscape import find_cliffs as find_cliffs
 from .landscape import leaf_names as leaf_names
@@ -93,6 +94,7 @@ from .landscape import line_direction as line_direction
 from .landscape import random_direction as random_direction
 from .landscape import scan_landscape as scan_landscape
 from .landscape import sweep as sweep
+from .landscape import trajectory_directions as trajectory_directions
 from .models.activations import ACTIVATIONS as ACTIVATIONS
 from .models.activations import MAX_DERIVATIVE as MAX_DERIVATIVE
 from .models.activations import activation_derivative as activation_derivative

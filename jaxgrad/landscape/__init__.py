@@ -3,11 +3,13 @@ of any function over a grid on every device and host."""
 
 from .cliffs import Cliffs as Cliffs
 from .cliffs import find_cliffs as find_cliffs
+from .directions import TrajectoryDirections as TrajectoryDirections
 from .directions import default_filter_axes as default_filter_axes
 from .directions import filter_normalized_direction as filter_normalized_direction
 from .directions import leaf_names as leaf_names
 from .directions import line_direction as line_direction
 from .directions import random_direction as random_direction
+from .directions import trajectory_directions as trajectory_directions
 from .scan import Direction as Direction
 from .scan import LandscapeScan as LandscapeScan
 from .scan import scan_landscape as scan_landscape

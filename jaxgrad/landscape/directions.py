@@ -9,18 +9,28 @@ along it: ``θ(α) = θ₀ + α d``. Three kinds are provided:
   "Visualizing the Loss Landscape of Neural Nets", section 4), so that landscapes of
   networks with different weight scales can be compared;
 - ``line_direction``: ``end - start``, so that ``α ∈ [0, 1]`` walks the straight line
-  between two parameter sets (Goodfellow, Vinyals & Saxe 2015).
+  between two parameter sets (Goodfellow, Vinyals & Saxe 2015);
+- ``trajectory_directions``: the top principal components of an optimisation
+  trajectory's iterates, with the trajectory's coordinates on them (Li et al. 2018,
+  section 7), so that a scan around the final weights shows the path training took.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from .._validation import check_array, check_finite, typed_key
+from .._validation import (
+    check_array,
+    check_finite,
+    check_positive_int,
+    leading_axis_length,
+    typed_key,
+)
 
 
 def _float_leaves(name: str, tree: Any) -> tuple[list[jax.Array], Any]:
@@ -178,3 +188,96 @@ def line_direction(start: Any, end: Any) -> Any:
     return jax.tree_util.tree_unflatten(
         a_def, [b.astype(dtype) - a.astype(dtype) for a, b in zip(a_leaves, b_leaves)]
     )
+
+
+class TrajectoryDirections(NamedTuple):
+    """The principal directions of an optimisation trajectory (``trajectory_directions``).
+
+    Attributes:
+        directions: ``num`` pytrees shaped like one iterate, each of unit global norm and
+            orthogonal to the others: the top principal components of the iterates.
+        coordinates: ``(num_iterates, num)`` array: iterate ``i`` minus the final iterate,
+            projected on each direction, so the final iterate sits at the origin (the
+            centre of a scan with ``params`` = the final iterate).
+        explained_variance_ratio: ``(num,)`` array: the fraction of the iterates' variance
+            (about their mean) along each direction, as ``sklearn.decomposition.PCA``.
+        residual_norms: ``(num_iterates,)`` array: the distance from each iterate to the
+            plane the directions span through the final iterate (how far the drawn path is
+            from the real one).
+    """
+
+    directions: list[Any]
+    coordinates: np.ndarray
+    explained_variance_ratio: np.ndarray
+    residual_norms: np.ndarray
+
+
+def trajectory_directions(iterates: Any, *, num: int = 2) -> TrajectoryDirections:
+    """The top principal components of saved parameter iterates (Li et al. 2018, sec. 7).
+
+    Random directions of a high-dimensional space are nearly orthogonal to the path
+    training takes, so a trajectory drawn on them looks like a dot. Li, Xu, Taylor, Studer
+    & Goldstein (2018, section 7) instead stack the differences ``θ_i − θ_n`` of the
+    saved iterates from the final one, take the top principal components of that matrix
+    (centred, as scikit-learn's PCA does) as directions, and draw the projected
+    trajectory on the landscape scanned along them around ``θ_n``.
+
+    The principal components come from a float64 SVD on the host of the
+    ``(num_iterates, num_parameters)`` matrix (a Gram-matrix eigendecomposition when there
+    are more parameters than iterates would square the condition number); directions are
+    returned in the iterates' dtype.
+
+    Arguments:
+        iterates: a pytree whose leaves have a leading axis over the saved iterates
+            (``num_iterates ≥ num + 1``), the final weights last.
+        num: how many directions (keyword-only; 2 for a surface).
+
+    Returns:
+        A ``TrajectoryDirections``.
+
+    Raises:
+        ValueError: fewer than ``num + 1`` iterates, leaves with different numbers of
+            iterates, non-finite values, ``num < 1``, or iterates that do not move in
+            ``num`` independent directions (the trajectory spans fewer dimensions).
+
+    Example:
+        >>> t = jnp.linspace(0.0, 1.0, 5)
+        >>> path = {"w": jnp.stack([t, t**2, jnp.zeros(5)], axis=1)}
+        >>> pca = trajectory_directions(path)
+        >>> [round(float(r), 3) for r in pca.explained_variance_ratio.sum(keepdims=True)]
+        [1.0]
+        >>> pca.coordinates[-1].tolist()
+        [0.0, 0.0]
+    """
+    num = check_positive_int("num", num)
+    leaves, treedef = _float_leaves("iterates", iterates)
+    count = leading_axis_length("iterates", iterates, "iterate")
+    if count < num + 1:
+        raise ValueError(f"`iterates` must hold at least num + 1 = {num + 1} iterates along "
+                         f"the leading axis, got {count}")
+    check_finite("iterates", iterates)
+    rows = np.concatenate([np.asarray(leaf, np.float64).reshape(count, -1) for leaf in leaves],
+                          axis=1)
+    diffs = rows - rows[-1]
+    centred = diffs - diffs.mean(axis=0)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    total = float(np.sum(sv**2))
+    if len(sv) < num or sv[num - 1] <= 1e-12 * max(sv[0], np.finfo(np.float64).tiny):
+        raise ValueError(f"`iterates` do not move in {num} independent directions (singular "
+                         f"values {sv[: num + 1].tolist()}); save more iterates or ask for "
+                         f"fewer directions")
+    basis = vt[:num]
+    # Fix each component's sign so that the first iterate has a positive coordinate.
+    signs = np.where(diffs[0] @ basis.T < 0, -1.0, 1.0)
+    basis = basis * signs[:, None]
+    coords = diffs @ basis.T
+    residual = np.linalg.norm(diffs - coords @ basis, axis=1)
+    sizes = [int(np.prod(leaf.shape[1:], dtype=np.int64)) for leaf in leaves]
+    splits = np.cumsum(sizes)[:-1]
+    directions = []
+    for vector in basis:
+        parts = np.split(vector, splits)
+        directions.append(jax.tree_util.tree_unflatten(treedef, [
+            jnp.asarray(part.reshape(leaf.shape[1:]), leaf.dtype)
+            for part, leaf in zip(parts, leaves)]))
+    return TrajectoryDirections(directions, coords, sv[:num] ** 2 / total, residual)

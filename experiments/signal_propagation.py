@@ -5,7 +5,11 @@ against random MLPs:
 
 1. the critical line ``χ₁(σ_w², σ_b²) = 1`` for tanh (``σ_w² = 1`` exactly at ``σ_b² = 0``;
    ReLU's single critical point ``σ_w² = 2``), and the empirical line where the measured
-   growth of a ``jax.jvp`` tangent per layer crosses 1 on a ``σ_w²`` grid;
+   growth of a ``jax.jvp`` tangent per layer crosses 1 on a ``σ_w²`` grid; the measured
+   ``χ₁`` over the whole ``(σ_b², σ_w²)`` grid, computed by ``jaxgrad.sweep`` (chunked,
+   sharded over devices), is drawn as the phase diagram of Poole et al. (2016, Fig. 2)
+   with the theory's line on it; ``phase_agreement`` is the fraction of grid points on the
+   theory's side of ``χ₁ = 1`` (points within 5% of the line left out);
 2. per-layer ``q^l`` and ``c^l`` of two inputs against the q- and c-maps;
 3. the correlation depth scale ``ξ_c`` against ``σ_w²`` (it diverges on the critical line);
 4. tanh MLPs of several depths trained briefly (SGD with momentum) on sklearn's digits at
@@ -86,19 +90,34 @@ QUICK_CONFIG = {
 TRAINED = 0.5
 
 
-def _empirical_chi(config, sigma_w2, sigma_b2, key):
-    """Mean per-layer squared growth of a jvp tangent after the burn-in, ``(len(b2), len(w2))``."""
+def _phase_diagram(config, sigma_w2, sigma_b2, key, num_points):
+    """Measured and mean-field ``χ₁`` over the grid ``sigma_b2 × sigma_w2``, by ``jaxgrad.sweep``.
+
+    Measured: the mean per-layer squared growth of a ``jax.jvp`` tangent after the burn-in,
+    averaged over ``empirical_networks`` random MLPs; every grid point uses the same keys
+    (common random numbers: the same standard-normal weights, rescaled). Returns the two
+    ``(len(sigma_b2), len(sigma_w2))`` arrays.
+    """
     width, depth, burn = (config["empirical_width"], config["empirical_depth"],
                           config["empirical_burn_in"])
-
-    def one(w2, b2, k):
-        s = jaxgrad.random_mlp_signal(w2, b2, key=k, width=width, depth=depth)
-        return jnp.mean(jnp.exp(s.log_chi[burn:]))
-
     keys = jax.random.split(key, config["empirical_networks"])
-    per_key = jax.vmap(lambda k: jax.vmap(lambda b2: jax.vmap(lambda w2: one(w2, b2, k))(
-        sigma_w2))(sigma_b2))(keys)
-    return jnp.mean(per_key, axis=0)
+
+    def point(p):
+        w2, b2 = p["sigma_w2"], p["sigma_b2"]
+        measured = jax.vmap(lambda k: jnp.mean(jnp.exp(jaxgrad.random_mlp_signal(
+            w2, b2, key=k, width=width, depth=depth).log_chi[burn:])))(keys)
+        return {"measured": jnp.mean(measured),
+                "theory": jaxgrad.chi_1(w2, b2, num_points=num_points)}
+
+    # A block of points draws one width × width matrix per point and layer: 32 points keep
+    # that under ~130 MB at width 1000.
+    grid = jaxgrad.sweep(point, {"sigma_b2": np.asarray(sigma_b2, np.float32),
+                                 "sigma_w2": np.asarray(sigma_w2, np.float32)},
+                         block_size=32, progress=False)
+    if not np.all(grid.finite):
+        raise FloatingPointError("non-finite χ₁ in the phase diagram at (σ_b², σ_w²) = "
+                                 f"{grid.nonfinite_points[:5].tolist()}")
+    return np.asarray(grid.values["measured"]), np.asarray(grid.values["theory"])
 
 
 def _first_crossing(x, y):
@@ -195,13 +214,17 @@ def run(config: dict) -> Result:
     b2_summary = jnp.asarray(SUMMARY_SIGMA_B2, jnp.float32)
     b2_line = np.linspace(0.0, config["line_sigma_b2_max"], config["line_points"])
     b2_xi = [0.01, config["train_sigma_b2"], 0.5]
+    # the line again, evenly spaced on the phase diagram's logarithmic σ_b² axis
+    b2_phase = np.concatenate([[0.0], np.geomspace(1e-3, SUMMARY_SIGMA_B2[-1], 40)])
     k1, k2 = len(SUMMARY_SIGMA_B2), len(SUMMARY_SIGMA_B2) + len(b2_line)
-    everything = critical(jnp.asarray(np.concatenate([SUMMARY_SIGMA_B2, b2_line, b2_xi]),
-                                      jnp.float32))  # one compilation
+    k3 = k2 + len(b2_xi)
+    everything = critical(jnp.asarray(np.concatenate(
+        [SUMMARY_SIGMA_B2, b2_line, b2_xi, b2_phase]), jnp.float32))  # one compilation
     crit = jax.tree.map(lambda a: a[:k1], everything)
     crit_w2 = np.asarray(crit.sigma_w2)
     line_w2 = np.asarray(everything.sigma_w2[k1:k2])
-    xi_crit_w2 = np.asarray(everything.sigma_w2[k2:])
+    xi_crit_w2 = np.asarray(everything.sigma_w2[k2:k3])
+    phase_line_w2 = np.asarray(everything.sigma_w2[k3:])
     # χ₁ at the critical points by the other route: q* by iterating the q-map, then χ₁.
     chi_at_crit = np.asarray(jax.vmap(lambda w2, b2: jaxgrad.chi_1(w2, b2, num_points=n))(
         crit.sigma_w2, b2_summary))
@@ -211,11 +234,11 @@ def run(config: dict) -> Result:
     # 2. empirical critical line
     w2_grid = np.linspace(config["empirical_sigma_w2_min"], config["empirical_sigma_w2_max"],
                           config["empirical_sigma_w2_points"])
-    chi_hat = np.asarray(jax.jit(functools.partial(_empirical_chi, config))(
-        jnp.asarray(w2_grid, jnp.float32), b2_summary, k_emp))
-    chi_theory = np.asarray(jax.vmap(lambda b2: jax.vmap(
-        lambda w2: jaxgrad.chi_1(w2, b2, num_points=n))(jnp.asarray(w2_grid, jnp.float32)))(
-        b2_summary))
+    chi_hat, chi_theory = _phase_diagram(config, w2_grid, SUMMARY_SIGMA_B2, k_emp, n)
+    # Phase agreement: the fraction of grid points on the same side of χ₁ = 1 by
+    # measurement and by theory, outside a ±5% band around the line (finite-N noise).
+    clear = np.abs(np.log(chi_theory)) > np.log(1.05)
+    phase_agreement = float(np.mean((chi_hat[clear] > 1) == (chi_theory[clear] > 1)))
     emp_w2 = np.array([_first_crossing(w2_grid, row) for row in chi_hat])
 
     # 3. per-layer q^l, c^l at σ_b² = 0.05
@@ -265,6 +288,9 @@ def run(config: dict) -> Result:
                     atol=0.06, note="finite-N fluctuations ~ 1/√N per layer and network"),
         check_close("measured χ₁ (jvp growth) vs theory, median relative error over the grid",
                     np.median(np.abs(chi_hat / chi_theory - 1)), 0.0, atol=0.05),
+        check_bound("phase diagram: grid points on the theory's side of χ₁ = 1 (fraction)",
+                    phase_agreement, 0.95, kind=">=",
+                    note="points with theory χ₁ within 5% of 1 left out"),
     ]
     for b2, w2_e, w2_t in zip(SUMMARY_SIGMA_B2, emp_w2, crit_w2, strict=True):
         if b2 >= 0.05:
@@ -305,6 +331,29 @@ def run(config: dict) -> Result:
     ax.set_title("Order-to-chaos critical line, tanh")
     ax.legend(fontsize=8, loc="upper left")
     figures["critical_line"] = fig
+
+    # The phase diagram of Poole et al. (2016, Fig. 2): measured χ₁ over (σ_b², σ_w²), the
+    # theory's critical line drawn on the measured χ₁ = 1 contour.
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    log_chi = np.log10(chi_hat)
+    span = float(np.max(np.abs(log_chi)))
+    mesh = ax.pcolormesh(SUMMARY_SIGMA_B2, w2_grid, log_chi.T, shading="nearest",
+                         cmap="RdBu_r", vmin=-span, vmax=span)
+    fig.colorbar(mesh, ax=ax, label=r"measured $\log_{10}\chi_1$ (blue: ordered, red: chaotic)")
+    ax.contour(SUMMARY_SIGMA_B2, w2_grid, log_chi.T, levels=[0.0], colors="k",
+               linewidths=1.2, linestyles="--")
+    ax.plot([], [], "k--", lw=1.2, label="measured χ₁ = 1 (contour of the grid)")
+    ax.plot(b2_phase, phase_line_w2, "-", color="gold", lw=2.2, label="theory: χ₁ = 1")
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlim(0, SUMMARY_SIGMA_B2[-1])
+    ax.set_ylim(w2_grid[0], w2_grid[-1])
+    ax.set_xlabel("σ_b² (symmetric log scale, linear below 0.01)")
+    ax.set_ylabel("σ_w²")
+    ax.set_title(f"Order-to-chaos phase diagram, tanh, N = {config['empirical_width']}\n"
+                 f"({len(SUMMARY_SIGMA_B2)} × {len(w2_grid)} grid by jaxgrad.sweep; "
+                 f"{100 * phase_agreement:.0f}% of points on the theory's side)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", facecolor="0.9")
+    figures["phase_diagram"] = fig
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     layers = np.arange(1, depth_l + 1)
@@ -380,6 +429,7 @@ def run(config: dict) -> Result:
                                         for b, w in zip(SUMMARY_SIGMA_B2, emp_w2, strict=True)],
         "critical_q_star": [float(q) for q in np.asarray(crit.q_star)],
         "relu_critical_sigma_w2": float(relu_crit),
+        "phase_agreement": phase_agreement,
         "layers_rms_relative_error_q": q_rel_err,
         "layers_rms_abs_error_c": c_abs_err,
         "train_sigma_w2": train_w2.tolist(),

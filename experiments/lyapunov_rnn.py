@@ -28,6 +28,15 @@ N = 800 error below the N = 200 error (finite-size convergence); and the sum rul
 full spectrum (N = 100, g = 2, 60 τ after 20 τ):
 Σλ_i = ⟨log|det D_t|⟩/dt (exact) and ≈ ⟨tr ∂F/∂x⟩ = ⟨-N + Σ_i J_ii tanh'(x_i)⟩ (1 %).
 
+Phase diagram (issue #15): λ_1 of the discrete network with a bias, ``h ← J tanh(h) + b``,
+``b_i ~ N(0, σ_b²)``, over an 8 × 26 grid of (σ_b², g) (N = 200, 2 networks per point, common
+random numbers across the grid), computed by ``jaxgrad.sweep``, beside the mean field's
+λ_1 = ½ log χ₁(σ_w² = g², σ_b²) (Molgedey et al. 1992; Poole et al. 2016 draw the same line
+for deep networks). The figure shows the measured λ_1 = 0 contour and the theory's critical
+line ``g² = σ_{w,c}²(σ_b²)`` (``jaxgrad.critical_sigma_w2``); the check counts the grid
+points on the mean field's side of λ_1 = 0 (≥ 0.9; points with |mean-field λ_1| ≤ 0.02 left
+out: finite N and T blur the transition). Quick configuration (N = 64, 4 × 11 grid): 0.95.
+
 Departures from the paper: N = 200 and 800 instead of their N up to 10⁴ and long runs
 (finite N lowers λ_1 well below the N → ∞ value at large g, see the table below); the
 continuous spectrum's figure uses N = 100 and a short run; every check has a tolerance that
@@ -112,6 +121,15 @@ DEFAULT_CONFIG = {
     "ct_mean_field_tol": 0.15,
     "ct_mean_field_tol_near": 0.4,
     "ct_mean_field_curve_points": 10,
+    # Phase diagram of the discrete network with a bias, h <- J tanh(h) + b, b_i ~ N(0, σ_b²):
+    # λ_1 over (σ_b², g) by jaxgrad.sweep.
+    "phase_sigma_b2": [0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0],
+    "phase_g": [0.5, 3.0, 26],
+    "phase_num_units": 200,
+    "phase_num_seeds": 2,
+    "phase_num_steps": 400,
+    "phase_transient": 200,
+    "phase_band": 0.02,
 }
 QUICK_CONFIG = {"num_units": 64, "num_steps": 300, "transient": 100, "mean_field_rtol": 0.4,
                 "g_values": [0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0],
@@ -121,7 +139,9 @@ QUICK_CONFIG = {"num_units": 64, "num_steps": 300, "transient": 100, "mean_field
                 "ct_large_num_seeds": 1, "ct_spectrum_num_units": 30,
                 "ct_spectrum_num_steps": 200, "ct_spectrum_transient": 50,
                 "ct_mean_field_tol": 0.6, "ct_mean_field_tol_near": 0.8,
-                "ct_mean_field_curve_points": 0}
+                "ct_mean_field_curve_points": 0, "phase_g": [0.5, 3.0, 11],
+                "phase_sigma_b2": [0.0, 0.05, 0.5, 2.0], "phase_num_units": 64,
+                "phase_num_seeds": 1, "phase_num_steps": 200, "phase_transient": 100}
 
 
 def mean_field_lambda_1(g: float) -> float:
@@ -200,6 +220,42 @@ def _flow_sum_rule(key, config):
     dphi = 1.0 - jnp.tanh(prev) ** 2
     trace = float(jnp.mean(-N + jnp.sum(jnp.diag(p.J)[None, :] * dphi, axis=1)))
     return np.asarray(res.exponents), float(jnp.sum(res.exponents)), log_det, trace
+
+
+def _phase_diagram(key, config):
+    """λ_1 of ``h <- J tanh(h) + b`` over ``(σ_b², g)`` by ``jaxgrad.sweep``, and mean field.
+
+    Every grid point uses the same standard-normal ``Z`` and ``ξ`` per seed (common random
+    numbers): ``J = g Z/√N``, ``b = σ_b ξ`` (``W_in = σ_b ξ`` with a constant input 1).
+    Returns ``(b2, g, measured (B, G), mean field (B, G))``; mean field is
+    ``½ log χ₁(σ_w² = g², σ_b²)`` (``jaxgrad.chi_1``, Molgedey et al. 1992).
+    """
+    N, S = int(config["phase_num_units"]), int(config["phase_num_seeds"])
+    T, transient = int(config["phase_num_steps"]), int(config["phase_transient"])
+    b2 = np.asarray(config["phase_sigma_b2"], np.float32)
+    start, stop, num = config["phase_g"]
+    gs = np.linspace(start, stop, int(num), dtype=np.float32)
+    keys = jax.random.split(jax.random.fold_in(key, 7), S)
+    Z = jax.vmap(lambda k: jax.random.normal(k, (N, N)) / np.float32(np.sqrt(N)))(keys)
+    xi = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), (N, 1)))(keys)
+    x0 = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 2), (N,)))(keys)
+    ones = jnp.ones((T + transient, 1))
+
+    def point(p):
+        def one(z, x, h0):
+            params = jaxgrad.RateParams(J=p["g"] * z, W_in=jnp.sqrt(p["sigma_b2"]) * x)
+            res = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, h0, ones, params=params,
+                                            num_exponents=1, transient=transient)
+            return res.exponents[0]
+
+        return {"lambda_1": jnp.mean(jax.vmap(one)(Z, xi, x0)),
+                "mean_field": 0.5 * jnp.log(jaxgrad.chi_1(p["g"] ** 2, p["sigma_b2"]))}
+
+    grid = jaxgrad.sweep(point, {"sigma_b2": b2, "g": gs}, block_size=64, progress=False)
+    if not np.all(grid.finite):
+        raise FloatingPointError("non-finite λ_1 in the phase diagram at (σ_b², g) = "
+                                 f"{grid.nonfinite_points[:5].tolist()}")
+    return b2, gs, np.asarray(grid.values["lambda_1"]), np.asarray(grid.values["mean_field"])
 
 
 def _theory_and_simulation(ax, theory, simulated, *, ylabel, title, legend_loc="best"):
@@ -468,7 +524,40 @@ def run(config: dict) -> Result:
         ylabel=r"$\lambda_1$ (per step)", title=r"Discrete network $h \leftarrow J\tanh(h)$")
     fig3.tight_layout()
 
+    # Phase diagram: λ_1 over (σ_b², g), the mean field's λ_1 = 0 line drawn on it.
+    ph_b2, ph_g, ph_lam, ph_mf = _phase_diagram(key, config)
+    clear = np.abs(ph_mf) > float(config["phase_band"])
+    phase_agreement = float(np.mean((ph_lam[clear] > 0) == (ph_mf[clear] > 0)))
+    checks.append(check_bound(
+        "phase diagram: grid points on the mean field's side of λ_1 = 0 (fraction)",
+        phase_agreement, 0.9, kind=">=",
+        note=f"points with |mean-field λ_1| <= {config['phase_band']} left out; finite N"))
+    line_b2 = np.concatenate([[0.0], np.geomspace(1e-3, float(ph_b2[-1]), 40)])
+    line_g = np.sqrt(np.asarray(jax.vmap(lambda b: jaxgrad.critical_sigma_w2(b).sigma_w2)(
+        jnp.asarray(line_b2, jnp.float32))))
+    fig4, ax = plt.subplots(figsize=(6.4, 4.8))
+    span = float(np.max(np.abs(ph_lam)))
+    mesh = ax.pcolormesh(ph_b2, ph_g, ph_lam.T, shading="nearest", cmap="RdBu_r",
+                         vmin=-span, vmax=span)
+    fig4.colorbar(mesh, ax=ax, label=r"measured $\lambda_1$ per step (red: chaotic)")
+    ax.contour(ph_b2, ph_g, ph_lam.T, levels=[0.0], colors="k", linewidths=1.2,
+               linestyles="--")
+    ax.plot([], [], "k--", lw=1.2, label=r"measured $\lambda_1 = 0$ (contour of the grid)")
+    ax.plot(line_b2, line_g, "-", color="gold", lw=2.2,
+            label=r"mean field $\lambda_1 = 0$: $g^2 = \sigma_{w,c}^2(\sigma_b^2)$")
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlim(0, float(ph_b2[-1]))
+    ax.set_xlabel("σ_b² (bias variance; symmetric log scale, linear below 0.01)")
+    ax.set_ylabel("gain g")
+    ax.set_title(rf"Chaos in $h \leftarrow J\tanh(h) + b$, $N = {config['phase_num_units']}$"
+                 f"\n({len(ph_b2)} × {len(ph_g)} grid by jaxgrad.sweep, "
+                 f"{config['phase_num_seeds']} network(s) per point; "
+                 f"{100 * phase_agreement:.0f}% on the mean field's side)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", facecolor="0.9")
+    fig4.tight_layout()
+
     summary = {
+        "phase_agreement": phase_agreement,
         "g": gs.tolist(),
         "lambda_1": lam1_mean.tolist(),
         "kaplan_yorke_fraction": dky.mean(1).tolist(),
@@ -490,7 +579,8 @@ def run(config: dict) -> Result:
               "log_spectral_radius": log_rho, "running_lambda_1": run_est,
               "flow_g": ct_gs, "flow_lambda_1": ct_lam, "flow_large_g": big_gs,
               "flow_large_lambda_1": big_lam, "flow_spectrum": spec,
-              "mean_field_curve": curve}
+              "mean_field_curve": curve, "phase_sigma_b2": ph_b2, "phase_g": ph_g,
+              "phase_lambda_1": ph_lam, "phase_mean_field_lambda_1": ph_mf}
     return Result(summary=summary, checks=checks, arrays=arrays,
                   figures={"lyapunov_vs_gain": fig, "convergence": fig2,
-                            "continuous_mean_field": fig3})
+                            "continuous_mean_field": fig3, "phase_diagram": fig4})

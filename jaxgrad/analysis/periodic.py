@@ -296,7 +296,7 @@ def periodic_orbits(
         >>> orbits = periodic_orbits(logistic, (0.0, 1.0), period=2, params=3.3)
         >>> orbits.minimal_period.tolist()
         [1, 1, 2]
-        >>> orbits.points[2].round(4).tolist()       # (r + 1 ± √((r - 3)(r + 1))) / 2r
+        >>> [round(float(x), 4) for x in orbits.points[2]]   # (r + 1 ± √((r-3)(r+1))) / 2r
         [0.4794, 0.8236]
         >>> round(float(orbits.multipliers[2, 0].real), 2)   # -r² + 2r + 4
         -0.29

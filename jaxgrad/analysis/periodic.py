@@ -142,18 +142,19 @@ def _periodic_core(step, template, starts, merge_tol, *, period, newton_steps, p
             return (M, jnp.where(j == d - 1, M, out)), None
 
         eye = jnp.eye(n, dtype=dtype)
-        (_, out), _ = jax.lax.scan(body, (eye, eye), (jnp.arange(period), xs))
+        (_, out), _ = jax.lax.scan(body, (eye, eye), (jnp.arange(period, dtype=jnp.int32), xs))
         return out
 
     def refine(x, steps):
         """Newton from ``x``, then the orbit's lexicographically smallest point."""
         xs, xk = orbit(newton(x, steps))
-        return xs[lex_argmin(xs, jnp.arange(period) < minimal_period(xs, xk))], None
+        on_orbit = jnp.arange(period, dtype=jnp.int32) < minimal_period(xs, xk)
+        return xs[lex_argmin(xs, on_orbit)], None
 
     def one(x0):
         # Newton from the start, then a short Newton polish from the orbit's first point
         # (one traced Newton loop for both, with a traced number of steps).
-        p0, _ = jax.lax.scan(refine, x0, jnp.asarray([newton_steps, polish_steps]))
+        p0, _ = jax.lax.scan(refine, x0, jnp.asarray([newton_steps, polish_steps], jnp.int32))
         xs, xk = orbit(p0)
         d = minimal_period(xs, xk)
         return xs, jnp.linalg.norm(xk - xs[0]), d, jacobian_product(xs, d)
@@ -403,7 +404,7 @@ def _check_output(f: Callable, template: Any, params: Any) -> None:
         check_state_like(out, template)
     except ValueError:
         raise ValueError(
-            f"`f(x, u)` must return a state shaped like x "
+            f"`f` must return a state shaped like x "
             f"{jax.tree_util.tree_map(jnp.shape, template)} (the starts/box), got "
             f"{jax.tree_util.tree_map(jnp.shape, out)}"
         ) from None

@@ -273,7 +273,10 @@ def iterate(step: Callable, k: int) -> Iterated:
     ``F^k(x) = F(F(...F(x, u, params)..., u, params), u, params)`` under
     ``jax.lax.fori_loop`` (one traced step, whatever ``k``). The fixed points of
     ``iterate(step, k)`` are the points of period dividing ``k`` of ``step``
-    (``jaxgrad.periodic_orbits``); the state may be any pytree.
+    (``jaxgrad.periodic_orbits``); the state may be any pytree. The bifurcation tools
+    take it as a map, so ``jaxgrad.continue_branch(iterate(step, k), x0, ...)`` follows a
+    ``k``-cycle through ``x0`` in a parameter: its eigenvalues are the cycle's
+    multipliers, its folds and flips the cycle's (a flip is a period doubling).
 
     Arguments:
         step: ``step(x, u[, params])``.

@@ -314,6 +314,36 @@ def test_feigenbaum_period_doubling_points(x64):
     assert abs((r3 - r2) / (r4 - r3) - 4.65625) < 1e-4
 
 
+# --------------------------------------------------------------------------- continuation
+
+
+def test_continue_cycle_branches_with_iterate(x64):
+    """A k-cycle is a fixed point of F^k: continue_branch(iterate(f, k)) follows it in r,
+    finds the 2-cycle's flip at 1 + √6 and turns round the 3-cycles' fold at 1 + √8."""
+    logistic = jaxgrad.autonomous(lambda x, p: p["r"] * x * (1 - x))
+    r = 3.2
+    br = jaxgrad.continue_branch(iterate(logistic, 2), _two_cycle(r)[0], params={"r": r},
+                                 param="r", p_range=(3.2, 3.6))
+    valid = np.asarray(br.valid)
+    p, x = np.asarray(br.p)[valid], np.asarray(br.x)[valid]
+    assert p.max() > 3.5
+    np.testing.assert_allclose(x, (p + 1 - np.sqrt((p - 3) * (p + 1))) / (2 * p), atol=1e-12)
+    np.testing.assert_allclose(np.asarray(br.eigenvalues)[valid, 0].real,
+                               -(p**2) + 2 * p + 4, atol=1e-10)
+    assert [b.kind for b in br.bifurcations] == ["flip"]
+    assert abs(float(br.bifurcations[0].p) - (1 + math.sqrt(6))) < 1e-10
+    orbits = jaxgrad.periodic_orbits(logistic, (0.0, 1.0), period=3, params={"r": 3.83})
+    stable = np.flatnonzero((np.asarray(orbits.minimal_period) == 3)
+                            & (np.asarray(orbits.stability) == 0))
+    x0 = orbits.points[int(stable[0]), 0]
+    br = jaxgrad.continue_branch(iterate(logistic, 3), x0, params={"r": 3.83}, param="r",
+                                 p_range=(3.8, 3.86), direction=-1, ds=0.002, num_steps=200)
+    assert [b.kind for b in br.bifurcations] == ["fold"]
+    assert abs(float(br.bifurcations[0].p) - (1 + math.sqrt(8))) < 1e-10
+    stability = np.asarray(br.stability)[np.asarray(br.valid)]
+    assert stability[0] == 0 and stability[-1] == 1  # round the fold onto the unstable cycle
+
+
 # --------------------------------------------------------------------------- jit, bad input
 
 

@@ -10,7 +10,9 @@ Jacobians along one minimal period, ``∂F(x_{d-1}) ··· ∂F(x_1) ∂F(x_0)``
 ``F^d`` by the chain rule, one factor per point, not the derivative of a composed
 function). A cycle is stable when every ``|μ| < 1``; it loses stability through ``μ = +1``
 (fold: a pair of cycles is born or dies), ``μ = -1`` (flip: period doubling) or a complex
-pair on the unit circle (Neimark-Sacker).
+pair on the unit circle (Neimark-Sacker). To follow a cycle in a parameter, continue the
+fixed point of ``F^k``: ``jaxgrad.continue_branch(jaxgrad.iterate(f, k), x0, ...)`` from a
+point ``x0`` of the cycle (its folds and flips are the cycle's).
 
 Reference: Strogatz, *Nonlinear Dynamics and Chaos* (1994), §10.3-10.6 (the logistic
 map's cycles, period doubling, Feigenbaum's constant); Kuznetsov, *Elements of Applied

@@ -269,6 +269,10 @@ def test_henon_pytree_state_and_given_starts(x64):
     given = jaxgrad.periodic_orbits(HENON_TREE, period=2, params=(A, B), starts=starts)
     np.testing.assert_allclose(given.points["x"], flat.points[..., 0], atol=1e-12)
     assert 0 < int(np.sum(given.num_starts)) <= 256
+    # scalar bounds apply to every leaf of the state given by `starts`
+    both = jaxgrad.periodic_orbits(HENON_TREE, (-2.0, 2.0), period=2, params=(A, B),
+                                   starts=starts, num_points=1)
+    np.testing.assert_allclose(both.points["y"], flat.points[..., 1], atol=1e-12)
 
 
 # --------------------------------------------------------------------------- Feigenbaum

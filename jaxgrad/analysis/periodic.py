@@ -179,6 +179,11 @@ def _check_box(box: Any, template: Any) -> tuple[Any, Any]:
     if not isinstance(box, (tuple, list)) or len(box) != 2:
         raise ValueError(f"`box` must be a pair (lo, hi) of states, got {type(box).__name__}")
     lo, hi = box
+    leaf_def = jax.tree_util.tree_structure(0.0)
+    if template is not None and (jax.tree_util.tree_structure(lo),
+                                 jax.tree_util.tree_structure(hi)) == (leaf_def, leaf_def):
+        # one bound for every leaf of a pytree state
+        lo, hi = (jax.tree_util.tree_map(lambda _, v=v: v, template) for v in (lo, hi))
     lo_def, hi_def = jax.tree_util.tree_structure(lo), jax.tree_util.tree_structure(hi)
     if lo_def != hi_def:
         raise ValueError(f"`box` lo and hi must have one structure, got {lo_def} and {hi_def}")
@@ -273,7 +278,7 @@ def periodic_orbits(
     Arguments:
         f: an autonomous map as a step ``f(x, u[, params])`` (``jaxgrad.autonomous(g)`` for
             ``g(x[, params])``), on an array or pytree state; ``u`` is a ``(0,)`` array.
-        box: ``(lo, hi)``, states (or scalars broadcast to the state's shape) with
+        box: ``(lo, hi)``, states (or scalars, broadcast to every leaf of the state) with
             ``lo < hi``: ``num_points`` starts are drawn uniformly in it. Without
             ``starts`` the state's shape is the box's (``(0.0, 1.0)``: a scalar state).
         period: ``k >= 1``.

@@ -9,7 +9,7 @@ The public surface: every name a user, a notebook or an experiment imports.
   (Pascanu RNN, one-unit net, Doya's neuron, deep MLPs, LSTM, GRU, rate networks).
 - ``jaxgrad.analysis``: analyzers that take any step function (``step(x, u)``, or with
   ``params=``): Jacobian products, spectra, gradient flow, Lyapunov spectra, signal
-  propagation, fixed points, continuation, orbit diagrams, sensitivities.
+  propagation, fixed points, periodic orbits, continuation, orbit diagrams, sensitivities.
 - ``jaxgrad.landscape``: ``scan_landscape``, ``find_cliffs`` and ``sweep``.
 - ``jaxgrad.train``: the subpackage of training: ``train_steps`` (a pure scan of optax
   updates, for ``jax.jit``/``jax.vmap``), ``fit`` (the host driver on it, with
@@ -63,6 +63,8 @@ from .analysis.orbits import OrbitDiagram as OrbitDiagram
 from .analysis.orbits import basins as basins
 from .analysis.orbits import hysteresis_sweep as hysteresis_sweep
 from .analysis.orbits import orbit_diagram as orbit_diagram
+from .analysis.periodic import PeriodicOrbits as PeriodicOrbits
+from .analysis.periodic import periodic_orbits as periodic_orbits
 from .analysis.sensitivity import FinalStateSensitivities as FinalStateSensitivities
 from .analysis.sensitivity import final_state_sensitivities as final_state_sensitivities
 from .analysis.signal_propagation import CriticalPoint as CriticalPoint
@@ -140,6 +142,7 @@ from .systems import NO_PARAMS as NO_PARAMS
 from .systems import VectorField as VectorField
 from .systems import autonomous as autonomous
 from .systems import discretize as discretize
+from .systems import iterate as iterate
 from .systems import vector_field as vector_field
 from .train.data import Dataset as Dataset
 from .train.data import load_digits as load_digits

@@ -17,6 +17,8 @@ The helpers here build steps:
   ``dx/dt = F``. A ``VectorField`` is not a step: analyzers refuse it, so a flow is never
   analysed as if its derivative were the next state. ``discretize(field, dt)`` turns it
   into one (a fixed-step Euler or classical Runge–Kutta step).
+- ``iterate(step, k)``: the ``k``-fold composition ``x -> F^k(x)`` (periodic orbits are its
+  fixed points).
 - ``bind(f, params)``: ``f(..., params)`` as a function of the other arguments.
 
 and the machinery the analyzers share: ``prepare`` (validation), ``flat_step`` (the step
@@ -247,6 +249,51 @@ def discretize(field: VectorField, dt: float, *, method: str = "rk4") -> Discret
         dt = check_positive_float("dt", dt)
     check_choice("method", method, INTEGRATORS)
     return Discretized(field, dt, method)
+
+
+@dataclasses.dataclass(frozen=True)
+class Iterated:
+    """The step ``(x, u[, params]) -> F^k(x)``: ``k`` steps of ``step`` with ``u`` and
+    ``params`` held.
+
+    Made by ``iterate``; equal for equal steps and ``k``, so jitted analyzers reuse their
+    code.
+    """
+
+    step: Callable
+    k: int
+
+    def __call__(self, x: Any, u: Any, *params: Any) -> Any:
+        return jax.lax.fori_loop(0, self.k, lambda _, y: self.step(y, u, *params), x)
+
+
+def iterate(step: Callable, k: int) -> Iterated:
+    """The ``k``-fold composition ``x -> F^k(x)`` of a step, its input and parameters held.
+
+    ``F^k(x) = F(F(...F(x, u, params)..., u, params), u, params)`` under
+    ``jax.lax.fori_loop`` (one traced step, whatever ``k``). The fixed points of
+    ``iterate(step, k)`` are the points of period dividing ``k`` of ``step``
+    (``jaxgrad.periodic_orbits``); the state may be any pytree. The bifurcation tools
+    take it as a map, so ``jaxgrad.continue_branch(iterate(step, k), x0, ...)`` follows a
+    ``k``-cycle through ``x0`` in a parameter: its eigenvalues are the cycle's
+    multipliers, its folds and flips the cycle's (a flip is a period doubling).
+
+    Arguments:
+        step: ``step(x, u[, params])``.
+        k: the number of steps, ``>= 1``.
+
+    Returns:
+        ``step_k(x, u[, params])``, itself a step.
+
+    Example:
+        >>> logistic = autonomous(lambda x, r: r * x * (1 - x))
+        >>> twice = iterate(logistic, 2)
+        >>> round(float(twice(jnp.asarray(0.5), None, 3.0)), 4)   # f(0.75) = 0.5625
+        0.5625
+    """
+    check_step(step)
+    k = check_positive_int("k", k)
+    return Iterated(step, k)
 
 
 # --------------------------------------------------------------------------- flat states

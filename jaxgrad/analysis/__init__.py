@@ -8,3 +8,5 @@ from .hessian import hessian_spectral_density as hessian_spectral_density
 from .hessian import hessian_trace as hessian_trace
 from .mean_field import RateMeanField as RateMeanField
 from .mean_field import rate_mean_field as rate_mean_field
+from .periodic import PeriodicOrbits as PeriodicOrbits
+from .periodic import periodic_orbits as periodic_orbits

@@ -36,7 +36,15 @@ from .._validation import (
     check_positive_float,
     is_concrete,
 )
-from ..systems import Autonomous, Discretized, VectorField, autonomous, discretize, vector_field
+from ..systems import (
+    Autonomous,
+    Discretized,
+    Iterated,
+    VectorField,
+    autonomous,
+    discretize,
+    vector_field,
+)
 
 KINDS = ("map", "flow")
 
@@ -90,7 +98,8 @@ def as_system(f: Any, kind: Any, default_kind: str) -> tuple[Callable, str]:
 
     - a ``VectorField`` (``jaxgrad.vector_field(F)``): a flow ``dx/dt = F(x, u0, p)``;
     - a step ``step(x, u, params)`` (``jaxgrad.autonomous(g)``, ``jaxgrad.discretize(...)``,
-      or any callable with three required positional arguments): a map;
+      ``jaxgrad.iterate(step, k)``, or any callable with three required positional
+      arguments): a map;
     - otherwise the deprecated form ``f(x, p)`` with ``kind`` (``default_kind`` when
       ``kind`` is ``None``, the tool's former default).
 
@@ -104,7 +113,7 @@ def as_system(f: Any, kind: Any, default_kind: str) -> tuple[Callable, str]:
             raise ValueError("`kind`='map' contradicts `f`, a VectorField (a flow); drop "
                              "`kind`, or pass the map as a step")
         return StepAsFunction(f.f), "flow"
-    is_step = isinstance(f, (Autonomous, Discretized)) or (
+    is_step = isinstance(f, (Autonomous, Discretized, Iterated)) or (
         callable(f) and _required_positional(f) == 3)
     if is_step:
         if kind == "flow":

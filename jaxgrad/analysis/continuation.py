@@ -1,4 +1,4 @@
-"""Pseudo-arclength continuation of fixed points, folds, flips and fold curves.
+"""Pseudo-arclength continuation of fixed points, folds, flips, Hopf points and fold curves.
 
 A fixed-point branch ``g(x, p) = 0`` (``g = f - x`` for a map, ``f`` for a flow) is
 followed as a curve ``(x(s), p(s))`` in arclength ``s``: predictor ``z + Δs t`` along the
@@ -12,11 +12,21 @@ system ``g(x, p) = 0, M(x, p) v = 0, c·v = 1`` with ``M = ∂g/∂x`` (fold) or
 (flip) (Kuznetsov, *Elements of Applied Bifurcation Theory*, 3rd ed. (2004), §10.2). The
 same extended system continued in a second parameter is the fold curve; where that
 curve turns back in the second parameter it has a cusp.
+
+Hopf points (a flow's complex pair ``λ = ±iω`` on the imaginary axis) and, for a map,
+Neimark-Sacker points (a complex pair of multipliers ``e^{±iθ}`` on the unit circle, also
+reported with kind ``"hopf"``) are detected by sign changes of the bialternate test
+function ``∏_{i<j} (λ_i + λ_j)`` (flow) or ``∏_{i<j} (μ_i μ_j - 1)`` (map); a sign change
+made by a real pair (a neutral saddle, ``λ, -λ`` or ``μ, 1/μ``) is not a Hopf point and is
+skipped. They are located by Newton on ``g(x, p) = 0, A q = λ q, ⟨c, q⟩ = 1`` with
+``λ = iω`` or ``e^{iθ}`` in real form (Kuznetsov 2004, §10.2.2), and carry the frequency and
+the first Lyapunov coefficient (Kuznetsov 2004, eq. (3.20) and §4.7 / §5.4).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -41,7 +51,7 @@ from ._system import (
     set_param,
 )
 
-BIFURCATIONS = ("fold", "flip")
+BIFURCATIONS = ("fold", "flip", "hopf")
 
 #: Largest ``num_steps`` of ``continue_branch`` and ``fold_curve``: the result holds
 #: ``num_steps + 1`` rows, allocated up front. A longer branch is continued by calling
@@ -50,17 +60,31 @@ MAX_CONTINUATION_STEPS = 100_000
 
 
 class BifurcationPoint(NamedTuple):
-    """A located fold or flip of a fixed-point branch.
+    """A located fold, flip or Hopf point of a fixed-point branch.
 
     Attributes:
-        kind: ``"fold"`` or ``"flip"``.
+        kind: ``"fold"``, ``"flip"`` (maps) or ``"hopf"``. For a map ``"hopf"`` is a
+            Neimark-Sacker point: a complex pair of multipliers ``e^{±iθ}`` on the unit
+            circle (``LOSS_OF_STABILITY_LABELS`` calls it ``"neimark_sacker"``).
         x: ``(*s)`` the fixed point at the bifurcation.
         p: ``()`` the parameter value.
         eigenvalues: ``(n,)`` of ``∂f/∂x`` there (one is 1 / -1 for a map fold / flip,
-            0 for a flow fold).
-        null_vector: ``(n,)`` the critical eigenvector ``v``.
-        converged: whether Newton on the extended system reached ``tol``.
-        residual: ``‖(g, M v, c·v - 1)‖`` at the returned point.
+            0 for a flow fold; a pair is ``±iω`` for a flow Hopf, ``e^{±iθ}`` for a map).
+        null_vector: ``(n,)`` the critical eigenvector: real ``v`` (fold, flip); for a Hopf
+            point the complex ``q`` with ``∂f/∂x q = iω q`` (``e^{iθ} q``), ``‖q‖ = 1``.
+        converged: whether Newton on the extended system reached ``tol`` (for a Hopf
+            point also: the frequency is not ≈ 0, which would be a fold or a
+            Bogdanov-Takens point, nor, for a map, ``θ`` ≈ π).
+        residual: ``‖(g, M v, c·v - 1)‖`` (Hopf: ``‖(g, A q - λ q, ⟨c, q⟩ - 1)‖``) at the
+            returned point.
+        frequency: ``()`` a Hopf point's ``ω > 0`` (flow; the period of the small cycles is
+            ``2π/ω``) or angle ``θ ∈ (0, π)`` (map); NaN for a fold or flip.
+        first_lyapunov_coefficient: ``()`` a Hopf point's ``l_1`` (flow, Kuznetsov 2004,
+            eq. (3.20)) or ``d = Re(e^{-iθ} c_1)`` (map, §4.7), with ``⟨q, q⟩ = 1``,
+            ``⟨p, q⟩ = 1``: negative for a supercritical point (a stable cycle or invariant
+            circle is born), positive for a subcritical one; NaN for a fold or flip.
+            For ``ẋ = -ωy + f(x, y), ẏ = ωx + g(x, y)`` it is ``2a/ω`` with ``a`` the
+            coefficient of Guckenheimer & Holmes (1983), eq. (3.4.11).
     """
 
     kind: str
@@ -70,6 +94,8 @@ class BifurcationPoint(NamedTuple):
     null_vector: jax.Array
     converged: jax.Array
     residual: jax.Array
+    frequency: Any = float("nan")
+    first_lyapunov_coefficient: Any = float("nan")
 
 
 class Branch(NamedTuple):
@@ -277,6 +303,130 @@ def _locate_fixed(f, x, params, *, kind, param, newton_steps, bifurcation):
     return xb, q, eigenvalues(f, xb, set_param(params, param, q)), v, res
 
 
+def _complex_form(D, args):
+    """A real multilinear form ``D`` applied to complex vectors, by expanding each argument
+    into its real and imaginary parts (``2^k`` real evaluations for ``k`` arguments)."""
+    re = im = None
+    for picks in itertools.product((0, 1), repeat=len(args)):
+        parts = [jnp.imag(a) if pick else jnp.real(a) for a, pick in zip(args, picks,
+                                                                         strict=True)]
+        term = D(*parts)
+        k = sum(picks) % 4  # the factor i^k: 1, i, -1, -i
+        if k in (0, 2):
+            term = term if k == 0 else -term
+            re = term if re is None else re + term
+        else:
+            term = term if k == 1 else -term
+            im = term if im is None else im + term
+    return jax.lax.complex(re, im)
+
+
+def _hopf_coefficient(F, y, w, q, kind):
+    """The first Lyapunov coefficient at a Hopf (flow) or Neimark-Sacker (map) point.
+
+    ``F`` is the (flattened) ``f`` at the critical parameter, ``y`` the fixed point,
+    ``w`` the frequency ``ω`` or angle ``θ`` and ``q`` the eigenvector with ``‖q‖ = 1``.
+    ``B``, ``C`` are the second and third derivatives of ``F`` as multilinear forms
+    (nested ``jax.jvp``); ``p`` solves ``Aᵀ p = λ̄ p`` with ``⟨p, q⟩ = p̄ᵀ q = 1``. Flow
+    (Kuznetsov 2004, eq. (3.20)): ``h11 = -A⁻¹ B(q, q̄)``, ``h20 = (2iω - A)⁻¹ B(q, q)``,
+    ``c1 = ⟨p, C(q, q, q̄) + 2 B(q, h11) + B(q̄, h20)⟩ / 2``, ``l1 = Re c1 / ω``. Map
+    (§4.7): ``h11 = (I - A)⁻¹ B(q, q̄)``, ``h20 = (e^{2iθ} - A)⁻¹ B(q, q)``, the same
+    ``c1``, ``d = Re(e^{-iθ} c1)``.
+    """
+    n = y.shape[0]
+    cdt = q.dtype
+    A = jax.jacfwd(F)(y)
+    eye = jnp.eye(n, dtype=cdt)
+
+    def d1(a):
+        return lambda x: jax.jvp(F, (x,), (a,))[1]
+
+    def d2(a, b):
+        return jax.jvp(d1(a), (y,), (b,))[1]
+
+    def d3(a, b, c):
+        return jax.jvp(lambda x: jax.jvp(d1(a), (x,), (b,))[1], (y,), (c,))[1]
+
+    def B(u, v):
+        return _complex_form(d2, (u, v))
+
+    def C(u, v, z):
+        return _complex_form(d3, (u, v, z))
+
+    lam = (jax.lax.complex(jnp.zeros_like(w), w) if kind == "flow"
+           else jax.lax.complex(jnp.cos(w), jnp.sin(w)))
+    Ac = A.astype(cdt)
+    _, _, vh = jnp.linalg.svd(Ac.T - jnp.conj(lam) * eye)
+    p = jnp.conj(vh[-1])
+    p = p / jnp.conj(jnp.vdot(p, q))
+    qb = jnp.conj(q)
+    if kind == "flow":
+        h11 = -jnp.linalg.solve(Ac, B(q, qb))
+        h20 = jnp.linalg.solve(2 * lam * eye - Ac, B(q, q))
+    else:
+        h11 = jnp.linalg.solve(eye - Ac, B(q, qb))
+        h20 = jnp.linalg.solve(lam * lam * eye - Ac, B(q, q))
+    c1 = 0.5 * jnp.vdot(p, C(q, q, qb) + 2 * B(q, h11) + B(qb, h20))
+    if kind == "flow":
+        return jnp.real(c1) / w
+    return jnp.real(jnp.conj(lam) * c1)
+
+
+@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "newton_steps"))
+def _locate_hopf(f, x, params, *, kind, param, newton_steps):
+    """Newton on ``g = 0, A q = λ q, ⟨c, q⟩ = 1`` in real form for ``(x, q_r, q_i, w, p)``.
+
+    ``λ = iω`` (flow) or ``e^{iθ}`` (map) with ``w`` = ω or θ; ``c`` is the eigenvector of
+    the guess's pair nearest the imaginary axis (unit circle), with ``Im λ > 0``.
+    """
+    shape = x.shape
+    dt = x.dtype
+    n = int(np.prod(shape, dtype=int))
+    g = residual(f, kind)
+
+    def F(y, q):
+        return jnp.reshape(f(jnp.reshape(y, shape), set_param(params, param, q)), (-1,))
+
+    def G(y, q):
+        return jnp.reshape(g(jnp.reshape(y, shape), set_param(params, param, q)), (-1,))
+
+    y0 = jnp.reshape(x, (-1,))
+    q0 = jnp.asarray(get_param(params, param), dt)
+    lam, vecs = jnp.linalg.eig(jax.jacfwd(F)(y0, q0))
+    distance = jnp.abs(jnp.real(lam)) if kind == "flow" else jnp.abs(jnp.abs(lam) - 1)
+    k = jnp.argmin(jnp.where(jnp.imag(lam) > 0, distance, jnp.inf))
+    c = vecs[:, k] / jnp.linalg.norm(vecs[:, k]).astype(vecs.dtype)
+    w0 = jnp.imag(lam[k]) if kind == "flow" else jnp.angle(lam[k])
+    cr, ci = jnp.real(c).astype(dt), jnp.imag(c).astype(dt)
+
+    def H(Z):
+        y, qr, qi, w, q = Z[:n], Z[n:2 * n], Z[2 * n:3 * n], Z[3 * n], Z[3 * n + 1]
+        Aqr = jax.jvp(lambda yy: F(yy, q), (y,), (qr,))[1]
+        Aqi = jax.jvp(lambda yy: F(yy, q), (y,), (qi,))[1]
+        if kind == "flow":
+            er, ei = Aqr + w * qi, Aqi - w * qr
+        else:
+            cs, sn = jnp.cos(w), jnp.sin(w)
+            er, ei = Aqr - (cs * qr - sn * qi), Aqi - (sn * qr + cs * qi)
+        norm = jnp.stack([cr @ qr + ci @ qi - 1.0, cr @ qi - ci @ qr])
+        return jnp.concatenate([G(y, q), er, ei, norm])
+
+    Z = _newton(H, jnp.concatenate([y0, cr, ci, w0.astype(dt)[None], q0[None]]), newton_steps)
+    res = jnp.linalg.norm(H(Z))
+    y, qr, qi, w, q = Z[:n], Z[n:2 * n], Z[2 * n:3 * n], Z[3 * n], Z[3 * n + 1]
+    if kind == "map":
+        w = jnp.arctan2(jnp.sin(w), jnp.cos(w))
+    # (q̄, -w) solves the same equations: report the pair member with w > 0.
+    qi = jnp.where(w < 0, -qi, qi)
+    w = jnp.abs(w)
+    qv = jax.lax.complex(qr, qi)
+    qv = qv / jnp.linalg.norm(qv).astype(qv.dtype)
+    l1 = _hopf_coefficient(lambda yy: F(yy, q), y, w, qv, kind)
+    xb = jnp.reshape(y, shape)
+    ev = eigenvalues(f, xb, set_param(params, param, q))
+    return xb, q, ev, qv, res, w, l1.astype(dt)
+
+
 def _check_common(f, kind, x0, params, param, *, name="x0"):
     check_system(f, kind)
     x0 = check_state(name, x0)
@@ -325,11 +475,19 @@ def locate_bifurcation(
     newton_steps: int = 30,
     tol: float | None = None,
 ) -> BifurcationPoint:
-    """Locate a fold or flip near ``(x_guess, params[param])`` by Newton's method.
+    """Locate a fold, flip or Hopf point near ``(x_guess, params[param])`` by Newton's method.
 
     Solves ``g(x, p) = 0, M(x, p) v = 0, c·v = 1`` for ``(x, v, p)``, with ``M = ∂g/∂x``
     for a fold (μ = +1 for a map, λ = 0 for a flow) and ``M = ∂f/∂x + I`` for a flip of a
     map (μ = -1); ``c`` is the null vector of ``M`` at the guess (Kuznetsov 2004, §10.2).
+
+    A Hopf point (``bifurcation="hopf"``; for a map the Neimark-Sacker point) solves
+    ``g(x, p) = 0, A q = λ q, ⟨c, q⟩ = 1`` with ``A = ∂f/∂x`` and ``λ = iω`` (flow) or
+    ``e^{iθ}`` (map), split into real and imaginary parts: ``3n + 2`` real equations in
+    ``(x, Re q, Im q, ω or θ, p)`` (Kuznetsov 2004, §10.2.2); ``c`` is the eigenvector at
+    the guess of the complex pair nearest the imaginary axis (unit circle). The result
+    carries ``frequency`` (ω or θ) and ``first_lyapunov_coefficient``; the state must have
+    at least two components.
 
     Arguments:
         f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
@@ -339,28 +497,53 @@ def locate_bifurcation(
         params: parameters (a dict, NamedTuple or dataclass).
         param: the name of the parameter that is solved for.
         kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default ``"flow"``).
-        bifurcation: ``"fold"`` or ``"flip"`` (maps only).
+        bifurcation: ``"fold"``, ``"flip"`` (maps only) or ``"hopf"`` (state of at least
+            two components; Neimark-Sacker for a map).
         newton_steps: Newton iterations; ``tol``: residual for ``converged`` (``sqrt(eps)``).
 
     Returns:
-        ``BifurcationPoint``.
+        ``BifurcationPoint`` (``frequency`` and ``first_lyapunov_coefficient`` NaN for a
+        fold or flip).
 
     Example:
         >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
         >>> bp = locate_bifurcation(flow, 0.3, params=jaxgrad.DoyaParams(5.0, -2.3), param="b")
         >>> round(float(bp.p), 3)   # ln(x/(1-x)) - 1/(1-x) at x = (1 - sqrt(1 - 4/5))/2
         -2.344
+
+        A Hopf point of ``ẋ = -x + g [[1, -1], [1, 1]] tanh(x)``: ``λ = g - 1 ± ig``, so
+        ``g = 1``, ``ω = 1``, and ``l_1 = -1/2`` (supercritical):
+
+        >>> rate = jaxgrad.vector_field(lambda x, u, p: -x + p["g"] * jnp.stack(
+        ...     [jnp.tanh(x[0]) - jnp.tanh(x[1]), jnp.tanh(x[0]) + jnp.tanh(x[1])]))
+        >>> bp = locate_bifurcation(rate, jnp.array([0.01, 0.0]), params={"g": 0.9},
+        ...                         param="g", bifurcation="hopf")
+        >>> [round(float(v), 3) for v in (bp.p, bp.frequency, bp.first_lyapunov_coefficient)]
+        [1.0, 1.0, -0.5]
     """
     f, kind = as_system(f, kind, "flow")
     x0, _ = _check_common(f, kind, x_guess, params, param, name="x_guess")
     check_choice("bifurcation", bifurcation, BIFURCATIONS)
     if bifurcation == "flip" and kind != "map":
         raise ValueError("`bifurcation`='flip' (μ = -1) exists only for kind='map'")
+    if bifurcation == "hopf" and x0.size < 2:
+        raise ValueError("`bifurcation`='hopf' needs a complex pair of eigenvalues: "
+                         f"`x_guess` must have at least 2 components, got shape {x0.shape}")
     newton_steps = check_positive_int("newton_steps", newton_steps)
     tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
+    if bifurcation == "hopf":
+        xb, q, ev, v, res, w, l1 = _locate_hopf(f, x0, params, kind=kind, param=param,
+                                                newton_steps=newton_steps)
+        # A root with w ≈ 0 is a fold (a Bogdanov-Takens point), one with θ ≈ π (map) a
+        # flip with a double -1: not Hopf points.
+        margin = 100 * tol
+        proper = (w > margin) & ((w < np.pi - margin) if kind == "map" else True)
+        ok = (res < tol) & proper & jnp.isfinite(l1)
+        return BifurcationPoint("hopf", xb, q, ev, v, ok, res, w, l1)
     xb, q, ev, v, res = _locate_fixed(f, x0, params, kind=kind, param=param,
                                       newton_steps=newton_steps, bifurcation=bifurcation)
-    return BifurcationPoint(bifurcation, xb, q, ev, v, res < tol, res)
+    nan = jnp.asarray(jnp.nan, x0.dtype)
+    return BifurcationPoint(bifurcation, xb, q, ev, v, res < tol, res, nan, nan)
 
 
 def continue_branch(

@@ -111,7 +111,8 @@ class Branch(NamedTuple):
             end, failed attempts).
         tangent_p: ``(S,)`` ``dp/ds``; it changes sign at a fold.
         residual: ``(S,)`` ``‖g(x, p)‖`` after the corrector.
-        bifurcations: located ``BifurcationPoint`` s, in order along the branch.
+        bifurcations: located ``BifurcationPoint`` s (kinds ``"fold"``, ``"flip"``,
+            ``"hopf"``), in order along the branch.
     """
 
     x: jax.Array
@@ -569,8 +570,12 @@ def continue_branch(
     direction of increasing (``direction=1``) or decreasing (``-1``) ``p``. The step is
     halved when the corrector fails and grown by 1.25 (up to ``ds_max``) when it succeeds;
     the branch ends when it leaves ``p_range`` or the step falls below ``ds_min``. Folds
-    (sign change of ``dp/ds``) and, for maps, flips (sign change of ``det(∂f/∂x + I)``) are
-    then located with ``locate_bifurcation`` (``locate=True``).
+    (sign change of ``dp/ds``), for maps flips (sign change of ``det(∂f/∂x + I)``), and for
+    a state of two or more components Hopf points (kind ``"hopf"``; for a map the
+    Neimark-Sacker point, a complex pair through the unit circle: sign change of the
+    bialternate product ``∏_{i<j} (λ_i + λ_j)``, or ``∏_{i<j} (μ_i μ_j - 1)`` for a map,
+    made by a complex pair; a neutral saddle, a real pair ``λ, -λ`` or ``μ, 1/μ``, is not
+    reported) are then located with ``locate_bifurcation`` (``locate=True``).
 
     Arguments:
         f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
@@ -587,7 +592,8 @@ def continue_branch(
             (``sqrt(eps)``).
 
     Returns:
-        ``Branch`` with ``num_steps + 1`` rows and the located bifurcations.
+        ``Branch`` with ``num_steps + 1`` rows and the located bifurcations (each a
+        ``BifurcationPoint`` of kind ``"fold"``, ``"flip"`` or ``"hopf"``).
 
     Example:
         >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
@@ -616,19 +622,59 @@ def continue_branch(
     if locate:
         idx = np.flatnonzero(np.asarray(valid))
         tp_h = np.asarray(tp)
-        flip_test = np.real(np.prod(np.asarray(ev) + 1.0, axis=-1))
+        ev_h = np.asarray(ev)
+        flip_test = np.real(np.prod(ev_h + 1.0, axis=-1))
+        brackets = []
         for i, j in zip(idx[:-1], idx[1:], strict=False):
-            kinds = []
             if np.sign(tp_h[i]) * np.sign(tp_h[j]) < 0:
-                kinds.append("fold")
+                brackets.append((i, j, "fold"))
             if kind == "map" and np.sign(flip_test[i]) * np.sign(flip_test[j]) < 0:
-                kinds.append("flip")
-            for b in kinds:
-                p_mid = set_param(params, param, jnp.asarray(0.5 * (ps[i] + ps[j]), dt))
-                found.append(locate_bifurcation(
-                    f, 0.5 * (xs[i] + xs[j]), params=p_mid, param=param, kind=kind,
-                    bifurcation=b, tol=tol))
+                brackets.append((i, j, "flip"))
+        brackets += [(i, j, "hopf") for i, j in _hopf_brackets(ev_h, idx, kind)]
+        for i, j, b in sorted(brackets, key=lambda br: br[0]):
+            p_mid = set_param(params, param, jnp.asarray(0.5 * (ps[i] + ps[j]), dt))
+            found.append(locate_bifurcation(
+                f, 0.5 * (xs[i] + xs[j]), params=p_mid, param=param, kind=kind,
+                bifurcation=b, tol=tol))
     return Branch(xs, ps, valid, ev, stability, tp, res, tuple(found))
+
+
+def _hopf_brackets(ev: np.ndarray, idx: np.ndarray, kind: str) -> list[tuple[int, int]]:
+    """Rows ``(i, j)`` of ``idx`` between which a complex pair crosses the imaginary axis
+    (flow) or the unit circle (map).
+
+    The bialternate test function ``ψ = ∏_{i<j} (λ_i + λ_j)`` (flow) or
+    ``∏_{i<j} (μ_i μ_j - 1)`` (map) is real and changes sign where a factor passes through
+    zero (Kuznetsov 2004, §10.2.2); its sign is taken as the product of the factors'
+    phases, free of overflow. The factor nearest zero tells a Hopf point (a complex
+    conjugate pair, ``Im λ ≠ 0``) from a neutral saddle (a real pair ``λ, -λ`` or
+    ``μ, 1/μ``), which is skipped. Rows where ``ψ`` is exactly zero are stepped over.
+    """
+    n = ev.shape[-1]
+    if n < 2 or idx.size < 2:
+        return []
+    ev = ev[idx]
+    a_idx, b_idx = np.triu_indices(n, 1)
+    a, b = ev[:, a_idx], ev[:, b_idx]
+    factor = a + b if kind == "flow" else a * b - 1.0
+    size = np.abs(factor)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phase = np.where(size > 0, factor / np.where(size > 0, size, 1.0), 0.0)
+    sign = np.sign(np.round(np.real(np.prod(phase, axis=-1)), 6))
+    rows = np.flatnonzero(sign != 0)
+    eps = np.finfo(np.real(ev).dtype).eps
+    out = []
+    for r, s in zip(rows[:-1], rows[1:], strict=False):
+        if sign[r] * sign[s] >= 0:
+            continue
+        # The pair nearest its crossing, at the end of the bracket where it is nearer.
+        row = r if size[r].min() <= size[s].min() else s
+        k = int(np.argmin(size[row]))
+        la, lb = a[row, k], b[row, k]
+        scale = max(1.0, abs(la))
+        if abs(la.imag) > 1e3 * eps * scale and la.imag * lb.imag < 0:
+            out.append((int(idx[r]), int(idx[s])))
+    return out
 
 
 def fold_curve(

@@ -306,20 +306,15 @@ def _locate_fixed(f, x, params, *, kind, param, newton_steps, bifurcation):
 
 def _complex_form(D, args):
     """A real multilinear form ``D`` applied to complex vectors, by expanding each argument
-    into its real and imaginary parts (``2^k`` real evaluations for ``k`` arguments)."""
-    re = im = None
-    for picks in itertools.product((0, 1), repeat=len(args)):
-        parts = [jnp.imag(a) if pick else jnp.real(a) for a, pick in zip(args, picks,
-                                                                         strict=True)]
-        term = D(*parts)
-        k = sum(picks) % 4  # the factor i^k: 1, i, -1, -i
-        if k in (0, 2):
-            term = term if k == 0 else -term
-            re = term if re is None else re + term
-        else:
-            term = term if k == 1 else -term
-            im = term if im is None else im + term
-    return jax.lax.complex(re, im)
+    into its real and imaginary parts: ``2^k`` real evaluations for ``k`` arguments, one
+    ``vmap`` of ``D`` (traced once)."""
+    picks = np.array(list(itertools.product((0, 1), repeat=len(args))))
+    parts = [jnp.stack([jnp.real(a), jnp.imag(a)])[picks[:, m]] for m, a in enumerate(args)]
+    terms = jax.vmap(D)(*parts)
+    k = picks.sum(axis=1) % 4  # the factor i^k: 1, i, -1, -i
+    re = np.select([k == 0, k == 2], [1.0, -1.0], 0.0).astype(terms.dtype)
+    im = np.select([k == 1, k == 3], [1.0, -1.0], 0.0).astype(terms.dtype)
+    return jax.lax.complex(re @ terms, im @ terms)
 
 
 def _hopf_coefficient(F, y, w, q, kind):

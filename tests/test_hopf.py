@@ -9,6 +9,9 @@ cubic term; FitzHugh-Nagumo (trace = 0, det > 0); the rate network ẋ = -x + W 
 W = g [[1, -1], [1, 1]] (Hopf at g = 1, ω = 1, l1 = -1/2); the delayed logistic map
 x' = r x (1 - y), y' = x (Neimark-Sacker at r = 2, θ = π/3), its coefficient checked against
 the radius of the invariant circle by iteration.
+
+To keep the compile time down, the planar examples are all one field (and one map) with
+their pieces as parameters: each ``continue_branch`` / ``locate_bifurcation`` compiles once.
 """
 
 import math
@@ -19,43 +22,73 @@ import pytest
 
 import jaxgrad
 
-
-def _normal_form(x, u, p):
-    r2 = x[0] ** 2 + x[1] ** 2
-    return jnp.stack([p["mu"] * x[0] - p["w"] * x[1] - p["s"] * x[0] * r2,
-                      p["w"] * x[0] + p["mu"] * x[1] - p["s"] * x[1] * r2])
+MONOMIALS = [(i, j) for i in range(4) for j in range(4) if 2 <= i + j <= 3]
 
 
-NORMAL_FORM = jaxgrad.vector_field(_normal_form)
+def _monomial(i, j):
+    return MONOMIALS.index((i, j))
 
 
-def _rate(x, u, p):
-    t = jnp.tanh(x)
-    return -x + p["g"] * jnp.stack([t[0] - t[1], t[0] + t[1]])
+def _planar(x, u, p):
+    """c0 + μ c1 + (L0 + μ L1) x + (W0 + μ W1) tanh(x) + (C0 + μ C1) (x^i y^j)_{i+j=2,3}."""
+    mu = p["mu"]
+    terms = jnp.stack([x[0] ** i * x[1] ** j for i, j in MONOMIALS])
+    return (p["c0"] + mu * p["c1"] + (p["L0"] + mu * p["L1"]) @ x
+            + (p["W0"] + mu * p["W1"]) @ jnp.tanh(x) + (p["C0"] + mu * p["C1"]) @ terms)
 
 
-RATE = jaxgrad.vector_field(_rate)
-
-FHN_P = {"I": 0.0, "eps": 0.08, "a": 0.7, "b": 0.8}
-
-
-def _fhn(z, u, p):
-    v, w = z[0], z[1]
-    return jnp.stack([v - v ** 3 / 3 - w + p["I"], p["eps"] * (v + p["a"] - p["b"] * w)])
+PLANAR_FLOW = jaxgrad.vector_field(_planar)
+PLANAR_MAP = jaxgrad.autonomous(lambda x, p: _planar(x, None, p))
 
 
-FHN = jaxgrad.vector_field(_fhn)
+def planar(mu, **pieces):
+    """Parameters of ``_planar``: the named pieces, zero where not given."""
+    m = len(MONOMIALS)
+    p = {"c0": np.zeros(2), "c1": np.zeros(2), "L0": np.zeros((2, 2)), "L1": np.zeros((2, 2)),
+         "W0": np.zeros((2, 2)), "W1": np.zeros((2, 2)), "C0": np.zeros((2, m)),
+         "C1": np.zeros((2, m))}
+    p.update(pieces)
+    return {"mu": mu, **{k: jnp.asarray(v, jnp.float64) for k, v in p.items()}}
 
 
-def _delayed_logistic(z, r):
-    return jnp.stack([r * z[0] * (1.0 - z[1]), z[0]])
+def normal_form(mu, w, s):
+    """ẋ = μx - ωy - s x(x² + y²), ẏ = ωx + μy - s y(x² + y²)."""
+    C0 = np.zeros((2, len(MONOMIALS)))
+    C0[0, _monomial(3, 0)] = C0[0, _monomial(1, 2)] = -s
+    C0[1, _monomial(2, 1)] = C0[1, _monomial(0, 3)] = -s
+    return planar(mu, L0=[[0.0, -w], [w, 0.0]], L1=np.eye(2), C0=C0)
 
 
-DELAYED_LOGISTIC = jaxgrad.autonomous(_delayed_logistic)
+FHN_EPS, FHN_A, FHN_B = 0.08, 0.7, 0.8
 
 
-def _hopfs(branch):
-    return [bp for bp in branch.bifurcations if bp.kind == "hopf"]
+def fitzhugh_nagumo(current):
+    """v' = v - v³/3 - w + I, w' = ε(v + a - b w), continued in I (= μ)."""
+    C0 = np.zeros((2, len(MONOMIALS)))
+    C0[0, _monomial(3, 0)] = -1 / 3
+    return planar(current, c0=[0.0, FHN_EPS * FHN_A], c1=[1.0, 0.0],
+                  L0=[[1.0, -1.0], [FHN_EPS, -FHN_EPS * FHN_B]], C0=C0)
+
+
+def rate_network(g):
+    """ẋ = -x + g [[1, -1], [1, 1]] tanh(x), continued in g (= μ)."""
+    return planar(g, L0=-np.eye(2), W1=[[1.0, -1.0], [1.0, 1.0]])
+
+
+def delayed_logistic(r):
+    """x' = r x (1 - y), y' = x, continued in r (= μ)."""
+    C1 = np.zeros((2, len(MONOMIALS)))
+    C1[0, _monomial(1, 1)] = -1.0
+    return planar(r, L0=[[0.0, 0.0], [1.0, 0.0]], L1=[[1.0, 0.0], [0.0, 0.0]], C1=C1)
+
+
+def _continue(f, x0, params, p_range, ds=0.05):
+    return jaxgrad.continue_branch(f, x0, params=params, param="mu", p_range=p_range, ds=ds,
+                                   num_steps=80)
+
+
+def _locate(f, x0, params):
+    return jaxgrad.locate_bifurcation(f, x0, params=params, param="mu", bifurcation="hopf")
 
 
 # --------------------------------------------------------------------------- normal form
@@ -64,9 +97,7 @@ def _hopfs(branch):
 @pytest.mark.parametrize("s", [1.0, -1.0])
 @pytest.mark.parametrize("w", [0.5, 2.0])
 def test_normal_form_branch_detects_one_hopf(x64, s, w):
-    params = {"mu": -0.5, "w": w, "s": s}
-    br = jaxgrad.continue_branch(NORMAL_FORM, jnp.zeros(2), params=params, param="mu",
-                                 p_range=(-0.5, 0.5), ds=0.05, num_steps=60)
+    br = _continue(PLANAR_FLOW, jnp.zeros(2), normal_form(-0.5, w, s), (-0.5, 0.5))
     assert [bp.kind for bp in br.bifurcations] == ["hopf"]
     bp = br.bifurcations[0]
     assert bool(bp.converged)
@@ -83,44 +114,29 @@ def test_normal_form_branch_detects_one_hopf(x64, s, w):
     np.testing.assert_allclose(np.linalg.norm(q), 1.0, rtol=1e-12)
 
 
-def _gh_coefficient(c, w):
-    """Guckenheimer & Holmes (3.4.11) for ẋ = -ωy + f, ẏ = ωx + g with the polynomial
-    coefficients c[name] of f, g (f = Σ c["f", i, j] x^i y^j, likewise g)."""
-    def d(fn, i, j):  # ∂^{i+j}/∂x^i ∂y^j at 0
-        return c.get((fn, i, j), 0.0) * math.factorial(i) * math.factorial(j)
+def _gh_coefficient(cf, cg, w):
+    """Guckenheimer & Holmes (3.4.11) for ẋ = -ωy + f, ẏ = ωx + g, with f, g the
+    polynomials of coefficients cf, cg over MONOMIALS."""
+    def d(c, i, j):  # ∂^{i+j}/∂x^i ∂y^j at 0
+        return c[_monomial(i, j)] * math.factorial(i) * math.factorial(j)
 
-    fxxx, fxyy, gxxy, gyyy = d("f", 3, 0), d("f", 1, 2), d("g", 2, 1), d("g", 0, 3)
-    fxy, fxx, fyy = d("f", 1, 1), d("f", 2, 0), d("f", 0, 2)
-    gxy, gxx, gyy = d("g", 1, 1), d("g", 2, 0), d("g", 0, 2)
+    fxxx, fxyy, gxxy, gyyy = d(cf, 3, 0), d(cf, 1, 2), d(cg, 2, 1), d(cg, 0, 3)
+    fxy, fxx, fyy = d(cf, 1, 1), d(cf, 2, 0), d(cf, 0, 2)
+    gxy, gxx, gyy = d(cg, 1, 1), d(cg, 2, 0), d(cg, 0, 2)
     return ((fxxx + fxyy + gxxy + gyyy) / 16
             + (fxy * (fxx + fyy) - gxy * (gxx + gyy) - fxx * gxx + fyy * gyy) / (16 * w))
-
-
-MONOMIALS = [(i, j) for i in range(4) for j in range(4) if 2 <= i + j <= 3]
-
-
-def _polynomial_field(x, u, p):
-    terms = jnp.stack([x[0] ** i * x[1] ** j for i, j in MONOMIALS])
-    return jnp.stack([p["mu"] * x[0] - p["w"] * x[1] + p["cf"] @ terms,
-                      p["w"] * x[0] + p["mu"] * x[1] + p["cg"] @ terms])
-
-
-POLYNOMIAL = jaxgrad.vector_field(_polynomial_field)
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_first_lyapunov_coefficient_matches_guckenheimer_holmes(x64, seed):
     rng = np.random.default_rng(seed)
-    cf, cg = rng.normal(size=len(MONOMIALS)), rng.normal(size=len(MONOMIALS))
+    C0 = rng.normal(size=(2, len(MONOMIALS)))
     w = float(rng.uniform(0.5, 3.0))
-    params = {"mu": 0.05, "w": w, "cf": jnp.asarray(cf), "cg": jnp.asarray(cg)}
-    bp = jaxgrad.locate_bifurcation(POLYNOMIAL, jnp.zeros(2), params=params, param="mu",
-                                    bifurcation="hopf")
+    params = planar(0.05, L0=[[0.0, -w], [w, 0.0]], L1=np.eye(2), C0=C0)
+    bp = _locate(PLANAR_FLOW, jnp.zeros(2), params)
     assert bool(bp.converged)
     np.testing.assert_allclose([float(bp.p), float(bp.frequency)], [0.0, w], atol=1e-12)
-    coeffs = {("f", i, j): a for (i, j), a in zip(MONOMIALS, cf, strict=True)}
-    coeffs |= {("g", i, j): a for (i, j), a in zip(MONOMIALS, cg, strict=True)}
-    a = _gh_coefficient(coeffs, w)
+    a = _gh_coefficient(C0[0], C0[1], w)
     np.testing.assert_allclose(float(bp.first_lyapunov_coefficient), 2 * a / w, rtol=1e-10)
 
 
@@ -141,12 +157,9 @@ def test_first_lyapunov_coefficient_through_the_centre_manifold(x64, k):
     """ż = -z + k r² puts z = k r² + O(r⁴) on the centre manifold, so the planar part
     becomes ẇ = iω w + k w|w|²: l1 = 2k/ω, unchanged by a rotation Q of the state."""
     Q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))
-    params = {"mu": -0.2, "w": 1.5, "k": k, "Q": jnp.asarray(Q)}
-    br = jaxgrad.continue_branch(CENTRE_MANIFOLD, jnp.zeros(3), params=params, param="mu",
-                                 p_range=(-0.2, 0.3), ds=0.05, num_steps=40)
-    assert [bp.kind for bp in br.bifurcations] == ["hopf"]
-    bp = br.bifurcations[0]
-    assert bool(bp.converged)
+    params = {"mu": 0.1, "w": 1.5, "k": k, "Q": jnp.asarray(Q)}
+    bp = _locate(CENTRE_MANIFOLD, jnp.zeros(3), params)
+    assert bp.kind == "hopf" and bool(bp.converged)
     np.testing.assert_allclose(float(bp.p), 0.0, atol=1e-12)
     np.testing.assert_allclose(float(bp.frequency), 1.5, rtol=1e-12)
     np.testing.assert_allclose(float(bp.first_lyapunov_coefficient), 2 * k / 1.5, rtol=1e-10)
@@ -157,15 +170,15 @@ def test_first_lyapunov_coefficient_through_the_centre_manifold(x64, k):
 
 def test_fitzhugh_nagumo_hopf_current(x64):
     """Hopf where trace J = 1 - v² - εb = 0 with det J = ε(1 - b(1 - v²)) > 0."""
-    eps, a, b = FHN_P["eps"], FHN_P["a"], FHN_P["b"]
+    eps, a, b = FHN_EPS, FHN_A, FHN_B
     v = -math.sqrt(1 - eps * b)
     current = v ** 3 / 3 - v + (v + a) / b
     omega = math.sqrt(eps * (1 - eps * b * b))
     # The unique equilibrium at I = 0 (b < 1: one root), by NumPy.
     roots = np.roots([-1 / 3, 0.0, 1 - 1 / b, -a / b])
     v0 = float(np.real(roots[np.abs(np.imag(roots)) < 1e-12][0]))
-    br = jaxgrad.continue_branch(FHN, jnp.array([v0, (v0 + a) / b]), params=FHN_P,
-                                 param="I", p_range=(0.0, 1.0), ds=0.02, num_steps=200)
+    br = _continue(PLANAR_FLOW, jnp.array([v0, (v0 + a) / b]), fitzhugh_nagumo(0.0),
+                   (0.0, 1.0))
     assert [bp.kind for bp in br.bifurcations] == ["hopf"]
     bp = br.bifurcations[0]
     assert bool(bp.converged)
@@ -173,17 +186,17 @@ def test_fitzhugh_nagumo_hopf_current(x64):
     np.testing.assert_allclose(np.asarray(bp.x), [v, (v + a) / b], atol=1e-12)
     np.testing.assert_allclose(float(bp.frequency), omega, rtol=1e-12)
     assert np.isfinite(float(bp.first_lyapunov_coefficient))
-    # Stable before the Hopf point, unstable after it.
+    # Stable before the Hopf point, unstable after it, up to I = 1.
     ok = np.asarray(br.valid)
     stab, ps = np.asarray(br.stability)[ok], np.asarray(br.p)[ok]
+    assert ps.max() > 0.9
     assert np.all(stab[ps < current - 1e-6] == 0) and np.all(stab[ps > current + 1e-6] == 1)
 
 
 def test_rate_network_hopf_at_g_one(x64):
     """J(0) = -I + g [[1, -1], [1, 1]]: λ = g - 1 ± ig, so g = 1, ω = 1; with
     tanh x = x - x³/3 the coefficient of G&H is a = -1/4: l1 = 2a/ω = -1/2."""
-    br = jaxgrad.continue_branch(RATE, jnp.zeros(2), params={"g": 0.5}, param="g",
-                                 p_range=(0.5, 1.5), ds=0.05, num_steps=60)
+    br = _continue(PLANAR_FLOW, jnp.zeros(2), rate_network(0.5), (0.5, 1.5))
     assert [bp.kind for bp in br.bifurcations] == ["hopf"]
     bp = br.bifurcations[0]
     assert bool(bp.converged)
@@ -191,19 +204,13 @@ def test_rate_network_hopf_at_g_one(x64):
     np.testing.assert_allclose(float(bp.first_lyapunov_coefficient), -0.5, rtol=1e-10)
 
 
-def test_rate_network_hopf_float32():
-    bp = jaxgrad.locate_bifurcation(RATE, jnp.zeros(2), params={"g": 0.9}, param="g",
-                                    bifurcation="hopf")
-    assert bp.p.dtype == jnp.float32 and bool(bp.converged)
-    np.testing.assert_allclose([float(bp.p), float(bp.frequency)], [1.0, 1.0], atol=1e-5)
-    np.testing.assert_allclose(float(bp.first_lyapunov_coefficient), -0.5, rtol=1e-4)
-
-
 def test_delayed_logistic_neimark_sacker(x64):
     """x' = r x (1 - y), y' = x: at x* = 1 - 1/r, J = [[1, 1 - r], [1, 0]], det = r - 1,
     trace 1, so |μ| = 1 at r = 2 with μ = e^{±iπ/3}."""
-    br = jaxgrad.continue_branch(DELAYED_LOGISTIC, jnp.array([1 / 3, 1 / 3]), params=1.5,
-                                 param=None, p_range=(1.5, 2.5), ds=0.05, num_steps=60)
+    z = jnp.array([0.3, 0.6])
+    np.testing.assert_allclose(np.asarray(PLANAR_MAP(z, None, delayed_logistic(1.7))),
+                               [1.7 * 0.3 * 0.4, 0.3], rtol=1e-14)
+    br = _continue(PLANAR_MAP, jnp.array([1 / 3, 1 / 3]), delayed_logistic(1.5), (1.5, 2.5))
     assert [bp.kind for bp in br.bifurcations] == ["hopf"]
     bp = br.bifurcations[0]
     assert bool(bp.converged)
@@ -232,36 +239,20 @@ def test_delayed_logistic_neimark_sacker(x64):
 # --------------------------------------------------------------------------- exclusions
 
 
-def _neutral_saddle_flow(x, u, p):
-    """Real eigenvalues 1 and p - 1: their sum crosses 0 at p = 0 (a neutral saddle)."""
-    return jnp.stack([x[0] + x[0] ** 3, (p["p"] - 1.0) * x[1] + x[0] * x[1]])
-
-
-def _neutral_saddle_map(x, p):
-    """Real multipliers 2 and (1 + p)/2: their product crosses 1 at p = 0."""
-    return jnp.stack([2.0 * x[0] + x[0] ** 2, 0.5 * (1.0 + p["p"]) * x[1] + x[0] * x[1]])
-
-
 def test_neutral_saddle_is_not_a_hopf_point(x64):
-    br = jaxgrad.continue_branch(jaxgrad.vector_field(_neutral_saddle_flow), jnp.zeros(2),
-                                 params={"p": -0.5}, param="p", p_range=(-0.5, 0.5), ds=0.05,
-                                 num_steps=60)
-    assert br.bifurcations == ()
-    br = jaxgrad.continue_branch(jaxgrad.autonomous(_neutral_saddle_map), jnp.zeros(2),
-                                 params={"p": -0.5}, param="p", p_range=(-0.5, 0.5), ds=0.05,
-                                 num_steps=60)
-    assert br.bifurcations == ()
+    """Real eigenvalues 1 and μ - 1 (flow; their sum crosses 0 at μ = 0) and real
+    multipliers 2 and (1 + μ)/2 (map; their product crosses 1): neutral saddles."""
+    C0 = np.zeros((2, len(MONOMIALS)))
+    C0[0, _monomial(3, 0)] = C0[1, _monomial(1, 1)] = 1.0
+    flow = planar(-0.5, L0=np.diag([1.0, -1.0]), L1=np.diag([0.0, 1.0]), C0=C0)
+    br = _continue(PLANAR_FLOW, jnp.zeros(2), flow, (-0.5, 0.5))
+    assert br.bifurcations == () and float(br.p[np.asarray(br.valid)].max()) > 0.49
+    C0[0, _monomial(2, 0)] = 1.0
+    a_map = planar(-0.5, L0=np.diag([2.0, 0.5]), L1=np.diag([0.0, 0.5]), C0=C0)
+    br = _continue(PLANAR_MAP, jnp.zeros(2), a_map, (-0.5, 0.5))
+    assert br.bifurcations == () and float(br.p[np.asarray(br.valid)].max()) > 0.49
     # A Hopf search there finds no complex pair: not converged, not a Hopf point.
-    bp = jaxgrad.locate_bifurcation(jaxgrad.vector_field(_neutral_saddle_flow), jnp.zeros(2),
-                                    params={"p": 0.01}, param="p", bifurcation="hopf")
-    assert not bool(bp.converged)
-
-
-def test_folds_and_flips_carry_nan_hopf_fields(x64):
-    bp = jaxgrad.locate_bifurcation(lambda x, a: x + a - x * x, 0.3, params=0.1, param=None,
-                                    kind="map")
-    assert bp.kind == "fold" and bool(bp.converged)
-    assert np.isnan(float(bp.frequency)) and np.isnan(float(bp.first_lyapunov_coefficient))
+    assert not bool(_locate(PLANAR_FLOW, jnp.zeros(2), {**flow, "mu": 0.01}).converged)
 
 
 def test_hopf_needs_two_components():
@@ -271,5 +262,5 @@ def test_hopf_needs_two_components():
             jaxgrad.locate_bifurcation(flow, x, params={"a": 0.1}, param="a",
                                        bifurcation="hopf")
     with pytest.raises(ValueError, match="unknown `bifurcation`"):
-        jaxgrad.locate_bifurcation(RATE, jnp.zeros(2), params={"g": 0.9}, param="g",
+        jaxgrad.locate_bifurcation(flow, jnp.zeros(2), params={"a": 0.1}, param="a",
                                    bifurcation="neimark")

@@ -264,3 +264,52 @@ def test_hopf_needs_two_components():
     with pytest.raises(ValueError, match="unknown `bifurcation`"):
         jaxgrad.locate_bifurcation(flow, jnp.zeros(2), params={"a": 0.1}, param="a",
                                    bifurcation="neimark")
+
+
+# --------------------------------------------------------------------------- Hopf curve
+
+
+def _fhn(z, u, p):
+    return jnp.stack([z[0] - z[0] ** 3 / 3 - z[1] + p["I"],
+                      p["eps"] * (z[0] + p["a"] - p["b"] * z[1])])
+
+
+def test_fitzhugh_nagumo_hopf_curve_and_bogdanov_takens(x64):
+    """In (I, b): v = -√(1 - εb), I = v³/3 - v + (v + a)/b, κ = ω² = ε(1 - εb²), which
+    vanishes at the Bogdanov-Takens point b = 1/√ε; past it κ < 0 (neutral saddles)."""
+    eps, a = 0.08, 0.7
+    params = {"I": 0.33, "eps": eps, "a": a, "b": 0.8}
+    hc = jaxgrad.hopf_curve(jaxgrad.vector_field(_fhn), jnp.array([-1.0, -0.4]),
+                            params=params, param="I", param2="b", p2_range=(0.8, 4.0),
+                            ds=0.05)
+    ok = np.asarray(hc.valid)
+    b, current = np.asarray(hc.p2)[ok], np.asarray(hc.p)[ok]
+    assert b.min() == 0.8 and b.max() > 3.8
+    v = -np.sqrt(1 - eps * b)
+    np.testing.assert_allclose(np.asarray(hc.x)[ok], np.stack([v, (v + a) / b], 1),
+                               atol=1e-12)
+    np.testing.assert_allclose(current, v ** 3 / 3 - v + (v + a) / b, atol=1e-12)
+    kappa = eps * (1 - eps * b * b)
+    np.testing.assert_allclose(np.asarray(hc.kappa)[ok], kappa, atol=1e-12)
+    freq = np.asarray(hc.frequency)[ok]
+    np.testing.assert_allclose(freq[kappa > 0], np.sqrt(kappa[kappa > 0]), rtol=1e-10)
+    assert np.all(np.isnan(freq[kappa < 0]))
+    assert len(hc.bogdanov_takens) == 1
+    bt = hc.bogdanov_takens[0]
+    b_bt = 1 / math.sqrt(eps)
+    v_bt = -math.sqrt(1 - eps * b_bt)
+    assert bool(bt.converged)
+    np.testing.assert_allclose([float(bt.p2), float(bt.p)],
+                               [b_bt, v_bt ** 3 / 3 - v_bt + (v_bt + a) / b_bt], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(bt.x), [v_bt, (v_bt + a) / b_bt], atol=1e-12)
+
+
+def test_hopf_curve_refuses_maps_and_scalar_states():
+    with pytest.raises(ValueError, match="`hopf_curve` continues Hopf points of a flow"):
+        jaxgrad.hopf_curve(jaxgrad.autonomous(lambda x, p: p["mu"] * x + p["nu"]),
+                           jnp.zeros(2), params={"mu": 0.0, "nu": 0.0}, param="mu",
+                           param2="nu", p2_range=(-1.0, 1.0))
+    flow = jaxgrad.vector_field(lambda x, u, p: -x + p["a"] * p["c"])
+    with pytest.raises(ValueError, match="`x0` must have at least 2 components"):
+        jaxgrad.hopf_curve(flow, 0.3, params={"a": 0.1, "c": 1.0}, param="a", param2="c",
+                           p2_range=(0.0, 2.0))

@@ -798,3 +798,198 @@ def _locate_cusp(f, z, params, *, kind, param, param2, shape, newton_steps):
     E = _extended_fold_system(f, kind, param, param2, params, shape, c)
     Y, _, q, res = _locate(E, z[:-1], z[-1], 0.0, newton_steps)
     return Y, q, res
+
+
+class BogdanovTakensPoint(NamedTuple):
+    """A Bogdanov-Takens point on a Hopf curve: where ``ω → 0`` (a double zero eigenvalue)
+    and the Hopf curve turns into a neutral-saddle curve.
+
+    Attributes:
+        x: ``(*s)`` the fixed point; ``p``, ``p2``: ``()`` the two parameters.
+        converged: whether Newton on the extended system (``κ = ω² = 0``) reached ``tol``.
+        residual: its residual.
+    """
+
+    x: jax.Array
+    p: jax.Array
+    p2: jax.Array
+    converged: jax.Array
+    residual: jax.Array
+
+
+class HopfCurve(NamedTuple):
+    """A Hopf curve of a flow in two parameters (``S`` rows).
+
+    Attributes:
+        x: ``(S, *s)`` the fixed point; ``p``: ``(S,)`` the first parameter; ``p2``:
+            ``(S,)`` the second.
+        kappa: ``(S,)`` ``κ = ω²``: positive on the Hopf curve, negative where it has
+            become a neutral-saddle curve (real eigenvalues ``±√-κ``).
+        frequency: ``(S,)`` ``ω = √κ``, NaN where ``κ < 0``.
+        valid: ``(S,)`` accepted points inside ``p2_range``.
+        bogdanov_takens: located ``BogdanovTakensPoint`` s (sign changes of ``κ``).
+    """
+
+    x: jax.Array
+    p: jax.Array
+    p2: jax.Array
+    kappa: jax.Array
+    frequency: jax.Array
+    valid: jax.Array
+    bogdanov_takens: tuple[BogdanovTakensPoint, ...]
+
+
+def _standard_hopf_system(f, param, param2, params, shape, v0):
+    """``E((x, v, p, κ), p2) = (f, A² v + κ v, v·v - 1, v·v0)`` (Kuznetsov 2004, §10.2.2):
+    regular through a Bogdanov-Takens point, where ``κ = ω²`` changes sign."""
+    n = int(np.prod(shape, dtype=int))
+
+    def E(Y, q):
+        y, v, p, kappa = Y[:n], Y[n:2 * n], Y[2 * n], Y[2 * n + 1]
+
+        def F(z):
+            pp = set_param(set_param(params, param2, q), param, p)
+            return jnp.reshape(f(jnp.reshape(z, shape), pp), (-1,))
+
+        Av = jax.jvp(F, (y,), (v,))[1]
+        AAv = jax.jvp(F, (y,), (Av,))[1]
+        return jnp.concatenate([F(y), AAv + kappa * v, (v @ v - 1.0)[None],
+                                (v @ v0)[None]])
+
+    return E
+
+
+@functools.partial(jax.jit, static_argnames=("f", "param", "param2", "num_steps",
+                                             "newton_steps"))
+def _hopf_curve_arrays(f, x, params, p2_lo, p2_hi, direction, ds, ds_min, ds_max, tol, *,
+                       param, param2, num_steps, newton_steps):
+    shape = x.shape
+    q0 = jnp.asarray(get_param(params, param2), x.dtype)
+    start = set_param(params, param2, q0)
+    xb, p, _, qv, _, w, _ = _locate_hopf(f, x, start, kind="flow", param=param,
+                                         newton_steps=newton_steps)
+    v = jnp.real(qv) / jnp.linalg.norm(jnp.real(qv))
+    u = jnp.imag(qv) - (jnp.imag(qv) @ v) * v
+    v0 = u / jnp.linalg.norm(u)  # in the eigenplane, orthogonal to v
+    E = _standard_hopf_system(f, param, param2, params, shape, v0)
+    Y0 = jnp.concatenate([jnp.reshape(xb, (-1,)), v, p[None], (w * w)[None]])
+    zs, ts, acc, res = _arclength(
+        E, Y0, q0, direction=direction, ds=ds, ds_min=ds_min, ds_max=ds_max,
+        num_steps=num_steps, q_lo=p2_lo, q_hi=p2_hi, newton_steps=newton_steps, tol=tol)
+    return zs, acc, v0
+
+
+@functools.partial(jax.jit, static_argnames=("f", "param", "param2", "shape", "newton_steps"))
+def _locate_bogdanov_takens(f, z, v0, params, *, param, param2, shape, newton_steps):
+    """Newton on the standard system with ``κ = 0`` for ``(x, v, p, p2)``."""
+    n = int(np.prod(shape, dtype=int))
+    E = _standard_hopf_system(f, param, param2, params, shape, v0)
+
+    def H(Z):
+        zero = jnp.zeros((1,), Z.dtype)
+        return E(jnp.concatenate([Z[:2 * n + 1], zero]), Z[-1])
+
+    Z0 = jnp.concatenate([z[:2 * n + 1], z[-1:]])
+    Z = _newton(H, Z0, newton_steps)
+    return Z, jnp.linalg.norm(H(Z))
+
+
+def hopf_curve(
+    f: Callable,
+    x0: Any,
+    *,
+    params: Any,
+    param: str,
+    param2: str,
+    p2_range: tuple[float, float],
+    kind: str | None = None,
+    direction: int = 1,
+    ds: float = 0.02,
+    ds_min: float | None = None,
+    ds_max: float | None = None,
+    num_steps: int = 300,
+    newton_steps: int = 10,
+    tol: float | None = None,
+) -> HopfCurve:
+    """The Hopf curve of a flow's fixed points in two parameters, with its Bogdanov-Takens
+    points.
+
+    The Hopf point near ``(x0, params[param])`` is located at ``params[param2]``
+    (``locate_bifurcation(..., bifurcation="hopf")``); Kuznetsov's standard defining system
+    ``f(x, p) = 0, (A² + κ I) v = 0, v·v = 1, v·v0 = 0`` (``A = ∂f/∂x``, ``κ = ω²``,
+    ``v0`` a fixed vector of the starting eigenplane; Kuznetsov 2004, §10.2.2) in the
+    unknowns ``(x, v, param, κ)`` is then continued by pseudo-arclength in ``param2``.
+    It stays regular where ``ω → 0``: there (``κ`` changes sign) the curve has a
+    Bogdanov-Takens point, located by Newton with ``κ = 0``, and continues as a curve of
+    neutral saddles (``κ < 0``). For FitzHugh-Nagumo ``v' = v - v³/3 - w + I``,
+    ``w' = ε(v + a - b w)`` the Hopf curve is ``v = -√(1 - εb)``,
+    ``I = v³/3 - v + (v + a)/b``, ``ω² = ε(1 - εb²)``, with its Bogdanov-Takens point at
+    ``b = 1/√ε``.
+
+    Arguments:
+        f, x0, params: as in ``continue_branch``; a flow (``jaxgrad.vector_field(F)`` or
+            ``f(x, p)`` with ``kind="flow"``) with a state of at least two components;
+            ``x0`` near a Hopf point in ``param``.
+        param: the first parameter (solved for on the curve), ``param2``: the second
+            (continued), both fields of ``params``.
+        p2_range: ``(lo, hi)`` of ``param2``, containing ``params[param2]``.
+        direction, ds, ds_min, ds_max, num_steps, newton_steps, tol: as in
+            ``continue_branch`` (steps in ``(x, v, param, κ, param2)``).
+
+    Returns:
+        ``HopfCurve`` with ``num_steps + 1`` rows.
+
+    Example:
+        >>> def fhn(z, u, p):
+        ...     return jnp.stack([z[0] - z[0] ** 3 / 3 - z[1] + p["I"],
+        ...                       0.08 * (z[0] + 0.7 - p["b"] * z[1])])
+        >>> hc = hopf_curve(jaxgrad.vector_field(fhn), jnp.array([-1.0, -0.4]),
+        ...                 params={"I": 0.33, "b": 0.8}, param="I", param2="b",
+        ...                 p2_range=(0.8, 4.0), ds=0.05)
+        >>> round(float(hc.bogdanov_takens[0].p2), 3)   # 1/sqrt(0.08)
+        3.536
+    """
+    f, kind = as_system(f, kind, "flow")
+    x0, _ = _check_common(f, kind, x0, params, param)
+    if kind != "flow":
+        raise ValueError("`hopf_curve` continues Hopf points of a flow; `f` is a map "
+                         "(Neimark-Sacker curves are not supported)")
+    if x0.size < 2:
+        raise ValueError("a Hopf point needs a complex pair of eigenvalues: `x0` must have "
+                         f"at least 2 components, got shape {x0.shape}")
+    if param2 is None or param2 == param:
+        raise ValueError(f"`param2` must name a second parameter other than {param!r}, "
+                         f"got {param2!r}")
+    check_param(params, param2, name="param2")
+    p2 = get_param(params, param2)
+    if np.ndim(p2) != 0:
+        raise ValueError(f"`params.{param2}` must be a scalar, got shape {np.shape(p2)}")
+    lo, hi = check_interval("p2_range", p2_range)
+    if not lo <= float(p2) <= hi:
+        raise ValueError(f"`params.{param2}`={float(p2)} must lie inside `p2_range` "
+                         f"({lo}, {hi})")
+    ds, ds_min, ds_max, num_steps, newton_steps = _check_steps(
+        direction, ds, ds_min, ds_max, num_steps, newton_steps)
+    tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
+    dt = x0.dtype
+    zs, acc, v0 = _hopf_curve_arrays(
+        f, x0, params, jnp.asarray(lo, dt), jnp.asarray(hi, dt), jnp.asarray(direction, dt),
+        jnp.asarray(ds, dt), jnp.asarray(ds_min, dt), jnp.asarray(ds_max, dt),
+        jnp.asarray(tol, dt), param=param, param2=param2, num_steps=num_steps,
+        newton_steps=newton_steps)
+    shape = x0.shape
+    n = int(np.prod(shape, dtype=int))
+    xs = jnp.reshape(zs[:, :n], (zs.shape[0], *shape))
+    kappa = zs[:, 2 * n + 1]
+    points: list[BogdanovTakensPoint] = []
+    idx = np.flatnonzero(np.asarray(acc))
+    kappa_h = np.asarray(kappa)
+    for i, j in zip(idx[:-1], idx[1:], strict=False):
+        if np.sign(kappa_h[i]) * np.sign(kappa_h[j]) < 0:
+            Z, r = _locate_bogdanov_takens(f, 0.5 * (zs[i] + zs[j]), v0, params, param=param,
+                                           param2=param2, shape=shape,
+                                           newton_steps=newton_steps)
+            points.append(BogdanovTakensPoint(jnp.reshape(Z[:n], shape), Z[2 * n], Z[-1],
+                                              r < tol, r))
+    frequency = jnp.where(kappa >= 0, jnp.sqrt(jnp.maximum(kappa, 0.0)), jnp.nan)
+    return HopfCurve(xs, zs[:, 2 * n], zs[:, -1], kappa, frequency, acc, tuple(points))

@@ -1,4 +1,4 @@
-"""Pseudo-arclength continuation of fixed points, folds, flips, Hopf points and fold curves.
+"""Pseudo-arclength continuation of fixed points, folds, flips, Hopf points and their curves.
 
 A fixed-point branch ``g(x, p) = 0`` (``g = f - x`` for a map, ``f`` for a flow) is
 followed as a curve ``(x(s), p(s))`` in arclength ``s``: predictor ``z + Δs t`` along the
@@ -20,7 +20,10 @@ function ``∏_{i<j} (λ_i + λ_j)`` (flow) or ``∏_{i<j} (μ_i μ_j - 1)`` (ma
 made by a real pair (a neutral saddle, ``λ, -λ`` or ``μ, 1/μ``) is not a Hopf point and is
 skipped. They are located by Newton on ``g(x, p) = 0, A q = λ q, ⟨c, q⟩ = 1`` with
 ``λ = iω`` or ``e^{iθ}`` in real form (Kuznetsov 2004, §10.2.2), and carry the frequency and
-the first Lyapunov coefficient (Kuznetsov 2004, eq. (3.20) and §4.7 / §5.4).
+the first Lyapunov coefficient (Kuznetsov 2004, eq. (3.20) and §4.7 / §5.4). A flow's
+Hopf curve in two parameters (``hopf_curve``) is continued on Kuznetsov's standard system
+``(A² + κ I) v = 0`` with ``κ = ω²``, which passes through Bogdanov-Takens points
+(``κ = 0``).
 """
 
 from __future__ import annotations

@@ -651,24 +651,25 @@ def _hopf_brackets(ev: np.ndarray, idx: np.ndarray, kind: str) -> list[tuple[int
     n = ev.shape[-1]
     if n < 2 or idx.size < 2:
         return []
-    ev = ev[idx]
     a_idx, b_idx = np.triu_indices(n, 1)
-    a, b = ev[:, a_idx], ev[:, b_idx]
-    factor = a + b if kind == "flow" else a * b - 1.0
-    size = np.abs(factor)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        phase = np.where(size > 0, factor / np.where(size > 0, size, 1.0), 0.0)
-    sign = np.sign(np.round(np.real(np.prod(phase, axis=-1)), 6))
-    rows = np.flatnonzero(sign != 0)
     eps = np.finfo(np.real(ev).dtype).eps
+    sign = np.zeros(idx.size)
+    nearest = []  # per row: (|factor| nearest zero, its pair (λ_a, λ_b))
+    for r, row in enumerate(idx):  # one row at a time: n(n-1)/2 factors in memory
+        a, b = ev[row, a_idx], ev[row, b_idx]
+        factor = a + b if kind == "flow" else a * b - 1.0
+        size = np.abs(factor)
+        if np.all(size > 0):
+            sign[r] = np.sign(np.round(np.real(np.prod(factor / size)), 6))
+        k = int(np.argmin(size))
+        nearest.append((size[k], a[k], b[k]))
+    rows = np.flatnonzero(sign != 0)
     out = []
     for r, s in zip(rows[:-1], rows[1:], strict=False):
         if sign[r] * sign[s] >= 0:
             continue
         # The pair nearest its crossing, at the end of the bracket where it is nearer.
-        row = r if size[r].min() <= size[s].min() else s
-        k = int(np.argmin(size[row]))
-        la, lb = a[row, k], b[row, k]
+        _, la, lb = min(nearest[r], nearest[s], key=lambda t: t[0])
         scale = max(1.0, abs(la))
         if abs(la.imag) > 1e3 * eps * scale and la.imag * lb.imag < 0:
             out.append((int(idx[r]), int(idx[s])))

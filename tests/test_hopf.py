@@ -233,7 +233,7 @@ def test_delayed_logistic_neimark_sacker(x64):
         if t >= 30_000:
             total += float(np.sum((z - xs) ** 2))
             count += 1
-    np.testing.assert_allclose(total / count, -2 * beta / d, rtol=0.02)
+    np.testing.assert_allclose(total / count, -2 * beta / d, rtol=1e-3)
 
 
 # --------------------------------------------------------------------------- exclusions

@@ -18,11 +18,14 @@ The public surface: every name a user, a notebook or an experiment imports.
 """
 
 from .analysis.continuation import BifurcationPoint as BifurcationPoint
+from .analysis.continuation import BogdanovTakensPoint as BogdanovTakensPoint
 from .analysis.continuation import Branch as Branch
 from .analysis.continuation import CuspPoint as CuspPoint
 from .analysis.continuation import FoldCurve as FoldCurve
+from .analysis.continuation import HopfCurve as HopfCurve
 from .analysis.continuation import continue_branch as continue_branch
 from .analysis.continuation import fold_curve as fold_curve
+from .analysis.continuation import hopf_curve as hopf_curve
 from .analysis.continuation import locate_bifurcation as locate_bifurcation
 from .analysis.fixed_points import LOSS_OF_STABILITY_LABELS as LOSS_OF_STABILITY_LABELS
 from .analysis.fixed_points import STABILITY_LABELS as STABILITY_LABELS

@@ -355,6 +355,14 @@ def _rows() -> dict[str, Row]:
         r"`num_steps`")
     add("fold_curve-p2_range", fc, good, {"p2_range": (6.0, 8.0)}, ValueError, r"`p2_range`")
 
+    good = {"f": flow, "x0": 0.28, "params": DOYA, "param": "b", "param2": "w",
+            "p2_range": (3.0, 8.0)}
+    hc = jaxgrad.hopf_curve
+    add("hopf_curve-x0-scalar", hc, good, {}, ValueError, r"`x0` must have at least 2")
+    add("hopf_curve-x0-nan", hc, good, {"x0": NAN}, ValueError, r"`x0`")
+    add("hopf_curve-params-nan", hc, good, {"params": DOYA._replace(w=NAN)}, ValueError,
+        r"`params.w`")
+
     good = {"f": flow, "x_guess": 0.3, "params": DOYA, "param": "b"}
     lb = jaxgrad.locate_bifurcation
     add("locate_bifurcation-x_guess-nan", lb, good, {"x_guess": NAN}, ValueError,

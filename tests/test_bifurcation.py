@@ -191,6 +191,8 @@ def test_continuation_through_both_doya_folds(x64):
         assert bool(bp.converged)
         np.testing.assert_allclose([float(bp.x), float(bp.p)], [xf, bf], atol=1e-10)
         np.testing.assert_allclose(np.real(np.asarray(bp.eigenvalues)), [0.0], atol=1e-10)
+        # The Hopf point's fields are NaN for a fold.
+        assert np.isnan(float(bp.frequency)) and np.isnan(float(bp.first_lyapunov_coefficient))
 
 
 @pytest.mark.slow
@@ -412,7 +414,7 @@ def test_continuation_bad_input():
                                 num_steps=0)
     with pytest.raises(ValueError, match="'flip'.*only for kind='map'"):
         jaxgrad.locate_bifurcation(doya_flow, 0.3, params=P0, param="b", bifurcation="flip")
-    with pytest.raises(ValueError, match="unknown `bifurcation`"):
+    with pytest.raises(ValueError, match="'hopf'.*`x_guess` must have at least 2 components"):
         jaxgrad.locate_bifurcation(doya_flow, 0.3, params=P0, param="b", bifurcation="hopf")
     with pytest.raises(ValueError, match="`param2` must name a second parameter"):
         jaxgrad.fold_curve(doya_flow, 0.3, params=P0, param="b", param2="b", p2_range=(3, 8))

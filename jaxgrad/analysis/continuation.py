@@ -1,4 +1,4 @@
-"""Pseudo-arclength continuation of fixed points, folds, flips and fold curves.
+"""Pseudo-arclength continuation of fixed points, folds, flips, Hopf points and their curves.
 
 A fixed-point branch ``g(x, p) = 0`` (``g = f - x`` for a map, ``f`` for a flow) is
 followed as a curve ``(x(s), p(s))`` in arclength ``s``: predictor ``z + Δs t`` along the
@@ -12,11 +12,24 @@ system ``g(x, p) = 0, M(x, p) v = 0, c·v = 1`` with ``M = ∂g/∂x`` (fold) or
 (flip) (Kuznetsov, *Elements of Applied Bifurcation Theory*, 3rd ed. (2004), §10.2). The
 same extended system continued in a second parameter is the fold curve; where that
 curve turns back in the second parameter it has a cusp.
+
+Hopf points (a flow's complex pair ``λ = ±iω`` on the imaginary axis) and, for a map,
+Neimark-Sacker points (a complex pair of multipliers ``e^{±iθ}`` on the unit circle, also
+reported with kind ``"hopf"``) are detected by sign changes of the bialternate test
+function ``∏_{i<j} (λ_i + λ_j)`` (flow) or ``∏_{i<j} (μ_i μ_j - 1)`` (map); a sign change
+made by a real pair (a neutral saddle, ``λ, -λ`` or ``μ, 1/μ``) is not a Hopf point and is
+skipped. They are located by Newton on ``g(x, p) = 0, A q = λ q, ⟨c, q⟩ = 1`` with
+``λ = iω`` or ``e^{iθ}`` in real form (Kuznetsov 2004, §10.2.2), and carry the frequency and
+the first Lyapunov coefficient (Kuznetsov 2004, eq. (3.20) and §4.7 / §5.4). A flow's
+Hopf curve in two parameters (``hopf_curve``) is continued on Kuznetsov's standard system
+``(A² + κ I) v = 0`` with ``κ = ω²``, which passes through Bogdanov-Takens points
+(``κ = 0``).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -41,7 +54,7 @@ from ._system import (
     set_param,
 )
 
-BIFURCATIONS = ("fold", "flip")
+BIFURCATIONS = ("fold", "flip", "hopf")
 
 #: Largest ``num_steps`` of ``continue_branch`` and ``fold_curve``: the result holds
 #: ``num_steps + 1`` rows, allocated up front. A longer branch is continued by calling
@@ -50,17 +63,31 @@ MAX_CONTINUATION_STEPS = 100_000
 
 
 class BifurcationPoint(NamedTuple):
-    """A located fold or flip of a fixed-point branch.
+    """A located fold, flip or Hopf point of a fixed-point branch.
 
     Attributes:
-        kind: ``"fold"`` or ``"flip"``.
+        kind: ``"fold"``, ``"flip"`` (maps) or ``"hopf"``. For a map ``"hopf"`` is a
+            Neimark-Sacker point: a complex pair of multipliers ``e^{±iθ}`` on the unit
+            circle (``LOSS_OF_STABILITY_LABELS`` calls it ``"neimark_sacker"``).
         x: ``(*s)`` the fixed point at the bifurcation.
         p: ``()`` the parameter value.
         eigenvalues: ``(n,)`` of ``∂f/∂x`` there (one is 1 / -1 for a map fold / flip,
-            0 for a flow fold).
-        null_vector: ``(n,)`` the critical eigenvector ``v``.
-        converged: whether Newton on the extended system reached ``tol``.
-        residual: ``‖(g, M v, c·v - 1)‖`` at the returned point.
+            0 for a flow fold; a pair is ``±iω`` for a flow Hopf, ``e^{±iθ}`` for a map).
+        null_vector: ``(n,)`` the critical eigenvector: real ``v`` (fold, flip); for a Hopf
+            point the complex ``q`` with ``∂f/∂x q = iω q`` (``e^{iθ} q``), ``‖q‖ = 1``.
+        converged: whether Newton on the extended system reached ``tol`` (for a Hopf
+            point also: the frequency is not ≈ 0, which would be a fold or a
+            Bogdanov-Takens point, nor, for a map, ``θ`` ≈ π).
+        residual: ``‖(g, M v, c·v - 1)‖`` (Hopf: ``‖(g, A q - λ q, ⟨c, q⟩ - 1)‖``) at the
+            returned point.
+        frequency: ``()`` a Hopf point's ``ω > 0`` (flow; the period of the small cycles is
+            ``2π/ω``) or angle ``θ ∈ (0, π)`` (map); NaN for a fold or flip.
+        first_lyapunov_coefficient: ``()`` a Hopf point's ``l_1`` (flow, Kuznetsov 2004,
+            eq. (3.20)) or ``d = Re(e^{-iθ} c_1)`` (map, §4.7), with ``⟨q, q⟩ = 1``,
+            ``⟨p, q⟩ = 1``: negative for a supercritical point (a stable cycle or invariant
+            circle is born), positive for a subcritical one; NaN for a fold or flip.
+            For ``ẋ = -ωy + f(x, y), ẏ = ωx + g(x, y)`` it is ``2a/ω`` with ``a`` the
+            coefficient of Guckenheimer & Holmes (1983), eq. (3.4.11).
     """
 
     kind: str
@@ -70,6 +97,8 @@ class BifurcationPoint(NamedTuple):
     null_vector: jax.Array
     converged: jax.Array
     residual: jax.Array
+    frequency: Any = float("nan")
+    first_lyapunov_coefficient: Any = float("nan")
 
 
 class Branch(NamedTuple):
@@ -85,7 +114,8 @@ class Branch(NamedTuple):
             end, failed attempts).
         tangent_p: ``(S,)`` ``dp/ds``; it changes sign at a fold.
         residual: ``(S,)`` ``‖g(x, p)‖`` after the corrector.
-        bifurcations: located ``BifurcationPoint`` s, in order along the branch.
+        bifurcations: located ``BifurcationPoint`` s (kinds ``"fold"``, ``"flip"``,
+            ``"hopf"``), in order along the branch.
     """
 
     x: jax.Array
@@ -277,6 +307,125 @@ def _locate_fixed(f, x, params, *, kind, param, newton_steps, bifurcation):
     return xb, q, eigenvalues(f, xb, set_param(params, param, q)), v, res
 
 
+def _complex_form(D, args):
+    """A real multilinear form ``D`` applied to complex vectors, by expanding each argument
+    into its real and imaginary parts: ``2^k`` real evaluations for ``k`` arguments, one
+    ``vmap`` of ``D`` (traced once)."""
+    picks = np.array(list(itertools.product((0, 1), repeat=len(args))))
+    parts = [jnp.stack([jnp.real(a), jnp.imag(a)])[picks[:, m]] for m, a in enumerate(args)]
+    terms = jax.vmap(D)(*parts)
+    k = picks.sum(axis=1) % 4  # the factor i^k: 1, i, -1, -i
+    re = np.select([k == 0, k == 2], [1.0, -1.0], 0.0).astype(terms.dtype)
+    im = np.select([k == 1, k == 3], [1.0, -1.0], 0.0).astype(terms.dtype)
+    return jax.lax.complex(re @ terms, im @ terms)
+
+
+def _hopf_coefficient(F, y, w, q, kind):
+    """The first Lyapunov coefficient at a Hopf (flow) or Neimark-Sacker (map) point.
+
+    ``F`` is the (flattened) ``f`` at the critical parameter, ``y`` the fixed point,
+    ``w`` the frequency ``ω`` or angle ``θ`` and ``q`` the eigenvector with ``‖q‖ = 1``.
+    ``B``, ``C`` are the second and third derivatives of ``F`` as multilinear forms
+    (nested ``jax.jvp``); ``p`` solves ``Aᵀ p = λ̄ p`` with ``⟨p, q⟩ = p̄ᵀ q = 1``. Flow
+    (Kuznetsov 2004, eq. (3.20)): ``h11 = -A⁻¹ B(q, q̄)``, ``h20 = (2iω - A)⁻¹ B(q, q)``,
+    ``c1 = ⟨p, C(q, q, q̄) + 2 B(q, h11) + B(q̄, h20)⟩ / 2``, ``l1 = Re c1 / ω``. Map
+    (§4.7): ``h11 = (I - A)⁻¹ B(q, q̄)``, ``h20 = (e^{2iθ} - A)⁻¹ B(q, q)``, the same
+    ``c1``, ``d = Re(e^{-iθ} c1)``.
+    """
+    n = y.shape[0]
+    cdt = q.dtype
+    A = jax.jacfwd(F)(y)
+    eye = jnp.eye(n, dtype=cdt)
+
+    def d1(a):
+        return lambda x: jax.jvp(F, (x,), (a,))[1]
+
+    def d2(a, b):
+        return jax.jvp(d1(a), (y,), (b,))[1]
+
+    def d3(a, b, c):
+        return jax.jvp(lambda x: jax.jvp(d1(a), (x,), (b,))[1], (y,), (c,))[1]
+
+    def B(u, v):
+        return _complex_form(d2, (u, v))
+
+    def C(u, v, z):
+        return _complex_form(d3, (u, v, z))
+
+    lam = (jax.lax.complex(jnp.zeros_like(w), w) if kind == "flow"
+           else jax.lax.complex(jnp.cos(w), jnp.sin(w)))
+    Ac = A.astype(cdt)
+    _, _, vh = jnp.linalg.svd(Ac.T - jnp.conj(lam) * eye)
+    p = jnp.conj(vh[-1])
+    p = p / jnp.conj(jnp.vdot(p, q))
+    qb = jnp.conj(q)
+    if kind == "flow":
+        h11 = -jnp.linalg.solve(Ac, B(q, qb))
+        h20 = jnp.linalg.solve(2 * lam * eye - Ac, B(q, q))
+    else:
+        h11 = jnp.linalg.solve(eye - Ac, B(q, qb))
+        h20 = jnp.linalg.solve(lam * lam * eye - Ac, B(q, q))
+    c1 = 0.5 * jnp.vdot(p, C(q, q, qb) + 2 * B(q, h11) + B(qb, h20))
+    if kind == "flow":
+        return jnp.real(c1) / w
+    return jnp.real(jnp.conj(lam) * c1)
+
+
+@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "newton_steps"))
+def _locate_hopf(f, x, params, *, kind, param, newton_steps):
+    """Newton on ``g = 0, A q = λ q, ⟨c, q⟩ = 1`` in real form for ``(x, q_r, q_i, w, p)``.
+
+    ``λ = iω`` (flow) or ``e^{iθ}`` (map) with ``w`` = ω or θ; ``c`` is the eigenvector of
+    the guess's pair nearest the imaginary axis (unit circle), with ``Im λ > 0``.
+    """
+    shape = x.shape
+    dt = x.dtype
+    n = int(np.prod(shape, dtype=int))
+    g = residual(f, kind)
+
+    def F(y, q):
+        return jnp.reshape(f(jnp.reshape(y, shape), set_param(params, param, q)), (-1,))
+
+    def G(y, q):
+        return jnp.reshape(g(jnp.reshape(y, shape), set_param(params, param, q)), (-1,))
+
+    y0 = jnp.reshape(x, (-1,))
+    q0 = jnp.asarray(get_param(params, param), dt)
+    lam, vecs = jnp.linalg.eig(jax.jacfwd(F)(y0, q0))
+    distance = jnp.abs(jnp.real(lam)) if kind == "flow" else jnp.abs(jnp.abs(lam) - 1)
+    k = jnp.argmin(jnp.where(jnp.imag(lam) > 0, distance, jnp.inf))
+    c = vecs[:, k] / jnp.linalg.norm(vecs[:, k]).astype(vecs.dtype)
+    w0 = jnp.imag(lam[k]) if kind == "flow" else jnp.angle(lam[k])
+    cr, ci = jnp.real(c).astype(dt), jnp.imag(c).astype(dt)
+
+    def H(Z):
+        y, qr, qi, w, q = Z[:n], Z[n:2 * n], Z[2 * n:3 * n], Z[3 * n], Z[3 * n + 1]
+        Aqr = jax.jvp(lambda yy: F(yy, q), (y,), (qr,))[1]
+        Aqi = jax.jvp(lambda yy: F(yy, q), (y,), (qi,))[1]
+        if kind == "flow":
+            er, ei = Aqr + w * qi, Aqi - w * qr
+        else:
+            cs, sn = jnp.cos(w), jnp.sin(w)
+            er, ei = Aqr - (cs * qr - sn * qi), Aqi - (sn * qr + cs * qi)
+        norm = jnp.stack([cr @ qr + ci @ qi - 1.0, cr @ qi - ci @ qr])
+        return jnp.concatenate([G(y, q), er, ei, norm])
+
+    Z = _newton(H, jnp.concatenate([y0, cr, ci, w0.astype(dt)[None], q0[None]]), newton_steps)
+    res = jnp.linalg.norm(H(Z))
+    y, qr, qi, w, q = Z[:n], Z[n:2 * n], Z[2 * n:3 * n], Z[3 * n], Z[3 * n + 1]
+    if kind == "map":
+        w = jnp.arctan2(jnp.sin(w), jnp.cos(w))
+    # (q̄, -w) solves the same equations: report the pair member with w > 0.
+    qi = jnp.where(w < 0, -qi, qi)
+    w = jnp.abs(w)
+    qv = jax.lax.complex(qr, qi)
+    qv = qv / jnp.linalg.norm(qv).astype(qv.dtype)
+    l1 = _hopf_coefficient(lambda yy: F(yy, q), y, w, qv, kind)
+    xb = jnp.reshape(y, shape)
+    ev = eigenvalues(f, xb, set_param(params, param, q))
+    return xb, q, ev, qv, res, w, l1.astype(dt)
+
+
 def _check_common(f, kind, x0, params, param, *, name="x0"):
     check_system(f, kind)
     x0 = check_state(name, x0)
@@ -325,11 +474,19 @@ def locate_bifurcation(
     newton_steps: int = 30,
     tol: float | None = None,
 ) -> BifurcationPoint:
-    """Locate a fold or flip near ``(x_guess, params[param])`` by Newton's method.
+    """Locate a fold, flip or Hopf point near ``(x_guess, params[param])`` by Newton's method.
 
     Solves ``g(x, p) = 0, M(x, p) v = 0, c·v = 1`` for ``(x, v, p)``, with ``M = ∂g/∂x``
     for a fold (μ = +1 for a map, λ = 0 for a flow) and ``M = ∂f/∂x + I`` for a flip of a
     map (μ = -1); ``c`` is the null vector of ``M`` at the guess (Kuznetsov 2004, §10.2).
+
+    A Hopf point (``bifurcation="hopf"``; for a map the Neimark-Sacker point) solves
+    ``g(x, p) = 0, A q = λ q, ⟨c, q⟩ = 1`` with ``A = ∂f/∂x`` and ``λ = iω`` (flow) or
+    ``e^{iθ}`` (map), split into real and imaginary parts: ``3n + 2`` real equations in
+    ``(x, Re q, Im q, ω or θ, p)`` (Kuznetsov 2004, §10.2.2); ``c`` is the eigenvector at
+    the guess of the complex pair nearest the imaginary axis (unit circle). The result
+    carries ``frequency`` (ω or θ) and ``first_lyapunov_coefficient``; the state must have
+    at least two components.
 
     Arguments:
         f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
@@ -339,28 +496,53 @@ def locate_bifurcation(
         params: parameters (a dict, NamedTuple or dataclass).
         param: the name of the parameter that is solved for.
         kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default ``"flow"``).
-        bifurcation: ``"fold"`` or ``"flip"`` (maps only).
+        bifurcation: ``"fold"``, ``"flip"`` (maps only) or ``"hopf"`` (state of at least
+            two components; Neimark-Sacker for a map).
         newton_steps: Newton iterations; ``tol``: residual for ``converged`` (``sqrt(eps)``).
 
     Returns:
-        ``BifurcationPoint``.
+        ``BifurcationPoint`` (``frequency`` and ``first_lyapunov_coefficient`` NaN for a
+        fold or flip).
 
     Example:
         >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
         >>> bp = locate_bifurcation(flow, 0.3, params=jaxgrad.DoyaParams(5.0, -2.3), param="b")
         >>> round(float(bp.p), 3)   # ln(x/(1-x)) - 1/(1-x) at x = (1 - sqrt(1 - 4/5))/2
         -2.344
+
+        A Hopf point of ``ẋ = -x + g [[1, -1], [1, 1]] tanh(x)``: ``λ = g - 1 ± ig``, so
+        ``g = 1``, ``ω = 1``, and ``l_1 = -1/2`` (supercritical):
+
+        >>> rate = jaxgrad.vector_field(lambda x, u, p: -x + p["g"] * jnp.stack(
+        ...     [jnp.tanh(x[0]) - jnp.tanh(x[1]), jnp.tanh(x[0]) + jnp.tanh(x[1])]))
+        >>> bp = locate_bifurcation(rate, jnp.array([0.01, 0.0]), params={"g": 0.9},
+        ...                         param="g", bifurcation="hopf")
+        >>> [round(float(v), 3) for v in (bp.p, bp.frequency, bp.first_lyapunov_coefficient)]
+        [1.0, 1.0, -0.5]
     """
     f, kind = as_system(f, kind, "flow")
     x0, _ = _check_common(f, kind, x_guess, params, param, name="x_guess")
     check_choice("bifurcation", bifurcation, BIFURCATIONS)
     if bifurcation == "flip" and kind != "map":
         raise ValueError("`bifurcation`='flip' (μ = -1) exists only for kind='map'")
+    if bifurcation == "hopf" and x0.size < 2:
+        raise ValueError("`bifurcation`='hopf' needs a complex pair of eigenvalues: "
+                         f"`x_guess` must have at least 2 components, got shape {x0.shape}")
     newton_steps = check_positive_int("newton_steps", newton_steps)
     tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
+    if bifurcation == "hopf":
+        xb, q, ev, v, res, w, l1 = _locate_hopf(f, x0, params, kind=kind, param=param,
+                                                newton_steps=newton_steps)
+        # A root with w ≈ 0 is a fold (a Bogdanov-Takens point), one with θ ≈ π (map) a
+        # flip with a double -1: not Hopf points.
+        margin = 100 * tol
+        proper = (w > margin) & ((w < np.pi - margin) if kind == "map" else True)
+        ok = (res < tol) & proper & jnp.isfinite(l1)
+        return BifurcationPoint("hopf", xb, q, ev, v, ok, res, w, l1)
     xb, q, ev, v, res = _locate_fixed(f, x0, params, kind=kind, param=param,
                                       newton_steps=newton_steps, bifurcation=bifurcation)
-    return BifurcationPoint(bifurcation, xb, q, ev, v, res < tol, res)
+    nan = jnp.asarray(jnp.nan, x0.dtype)
+    return BifurcationPoint(bifurcation, xb, q, ev, v, res < tol, res, nan, nan)
 
 
 def continue_branch(
@@ -386,8 +568,12 @@ def continue_branch(
     direction of increasing (``direction=1``) or decreasing (``-1``) ``p``. The step is
     halved when the corrector fails and grown by 1.25 (up to ``ds_max``) when it succeeds;
     the branch ends when it leaves ``p_range`` or the step falls below ``ds_min``. Folds
-    (sign change of ``dp/ds``) and, for maps, flips (sign change of ``det(∂f/∂x + I)``) are
-    then located with ``locate_bifurcation`` (``locate=True``).
+    (sign change of ``dp/ds``), for maps flips (sign change of ``det(∂f/∂x + I)``), and for
+    a state of two or more components Hopf points (kind ``"hopf"``; for a map the
+    Neimark-Sacker point, a complex pair through the unit circle: sign change of the
+    bialternate product ``∏_{i<j} (λ_i + λ_j)``, or ``∏_{i<j} (μ_i μ_j - 1)`` for a map,
+    made by a complex pair; a neutral saddle, a real pair ``λ, -λ`` or ``μ, 1/μ``, is not
+    reported) are then located with ``locate_bifurcation`` (``locate=True``).
 
     Arguments:
         f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
@@ -404,7 +590,8 @@ def continue_branch(
             (``sqrt(eps)``).
 
     Returns:
-        ``Branch`` with ``num_steps + 1`` rows and the located bifurcations.
+        ``Branch`` with ``num_steps + 1`` rows and the located bifurcations (each a
+        ``BifurcationPoint`` of kind ``"fold"``, ``"flip"`` or ``"hopf"``).
 
     Example:
         >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
@@ -433,19 +620,60 @@ def continue_branch(
     if locate:
         idx = np.flatnonzero(np.asarray(valid))
         tp_h = np.asarray(tp)
-        flip_test = np.real(np.prod(np.asarray(ev) + 1.0, axis=-1))
+        ev_h = np.asarray(ev)
+        flip_test = np.real(np.prod(ev_h + 1.0, axis=-1))
+        brackets = []
         for i, j in zip(idx[:-1], idx[1:], strict=False):
-            kinds = []
             if np.sign(tp_h[i]) * np.sign(tp_h[j]) < 0:
-                kinds.append("fold")
+                brackets.append((i, j, "fold"))
             if kind == "map" and np.sign(flip_test[i]) * np.sign(flip_test[j]) < 0:
-                kinds.append("flip")
-            for b in kinds:
-                p_mid = set_param(params, param, jnp.asarray(0.5 * (ps[i] + ps[j]), dt))
-                found.append(locate_bifurcation(
-                    f, 0.5 * (xs[i] + xs[j]), params=p_mid, param=param, kind=kind,
-                    bifurcation=b, tol=tol))
+                brackets.append((i, j, "flip"))
+        brackets += [(i, j, "hopf") for i, j in _hopf_brackets(ev_h, idx, kind)]
+        for i, j, b in sorted(brackets, key=lambda br: br[0]):
+            p_mid = set_param(params, param, jnp.asarray(0.5 * (ps[i] + ps[j]), dt))
+            found.append(locate_bifurcation(
+                f, 0.5 * (xs[i] + xs[j]), params=p_mid, param=param, kind=kind,
+                bifurcation=b, tol=tol))
     return Branch(xs, ps, valid, ev, stability, tp, res, tuple(found))
+
+
+def _hopf_brackets(ev: np.ndarray, idx: np.ndarray, kind: str) -> list[tuple[int, int]]:
+    """Rows ``(i, j)`` of ``idx`` between which a complex pair crosses the imaginary axis
+    (flow) or the unit circle (map).
+
+    The bialternate test function ``ψ = ∏_{i<j} (λ_i + λ_j)`` (flow) or
+    ``∏_{i<j} (μ_i μ_j - 1)`` (map) is real and changes sign where a factor passes through
+    zero (Kuznetsov 2004, §10.2.2); its sign is taken as the product of the factors'
+    phases, free of overflow. The factor nearest zero tells a Hopf point (a complex
+    conjugate pair, ``Im λ ≠ 0``) from a neutral saddle (a real pair ``λ, -λ`` or
+    ``μ, 1/μ``), which is skipped. Rows where ``ψ`` is exactly zero are stepped over.
+    """
+    n = ev.shape[-1]
+    if n < 2 or idx.size < 2:
+        return []
+    a_idx, b_idx = np.triu_indices(n, 1)
+    eps = np.finfo(np.real(ev).dtype).eps
+    sign = np.zeros(idx.size)
+    nearest = []  # per row: (|factor| nearest zero, its pair (λ_a, λ_b))
+    for r, row in enumerate(idx):  # one row at a time: n(n-1)/2 factors in memory
+        a, b = ev[row, a_idx], ev[row, b_idx]
+        factor = a + b if kind == "flow" else a * b - 1.0
+        size = np.abs(factor)
+        if np.all(size > 0):
+            sign[r] = np.sign(np.round(np.real(np.prod(factor / size)), 6))
+        k = int(np.argmin(size))
+        nearest.append((size[k], a[k], b[k]))
+    rows = np.flatnonzero(sign != 0)
+    out = []
+    for r, s in zip(rows[:-1], rows[1:], strict=False):
+        if sign[r] * sign[s] >= 0:
+            continue
+        # The pair nearest its crossing, at the end of the bracket where it is nearer.
+        _, la, lb = min(nearest[r], nearest[s], key=lambda t: t[0])
+        scale = max(1.0, abs(la))
+        if abs(la.imag) > 1e3 * eps * scale and la.imag * lb.imag < 0:
+            out.append((int(idx[r]), int(idx[s])))
+    return out
 
 
 def fold_curve(
@@ -574,3 +802,198 @@ def _locate_cusp(f, z, params, *, kind, param, param2, shape, newton_steps):
     E = _extended_fold_system(f, kind, param, param2, params, shape, c)
     Y, _, q, res = _locate(E, z[:-1], z[-1], 0.0, newton_steps)
     return Y, q, res
+
+
+class BogdanovTakensPoint(NamedTuple):
+    """A Bogdanov-Takens point on a Hopf curve: where ``ω → 0`` (a double zero eigenvalue)
+    and the Hopf curve turns into a neutral-saddle curve.
+
+    Attributes:
+        x: ``(*s)`` the fixed point; ``p``, ``p2``: ``()`` the two parameters.
+        converged: whether Newton on the extended system (``κ = ω² = 0``) reached ``tol``.
+        residual: its residual.
+    """
+
+    x: jax.Array
+    p: jax.Array
+    p2: jax.Array
+    converged: jax.Array
+    residual: jax.Array
+
+
+class HopfCurve(NamedTuple):
+    """A Hopf curve of a flow in two parameters (``S`` rows).
+
+    Attributes:
+        x: ``(S, *s)`` the fixed point; ``p``: ``(S,)`` the first parameter; ``p2``:
+            ``(S,)`` the second.
+        kappa: ``(S,)`` ``κ = ω²``: positive on the Hopf curve, negative where it has
+            become a neutral-saddle curve (real eigenvalues ``±√-κ``).
+        frequency: ``(S,)`` ``ω = √κ``, NaN where ``κ < 0``.
+        valid: ``(S,)`` accepted points inside ``p2_range``.
+        bogdanov_takens: located ``BogdanovTakensPoint`` s (sign changes of ``κ``).
+    """
+
+    x: jax.Array
+    p: jax.Array
+    p2: jax.Array
+    kappa: jax.Array
+    frequency: jax.Array
+    valid: jax.Array
+    bogdanov_takens: tuple[BogdanovTakensPoint, ...]
+
+
+def _standard_hopf_system(f, param, param2, params, shape, v0):
+    """``E((x, v, p, κ), p2) = (f, A² v + κ v, v·v - 1, v·v0)`` (Kuznetsov 2004, §10.2.2):
+    regular through a Bogdanov-Takens point, where ``κ = ω²`` changes sign."""
+    n = int(np.prod(shape, dtype=int))
+
+    def E(Y, q):
+        y, v, p, kappa = Y[:n], Y[n:2 * n], Y[2 * n], Y[2 * n + 1]
+
+        def F(z):
+            pp = set_param(set_param(params, param2, q), param, p)
+            return jnp.reshape(f(jnp.reshape(z, shape), pp), (-1,))
+
+        Av = jax.jvp(F, (y,), (v,))[1]
+        AAv = jax.jvp(F, (y,), (Av,))[1]
+        return jnp.concatenate([F(y), AAv + kappa * v, (v @ v - 1.0)[None],
+                                (v @ v0)[None]])
+
+    return E
+
+
+@functools.partial(jax.jit, static_argnames=("f", "param", "param2", "num_steps",
+                                             "newton_steps"))
+def _hopf_curve_arrays(f, x, params, p2_lo, p2_hi, direction, ds, ds_min, ds_max, tol, *,
+                       param, param2, num_steps, newton_steps):
+    shape = x.shape
+    q0 = jnp.asarray(get_param(params, param2), x.dtype)
+    start = set_param(params, param2, q0)
+    xb, p, _, qv, _, w, _ = _locate_hopf(f, x, start, kind="flow", param=param,
+                                         newton_steps=newton_steps)
+    v = jnp.real(qv) / jnp.linalg.norm(jnp.real(qv))
+    u = jnp.imag(qv) - (jnp.imag(qv) @ v) * v
+    v0 = u / jnp.linalg.norm(u)  # in the eigenplane, orthogonal to v
+    E = _standard_hopf_system(f, param, param2, params, shape, v0)
+    Y0 = jnp.concatenate([jnp.reshape(xb, (-1,)), v, p[None], (w * w)[None]])
+    zs, ts, acc, res = _arclength(
+        E, Y0, q0, direction=direction, ds=ds, ds_min=ds_min, ds_max=ds_max,
+        num_steps=num_steps, q_lo=p2_lo, q_hi=p2_hi, newton_steps=newton_steps, tol=tol)
+    return zs, acc, v0
+
+
+@functools.partial(jax.jit, static_argnames=("f", "param", "param2", "shape", "newton_steps"))
+def _locate_bogdanov_takens(f, z, v0, params, *, param, param2, shape, newton_steps):
+    """Newton on the standard system with ``κ = 0`` for ``(x, v, p, p2)``."""
+    n = int(np.prod(shape, dtype=int))
+    E = _standard_hopf_system(f, param, param2, params, shape, v0)
+
+    def H(Z):
+        zero = jnp.zeros((1,), Z.dtype)
+        return E(jnp.concatenate([Z[:2 * n + 1], zero]), Z[-1])
+
+    Z0 = jnp.concatenate([z[:2 * n + 1], z[-1:]])
+    Z = _newton(H, Z0, newton_steps)
+    return Z, jnp.linalg.norm(H(Z))
+
+
+def hopf_curve(
+    f: Callable,
+    x0: Any,
+    *,
+    params: Any,
+    param: str,
+    param2: str,
+    p2_range: tuple[float, float],
+    kind: str | None = None,
+    direction: int = 1,
+    ds: float = 0.02,
+    ds_min: float | None = None,
+    ds_max: float | None = None,
+    num_steps: int = 300,
+    newton_steps: int = 10,
+    tol: float | None = None,
+) -> HopfCurve:
+    """The Hopf curve of a flow's fixed points in two parameters, with its Bogdanov-Takens
+    points.
+
+    The Hopf point near ``(x0, params[param])`` is located at ``params[param2]``
+    (``locate_bifurcation(..., bifurcation="hopf")``); Kuznetsov's standard defining system
+    ``f(x, p) = 0, (A² + κ I) v = 0, v·v = 1, v·v0 = 0`` (``A = ∂f/∂x``, ``κ = ω²``,
+    ``v0`` a fixed vector of the starting eigenplane; Kuznetsov 2004, §10.2.2) in the
+    unknowns ``(x, v, param, κ)`` is then continued by pseudo-arclength in ``param2``.
+    It stays regular where ``ω → 0``: there (``κ`` changes sign) the curve has a
+    Bogdanov-Takens point, located by Newton with ``κ = 0``, and continues as a curve of
+    neutral saddles (``κ < 0``). For FitzHugh-Nagumo ``v' = v - v³/3 - w + I``,
+    ``w' = ε(v + a - b w)`` the Hopf curve is ``v = -√(1 - εb)``,
+    ``I = v³/3 - v + (v + a)/b``, ``ω² = ε(1 - εb²)``, with its Bogdanov-Takens point at
+    ``b = 1/√ε``.
+
+    Arguments:
+        f, x0, params: as in ``continue_branch``; a flow (``jaxgrad.vector_field(F)`` or
+            ``f(x, p)`` with ``kind="flow"``) with a state of at least two components;
+            ``x0`` near a Hopf point in ``param``.
+        param: the first parameter (solved for on the curve), ``param2``: the second
+            (continued), both fields of ``params``.
+        p2_range: ``(lo, hi)`` of ``param2``, containing ``params[param2]``.
+        direction, ds, ds_min, ds_max, num_steps, newton_steps, tol: as in
+            ``continue_branch`` (steps in ``(x, v, param, κ, param2)``).
+
+    Returns:
+        ``HopfCurve`` with ``num_steps + 1`` rows.
+
+    Example:
+        >>> def fhn(z, u, p):
+        ...     return jnp.stack([z[0] - z[0] ** 3 / 3 - z[1] + p["I"],
+        ...                       0.08 * (z[0] + 0.7 - p["b"] * z[1])])
+        >>> hc = hopf_curve(jaxgrad.vector_field(fhn), jnp.array([-1.0, -0.4]),
+        ...                 params={"I": 0.33, "b": 0.8}, param="I", param2="b",
+        ...                 p2_range=(0.8, 4.0), ds=0.05)
+        >>> round(float(hc.bogdanov_takens[0].p2), 3)   # 1/sqrt(0.08)
+        3.536
+    """
+    f, kind = as_system(f, kind, "flow")
+    x0, _ = _check_common(f, kind, x0, params, param)
+    if kind != "flow":
+        raise ValueError("`hopf_curve` continues Hopf points of a flow; `f` is a map "
+                         "(Neimark-Sacker curves are not supported)")
+    if x0.size < 2:
+        raise ValueError("a Hopf point needs a complex pair of eigenvalues: `x0` must have "
+                         f"at least 2 components, got shape {x0.shape}")
+    if param2 is None or param2 == param:
+        raise ValueError(f"`param2` must name a second parameter other than {param!r}, "
+                         f"got {param2!r}")
+    check_param(params, param2, name="param2")
+    p2 = get_param(params, param2)
+    if np.ndim(p2) != 0:
+        raise ValueError(f"`params.{param2}` must be a scalar, got shape {np.shape(p2)}")
+    lo, hi = check_interval("p2_range", p2_range)
+    if not lo <= float(p2) <= hi:
+        raise ValueError(f"`params.{param2}`={float(p2)} must lie inside `p2_range` "
+                         f"({lo}, {hi})")
+    ds, ds_min, ds_max, num_steps, newton_steps = _check_steps(
+        direction, ds, ds_min, ds_max, num_steps, newton_steps)
+    tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
+    dt = x0.dtype
+    zs, acc, v0 = _hopf_curve_arrays(
+        f, x0, params, jnp.asarray(lo, dt), jnp.asarray(hi, dt), jnp.asarray(direction, dt),
+        jnp.asarray(ds, dt), jnp.asarray(ds_min, dt), jnp.asarray(ds_max, dt),
+        jnp.asarray(tol, dt), param=param, param2=param2, num_steps=num_steps,
+        newton_steps=newton_steps)
+    shape = x0.shape
+    n = int(np.prod(shape, dtype=int))
+    xs = jnp.reshape(zs[:, :n], (zs.shape[0], *shape))
+    kappa = zs[:, 2 * n + 1]
+    points: list[BogdanovTakensPoint] = []
+    idx = np.flatnonzero(np.asarray(acc))
+    kappa_h = np.asarray(kappa)
+    for i, j in zip(idx[:-1], idx[1:], strict=False):
+        if np.sign(kappa_h[i]) * np.sign(kappa_h[j]) < 0:
+            Z, r = _locate_bogdanov_takens(f, 0.5 * (zs[i] + zs[j]), v0, params, param=param,
+                                           param2=param2, shape=shape,
+                                           newton_steps=newton_steps)
+            points.append(BogdanovTakensPoint(jnp.reshape(Z[:n], shape), Z[2 * n], Z[-1],
+                                              r < tol, r))
+    frequency = jnp.where(kappa >= 0, jnp.sqrt(jnp.maximum(kappa, 0.0)), jnp.nan)
+    return HopfCurve(xs, zs[:, 2 * n], zs[:, -1], kappa, frequency, acc, tuple(points))

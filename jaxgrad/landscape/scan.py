@@ -193,15 +193,15 @@ def scan_landscape(
             The Hessian quantities share one Lanczos run per point (``min(P,
             lanczos_iterations)`` Hessian-vector products, one more for the scale and one
             per residual asked for), from a fixed random start vector, so a scan is
-            deterministic. With ``lanczos_iterations >= P`` they are exact up to rounding.
-            With ``k < P`` steps the Ritz value is at most ``λ_max`` (at least
-            ``λ_min``; up to rounding), short of it by an error that shrinks like ``T_{k-1}(1 + 2γ)⁻²``, ``T`` the
-            Chebyshev polynomial and ``γ = (λ₁ − λ₂)/(λ₂ − λ_P)`` the relative gap
-            (Kaniel–Paige–Saad; Saad 2011, sec. 6.6); the residual is the a-posteriori
-            check (it can miss an eigenvalue the start vector does not reach, which has
-            probability zero). In float32 the eigenvalues are found to about
-            ``1e-7 · ‖H‖`` absolutely. A point where the Hessian is not finite has NaN
-            there (and ``finite = False``).
+            deterministic. With ``lanczos_iterations >= P`` they are exact up to
+            rounding. With ``k < P`` steps the Ritz value is at most ``λ_max`` (at least
+            ``λ_min``; up to rounding), short of it by an error that shrinks like
+            ``T_{k-1}(1 + 2γ)⁻²``, ``T`` the Chebyshev polynomial and ``γ = (λ₁ − λ₂) /
+            (λ₂ − λ_P)`` the relative gap (Kaniel–Paige–Saad; Saad 2011, sec. 6.6). The
+            residual is the a-posteriori check (it cannot see an eigenvalue the start
+            vector does not reach, which has probability zero). In float32 the
+            eigenvalues are found to about ``1e-7 · ‖H‖`` absolutely. A point where the
+            Hessian is not finite holds NaN there (and ``finite = False``).
         lanczos_iterations: Lanczos steps per point for the Hessian quantities (``>= 1``,
             default 20; at most ``P`` are taken).
 

@@ -27,7 +27,8 @@ def _spectrum_matrix(seed: int, eigenvalues: np.ndarray) -> np.ndarray:
 def test_lanczos_core_under_vmap_many_spectra(x64):
     """The jittable core (``lanczos_ritz`` + ``ritz_pairs``) vmapped over 40 random
     symmetric matrices: the top and bottom Ritz values against ``numpy.linalg.eigh``, each
-    within its residual, and exact once ``m = P``."""
+    within its residual of an eigenvalue; after two steps short of the extremes, with a
+    residual that says so. (``m >= P``, exact: the one-unit RNN test below, ``P = 2``.)"""
     P, m, n = 24, 16, 40
     rng = np.random.default_rng(0)
     mats = np.stack([_spectrum_matrix(s, np.concatenate([[4.0 + s % 3, -2.5],
@@ -39,12 +40,20 @@ def test_lanczos_core_under_vmap_many_spectra(x64):
         theta, _, res = ritz_pairs(run, jnp.asarray([steps - 1, 0]))
         return theta / run.scale, res / run.scale
 
-    for steps, tight in ((m, False), (P, True)):
+    lam = np.linalg.eigvalsh(mats)
+    for steps in (m, 2):
         theta, res = jax.jit(jax.vmap(partial(extremes, steps=steps)))(jnp.asarray(mats))
-        ref = np.linalg.eigvalsh(mats)[:, [-1, 0]]
-        err = np.abs(np.asarray(theta) - ref)
-        assert np.all(err <= np.asarray(res) + 1e-12), (err.max(), np.asarray(res).max())
-        assert err.max() < (1e-12 if tight else 1e-6)
+        theta, res = np.asarray(theta), np.asarray(res)
+        err = np.abs(theta - lam[:, [-1, 0]])
+        # The residual bounds the distance to the nearest eigenvalue.
+        nearest = np.min(np.abs(theta[:, :, None] - lam[:, None, :]), axis=-1)
+        assert np.all(nearest <= res + 1e-12)
+        if steps == 2:  # a 2-D Krylov space: inside the spectrum, and a large residual
+            assert np.all(theta[:, 0] < lam[:, -1] - 1e-3) and np.all(theta[:, 1] > lam[:, 0])
+            assert np.all(res > 0.05 * np.abs(theta))
+        else:
+            assert np.all(err <= res + 1e-12)
+            assert err.max() < 1e-6
 
 
 def _quadratic_problem():
@@ -65,29 +74,14 @@ def _quadratic_problem():
 def test_quadratic_known_spectrum(x64):
     loss, params = _quadratic_problem()
     axes = {"a": (-1.0, 1.0, 3), "b": (-2.0, 2.0, 4)}
-    scan = jaxgrad.scan_landscape(loss, params, axes, quantities=HESSIAN, chunk_size=5,
-                                  progress=False)  # 20 Lanczos steps, P = 30
+    scan = jaxgrad.scan_landscape(loss, params, axes, gradient="none", quantities=HESSIAN,
+                                  chunk_size=5, progress=False)  # 20 Lanczos steps, P = 30
     q = scan.quantities
     assert all(q[name].shape == (3, 4) for name in HESSIAN) and scan.finite.all()
     np.testing.assert_allclose(q["sharpness"], 5.0, rtol=1e-10)
     np.testing.assert_allclose(q["min_curvature"], -3.0, rtol=1e-8)
     assert np.all(np.abs(q["sharpness"] - 5.0) <= q["sharpness_residual"] + 1e-13)
     assert np.all(np.abs(q["min_curvature"] + 3.0) <= q["min_curvature_residual"] + 1e-13)
-    # More steps than parameters: P steps are taken, exact up to rounding.
-    full = jaxgrad.scan_landscape(loss, params, axes, quantities=("sharpness",),
-                                  lanczos_iterations=100, progress=False)
-    np.testing.assert_allclose(full.quantities["sharpness"], 5.0, rtol=1e-13)
-    np.testing.assert_allclose(full.loss, scan.loss, rtol=1e-14)
-    # Two Lanczos steps see only a 2-D Krylov space: the Ritz value is below λ_max, and the
-    # residual is large (it bounds the distance to the nearest eigenvalue, not to λ_max).
-    few = jaxgrad.scan_landscape(loss, params, axes,
-                                 quantities=("sharpness", "sharpness_residual"),
-                                 lanczos_iterations=2, progress=False)
-    sharp, res = few.quantities["sharpness"], few.quantities["sharpness_residual"]
-    eig = np.concatenate([[5.0, -3.0], np.linspace(-1.0, 2.0, 28)])
-    nearest = np.min(np.abs(sharp[..., None] - eig), axis=-1)
-    assert np.all(sharp < 5.0 - 1e-3) and np.all(res > 0.1 * np.abs(sharp))
-    assert np.all(nearest <= res + 1e-13)
 
 
 def _mlp_loss(p, x, y):
@@ -125,7 +119,8 @@ def _reference_extremes(loss, params, scan, axes) -> np.ndarray:
 
 def test_mlp_against_numpy_eigh_float64_and_hessian_eigenvalues(x64):
     loss, params, axes = _mlp_problem(jnp.float64)
-    scan = jaxgrad.scan_landscape(loss, params, axes, quantities=HESSIAN, progress=False)
+    scan = jaxgrad.scan_landscape(loss, params, axes, gradient="none", quantities=HESSIAN,
+                                  progress=False)
     ref = _reference_extremes(loss, params, scan, axes)
     q = scan.quantities
     assert scan.finite.all() and q["sharpness"].shape == (3, 3)
@@ -150,7 +145,8 @@ def test_mlp_against_numpy_eigh_float64_and_hessian_eigenvalues(x64):
 
 def test_mlp_against_numpy_eigh_float32():
     loss, params, axes = _mlp_problem(jnp.float32)
-    scan = jaxgrad.scan_landscape(loss, params, axes, quantities=HESSIAN, progress=False)
+    scan = jaxgrad.scan_landscape(loss, params, axes, gradient="none", quantities=HESSIAN,
+                                  progress=False)
     q = scan.quantities
     assert q["sharpness"].dtype == np.float32 and scan.finite.all()
     ref = _reference_extremes(loss, params, scan, axes)
@@ -185,7 +181,7 @@ def test_sharpness_blows_up_at_the_pascanu_cliff(x64):
     assert int(np.argmax(sharp)) == int(np.argmax(g)) == 30
     assert sharp[30] > 1e6 * max(sharp[29], sharp[31]) and sharp[30] > 1e7
     assert np.all(np.diff(sharp[:31]) > 0) and np.all(np.diff(sharp[30:]) < 0)
-    # P = 2: two Lanczos steps are exact; the residual is rounding.
+    # P = 2: two Lanczos steps are taken (of the default 20), exact; the residual is rounding.
     assert np.all(scan.quantities["sharpness_residual"] <= 1e-10 * np.abs(sharp))
 
 
@@ -207,19 +203,25 @@ def test_nonfinite_points_are_reported():
                                0.75 / np.sqrt(scan.coords[0][~bad]), rtol=1e-5)
 
 
+def _small_quadratic(p):
+    return (p["a"] - 1.0) ** 2 + 3.0 * p["b"] ** 2 + p["a"] * p["b"]
+
+
 def test_lanczos_iterations_is_part_of_a_checkpoint(tmp_path):
-    loss, params = _quadratic_problem()
-    kw = dict(quantities=("sharpness",), checkpoint=tmp_path / "scan", progress=False)
-    axes = {"a": (-1.0, 1.0, 2)}
-    jaxgrad.scan_landscape(loss, params, axes, lanczos_iterations=5, **kw)
+    kw = dict(gradient="none", quantities=("sharpness",), checkpoint=tmp_path / "scan",
+              progress=False)
+    params, axes = {"a": 0.0, "b": 0.0}, {"a": (-1.0, 1.0, 2)}
+    done = jaxgrad.scan_landscape(_small_quadratic, params, axes, lanczos_iterations=1, **kw)
+    # One Lanczos step: the Rayleigh quotient of the start vector, below 4 + √2.
+    assert np.all(np.asarray(done.quantities["sharpness"]) < 4.0 + np.sqrt(2.0) - 1e-3)
     with pytest.raises(ValueError, match="`lanczos_iterations`"):
-        jaxgrad.scan_landscape(loss, params, axes, lanczos_iterations=6, **kw)
+        jaxgrad.scan_landscape(_small_quadratic, params, axes, lanczos_iterations=2, **kw)
 
 
 @pytest.mark.parametrize("value,error", [(0, ValueError), (-3, ValueError), (2.5, TypeError),
                                          (True, TypeError)])
 def test_lanczos_iterations_bad_input(value, error):
-    loss, params = _quadratic_problem()
     with pytest.raises(error, match="`lanczos_iterations`"):
-        jaxgrad.scan_landscape(loss, params, {"a": (-1.0, 1.0, 2)}, quantities=("sharpness",),
-                               lanczos_iterations=value, progress=False)
+        jaxgrad.scan_landscape(_small_quadratic, {"a": 0.0, "b": 0.0}, {"a": (-1.0, 1.0, 2)},
+                               quantities=("sharpness",), lanczos_iterations=value,
+                               progress=False)

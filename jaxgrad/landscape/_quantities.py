@@ -5,7 +5,8 @@ name with ``@quantity``; ``scan_landscape`` returns the ones it is asked for, st
 checkpointed like the rest (the loss and its first derivatives through ``gradient=``, any
 other through ``quantities=``). A ``Point`` holds ``θ``, the axes' tangents ``D`` and the
 loss as a function of the flat parameters; what several quantities share (the loss and
-its gradient, by the scan's forward or reverse mode) is computed once per point.
+its gradient, by the scan's forward or reverse mode; one Lanczos run on the Hessian for
+``sharpness``, ``min_curvature`` and their residuals) is computed once per point.
 
 Adding a quantity is one function here, e.g.::
 

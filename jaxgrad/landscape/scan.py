@@ -8,7 +8,8 @@ where each axis ``k`` is either a named scalar parameter (``D_k`` is its unit ve
 ``c_k`` its value) or a direction in parameter space (``D_k = d`` and ``c_k = α``). At
 every point it returns the loss, the derivative along every scanned axis ``∂L/∂c_k =
 ⟨∇L, D_k⟩``, the full gradient norm ``‖∇_θ L‖₂`` and any other per-point quantity asked
-for (``_quantities``: one function each).
+for (``_quantities``: one function each), such as the sharpness ``λ_max(∇²_θ L)`` by
+Lanczos on Hessian-vector products.
 
 The grid is evaluated in chunks of equal shape by one jitted function (compiled once),
 each chunk split over all devices along the grid-point axis with ``jax.sharding``
@@ -227,6 +228,14 @@ def scan_landscape(
         ...                       {"a": (-1.0, 3.0, 41), "b": (-1.0, 1.0, 21)})
         >>> scan.loss.shape, scan.axis_gradients.shape
         ((41, 21), (41, 21, 2))
+
+        The top Hessian eigenvalue over all parameters at every point (here
+        ``diag(2, 6)`` everywhere):
+
+        >>> sharp = scan_landscape(loss, {"a": 0.0, "b": 0.0}, {"a": (-1.0, 3.0, 5)},
+        ...                        gradient="none", quantities=["sharpness"], progress=False)
+        >>> sharp.quantities["sharpness"].round(4)
+        array([6., 6., 6., 6., 6.], dtype=float32)
 
         Across hosts, the same script on every host (or under a cluster launcher, where
         ``jax.distributed.initialize()`` finds its arguments itself)::

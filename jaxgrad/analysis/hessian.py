@@ -15,6 +15,9 @@ hessian-eigenthings (Golmant 2018), both PyTorch.
   ``r <= tol · |θ|``. The residual does not tell that ``θ`` is the ``k``-th largest
   eigenvalue rather than another one: a Krylov method only sees the directions its start
   vector reaches, which holds with probability one over the random start.
+  The Lanczos run and the residuals are pure traceable functions (``lanczos_ritz``,
+  ``ritz_pairs``): ``scan_landscape``'s per-point ``sharpness`` and ``min_curvature`` run
+  them at every grid point under ``vmap``.
 - ``hessian_trace``: Hutchinson's estimator (Hutchinson 1989) or Hutch++ (Meyer, Musco,
   Musco & Woodruff 2021, arXiv:2010.09649), with a standard error.
 - ``hessian_spectral_density``: the eigenvalue density by stochastic Lanczos quadrature

@@ -199,10 +199,17 @@ def scan_landscape(
             ``λ_min``; up to rounding), short of it by an error that shrinks like
             ``T_{k-1}(1 + 2γ)⁻²``, ``T`` the Chebyshev polynomial and ``γ = (λ₁ − λ₂) /
             (λ₂ − λ_P)`` the relative gap (Kaniel–Paige–Saad; Saad 2011, sec. 6.6). The
-            residual is the a-posteriori check (it cannot see an eigenvalue the start
-            vector does not reach, which has probability zero). In float32 the
-            eigenvalues are found to about ``1e-7 · ‖H‖`` absolutely. A point where the
-            Hessian is not finite holds NaN there (and ``finite = False``).
+            residual is the a-posteriori check: it bounds the distance to the nearest
+            eigenvalue, so a residual small against ``|λ|`` (``hessian_eigenvalues``
+            calls ``≤ √eps · |λ|`` converged) means ``λ`` is an eigenvalue to that
+            accuracy (that it is the largest is what Lanczos converges to from a random
+            start, as in ``hessian_eigenvalues``, not what the residual proves); a large
+            one asks for more steps. Rounding: an eigenvalue is found to about
+            ``eps · ‖H‖`` absolutely, and where the Hessian is far smaller than the terms
+            it is computed from (a flat plateau of a long recurrence), float32 may not
+            resolve it at all (residual ``≳ |λ|``; use float64). A point where the
+            Hessian is not finite holds NaN there (and ``finite = False``). Memory: each
+            point evaluated at once (``block_size``) keeps its ``k × P`` Lanczos basis.
         lanczos_iterations: Lanczos steps per point for the Hessian quantities (``>= 1``,
             default 20; at most ``P`` are taken).
 

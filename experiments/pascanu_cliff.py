@@ -10,6 +10,10 @@ cusp (w = 4, x = 0) and w*, the start sits in the basin of a branch that vanishe
 (saddle-node) bifurcation, so the cliff there is the fold curve itself, 0 ≤ x ≤ 0.5.
 On each side the loss is (σ(x*) - 0.7)² at the stable fixed point x* reached.
 
+The sharpness (the top eigenvalue of the Hessian of E in (w, b), per grid point by
+``scan_landscape(..., quantities=["sharpness"])``) blows up on the cliff with the gradient
+norm: both peak at the same grid point, on the closed-form cliff.
+
 Gradient descent (optax.sgd) from an ensemble of starts beside the cliff, with and without
 optax.clip_by_global_norm: unclipped steps taken on the cliff are catapults; clipped
 steps never exceed lr · threshold (Pascanu et al., section 3.2).
@@ -100,9 +104,17 @@ def run(config: dict) -> Result:
                    num_steps=config["num_steps"])
     params = jaxgrad.OneUnitParams(5.0, -3.0)
     sw, sb = config["surface_w"], config["surface_b"]
-    surface = jaxgrad.scan_landscape(
-        loss, params, {"w": (sw[0], sw[1], int(sw[2])), "b": (sb[0], sb[1], int(sb[2]))},
-        progress=False)
+    surface_axes = {"w": (sw[0], sw[1], int(sw[2])), "b": (sb[0], sb[1], int(sb[2]))}
+    surface = jaxgrad.scan_landscape(loss, params, surface_axes, progress=False)
+    # The sharpness on the same grid, in float64: on the plateaus (|λ| ~ 1e-14..1e-8) the
+    # float32 Hessian-vector products do not resolve it (half the quick grid has a
+    # residual above 1% of λ there, some λ ≤ 0), while float64 resolves every point.
+    with jax.enable_x64(True):
+        params64 = jaxgrad.OneUnitParams(jnp.asarray(5.0, jnp.float64),
+                                         jnp.asarray(-3.0, jnp.float64))
+        curvature = jaxgrad.scan_landscape(loss, params64, surface_axes, gradient="none",
+                                           quantities=("sharpness", "sharpness_residual"),
+                                           progress=False)
     W, B = (c.astype(np.float64) for c in surface.coords)
     hw, hb = W[1] - W[0], B[1] - B[0]
     cliffs = jaxgrad.find_cliffs(surface)
@@ -137,6 +149,20 @@ def run(config: dict) -> Result:
     jw, jb = (float(v) for v in jp[i_far]) if len(along_b) else (np.nan, np.nan)
     iw = int(np.argmin(np.abs(W - jw)))
     ib = int(np.searchsorted(B, jb))
+    # Sharpness λ_max(∇²E) against the gradient norm: where each peaks, in grid cells.
+    sharp = np.asarray(curvature.quantities["sharpness"], np.float64)
+    sharp_res = np.asarray(curvature.quantities["sharpness_residual"], np.float64)
+    grad_norm = np.asarray(surface.gradient_norm, np.float64)
+    i_sharp = np.unravel_index(int(np.nanargmax(sharp)), sharp.shape)
+    i_grad = np.unravel_index(int(np.nanargmax(grad_norm)), grad_norm.shape)
+    peak_cells = int(np.max(np.abs(np.subtract(i_sharp, i_grad))))
+    peak_w, peak_b = float(W[i_sharp[0]]), float(B[i_sharp[1]])
+    peak_on_cliff = float(np.min(np.max(np.abs(np.asarray([peak_w, peak_b]) - curve)
+                                        / np.asarray([hw, hb]), axis=-1)))
+    max_sharpness = float(sharp[i_sharp])
+    median_sharpness = float(np.median(np.abs(sharp)))
+    resolved = (sharp > 0) & (sharp_res <= 1e-2 * np.abs(sharp))
+
     loss_below = float(surface.loss[iw, ib - 1])
     loss_above = float(surface.loss[iw, ib])
     ref_below = fixed_point_loss(W[iw], B[ib - 1], target, branch="lower")
@@ -171,6 +197,18 @@ def run(config: dict) -> Result:
                     rtol=1e-3, atol=1e-6, note=f"at w = {W[iw]:.3g}"),
         check_close("loss above the cliff vs upper fixed point", loss_above, ref_above,
                     rtol=1e-3, atol=1e-6, note=f"at w = {W[iw]:.3g}"),
+        check_bound("sharpness peak vs gradient-norm peak (grid cells)", peak_cells, 1.0,
+                    note=f"λ_max(∇²E) peaks at (w, b) = ({peak_w:.3g}, {peak_b:.3g})"),
+        check_bound("sharpness peak: distance from the closed-form cliff (grid cells)",
+                    peak_on_cliff, 1.0, note="fold curve ∪ basin line, as above"),
+        check_bound("sharpness peak / median |sharpness|", max_sharpness / median_sharpness,
+                    1e6, kind=">=", note="the curvature blows up on the cliff"),
+        check_bound("sharpness at its peak: relative residual ‖Hy − λy‖/|λ|",
+                    float(sharp_res[i_sharp]) / abs(max_sharpness), 1e-10,
+                    note="Lanczos error estimate, float64 (P = 2: exact up to rounding)"),
+        check_bound("sharpness: points not resolved (residual > 1% of λ, or λ ≤ 0)",
+                    int(np.sum(~resolved)), 0.0,
+                    note="float64; the largest relative residual is at λ ~ 1e-19"),
         check_bound("clipped GD: largest update norm", max_step_clipped, lr * thr * (1 + 1e-5),
                     note="optax.clip_by_global_norm bounds ‖Δθ‖ by lr·threshold"),
         check_bound("unclipped GD: largest update norm", max_step_unclipped, 10 * lr * thr,
@@ -178,10 +216,10 @@ def run(config: dict) -> Result:
     ]
 
     # The two maps side by side, the update norms below: reads at the report's width.
-    fig = plt.figure(figsize=(10, 9.5))
-    grid = fig.add_gridspec(2, 4, height_ratios=[1.25, 1])
-    axes = [fig.add_subplot(grid[0, :2]), fig.add_subplot(grid[0, 2:]),
-            fig.add_subplot(grid[1, 1:3])]
+    fig = plt.figure(figsize=(10, 11))
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.2, 1])
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]),
+            fig.add_subplot(grid[1, 1]), fig.add_subplot(grid[1, 0])]
     ax = axes[0]
     im = ax.pcolormesh(W, B, np.asarray(surface.loss).T, shading="nearest", cmap="viridis")
     fig.colorbar(im, ax=ax, label=r"$E = (\sigma(x_{50}) - 0.7)^2$")
@@ -216,7 +254,28 @@ def run(config: dict) -> Result:
     fig.colorbar(im, ax=ax, label=r"$\log_{10} \|\nabla E\|$")
     ax.set_xlabel("w")
     ax.set_ylabel("b")
+    ax.plot([W[i_grad[0]]], [B[i_grad[1]]], "c+", ms=12, mew=2, label="max ‖∇E‖")
+    ax.legend(fontsize=7, loc="upper right")
     ax.set_title("Gradient norm (log scale)", fontsize=10)
+
+    ax = axes[3]
+    # log10 of λ_max, ten decades below the peak at most; grey where it is not resolved
+    # (residual above 1% of λ, or λ ≤ 0: none in float64).
+    log_sharp = np.where(resolved, np.log10(np.where(resolved, sharp, 1.0)), np.nan)
+    ax.set_facecolor("0.8")
+    top = np.log10(max_sharpness)
+    im = ax.pcolormesh(W, B, log_sharp.T, shading="nearest", cmap="magma", vmin=top - 10,
+                       vmax=top)
+    fig.colorbar(im, ax=ax, extend="min", label=r"$\log_{10} \lambda_{\max}(\nabla^2 E)$")
+    ax.plot([W[i_grad[0]]], [B[i_grad[1]]], "c+", ms=12, mew=2, label="max ‖∇E‖")
+    ax.plot([peak_w], [peak_b], "wx", ms=9, mew=2, path_effects=outline,
+            label=f"max sharpness {max_sharpness:.3g}")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_xlim(W[0], W[-1])
+    ax.set_ylim(B[0], B[-1])
+    ax.set_xlabel("w")
+    ax.set_ylabel("b")
+    ax.set_title("Sharpness λ_max(∇²E) (float64, log scale)", fontsize=10)
 
     ax = axes[2]
     for label, color in (("unclipped", "C1"), ("clipped", "C0")):
@@ -235,6 +294,12 @@ def run(config: dict) -> Result:
         "b_star": b_star,
         "num_jumps": int(len(jp)),
         "num_gradient_peaks": int(len(cliffs.peak_points)),
+        "max_sharpness": max_sharpness,
+        "max_sharpness_w": peak_w,
+        "max_sharpness_b": peak_b,
+        "max_gradient_norm": float(grad_norm[i_grad]),
+        "median_abs_sharpness": median_sharpness,
+        "sharpness_unresolved_points": int(np.sum(~resolved)),
         "max_step_unclipped": max_step_unclipped,
         "max_step_clipped": max_step_clipped,
         "catapulted_paths": catapults,
@@ -242,7 +307,8 @@ def run(config: dict) -> Result:
         "median_final_loss_clipped": final_clipped,
     }
     arrays = {"w": W, "b": B, "loss": np.asarray(surface.loss),
-              "gradient_norm": np.asarray(surface.gradient_norm), "jumps": jp}
+              "gradient_norm": np.asarray(surface.gradient_norm), "sharpness": sharp,
+              "sharpness_residual": sharp_res, "jumps": jp}
     for label, (pw, pb, pl, pu) in runs.items():
         arrays.update({f"{label}_w": pw, f"{label}_b": pb, f"{label}_loss": pl,
                        f"{label}_update_norm": pu})

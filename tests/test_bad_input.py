@@ -626,6 +626,8 @@ def _rows() -> dict[str, Row]:
     add("scan_landscape-gradient", sl, good, {"gradient": "half"}, ValueError, r"`gradient`")
     add("scan_landscape-method", sl, good, {"method": "magic"}, ValueError, r"`method`")
     add("scan_landscape-chunk_size", sl, good, {"chunk_size": 0}, ValueError, r"`chunk_size`")
+    add("scan_landscape-lanczos_iterations", sl, {**good, "quantities": ("sharpness",)},
+        {"lanczos_iterations": 0}, ValueError, r"`lanczos_iterations`")
     add("scan_landscape-axes-empty", sl, good, {"axes": {}}, ValueError, r"`axes`")
     add("scan_landscape-axes-nan", sl, good,
         {"axes": {"a": (params, jnp.array([0.0, NAN]))}}, ValueError, r"`axes")

@@ -15,6 +15,9 @@ hessian-eigenthings (Golmant 2018), both PyTorch.
   ``r <= tol · |θ|``. The residual does not tell that ``θ`` is the ``k``-th largest
   eigenvalue rather than another one: a Krylov method only sees the directions its start
   vector reaches, which holds with probability one over the random start.
+  The Lanczos run and the residuals are pure traceable functions (``lanczos_ritz``,
+  ``ritz_pairs``): ``scan_landscape``'s per-point ``sharpness`` and ``min_curvature`` run
+  them at every grid point under ``vmap``.
 - ``hessian_trace``: Hutchinson's estimator (Hutchinson 1989) or Hutch++ (Meyer, Musco,
   Musco & Woodruff 2021, arXiv:2010.09649), with a standard error.
 - ``hessian_spectral_density``: the eigenvalue density by stochastic Lanczos quadrature
@@ -283,6 +286,58 @@ def _tridiagonal_eigh(alpha: jax.Array, beta: jax.Array) -> tuple[jax.Array, jax
     return theta * scale, S
 
 
+class LanczosRitz(NamedTuple):
+    """What ``lanczos_ritz`` returns: ``m`` Lanczos steps on the scaled operator.
+
+    Attributes:
+        op: the scaled operator ``v -> H(s v)`` (eigenvalues ``s λ``).
+        scale: ``()`` the power of two ``s`` (divide Ritz values and residuals by it).
+        basis: ``(m, P)`` the orthonormal Lanczos basis ``V``.
+        values: ``(m,)`` the Ritz values of the scaled operator, ascending.
+        vectors: ``(m, m)`` the eigenvectors of ``T`` (columns), in the same order.
+        finite: ``()`` whether every entry of ``T`` is finite (False where ``H`` holds a
+            NaN or an infinity: ``values`` then mean nothing).
+    """
+
+    op: Callable
+    scale: jax.Array
+    basis: jax.Array
+    values: jax.Array
+    vectors: jax.Array
+    finite: jax.Array
+
+
+def lanczos_ritz(hvp: Callable, flat: jax.Array, key: Any, m: int) -> LanczosRitz:
+    """``m`` Lanczos steps with full reorthogonalisation on the symmetric ``hvp`` at the
+    flat parameters ``flat`` (``(P,)``, ``m <= P``), and the Ritz values of ``T``.
+
+    Pure and traceable: runs inside ``jit`` and ``vmap`` (``scan_landscape``'s per-point
+    ``sharpness`` uses it at every grid point). The key gives the scale probe, the start
+    vector and the restarts after a breakdown.
+    """
+    k_scale, k_start, k_restart = jax.random.split(key, 3)
+    op, s = _scaled(hvp, flat, k_scale)
+    v0 = jax.random.normal(k_start, flat.shape, flat.dtype)
+    V, alpha, beta = _lanczos(op, v0 / _norm(v0), m, k_restart)
+    finite = jnp.all(jnp.isfinite(alpha)) & jnp.all(jnp.isfinite(beta))
+    theta, S = _tridiagonal_eigh(alpha, beta)  # ascending
+    return LanczosRitz(op, s, V, theta, S, finite)
+
+
+def ritz_pairs(run: LanczosRitz, idx: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The Ritz pairs ``idx`` of ``run`` (of the scaled operator) and their residuals.
+
+    Returns ``(θ, Y, r)``: ``θ`` ``(n,)`` the Ritz values, ``Y`` ``(n, P)`` the unit Ritz
+    vectors, ``r`` ``(n,)`` ``‖op(y) − θy‖`` (one operator product per pair). Divide ``θ``
+    and ``r`` by ``run.scale`` for the Hessian's: an eigenvalue lies within ``r`` of ``θ``.
+    """
+    theta = run.values[idx]
+    Y = run.vectors[:, idx].T @ run.basis
+    Y = Y / _norm(Y, axis=1)[:, None]
+    R = jax.vmap(run.op)(Y) - theta[:, None] * Y
+    return theta, Y, _norm(R, axis=1)
+
+
 # ---------------------------------------------------------------------------------------
 # Eigenvalues.
 
@@ -361,11 +416,7 @@ def hessian_eigenvalues(
 @functools.partial(jax.jit, static_argnums=(1, 4, 5, 6, 7))
 def _eigen(fn_leaves, fn_static, params, key, k, which, m, tol):
     flat, unravel, hvp = _operator(*_join(fn_leaves, fn_static), params)
-    k_scale, k_start, k_restart = jax.random.split(key, 3)
-    op, s = _scaled(hvp, flat, k_scale)
-    v0 = jax.random.normal(k_start, flat.shape, flat.dtype)
-    V, alpha, beta = _lanczos(op, v0 / _norm(v0), m, k_restart)
-    theta, S = _tridiagonal_eigh(alpha, beta)  # ascending
+    run = lanczos_ritz(hvp, flat, key, m)
     if which == "largest":
         idx = jnp.arange(m - 1, m - 1 - k, -1)
     elif which == "smallest":
@@ -373,15 +424,11 @@ def _eigen(fn_leaves, fn_static, params, key, k, which, m, tol):
     elif which == "both":
         idx = jnp.concatenate([jnp.arange(m - 1, m - 1 - k, -1), jnp.arange(k)])
     else:
-        idx = jnp.argsort(-jnp.abs(theta))[:k]
-    theta = theta[idx]
-    Y = S[:, idx].T @ V
-    Y = Y / _norm(Y, axis=1)[:, None]
-    R = jax.vmap(op)(Y) - theta[:, None] * Y
-    res = _norm(R, axis=1)
+        idx = jnp.argsort(-jnp.abs(run.values))[:k]
+    theta, Y, res = ritz_pairs(run, idx)
     tiny = jnp.finfo(flat.dtype).tiny
     ok = jnp.all((res <= tol * jnp.maximum(jnp.abs(theta), tiny)) & jnp.isfinite(theta))
-    return theta / s, jax.vmap(unravel)(Y), res / s, ok
+    return theta / run.scale, jax.vmap(unravel)(Y), res / run.scale, ok
 
 
 # ---------------------------------------------------------------------------------------

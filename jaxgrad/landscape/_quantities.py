@@ -5,7 +5,8 @@ name with ``@quantity``; ``scan_landscape`` returns the ones it is asked for, st
 checkpointed like the rest (the loss and its first derivatives through ``gradient=``, any
 other through ``quantities=``). A ``Point`` holds ``θ``, the axes' tangents ``D`` and the
 loss as a function of the flat parameters; what several quantities share (the loss and
-its gradient, by the scan's forward or reverse mode) is computed once per point.
+its gradient, by the scan's forward or reverse mode; one Lanczos run on the Hessian for
+``sharpness``, ``min_curvature`` and their residuals) is computed once per point.
 
 Adding a quantity is one function here, e.g.::
 
@@ -24,6 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..analysis.hessian import lanczos_ritz, ritz_pairs
 from ._grid import Layout, unravel
 
 QUANTITIES: dict[str, Callable[[Point], jax.Array]] = {}
@@ -45,11 +47,16 @@ class Point:
         method: ``"forward"``, ``"reverse"`` or ``"none"``: how first derivatives are taken.
         full_gradient: whether forward mode pushes all ``P`` unit tangents (a quantity
             needs ``∇L``) or the ``k`` axes only.
+        lanczos_iterations: Lanczos steps for the Hessian's extreme eigenvalues (at most
+            ``P`` are taken).
     """
 
-    def __init__(self, f, theta, D, method: str, full_gradient: bool):
+    def __init__(self, f, theta, D, method: str, full_gradient: bool,
+                 lanczos_iterations: int = 20):
         self.f, self.theta, self.D = f, theta, D
         self.method, self.full_gradient = method, full_gradient
+        self.lanczos_iterations = lanczos_iterations
+        self._extremes: dict[str, tuple[jax.Array, jax.Array]] = {}
 
     @cached_property
     def _first_order(self) -> tuple[jax.Array, jax.Array, jax.Array | None]:
@@ -83,6 +90,28 @@ class Point:
         """``(P,)`` ``∇_θ L``."""
         g = self._first_order[2]
         return jax.grad(self.f)(self.theta) if g is None else g
+
+    @cached_property
+    def hessian_lanczos(self):
+        """Lanczos on ``v -> ∇²L v`` over all ``P`` parameters (``hessian.lanczos_ritz``,
+        ``min(P, lanczos_iterations)`` steps from a fixed random start)."""
+        _, hvp = jax.linearize(jax.grad(self.f), self.theta)
+        m = min(self.theta.shape[0], self.lanczos_iterations)
+        return lanczos_ritz(hvp, self.theta, jax.random.key(0), m)
+
+    def hessian_extreme(self, which: str) -> tuple[jax.Array, jax.Array]:
+        """``(θ, r)``: the largest (``which="largest"``) or smallest Ritz value of the
+        Hessian and its residual ``‖∇²L y − θ y‖`` (NaN both where the Hessian is not
+        finite)."""
+        if which not in self._extremes:
+            run = self.hessian_lanczos
+            m = run.values.shape[0]
+            idx = jnp.asarray([m - 1 if which == "largest" else 0])
+            theta, _, res = ritz_pairs(run, idx)
+            nan = jnp.asarray(jnp.nan, theta.dtype)
+            self._extremes[which] = (jnp.where(run.finite, theta[0] / run.scale, nan),
+                                     jnp.where(run.finite, res[0] / run.scale, nan))
+        return self._extremes[which]
 
 
 @quantity
@@ -118,6 +147,37 @@ def axis_curvatures(point: Point) -> jax.Array:
     return jax.vmap(along)(point.D)
 
 
+@quantity
+def sharpness(point: Point) -> jax.Array:
+    """``λ_max(∇²L)``, the largest (algebraic) eigenvalue of the Hessian over all
+    parameters, by Lanczos on Hessian-vector products: ``()``."""
+    return point.hessian_extreme("largest")[0]
+
+
+@quantity
+def sharpness_residual(point: Point) -> jax.Array:
+    """``‖∇²L y − λ y‖`` of the unit Ritz vector ``y`` of ``sharpness``: an eigenvalue of
+    the Hessian lies within it of ``sharpness``: ``()``."""
+    return point.hessian_extreme("largest")[1]
+
+
+@quantity
+def min_curvature(point: Point) -> jax.Array:
+    """``λ_min(∇²L)``, the smallest (most negative) eigenvalue of the Hessian over all
+    parameters, from the same Lanczos run as ``sharpness``: ``()``."""
+    return point.hessian_extreme("smallest")[0]
+
+
+@quantity
+def min_curvature_residual(point: Point) -> jax.Array:
+    """``‖∇²L y − λ y‖`` for ``min_curvature``, as ``sharpness_residual``: ``()``."""
+    return point.hessian_extreme("smallest")[1]
+
+
+# The quantities that run Lanczos on the Hessian (``lanczos_iterations`` applies).
+HESSIAN_QUANTITIES = frozenset({"sharpness", "sharpness_residual", "min_curvature",
+                                "min_curvature_residual"})
+
 # The quantities ``gradient=`` selects, in the order of their files, and the ones that
 # need the whole gradient ``∇L`` (forward mode then pushes every unit tangent).
 BY_GRADIENT = {"full": ("loss", "axis_gradients", "gradient_norm"),
@@ -134,11 +194,12 @@ class LandscapePoint:
     layout: Layout
     method: str
     quantities: tuple[str, ...]
+    lanczos_iterations: int = 20
 
     def __call__(self, c: jax.Array, base: jax.Array, D: jax.Array) -> dict[str, jax.Array]:
         def f(theta):
             return self.loss_fn(unravel(theta, self.layout))
 
         full = bool(NEED_FULL_GRADIENT & set(self.quantities))
-        point = Point(f, base + c @ D, D, self.method, full)
+        point = Point(f, base + c @ D, D, self.method, full, self.lanczos_iterations)
         return {name: QUANTITIES[name](point) for name in self.quantities}

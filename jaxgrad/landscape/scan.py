@@ -8,7 +8,8 @@ where each axis ``k`` is either a named scalar parameter (``D_k`` is its unit ve
 ``c_k`` its value) or a direction in parameter space (``D_k = d`` and ``c_k = α``). At
 every point it returns the loss, the derivative along every scanned axis ``∂L/∂c_k =
 ⟨∇L, D_k⟩``, the full gradient norm ``‖∇_θ L‖₂`` and any other per-point quantity asked
-for (``_quantities``: one function each).
+for (``_quantities``: one function each), such as the sharpness ``λ_max(∇²_θ L)`` by
+Lanczos on Hessian-vector products.
 
 The grid is evaluated in chunks of equal shape by one jitted function (compiled once),
 each chunk split over all devices along the grid-point axis with ``jax.sharding``
@@ -42,7 +43,7 @@ from . import _engine
 from ._engine import CPU_BLOCK_SIZE as CPU_BLOCK_SIZE
 from ._grid import Direction as Direction
 from ._grid import LandscapeGrid, landscape_grid
-from ._quantities import BY_GRADIENT, QUANTITIES, LandscapePoint
+from ._quantities import BY_GRADIENT, HESSIAN_QUANTITIES, QUANTITIES, LandscapePoint
 from ._storage import digest, function_identity
 
 GRADIENTS = ("full", "axes", "none")
@@ -69,7 +70,8 @@ class LandscapeScan(NamedTuple):
         complete: False when the scan stopped early (``max_chunks``); points not yet
             computed hold NaN and ``finite = False``.
         quantities: ``{name: grid_shape + shape}`` for the quantities asked for by
-            ``quantities=`` (empty otherwise).
+            ``quantities=`` (empty otherwise), e.g. ``quantities["sharpness"]``, the top
+            Hessian eigenvalue at every grid point.
     """
 
     names: tuple[str, ...]
@@ -105,6 +107,7 @@ def scan_landscape(
     block_size: int | None = None,
     fingerprint: str | bytes | None = None,
     quantities: Sequence[str] = (),
+    lanczos_iterations: int = 20,
 ) -> LandscapeScan:
     """Scan ``loss_fn`` over a grid of named parameters and/or directions.
 
@@ -174,8 +177,41 @@ def scan_landscape(
             model object, a file handle); change it whenever the loss changes.
         quantities: more per-point quantities by name, each returned in
             ``LandscapeScan.quantities`` with the grid's shape in front (and checkpointed
-            like the rest): ``"axis_curvatures"``, ``∂²L/∂c_k² = D_kᵀ ∇²L D_k``, the
-            loss's second derivative along each axis (``grid_shape + (k,)``).
+            and checked for finiteness like the rest):
+
+            - ``"axis_curvatures"``: ``∂²L/∂c_k² = D_kᵀ ∇²L D_k``, the loss's second
+              derivative along each axis (``grid_shape + (k,)``).
+            - ``"sharpness"``: ``λ_max(∇²_θ L)``, the largest (algebraic) eigenvalue of
+              the Hessian with respect to all ``P`` parameters at the point (not only the
+              scanned plane), matrix-free: ``lanczos_iterations`` Lanczos steps on
+              Hessian-vector products, as ``hessian_eigenvalues`` (``grid_shape``).
+            - ``"sharpness_residual"``: ``‖∇²L y − λ y‖`` of the unit Ritz vector ``y``
+              of ``sharpness``, its error estimate: ``H`` is symmetric, so an eigenvalue
+              of ``H`` lies within the residual of ``sharpness`` (``grid_shape``).
+            - ``"min_curvature"``, ``"min_curvature_residual"``: the same for the smallest
+              (most negative) eigenvalue, from the same Lanczos run.
+
+            The Hessian quantities share one Lanczos run per point (``min(P,
+            lanczos_iterations)`` Hessian-vector products, one more for the scale and one
+            per residual asked for), from a fixed random start vector, so a scan is
+            deterministic. With ``lanczos_iterations >= P`` they are exact up to
+            rounding. With ``k < P`` steps the Ritz value is at most ``λ_max`` (at least
+            ``λ_min``; up to rounding), short of it by an error that shrinks like
+            ``T_{k-1}(1 + 2γ)⁻²``, ``T`` the Chebyshev polynomial and ``γ = (λ₁ − λ₂) /
+            (λ₂ − λ_P)`` the relative gap (Kaniel–Paige–Saad; Saad 2011, sec. 6.6). The
+            residual is the a-posteriori check: it bounds the distance to the nearest
+            eigenvalue, so a residual small against ``|λ|`` (``hessian_eigenvalues``
+            calls ``≤ √eps · |λ|`` converged) means ``λ`` is an eigenvalue to that
+            accuracy (that it is the largest is what Lanczos converges to from a random
+            start, as in ``hessian_eigenvalues``, not what the residual proves); a large
+            one asks for more steps. Rounding: an eigenvalue is found to about
+            ``eps · ‖H‖`` absolutely, and where the Hessian is far smaller than the terms
+            it is computed from (a flat plateau of a long recurrence), float32 may not
+            resolve it at all (residual ``≳ |λ|``; use float64). A point where the
+            Hessian is not finite holds NaN there (and ``finite = False``). Memory: each
+            point evaluated at once (``block_size``) keeps its ``k × P`` Lanczos basis.
+        lanczos_iterations: Lanczos steps per point for the Hessian quantities (``>= 1``,
+            default 20; at most ``P`` are taken).
 
     Returns:
         A ``LandscapeScan``.
@@ -200,6 +236,14 @@ def scan_landscape(
         >>> scan.loss.shape, scan.axis_gradients.shape
         ((41, 21), (41, 21, 2))
 
+        The top Hessian eigenvalue over all parameters at every point (here
+        ``diag(2, 6)`` everywhere):
+
+        >>> sharp = scan_landscape(loss, {"a": 0.0, "b": 0.0}, {"a": (-1.0, 3.0, 5)},
+        ...                        gradient="none", quantities=["sharpness"], progress=False)
+        >>> sharp.quantities["sharpness"].round(4)
+        array([6., 6., 6., 6., 6.], dtype=float32)
+
         Across hosts, the same script on every host (or under a cluster launcher, where
         ``jax.distributed.initialize()`` finds its arguments itself)::
 
@@ -213,15 +257,19 @@ def scan_landscape(
     check_choice("method", method, METHODS)
     forward_max_tangents = check_positive_int("forward_max_tangents", forward_max_tangents,
                                               minimum=0)
+    lanczos_iterations = check_positive_int("lanczos_iterations", lanczos_iterations)
     chunk_size, max_chunks, max_reported, block_size = _engine.check_run_options(
         chunk_size, max_chunks, max_reported, block_size, checkpoint, fingerprint)
     names = BY_GRADIENT[gradient] + _extra_quantities(quantities, gradient)
+    if not HESSIAN_QUANTITIES & set(names):
+        lanczos_iterations = 0  # unused: the same compiled chunk and checkpoint identity
     grid = landscape_grid(params, axes)
     out = jax.eval_shape(loss_fn, params)
     if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
         raise ValueError(f"`loss_fn` must return a floating scalar, got {out}")
     chosen = _choose_method(gradient, method, grid, forward_max_tangents)
-    point = LandscapePoint(_engine.hashable(loss_fn), grid.layout, chosen, names)
+    point = LandscapePoint(_engine.hashable(loss_fn), grid.layout, chosen, names,
+                           lanczos_iterations)
     operands = (grid.base, grid.D)
     shapes = jax.eval_shape(point, grid.D[:, 0], *operands)
     fields = {name: (shapes[name].shape, grid.base.dtype) for name in names}
@@ -230,7 +278,7 @@ def scan_landscape(
 
     def parts() -> dict[str, str]:
         return _spec_parts(loss_fn, fingerprint, grid, gradient, chosen, chunks.size,
-                           list(axes), names)
+                           list(axes), names, lanczos_iterations)
 
     store = _engine.open_store(checkpoint, chunks, fields, parts, max_reported, "loss_fn")
     _engine.run(point, operands, grid.coords, chunks, store, max_chunks=max_chunks,
@@ -277,7 +325,7 @@ def _choose_method(gradient: str, method: str, grid: LandscapeGrid,
 
 
 def _spec_parts(loss_fn, fingerprint, grid: LandscapeGrid, gradient, method, chunk,
-                axis_names, names) -> dict[str, str]:
+                axis_names, names, lanczos_iterations) -> dict[str, str]:
     """What a checkpoint folder must agree on before a scan resumes from it, by part."""
     parts = {
         "loss_fn": function_identity(loss_fn, fingerprint, "loss_fn"),
@@ -291,4 +339,6 @@ def _spec_parts(loss_fn, fingerprint, grid: LandscapeGrid, gradient, method, chu
     extra = [name for name in names if name not in BY_GRADIENT["full"]]
     if extra:  # absent without them: folders written before quantities= still resume
         parts["quantities"] = ",".join(extra)
+    if lanczos_iterations:  # only with a Hessian quantity
+        parts["lanczos_iterations"] = str(lanczos_iterations)
     return parts

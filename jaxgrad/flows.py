@@ -16,7 +16,9 @@ Default tolerances depend on the state's dtype (``default_tolerances``): float64
 ``rtol = 1e-8, atol = 1e-10``, float32 states ``rtol = 1e-5, atol = 1e-6`` (a float32 step
 cannot meet a relative tolerance much below its rounding, ``ε ≈ 1.2e-7``). The implicit
 solvers of ``stiff=True`` solve a Newton system to the same tolerances, which in float32
-needs looser ones still (``rtol ≥ 1e-4``; or use float64).
+needs looser ones still: ``rtol = 1e-3`` by default (a stiff linear flow with rates -1 and
+-1e4 converges in 16 steps at 1e-3 and runs out of 4096 steps at 1e-4); use float64 for
+tight stiff solves.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ class FlowSolution(NamedTuple):
     """Result of ``integrate``; ``S`` saved times.
 
     Attributes:
-        ts: ``(S,)`` the saved times: ``save_at``, or ``[t1]`` without it. A time the solver
-            did not reach (``converged`` False) is ``inf``.
+        ts: ``(S,)`` the saved times: ``save_at`` (a time the solver did not reach is
+            ``inf``), or without it ``[t1]`` (if the solve failed: the last time reached).
         states: the states at ``ts``: the pytree of ``x0`` with a leading axis ``S`` on every
             leaf (``states[-1]`` is the state at ``t1`` without ``save_at``).
         converged: ``()`` True only when diffrax reported success (``t1`` reached within
@@ -70,7 +72,7 @@ class IntegrationError(RuntimeError):
         cause: ``"max_steps_reached"``, ``"non_finite"`` (a state or the vector field at it
             was NaN or ±inf: the solution blew up, or the field has NaN parameters),
             ``"dt_min_reached"`` or the name of another diffrax result.
-        solution: the ``FlowSolution`` (``converged`` False; unreached ``ts`` are ``inf``).
+        solution: the ``FlowSolution`` (``converged`` False; see its ``ts``).
     """
 
     def __init__(self, message: str, cause: str, solution: FlowSolution | None = None):
@@ -81,16 +83,24 @@ class IntegrationError(RuntimeError):
 
 _TOLERANCES = {np.dtype(np.float64): (1e-8, 1e-10)}
 _FLOAT32_TOLERANCES = (1e-5, 1e-6)
+_FLOAT32_STIFF_TOLERANCES = (1e-3, 1e-6)
 
 
-def default_tolerances(dtype: Any) -> tuple[float, float]:
-    """``(rtol, atol)`` for states of ``dtype``: float64 ``(1e-8, 1e-10)``, else ``(1e-5, 1e-6)``.
+def default_tolerances(dtype: Any, *, stiff: bool = False) -> tuple[float, float]:
+    """``(rtol, atol)`` for states of ``dtype``: float64 ``(1e-8, 1e-10)``; float32
+    ``(1e-5, 1e-6)``, or ``(1e-3, 1e-6)`` for the implicit solver of ``stiff=True``.
+
+    In float32 the Newton iterations of an implicit step stall at rounding well above a
+    relative tolerance of 1e-4 when the step's Jacobian ``I - γ h ∂F/∂x`` is ill-conditioned
+    (``h |λ| ≫ 1``, the point of a stiff solver), so they are held to 1e-3.
 
     Example:
-        >>> default_tolerances(jnp.float32)
-        (1e-05, 1e-06)
+        >>> default_tolerances(jnp.float32), default_tolerances(jnp.float32, stiff=True)
+        ((1e-05, 1e-06), (0.001, 1e-06))
     """
-    return _TOLERANCES.get(np.dtype(dtype), _FLOAT32_TOLERANCES)
+    if np.dtype(dtype) in _TOLERANCES:
+        return _TOLERANCES[np.dtype(dtype)]
+    return _FLOAT32_STIFF_TOLERANCES if stiff else _FLOAT32_TOLERANCES
 
 
 def state_dtype(x0: Any) -> np.dtype:
@@ -129,7 +139,8 @@ def solver_options(
                 "`solver` must be an adaptive diffrax solver (one with an error estimate, "
                 f"such as diffrax.Tsit5() or diffrax.Kvaerno5()), got {type(solver).__name__}"
             )
-    default_rtol, default_atol = default_tolerances(dtype)
+    implicit = stiff or isinstance(solver, diffrax.AbstractImplicitSolver)
+    default_rtol, default_atol = default_tolerances(dtype, stiff=implicit)
     rtol = default_rtol if rtol is None else check_positive_float("rtol", rtol)
     atol = default_atol if atol is None else check_positive_float("atol", atol)
     eps = float(np.finfo(dtype).eps)
@@ -159,18 +170,23 @@ def _solve(F: Callable, x0: Any, u: Any, t0: Any, t1: Any, ts: Any, *, solver: A
         out = F(y, args)
         return jax.tree_util.tree_map(lambda o, yi: jnp.asarray(o, yi.dtype), out, y)
 
-    saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts, t1=True)
+    # Two saves with their own counters: the times asked for (inf where not reached) and
+    # the end of the solve (t1, or the last time reached when it stopped early).
+    if ts is None:
+        saveat = diffrax.SaveAt(t1=True)
+    else:
+        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)])
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field), solver, t0, t1, dt0, x0, args=u, saveat=saveat,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps, throw=False,
     )
-    x_end = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
     if ts is None:
         saved_ts, states = sol.ts, sol.ys
+        end_ts, end = sol.ts, sol.ys
     else:
-        saved_ts = sol.ts[:-1]
-        states = jax.tree_util.tree_map(lambda a: a[:-1], sol.ys)
+        (saved_ts, end_ts), (states, end) = sol.ts, sol.ys
+    x_end = jax.tree_util.tree_map(lambda a: a[-1], end)
 
     def all_finite(tree):
         leaves = jax.tree_util.tree_leaves(tree)
@@ -180,21 +196,28 @@ def _solve(F: Callable, x0: Any, u: Any, t0: Any, t1: Any, ts: Any, *, solver: A
     success = sol.result == diffrax.RESULTS.successful
     converged = success & all_finite(states) & end_finite
     return (saved_ts, states, converged, sol.stats["num_accepted_steps"],
-            sol.stats["num_rejected_steps"], sol.result, sol.ts[-1], end_finite)
+            sol.stats["num_rejected_steps"], sol.result, end_ts[-1], end_finite)
 
 
-def flow_map(F: Callable, x: Any, u: Any, dt: Any, options: dict) -> tuple[Any, jax.Array]:
-    """``(x(dt), converged)`` of ``dx/dt = F(x, u)`` from ``x(0) = x``; traceable.
+def flow_map(
+    F: Callable, x: Any, u: Any, dt: Any, options: dict
+) -> tuple[Any, jax.Array, jax.Array]:
+    """``(x(dt), converged, finite)`` of ``dx/dt = F(x, u)`` from ``x(0) = x``; traceable.
 
     ``options`` from ``solver_options``. A state that did not converge is NaN, so a
-    failure is never mistaken for an answer.
+    failure is never mistaken for an answer; ``finite`` is False when the solve met a
+    non-finite state or vector field (else a failure is ``max_steps`` reached: the only
+    other way a PID-controlled solve stops).
     """
     dtype = state_dtype(x)
     zero = jnp.zeros((), dtype)
-    _, states, ok, *_ = _solve(F, x, u, zero, jnp.asarray(dt, dtype), None, **options)
+    out = _solve(F, x, u, zero, jnp.asarray(dt, dtype), None, **options)
+    states, ok, end_finite = out[1], out[2], out[7]
     nan = jnp.asarray(jnp.nan, dtype)
     x_next = jax.tree_util.tree_map(lambda a: jnp.where(ok, a[-1], nan.astype(a.dtype)), states)
-    return x_next, ok
+    leaves = jax.tree_util.tree_leaves(states)
+    finite = end_finite & jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
+    return x_next, ok, finite
 
 
 def _checked(F: Callable, x0: Any) -> Callable:
@@ -322,9 +345,10 @@ def integrate(
             ``diffrax.Kvaerno5()`` with ``stiff=True``).
         stiff: use the implicit Kvaerno5 (L-stable), for stiff flows.
         rtol, atol: the tolerances (default: ``1e-8, 1e-10`` for float64 states, ``1e-5,
-            1e-6`` for float32). Float32 with a stiff (implicit) solver needs looser ones
-            (``rtol ≥ 1e-4``): its Newton iterations solve to the same tolerances and stall
-            at float32 rounding; use float64 for tight stiff solves.
+            1e-6`` for float32). Float32 with a stiff (implicit) solver needs looser ones:
+            its Newton iterations solve to the same tolerances and stall at float32
+            rounding, so its default is ``rtol = 1e-3`` and ``1e-4`` can already fail; use
+            float64 for tight stiff solves.
         dt0: the first step (default: chosen by the controller).
         max_steps: the most steps (accepted and rejected) before giving up, ``>= 1``.
         throw: raise ``IntegrationError`` when the solve failed. Only possible when

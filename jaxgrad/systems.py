@@ -16,7 +16,9 @@ The helpers here build steps:
 - ``vector_field(F)``: marks ``F(x, u[, params])`` as the right-hand side of a flow
   ``dx/dt = F``. A ``VectorField`` is not a step: analyzers refuse it, so a flow is never
   analysed as if its derivative were the next state. ``discretize(field, dt)`` turns it
-  into one (a fixed-step Euler or classical Runge–Kutta step).
+  into one (a fixed-step Euler or classical Runge–Kutta step); ``jaxgrad.integrate`` solves
+  the flow itself with an adaptive diffrax solver, and ``lyapunov_spectrum`` takes it as
+  it is.
 - ``bind(f, params)``: ``f(..., params)`` as a function of the other arguments.
 
 and the machinery the analyzers share: ``prepare`` (validation), ``flat_step`` (the step

@@ -8,6 +8,11 @@ R's diagonal (Benettin et al. 1980; Engelken, Wolf & Abbott 2020, arXiv:2006.024
 
     λ_i = (1 / (T dt)) Σ_s log |R^{(s)}_ii|,      i = 1..k.
 
+A flow ``dx/dt = F(x, u)`` (a ``VectorField``) is taken as it is: between
+re-orthonormalisations the state and the basis are integrated together with diffrax, the
+basis by the variational equation ``dQ/dt = ∂F/∂x (x(t), u) Q`` (Benettin et al. 1980),
+so the exponents are per unit time of the flow and carry no fixed-step bias.
+
 Everything is done in log space, so growth or decay by e^{±1000} over the trajectory is
 harmless; within one QR interval it is not (each result says which exponents stood clear
 of the dtype's rounding: ``resolved``). The iteration is differentiable (``jnp.linalg.qr``

@@ -72,7 +72,8 @@ class IntegrationError(RuntimeError):
         cause: ``"max_steps_reached"``, ``"non_finite"`` (a state or the vector field at it
             was NaN or ±inf: the solution blew up, or the field has NaN parameters),
             ``"dt_min_reached"`` or the name of another diffrax result.
-        solution: the ``FlowSolution`` (``converged`` False; see its ``ts``).
+        solution: the ``FlowSolution`` (``converged`` False; see its ``ts``); ``None``
+            when raised by ``doya_integrate(method="diffrax")``.
     """
 
     def __init__(self, message: str, cause: str, solution: FlowSolution | None = None):
@@ -90,9 +91,10 @@ def default_tolerances(dtype: Any, *, stiff: bool = False) -> tuple[float, float
     """``(rtol, atol)`` for states of ``dtype``: float64 ``(1e-8, 1e-10)``; float32
     ``(1e-5, 1e-6)``, or ``(1e-3, 1e-6)`` for the implicit solver of ``stiff=True``.
 
-    In float32 the Newton iterations of an implicit step stall at rounding well above a
-    relative tolerance of 1e-4 when the step's Jacobian ``I - γ h ∂F/∂x`` is ill-conditioned
-    (``h |λ| ≫ 1``, the point of a stiff solver), so they are held to 1e-3.
+    In float32 the Newton iterations of an implicit step were seen to stall (steps rejected
+    until ``max_steps``) at a relative tolerance of 1e-4 when the step's Jacobian
+    ``I - γ h ∂F/∂x`` is ill-conditioned (``h |λ| ≫ 1``, the point of a stiff solver), so
+    they are held to 1e-3.
 
     Example:
         >>> default_tolerances(jnp.float32), default_tolerances(jnp.float32, stiff=True)

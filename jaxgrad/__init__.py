@@ -5,6 +5,8 @@ The public surface: every name a user, a notebook or an experiment imports.
 - ``jaxgrad.systems``: the one system protocol, ``step(x, u, params) -> x_next`` over
   pytree states: ``autonomous``, ``vector_field`` + ``discretize`` (the one RK4/Euler),
   ``NO_PARAMS``.
+- ``jaxgrad.flows``: ``integrate``, a ``VectorField`` solved by an adaptive diffrax solver
+  (Tsit5, or Kvaerno5 for stiff flows), with ``converged`` and ``IntegrationError``.
 - ``jaxgrad.models``: pure step functions ``step(x, u, params)`` over pytree parameters
   (Pascanu RNN, one-unit net, Doya's neuron, deep MLPs, LSTM, GRU, rate networks).
 - ``jaxgrad.analysis``: analyzers that take any step function (``step(x, u)``, or with
@@ -87,6 +89,9 @@ from .analysis.signal_propagation import random_mlp_signal as random_mlp_signal
 from .analysis.spectral import SpectralEstimate as SpectralEstimate
 from .analysis.spectral import spectral_norm as spectral_norm
 from .analysis.spectral import spectral_radius as spectral_radius
+from .flows import FlowSolution as FlowSolution
+from .flows import IntegrationError as IntegrationError
+from .flows import integrate as integrate
 from .landscape import Cliffs as Cliffs
 from .landscape import Direction as Direction
 from .landscape import LandscapeScan as LandscapeScan

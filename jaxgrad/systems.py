@@ -14,9 +14,11 @@ The helpers here build steps:
 
 - ``autonomous(f)``: a map ``x -> f(x)`` or ``f(x, params)`` that ignores its input.
 - ``vector_field(F)``: marks ``F(x, u[, params])`` as the right-hand side of a flow
-  ``dx/dt = F``. A ``VectorField`` is not a step: analyzers refuse it, so a flow is never
+  ``dx/dt = F``. A ``VectorField`` is not a step: the map analyzers refuse it, so a flow is never
   analysed as if its derivative were the next state. ``discretize(field, dt)`` turns it
-  into one (a fixed-step Euler or classical Runge–Kutta step).
+  into one (a fixed-step Euler or classical Runge–Kutta step); ``jaxgrad.integrate`` solves
+  the flow itself with an adaptive diffrax solver, and ``lyapunov_spectrum`` takes it as
+  it is.
 - ``iterate(step, k)``: the ``k``-fold composition ``x -> F^k(x)`` (periodic orbits are its
   fixed points).
 - ``bind(f, params)``: ``f(..., params)`` as a function of the other arguments.

@@ -8,6 +8,11 @@ R's diagonal (Benettin et al. 1980; Engelken, Wolf & Abbott 2020, arXiv:2006.024
 
     λ_i = (1 / (T dt)) Σ_s log |R^{(s)}_ii|,      i = 1..k.
 
+A flow ``dx/dt = F(x, u)`` (a ``VectorField``) is taken as it is: between
+re-orthonormalisations the state and the basis are integrated together with diffrax, the
+basis by the variational equation ``dQ/dt = ∂F/∂x (x(t), u) Q`` (Benettin et al. 1980),
+so the exponents are per unit time of the flow and carry no fixed-step bias.
+
 Everything is done in log space, so growth or decay by e^{±1000} over the trajectory is
 harmless; within one QR interval it is not (each result says which exponents stood clear
 of the dtype's rounding: ``resolved``). The iteration is differentiable (``jnp.linalg.qr``
@@ -34,7 +39,8 @@ from .._validation import (
     is_concrete,
     typed_key,
 )
-from ..systems import NO_PARAMS, analyzer, prepare
+from ..flows import flow_map, solver_options, state_dtype
+from ..systems import NO_PARAMS, VectorField, analyzer, prepare
 
 
 class LyapunovSpectrum(NamedTuple):
@@ -188,7 +194,37 @@ def _log_column_norms(M: jax.Array) -> jax.Array:
     return jnp.log(scale) + jnp.log(jnp.linalg.norm(unit, axis=0))
 
 
-def _tangent_block(f, trajectory_gradient, qr_method, carry, us):
+def _map_tangent(f):
+    """``advance(x, Q, u) = (f(x, u), D Q)`` for a map, ``D = ∂f/∂x`` (JVPs, no Jacobian)."""
+
+    def advance(x, Q, u):
+        x_next, lin = jax.linearize(lambda y: f(y, u), x)
+        return x_next, jax.vmap(lin, in_axes=1, out_axes=1)(Q)
+
+    return advance
+
+
+def _flow_tangent(f, dt, options):
+    """``advance(x, Q, u) = (x(dt), Φ(dt) Q)`` for a flow ``dx/dt = f(x, u)``, with diffrax.
+
+    The state and the tangent basis are integrated together (the variational equation
+    ``dQ/dt = ∂f/∂x (x(t), u) Q``) by ``jaxgrad.flows.flow_map``; a solve that does not
+    converge gives NaN, which ``finite`` then reports.
+    """
+
+    def augmented(y, u):
+        x, Q = y
+        dx, lin = jax.linearize(lambda z: f(z, u), x)
+        return dx, jax.vmap(lin, in_axes=1, out_axes=1)(Q)
+
+    def advance(x, Q, u):
+        (x_next, M), _, _ = flow_map(augmented, (x, Q), u, dt, dict(options))
+        return x_next, M
+
+    return advance
+
+
+def _tangent_block(advance, trajectory_gradient, qr_method, carry, us):
     """``qr_interval`` steps of the state and of ``Q ← D_t Q``, then one QR.
 
     Returns ``log|R_ii|`` and whether each cleared the rounding floor of the dtype. Step t
@@ -204,8 +240,7 @@ def _tangent_block(f, trajectory_gradient, qr_method, carry, us):
         x, Q, log_scale, log_prev, log_low = c
         if not trajectory_gradient:
             x = jax.lax.stop_gradient(x)
-        x_next, lin = jax.linearize(lambda y: f(y, u), x)
-        M = jax.vmap(lin, in_axes=1, out_axes=1)(Q)
+        x_next, M = advance(x, Q, u)
         log_norms = _log_column_norms(jax.lax.stop_gradient(M))
         no_growth = jnp.asarray(-jnp.inf, M.dtype)
         stretch = jnp.max(jnp.where(jnp.isfinite(log_prev), log_norms - log_prev, no_growth))
@@ -239,12 +274,12 @@ def _blocks(inputs: Any, start: int, num_blocks: int, length: int) -> Any:
     )
 
 
-def _spectrum(f, x0, inputs, key, *, num_exponents, transient, qr_interval, window, dt,
+def _spectrum(advance, x0, inputs, key, *, num_exponents, transient, qr_interval, window, dt,
               trajectory_gradient, qr_method):
     n = x0.shape[0]
     dtype = x0.dtype
     Q0, _ = jnp.linalg.qr(jax.random.normal(key, (n, num_exponents), dtype))
-    block = functools.partial(_tangent_block, f, trajectory_gradient, qr_method)
+    block = functools.partial(_tangent_block, advance, trajectory_gradient, qr_method)
     carry = (x0, Q0)
     # Transient: the state and the basis both relax; their log|R_ii| are dropped.
     full, rest = divmod(transient, qr_interval)
@@ -330,8 +365,13 @@ def lyapunov_spectrum(
     key: jax.Array | None = None,
     trajectory_gradient: bool = True,
     qr_method: str = "householder",
+    solver: Any = None,
+    stiff: bool = False,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int | None = None,
 ) -> LyapunovSpectrum:
-    """The top ``k`` (or all) Lyapunov exponents of a step function by the QR method.
+    """The top ``k`` (or all) Lyapunov exponents of a step function or a flow by the QR method.
 
     ``λ_i = (1/(T dt)) Σ_s log|R^{(s)}_ii|`` with ``D_t ⋯ Q = Q' R`` re-orthonormalised
     every ``qr_interval`` steps (Benettin et al. 1980; Engelken, Wolf & Abbott 2020).
@@ -340,6 +380,12 @@ def lyapunov_spectrum(
         step: ``step(x, u) -> x_next``, or ``step(x, u, params)`` with ``params=``; maps,
             discrete networks, or a flow through a fixed-step integrator
             (``jaxgrad.rate_flow_step``, with ``dt`` its step). ``x`` may be any pytree.
+            Or a ``VectorField`` (``jaxgrad.vector_field(F)``, the flow ``dx/dt = F(x, u)``):
+            each step then integrates the state and the tangent basis together
+            (``dQ/dt = ∂F/∂x Q``) over ``dt`` with an adaptive diffrax solver
+            (``jaxgrad.integrate``'s), ``u_t`` held over the step, and re-orthonormalises
+            every ``qr_interval`` steps; the exponents are per unit time. A solve that fails
+            (``max_steps``) makes ``finite`` False.
         x0: initial state.
         inputs: pytree with a leading time axis ``T`` (the transient included); ``None``
             with ``num_steps=T`` for an autonomous system.
@@ -371,6 +417,9 @@ def lyapunov_spectrum(
             N = 256 on a CPU and equally accurate while each re-orthonormalised block is
             numerically of full rank; keep ``"householder"`` where a step can be singular
             (dead units, exact zeros in the Jacobian), where BCGS2 loses orthogonality.
+        solver, stiff, rtol, atol, max_steps: for a ``VectorField`` only, as for
+            ``jaxgrad.integrate`` (per ``dt`` step; default ``max_steps`` 4096). Float32
+            with ``stiff=True`` needs looser tolerances (default ``rtol = 1e-3``).
 
     Returns:
         ``LyapunovSpectrum`` (exponents, finite-time exponents per window, running
@@ -386,26 +435,56 @@ def lyapunov_spectrum(
         ...                                 num_steps=600, transient=100, params=p)
         >>> res.exponents.shape, bool(res.exponents[0] > 0)   # chaotic at g = 2
         ((32,), True)
+        >>> A = jnp.array([[-1.0, 2.0], [0.0, -3.0]])             # a linear flow
+        >>> field = jaxgrad.vector_field(lambda x, u: A @ x)
+        >>> res = jaxgrad.lyapunov_spectrum(field, jnp.ones(2), num_steps=400, dt=0.5)
+        >>> np.round(np.asarray(res.exponents), 2)        # the eigenvalues' real parts
+        array([-1., -3.], dtype=float32)
     """
-    f, x0_flat, inputs = prepare(step, x0, inputs, num_steps, params)
+    is_flow = isinstance(step, VectorField)
+    flow_args = dict(solver=solver, stiff=stiff, rtol=rtol, atol=atol, max_steps=max_steps)
+    if not is_flow:
+        given = [name for name, v in flow_args.items() if v is not (False if name == "stiff"
+                                                                     else None)]
+        if given:
+            raise ValueError(
+                f"`{given[0]}` is an option of a flow: pass a VectorField "
+                "(jaxgrad.vector_field(F)) as `step`, or leave it out for a map"
+            )
+    fn = step.f if is_flow else step
+    f, x0_flat, inputs = prepare(fn, x0, inputs, num_steps, params)
     total = jax.tree_util.tree_leaves(inputs)[0].shape[0]
     k, window = _check_options(
         x0_flat.shape[0], num_exponents, total, transient, qr_interval, window, dt
     )
     key = jax.random.key(0) if key is None else typed_key("key", key)
-    out = _run(
-        step, x0, inputs, key, params=params,
+    options = dict(
         num_exponents=k, transient=int(transient), qr_interval=int(qr_interval),
         window=int(window), dt=float(dt), trajectory_gradient=bool(trajectory_gradient),
         qr_method=check_choice("qr_method", qr_method, QR_METHODS),
     )
+    if is_flow:
+        flow_args["max_steps"] = 4096 if max_steps is None else max_steps
+        flow_options = solver_options(state_dtype(x0_flat), **flow_args)
+        out = _run_flow(fn, x0, inputs, key, params=params,
+                        flow_options=tuple(sorted(flow_options.items())), **options)
+    else:
+        out = _run(step, x0, inputs, key, params=params, **options)
     return LyapunovSpectrum(*out)
 
 
 @analyzer
 def _run(f, x0_flat, unravel, inputs, key, **options):
     """Jitted once per step function and options; states, params, inputs are traced."""
-    out = _spectrum(f, x0_flat, inputs, key, **options)
+    out = _spectrum(_map_tangent(f), x0_flat, inputs, key, **options)
+    return out[:8] + (unravel(out[8]),) + out[9:]
+
+
+@analyzer
+def _run_flow(f, x0_flat, unravel, inputs, key, *, flow_options, **options):
+    """``_run`` for a flow: ``f(x, u)`` is the flat vector field, integrated with diffrax."""
+    advance = _flow_tangent(f, options["dt"], flow_options)
+    out = _spectrum(advance, x0_flat, inputs, key, **options)
     return out[:8] + (unravel(out[8]),) + out[9:]
 
 

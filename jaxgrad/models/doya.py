@@ -18,7 +18,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_array, check_choice, check_positive_float
+from .._validation import check_array, check_choice, check_positive_float, is_concrete
+from ..flows import IntegrationError, flow_map, solver_options
 from ..systems import INTEGRATORS, integrator_step
 from .activations import get_activation
 from .core import unroll
@@ -65,31 +66,71 @@ def doya_integrate(
     dt: float = 0.1,
     method: str = "rk4",
     activation: str = "sigmoid",
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 4096,
 ) -> jax.Array:
-    """Integrate the continuous-time neuron with a fixed step under ``lax.scan``.
+    """Integrate the continuous-time neuron under ``lax.scan``, ``u`` held over each ``dt``.
+
+    The papers' discrete maps are the fixed-step methods (``"euler"`` is Doya's map);
+    ``"diffrax"`` solves the flow itself over each ``dt`` with an adaptive solver (Tsit5,
+    as ``jaxgrad.integrate``).
 
     Arguments:
         params: ``DoyaParams``.
         x0: initial state (any shape broadcasting with the parameters).
         inputs: ``u`` held constant over each step, leading axis = number of steps.
-        dt: step size.
-        method: ``"euler"`` (identical to ``doya_step`` with ``eps = dt``) or ``"rk4"``.
+        dt: step size (the time between saved states).
+        method: ``"euler"`` (identical to ``doya_step`` with ``eps = dt``), ``"rk4"``, or
+            ``"diffrax"`` (adaptive, to ``rtol``/``atol``).
+        rtol, atol, max_steps: tolerances and the step limit of each ``dt`` with
+            ``method="diffrax"`` (defaults as ``jaxgrad.integrate``: by dtype).
 
     Returns:
         States at times ``dt, 2 dt, ..., T dt``, stacked on a leading axis.
+
+    Raises:
+        jaxgrad.IntegrationError: with ``method="diffrax"``, when a solve failed (run
+            eagerly; under ``jax.jit`` the states from the failed step on are NaN).
+
+    Example:
+        >>> p = DoyaParams(5.0, -2.5)
+        >>> xs = doya_integrate(p, 0.9, jnp.zeros(100), dt=0.5, method="diffrax")
+        >>> round(float(xs[-1]), 3)                    # the upper fixed point
+        0.855
     """
     check_positive_float("dt", dt)
-    check_choice("method", method, INTEGRATORS)
+    check_choice("method", method, (*INTEGRATORS, "diffrax"))
     inputs = check_array("inputs", inputs)
     if inputs.ndim == 0 or inputs.shape[0] == 0:
         raise ValueError(f"`inputs` must have a non-empty leading time axis, got {inputs.shape}")
 
     field = functools.partial(doya_vector_field, activation=activation)
+    x0 = jnp.asarray(x0, inputs.dtype)
+    if method != "diffrax":
 
-    def step(x, u):
-        return integrator_step(field, x, u, params, dt=dt, method=method)
+        def step(x, u):
+            return integrator_step(field, x, u, params, dt=dt, method=method)
 
-    return unroll(step, jnp.asarray(x0, inputs.dtype), inputs)
+        return unroll(step, x0, inputs)
+
+    options = solver_options(x0.dtype, rtol=rtol, atol=atol, max_steps=max_steps)
+
+    def flow(x, u):
+        x_next, ok, finite = flow_map(lambda y, v: field(y, v, params), x, u, dt, options)
+        return x_next, (x_next, ok, finite)
+
+    _, (xs, ok, finite) = jax.lax.scan(flow, x0, inputs)
+    if is_concrete(ok) and not bool(jnp.all(ok)):
+        bad = int(jnp.argmin(ok))
+        cause = "max_steps_reached" if bool(finite[bad]) else "non_finite"
+        why = (f"max_steps={max_steps} reached" if cause == "max_steps_reached" else
+               "the state or the vector field became non-finite (NaN or inf)")
+        raise IntegrationError(
+            f"integration failed ({cause}): the diffrax solve of step {bad} (t = "
+            f"{bad * dt:.6g} to {(bad + 1) * dt:.6g}) stopped: {why}", cause,
+        )
+    return xs
 
 
 def doya_stable_branch_b(x: jax.Array, w: float = 5.0) -> jax.Array:

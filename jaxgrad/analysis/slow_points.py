@@ -128,9 +128,13 @@ def _descend(step, states, u, learning_rate, max_steps, q_stop):
     return y, jax.vmap(q)(y), i
 
 
-def _refine(step, template, ys, u, *, newton_steps):
-    """Newton from each point; the result is taken when it is finite and downhill in a
-    straight line: ``q`` along the segment from the start never exceeds ``q`` at it."""
+def _finish(step, template, ys, u, *, newton_steps):
+    """Each point refined by Newton (``newton_steps > 0``), its residual ``‖F(x) − x‖`` and
+    its Jacobian ``∂F/∂x``.
+
+    A Newton result is taken when it is finite and downhill in a straight line: ``q``
+    along the segment from the start never exceeds ``q`` at the start.
+    """
     g, _ = _flat_q(step, template, u)
     fractions = jnp.linspace(0, 1, _SEGMENT_SAMPLES + 1, dtype=ys.dtype)[1:]
 
@@ -139,28 +143,22 @@ def _refine(step, template, ys, u, *, newton_steps):
         return 0.5 * jnp.sum(r * r)
 
     def one(y0):
-        y = newton_iterate(g, y0, newton_steps)
-        along = jax.vmap(lambda t: q(y0 + t * (y - y0)))(fractions)
-        ok = jnp.all(jnp.isfinite(y)) & jnp.all(along <= q(y0)) & (along[-1] < q(y0))
-        return jnp.where(ok, y, y0)
+        y = y0
+        if newton_steps:
+            y = newton_iterate(g, y0, newton_steps)
+            along = jax.vmap(lambda t: q(y0 + t * (y - y0)))(fractions)
+            ok = jnp.all(jnp.isfinite(y)) & jnp.all(along <= q(y0)) & (along[-1] < q(y0))
+            y = jnp.where(ok, y, y0)
+        return y, jnp.linalg.norm(g(y)), jax.jacfwd(lambda z: g(z) + z)(y)
 
     return jax.vmap(one)(ys)
-
-
-def _linearise(step, template, ys, u):
-    """The points as states, their residuals ``‖F(x) − x‖`` and Jacobians ``∂F/∂x``."""
-    g, unravel = _flat_q(step, template, u)
-    f = lambda y: g(y) + y  # noqa: E731
-    residuals = jax.vmap(lambda y: jnp.linalg.norm(g(y)))(ys)
-    return jax.vmap(unravel)(ys), residuals, jax.vmap(jax.jacfwd(f))(ys)
 
 
 #: Points at which ``q`` is checked along a Newton step before it is taken.
 _SEGMENT_SAMPLES = 16
 
 _descend_jit = jit_with_params(_descend)
-_refine_jit = jit_with_params(_refine)
-_linearise_jit = jit_with_params(_linearise)
+_finish_jit = jit_with_params(_finish)
 
 
 def _check_states(states: Any) -> tuple[Any, Any]:
@@ -255,8 +253,9 @@ def slow_points(
     """Fixed and slow points of a recurrent step at a constant input (Sussillo & Barak 2013).
 
     Minimises ``q(x) = ½‖F(x, u) − x‖²`` over the state with Adam from every row of
-    ``states`` (vmapped, one ``lax.while_loop``; a start stops once ``q < ½(fixed_tol/10)²``
-    and the loop once every start has), keeps the results with ``q < q_tol`` and merges
+    ``states`` (vmapped, one ``lax.while_loop``; a start stops once ``q < q_tol / 100``,
+    without Newton refinement once ``q < min(q_tol / 100, ½(fixed_tol / 10)²)``, and the
+    loop once every start has), keeps the results with ``q < q_tol`` and merges
     those closer than ``merge_tol``. With ``newton_steps > 0`` each kept point is then
     refined by Newton's method on ``F(x) − x = 0``; the result replaces it only when it
     is finite and ``q`` decreases along the straight segment to it (checked at 16
@@ -318,10 +317,12 @@ def slow_points(
     template = jax.tree_util.tree_map(lambda leaf: leaf[0], states)
     _check_step_on(bind(step, params), template, u)
 
+    # Where a start stops: well inside q_tol, and (without Newton to finish the job)
+    # well inside fixed_tol.
+    q_stop = q_tol / 100 if newton_steps else min(q_tol / 100, 0.5 * (0.1 * fixed_tol) ** 2)
     scalar = functools.partial(jnp.asarray, dtype=dtype)
     ys, qs, num_steps = _descend_jit(step, params, states, u, scalar(learning_rate),
-                                     jnp.asarray(max_steps, jnp.int32),
-                                     scalar(0.5 * (0.1 * fixed_tol) ** 2))
+                                     jnp.asarray(max_steps, jnp.int32), scalar(q_stop))
     ys, qs = np.asarray(ys), np.asarray(qs)
     ok = np.isfinite(qs) & (qs < q_tol) & np.all(np.isfinite(ys), axis=1)
     reps, counts = merge_close(ys, np.flatnonzero(ok)[np.argsort(qs[ok], kind="stable")],
@@ -330,12 +331,13 @@ def slow_points(
     num_modes = min(num_modes, n)
     points = ys[np.asarray(reps, dtype=np.int64)]
     counts = np.asarray(counts, dtype=np.int64)
-    if len(reps) and newton_steps:
-        points = np.asarray(_refine_jit(step, params, template, jnp.asarray(points), u,
-                                        newton_steps=newton_steps))
     if len(reps):
-        _, residual, jac = _linearise_jit(step, params, template, jnp.asarray(points), u)
-        residual, jac = np.asarray(residual), np.asarray(jac)
+        # Padded to a power of two (repeating the first point), so that a new count of
+        # points rarely compiles the refinement again.
+        size = 1 << (len(reps) - 1).bit_length()
+        padded = np.concatenate([points, np.repeat(points[:1], size - len(reps), axis=0)])
+        points, residual, jac = (np.asarray(a)[:len(reps)] for a in _finish_jit(
+            step, params, template, jnp.asarray(padded), u, newton_steps=newton_steps))
         q = 0.5 * residual.astype(dtype) ** 2
         # Refined points may now coincide, and refinement may not keep q under q_tol.
         keep = np.isfinite(residual) & (q < q_tol)

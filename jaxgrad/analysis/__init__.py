@@ -1,4 +1,4 @@
-"""Things that measure a system: Jacobian products, spectra, gradient flow."""
+"""Things that measure a system: Jacobian products, spectra, gradient flow, slow points."""
 
 from .hessian import HessianEigen as HessianEigen
 from .hessian import HessianTrace as HessianTrace
@@ -8,3 +8,5 @@ from .hessian import hessian_spectral_density as hessian_spectral_density
 from .hessian import hessian_trace as hessian_trace
 from .mean_field import RateMeanField as RateMeanField
 from .mean_field import rate_mean_field as rate_mean_field
+from .slow_point_search import SlowPoints as SlowPoints
+from .slow_point_search import slow_points as slow_points

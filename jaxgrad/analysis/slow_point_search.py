@@ -32,10 +32,15 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from .._validation import check_array, check_finite, check_positive_float, check_positive_int
-from .._validation import leading_axis_length
+from .._validation import (
+    check_array,
+    check_finite,
+    check_positive_float,
+    check_positive_int,
+    leading_axis_length,
+)
 from ..systems import NO_PARAMS, bind, check_params_finite, check_step, flat_step, jit_with_params
-from ._system import classify, complex_dtype, default_tol, merge_close, newton_iterate
+from ._system import complex_dtype, default_tol, merge_close, newton_iterate
 
 
 class SlowPoints(NamedTuple):
@@ -239,7 +244,7 @@ def _top_modes(J: np.ndarray, num_modes: int) -> tuple[np.ndarray, np.ndarray]:
 def slow_points(
     step: Callable,
     states: Any,
-    input: Any = None,  # noqa: A002 (the name of the constant input in the paper's notation)
+    input: Any = None,
     *,
     params: Any = NO_PARAMS,
     learning_rate: float = 1e-2,
@@ -360,7 +365,8 @@ def slow_points(
     for k in range(len(points)):
         eig[k], modes[k] = _top_modes(jac[k], num_modes)
     unstable = np.sum(~(np.abs(eig) < 1), axis=1).astype(np.int32)
-    stability, _ = classify(jnp.asarray(eig), "map")
+    # STABILITY_LABELS (as ``classify`` for a map, on the host): stable, unstable, saddle
+    stability = np.where(unstable == 0, 0, np.where(unstable == n, 1, 2)).astype(np.int32)
     unravel = ravel_pytree(template)[1]
     x = jax.vmap(unravel)(jnp.asarray(points, dtype)) if len(points) else jax.tree_util.tree_map(
         lambda leaf: jnp.zeros((0, *leaf.shape), leaf.dtype), template)
@@ -370,7 +376,7 @@ def slow_points(
         residual=jnp.asarray(residual, dtype),
         fixed=jnp.asarray(residual < fixed_tol),
         eigenvalues=jnp.asarray(eig),
-        stability=stability,
+        stability=jnp.asarray(stability),
         num_unstable=jnp.asarray(unstable),
         modes=jnp.asarray(modes),
         num_starts=jnp.asarray(counts.astype(np.int32)),

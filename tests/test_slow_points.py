@@ -170,30 +170,38 @@ def _lstm_np(state, u, p):
 
 
 def _bistable(cell, n, dtype):
-    """A random cell with a strong rank-one candidate/cell-input weight ``4 m mᵀ / n``: two
-    stable states ±(pattern m) and a saddle between them; starts along trajectories."""
-    k = jax.random.split(jax.random.key(0), 4)
-    m = jnp.sign(jax.random.normal(k[0], (n,), dtype))
-    rank1 = 4.0 * jnp.outer(m, m) / n
+    """A random cell (built in NumPy) with a strong rank-one candidate/cell-input weight
+    ``4 m mᵀ / n``: two stable states ±(about the pattern m) and a saddle between them;
+    the starts are states along trajectories from random initial states."""
+    rng = np.random.default_rng(0)
+    m = np.sign(rng.standard_normal(n))
+    gates = 3 if cell == "gru" else 4
+    W_h = 0.5 * rng.standard_normal((gates * n, n)) / np.sqrt(n)
+    W_h[2 * n : 3 * n] += 4.0 * np.outer(m, m) / n
+    W_x = rng.standard_normal((gates * n, 3)) / np.sqrt(3)
     if cell == "gru":
-        p = jaxgrad.init_gru(k[1], n, 3, recurrent_scale=0.5, dtype=dtype)
-        p = p._replace(W_h=p.W_h.at[2 * n:].add(rank1))
-        x0 = jax.random.uniform(k[2], (16, n), dtype, -1, 1)
-        step = jaxgrad.gru_step
+        p_np = (W_x, W_h, np.zeros(3 * n), np.zeros(3 * n))
+        step, reference, params = jaxgrad.gru_step, _gru_np, jaxgrad.GRUParams
+        x = rng.uniform(-1, 1, (16, n))
     else:
-        p = jaxgrad.init_lstm(k[1], n, 3, recurrent_scale=0.5, dtype=dtype)
-        p = p._replace(W_h=p.W_h.at[2 * n:3 * n].add(rank1))
-        x0 = jaxgrad.LSTMState(jax.random.uniform(k[2], (16, n), dtype, -1, 1),
-                               jax.random.uniform(k[3], (16, n), dtype, -2, 2))
-        step = jaxgrad.lstm_step
-    u = jnp.zeros(3, dtype)
-
-    def trajectory(x):
-        return jax.lax.scan(lambda x, _: (step(x, u, p),) * 2, x, None, length=32)[1]
-
-    states = jax.tree_util.tree_map(lambda a: a[:, ::8].reshape((-1,) + a.shape[2:]),
-                                    jax.vmap(trajectory)(x0))
-    return step, states, u, p
+        b = np.zeros(4 * n)
+        b[n : 2 * n] = 1.0  # forget bias
+        p_np = (W_x, W_h, b)
+        step, reference, params = jaxgrad.lstm_step, _lstm_np, jaxgrad.LSTMParams
+        x = jaxgrad.LSTMState(rng.uniform(-1, 1, (16, n)), rng.uniform(-2, 2, (16, n)))
+    u = np.zeros(3)
+    rows = []
+    for t in range(32):
+        if t % 8 == 0:
+            rows.append(x)
+        x = jax.tree_util.tree_map(
+            lambda *leaves: np.stack(leaves),
+            *[reference(jax.tree_util.tree_map(lambda a, i=i: a[i], x), u, p_np)
+              for i in range(16)])
+    states = jax.tree_util.tree_map(
+        lambda *leaves: jnp.asarray(np.concatenate(leaves), dtype), *rows)
+    p = params(*(jnp.asarray(a, dtype) for a in p_np))
+    return step, states, jnp.zeros(3, dtype), p
 
 
 def _check_cell_points(sp, step, u, p, reference, tol, eig_tol):
@@ -279,8 +287,8 @@ def test_public_names():
 # --------------------------------------------------------------------------- bad input
 
 
-GRU = jaxgrad.init_gru(jax.random.key(0), 4, 2)
-LSTM = jaxgrad.init_lstm(jax.random.key(0), 4, 2)
+GRU = jaxgrad.GRUParams(jnp.ones((12, 2)), jnp.ones((12, 4)), jnp.zeros(12), jnp.zeros(12))
+LSTM = jaxgrad.LSTMParams(jnp.ones((16, 2)), jnp.ones((16, 4)), jnp.zeros(16))
 U2 = jnp.zeros(2)
 OK4 = jnp.zeros((3, 4))
 

@@ -247,7 +247,7 @@ def slow_points(
     input: Any = None,
     *,
     params: Any = NO_PARAMS,
-    learning_rate: float = 1e-2,
+    learning_rate: float = 3e-2,
     max_steps: int = 5000,
     q_tol: float = 1e-6,
     fixed_tol: float | None = None,

@@ -294,7 +294,8 @@ def slow_points(
         ``SlowPoints`` (host-side arrays; ``K`` depends on the data, so not jittable).
 
     Example:
-        >>> # x -> tanh(w x) with w = 2: a saddle at 0 and stable points at ±0.9575
+        >>> # x -> tanh(2 x) in 2-D: in each coordinate 0 (unstable) and ±0.9575 (stable),
+        >>> # so 9 fixed points: 4 stable, 4 saddles, an unstable node at the origin
         >>> step = jaxgrad.autonomous(lambda x: jnp.tanh(2.0 * x))
         >>> starts = jax.random.uniform(jax.random.key(0), (64, 2), minval=-2, maxval=2)
         >>> sp = slow_points(step, starts, newton_steps=5)

@@ -11,7 +11,7 @@ The public surface: every name a user, a notebook or an experiment imports.
   (Pascanu RNN, one-unit net, Doya's neuron, deep MLPs, LSTM, GRU, rate networks).
 - ``jaxgrad.analysis``: analyzers that take any step function (``step(x, u)``, or with
   ``params=``): Jacobian products, spectra, gradient flow, Lyapunov spectra, signal
-  propagation, fixed points, periodic orbits, continuation, orbit diagrams, sensitivities.
+  propagation, fixed points, periodic orbits, slow points, continuation, orbit diagrams, sensitivities.
 - ``jaxgrad.landscape``: ``scan_landscape``, ``find_cliffs`` and ``sweep``.
 - ``jaxgrad.train``: the subpackage of training: ``train_steps`` (a pure scan of optax
   updates, for ``jax.jit``/``jax.vmap``), ``fit`` (the host driver on it, with
@@ -86,6 +86,8 @@ from .analysis.signal_propagation import mean_field_trajectory as mean_field_tra
 from .analysis.signal_propagation import q_map as q_map
 from .analysis.signal_propagation import q_star as q_star
 from .analysis.signal_propagation import random_mlp_signal as random_mlp_signal
+from .analysis.slow_point_search import SlowPoints as SlowPoints
+from .analysis.slow_point_search import slow_points as slow_points
 from .analysis.spectral import SpectralEstimate as SpectralEstimate
 from .analysis.spectral import spectral_norm as spectral_norm
 from .analysis.spectral import spectral_radius as spectral_radius

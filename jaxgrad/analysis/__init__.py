@@ -1,4 +1,4 @@
-"""Things that measure a system: Jacobian products, spectra, gradient flow."""
+"""Things that measure a system: Jacobian products, spectra, gradient flow, slow points."""
 
 from .hessian import HessianEigen as HessianEigen
 from .hessian import HessianTrace as HessianTrace
@@ -10,3 +10,5 @@ from .mean_field import RateMeanField as RateMeanField
 from .mean_field import rate_mean_field as rate_mean_field
 from .periodic import PeriodicOrbits as PeriodicOrbits
 from .periodic import periodic_orbits as periodic_orbits
+from .slow_point_search import SlowPoints as SlowPoints
+from .slow_point_search import slow_points as slow_points

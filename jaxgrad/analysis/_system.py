@@ -384,6 +384,43 @@ def complex_dtype(dtype: Any) -> Any:
     return jnp.complex128 if jnp.dtype(dtype) == jnp.float64 else jnp.complex64
 
 
+def newton_iterate(g: Callable, y: jax.Array, steps: int) -> jax.Array:
+    """``steps`` Newton iterations ``y <- y - J(y)^{-1} g(y)`` on a flat ``g(y) = 0``.
+
+    ``J = ∂g/∂y`` by ``jax.jacfwd``; under ``lax.fori_loop`` (jittable, vmappable).
+    """
+
+    def body(_, y):
+        return y - jnp.linalg.solve(jax.jacfwd(g)(y), g(y))
+
+    return jax.lax.fori_loop(0, steps, body, y)
+
+
+def merge_close(
+    flat: np.ndarray, order: Any, merge_tol: float, weights: Any = None
+) -> tuple[list[int], list[int]]:
+    """Greedy merge of points closer than ``merge_tol`` (max-norm), on the host.
+
+    The rows ``flat[i]`` are visited in ``order``; each joins the first representative
+    within ``merge_tol`` or becomes a new one. Returns ``(representatives, counts)``, the
+    counts summing ``weights[i]`` (1 each by default) over the rows merged into each.
+    """
+    reps: list[int] = []
+    counts: list[int] = []
+    for i in order:
+        i = int(i)
+        w = 1 if weights is None else int(weights[i])
+        if reps:
+            dist = np.max(np.abs(flat[reps] - flat[i]), axis=1)
+            near = np.flatnonzero(dist < merge_tol)
+            if near.size:
+                counts[int(near[0])] += w
+                continue
+        reps.append(i)
+        counts.append(w)
+    return reps, counts
+
+
 def default_tol(dtype: Any) -> float:
     """Residual tolerance for a converged Newton solve: ``sqrt(eps)`` of the dtype."""
     return float(np.sqrt(np.finfo(dtype).eps))

@@ -39,6 +39,8 @@ from ._system import (
     complex_dtype,
     default_tol,
     eigenvalues,
+    merge_close,
+    newton_iterate,
     residual,
     set_param,
 )
@@ -230,11 +232,7 @@ def _newton_many(f, starts, params, *, kind, newton_steps):
         def gflat(y):
             return jnp.reshape(g(jnp.reshape(y, shape), params), (-1,))
 
-        def body(_, y):
-            J = jax.jacfwd(gflat)(y)
-            return y - jnp.linalg.solve(J, gflat(y))
-
-        y = jax.lax.fori_loop(0, newton_steps, body, jnp.reshape(x0, (-1,)))
+        y = newton_iterate(gflat, jnp.reshape(x0, (-1,)), newton_steps)
         x = jnp.reshape(y, shape)
         return x, jnp.linalg.norm(gflat(y)), eigenvalues(f, x, params)
 
@@ -290,16 +288,7 @@ def fixed_points(
     xs, res, ev = np.asarray(xs), np.asarray(res), np.asarray(ev)
     flat = xs.reshape(xs.shape[0], -1)
     ok = np.isfinite(res) & (res < tol) & np.all(np.isfinite(flat), axis=1)
-    reps: list[int] = []
-    counts: list[int] = []
-    for i in np.flatnonzero(ok):
-        for j, r in enumerate(reps):
-            if np.max(np.abs(flat[i] - flat[r])) < merge_tol:
-                counts[j] += 1
-                break
-        else:
-            reps.append(int(i))
-            counts.append(1)
+    reps, counts = merge_close(flat, np.flatnonzero(ok), merge_tol)
     order = sorted(range(len(reps)), key=lambda j: tuple(flat[reps[j]]))
     idx = np.asarray([reps[j] for j in order], dtype=np.int64)
     eig = jnp.asarray(ev[idx]) if idx.size else jnp.zeros((0, flat.shape[1]), ev.dtype)

@@ -33,7 +33,8 @@ polynomial t¹² - 12t¹¹ + 48t¹⁰ - 40t⁹ - 193t⁸ + 392t⁷ + 44t⁶ + 8t
 
 Departures: "first sustained positive λ₁" has no standard definition; here it is the first r
 on the fine grid where λ₁ > 0 and λ₁ > 0 on at least `onset_fraction` of the fine-grid points
-in the next `onset_window` of r (the periodic windows past r∞ are narrow). λ₁ is a
+in the next `onset_window` of r (the periodic windows past r∞ are narrow), checked against r∞
+to `onset_grid_spacings` grid spacings. λ₁ is a
 finite-time estimate: at a flip the orbit approaches the cycle only algebraically, so λ₁(r_n)
 is small and negative (about -2e-4 for 20,000 steps), not 0; the check is |λ₁(r_n)| below a
 stated bound.
@@ -69,7 +70,7 @@ DEFAULT_CONFIG = {
     "zoom_transient": 2000,
     "onset_window": 0.002,
     "onset_fraction": 0.75,
-    "onset_atol": 1e-4,
+    "onset_grid_spacings": 2,
     "steps_at_4": 200000,
     "orbit_transient": 1000,
     "orbit_keep": 200,
@@ -216,9 +217,11 @@ def _run(config: dict) -> Result:
     checks.append(check_bound("max λ₁ on the fine grid below r∞ (stable 2^n-cycles)",
                               lam_zoom[below].max(), 0.0))
     onset = _onset(rz, lam_zoom, config["onset_window"], config["onset_fraction"])
+    spacing = float(rz[1] - rz[0])
     checks.append(check_close("first sustained positive λ₁ on the fine grid vs r∞", onset,
-                              R_INF, atol=config["onset_atol"],
-                              note=f"fine-grid spacing {rz[1] - rz[0]:.1e}"))
+                              R_INF, atol=config["onset_grid_spacings"] * spacing,
+                              note=f"{config['onset_grid_spacings']} fine-grid spacings of "
+                                   f"{spacing:.2e}"))
     lam_at_rn = np.asarray(zoom(jnp.asarray(r[:n_found]))[0])
     for n, v in enumerate(lam_at_rn, start=1):
         checks.append(check_bound(f"|λ₁(r_{n})| (zero at the flip, finite-time estimate)",

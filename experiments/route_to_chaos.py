@@ -19,25 +19,27 @@ Protocol (float64 throughout, `jax.enable_x64` inside the run):
 2. Feigenbaum ratios δ_n = (r_n - r_{n-1}) / (r_{n+1} - r_n); the accumulation point from
    the last two r_n and the last ratio, r∞ ≈ r_N + (r_N - r_{N-1}) / (δ_last - 1) (the
    geometric series of the remaining gaps).
-3. λ₁(r) by `jaxgrad.lyapunov_spectrum` vmapped over r on [2.8, 4] and on a fine grid around
+3. λ₁(r) by `jaxgrad.lyapunov_spectrum` vmapped over r on [2.8, 4] and on a fine grid across
    r∞; at every located r_n; and in one long run at r = 4.
 4. The orbit diagram (`jaxgrad.orbit_diagram`) with the r_n marked, λ₁(r) below it, and
    log(r∞ - r_n) against n beside the slope -log δ.
 
 Published values: r_1 = 3 and r_2 = 1 + √6 exactly (Strogatz 1994, §10.3); r_3..r_6 to six
-decimals from the standard tables (Feigenbaum 1978; Strogatz 1994, §10.6: 3.544090,
-3.564407, 3.568759, 3.569692); r_3 also as the real root near 3.544 of the degree-12
-polynomial t¹² - 12t¹¹ + 48t¹⁰ - 40t⁹ - 193t⁸ + 392t⁷ + 44t⁶ + 8t⁵ - 977t⁴ - 604t³ +
-2108t² + 4913 (quoted by J. D. Cook, "Spacing between branches", 2025, after Bailey); δ =
-4.669201609 and r∞ = 3.569945672 (Feigenbaum 1978; Briggs 1991 for more digits).
+decimals (3.544090, 3.564407, 3.568759, 3.569692) as tabulated in the literature (Feigenbaum
+1978; Strogatz 1994, §10.2 lists r_1..r_5 and r∞; r_6 as quoted in issue #14); r_3 also as
+the real root near 3.544 of the degree-12 polynomial t¹² - 12t¹¹ + 48t¹⁰ - 40t⁹ - 193t⁸ +
+392t⁷ + 44t⁶ + 8t⁵ - 977t⁴ - 604t³ + 2108t² + 4913 (quoted by J. D. Cook, "Spacing between
+branches", 2025); δ = 4.669201609 and r∞ = 3.569945672 (Feigenbaum 1978; Briggs 1991, Math.
+Comp. 57, for more digits of δ).
 
 Departures: "first sustained positive λ₁" has no standard definition; here it is the first r
-on the fine grid where λ₁ > 0 and λ₁ > 0 on at least `onset_fraction` of the fine-grid points
-in the next `onset_window` of r (the periodic windows past r∞ are narrow), checked against r∞
-to `onset_grid_spacings` grid spacings. λ₁ is a
-finite-time estimate: at a flip the orbit approaches the cycle only algebraically, so λ₁(r_n)
-is small and negative (about -2e-4 for 20,000 steps), not 0; the check is |λ₁(r_n)| below a
-stated bound.
+on the fine grid ([3.565, 3.575], none of whose points is r∞) where λ₁ > 0 and λ₁ > 0 on at
+least `onset_fraction` of the fine-grid points in the next `onset_window` of r (the periodic
+windows past r∞ are narrow), checked against r∞ to `onset_grid_spacings` grid spacings. λ₁ is
+a finite-time estimate from x(0) = 0.3: at a flip the orbit approaches the cycle only
+algebraically, so λ₁(r_n) is small and negative (about -2e-4 for 20,000 steps), not 0; the
+check is |λ₁(r_n)| below a stated bound. The quick configuration locates r_1..r_4 only, so
+its last ratio is δ_2 (0.3 % from δ) and its r∞ is extrapolated from r_4 (tolerance 1e-4).
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ REQUIRED_KEYS = {
     "gradient-flossing": ["success_rate_no_floss", "success_rate_floss_before",
                           "largest_delay_solved_no_floss", "largest_delay_solved_floss_before",
                           "largest_delay_solved_floss_interleaved"],
+    "route-to-chaos": ["period_doubling_points", "feigenbaum_ratios", "feigenbaum_delta",
+                       "accumulation_point", "lambda_1_at_4"],
 }
 
 

@@ -11,7 +11,8 @@ The public surface: every name a user, a notebook or an experiment imports.
   (Pascanu RNN, one-unit net, Doya's neuron, deep MLPs, LSTM, GRU, rate networks).
 - ``jaxgrad.analysis``: analyzers that take any step function (``step(x, u)``, or with
   ``params=``): Jacobian products, spectra, gradient flow, Lyapunov spectra, signal
-  propagation, fixed points, periodic orbits, slow points, continuation, orbit diagrams, sensitivities.
+  propagation, fixed points, periodic orbits, slow points, continuation (folds, flips, Hopf
+  points), orbit diagrams, sensitivities; ``jaxgrad.flows``: flows integrated by diffrax.
 - ``jaxgrad.landscape``: ``scan_landscape``, ``find_cliffs`` and ``sweep``.
 - ``jaxgrad.train``: the subpackage of training: ``train_steps`` (a pure scan of optax
   updates, for ``jax.jit``/``jax.vmap``), ``fit`` (the host driver on it, with

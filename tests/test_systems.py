@@ -254,3 +254,19 @@ def test_bifurcation_kind_that_contradicts_the_form_is_refused():
                               jnp.array([2.8]), kind="flow")
     with pytest.raises(ValueError, match="unknown `kind`"):
         jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=p, kind="maps")
+
+
+def test_doya_empty_input_means_no_input_and_bad_input_is_refused():
+    """An empty u (the analyzers' input of an autonomous system) is no input; it used to
+    broadcast a (1,) state to shape (0,) under NumPy's rules and lose the state silently."""
+    p = jaxgrad.DoyaParams(w=5.0, b=-2.5, w_in=1.0)
+    x = jnp.array([0.3])
+    none = jaxgrad.doya_vector_field(x, jnp.zeros((0,)), p)
+    zero = jaxgrad.doya_vector_field(x, jnp.zeros((1,)), p)
+    assert none.shape == (1,)
+    np.testing.assert_array_equal(none, zero)
+    np.testing.assert_allclose(none, -0.3 + 1 / (1 + np.exp(-(5 * 0.3 - 2.5))), rtol=1e-6)
+    step = jaxgrad.doya_step(x, jnp.zeros((0,)), p)
+    assert step.shape == (1,)
+    with pytest.raises(ValueError, match="`u`"):
+        jaxgrad.doya_vector_field(x, jnp.zeros((3,)), p)

@@ -36,12 +36,26 @@ class DoyaParams(NamedTuple):
 def doya_vector_field(
     x: jax.Array, u: jax.Array, params: DoyaParams, *, activation: str = "sigmoid"
 ) -> jax.Array:
-    """``dx/dt = -x + σ(w x + b) + w' u``."""
+    """``dx/dt = -x + σ(w x + b) + w' u``.
+
+    An empty ``u`` (shape ``(0,)``, what the analyzers pass to an autonomous system) means no
+    input; any other ``u`` must broadcast to the state's shape without changing it (a ``u``
+    that would, such as ``(0,)`` against ``x`` of shape ``(1,)`` under NumPy's rules, which
+    silently gives an empty state, is an error naming ``u``).
+    """
     if not all(hasattr(params, a) for a in DoyaParams._fields):
         raise TypeError(f"`params` must be a DoyaParams, got {type(params).__name__}")
     x = check_array("x", x)
     sigma = get_activation(activation)
-    return -x + sigma(params.w * x + params.b) + params.w_in * u
+    dx = -x + sigma(params.w * x + params.b)
+    u = jnp.asarray(u)
+    if u.size == 0:
+        return dx
+    drive = params.w_in * u
+    if jnp.broadcast_shapes(jnp.shape(dx), jnp.shape(drive)) != jnp.shape(dx):
+        raise ValueError(f"`u` of shape {u.shape} does not broadcast to the state's shape "
+                         f"{jnp.shape(dx)}")
+    return dx + drive
 
 
 def doya_step(

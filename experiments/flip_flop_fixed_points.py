@@ -5,8 +5,12 @@ high-dimensional recurrent neural networks", *Neural Computation* 25(3), 626-649
 section 3.1 and figures 2-3. Three input channels carry sparse ±1 pulses; each of three
 outputs must hold the sign of the last pulse on its channel. The trained network stores
 the 2³ = 8 memories as 8 stable fixed points of its input-free dynamics, separated by
-saddles (Sussillo & Barak report 8 attractors and 18+ saddles; a saddle's one unstable
-direction points at the two memories it separates).
+saddles (Sussillo & Barak report 8 attractors and 18+ saddles; an index-1 saddle's one
+unstable direction points at the two memories it separates).
+
+Measured (seed 0): default 8 stable points (max |λ| 0.64), 18 saddles (12 with one
+unstable direction, 5 with two, 1 with three), held-out MSE 3e-5 on settled steps; quick
+8 stable (max |λ| 0.61), 17 saddles.
 
 Protocol: a tanh RNN ``h' = tanh(W_rec h + W_in u + b)`` (``SequenceModel`` cell
 ``"elman_tanh"``) with a linear readout at every step is trained with Adam through
@@ -246,6 +250,7 @@ def _figures(hs, targets, outs, x, is_stable, is_saddle, eig, patterns, loss_cur
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     circle = np.exp(1j * np.linspace(0, 2 * np.pi, 400))
+    reach = max(1.3, 1.1 * float(np.max(np.abs(eig)))) if eig.size else 1.3
     for ax, mask, name, color in ((axes[0], is_stable, "stable points", "C0"),
                                   (axes[1], is_saddle, "saddles", "C3")):
         ax.plot(circle.real, circle.imag, "k--", lw=0.8, label="unit circle")
@@ -257,7 +262,7 @@ def _figures(hs, targets, outs, x, is_stable, is_saddle, eig, patterns, loss_cur
             ax.plot(top.real, top.imag, "o", mfc="none", color="k", ms=7,
                     label="largest |λ| of each point")
         ax.set_aspect("equal")
-        ax.set(xlabel="Re λ", ylabel="Im λ", xlim=(-1.3, 1.6), ylim=(-1.3, 1.3))
+        ax.set(xlabel="Re λ", ylabel="Im λ", xlim=(-reach, reach), ylim=(-reach, reach))
         ax.set_title(f"Jacobian spectra at the {name}", fontsize=10)
         ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()

@@ -27,6 +27,8 @@ REQUIRED_KEYS = {
                           "largest_delay_solved_floss_interleaved"],
     "route-to-chaos": ["period_doubling_points", "feigenbaum_ratios", "feigenbaum_delta",
                        "accumulation_point", "lambda_1_at_4"],
+    "flip-flop-fixed-points": ["num_stable_fixed_points", "num_saddles",
+                               "max_stable_eigenvalue_modulus"],
 }
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import signal
 import sys
 import textwrap
 from pathlib import Path
 
 from ._runner import (
+    _exit_on_sigterm,
     default_jobs,
     discover,
     get_experiment,
@@ -175,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  FAILED: {name}")
         return 0
     jobs = default_jobs() if args.jobs is None else args.jobs
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so reproduce stops its worker processes
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     report = reproduce(args.out, quick=args.quick, force=args.force, jobs=jobs)
     print(f"report: {report} (and {report.with_suffix('.html')})")
     return 0

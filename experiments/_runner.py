@@ -410,9 +410,36 @@ def _write_result(out, name, module, config, quick, times, result, plt) -> dict[
     return summary
 
 
-def _run_in_worker(name: str, out: str, quick: bool, config: dict) -> dict[str, Any]:
+def _run_in_worker(task: tuple[str, str, bool, dict]) -> tuple[str, dict[str, Any]]:
     """``run_experiment`` in a worker process of ``reproduce(jobs > 1)``."""
-    return run_experiment(name, out, quick=quick, config=config)
+    name, out, quick, config = task
+    return name, run_experiment(name, out, quick=quick, config=config)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _watch_parent(parent: int, period: float = 1.0) -> None:
+    """End this worker when the process that started it is gone (killed, even by SIGKILL)."""
+    while True:
+        time.sleep(period)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _init_worker(parent: int) -> None:
+    """Set up a worker of ``reproduce(jobs > 1)``: never outlive the parent, clean up on TERM.
+
+    ``SIGTERM`` (what ``Pool.terminate`` sends) raises ``SystemExit``, so an experiment
+    being written removes its staging folder; a daemon thread exits the worker once its
+    parent has died, so a killed ``reproduce`` leaves no experiment running on.
+    """
+    import signal
+    import threading
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
 def default_jobs() -> int:
@@ -472,20 +499,23 @@ def reproduce(out: str | Path, *, quick: bool = False, force: bool = False,
             bar.set_postfix_str(name)
             done(name, run_experiment(name, out, quick=quick, config=config))
     else:
-        import concurrent.futures as cf
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(min(jobs, len(todo)), mp_context=ctx) as pool:
-            futures = {pool.submit(_run_in_worker, name, str(out), quick, config): name
-                       for name, config in todo}
-            try:
-                for future in cf.as_completed(futures):
-                    done(futures[future], future.result())
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        tasks = [(name, str(out), quick, config) for name, config in todo]
+        pool = ctx.Pool(min(jobs, len(todo)), initializer=_init_worker,
+                        initargs=(os.getpid(),), maxtasksperchild=1)
+        try:
+            for name, summary in pool.imap_unordered(_run_in_worker, tasks):
+                done(name, summary)
+            pool.close()
+        except BaseException:
+            # an error, Ctrl-C or (through the CLI's handler) SIGTERM: stop the experiments
+            # still running instead of leaving them to run on without a parent
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
     bar.close()
     return write_report(out, names)
 

@@ -3,6 +3,7 @@ report escaping, and the command line's refusals (no experiment of the catalogue
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -348,3 +349,72 @@ def test_report_lists_failed_checks_first_and_every_check_last(tmp_path, fake, m
     _runner.write_report(tmp_path, ["fake"])
     assert "Failed checks" not in (tmp_path / "report.html").read_text()
     assert "Failed checks" not in (tmp_path / "report.md").read_text()
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (read from /proc)."""
+    found = set()
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (pathlib.Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1]
+    except OSError:
+        return False
+    return state.split()[0] != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize("how", ["sigterm-cli", "sigkill"])
+def test_a_stopped_reproduce_leaves_no_worker_running(tmp_path, how):
+    """`reproduce --jobs 2` killed mid-run: its spawned workers end too, instead of
+    running their experiments on without a parent (SIGTERM through the command line's
+    handler terminates the pool; after SIGKILL each worker notices its parent is gone)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    cmd = [sys.executable, "-m", "experiments", "reproduce", "--out", str(tmp_path / "out"),
+           "--quick", "--jobs", "2"]
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            # the pool's two workers (the spawn machinery adds a resource tracker)
+            workers = {c for c in _children(proc.pid)
+                       if b"spawn_main" in (pathlib.Path("/proc") / str(c) /
+                                            "cmdline").read_bytes()}
+            if len(workers) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(workers) >= 2, "reproduce never started its workers"
+        time.sleep(2.0)  # the workers are importing jax / running experiments
+        proc.send_signal(signal.SIGTERM if how == "sigterm-cli" else signal.SIGKILL)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "a worker outlived reproduce"
+        if how == "sigterm-cli":
+            assert proc.returncode == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for w in workers:
+            with contextlib.suppress(OSError):
+                os.kill(w, signal.SIGKILL)

@@ -38,7 +38,14 @@ from ._validation import (
     check_positive_int,
     is_concrete,
 )
-from .systems import NO_PARAMS, VectorField, check_params_finite, float_state, jit_with_params
+from .systems import (
+    NO_PARAMS,
+    VectorField,
+    check_params_finite,
+    check_state_like,
+    float_state,
+    jit_with_params,
+)
 
 
 class FlowSolution(NamedTuple):
@@ -227,17 +234,7 @@ def _checked(F: Callable, x0: Any) -> Callable:
 
     def checked(x, u):
         out = F(x, u)
-        same = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(x0)
-        if not same or any(
-            jnp.shape(a) != jnp.shape(b)
-            for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(x0),
-                            strict=True)
-        ):
-            raise ValueError(
-                "`field` must return dx/dt shaped like `x0`; got "
-                f"{jax.tree_util.tree_map(jnp.shape, out)} for x0 "
-                f"{jax.tree_util.tree_map(jnp.shape, x0)}"
-            )
+        check_state_like(out, x0, what="`field` must return dx/dt")
         return out
 
     return checked

@@ -312,8 +312,13 @@ def check_step(step: Any, name: str = "step") -> None:
         raise TypeError(f"`{name}` must be callable, got {type(step).__name__}")
 
 
-def check_state_like(out: Any, x0: Any) -> None:
-    """Raise when a step returned a state of another structure or shape than ``x0``."""
+def check_state_like(out: Any, x0: Any, *, what: str = "`step(x, u)` must return a state"
+                     ) -> None:
+    """Raise when a step returned a state of another structure or shape than ``x0``.
+
+    ``what`` begins the message (a vector field's check says ``"`field` must return
+    dx/dt"``).
+    """
     same_structure = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(x0)
     if not same_structure or any(
         jnp.shape(a) != jnp.shape(b)
@@ -321,7 +326,7 @@ def check_state_like(out: Any, x0: Any) -> None:
                         strict=True)
     ):
         raise ValueError(
-            "`step(x, u)` must return a state shaped like `x0`; got "
+            f"{what} shaped like `x0`; got "
             f"{jax.tree_util.tree_map(jnp.shape, out)} for x0 "
             f"{jax.tree_util.tree_map(jnp.shape, x0)}"
         )

@@ -288,3 +288,75 @@ def test_doya_diffrax_reports_failure():
     with pytest.raises(jaxgrad.IntegrationError, match="max_steps=1") as err:
         jaxgrad.doya_integrate(p, 0.2, jnp.zeros(3), dt=5.0, method="diffrax", max_steps=1)
     assert err.value.cause == "max_steps_reached"
+
+
+# ------------------------------------------------- orbit tools with method="diffrax"
+
+
+def _hopf_normal_form(z, u, mu):
+    """``ṙ = μ r − r³``, ``θ̇ = 1`` in Cartesian form: a limit cycle of radius √μ."""
+    x, y = z[0], z[1]
+    r2 = x * x + y * y
+    return jnp.stack([mu * x - y - x * r2, x + mu * y - y * r2])
+
+
+HOPF = jaxgrad.vector_field(_hopf_normal_form)
+
+
+@pytest.mark.parametrize("mu", [0.25, 1.0])
+def test_orbit_diagram_of_a_flow_through_diffrax_lies_on_the_closed_form_cycle(x64, mu):
+    """States ``dt`` apart on the cycle of the Hopf normal form: radius √μ and phase
+    advancing by exactly ``dt`` (θ̇ = 1), to the solver's tolerance; RK4 with the same
+    ``dt`` = 0.5 is far less accurate, which is what the adaptive solve buys."""
+    x0 = jnp.array([[0.1, 0.0], [2.0, 1.0]])
+    kw = dict(params=jnp.asarray(mu), dt=0.5, transient=200, keep=16)
+    od = jaxgrad.orbit_diagram(HOPF, x0, jnp.asarray([mu]), method="diffrax", rtol=1e-11,
+                               atol=1e-12, **kw)
+    assert bool(jnp.all(od.finite))
+    z = np.asarray(od.states[0])                       # (M, keep, 2)
+    radius = np.hypot(z[..., 0], z[..., 1])
+    np.testing.assert_allclose(radius, np.sqrt(mu), rtol=1e-8)
+    phase = np.diff(np.unwrap(np.arctan2(z[..., 1], z[..., 0]), axis=-1), axis=-1)
+    np.testing.assert_allclose(phase, 0.5, atol=1e-8)
+    rk4 = jaxgrad.orbit_diagram(HOPF, x0, jnp.asarray([mu]), **kw)
+    rk4_radius = np.hypot(*np.moveaxis(np.asarray(rk4.states[0]), -1, 0))
+    assert np.max(np.abs(rk4_radius - np.sqrt(mu))) > 100 * np.max(
+        np.abs(radius - np.sqrt(mu)))
+
+
+def test_hysteresis_sweep_and_basins_of_doyas_flow_through_diffrax():
+    """Doya's continuous limit: the diffrax sweep jumps at the folds b = −2.34 and −2.66
+    (as the RK4 sweep of the same flow does), and the basins split at x(0) = 1/2."""
+    flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)  # noqa: E731
+    params = jaxgrad.DoyaParams(5.0, -3.0)
+    hs = jaxgrad.hysteresis_sweep(flow, 0.0, jnp.linspace(-3, -2, 101), kind="flow",
+                                  params=params, param="b", method="diffrax")
+    up, down = np.asarray(hs.up[:, -1]), np.asarray(hs.down[:, -1])
+    i, j = int(np.argmax(np.diff(up))), int(np.argmax(np.diff(down)))
+    assert (round(float(hs.values[i + 1]), 2), round(float(hs.values[j]), 2)) == (-2.34, -2.66)
+    assert bool(jnp.all(hs.finite))
+    bs = jaxgrad.basins(flow, jnp.array([0.1, 0.3, 0.7, 0.9]), jnp.array([-2.5]),
+                        params=jaxgrad.DoyaParams(5.0, -2.5), param="b", method="diffrax")
+    assert bs.labels[0].tolist() == [0, 0, 1, 1]
+
+
+def test_orbit_diagram_failed_solve_is_nan_not_an_answer():
+    """A solve that cannot reach ``dt`` within ``max_steps`` makes its orbit NaN and its
+    ``finite`` flag False."""
+    od = jaxgrad.orbit_diagram(HOPF, jnp.array([[0.1, 0.0]]), jnp.asarray([1.0]),
+                               params=jnp.asarray(1.0), dt=50.0, transient=2, keep=2,
+                               method="diffrax", max_steps=2)
+    assert not bool(od.finite[0, 0]) and np.isnan(np.asarray(od.states)).all()
+
+
+def test_orbit_tools_refuse_diffrax_for_a_map_and_an_unknown_method():
+    logistic = jaxgrad.autonomous(lambda x, r: r * x * (1 - x))
+    with pytest.raises(ValueError, match="`method`"):
+        jaxgrad.orbit_diagram(logistic, jnp.array([0.3]), jnp.array([3.2]), params=3.2,
+                              method="diffrax")
+    with pytest.raises(ValueError, match="`method`"):
+        jaxgrad.basins(HOPF, jnp.array([[0.1, 0.0]]), jnp.asarray([1.0]),
+                       params=jnp.asarray(1.0), method="rk45")
+    with pytest.raises(ValueError, match="`rtol`"):
+        jaxgrad.orbit_diagram(HOPF, jnp.array([[0.1, 0.0]]), jnp.asarray([1.0]),
+                              params=jnp.asarray(1.0), method="diffrax", rtol=-1.0)

@@ -323,13 +323,39 @@ def residual(f: Callable, kind: str) -> Callable:
     return f
 
 
-def advance(f: Callable, kind: str, dt: float) -> Callable:
-    """One time step ``x -> x'``: the map itself, or a classical RK4 step of the flow
-    (``jaxgrad.systems.discretize``)."""
+def advance(f: Callable, kind: str, dt: float, solve: tuple | None = None) -> Callable:
+    """One time step ``x -> x'``: the map itself, or a step of length ``dt`` of the flow.
+
+    For a flow, ``solve=None`` takes one classical RK4 step
+    (``jaxgrad.systems.discretize``); ``solve``, the items of ``flows.solver_options``
+    (a tuple, so that it can be a static argument of ``jax.jit``), solves the flow over
+    ``dt`` with diffrax's adaptive solver instead. A solve that fails (``max_steps``
+    reached, a non-finite state) gives NaN, never a wrong state.
+    """
     if kind == "map":
         return f
+    if solve is not None:
+        from ..flows import flow_map
+
+        options = dict(solve)
+        return lambda x, p: flow_map(lambda y, _u: f(y, p), x, None, dt, options)[0]
     step = discretize(vector_field(autonomous(f)), dt, method="rk4")
     return lambda x, p: step(x, None, p)
+
+
+def check_solve(kind: str, method: str, dtype: Any, rtol: float | None, atol: float | None,
+                max_steps: int) -> tuple | None:
+    """The ``solve`` argument of ``advance`` for a tool's ``method`` (``"rk4"`` or
+    ``"diffrax"``), checked; ``"diffrax"`` is refused for a map."""
+    check_choice("method", method, ("rk4", "diffrax"))
+    if method == "rk4":
+        return None
+    if kind == "map":
+        raise ValueError("`method`='diffrax' integrates a flow; this system is a map")
+    from ..flows import solver_options
+
+    options = solver_options(dtype, rtol=rtol, atol=atol, max_steps=max_steps)
+    return tuple(sorted(options.items()))
 
 
 def run_steps(step: Callable, x0: jax.Array, p: Any, num_steps: int) -> jax.Array:

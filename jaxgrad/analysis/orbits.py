@@ -1,7 +1,8 @@
 """Long-run behaviour over a parameter grid: orbit diagrams, hysteresis sweeps, basins.
 
 A map ``x ↦ f(x, p)`` is iterated; a flow ``dx/dt = f(x, p)`` is integrated with
-classical RK4 steps of size ``dt``. After ``transient`` steps the next ``keep`` states are
+classical RK4 steps of size ``dt`` or, with ``method="diffrax"``, solved over each ``dt``
+by diffrax's adaptive solver. After ``transient`` steps the next ``keep`` states are
 the orbit. With fixed initial conditions every (parameter, initial condition) pair runs
 independently (vmapped); in a sweep the state is carried from one parameter value to the
 next, up and then down the grid, so that a bistable system shows hysteresis: it stays on
@@ -25,6 +26,7 @@ from ._system import (
     check_output,
     check_param,
     check_params_finite,
+    check_solve,
     check_state,
     check_system,
     check_values,
@@ -108,9 +110,10 @@ def _all_finite(xs, lead):
     return jnp.all(jnp.isfinite(jnp.reshape(xs, (*xs.shape[:lead], -1))), axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "transient", "keep"))
-def _orbit_diagram(f, x0, params, values, dt, *, kind, param, transient, keep):
-    step = advance(f, kind, dt)
+@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "transient", "keep",
+                                             "solve"))
+def _orbit_diagram(f, x0, params, values, dt, *, kind, param, transient, keep, solve):
+    step = advance(f, kind, dt, solve)
 
     def one(value, x):
         return _orbit(step, x, set_param(params, param, value), transient, keep)[1]
@@ -119,9 +122,10 @@ def _orbit_diagram(f, x0, params, values, dt, *, kind, param, transient, keep):
     return OrbitDiagram(values, x0, states, _all_finite(states, 2))
 
 
-@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "transient", "keep"))
-def _sweep(f, x0, params, values, dt, *, kind, param, transient, keep):
-    step = advance(f, kind, dt)
+@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "transient", "keep",
+                                             "solve"))
+def _sweep(f, x0, params, values, dt, *, kind, param, transient, keep, solve):
+    step = advance(f, kind, dt, solve)
 
     def body(x, value):
         x_last, xs = _orbit(step, x, set_param(params, param, value), transient, keep)
@@ -156,6 +160,10 @@ def orbit_diagram(
     dt: float = 0.1,
     transient: int = 1000,
     keep: int = 64,
+    method: str = "rk4",
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 4096,
 ) -> OrbitDiagram:
     """Long-run states for every parameter value and every initial condition (vmapped).
 
@@ -167,8 +175,14 @@ def orbit_diagram(
         values: ``(P,)`` values of the parameter ``param`` of ``params`` (or of the scalar
             parameter itself when ``param`` is None).
         kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default: ``"map"``
-            here, ``"flow"`` for ``basins``); ``dt``: RK4 step of a flow.
+            here, ``"flow"`` for ``basins``); ``dt``: the time step of a flow (the states
+            are ``dt`` apart).
         transient: steps discarded; ``keep``: steps kept (both static).
+        method: for a flow, ``"rk4"`` (one classical RK4 step per ``dt``) or
+            ``"diffrax"`` (the flow solved over each ``dt`` by diffrax's adaptive solver,
+            Tsit5, to ``rtol``/``atol``, default by dtype as ``jaxgrad.integrate``; at most
+            ``max_steps`` steps per ``dt``). A failed solve makes that orbit NaN, and its
+            ``finite`` flag False.
 
     Returns:
         ``OrbitDiagram`` with ``states`` ``(P, M, keep, *s)``.
@@ -184,8 +198,9 @@ def orbit_diagram(
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
     transient = check_positive_int("transient", transient, minimum=0)
     keep = check_positive_int("keep", keep)
+    solve = check_solve(kind, method, x0.dtype, rtol, atol, max_steps)
     return _orbit_diagram(f, x0, params, values, dt, kind=kind, param=param,
-                          transient=transient, keep=keep)
+                          transient=transient, keep=keep, solve=solve)
 
 
 def hysteresis_sweep(
@@ -199,6 +214,10 @@ def hysteresis_sweep(
     dt: float = 0.1,
     transient: int = 1000,
     keep: int = 8,
+    method: str = "rk4",
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 4096,
 ) -> HysteresisSweep:
     """Sweep a parameter up then down, carrying the state from each value to the next.
 
@@ -208,7 +227,8 @@ def hysteresis_sweep(
     branches (hysteresis); each jumps where its branch ends.
 
     Arguments:
-        f, params, param, kind, dt, transient, keep: as in ``orbit_diagram``.
+        f, params, param, kind, dt, transient, keep, method, rtol, atol, max_steps: as in
+            ``orbit_diagram``.
         x0: ``(*s)`` one initial state.
         values: ``(P,)`` strictly increasing parameter values.
 
@@ -228,8 +248,9 @@ def hysteresis_sweep(
     x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=False)
     transient = check_positive_int("transient", transient, minimum=0)
     keep = check_positive_int("keep", keep)
+    solve = check_solve(kind, method, x0.dtype, rtol, atol, max_steps)
     return _sweep(f, x0, params, values, dt, kind=kind, param=param, transient=transient,
-                  keep=keep)
+                  keep=keep, solve=solve)
 
 
 def _cluster(points, use, tol, k_max):
@@ -260,10 +281,10 @@ def _cluster(points, use, tol, k_max):
 
 
 @functools.partial(jax.jit, static_argnames=("f", "kind", "param", "num_steps",
-                                             "max_attractors"))
+                                             "max_attractors", "solve"))
 def _basins(f, x0, params, values, dt, tol, settle_tol, *, kind, param, num_steps,
-            max_attractors):
-    step = advance(f, kind, dt)
+            max_attractors, solve):
+    step = advance(f, kind, dt, solve)
     g = residual(f, kind)
 
     def one(value):
@@ -295,6 +316,10 @@ def basins(
     tol: float = 1e-3,
     settle_tol: float | None = None,
     max_attractors: int = 8,
+    method: str = "rk4",
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 4096,
 ) -> Basins:
     """Label each (initial condition, parameter) pair by the attractor it ends in.
 
@@ -306,7 +331,7 @@ def basins(
     as unsettled.
 
     Arguments:
-        f, params, param, kind, dt: as in ``orbit_diagram``.
+        f, params, param, kind, dt, method, rtol, atol, max_steps: as in ``orbit_diagram``.
         x0: ``(M, *s)`` initial conditions; values: ``(P,)``.
         num_steps: steps to ``T``; tol: merge distance (max-norm); settle_tol: residual
             under which ``x(T)`` is at rest (``tol / 10``); max_attractors: ``K`` (static).
@@ -328,6 +353,7 @@ def basins(
     settle_tol = tol / 10 if settle_tol is None else check_positive_float("settle_tol",
                                                                           settle_tol)
     max_attractors = check_positive_int("max_attractors", max_attractors)
+    solve = check_solve(kind, method, x0.dtype, rtol, atol, max_steps)
     return _basins(f, x0, params, values, dt, jnp.asarray(tol, x0.dtype),
                    jnp.asarray(settle_tol, x0.dtype), kind=kind, param=param,
-                   num_steps=num_steps, max_attractors=max_attractors)
+                   num_steps=num_steps, max_attractors=max_attractors, solve=solve)

@@ -118,6 +118,15 @@ def test_collapse_onto_an_equilibrium_is_not_a_cycle(x64, case):
     assert float(lc.amplitude) < 1e-3 or float(lc.residual) > 1e-8
 
 
+def test_a_multiple_of_the_period_is_not_a_cycle(x64):
+    # Guessing T ≈ 4π, Newton lands on the cycle traversed twice: an exact root of
+    # φ_T(x) = x, but T is not the period.
+    lc = jaxgrad.limit_cycle(HOPF, jnp.array([0.7, 0.1]), 12.4, params=hopf_params(0.5))
+    np.testing.assert_allclose(float(lc.period), 4 * np.pi, rtol=1e-6)
+    assert float(lc.residual) < 1e-8
+    assert not bool(lc.converged)
+
+
 # --------------------------------------------------------------------------- cycle_branch
 
 
@@ -213,6 +222,7 @@ GOOD = hopf_params(0.5)
     ({"params": hopf_params(float("nan"))}, ValueError, r"params\['mu'\]"),
     ({"newton_steps": 0}, ValueError, "`newton_steps`"),
     ({"tol": -1.0}, ValueError, "`tol`"),
+    ({"num_samples": 4}, ValueError, "`num_samples`"),
 ])
 def test_limit_cycle_bad_input(kwargs, exc, pattern):
     args = {"field": HOPF, "x0": jnp.array([0.7, 0.0]), "period_guess": 6.0, "params": GOOD}

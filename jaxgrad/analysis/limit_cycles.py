@@ -74,9 +74,11 @@ class LimitCycle(NamedTuple):
             ``num_samples`` points equally spaced in time (the radius of a circle).
         residual: ``()`` ``‖φ_T(x_0) - x_0‖``.
         converged: ``()`` the integration succeeded, ``residual`` and the phase
-            condition are within ``tol · max(1, ‖x_0‖)``, ``T > 0`` and ``amplitude >=
-            min_amplitude``: a collapse onto an equilibrium (where ``φ_T(x) = x`` for
-            every ``T``) is not a cycle.
+            condition are within ``tol · max(1, ‖x_0‖)``, ``T > 0``, ``amplitude >=
+            min_amplitude`` (a collapse onto an equilibrium, where ``φ_T(x) = x`` for
+            every ``T``, is not a cycle) and the orbit does not return to ``x_0`` within
+            ``[T/8, 7T/8]`` (to ``sqrt(tol) · amplitude``): ``T`` is not a multiple of
+            the period.
     """
 
     point: jax.Array
@@ -282,8 +284,11 @@ def _correct(f, no_params, params, u, w0, anchor, anchor_q, tangent, w_pred, sto
     samples, sampled = trajectory(lambda y, _u: F(y, q), x, u, ts, opts)
     centre = jnp.mean(samples, axis=0, keepdims=True)
     amplitude = jnp.max(jnp.linalg.norm(samples - centre, axis=1))
+    # The closest return to x within [T/8, 7T/8]: ≈ 0 when T is a multiple of the period.
+    edge = num_samples // 8
+    early_return = jnp.min(jnp.linalg.norm(samples[edge:num_samples - edge] - x[None], axis=1))
     return (w, jnp.linalg.norm(H[:n]), jnp.abs(H[n]), jnp.abs(H[n + 1]), J,
-            _unit(F(x, q)), amplitude, ok & sampled)
+            _unit(F(x, q)), amplitude, early_return, ok & sampled)
 
 
 def _multipliers(J: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
@@ -319,12 +324,13 @@ def _shoot(f, params, u, w0, anchor, anchor_q, tangent, w_pred, *, tol, min_ampl
                    jnp.asarray(1e-3 * tol * scale, dtype), jnp.asarray(arclength),
                    param=param, options=options, newton_steps=newton_steps,
                    num_samples=num_samples)
-    w, r, phase, last, J, direction, amplitude, ok = (np.asarray(a) for a in out)
+    w, r, phase, last, J, direction, amplitude, early, ok = (np.asarray(a) for a in out)
     scale = max(1.0, float(np.linalg.norm(w[:n])))
     min_amp = (100.0 * tol * scale) if min_amplitude is None else min_amplitude
     converged = bool(ok and np.all(np.isfinite(w)) and w[n] > 0 and r <= tol * scale
                      and phase <= tol * scale and last <= tol * scale
-                     and np.isfinite(amplitude) and amplitude >= min_amp)
+                     and np.isfinite(amplitude) and amplitude >= min_amp
+                     and early > np.sqrt(tol) * amplitude)
     return _Shot(w, float(r), float(amplitude), converged, J, direction)
 
 
@@ -367,14 +373,15 @@ def limit_cycle(
             default tolerances are tighter, ``jaxgrad.flows.default_tolerances``).
         min_amplitude: the least amplitude of a cycle (default ``100 tol max(1, ‖x_0‖)``):
             a smaller one is an equilibrium, and ``converged`` is False.
-        num_samples: points along the cycle for ``amplitude``.
+        num_samples: points along the cycle (``>= 8``) for ``amplitude`` and the check
+            that ``T`` is the least period.
         solver, stiff, rtol, atol, max_steps: as in ``jaxgrad.integrate``.
 
     Returns:
-        ``LimitCycle``. Check ``converged``: Newton may also fail, land on an equilibrium
-        (refused by ``min_amplitude``) or on a multiple of the period. The Newton loop
-        runs jitted (once per ``F`` and options; ``x0``, ``period_guess`` and ``params``
-        are traced), the verdict on the host: not jittable itself.
+        ``LimitCycle``. Check ``converged``: Newton may fail, or land on an equilibrium
+        or on a multiple of the period (both refused). The Newton loop runs jitted (once
+        per ``F`` and options; ``x0``, ``period_guess`` and ``params`` are traced), the
+        verdict on the host: ``limit_cycle`` itself is not jittable.
 
     Raises:
         TypeError: ``field`` is not a ``VectorField``.
@@ -399,7 +406,7 @@ def limit_cycle(
     u = _check_input(u, dtype)
     check_params_finite(params)
     newton_steps = check_positive_int("newton_steps", newton_steps)
-    num_samples = check_positive_int("num_samples", num_samples, minimum=3)
+    num_samples = check_positive_int("num_samples", num_samples, minimum=8)
     tol = default_tol(dtype) if tol is None else check_positive_float("tol", tol)
     if min_amplitude is not None:
         min_amplitude = check_positive_float("min_amplitude", min_amplitude, allow_zero=True)
@@ -553,7 +560,7 @@ def cycle_branch(
         raise ValueError(f"`ds`={ds} must lie in [`ds_min`, `ds_max`] = [{ds_min}, {ds_max}]")
     num_steps = check_positive_int("num_steps", num_steps)
     newton_steps = check_positive_int("newton_steps", newton_steps)
-    num_samples = check_positive_int("num_samples", num_samples, minimum=3)
+    num_samples = check_positive_int("num_samples", num_samples, minimum=8)
     tol = default_tol(dtype) if tol is None else check_positive_float("tol", tol)
     options = _options(dtype, solver, stiff, rtol, atol, max_steps)
     f = field.f

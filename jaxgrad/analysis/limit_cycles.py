@@ -168,11 +168,7 @@ def _check_output(field: Any, x: jax.Array, u: jax.Array, params: Any) -> None:
     except Exception as err:  # any failure of the user's F, reported with the shapes
         raise ValueError(f"`field` failed on a state of shape {x.shape}: "
                          f"{type(err).__name__}: {err}") from err
-    try:
-        check_state_like(out, x)
-    except ValueError:
-        raise ValueError(f"`field` must return dx/dt shaped like the state {x.shape}, got "
-                         f"{jax.tree_util.tree_map(jnp.shape, out)}") from None
+    check_state_like(out, x, what="`field` must return dx/dt")
 
 
 def _options(dtype: Any, solver, stiff, rtol, atol, max_steps) -> tuple:

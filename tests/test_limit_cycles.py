@@ -168,6 +168,32 @@ def test_cycle_branch_from_the_subcritical_hopf_point(x64):
     assert np.all(np.abs(np.asarray(br.floquet_multipliers)[:, 1]) > 1)
 
 
+def _rate_network(x, u, p):
+    """ẋ = -x + g [[1, -1], [1, 1]] tanh(x): Hopf at g = 1, ω = 1, l_1 = -1/2."""
+    t = jnp.tanh(x)
+    return -x + p["g"] * jnp.stack([t[0] - t[1], t[0] + t[1]])
+
+
+@pytest.mark.slow
+def test_cycle_branch_of_a_rate_network(x64):
+    field = jaxgrad.vector_field(_rate_network)
+    hp = jaxgrad.locate_bifurcation(field, jnp.array([0.01, 0.0]), params={"g": 0.9},
+                                    param="g", bifurcation="hopf")
+    br = jaxgrad.cycle_branch(field, hp, params={"g": 1.0}, param="g", p_range=(0.5, 1.3),
+                              num_steps=12)
+    g = np.asarray(br.p)
+    assert br.stop_reason in ("p_range", "num_steps") and g.size >= 5 and np.all(g > 1)
+    # Near the Hopf point the cycle is a circle of radius √(2α/(ω|l_1|)) = 2√(g - 1).
+    np.testing.assert_allclose(float(br.amplitude[0]) / np.sqrt(g[0] - 1), 2.0, rtol=2e-2)
+    assert np.all(np.diff(np.asarray(br.amplitude)) > 0) and np.all(np.asarray(br.stable))
+    # Each cycle closes under an independent solve (jaxgrad.integrate, tighter tolerances).
+    for i in (0, g.size // 2, g.size - 1):
+        sol = jaxgrad.integrate(field, br.points[i], float(br.period[i]),
+                                params={"g": br.p[i]}, rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(sol.states[-1]), np.asarray(br.points[i]),
+                                   atol=1e-7)
+
+
 # --------------------------------------------------------------------------- sections
 
 

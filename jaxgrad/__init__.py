@@ -12,7 +12,9 @@ The public surface: every name a user, a notebook or an experiment imports.
 - ``jaxgrad.analysis``: analyzers that take any step function (``step(x, u)``, or with
   ``params=``): Jacobian products, spectra, gradient flow, Lyapunov spectra, signal
   propagation, fixed points, periodic orbits, slow points, continuation (folds, flips, Hopf
-  points), orbit diagrams, sensitivities; ``jaxgrad.flows``: flows integrated by diffrax.
+  points), orbit diagrams, sensitivities; ``jaxgrad.flows``: flows integrated by diffrax;
+  limit cycles of flows (shooting with Floquet multipliers, the cycles born at a Hopf
+  point, Poincaré sections).
 - ``jaxgrad.landscape``: ``scan_landscape``, ``find_cliffs`` and ``sweep``.
 - ``jaxgrad.train``: the subpackage of training: ``train_steps`` (a pure scan of optax
   updates, for ``jax.jit``/``jax.vmap``), ``fit`` (the host driver on it, with
@@ -53,6 +55,12 @@ from .analysis.hessian import hessian_trace as hessian_trace
 from .analysis.jacobian import JacobianProductNorms as JacobianProductNorms
 from .analysis.jacobian import fit_log_rate as fit_log_rate
 from .analysis.jacobian import jacobian_product_norms as jacobian_product_norms
+from .analysis.limit_cycles import CycleBranch as CycleBranch
+from .analysis.limit_cycles import LimitCycle as LimitCycle
+from .analysis.limit_cycles import PoincareSection as PoincareSection
+from .analysis.limit_cycles import cycle_branch as cycle_branch
+from .analysis.limit_cycles import limit_cycle as limit_cycle
+from .analysis.limit_cycles import poincare_section as poincare_section
 from .analysis.lyapunov import FlossingDiverged as FlossingDiverged
 from .analysis.lyapunov import FlossingTrace as FlossingTrace
 from .analysis.lyapunov import LyapunovSpectrum as LyapunovSpectrum

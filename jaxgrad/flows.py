@@ -164,20 +164,31 @@ def solver_options(
     return dict(solver=solver, rtol=rtol, atol=atol, dt0=dt0, max_steps=max_steps)
 
 
-def _solve(F: Callable, x0: Any, u: Any, t0: Any, t1: Any, ts: Any, *, solver: Any,
-           rtol: float, atol: float, dt0: float | None, max_steps: int) -> tuple:
-    """Solve ``dx/dt = F(x, u)`` from ``(t0, x0)`` to ``t1``; traceable, no validation.
-
-    Returns ``(ts, states, converged, accepted, rejected, result, t_end, end_finite)``:
-    the states at ``ts`` (or at ``[t1]`` for ``ts=None``), diffrax's ``result``, the last
-    time reached and whether the state there and the field at it are finite.
-    """
+def ode_term(F: Callable) -> Any:
+    """``diffrax.ODETerm`` of ``dx/dt = F(x, u)`` (``u`` passed as diffrax's ``args``), its
+    output cast to the state's dtype."""
     import diffrax
 
     def field(t, y, args):
         del t
         out = F(y, args)
         return jax.tree_util.tree_map(lambda o, yi: jnp.asarray(o, yi.dtype), out, y)
+
+    return diffrax.ODETerm(field)
+
+
+def _solve(F: Callable, x0: Any, u: Any, t0: Any, t1: Any, ts: Any, *, solver: Any,
+           rtol: float, atol: float, dt0: float | None, max_steps: int,
+           adjoint: Any = None) -> tuple:
+    """Solve ``dx/dt = F(x, u)`` from ``(t0, x0)`` to ``t1``; traceable, no validation.
+
+    Returns ``(ts, states, converged, accepted, rejected, result, t_end, end_finite)``:
+    the states at ``ts`` (or at ``[t1]`` for ``ts=None``), diffrax's ``result``, the last
+    time reached and whether the state there and the field at it are finite. ``adjoint``:
+    diffrax's (default ``RecursiveCheckpointAdjoint``, reverse mode);
+    ``diffrax.ForwardMode()`` for ``jax.jvp``/``jax.jacfwd`` through the solve.
+    """
+    import diffrax
 
     # Two saves with their own counters: the times asked for (inf where not reached) and
     # the end of the solve (t1, or the last time reached when it stopped early).
@@ -186,9 +197,10 @@ def _solve(F: Callable, x0: Any, u: Any, t0: Any, t1: Any, ts: Any, *, solver: A
     else:
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)])
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field), solver, t0, t1, dt0, x0, args=u, saveat=saveat,
+        ode_term(F), solver, t0, t1, dt0, x0, args=u, saveat=saveat,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps, throw=False,
+        **({} if adjoint is None else {"adjoint": adjoint}),
     )
     if ts is None:
         saved_ts, states = sol.ts, sol.ys
@@ -213,7 +225,8 @@ def flow_map(
 ) -> tuple[Any, jax.Array, jax.Array]:
     """``(x(dt), converged, finite)`` of ``dx/dt = F(x, u)`` from ``x(0) = x``; traceable.
 
-    ``options`` from ``solver_options``. A state that did not converge is NaN, so a
+    ``options`` from ``solver_options`` (with ``adjoint=diffrax.ForwardMode()`` added for
+    ``jax.jacfwd`` through it). A state that did not converge is NaN, so a
     failure is never mistaken for an answer; ``finite`` is False when the solve met a
     non-finite state or vector field (else a failure is ``max_steps`` reached: the only
     other way a PID-controlled solve stops).
@@ -227,6 +240,30 @@ def flow_map(
     leaves = jax.tree_util.tree_leaves(states)
     finite = end_finite & jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
     return x_next, ok, finite
+
+
+def trajectory(
+    F: Callable, x: Any, u: Any, ts: Any, options: dict
+) -> tuple[Any, jax.Array]:
+    """``(states, converged)``: ``dx/dt = F(x, u)`` from ``x(0) = x`` at the times ``ts``
+    (``(S,)``, increasing, ``ts[-1] > 0``); traceable. ``options`` as in ``flow_map``;
+    states that did not converge are NaN."""
+    dtype = state_dtype(x)
+    ts = jnp.asarray(ts, dtype)
+    out = _solve(F, x, u, jnp.zeros((), dtype), ts[-1], ts, **options)
+    states, ok = out[1], out[2]
+    nan = jnp.asarray(jnp.nan, dtype)
+    return jax.tree_util.tree_map(lambda a: jnp.where(ok, a, nan.astype(a.dtype)), states), ok
+
+
+def check_vector_field(field: Any) -> None:
+    """Raise ``TypeError`` unless ``field`` is a ``VectorField`` (a step is not a flow)."""
+    if not isinstance(field, VectorField):
+        kind = "a step (a map x_t -> x_t+1)" if callable(field) else type(field).__name__
+        raise TypeError(
+            f"`field` must be a VectorField (wrap F(x, u[, params]) with "
+            f"jaxgrad.vector_field); got {kind}: a step is not a flow"
+        )
 
 
 def _checked(F: Callable, x0: Any) -> Callable:
@@ -377,12 +414,7 @@ def integrate(
         >>> round(float(sol.states[-1, 0]), 3)                   # the upper fixed point
         0.855
     """
-    if not isinstance(field, VectorField):
-        kind = "a step (a map x_t -> x_t+1)" if callable(field) else type(field).__name__
-        raise TypeError(
-            f"`field` must be a VectorField (wrap F(x, u[, params]) with "
-            f"jaxgrad.vector_field); got {kind}: a step is not a flow"
-        )
+    check_vector_field(field)
     x0 = float_state(x0)
     dtype = state_dtype(x0)
     t0 = _check_time("t0", t0)

@@ -6,6 +6,12 @@ from .hessian import SpectralDensity as SpectralDensity
 from .hessian import hessian_eigenvalues as hessian_eigenvalues
 from .hessian import hessian_spectral_density as hessian_spectral_density
 from .hessian import hessian_trace as hessian_trace
+from .limit_cycles import CycleBranch as CycleBranch
+from .limit_cycles import LimitCycle as LimitCycle
+from .limit_cycles import PoincareSection as PoincareSection
+from .limit_cycles import cycle_branch as cycle_branch
+from .limit_cycles import limit_cycle as limit_cycle
+from .limit_cycles import poincare_section as poincare_section
 from .mean_field import RateMeanField as RateMeanField
 from .mean_field import rate_mean_field as rate_mean_field
 from .periodic import PeriodicOrbits as PeriodicOrbits

@@ -42,6 +42,7 @@ def _valid(br):
     return np.asarray(br.x)[ok], np.asarray(br.p)[ok]
 
 
+@pytest.mark.slow
 def test_logistic_transcritical_located_and_switched(x64):
     br = jaxgrad.continue_branch(LOGISTIC, 0.0, params={"r": 0.5}, param="r",
                                  p_range=(0.5, 1.5), ds=0.05)
@@ -68,6 +69,7 @@ def test_logistic_transcritical_located_and_switched(x64):
     assert np.isclose(float(new.p[new.x.shape[0] // 2]), 1.0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_logistic_float32_and_no_jump_onto_the_crossing_branch():
     """In float32: located to 1e-6 and switched to 1e-5. Continued along x = 1 - 1/r from
     r = 0.5 with long steps, the branch stays on x = 1 - 1/r past r = 1 (it used to turn
@@ -116,6 +118,7 @@ def test_pitchfork_located_and_switched(x64, kind):
     np.testing.assert_allclose(x**2, mu, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_nd_branch_point_off_the_axes(x64, seed):
     rng = np.random.default_rng(seed)

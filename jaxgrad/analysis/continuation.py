@@ -1,4 +1,5 @@
-"""Pseudo-arclength continuation of fixed points, folds, flips, Hopf points and their curves.
+"""Pseudo-arclength continuation of fixed points, folds, flips, Hopf points and their curves;
+branch points and branch switching.
 
 A fixed-point branch ``g(x, p) = 0`` (``g = f - x`` for a map, ``f`` for a flow) is
 followed as a curve ``(x(s), p(s))`` in arclength ``s``: predictor ``z + Δs t`` along the
@@ -24,6 +25,15 @@ the first Lyapunov coefficient (Kuznetsov 2004, eq. (3.20) and §4.7 / §5.4). A
 Hopf curve in two parameters (``hopf_curve``) is continued on Kuznetsov's standard system
 ``(A² + κ I) v = 0`` with ``κ = ω²``, which passes through Bogdanov-Takens points
 (``κ = 0``).
+
+Branch points, where two branches of fixed points cross (a real eigenvalue through
+μ = +1 / λ = 0 while the branch goes on: transcritical and pitchfork points), are detected
+by sign changes of ``det [[∂g/∂x, ∂g/∂p], [tᵀ]]`` with ``t`` the oriented tangent, which
+changes sign at a simple branch point but not at a fold (Allgower & Georg, *Introduction to
+Numerical Continuation Methods* (2003), §8.1). They are located by Newton on
+``g + βψ = 0, (∂g/∂x)ᵀψ = 0, ψ·∂g/∂p = 0, ψ·ψ = 1`` (Moore 1980), regular at a simple
+branch point, and the two branches' tangents are the roots of the algebraic branching
+equation; ``switch_branch`` follows the second branch (Kuznetsov 2004, §10.2.4).
 """
 
 from __future__ import annotations
@@ -354,7 +364,7 @@ def _locate_branch_point(f, x, params, *, kind, param, newton_steps):
     singular vector of ``∂g/∂x`` at the guess with the smallest singular value. At the root,
     ``[∂g/∂x ∂g/∂p]`` has the two null vectors ``φ_1, φ_2``; a branch tangent
     ``a φ_1 + b φ_2`` solves ``c_11 a² + 2 c_12 ab + c_22 b² = 0`` with
-    ``c_ij = ψ·D²g[φ_i, φ_j]`` (Kuznetsov 2004, §10.2.3; Allgower & Georg 2003, §8.3).
+    ``c_ij = ψ·D²g[φ_i, φ_j]`` (Kuznetsov 2004, §10.2.4; Allgower & Georg 2003, §8.3).
     Returns the point, the residual of the unperturbed conditions (``β`` left out), the
     discriminant ``c_12² - c_11 c_22`` and its scale, the tangents ``(2, n+1)`` in
     ``(vec x, p)`` ordered by decreasing ``|dp/ds|`` (``dp/ds >= 0``), and the right null
@@ -609,7 +619,7 @@ def locate_bifurcation(
     A branch point (``bifurcation="branch_point"``: two branches of fixed points cross,
     ``[∂g/∂x ∂g/∂p]`` loses rank) solves ``g + βψ = 0, (∂g/∂x)ᵀψ = 0, ψ·∂g/∂p = 0,
     ψ·ψ = 1`` for ``(x, p, β, ψ)``, square and regular at a simple branch point, where
-    ``β = 0`` (Moore 1980; Kuznetsov 2004, §10.2.3). The two branch tangents, roots of the
+    ``β = 0`` (Moore 1980; Kuznetsov 2004, §10.2.4). The two branch tangents, roots of the
     algebraic branching equation ``ψ·D²g[t, t] = 0`` on the null space of
     ``[∂g/∂x ∂g/∂p]``, give ``branch_tangents`` and ``branch_type``.
 
@@ -774,7 +784,7 @@ def _branch_result(f, kind, params, param, tol, locate, xs, ps, valid, ev, tp, r
     over) is a branch point, and it changes sign at a simple one only; a sign change of
     ``dp/ds`` is a fold unless a branch point lies in the same bracket (a pitchfork's
     bifurcating branch turns back in ``p`` at the branch point; Allgower & Georg 2003,
-    §8.1; Kuznetsov 2004, §10.2.3); for maps a sign change of ``det(∂f/∂x + I)`` is a flip;
+    §8.1; Kuznetsov 2004, §10.2.4); for maps a sign change of ``det(∂f/∂x + I)`` is a flip;
     a complex pair through the imaginary axis (unit circle) a Hopf point.
     """
     dt = xs.dtype
@@ -836,7 +846,7 @@ def switch_branch(
     ``continue_branch`` or ``locate_bifurcation``), pseudo-arclength continuation as in
     ``continue_branch`` starts along ``±t``, ``t = point.branch_tangents[1]``: the root of
     the algebraic branching equation that is not the branch ``point`` was found on
-    (Allgower & Georg 2003, §8.3; Kuznetsov 2004, §10.2.3). The first step is a predictor
+    (Allgower & Georg 2003, §8.3; Kuznetsov 2004, §10.2.4). The first step is a predictor
     ``z* ± Δs t`` and the usual corrector; a step that would land back on the first branch
     turns the tangent too far and is refused (halved). To follow the first branch instead,
     pass ``point._replace(branch_tangents=point.branch_tangents[::-1])``.
@@ -866,8 +876,8 @@ def switch_branch(
         >>> new = switch_branch(logistic, br.bifurcations[0], params={"r": 0.5}, param="r",
         ...                     p_range=(0.5, 1.5), ds=0.05)
         >>> x, r = new.x[new.valid], new.p[new.valid]
-        >>> bool(jnp.allclose(x, 1 - 1 / r, atol=1e-5)), round(float(r.max()), 2)
-        (True, 1.5)
+        >>> bool(jnp.allclose(x, 1 - 1 / r, atol=1e-5)), bool(r.min() < 0.6 and r.max() > 1.4)
+        (True, True)
     """
     f, kind = as_system(f, kind, "flow")
     if not isinstance(point, BifurcationPoint) or point.kind != "branch_point":

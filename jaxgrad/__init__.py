@@ -12,9 +12,9 @@ The public surface: every name a user, a notebook or an experiment imports.
 - ``jaxgrad.analysis``: analyzers that take any step function (``step(x, u)``, or with
   ``params=``): Jacobian products, spectra, gradient flow, Lyapunov spectra, signal
   propagation, fixed points, periodic orbits, slow points, continuation (folds, flips, Hopf
-  points), orbit diagrams, sensitivities; ``jaxgrad.flows``: flows integrated by diffrax;
-  limit cycles of flows (shooting with Floquet multipliers, the cycles born at a Hopf
-  point, Poincaré sections).
+  points, branch points and branch switching), orbit diagrams, sensitivities;
+  ``jaxgrad.flows``: flows integrated by diffrax; limit cycles of flows (shooting with
+  Floquet multipliers, the cycles born at a Hopf point, Poincaré sections).
 - ``jaxgrad.landscape``: ``scan_landscape``, ``find_cliffs`` and ``sweep``.
 - ``jaxgrad.train``: the subpackage of training: ``train_steps`` (a pure scan of optax
   updates, for ``jax.jit``/``jax.vmap``), ``fit`` (the host driver on it, with
@@ -32,6 +32,7 @@ from .analysis.continuation import continue_branch as continue_branch
 from .analysis.continuation import fold_curve as fold_curve
 from .analysis.continuation import hopf_curve as hopf_curve
 from .analysis.continuation import locate_bifurcation as locate_bifurcation
+from .analysis.continuation import switch_branch as switch_branch
 from .analysis.fixed_points import LOSS_OF_STABILITY_LABELS as LOSS_OF_STABILITY_LABELS
 from .analysis.fixed_points import STABILITY_LABELS as STABILITY_LABELS
 from .analysis.fixed_points import FixedPoints as FixedPoints

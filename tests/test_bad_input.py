@@ -374,6 +374,27 @@ def _rows() -> dict[str, Row]:
     add("locate_bifurcation-hopf", lb, good, {"bifurcation": "hopf"}, ValueError,
         r"`bifurcation`")
 
+    # A branch point made by hand (the rows fail before anything is computed).
+    bp = jaxgrad.BifurcationPoint("branch_point", jnp.asarray(0.3), jnp.asarray(-2.5),
+                                  jnp.zeros(1), jnp.ones(1), jnp.asarray(True),
+                                  jnp.asarray(0.0), NAN, NAN, "transcritical", jnp.eye(2))
+    good = {"f": flow, "point": bp, "params": DOYA, "param": "b", "p_range": (-3.0, -2.0)}
+    sb = jaxgrad.switch_branch
+    add("switch_branch-point-fold", sb, good, {"point": bp._replace(kind="fold")}, ValueError,
+        r"`point`.*'fold'")
+    add("switch_branch-point-tuple", sb, good, {"point": (bp.x, bp.p)}, ValueError, r"`point`")
+    add("switch_branch-point-unconverged", sb, good,
+        {"point": bp._replace(converged=jnp.asarray(False))}, ValueError, r"`point`")
+    add("switch_branch-point-x-nan", sb, good, {"point": bp._replace(x=jnp.asarray(NAN))},
+        ValueError, r"`point.x`")
+    add("switch_branch-point-tangents", sb, good,
+        {"point": bp._replace(branch_tangents=jnp.eye(3))}, ValueError,
+        r"`point.branch_tangents`")
+    add("switch_branch-p_range", sb, good, {"p_range": (-2.4, -2.0)}, ValueError,
+        r"`point.p`.*`p_range`")
+    add("switch_branch-param-unknown", sb, good, {"param": "c"}, ValueError, r"`param`")
+    add("switch_branch-ds", sb, good, {"ds": NAN}, ValueError, r"`ds`")
+
     good = {"f": flow, "x0": jnp.array([0.3]), "values": jnp.array([-2.5]), "params": DOYA,
             "param": "b", "kind": "flow"}
     od = jaxgrad.orbit_diagram
@@ -846,7 +867,7 @@ def test_public_functions_covered_by_the_table(capsys):
         "init_mlp", "init_pascanu", "init_lstm", "init_gru", "init_rate", "pascanu_step",
         "lstm_step", "gru_step", "rate_step", "mlp_apply", "MLPConfig", "sample", "get_task",
         "load_mnist", "fixed_points", "fixed_points_1d", "continue_branch", "fold_curve",
-        "locate_bifurcation", "orbit_diagram", "hysteresis_sweep", "basins",
+        "locate_bifurcation", "switch_branch", "orbit_diagram", "hysteresis_sweep", "basins",
         "final_state_sensitivities",
     }
     assert required <= covered, required - covered

@@ -1,4 +1,5 @@
-"""Pseudo-arclength continuation of fixed points, folds, flips, Hopf points and their curves.
+"""Pseudo-arclength continuation of fixed points, folds, flips, Hopf points and their curves;
+branch points and branch switching.
 
 A fixed-point branch ``g(x, p) = 0`` (``g = f - x`` for a map, ``f`` for a flow) is
 followed as a curve ``(x(s), p(s))`` in arclength ``s``: predictor ``z + Δs t`` along the
@@ -24,6 +25,15 @@ the first Lyapunov coefficient (Kuznetsov 2004, eq. (3.20) and §4.7 / §5.4). A
 Hopf curve in two parameters (``hopf_curve``) is continued on Kuznetsov's standard system
 ``(A² + κ I) v = 0`` with ``κ = ω²``, which passes through Bogdanov-Takens points
 (``κ = 0``).
+
+Branch points, where two branches of fixed points cross (a real eigenvalue through
+μ = +1 / λ = 0 while the branch goes on: transcritical and pitchfork points), are detected
+by sign changes of ``det [[∂g/∂x, ∂g/∂p], [tᵀ]]`` with ``t`` the oriented tangent, which
+changes sign at a simple branch point but not at a fold (Allgower & Georg, *Introduction to
+Numerical Continuation Methods* (2003), §8.1). They are located by Newton on
+``g + βψ = 0, (∂g/∂x)ᵀψ = 0, ψ·∂g/∂p = 0, ψ·ψ = 1`` (Moore 1980), regular at a simple
+branch point, and the two branches' tangents are the roots of the algebraic branching
+equation; ``switch_branch`` follows the second branch (Kuznetsov 2004, §10.2.4).
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._validation import check_choice, check_positive_float, check_positive_int
+from .._validation import check_array, check_choice, check_positive_float, check_positive_int
 from ._system import (
     as_system,
     check_interval,
@@ -54,32 +64,40 @@ from ._system import (
     set_param,
 )
 
-BIFURCATIONS = ("fold", "flip", "hopf")
+BIFURCATIONS = ("fold", "flip", "hopf", "branch_point")
 
 #: Largest ``num_steps`` of ``continue_branch`` and ``fold_curve``: the result holds
 #: ``num_steps + 1`` rows, allocated up front. A longer branch is continued by calling
 #: again from the last valid point.
 MAX_CONTINUATION_STEPS = 100_000
 
+# A continuation step is refused when the tangent turns by more than arccos of this (≈ 26°).
+_MIN_TANGENT_COS = 0.9
+
 
 class BifurcationPoint(NamedTuple):
-    """A located fold, flip or Hopf point of a fixed-point branch.
+    """A located fold, flip, Hopf or branch point of a fixed-point branch.
 
     Attributes:
-        kind: ``"fold"``, ``"flip"`` (maps) or ``"hopf"``. For a map ``"hopf"`` is a
-            Neimark-Sacker point: a complex pair of multipliers ``e^{±iθ}`` on the unit
-            circle (``LOSS_OF_STABILITY_LABELS`` calls it ``"neimark_sacker"``).
+        kind: ``"fold"``, ``"flip"`` (maps), ``"hopf"`` or ``"branch_point"``. For a map
+            ``"hopf"`` is a Neimark-Sacker point: a complex pair of multipliers ``e^{±iθ}``
+            on the unit circle (``LOSS_OF_STABILITY_LABELS`` calls it
+            ``"neimark_sacker"``). A branch point is where two branches of fixed points
+            cross (a real eigenvalue through μ = +1 / λ = 0 while the branch goes on):
+            ``branch_type`` says which.
         x: ``(*s)`` the fixed point at the bifurcation.
         p: ``()`` the parameter value.
         eigenvalues: ``(n,)`` of ``∂f/∂x`` there (one is 1 / -1 for a map fold / flip,
             0 for a flow fold; a pair is ``±iω`` for a flow Hopf, ``e^{±iθ}`` for a map).
-        null_vector: ``(n,)`` the critical eigenvector: real ``v`` (fold, flip); for a Hopf
-            point the complex ``q`` with ``∂f/∂x q = iω q`` (``e^{iθ} q``), ``‖q‖ = 1``.
+        null_vector: ``(n,)`` the critical eigenvector: real ``v`` (fold, flip, branch
+            point, ``‖v‖ = 1`` for the last); for a Hopf point the complex ``q`` with
+            ``∂f/∂x q = iω q`` (``e^{iθ} q``), ``‖q‖ = 1``.
         converged: whether Newton on the extended system reached ``tol`` (for a Hopf
             point also: the frequency is not ≈ 0, which would be a fold or a
-            Bogdanov-Takens point, nor, for a map, ``θ`` ≈ π).
-        residual: ``‖(g, M v, c·v - 1)‖`` (Hopf: ``‖(g, A q - λ q, ⟨c, q⟩ - 1)‖``) at the
-            returned point.
+            Bogdanov-Takens point, nor, for a map, ``θ`` ≈ π; for a branch point also:
+            the algebraic branching equation has two distinct real roots).
+        residual: ``‖(g, M v, c·v - 1)‖`` (Hopf: ``‖(g, A q - λ q, ⟨c, q⟩ - 1)‖``; branch
+            point: ``‖(g, (∂g/∂x)ᵀψ, ψ·∂g/∂p, ψ·ψ - 1)‖``) at the returned point.
         frequency: ``()`` a Hopf point's ``ω > 0`` (flow; the period of the small cycles is
             ``2π/ω``) or angle ``θ ∈ (0, π)`` (map); NaN for a fold or flip.
         first_lyapunov_coefficient: ``()`` a Hopf point's ``l_1`` (flow, Kuznetsov 2004,
@@ -88,6 +106,15 @@ class BifurcationPoint(NamedTuple):
             circle is born), positive for a subcritical one; NaN for a fold or flip.
             For ``ẋ = -ωy + f(x, y), ẏ = ωx + g(x, y)`` it is ``2a/ω`` with ``a`` the
             coefficient of Guckenheimer & Holmes (1983), eq. (3.4.11).
+        branch_type: a branch point's ``"transcritical"`` (both branches cross
+            ``p = p*``) or ``"pitchfork"`` (one branch turns back in ``p`` there,
+            ``dp/ds = 0`` on its tangent, to within ``100 tol``: the symmetric case);
+            ``""`` for the other kinds.
+        branch_tangents: a branch point's ``(2, n + 1)`` unit tangents of the two branches
+            in ``(x, p)`` (``p`` last, ``dp/ds >= 0``), the roots of the algebraic
+            branching equation. From ``continue_branch`` the first is the branch that was
+            followed; from ``locate_bifurcation`` they are ordered by decreasing
+            ``|dp/ds|``. ``switch_branch`` follows the second. ``None`` for the other kinds.
     """
 
     kind: str
@@ -99,6 +126,8 @@ class BifurcationPoint(NamedTuple):
     residual: jax.Array
     frequency: Any = float("nan")
     first_lyapunov_coefficient: Any = float("nan")
+    branch_type: str = ""
+    branch_tangents: Any = None
 
 
 class Branch(NamedTuple):
@@ -115,7 +144,7 @@ class Branch(NamedTuple):
         tangent_p: ``(S,)`` ``dp/ds``; it changes sign at a fold.
         residual: ``(S,)`` ``‖g(x, p)‖`` after the corrector.
         bifurcations: located ``BifurcationPoint`` s (kinds ``"fold"``, ``"flip"``,
-            ``"hopf"``), in order along the branch.
+            ``"hopf"``, ``"branch_point"``), in order along the branch.
     """
 
     x: jax.Array
@@ -207,14 +236,22 @@ def _locate(R, y0, q0, shift, steps):
 
 
 def _arclength(R, y0, q0, *, direction, ds, ds_min, ds_max, num_steps, q_lo, q_hi,
-               newton_steps, tol, observe=None):
+               newton_steps, tol, observe=None, t_start=None):
     """Pseudo-arclength continuation of ``R(y, q) = 0`` with step halving on failure.
 
     A ``lax.while_loop`` that stops as soon as the branch ends (it leaves ``[q_lo, q_hi]``
     or the step falls below ``ds_min``), writing each attempt into rows of preallocated
     buffers: the rows after the end stay NaN (``accepted`` False), and no work is done
-    for them. ``observe(z)`` adds per-row outputs (eigenvalues) computed for the rows
-    that ran only.
+    for them. ``observe(z, t)`` adds per-row outputs (eigenvalues, test functions)
+    computed for the rows that ran only.
+
+    A step is also refused (and halved) when the tangent turns by more than
+    ``arccos(_MIN_TANGENT_COS)``: at a branch point a long step can land on the other
+    branch, a corner that no test function sees (Allgower & Georg, *Introduction to
+    Numerical Continuation Methods* (2003), §6.1, control the step by this angle).
+
+    ``t_start``: start at ``(y0, q0)`` as given (no Newton at fixed ``q0``) with this
+    tangent, for a start where the tangent is not defined by ``R`` (a branch point).
     """
     m = y0.shape[0]
     e_last = jnp.zeros(m + 1, y0.dtype).at[m].set(1.0)
@@ -224,9 +261,13 @@ def _arclength(R, y0, q0, *, direction, ds, ds_min, ds_max, num_steps, q_lo, q_h
         t = jnp.linalg.solve(A, e_last)
         return t / jnp.linalg.norm(t)
 
-    y0 = _newton(lambda y: R(y, q0), y0, newton_steps)
-    z0 = jnp.concatenate([y0, q0[None]])
-    t0 = tangent(z0, direction * e_last)
+    if t_start is None:
+        y0 = _newton(lambda y: R(y, q0), y0, newton_steps)
+        z0 = jnp.concatenate([y0, q0[None]])
+        t0 = tangent(z0, direction * e_last)
+    else:
+        z0 = jnp.concatenate([y0, q0[None]])
+        t0 = t_start / jnp.linalg.norm(t_start)
 
     def step(carry):
         z, t, h, alive = carry
@@ -237,9 +278,10 @@ def _arclength(R, y0, q0, *, direction, ds, ds_min, ds_max, num_steps, q_lo, q_h
 
         zn = _newton(H, zp, newton_steps)
         res = jnp.linalg.norm(R(zn[:m], zn[m]))
-        ok = jnp.isfinite(res) & (res < tol) & jnp.all(jnp.isfinite(zn))
-        inside = (zn[m] >= q_lo) & (zn[m] <= q_hi)
         tn = tangent(zn, t)
+        ok = (jnp.isfinite(res) & (res < tol) & jnp.all(jnp.isfinite(zn))
+              & (tn @ t > _MIN_TANGENT_COS))
+        inside = (zn[m] >= q_lo) & (zn[m] <= q_hi)
         accepted = alive & ok & inside
         h_next = jnp.where(ok, jnp.minimum(1.25 * h, ds_max), 0.5 * h)
         alive_next = alive & (~ok | inside) & (h_next >= ds_min)
@@ -247,7 +289,7 @@ def _arclength(R, y0, q0, *, direction, ds, ds_min, ds_max, num_steps, q_lo, q_h
         return carry, (zn, tn, accepted, res)
 
     def with_observed(row):
-        return row if observe is None else (*row, observe(row[0]))
+        return row if observe is None else (*row, observe(row[0], row[1]))
 
     res0 = jnp.linalg.norm(R(y0, q0))
     row0 = with_observed((z0, t0, res0 < tol, res0))
@@ -277,23 +319,27 @@ _STATIC = ("f", "kind", "param", "num_steps", "newton_steps")
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _continue(f, x0, params, p_lo, p_hi, direction, ds, ds_min, ds_max, tol, *, kind, param,
-              num_steps, newton_steps):
+def _continue(f, x0, params, p_lo, p_hi, direction, ds, ds_min, ds_max, tol, t_start=None, *,
+              kind, param, num_steps, newton_steps):
+    """The branch's rows: ``x``, ``p``, accepted, eigenvalues, ``dp/ds``, residual, and the
+    branch-point test function: the sign of ``det [[∂g/∂x, ∂g/∂p], [tᵀ]]``."""
     shape = x0.shape
     R = _fixed_point_system(f, kind, param, params, shape)
     q0 = jnp.asarray(get_param(params, param), x0.dtype)
     n = int(np.prod(shape, dtype=int))
 
-    def observe(z):
-        return eigenvalues(f, jnp.reshape(z[:n], shape), set_param(params, param, z[n]))
+    def observe(z, t):
+        ev = eigenvalues(f, jnp.reshape(z[:n], shape), set_param(params, param, z[n]))
+        bordered = jnp.concatenate([_full_jacobian(R, z, n), t[None]], axis=0)
+        return ev, jnp.linalg.slogdet(bordered)[0]
 
-    zs, ts, acc, res, ev = _arclength(
+    zs, ts, acc, res, (ev, bp_test) = _arclength(
         R, jnp.reshape(x0, (-1,)), q0, direction=direction, ds=ds, ds_min=ds_min,
         ds_max=ds_max, num_steps=num_steps, q_lo=p_lo, q_hi=p_hi,
-        newton_steps=newton_steps, tol=tol, observe=observe)
+        newton_steps=newton_steps, tol=tol, observe=observe, t_start=t_start)
     xs = jnp.reshape(zs[:, :n], (zs.shape[0], *shape))
     ps = zs[:, n]
-    return xs, ps, acc, ev, ts[:, n], res
+    return xs, ps, acc, ev, ts[:, n], res, bp_test
 
 
 @functools.partial(jax.jit, static_argnames=("f", "kind", "param", "newton_steps", "bifurcation"))
@@ -305,6 +351,88 @@ def _locate_fixed(f, x, params, *, kind, param, newton_steps, bifurcation):
     y, v, q, res = _locate(R, jnp.reshape(x, (-1,)), q0, shift, newton_steps)
     xb = jnp.reshape(y, shape)
     return xb, q, eigenvalues(f, xb, set_param(params, param, q)), v, res
+
+
+@functools.partial(jax.jit, static_argnames=("f", "kind", "param", "newton_steps"))
+def _locate_branch_point(f, x, params, *, kind, param, newton_steps):
+    """Newton on ``g + βψ = 0, (∂g/∂x)ᵀψ = 0, ψ·∂g/∂p = 0, ψ·ψ = 1`` for ``(x, p, β, ψ)``,
+    then the two branch tangents from the algebraic branching equation.
+
+    The system (Moore 1980; the branch-point locator of MATCONT, Dhooge et al. 2003) is
+    square and regular at a simple branch point, where ``β = 0``: the unfolding ``βψ`` makes
+    a point that is not generic in one parameter an isolated root. ``ψ`` starts as the left
+    singular vector of ``∂g/∂x`` at the guess with the smallest singular value. At the root,
+    ``[∂g/∂x ∂g/∂p]`` has the two null vectors ``φ_1, φ_2``; a branch tangent
+    ``a φ_1 + b φ_2`` solves ``c_11 a² + 2 c_12 ab + c_22 b² = 0`` with
+    ``c_ij = ψ·D²g[φ_i, φ_j]`` (Kuznetsov 2004, §10.2.4; Allgower & Georg 2003, §8.3).
+    Returns the point, the residual of the unperturbed conditions (``β`` left out), the
+    discriminant ``c_12² - c_11 c_22`` and its scale, the tangents ``(2, n+1)`` in
+    ``(vec x, p)`` ordered by decreasing ``|dp/ds|`` (``dp/ds >= 0``), and the right null
+    vector of ``∂g/∂x``.
+    """
+    shape = x.shape
+    dt = x.dtype
+    n = int(np.prod(shape, dtype=int))
+    R = _fixed_point_system(f, kind, param, params, shape)
+    y0 = jnp.reshape(x, (-1,))
+    q0 = jnp.asarray(get_param(params, param), dt)
+    u, _, _ = jnp.linalg.svd(jax.jacfwd(R)(y0, q0))
+
+    def conditions(y, q, psi):
+        r, vjp = jax.vjp(R, y, q)
+        gy, gq = vjp(psi)
+        return r, jnp.concatenate([gy, gq[None], (psi @ psi - 1.0)[None]])
+
+    def H(Z):
+        y, q, beta, psi = Z[:n], Z[n], Z[n + 1], Z[n + 2:]
+        r, rest = conditions(y, q, psi)
+        return jnp.concatenate([r + beta * psi, rest])
+
+    Z = _newton(H, jnp.concatenate([y0, q0[None], jnp.zeros((1,), dt), u[:, -1]]),
+                newton_steps)
+    y, q, psi = Z[:n], Z[n], Z[n + 2:]
+    r, rest = conditions(y, q, psi)
+    res = jnp.linalg.norm(jnp.concatenate([r, rest]))
+    z = jnp.concatenate([y, q[None]])
+    _, _, vt = jnp.linalg.svd(_full_jacobian(R, z, n))
+    phi = vt[-2:]
+
+    def Rz(zz):
+        return R(zz[:n], zz[n])
+
+    def d2(a, b):
+        return psi @ jax.jvp(lambda zz: jax.jvp(Rz, (zz,), (a,))[1], (z,), (b,))[1]
+
+    a, b, c = d2(phi[0], phi[0]), d2(phi[0], phi[1]), d2(phi[1], phi[1])
+    disc = b * b - a * c
+    scale = a * a + 2 * b * b + c * c
+    # Q(θ) = a cos²θ + 2b cosθ sinθ + c sin²θ = (a+c)/2 + ρ cos(2θ - θ0): two roots θ.
+    rho = jnp.sqrt(0.25 * (a - c) ** 2 + b * b)
+    theta0 = jnp.arctan2(b, 0.5 * (a - c))
+    half = jnp.arccos(jnp.clip(-0.5 * (a + c) / rho, -1.0, 1.0))
+    theta = 0.5 * (theta0 + jnp.stack([half, -half]))
+    tangents = jnp.outer(jnp.cos(theta), phi[0]) + jnp.outer(jnp.sin(theta), phi[1])
+    tangents = jnp.where(tangents[:, n:] < 0, -tangents, tangents)
+    tangents = tangents[jnp.argsort(-jnp.abs(tangents[:, n]))]
+    _, _, vx = jnp.linalg.svd(jax.jacfwd(R)(y, q))
+    xb = jnp.reshape(y, shape)
+    ev = eigenvalues(f, xb, set_param(params, param, q))
+    return xb, q, ev, vx[-1], res, disc, scale, tangents
+
+
+def _branch_point(f, kind, x0, params, param, newton_steps, tol):
+    """``locate_bifurcation(..., bifurcation="branch_point")`` on checked arguments."""
+    xb, q, ev, v, res, disc, scale, tangents = _locate_branch_point(
+        f, x0, params, kind=kind, param=param, newton_steps=newton_steps)
+    eps = float(np.finfo(x0.dtype).eps)
+    # Two distinct real branch directions (not an isolated point, not a tangency).
+    ok = (res < tol) & (disc > np.sqrt(eps) * scale) & jnp.all(jnp.isfinite(tangents))
+    # A pitchfork: one branch turns back in p at the point (dp/ds = 0 on its tangent).
+    t_p = np.abs(np.asarray(tangents[:, -1]))
+    branch_type = "pitchfork" if t_p.min() < 100 * tol else "transcritical"
+    nan = jnp.asarray(jnp.nan, x0.dtype)
+    return BifurcationPoint("branch_point", xb, q, ev, v, ok, res, nan, nan, branch_type,
+                            tangents)
 
 
 def _complex_form(D, args):
@@ -474,7 +602,7 @@ def locate_bifurcation(
     newton_steps: int = 30,
     tol: float | None = None,
 ) -> BifurcationPoint:
-    """Locate a fold, flip or Hopf point near ``(x_guess, params[param])`` by Newton's method.
+    """Locate a fold, flip, Hopf or branch point near ``(x_guess, params[param])`` by Newton.
 
     Solves ``g(x, p) = 0, M(x, p) v = 0, c·v = 1`` for ``(x, v, p)``, with ``M = ∂g/∂x``
     for a fold (μ = +1 for a map, λ = 0 for a flow) and ``M = ∂f/∂x + I`` for a flip of a
@@ -488,6 +616,13 @@ def locate_bifurcation(
     carries ``frequency`` (ω or θ) and ``first_lyapunov_coefficient``; the state must have
     at least two components.
 
+    A branch point (``bifurcation="branch_point"``: two branches of fixed points cross,
+    ``[∂g/∂x ∂g/∂p]`` loses rank) solves ``g + βψ = 0, (∂g/∂x)ᵀψ = 0, ψ·∂g/∂p = 0,
+    ψ·ψ = 1`` for ``(x, p, β, ψ)``, square and regular at a simple branch point, where
+    ``β = 0`` (Moore 1980; Kuznetsov 2004, §10.2.4). The two branch tangents, roots of the
+    algebraic branching equation ``ψ·D²g[t, t] = 0`` on the null space of
+    ``[∂g/∂x ∂g/∂p]``, give ``branch_tangents`` and ``branch_type``.
+
     Arguments:
         f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
             ``u`` is a ``(0,)`` array), a flow as ``jaxgrad.vector_field(F)``, or
@@ -496,13 +631,13 @@ def locate_bifurcation(
         params: parameters (a dict, NamedTuple or dataclass).
         param: the name of the parameter that is solved for.
         kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default ``"flow"``).
-        bifurcation: ``"fold"``, ``"flip"`` (maps only) or ``"hopf"`` (state of at least
-            two components; Neimark-Sacker for a map).
+        bifurcation: ``"fold"``, ``"flip"`` (maps only), ``"hopf"`` (state of at least
+            two components; Neimark-Sacker for a map) or ``"branch_point"``.
         newton_steps: Newton iterations; ``tol``: residual for ``converged`` (``sqrt(eps)``).
 
     Returns:
-        ``BifurcationPoint`` (``frequency`` and ``first_lyapunov_coefficient`` NaN for a
-        fold or flip).
+        ``BifurcationPoint`` (``frequency`` and ``first_lyapunov_coefficient`` NaN but for
+        a Hopf point; ``branch_type`` and ``branch_tangents`` set for a branch point).
 
     Example:
         >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
@@ -519,6 +654,14 @@ def locate_bifurcation(
         ...                         param="g", bifurcation="hopf")
         >>> [round(float(v), 3) for v in (bp.p, bp.frequency, bp.first_lyapunov_coefficient)]
         [1.0, 1.0, -0.5]
+
+        The logistic map's branches ``x = 0`` and ``x = 1 - 1/r`` cross at ``r = 1``:
+
+        >>> logistic = jaxgrad.autonomous(lambda x, p: p["r"] * x * (1 - x))
+        >>> bp = locate_bifurcation(logistic, 0.02, params={"r": 1.05}, param="r",
+        ...                         bifurcation="branch_point")
+        >>> bp.branch_type, round(float(bp.p), 4), bool(bp.converged)
+        ('transcritical', 1.0, True)
     """
     f, kind = as_system(f, kind, "flow")
     x0, _ = _check_common(f, kind, x_guess, params, param, name="x_guess")
@@ -530,6 +673,8 @@ def locate_bifurcation(
                          f"`x_guess` must have at least 2 components, got shape {x0.shape}")
     newton_steps = check_positive_int("newton_steps", newton_steps)
     tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
+    if bifurcation == "branch_point":
+        return _branch_point(f, kind, x0, params, param, newton_steps, tol)
     if bifurcation == "hopf":
         xb, q, ev, v, res, w, l1 = _locate_hopf(f, x0, params, kind=kind, param=param,
                                                 newton_steps=newton_steps)
@@ -567,13 +712,25 @@ def continue_branch(
     Starts from ``x0`` (corrected by Newton) at ``p = params[param]`` and moves in the
     direction of increasing (``direction=1``) or decreasing (``-1``) ``p``. The step is
     halved when the corrector fails and grown by 1.25 (up to ``ds_max``) when it succeeds;
-    the branch ends when it leaves ``p_range`` or the step falls below ``ds_min``. Folds
-    (sign change of ``dp/ds``), for maps flips (sign change of ``det(∂f/∂x + I)``), and for
-    a state of two or more components Hopf points (kind ``"hopf"``; for a map the
-    Neimark-Sacker point, a complex pair through the unit circle: sign change of the
-    bialternate product ``∏_{i<j} (λ_i + λ_j)``, or ``∏_{i<j} (μ_i μ_j - 1)`` for a map,
-    made by a complex pair; a neutral saddle, a real pair ``λ, -λ`` or ``μ, 1/μ``, is not
-    reported) are then located with ``locate_bifurcation`` (``locate=True``).
+    the branch ends when it leaves ``p_range`` or the step falls below ``ds_min``; a step
+    whose tangent turns by more than about 26° is halved too, so that the branch does not
+    jump onto another one where two cross. Then (``locate=True``) these are located with
+    ``locate_bifurcation``:
+
+    - branch points (kind ``"branch_point"``, ``branch_type`` ``"transcritical"`` or
+      ``"pitchfork"``): a real eigenvalue through μ = +1 (map) / λ = 0 (flow) while the
+      branch goes on, where a second branch crosses; sign change of the test function
+      ``det [[∂g/∂x, ∂g/∂p], [tᵀ]]`` (``t`` the oriented tangent), which changes sign at a
+      simple branch point but not at a fold (Allgower & Georg 2003, §8.1).
+      ``switch_branch`` follows the other branch;
+    - folds (kind ``"fold"``): sign change of ``dp/ds`` with no branch point in the same
+      step (a pitchfork's bifurcating branch also turns back in ``p``: a branch point);
+    - for maps flips (kind ``"flip"``): sign change of ``det(∂f/∂x + I)``;
+    - for a state of two or more components Hopf points (kind ``"hopf"``; for a map the
+      Neimark-Sacker point, a complex pair through the unit circle): sign change of the
+      bialternate product ``∏_{i<j} (λ_i + λ_j)``, or ``∏_{i<j} (μ_i μ_j - 1)`` for a map,
+      made by a complex pair; a neutral saddle, a real pair ``λ, -λ`` or ``μ, 1/μ``, is not
+      reported.
 
     Arguments:
         f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
@@ -591,7 +748,8 @@ def continue_branch(
 
     Returns:
         ``Branch`` with ``num_steps + 1`` rows and the located bifurcations (each a
-        ``BifurcationPoint`` of kind ``"fold"``, ``"flip"`` or ``"hopf"``).
+        ``BifurcationPoint`` of kind ``"fold"``, ``"flip"``, ``"hopf"`` or
+        ``"branch_point"``).
 
     Example:
         >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
@@ -609,11 +767,27 @@ def continue_branch(
         direction, ds, ds_min, ds_max, num_steps, newton_steps)
     tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
     dt = x0.dtype
-    xs, ps, valid, ev, tp, res = _continue(
+    xs, ps, valid, ev, tp, res, bp_test = _continue(
         f, x0, params, jnp.asarray(lo, dt), jnp.asarray(hi, dt), jnp.asarray(direction, dt),
         jnp.asarray(ds, dt), jnp.asarray(ds_min, dt), jnp.asarray(ds_max, dt),
         jnp.asarray(tol, dt), kind=kind, param=param, num_steps=num_steps,
         newton_steps=newton_steps)
+    return _branch_result(f, kind, params, param, tol, locate, xs, ps, valid, ev, tp, res,
+                          bp_test)
+
+
+def _branch_result(f, kind, params, param, tol, locate, xs, ps, valid, ev, tp, res, bp_test):
+    """The ``Branch`` of continued rows, with its bifurcations located (``locate``).
+
+    Between consecutive valid rows: a sign change of the branch-point test function
+    ``det [[∂g/∂x, ∂g/∂p], [tᵀ]]`` (``bp_test``, its sign; rows where it is 0 are stepped
+    over) is a branch point, and it changes sign at a simple one only; a sign change of
+    ``dp/ds`` is a fold unless a branch point lies in the same bracket (a pitchfork's
+    bifurcating branch turns back in ``p`` at the branch point; Allgower & Georg 2003,
+    §8.1; Kuznetsov 2004, §10.2.4); for maps a sign change of ``det(∂f/∂x + I)`` is a flip;
+    a complex pair through the imaginary axis (unit circle) a Hopf point.
+    """
+    dt = xs.dtype
     stability, _ = classify(ev, kind)
     stability = jnp.where(jnp.all(jnp.isfinite(ev), axis=-1), stability, -1)
     found: list[BifurcationPoint] = []
@@ -621,20 +795,132 @@ def continue_branch(
         idx = np.flatnonzero(np.asarray(valid))
         tp_h = np.asarray(tp)
         ev_h = np.asarray(ev)
+        test_h = np.asarray(bp_test)
         flip_test = np.real(np.prod(ev_h + 1.0, axis=-1))
-        brackets = []
+        signed = idx[test_h[idx] != 0]
+        brackets = [(i, j, "branch_point") for i, j in zip(signed[:-1], signed[1:], strict=False)
+                    if test_h[i] * test_h[j] < 0]
+        spans = [(i, j) for i, j, _ in brackets]
         for i, j in zip(idx[:-1], idx[1:], strict=False):
-            if np.sign(tp_h[i]) * np.sign(tp_h[j]) < 0:
+            inside_bp = any(a <= i and j <= b for a, b in spans)
+            if np.sign(tp_h[i]) * np.sign(tp_h[j]) < 0 and not inside_bp:
                 brackets.append((i, j, "fold"))
             if kind == "map" and np.sign(flip_test[i]) * np.sign(flip_test[j]) < 0:
                 brackets.append((i, j, "flip"))
         brackets += [(i, j, "hopf") for i, j in _hopf_brackets(ev_h, idx, kind)]
         for i, j, b in sorted(brackets, key=lambda br: br[0]):
             p_mid = set_param(params, param, jnp.asarray(0.5 * (ps[i] + ps[j]), dt))
-            found.append(locate_bifurcation(
+            point = locate_bifurcation(
                 f, 0.5 * (xs[i] + xs[j]), params=p_mid, param=param, kind=kind,
-                bifurcation=b, tol=tol))
+                bifurcation=b, tol=tol)
+            if b == "branch_point":
+                # The followed branch first: the tangent nearer the bracket's secant.
+                secant = jnp.concatenate([jnp.reshape(xs[j] - xs[i], (-1,)),
+                                          (ps[j] - ps[i])[None]])
+                t = point.branch_tangents
+                if abs(float(t[1] @ secant)) > abs(float(t[0] @ secant)):
+                    point = point._replace(branch_tangents=t[::-1])
+            found.append(point)
     return Branch(xs, ps, valid, ev, stability, tp, res, tuple(found))
+
+
+def switch_branch(
+    f: Callable,
+    point: BifurcationPoint,
+    *,
+    params: Any,
+    param: str,
+    p_range: tuple[float, float],
+    kind: str | None = None,
+    ds: float = 0.01,
+    ds_min: float | None = None,
+    ds_max: float | None = None,
+    num_steps: int = 500,
+    newton_steps: int = 8,
+    tol: float | None = None,
+    locate: bool = True,
+) -> Branch:
+    """Follow the other branch through a branch point, in both directions.
+
+    From a located branch point ``z* = (x*, p*)`` (``point``, kind ``"branch_point"``, from
+    ``continue_branch`` or ``locate_bifurcation``), pseudo-arclength continuation as in
+    ``continue_branch`` starts along ``±t``, ``t = point.branch_tangents[1]``: the root of
+    the algebraic branching equation that is not the branch ``point`` was found on
+    (Allgower & Georg 2003, §8.3; Kuznetsov 2004, §10.2.4). The first step is a predictor
+    ``z* ± Δs t`` and the usual corrector; a step that would land back on the first branch
+    turns the tangent too far and is refused (halved). To follow the first branch instead,
+    pass ``point._replace(branch_tangents=point.branch_tangents[::-1])``.
+
+    Arguments:
+        f, params, param, kind: as in ``continue_branch``; ``params[param]`` is replaced
+            by ``point.p``.
+        point: a converged ``BifurcationPoint`` of kind ``"branch_point"`` of ``f``.
+        p_range: ``(lo, hi)``, containing ``point.p``; each direction ends where the
+            branch leaves it.
+        ds, ds_min, ds_max, num_steps, newton_steps, tol, locate: as in ``continue_branch``
+            (``num_steps`` in each direction).
+
+    Returns:
+        ``Branch`` with ``2 num_steps + 1`` rows, along the new branch from one end to
+        the other: the rows of the direction ``-t`` in reverse (its end first), the branch
+        point at row ``num_steps`` (``tangent_p`` there is ``dp/ds`` of ``t``), then the
+        direction ``+t``. ``bifurcations`` lists those of the new branch, the branch point
+        it came from among them.
+
+    Example:
+        >>> logistic = jaxgrad.autonomous(lambda x, p: p["r"] * x * (1 - x))
+        >>> br = continue_branch(logistic, 0.0, params={"r": 0.5}, param="r",
+        ...                      p_range=(0.5, 1.5), ds=0.05)
+        >>> [(bp.kind, bp.branch_type) for bp in br.bifurcations]
+        [('branch_point', 'transcritical')]
+        >>> new = switch_branch(logistic, br.bifurcations[0], params={"r": 0.5}, param="r",
+        ...                     p_range=(0.5, 1.5), ds=0.05)
+        >>> x, r = new.x[new.valid], new.p[new.valid]
+        >>> bool(jnp.allclose(x, 1 - 1 / r, atol=1e-5)), bool(r.min() < 0.6 and r.max() > 1.4)
+        (True, True)
+    """
+    f, kind = as_system(f, kind, "flow")
+    if not isinstance(point, BifurcationPoint) or point.kind != "branch_point":
+        what = (f"kind {point.kind!r}" if isinstance(point, BifurcationPoint)
+                else type(point).__name__)
+        raise ValueError("`point` must be a BifurcationPoint of kind 'branch_point' (from "
+                         f"continue_branch or locate_bifurcation), got {what}")
+    if not bool(point.converged):
+        raise ValueError("`point` is a branch point that did not converge "
+                         f"(residual {float(point.residual):.3g}); locate it first")
+    check_param(params, param)
+    p_star = check_array("point.p", point.p, ndim=0)
+    params = set_param(params, param, p_star)
+    x0, p0 = _check_common(f, kind, point.x, params, param, name="point.x")
+    lo, hi = check_interval("p_range", p_range)
+    if not lo <= p0 <= hi:
+        raise ValueError(f"`point.p`={p0} must lie inside `p_range` ({lo}, {hi})")
+    ds, ds_min, ds_max, num_steps, newton_steps = _check_steps(
+        1, ds, ds_min, ds_max, num_steps, newton_steps)
+    tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
+    dt = x0.dtype
+    tangents = check_array("point.branch_tangents", point.branch_tangents, ndim=2)
+    if tangents.shape != (2, x0.size + 1):
+        raise ValueError(f"`point.branch_tangents` must have shape {(2, x0.size + 1)} for "
+                         f"the state of `point.x`, got {tangents.shape}")
+    t = tangents[1].astype(dt)
+    sides = [_continue(
+        f, x0, params, jnp.asarray(lo, dt), jnp.asarray(hi, dt), jnp.asarray(1.0, dt),
+        jnp.asarray(ds, dt), jnp.asarray(ds_min, dt), jnp.asarray(ds_max, dt),
+        jnp.asarray(tol, dt), sign * t, kind=kind, param=param, num_steps=num_steps,
+        newton_steps=newton_steps) for sign in (-1.0, 1.0)]
+    back, ahead = sides
+    # Row 0 of each side is the branch point; the side along -t is reversed, so its
+    # orientation (dp/ds, the test function's sign) is negated. The test function is 0 at
+    # the branch point itself (rounding gives it a random sign there): set so.
+    tp_back, test_back = -back[4], -back[6]
+    test_back = test_back.at[0].set(0.0)
+    rows = [jnp.concatenate([b[::-1], a[1:]]) for b, a in zip(
+        (back[0], back[1], back[2], back[3], tp_back, back[5], test_back), ahead, strict=True)]
+    xs, ps, valid, ev, tp, res, bp_test = rows
+    tp = tp.at[num_steps].set(t[-1])
+    return _branch_result(f, kind, params, param, tol, locate, xs, ps, valid, ev, tp, res,
+                          bp_test)
 
 
 def _hopf_brackets(ev: np.ndarray, idx: np.ndarray, kind: str) -> list[tuple[int, int]]:

@@ -158,8 +158,13 @@ def solver_options(
 
 
 def _solve(F: Callable, x0: Any, u: Any, t0: Any, t1: Any, ts: Any, *, solver: Any,
-           rtol: float, atol: float, dt0: float | None, max_steps: int) -> tuple:
+           rtol: float, atol: float, dt0: float | None, max_steps: int,
+           adjoint: Any = None) -> tuple:
     """Solve ``dx/dt = F(x, u)`` from ``(t0, x0)`` to ``t1``; traceable, no validation.
+
+    ``adjoint``: how diffrax differentiates the solve (default its
+    ``RecursiveCheckpointAdjoint``, reverse mode only; ``diffrax.DirectAdjoint()`` for
+    forward mode as well).
 
     Returns ``(ts, states, converged, accepted, rejected, result, t_end, end_finite)``:
     the states at ``ts`` (or at ``[t1]`` for ``ts=None``), diffrax's ``result``, the last
@@ -182,6 +187,7 @@ def _solve(F: Callable, x0: Any, u: Any, t0: Any, t1: Any, ts: Any, *, solver: A
         diffrax.ODETerm(field), solver, t0, t1, dt0, x0, args=u, saveat=saveat,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps, throw=False,
+        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
     )
     if ts is None:
         saved_ts, states = sol.ts, sol.ys
@@ -202,18 +208,20 @@ def _solve(F: Callable, x0: Any, u: Any, t0: Any, t1: Any, ts: Any, *, solver: A
 
 
 def flow_map(
-    F: Callable, x: Any, u: Any, dt: Any, options: dict
+    F: Callable, x: Any, u: Any, dt: Any, options: dict, *, adjoint: Any = None
 ) -> tuple[Any, jax.Array, jax.Array]:
     """``(x(dt), converged, finite)`` of ``dx/dt = F(x, u)`` from ``x(0) = x``; traceable.
 
     ``options`` from ``solver_options``. A state that did not converge is NaN, so a
     failure is never mistaken for an answer; ``finite`` is False when the solve met a
     non-finite state or vector field (else a failure is ``max_steps`` reached: the only
-    other way a PID-controlled solve stops).
+    other way a PID-controlled solve stops). ``adjoint``: as in ``_solve``
+    (``diffrax.DirectAdjoint()`` where forward-mode derivatives, ``jax.jvp`` or
+    ``jax.linearize``, are taken through the step).
     """
     dtype = state_dtype(x)
     zero = jnp.zeros((), dtype)
-    out = _solve(F, x, u, zero, jnp.asarray(dt, dtype), None, **options)
+    out = _solve(F, x, u, zero, jnp.asarray(dt, dtype), None, **options, adjoint=adjoint)
     states, ok, end_finite = out[1], out[2], out[7]
     nan = jnp.asarray(jnp.nan, dtype)
     x_next = jax.tree_util.tree_map(lambda a: jnp.where(ok, a[-1], nan.astype(a.dtype)), states)

@@ -370,6 +370,31 @@ def test_generalized_hopf_point_of_the_bautin_normal_form(x64, shifted):
     assert hc.bogdanov_takens == ()
 
 
+def _zero_hopf_field(x, u, p):
+    r2 = x[0] ** 2 + x[1] ** 2
+    return jnp.stack([p["mu"] * x[0] - x[1] + x[0] * x[2],
+                      x[0] + p["mu"] * x[1] + x[1] * x[2], -p["c"] * x[2] + r2])
+
+
+@pytest.mark.slow
+def test_sign_change_of_l1_through_a_pole_is_not_converged(x64):
+    """ż = -c z + r² puts z = r²/c on the centre manifold: l1 = 2/c (ω = 1) changes sign
+    through a pole at c = 0 (a zero-Hopf point), not through a zero. It is reported, but
+    not as a converged generalised Hopf point."""
+    hc = jaxgrad.hopf_curve(jaxgrad.vector_field(_zero_hopf_field), jnp.zeros(3),
+                            params={"mu": 0.01, "c": -0.5}, param="mu", param2="c",
+                            p2_range=(-0.5, 0.5), ds=0.03)
+    ok = np.asarray(hc.valid)
+    c = np.asarray(hc.p2)[ok]
+    assert c.min() == -0.5 and c.max() > 0.0
+    np.testing.assert_allclose(np.asarray(hc.first_lyapunov_coefficient)[ok], 2 / c,
+                               rtol=1e-10)
+    assert len(hc.generalized_hopf) == 1
+    gh = hc.generalized_hopf[0]
+    assert not bool(gh.converged)
+    assert abs(float(gh.p2)) < 1e-8 and abs(float(gh.first_lyapunov_coefficient)) > 1e3
+
+
 def test_hopf_curve_refuses_maps_and_scalar_states():
     with pytest.raises(ValueError, match="`hopf_curve` continues Hopf points of a flow"):
         jaxgrad.hopf_curve(jaxgrad.autonomous(lambda x, p: p["mu"] * x + p["nu"]),

@@ -7,6 +7,10 @@ fixed points on a grid, follows the branch through both folds by pseudo-arclengt
 continuation, locates the folds by Newton on the extended system, sweeps b up and down to
 show the hysteresis, maps the basins of attraction, compares ∂x(T)/∂b by autodiff with the
 closed form (1/(x(1-x)) - w)^{-1}, and continues the fold curve in (w, b) to its cusp.
+Beside the flow it sets Doya's discrete map x ← x + ε(-x + σ(w x + b)) (ε = dt): its
+fixed-point branch (continued as a map, folds at multiplier 1) and orbit diagram, and the
+flow itself solved by diffrax (``jaxgrad.integrate``, adaptive Tsit5) from the same initial
+states: a map and its flow share their fixed points, so both fold at w x(1-x) = 1.
 
 Closed forms (u = 0): fixed points on b = ln(x/(1-x)) - w x; folds where w x(1-x) = 1;
 fold curve w = 1/(x(1-x)), b = ln(x/(1-x)) - 1/(1-x), with its cusp at x = 1/2,
@@ -17,6 +21,7 @@ note 4: 0.145, 0.5, 0.855).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -30,7 +35,8 @@ from ._runner import Result, check_bound, check_close
 
 NAME = "doya-bifurcation"
 DESCRIPTION = ("Doya's neuron, w = 5, b in [-3, -2]: branches, folds, hysteresis, basins, "
-               "∂x/∂b by autodiff vs closed form, the cusp in (w, b).")
+               "∂x/∂b by autodiff vs closed form, the cusp in (w, b); the map beside its "
+               "flow solved by diffrax.")
 DEFAULT_CONFIG = {
     "w": 5.0,
     "b_min": -3.0,
@@ -46,6 +52,8 @@ DEFAULT_CONFIG = {
     "basin_steps": 1000,
     "sensitivity_steps": 1500,
     "w_max": 8.0,
+    "num_flow_x0": 6,
+    "flow_time": 100.0,
 }
 QUICK_CONFIG = {"num_b": 51, "num_x": 501, "ds": 0.01, "num_continuation_steps": 300,
                 "num_basin_x0": 40, "num_basin_b": 26, "transient_steps": 1000}
@@ -229,8 +237,15 @@ def _run(config: dict) -> Result:
         checks.append(check_close("cusp b", c.p, -2.0, atol=1e-8))
         checks.append(check_close("cusp x", c.x, 0.5, atol=1e-6))
 
+    # 8. The map beside its flow, the flow solved by diffrax.
+    flow_map = _flow_and_map(config, params, b_grid, fp, b_fold_ref, x_fold_ref, checks)
+    flow_fold_b_error = (max(abs(float(bp.p) - br) for bp, br in zip(folds, b_fold_ref,
+                                                                      strict=True))
+                         if len(folds) == 2 else math.nan)
+
     figures = _figures(branch, folds, fp, sweep, orbit, basin, unstable_x, sens, closed,
                        settled, s_line, fc, fc_up, w)
+    figures["flow_and_map"] = _flow_map_figure(branch, folds, flow_map, w, config["dt"])
     summary = {
         "w": w,
         "fold_points": fold_points,
@@ -239,6 +254,13 @@ def _run(config: dict) -> Result:
         "dx_db_at_b_minus_2_5": {"autodiff": dxdb_25.tolist(), "closed_form": closed_25.tolist()},
         "hysteresis_jumps": {"up": float(jump_up), "down": float(jump_down)},
         "cusp": cusp,
+        "flow_fold_points": fold_points,
+        "flow_fold_b_error": flow_fold_b_error,
+        "map_fold_points": flow_map["map_fold_points"],
+        "map_fold_b_error": flow_map["map_fold_b_error"],
+        "diffrax_all_converged": flow_map["all_converged"],
+        "diffrax_settled_fraction": flow_map["settled_fraction"],
+        "flow_vs_map_final_state_max_diff": flow_map["max_diff"],
     }
     arrays = {
         "b_grid": bv, "grid_fixed_points": x_grid, "grid_stability": np.asarray(fp.stability),
@@ -249,8 +271,153 @@ def _run(config: dict) -> Result:
         "basin_b": np.asarray(b_basin),
         "dx_db_autodiff": dxdb, "dx_db_closed_form": closed, "final_states": xT,
         "fold_curve_w": fw, "fold_curve_b": fb, "fold_curve_x": fx,
+        "flow_x0": flow_map["x0"], "flow_final_diffrax": flow_map["flow_final"],
+        "map_final": flow_map["map_final"], "map_branch_x": flow_map["map_branch_x"],
+        "map_branch_b": flow_map["map_branch_b"],
     }
     return Result(summary=summary, checks=checks, arrays=arrays, figures=figures)
+
+
+def _flow_and_map(config, params, b_grid, fp, b_fold_ref, x_fold_ref, checks):
+    """Doya's map (continuation, orbit diagram) beside its flow solved by diffrax."""
+    dt = float(config["dt"])
+    b_min, b_max = float(b_grid[0]), float(b_grid[-1])
+    step = functools.partial(jaxgrad.doya_step, eps=dt)  # a map step f(x, u, params)
+    map_branch = jaxgrad.continue_branch(step, 0.05, params=params, param="b",
+                                         p_range=(b_min, b_max), ds=config["ds"],
+                                         ds_max=4 * config["ds"],
+                                         num_steps=config["num_continuation_steps"])
+    map_folds = sorted((bp for bp in map_branch.bifurcations if bp.kind == "fold"),
+                       key=lambda bp: float(bp.p))
+    checks.append(check_close("map: number of folds on the branch (multiplier 1)",
+                              len(map_folds), 2))
+    for name, bp, xr, br in zip(("lower", "upper"), map_folds, x_fold_ref, b_fold_ref,
+                                strict=False):
+        checks.append(check_close(f"map: {name} fold b (w x(1-x) = 1, as the flow's)", bp.p,
+                                  br, atol=1e-9))
+        checks.append(check_close(f"map: {name} fold x", bp.x, xr, atol=1e-9))
+    map_fold_b_error = (max(abs(float(bp.p) - br) for bp, br in zip(map_folds, b_fold_ref,
+                                                                    strict=True))
+                        if len(map_folds) == 2 else math.nan)
+
+    # Half the starts below the unstable branch (x ∈ [0.276, 0.724] for w = 5), half above:
+    # each settles on a stable point, slowly only near a fold.
+    m = int(config["num_flow_x0"])
+    x0 = jnp.concatenate([jnp.linspace(0.02, 0.22, m // 2), jnp.linspace(0.78, 0.98, m // 2)])
+    num_map_steps = int(round(float(config["flow_time"]) / dt))
+    map_orbit = jaxgrad.orbit_diagram(step, x0, b_grid, params=params, param="b",
+                                      transient=num_map_steps - 1, keep=1)
+    map_final = np.asarray(map_orbit.states[:, :, -1])
+
+    # The flow over [0, T] from the same states, one diffrax solve per b (vmapped).
+    field = jaxgrad.vector_field(jaxgrad.doya_vector_field)
+    t1 = float(config["flow_time"])
+    save_at = jnp.linspace(0.0, t1, int(round(10 * t1)) + 1)  # every 0.1 for the trajectories
+
+    def solve(b):
+        # Tolerances 100x below the float64 default: a solve that has settled sits within
+        # its tolerance of the fixed point (|dx/dt| ~ rtol), not at rounding as the map.
+        return jaxgrad.integrate(field, x0, t1, params=params._replace(b=b), save_at=save_at,
+                                 rtol=1e-10, atol=1e-12, max_steps=16384, throw=False)
+
+    sol = jax.vmap(solve)(b_grid)
+    converged = np.asarray(sol.converged)
+    traj = np.asarray(sol.states)  # (P, S, M)
+    flow_final = traj[:, -1, :]
+    speed = np.abs(np.asarray(jax.vmap(
+        lambda b, x: jaxgrad.doya_vector_field(x, jnp.zeros((0,)), params._replace(b=b)))(
+            b_grid, jnp.asarray(flow_final))))
+    map_speed = np.abs(np.asarray(jax.vmap(
+        lambda b, x: jaxgrad.doya_vector_field(x, jnp.zeros((0,)), params._replace(b=b)))(
+            b_grid, jnp.asarray(map_final))))
+    settled = (speed < 1e-9) & (map_speed < 1e-10) & converged[:, None]
+    checks.append(check_close("diffrax solves that did not converge", int((~converged).sum()),
+                              0, note=f"{converged.size} solves (one per b, {m} states each)"))
+    bv = np.broadcast_to(np.asarray(b_grid)[:, None], flow_final.shape)
+    # The fixed points by bracketing + Newton at the same b (checked against b(x) above).
+    grid_x = np.asarray(fp.x)
+    nearest = np.nanmin(np.abs(flow_final[:, :, None] - grid_x[:, None, :]), axis=2)
+    checks.append(check_close("diffrax x(T): max distance to a grid fixed point at its b "
+                              "where |dx/dt| < 1e-9", np.max(nearest[settled], initial=0.0),
+                              0.0, atol=1e-8,
+                              note=f"{int(settled.sum())} of {settled.size} runs settled"))
+    max_diff = float(np.max(np.abs(flow_final - map_final)[settled], initial=0.0))
+    checks.append(check_close("max |x_flow(T) - x_map(T/ε)| where both settled (same "
+                              "attractor from the same x(0))", max_diff, 0.0, atol=1e-8))
+    # The runs that have not settled at T are slow, near a fold at distance δ in b: on the
+    # side with fixed points they settle at the rate |λ| ≈ 0.95 √δ (w = 5), which needs
+    # T |λ| ≈ 25 e-foldings; past the fold they pass its ghost in time ≈ 6.6/√δ. Both stay
+    # short of T for δ > (30/T)².
+    far = (np.min(np.abs(bv[~settled][:, None] - np.asarray(b_fold_ref)[None, :]), axis=1)
+           if (~settled).any() else np.zeros(1))
+    checks.append(check_bound("max distance in b from a fold of the unsettled (b, x0) runs",
+                              far.max(), (30.0 / t1) ** 2,
+                              note=f"{int((~settled).sum())} of {settled.size} not settled; "
+                                   "bound (30/T)², slow passage"))
+    ok = np.asarray(map_branch.valid)
+    return {
+        "map_branch": map_branch, "map_folds": map_folds,
+        "map_fold_points": [{"b": float(bp.p), "x": float(bp.x)} for bp in map_folds],
+        "map_fold_b_error": map_fold_b_error,
+        "all_converged": bool(converged.all()),
+        "settled_fraction": float(settled.mean()),
+        "max_diff": max_diff,
+        "x0": np.asarray(x0), "b": np.asarray(b_grid), "flow_final": flow_final,
+        "map_final": map_final, "t": np.asarray(save_at), "trajectories": traj,
+        "map_branch_x": np.asarray(map_branch.x)[ok], "map_branch_b": np.asarray(map_branch.p)[ok],
+    }
+
+
+def _stable_unstable(ax, bb, bx, st, label):
+    """The branch as a solid (stable) and dashed (unstable) line that meet at the folds."""
+    unstable = ~st
+    wide = unstable | np.r_[unstable[1:], False] | np.r_[False, unstable[:-1]]
+    ax.plot(bb, np.where(st, bx, np.nan), "-", color="C0", lw=1.2, zorder=2,
+            label=f"stable ({label})")
+    ax.plot(bb, np.where(wide, bx, np.nan), "--", color="C1", lw=1.2, zorder=2,
+            label=f"unstable ({label})")
+
+
+def _flow_map_figure(branch, folds, fm, w, dt):
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4.6))
+    mb = fm["map_branch"]
+    ok = np.asarray(mb.valid)
+    _stable_unstable(ax[0], np.asarray(mb.p)[ok], np.asarray(mb.x)[ok],
+                     np.asarray(mb.stability)[ok] == 0, "map branch, continued")
+    bv = fm["b"]
+    starts = f"from {fm['x0'].size} x(0)"
+    for k in range(fm["x0"].size):
+        ax[0].plot(bv, fm["map_final"][:, k], "o", ms=3.5, mec="none", color="k", zorder=4,
+                   label=f"map iterate x_(T/ε) {starts}" if k == 0 else None)
+    for k, bp in enumerate(fm["map_folds"]):
+        ax[0].plot(float(bp.p), float(bp.x), "o", color="C3", ms=8, zorder=5,
+                   label="folds (multiplier 1)" if k == 0 else None)
+    ax[0].set(xlabel="b", ylabel="x* (branch), x_{T/ε} (iterates)")
+    ax[0].set_title(f"Map x ← x + ε(-x + σ({w:g}x + b)), ε = {dt:g}", fontsize=10)
+    ax[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+
+    ok = np.asarray(branch.valid)
+    _stable_unstable(ax[1], np.asarray(branch.p)[ok], np.asarray(branch.x)[ok],
+                     np.asarray(branch.stability)[ok] == 0, "flow branch, continued")
+    for k in range(fm["x0"].size):
+        ax[1].plot(bv, fm["flow_final"][:, k], "s", ms=3.5, mec="none", color="C2", zorder=4,
+                   label=f"diffrax x(T), T = {fm['t'][-1]:g}, {starts}" if k == 0 else None)
+    for k, bp in enumerate(folds):
+        ax[1].plot(float(bp.p), float(bp.x), "o", color="C3", ms=8, zorder=5,
+                   label="folds (eigenvalue 0)" if k == 0 else None)
+    ax[1].set(xlabel="b", ylabel="x* (branch), x(T) (diffrax)")
+    ax[1].set_title(f"Flow dx/dt = -x + σ({w:g}x + b), solved by diffrax", fontsize=10)
+    ax[1].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+
+    i = int(np.argmin(np.abs(bv + 2.5)))
+    for k, x0 in enumerate(fm["x0"]):
+        ax[2].plot(fm["t"], fm["trajectories"][i, :, k], color=f"C{k}", label=f"x(0) = {x0:.2f}")
+    ax[2].axhline(0.5, color="k", lw=0.8, ls=":", label="unstable fixed point x = 1/2")
+    ax[2].set(xlabel="t", ylabel="x(t)", xlim=(0.0, min(20.0, float(fm["t"][-1]))))
+    ax[2].set_title(f"Flow trajectories at b = {bv[i]:.2f} (diffrax, Tsit5)", fontsize=10)
+    ax[2].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
+    fig.tight_layout()
+    return fig
 
 
 def _figures(branch, folds, fp, sweep, orbit, basin, unstable_x, sens, closed, settled,

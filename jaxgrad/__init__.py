@@ -27,6 +27,7 @@ from .analysis.continuation import BogdanovTakensPoint as BogdanovTakensPoint
 from .analysis.continuation import Branch as Branch
 from .analysis.continuation import CuspPoint as CuspPoint
 from .analysis.continuation import FoldCurve as FoldCurve
+from .analysis.continuation import GeneralizedHopfPoint as GeneralizedHopfPoint
 from .analysis.continuation import HopfCurve as HopfCurve
 from .analysis.continuation import continue_branch as continue_branch
 from .analysis.continuation import fold_curve as fold_curve

@@ -185,8 +185,9 @@ def _solve(F: Callable, x0: Any, u: Any, t0: Any, t1: Any, ts: Any, *, solver: A
     Returns ``(ts, states, converged, accepted, rejected, result, t_end, end_finite)``:
     the states at ``ts`` (or at ``[t1]`` for ``ts=None``), diffrax's ``result``, the last
     time reached and whether the state there and the field at it are finite. ``adjoint``:
-    diffrax's (default ``RecursiveCheckpointAdjoint``, reverse mode);
-    ``diffrax.ForwardMode()`` for ``jax.jvp``/``jax.jacfwd`` through the solve.
+    how diffrax differentiates the solve (default its ``RecursiveCheckpointAdjoint``,
+    reverse mode only); ``diffrax.ForwardMode()`` for ``jax.jvp``/``jax.jacfwd`` through
+    the solve, ``diffrax.DirectAdjoint()`` for both modes.
     """
     import diffrax
 
@@ -221,7 +222,7 @@ def _solve(F: Callable, x0: Any, u: Any, t0: Any, t1: Any, ts: Any, *, solver: A
 
 
 def flow_map(
-    F: Callable, x: Any, u: Any, dt: Any, options: dict
+    F: Callable, x: Any, u: Any, dt: Any, options: dict, *, adjoint: Any = None
 ) -> tuple[Any, jax.Array, jax.Array]:
     """``(x(dt), converged, finite)`` of ``dx/dt = F(x, u)`` from ``x(0) = x``; traceable.
 
@@ -229,10 +230,14 @@ def flow_map(
     ``jax.jacfwd`` through it). A state that did not converge is NaN, so a
     failure is never mistaken for an answer; ``finite`` is False when the solve met a
     non-finite state or vector field (else a failure is ``max_steps`` reached: the only
-    other way a PID-controlled solve stops).
+    other way a PID-controlled solve stops). ``adjoint``: as in ``_solve``
+    (``diffrax.DirectAdjoint()`` where forward-mode derivatives, ``jax.jvp`` or
+    ``jax.linearize``, are taken through the step).
     """
     dtype = state_dtype(x)
     zero = jnp.zeros((), dtype)
+    if adjoint is not None:
+        options = {**options, "adjoint": adjoint}
     out = _solve(F, x, u, zero, jnp.asarray(dt, dtype), None, **options)
     states, ok, end_finite = out[1], out[2], out[7]
     nan = jnp.asarray(jnp.nan, dtype)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import _harness, jacobian_products, mlp_gradients
+from benchmarks import _harness, hopf_curve, jacobian_products, mlp_gradients
 
 PEERS = {"a": jacobian_products, "b": mlp_gradients}
 TINY = {"a": {"num_units": 8, "num_steps": 40}, "b": {"depth": 3, "width": 16, "batch": 8}}
@@ -29,6 +29,7 @@ def test_discovered_by_the_harness():
     ids = {m.ID: m for m in _harness.discover()}
     assert ids["a"] is jacobian_products
     assert ids["b"] is mlp_gradients
+    assert ids["h"] is hopf_curve
 
 
 @pytest.mark.slow
@@ -113,3 +114,13 @@ def test_mlp_numpy_reference_matches_autodiff():
                          [np.linalg.norm(g) for g in gh]])
     np.testing.assert_allclose(mlp_gradients.numpy_gradient_norms(Ws, bs, x, y), expected,
                                rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_hopf_curve_workload_matches_the_closed_form():
+    """(h) has no peer: its agreement field is the curve against its closed form."""
+    (record,) = hopf_curve.run(True, {"num_steps": 10})
+    assert record["workload"].startswith("(h)") and record["implementation"] == "jaxgrad"
+    assert record["seconds"] > 0 and record["seconds_per_step"] == record["seconds"] / 10
+    assert record["num_steps"] == 10 and record["num_valid_points"] == 11
+    assert record["max_abs_error_closed_form"] < 1e-10

@@ -16,7 +16,8 @@ EXPERIMENTS = list(_runner.discover())
 # Summary keys the issues name: a contract with reviewers and other code.
 REQUIRED_KEYS = {
     "mlp-depth-gradients": ["first_to_last_ratio"],
-    "doya-bifurcation": ["fold_points", "fixed_points_at_b_minus_2_5"],
+    "doya-bifurcation": ["fold_points", "fixed_points_at_b_minus_2_5", "flow_fold_b_error",
+                         "map_fold_b_error"],
     "doya-loss-wall": ["wall_b", "loss_above_wall", "loss_below_wall", "max_abs_grad"],
     "lyapunov-rnn": ["g", "lambda_1", "kaplan_yorke_fraction", "mean_field_lambda_max"],
     "signal-propagation": ["critical_sigma_w2"],

@@ -302,6 +302,97 @@ def test_fitzhugh_nagumo_hopf_curve_and_bogdanov_takens(x64):
     np.testing.assert_allclose([float(bt.p2), float(bt.p)],
                                [b_bt, v_bt ** 3 / 3 - v_bt + (v_bt + a) / b_bt], atol=1e-12)
     np.testing.assert_allclose(np.asarray(bt.x), [v_bt, (v_bt + a) / b_bt], atol=1e-12)
+    # l1 along the curve is the one locate_bifurcation finds at the same point; it stays
+    # positive here (subcritical), so there is no generalised Hopf point.
+    l1 = np.asarray(hc.first_lyapunov_coefficient)
+    assert np.all(np.isnan(l1[~ok])) and np.all(np.isnan(l1[ok][kappa < 0]))
+    assert np.all(l1[ok][kappa > 0] > 0) and hc.generalized_hopf == ()
+    for i in np.flatnonzero(ok)[[0, 6]]:
+        bp = jaxgrad.locate_bifurcation(jaxgrad.vector_field(_fhn), hc.x[i],
+                                        params={**params, "I": hc.p[i], "b": hc.p2[i]},
+                                        param="I", bifurcation="hopf")
+        np.testing.assert_allclose(float(bp.first_lyapunov_coefficient), l1[i], rtol=1e-10)
+
+
+def _bautin(z, u, p):
+    """The Bautin normal form r' = β₁' r + β₂' r³ - r⁵, θ' = ω in Cartesian coordinates,
+    with β₁' = β₁ - c (β₂ - β₀)², β₂' = β₂ - β₀, the quadratic terms (α x², β x²) and the
+    state rotated by Q and shifted to x_c."""
+    x, y = p["Q"].T @ (z - p["xc"])
+    r2 = x * x + y * y
+    d = p["b2"] - p["b0"]
+    a = p["b1"] - p["c"] * d * d + d * r2 - r2 * r2
+    return p["Q"] @ jnp.stack([a * x - p["w"] * y + p["alpha"] * x * x,
+                               p["w"] * x + a * y + p["beta"] * x * x])
+
+
+BAUTIN = jaxgrad.vector_field(_bautin)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shifted", [False, True])
+def test_generalized_hopf_point_of_the_bautin_normal_form(x64, shifted):
+    """Hopf curve β₁ = c (β₂ - β₀)², ω = w, and (Guckenheimer & Holmes (3.4.11), a =
+    β₂ - β₀ - αβ/(4ω)) l1 = 2a/ω: negative (supercritical) below the generalised Hopf
+    point β₂ = β₀ + αβ/(4ω), positive above. Plain: r' = β₁ r + β₂ r³ - r⁵, θ' = 1, with
+    l1 = 2 β₂ and the point at β₁ = β₂ = 0."""
+    if shifted:
+        Q, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(2, 2)))
+        pieces = {"b0": 0.3, "c": 0.5, "w": 1.5, "alpha": 0.8, "beta": -0.5,
+                  "Q": Q, "xc": [0.4, -1.2]}
+    else:
+        pieces = {"b0": 0.0, "c": 0.0, "w": 1.0, "alpha": 0.0, "beta": 0.0,
+                  "Q": np.eye(2), "xc": [0.0, 0.0]}
+    params = {"b1": 0.01, "b2": -0.7, **{k: jnp.asarray(v, jnp.float64)
+                                         for k, v in pieces.items()}}
+    b0, c, w = pieces["b0"], pieces["c"], pieces["w"]
+    shift = pieces["alpha"] * pieces["beta"] / (4 * w)
+    hc = jaxgrad.hopf_curve(BAUTIN, jnp.asarray(pieces["xc"]) + 0.01, params=params,
+                            param="b1", param2="b2", p2_range=(-0.7, 0.9), ds=0.05)
+    ok = np.asarray(hc.valid)
+    b2 = np.asarray(hc.p2)[ok]
+    assert b2.min() == -0.7 and b2.max() > 0.5
+    np.testing.assert_allclose(np.asarray(hc.p)[ok], c * (b2 - b0) ** 2, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(hc.x)[ok], np.broadcast_to(pieces["xc"], (b2.size, 2)),
+                               atol=1e-12)
+    np.testing.assert_allclose(np.asarray(hc.frequency)[ok], w, rtol=1e-12)
+    l1 = np.asarray(hc.first_lyapunov_coefficient)
+    np.testing.assert_allclose(l1[ok], 2 * (b2 - b0 - shift) / w, rtol=1e-10, atol=1e-12)
+    assert np.all(np.isnan(l1[~ok]))
+    assert len(hc.generalized_hopf) == 1
+    gh = hc.generalized_hopf[0]
+    assert bool(gh.converged) and float(gh.residual) < 1e-12
+    np.testing.assert_allclose(float(gh.p2), b0 + shift, atol=1e-12)
+    np.testing.assert_allclose(float(gh.p), c * shift ** 2, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(gh.x), pieces["xc"], atol=1e-12)
+    np.testing.assert_allclose(float(gh.frequency), w, rtol=1e-12)
+    np.testing.assert_allclose(float(gh.first_lyapunov_coefficient), 0.0, atol=1e-12)
+    assert hc.bogdanov_takens == ()
+
+
+def _zero_hopf_field(x, u, p):
+    r2 = x[0] ** 2 + x[1] ** 2
+    return jnp.stack([p["mu"] * x[0] - x[1] + x[0] * x[2],
+                      x[0] + p["mu"] * x[1] + x[1] * x[2], -p["c"] * x[2] + r2])
+
+
+@pytest.mark.slow
+def test_sign_change_of_l1_through_a_pole_is_not_converged(x64):
+    """ż = -c z + r² puts z = r²/c on the centre manifold: l1 = 2/c (ω = 1) changes sign
+    through a pole at c = 0 (a zero-Hopf point), not through a zero. It is reported, but
+    not as a converged generalised Hopf point."""
+    hc = jaxgrad.hopf_curve(jaxgrad.vector_field(_zero_hopf_field), jnp.zeros(3),
+                            params={"mu": 0.01, "c": -0.5}, param="mu", param2="c",
+                            p2_range=(-0.5, 0.5), ds=0.03)
+    ok = np.asarray(hc.valid)
+    c = np.asarray(hc.p2)[ok]
+    assert c.min() == -0.5 and c.max() > 0.0
+    np.testing.assert_allclose(np.asarray(hc.first_lyapunov_coefficient)[ok], 2 / c,
+                               rtol=1e-10)
+    assert len(hc.generalized_hopf) == 1
+    gh = hc.generalized_hopf[0]
+    assert not bool(gh.converged)
+    assert abs(float(gh.p2)) < 1e-8 and abs(float(gh.first_lyapunov_coefficient)) > 1e3
 
 
 def test_hopf_curve_refuses_maps_and_scalar_states():

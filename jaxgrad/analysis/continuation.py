@@ -24,7 +24,9 @@ skipped. They are located by Newton on ``g(x, p) = 0, A q = λ q, ⟨c, q⟩ = 1
 the first Lyapunov coefficient (Kuznetsov 2004, eq. (3.20) and §4.7 / §5.4). A flow's
 Hopf curve in two parameters (``hopf_curve``) is continued on Kuznetsov's standard system
 ``(A² + κ I) v = 0`` with ``κ = ω²``, which passes through Bogdanov-Takens points
-(``κ = 0``).
+(``κ = 0``); ``l_1`` is evaluated along it, and its sign changes are generalised Hopf
+(Bautin) points, located by regula falsi on ``l_1`` along the curve (Kuznetsov 2004, §8.3,
+§10.2.2).
 
 Branch points, where two branches of fixed points cross (a real eigenvalue through
 μ = +1 / λ = 0 while the branch goes on: transcritical and pitchfork points), are detected
@@ -1107,6 +1109,33 @@ class BogdanovTakensPoint(NamedTuple):
     residual: jax.Array
 
 
+class GeneralizedHopfPoint(NamedTuple):
+    """A generalised Hopf (Bautin) point on a Hopf curve: where the first Lyapunov
+    coefficient ``l_1`` changes sign, and the Hopf bifurcation turns from supercritical
+    (``l_1 < 0``, a stable cycle is born) to subcritical (``l_1 > 0``). A fold curve of
+    limit cycles starts there (Kuznetsov 2004, §8.3).
+
+    Attributes:
+        x: ``(*s)`` the fixed point; ``p``, ``p2``: ``()`` the two parameters.
+        frequency: ``()`` ``ω > 0`` of the critical pair ``±iω``.
+        first_lyapunov_coefficient: ``()`` ``l_1`` at the located point (≈ 0; in the
+            normalisation of ``BifurcationPoint.first_lyapunov_coefficient``).
+        converged: whether the point lies on the Hopf curve (residual of the standard
+            system below ``tol``, ``κ = ω² > 0``) with ``|l_1| <= tol · max|l_1|`` of the
+            two curve points that bracket it (a sign change through a pole of ``l_1``,
+            e.g. at a zero-Hopf point, is not converged).
+        residual: ``‖(f, A² v + κ v, v·v - 1, v·v0)‖`` at the point.
+    """
+
+    x: jax.Array
+    p: jax.Array
+    p2: jax.Array
+    frequency: jax.Array
+    first_lyapunov_coefficient: jax.Array
+    converged: jax.Array
+    residual: jax.Array
+
+
 class HopfCurve(NamedTuple):
     """A Hopf curve of a flow in two parameters (``S`` rows).
 
@@ -1118,6 +1147,11 @@ class HopfCurve(NamedTuple):
         frequency: ``(S,)`` ``ω = √κ``, NaN where ``κ < 0``.
         valid: ``(S,)`` accepted points inside ``p2_range``.
         bogdanov_takens: located ``BogdanovTakensPoint`` s (sign changes of ``κ``).
+        first_lyapunov_coefficient: ``(S,)`` ``l_1`` at each Hopf point of the curve (as
+            ``BifurcationPoint.first_lyapunov_coefficient``; negative: supercritical); NaN
+            where ``κ <= 0`` (no Hopf point) or the row is not valid.
+        generalized_hopf: located ``GeneralizedHopfPoint`` s (sign changes of ``l_1``), in
+            order along the curve.
     """
 
     x: jax.Array
@@ -1127,6 +1161,8 @@ class HopfCurve(NamedTuple):
     frequency: jax.Array
     valid: jax.Array
     bogdanov_takens: tuple[BogdanovTakensPoint, ...]
+    first_lyapunov_coefficient: jax.Array = None
+    generalized_hopf: tuple[GeneralizedHopfPoint, ...] = ()
 
 
 def _standard_hopf_system(f, param, param2, params, shape, v0):
@@ -1166,7 +1202,79 @@ def _hopf_curve_arrays(f, x, params, p2_lo, p2_hi, direction, ds, ds_min, ds_max
     zs, ts, acc, res = _arclength(
         E, Y0, q0, direction=direction, ds=ds, ds_min=ds_min, ds_max=ds_max,
         num_steps=num_steps, q_lo=p2_lo, q_hi=p2_hi, newton_steps=newton_steps, tol=tol)
-    return zs, acc, v0
+    l1 = jax.vmap(lambda z: _curve_coefficient(f, param, param2, params, shape, z))(zs)
+    l1 = jnp.where(acc & (zs[:, 2 * xb.size + 1] > 0), l1, jnp.nan)
+    return zs, acc, v0, l1
+
+
+def _curve_coefficient(f, param, param2, params, shape, z):
+    """``l_1`` at a row ``z = (x, v, p, κ, p2)`` of the standard Hopf system (NaN where
+    ``κ <= 0``): ``q = v - i A v / ω`` solves ``A q = iω q`` when ``A² v = -ω² v``."""
+    n = int(np.prod(shape, dtype=int))
+    y, v, p, kappa, q = z[:n], z[n:2 * n], z[2 * n], z[2 * n + 1], z[-1]
+
+    def F(yy):
+        pp = set_param(set_param(params, param2, q), param, p)
+        return jnp.reshape(f(jnp.reshape(yy, shape), pp), (-1,))
+
+    w = jnp.sqrt(jnp.where(kappa > 0, kappa, 1.0))
+    Av = jax.jvp(F, (y,), (v,))[1]
+    qv = jax.lax.complex(v, -Av / w)
+    qv = qv / jnp.linalg.norm(qv).astype(qv.dtype)
+    l1 = _hopf_coefficient(F, y, w, qv, "flow").astype(z.dtype)
+    return jnp.where(kappa > 0, l1, jnp.nan)
+
+
+#: Most regula-falsi (Illinois) iterations locating a generalised Hopf point.
+_GH_ITERATIONS = 100
+
+
+@functools.partial(jax.jit, static_argnames=("f", "param", "param2", "shape", "newton_steps"))
+def _locate_generalized_hopf(f, za, zb, fa, fb, v0, params, *, param, param2, shape,
+                             newton_steps):
+    """The zero of ``l_1`` on the Hopf curve between its rows ``za`` and ``zb``, where it
+    is ``fa`` and ``fb`` (of opposite signs).
+
+    Points of the curve are parametrised by ``s = t·(z - za)`` along the chord
+    ``t = (zb - za)/‖zb - za‖`` (Newton on the standard system and the hyperplane), and
+    ``l_1(s)`` is solved by regula falsi with the Illinois modification (Dowell & Jarratt
+    1971), which keeps a sign-changing bracket and converges superlinearly.
+    Returns ``(z, l_1, residual)`` at the last point tried.
+    """
+    E = _standard_hopf_system(f, param, param2, params, shape, v0)
+    d = zb - za
+    length = jnp.linalg.norm(d)
+    t = d / length
+    eps = jnp.finfo(za.dtype).eps
+
+    def cond(state):
+        i, a, _, b, _, _, _, fc = state
+        return (i < _GH_ITERATIONS) & (b - a > 8 * eps * length) & (fc != 0)
+
+    def body(state):
+        i, a, fa, b, fb, side, _, _ = state
+        c = jnp.clip(b - fb * (b - a) / (fb - fa), a, b)
+        c = jnp.where(jnp.isfinite(c), c, 0.5 * (a + b))
+        zp = za + c * t
+
+        def H(z):
+            return jnp.concatenate([E(z[:-1], z[-1]), (t @ (z - zp))[None]])
+
+        zc = _newton(H, zp, newton_steps)
+        fc = _curve_coefficient(f, param, param2, params, shape, zc)
+        right = fc * fb > 0  # the zero lies in [a, c]: c replaces b
+        left = fc * fa > 0   # in [c, b]: c replaces a
+        fa_new = jnp.where(right, jnp.where(side == -1, 0.5 * fa, fa), jnp.where(left, fc, fa))
+        fb_new = jnp.where(left, jnp.where(side == 1, 0.5 * fb, fb), jnp.where(right, fc, fb))
+        a = jnp.where(left, c, a)
+        b = jnp.where(right, c, b)
+        side = jnp.where(right, -1, jnp.where(left, 1, side))
+        return i + 1, a, fa_new, b, fb_new, side, zc, fc
+
+    state = (jnp.asarray(0), jnp.zeros_like(length), fa, length, fb, jnp.asarray(0), za,
+             jnp.ones_like(fa))
+    _, _, _, _, _, _, z, l1 = jax.lax.while_loop(cond, body, state)
+    return z, l1, jnp.linalg.norm(E(z[:-1], z[-1]))
 
 
 @functools.partial(jax.jit, static_argnames=("f", "param", "param2", "shape", "newton_steps"))
@@ -1202,7 +1310,7 @@ def hopf_curve(
     tol: float | None = None,
 ) -> HopfCurve:
     """The Hopf curve of a flow's fixed points in two parameters, with its Bogdanov-Takens
-    points.
+    and generalised Hopf points.
 
     The Hopf point near ``(x0, params[param])`` is located at ``params[param2]``
     (``locate_bifurcation(..., bifurcation="hopf")``); Kuznetsov's standard defining system
@@ -1216,6 +1324,16 @@ def hopf_curve(
     ``I = v³/3 - v + (v + a)/b``, ``ω² = ε(1 - εb²)``, with its Bogdanov-Takens point at
     ``b = 1/√ε``.
 
+    The first Lyapunov coefficient ``l_1`` is evaluated at every Hopf point of the curve
+    (``κ > 0``; the eigenvector ``q = v - i A v/ω``, as in ``locate_bifurcation``). Where it
+    changes sign between two rows the curve has a generalised Hopf (Bautin) point: the
+    Hopf bifurcation turns from supercritical to subcritical and a fold curve of limit
+    cycles is born. It is located by regula falsi (Illinois) on ``l_1`` along the curve,
+    each trial point corrected onto the curve by Newton; for the Bautin normal form
+    ``r' = β₁ r + β₂ r³ - r⁵, θ' = 1`` the Hopf curve is ``β₁ = 0`` with ``l_1 = 2 β₂`` and
+    the point is ``β₁ = β₂ = 0``. Only flows are continued: maps (Neimark-Sacker curves,
+    and their analogue of the generalised Hopf point, the Chenciner point) are refused.
+
     Arguments:
         f, x0, params: as in ``continue_branch``; a flow (``jaxgrad.vector_field(F)`` or
             ``f(x, p)`` with ``kind="flow"``) with a state of at least two components;
@@ -1227,7 +1345,8 @@ def hopf_curve(
             ``continue_branch`` (steps in ``(x, v, param, κ, param2)``).
 
     Returns:
-        ``HopfCurve`` with ``num_steps + 1`` rows.
+        ``HopfCurve`` with ``num_steps + 1`` rows, ``l_1`` along them, the
+        ``BogdanovTakensPoint`` s and the ``GeneralizedHopfPoint`` s.
 
     Example:
         >>> def fhn(z, u, p):
@@ -1238,6 +1357,19 @@ def hopf_curve(
         ...                 p2_range=(0.8, 4.0), ds=0.05)
         >>> round(float(hc.bogdanov_takens[0].p2), 3)   # 1/sqrt(0.08)
         3.536
+
+        The Bautin normal form, continued in ``β₂`` from ``β₂ = -0.5``:
+
+        >>> def bautin(z, u, p):
+        ...     r2 = z[0] ** 2 + z[1] ** 2
+        ...     a = p["b1"] + p["b2"] * r2 - r2 * r2
+        ...     return jnp.stack([a * z[0] - z[1], z[0] + a * z[1]])
+        >>> hc = hopf_curve(jaxgrad.vector_field(bautin), jnp.zeros(2),
+        ...                 params={"b1": 0.0, "b2": -0.5}, param="b1", param2="b2",
+        ...                 p2_range=(-0.5, 0.5), ds=0.05)
+        >>> gh = hc.generalized_hopf[0]
+        >>> bool(gh.converged), abs(float(gh.p)) < 1e-6, abs(float(gh.p2)) < 1e-6
+        (True, True, True)
     """
     f, kind = as_system(f, kind, "flow")
     x0, _ = _check_common(f, kind, x0, params, param)
@@ -1262,7 +1394,7 @@ def hopf_curve(
         direction, ds, ds_min, ds_max, num_steps, newton_steps)
     tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
     dt = x0.dtype
-    zs, acc, v0 = _hopf_curve_arrays(
+    zs, acc, v0, l1 = _hopf_curve_arrays(
         f, x0, params, jnp.asarray(lo, dt), jnp.asarray(hi, dt), jnp.asarray(direction, dt),
         jnp.asarray(ds, dt), jnp.asarray(ds_min, dt), jnp.asarray(ds_max, dt),
         jnp.asarray(tol, dt), param=param, param2=param2, num_steps=num_steps,
@@ -1282,4 +1414,20 @@ def hopf_curve(
             points.append(BogdanovTakensPoint(jnp.reshape(Z[:n], shape), Z[2 * n], Z[-1],
                                               r < tol, r))
     frequency = jnp.where(kappa >= 0, jnp.sqrt(jnp.maximum(kappa, 0.0)), jnp.nan)
-    return HopfCurve(xs, zs[:, 2 * n], zs[:, -1], kappa, frequency, acc, tuple(points))
+    # Generalised Hopf points: sign changes of l_1 between consecutive rows where it is
+    # defined (κ > 0) and not exactly zero.
+    gh: list[GeneralizedHopfPoint] = []
+    l1_h = np.asarray(l1)
+    rows = np.flatnonzero(np.isfinite(l1_h) & (l1_h != 0))
+    for i, j in zip(rows[:-1], rows[1:], strict=False):
+        if np.sign(l1_h[i]) * np.sign(l1_h[j]) < 0:
+            z, l1_z, r = _locate_generalized_hopf(
+                f, zs[i], zs[j], l1[i], l1[j], v0, params, param=param, param2=param2,
+                shape=shape, newton_steps=newton_steps)
+            kz = z[2 * n + 1]
+            scale = max(abs(l1_h[i]), abs(l1_h[j]))
+            ok = (r < tol) & (kz > 0) & (jnp.abs(l1_z) <= tol * scale)
+            gh.append(GeneralizedHopfPoint(jnp.reshape(z[:n], shape), z[2 * n], z[-1],
+                                           jnp.sqrt(jnp.maximum(kz, 0.0)), l1_z, ok, r))
+    return HopfCurve(xs, zs[:, 2 * n], zs[:, -1], kappa, frequency, acc, tuple(points), l1,
+                     tuple(gh))

@@ -8,11 +8,13 @@ Jacobian is ``J`` (map) and ``J - I`` (flow), so by the circular law it loses st
 ``g = 1`` and for ``g > 1`` the networks are chaotic at large ``N`` (Sompolinsky et al.
 1988 for the flow; Engelken, Wolf & Abbott 2020, arXiv:2006.02427, for the map).
 The flow is turned into a map by a fixed-step integrator (``rate_flow_step``), which is
-what the Lyapunov analyzer takes.
+what the Lyapunov analyzer takes, or (``method="diffrax"``) by an adaptive diffrax solve
+over each step.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -20,12 +22,14 @@ import jax.numpy as jnp
 
 from .._validation import (
     check_array,
+    check_choice,
     check_key,
     check_positive_float,
     check_positive_int,
     check_shape,
     is_concrete,
 )
+from ..flows import IntegrationError, flow_map, solver_options
 from ..systems import INTEGRATORS as INTEGRATORS
 from ..systems import integrator_step as integrator_step
 
@@ -119,9 +123,40 @@ def rate_vector_field(h: jax.Array, u: jax.Array, params: RateParams) -> jax.Arr
 
 
 def rate_flow_step(
-    h: jax.Array, u: jax.Array, params: RateParams, *, dt: float = 0.1, method: str = "rk4"
+    h: jax.Array,
+    u: jax.Array,
+    params: RateParams,
+    *,
+    dt: float = 0.1,
+    method: str = "rk4",
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 4096,
 ) -> jax.Array:
-    """One fixed integrator step of the continuous rate network, usable as a map.
+    """One integrator step ``h(t) -> h(t + dt)`` of the continuous rate network, usable as
+    a map.
+
+    ``method="euler"`` or ``"rk4"``: one fixed step (``jaxgrad.integrator_step``).
+    ``"diffrax"``: the flow itself solved over ``dt`` by an adaptive solver (Tsit5 with a
+    PID controller, as ``jaxgrad.integrate``) to ``rtol``/``atol``, ``u`` held over the
+    step. It is differentiated through the solve in forward and reverse mode
+    (``diffrax.DirectAdjoint``), so the Lyapunov analyzer's Jacobians are those of the
+    flow's time-``dt`` map.
+
+    Arguments:
+        h: state (N,); u: input (M,) (``(0,)`` for an autonomous network).
+        params: ``RateParams``.
+        dt: the step (the time between states).
+        method: ``"euler"``, ``"rk4"`` or ``"diffrax"``.
+        rtol, atol, max_steps: with ``method="diffrax"``, the tolerances (default by dtype,
+            as ``jaxgrad.integrate``: ``1e-8, 1e-10`` in float64) and the most solver steps.
+
+    Returns:
+        ``h(t + dt)`` (N,).
+
+    Raises:
+        jaxgrad.IntegrationError: with ``method="diffrax"``, when the solve failed (run
+            eagerly; under ``jax.jit`` or a scan the state is NaN instead).
 
     Example:
         >>> from functools import partial
@@ -131,5 +166,37 @@ def rate_flow_step(
         ...                                 dt=0.1, num_exponents=2)
         >>> res.exponents.shape                          # per unit time (dt = 0.1)
         (2,)
+        >>> h = rate_flow_step(jnp.ones(16), jnp.zeros(0), p, dt=0.1, method="diffrax")
+        >>> bool(jnp.allclose(h, rate_flow_step(jnp.ones(16), jnp.zeros(0), p, dt=0.1),
+        ...                   atol=1e-5))
+        True
     """
-    return integrator_step(rate_vector_field, h, u, params, dt=dt, method=method)
+    check_positive_float("dt", dt)
+    check_choice("method", method, (*INTEGRATORS, "diffrax"))
+    if method != "diffrax":
+        return integrator_step(rate_vector_field, h, u, params, dt=dt, method=method)
+    h = check_array("h", h)
+    u = check_array("u", u)
+    _check_rate_args(h, u, params)
+    options = solver_options(h.dtype, rtol=rtol, atol=atol, max_steps=max_steps)
+    h_next, ok, finite = _diffrax_step(h, u, params, jnp.asarray(dt, h.dtype),
+                                       rtol=options["rtol"], atol=options["atol"],
+                                       max_steps=options["max_steps"])
+    if is_concrete(ok) and not bool(ok):
+        cause = "non_finite" if not bool(finite) else "max_steps_reached"
+        why = ("the state or the vector field became non-finite (NaN or inf)"
+               if cause == "non_finite" else f"max_steps={max_steps} reached")
+        raise IntegrationError(f"integration failed ({cause}): the diffrax solve of the "
+                               f"step (t = 0 to {dt:.6g}) stopped: {why}", cause)
+    return h_next
+
+
+@functools.partial(jax.jit, static_argnames=("rtol", "atol", "max_steps"))
+def _diffrax_step(h, u, params, dt, *, rtol, atol, max_steps):
+    """``(h(dt), converged, finite)`` by Tsit5 through ``flow_map``, jitted once per
+    tolerance (``dt`` and ``params`` traced), differentiable in both modes."""
+    import diffrax
+
+    options = solver_options(h.dtype, rtol=rtol, atol=atol, max_steps=max_steps)
+    return flow_map(lambda x, v: rate_vector_field(x, v, params), h, u, dt, options,
+                    adjoint=diffrax.DirectAdjoint())

@@ -11,28 +11,30 @@ sampled along 32 held-out trajectories of the trained network, plus N(0, 0.1²) 
 input is held at 0. Both implementations get the same float32 weights and starts. Quick
 sizes: 32 units, 100 training steps, 128 starts, at most 1000 iterations.
 
-Timed, in both, the whole search at ``jaxgrad.slow_points``'s defaults except Newton
-refinement, which is off (``newton_steps=0``; the peer would need a Newton solver written
-by hand): Adam (learning rate 3e-2, β = (0.9, 0.999), ε = 1e-8) on
-``q(x) = ½‖F(x, 0) − x‖²`` from every start at once, for at most 5000 iterations; a start
-is frozen once ``q < q_stop = min(q_tol / 100, ½ (fixed_tol / 10)²)`` and the loop ends
-once every start is; the minima with ``q < q_tol = 1e-6`` are kept, merged greedily (in
-order of ``q``) when closer than ``merge_tol = 1e-3`` in max-norm, and the Jacobian
-``∂F/∂x`` of each distinct point is eigendecomposed (eigenvalues and eigenvectors).
+Timed, in both, the whole search at ``jaxgrad.slow_points``'s defaults: Adam (learning
+rate 3e-2, β = (0.9, 0.999), ε = 1e-8) on ``q(x) = ½‖F(x, 0) − x‖²`` from every start at
+once, for at most 5000 iterations; a start is frozen once ``q < q_tol / 100`` and the loop
+ends once every start is; the minima with ``q < q_tol = 1e-6`` are kept and merged greedily
+(in order of ``q``) when closer than ``merge_tol = 1e-3`` in max-norm; each distinct point
+is refined by 10 Newton steps on ``F(x) − x = 0`` (the result taken only when ``q`` does
+not rise along the straight segment to it, checked at 16 points), the refined points are
+filtered by ``q < q_tol`` and merged again, and the Jacobian ``∂F/∂x`` of each is
+eigendecomposed (eigenvalues and eigenvectors). The Adam loop is nearly all of the time.
 
-- jaxgrad: ``jaxgrad.slow_points(jaxgrad.gru_step, starts, zeros(3), params=cell,
-  newton_steps=0)``: one jitted ``lax.while_loop``, the gradient by
-  ``vmap(value_and_grad(q))`` and optax's Adam vmapped over the starts; the merge and
-  ``np.linalg.eig`` on the host.
+- jaxgrad: ``jaxgrad.slow_points(jaxgrad.gru_step, starts, zeros(3), params=cell)``: one
+  jitted ``lax.while_loop``, the gradient by ``vmap(value_and_grad(q))`` and optax's Adam
+  vmapped over the starts; the Newton steps and Jacobians (``jacfwd``) in one jitted
+  ``vmap``; the merges and ``np.linalg.eig`` on the host.
 - PyTorch, as a careful user writes it: the same weights in a ``torch.nn.GRUCell``
   (batched over the starts natively), the gradient by plain autograd on the summed ``q``
   (the starts are independent, so its gradient holds every start's own; ``torch.func``'s
   ``vmap(grad)`` would compute the same), ``torch.optim.Adam`` on the ``(M, N)`` state
   tensor (elementwise, so the same update as one Adam per start), the frozen starts put
   back with ``torch.where`` after each step and an ``any()`` test per iteration for the
-  early exit; then the same filter and greedy merge, and the Jacobians by
-  ``torch.func.vmap(torch.func.jacfwd(...))`` and ``torch.linalg.eig``. Run with torch's
-  own thread count (``torch_threads`` in its record).
+  early exit; then the same filter, merges and Newton steps, the Jacobians by
+  ``torch.func.vmap(torch.func.jacfwd(...))``, ``torch.linalg.solve`` and
+  ``torch.linalg.eig``. Run with torch's own thread count (``torch_threads`` in its
+  record).
 
 No NumPy peer: the issue asks for PyTorch, and NumPy would need the GRU's gradient
 written by hand.
@@ -45,10 +47,10 @@ Agreement: both start from the same states with the same optimiser, so only floa
 rounding differs. Each record carries ``num_points``, ``num_fixed``, ``num_stable``,
 ``num_failed`` and ``num_steps``; the PyTorch record also ``points_matched`` (the fraction
 of the points of both sets with a partner in the other closer than ``merge_tol``),
-``fixed_points_matched`` (the same for the fixed points alone: the slow points that are
-not fixed points lie in shallow valleys of ``q``, where the two roundings may leave a
-start at different places, or just above or below ``q_tol``) and, over the matched
-pairs, ``point_max_abs_diff`` (max-norm), ``q_max_abs_diff`` and
+``fixed_points_matched`` (the same for the fixed points alone: a slow point that is not
+a fixed point lies in a shallow valley of ``q``, where the two roundings may leave Adam at
+different places, or just above or below ``q_tol``) and, over the matched pairs,
+``point_max_abs_diff`` (max-norm), ``q_max_abs_diff`` and
 ``eigenvalue_modulus_max_abs_diff`` (the moduli sorted in decreasing order).
 """
 
@@ -75,7 +77,7 @@ QUICK_SIZES = {"num_units": 32, "num_starts": 128, "train_steps": 100, "max_step
 BATCH_SIZE, LENGTH, PULSE_PROB = 64, 100, 0.04
 NUM_EVAL_SEQUENCES, START_NOISE = 32, 0.1
 # jaxgrad.slow_points's defaults, spelled out for the peer.
-LEARNING_RATE, Q_TOL, MERGE_TOL = 3e-2, 1e-6, 1e-3
+LEARNING_RATE, Q_TOL, MERGE_TOL, NEWTON_STEPS = 3e-2, 1e-6, 1e-3, 10
 FIXED_TOL = float(np.sqrt(np.finfo(np.float32).eps))
 
 
@@ -109,11 +111,11 @@ def make_problem(num_units: int, num_starts: int, train_steps: int, *,
 
 def jaxgrad_slow_points(problem: dict[str, Any], max_steps: int) -> jaxgrad.SlowPoints:
     return jaxgrad.slow_points(jaxgrad.gru_step, problem["starts"], problem["input"],
-                               params=problem["params"], max_steps=max_steps,
-                               newton_steps=0)
+                               params=problem["params"], max_steps=max_steps)
 
 
-def torch_slow_points(W_x, W_h, b_x, b_h, starts, u, max_steps: int) -> dict[str, Any]:
+def torch_slow_points(W_x, W_h, b_x, b_h, starts, u, max_steps: int,
+                      newton_steps: int = NEWTON_STEPS) -> dict[str, Any]:
     """The same search in PyTorch (float32): ``x`` ``(K, N)``, ``q``, ``eigenvalues``
     ``(K, N)`` by decreasing modulus, ``num_failed``, ``num_steps``."""
     import torch
@@ -126,7 +128,9 @@ def torch_slow_points(W_x, W_h, b_x, b_h, starts, u, max_steps: int) -> dict[str
             getattr(cell, name).copy_(torch.tensor(np.asarray(w, np.float32)))
     cell.requires_grad_(False)
     U = torch.tensor(np.asarray(u, np.float32)).expand(num, -1)
-    q_stop = min(Q_TOL / 100, 0.5 * (0.1 * FIXED_TOL) ** 2)  # as slow_points, no Newton
+    # where a start stops, as in slow_points
+    q_stop = Q_TOL / 100 if newton_steps else min(Q_TOL / 100,
+                                                  0.5 * (0.1 * FIXED_TOL) ** 2)
 
     def q_of(x):
         return 0.5 * ((cell(U, x) - x) ** 2).sum(dim=1)
@@ -152,22 +156,61 @@ def torch_slow_points(W_x, W_h, b_x, b_h, starts, u, max_steps: int) -> dict[str
         q = q_of(x)
         ok = torch.isfinite(q) & (q < Q_TOL) & torch.isfinite(x).all(dim=1)
         kept = torch.nonzero(ok).flatten()
-        reps: list[int] = []
-        for i in kept[torch.argsort(q[kept], stable=True)].tolist():
-            if reps and bool(((x[reps] - x[i]).abs().amax(dim=1) < MERGE_TOL).any()):
-                continue
-            reps.append(i)
-        points = x[reps]
-    if not reps:
-        return {"x": points.numpy(), "q": q[reps].numpy(),
-                "eigenvalues": np.zeros((0, n), np.complex64),
-                "num_failed": num, "num_steps": steps}
+        reps, counts = _merge(x, kept[torch.argsort(q[kept], stable=True)].tolist(),
+                              [1] * num)
+        if not reps:
+            return {"x": x[:0].numpy(), "q": q[:0].numpy(),
+                    "eigenvalues": np.zeros((0, n), np.complex64), "num_failed": num,
+                    "num_steps": steps}
+        y0 = x[reps]
+
+    # Newton on g(h) = F(h) - h from each kept point, taken only when q never rises along
+    # the straight segment to the result (checked at 16 points), as in slow_points.
     u0 = U[0]
+
+    def g(h):
+        return cell(u0, h) - h
+
+    jacobian_g = torch.func.vmap(torch.func.jacfwd(g))
+    g_batch, q_batch = torch.func.vmap(g), torch.func.vmap(lambda h: 0.5 * (g(h) ** 2).sum())
+    with torch.no_grad():
+        y = y0
+        for _ in range(newton_steps):
+            y = y - torch.linalg.solve(jacobian_g(y), g_batch(y))
+        q0 = q_batch(y0)
+        fractions = torch.linspace(0, 1, 17)[1:]
+        along = torch.stack([q_batch(y0 + t * (y - y0)) for t in fractions], dim=1)
+        ok = (torch.isfinite(y).all(dim=1) & (along <= q0[:, None]).all(dim=1)
+              & (along[:, -1] < q0))
+        y = torch.where(ok[:, None], y, y0)
+        residual = torch.linalg.vector_norm(g_batch(y), dim=1)
+        q = 0.5 * residual**2
+        keep = torch.isfinite(residual) & (q < Q_TOL)
+        order = torch.nonzero(keep).flatten()
+        final, _ = _merge(y, order[torch.argsort(q[order], stable=True)].tolist(), counts)
+        num_kept = sum(c for c, k in zip(counts, keep.tolist(), strict=True) if k)
+        points = y[final]
     jac = torch.func.vmap(torch.func.jacfwd(lambda h: cell(u0, h)))(points)
     eig, _ = torch.linalg.eig(jac)
     eig = torch.gather(eig, 1, torch.argsort(-eig.abs(), dim=1, stable=True))
-    return {"x": points.numpy(), "q": q[reps].numpy(), "eigenvalues": eig.numpy(),
-            "num_failed": int(num - len(kept)), "num_steps": steps}
+    return {"x": points.numpy(), "q": q[final].numpy(), "eigenvalues": eig.numpy(),
+            "num_failed": int(num - num_kept), "num_steps": steps}
+
+
+def _merge(x, order: list[int], weights: list[int]) -> tuple[list[int], list[int]]:
+    """Greedy merge (torch): each row of ``x`` in ``order`` joins the first representative
+    closer than ``MERGE_TOL`` (max-norm) or becomes one; the counts add ``weights``."""
+    reps: list[int] = []
+    counts: list[int] = []
+    for i in order:
+        if reps:
+            near = ((x[reps] - x[i]).abs().amax(dim=1) < MERGE_TOL).nonzero().flatten()
+            if len(near):
+                counts[int(near[0])] += weights[i]
+                continue
+        reps.append(i)
+        counts.append(weights[i])
+    return reps, counts
 
 
 def _summary(x, q, eigenvalues, num_failed, num_steps) -> dict[str, Any]:

@@ -132,16 +132,21 @@ def _constant_gru(n):
     return params, h_star, z
 
 
-def test_slow_points_torch_peer_closed_form():
+@pytest.mark.parametrize("newton_steps", [10, 0])
+def test_slow_points_torch_peer_closed_form(newton_steps):
     pytest.importorskip("torch")
     n = 4
     p, h_star, z = _constant_gru(n)
     starts = np.random.default_rng(5).uniform(-1, 1, (16, n)).astype(np.float32)
     out = slow_points.torch_slow_points(p.W_x, p.W_h, p.b_x, p.b_h, starts,
-                                        np.zeros(2, np.float32), 3000)
+                                        np.zeros(2, np.float32), 3000, newton_steps)
     assert out["num_failed"] == 0 and out["num_steps"] < 3000  # every start stopped
     assert out["x"].shape == (1, n)
-    np.testing.assert_allclose(out["x"][0], h_star, atol=1e-4)
+    # F(h) - h = (1 - z) (h* - h): Newton solves it; Adam alone stops at ‖F(h) - h‖ below
+    # fixed_tol / 10 (q below ½ (fixed_tol / 10)²)
+    residual = np.linalg.norm((1 - z) * (out["x"][0] - h_star))
+    assert residual < (1e-6 if newton_steps else 1.01 * slow_points.FIXED_TOL / 10)
+    np.testing.assert_allclose(out["q"][0], 0.5 * residual**2, atol=1e-9)
     np.testing.assert_allclose(np.abs(out["eigenvalues"][0]), np.sort(z)[::-1], atol=1e-5)
 
 

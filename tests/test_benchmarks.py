@@ -5,10 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import _harness, hopf_curve, jacobian_products, mlp_gradients
+import jaxgrad
+from benchmarks import _harness, hopf_curve, jacobian_products, mlp_gradients, slow_points
 
 PEERS = {"a": jacobian_products, "b": mlp_gradients}
-TINY = {"a": {"num_units": 8, "num_steps": 40}, "b": {"depth": 3, "width": 16, "batch": 8}}
+TINY = {"a": {"num_units": 8, "num_steps": 40}, "b": {"depth": 3, "width": 16, "batch": 8},
+        "g": {"num_units": 8, "num_starts": 32, "train_steps": 20, "max_steps": 1000}}
 
 
 def _check_contract(records, module):
@@ -29,6 +31,7 @@ def test_discovered_by_the_harness():
     ids = {m.ID: m for m in _harness.discover()}
     assert ids["a"] is jacobian_products
     assert ids["b"] is mlp_gradients
+    assert ids["g"] is slow_points
     assert ids["h"] is hopf_curve
 
 
@@ -124,3 +127,65 @@ def test_hopf_curve_workload_matches_the_closed_form():
     assert record["seconds"] > 0 and record["seconds_per_step"] == record["seconds"] / 10
     assert record["num_steps"] == 10 and record["num_valid_points"] == 11
     assert record["max_abs_error_closed_form"] < 1e-10
+
+
+def _constant_gru(n):
+    """A GRU with ``W_h = 0``: gates constant, so ``F(h) = (1 - z) tanh(a) + z h`` with the
+    one fixed point ``h* = tanh(a)`` and the Jacobian ``diag(z)`` (``a = b_xn + r b_hn``)."""
+    rng = np.random.default_rng(4)
+    b_x, b_h = (rng.uniform(-1, 1, 3 * n).astype(np.float32) for _ in range(2))
+    sigmoid = 1 / (1 + np.exp(-(b_x + b_h)))
+    r, z = sigmoid[:n], sigmoid[n:2 * n]
+    h_star = np.tanh(b_x[2 * n:] + r * b_h[2 * n:])
+    params = jaxgrad.GRUParams(jnp.asarray(rng.normal(size=(3 * n, 2)), jnp.float32),
+                               jnp.zeros((3 * n, n), jnp.float32), jnp.asarray(b_x),
+                               jnp.asarray(b_h))
+    return params, h_star, z
+
+
+@pytest.mark.parametrize("newton_steps", [10, 0])
+def test_slow_points_torch_peer_closed_form(newton_steps):
+    pytest.importorskip("torch")
+    n = 4
+    p, h_star, z = _constant_gru(n)
+    starts = np.random.default_rng(5).uniform(-1, 1, (16, n)).astype(np.float32)
+    out = slow_points.torch_slow_points(p.W_x, p.W_h, p.b_x, p.b_h, starts,
+                                        np.zeros(2, np.float32), 3000, newton_steps)
+    assert out["num_failed"] == 0 and out["num_steps"] < 3000  # every start stopped
+    assert out["x"].shape == (1, n)
+    # F(h) - h = (1 - z) (h* - h): Newton solves it; Adam alone stops at ‖F(h) - h‖ below
+    # fixed_tol / 10 (q below ½ (fixed_tol / 10)²)
+    residual = np.linalg.norm((1 - z) * (out["x"][0] - h_star))
+    assert residual < (1e-6 if newton_steps else 1.01 * slow_points.FIXED_TOL / 10)
+    np.testing.assert_allclose(out["q"][0], 0.5 * residual**2, atol=1e-9)
+    np.testing.assert_allclose(np.abs(out["eigenvalues"][0]), np.sort(z)[::-1], atol=1e-5)
+
+
+def test_slow_points_torch_cell_is_jaxgrads_gru():
+    torch = pytest.importorskip("torch")
+    p = jaxgrad.init_gru(jax.random.key(0), 6, 2, update_bias=0.5)
+    p = p._replace(b_h=jax.random.normal(jax.random.key(1), (18,), jnp.float32))
+    h, u = jax.random.normal(jax.random.key(2), (6,)), jax.random.normal(jax.random.key(3), (2,))
+    cell = torch.nn.GRUCell(2, 6)
+    with torch.no_grad():
+        for name, w in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), p, strict=True):
+            getattr(cell, name).copy_(torch.tensor(np.asarray(w)))
+        ours = cell(torch.tensor(np.asarray(u)), torch.tensor(np.asarray(h))).numpy()
+    np.testing.assert_allclose(ours, jaxgrad.gru_step(h, u, p), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_slow_points_implementations_agree():
+    if not _harness.has_torch():
+        pytest.skip("the peer of workload (g) is PyTorch only")
+    records = slow_points.run(True, TINY["g"])
+    assert [r["implementation"] for r in records] == ["jaxgrad", "torch"]
+    ours, peer = records
+    assert ours["workload"] == peer["workload"] and ours["workload"].startswith("(g)")
+    assert ours["num_fixed"] >= 1 and ours["seconds"] > 0 and peer["seconds"] > 0
+    for field in ("num_points", "num_fixed", "num_stable", "num_failed", "num_steps"):
+        assert peer[field] == ours[field], (field, ours, peer)
+    assert peer["points_matched"] == 1.0 and peer["fixed_points_matched"] == 1.0, peer
+    assert peer["point_max_abs_diff"] < 1e-4, peer
+    assert peer["q_max_abs_diff"] < 1e-7, peer
+    assert peer["eigenvalue_modulus_max_abs_diff"] < 1e-4, peer

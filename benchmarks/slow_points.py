@@ -65,7 +65,12 @@ import numpy as np
 import optax
 
 import jaxgrad
-from experiments.flip_flop_fixed_points import NUM_BITS, _outputs, _states, flip_flop_batch
+from experiments.flip_flop_fixed_points import (
+    NUM_BITS,
+    flip_flop_batch,
+    network_outputs,
+    network_states,
+)
 
 from . import _harness
 
@@ -89,7 +94,7 @@ def make_problem(num_units: int, num_starts: int, train_steps: int, *,
 
     def loss_fn(params, batch):
         inputs, targets = batch
-        return jnp.mean((_outputs(model, params, inputs) - targets) ** 2)
+        return jnp.mean((network_outputs(model, params, inputs) - targets) ** 2)
 
     def sample(k, t):
         return flip_flop_batch(k, BATCH_SIZE, LENGTH, PULSE_PROB)
@@ -99,7 +104,7 @@ def make_problem(num_units: int, num_starts: int, train_steps: int, *,
         loss_fn, optimizer, jaxgrad.init_train_state(p, optimizer), sample,
         num_steps=train_steps, key=k))(model.init(k_init), k_train)
     inputs, _ = flip_flop_batch(k_eval, NUM_EVAL_SEQUENCES, LENGTH, PULSE_PROB)
-    hs = np.asarray(jax.jit(lambda p, u: _states(model, p, u))(state.params, inputs))
+    hs = np.asarray(jax.jit(lambda p, u: network_states(model, p, u))(state.params, inputs))
     hs = hs.reshape(-1, num_units)
     pick = np.random.default_rng(seed).choice(hs.shape[0], size=num_starts, replace=False)
     noise = START_NOISE * jax.random.normal(k_noise, (num_starts, num_units), jnp.float32)

@@ -93,7 +93,7 @@ def flip_flop_batch(key: jax.Array, batch_size: int, length: int, pulse_prob: fl
     return inputs, jnp.swapaxes(targets, 0, 1)
 
 
-def _states(model, params, inputs):
+def network_states(model, params, inputs):
     """States ``(B, T, N)`` from the zero state (the state after each input)."""
     def one(u):
         def body(h, ut):
@@ -106,8 +106,8 @@ def _states(model, params, inputs):
     return jax.vmap(one)(inputs)
 
 
-def _outputs(model, params, inputs):
-    hs = _states(model, params, inputs)
+def network_outputs(model, params, inputs):
+    hs = network_states(model, params, inputs)
     return hs @ params.W_out.T + params.b_out[None, None, :]
 
 
@@ -120,7 +120,7 @@ def run(config: dict) -> Result:
 
     def loss_fn(params, batch):
         inputs, targets = batch
-        return jnp.mean((_outputs(model, params, inputs) - targets) ** 2)
+        return jnp.mean((network_outputs(model, params, inputs) - targets) ** 2)
 
     def sample(k, t):
         return flip_flop_batch(k, config["batch_size"], length, config["pulse_prob"])
@@ -137,7 +137,7 @@ def run(config: dict) -> Result:
     # Held-out trajectories: output error and the starts of the fixed-point search.
     inputs, targets = flip_flop_batch(k_eval, config["num_eval_sequences"], length,
                                       config["pulse_prob"])
-    hs = np.asarray(jax.jit(lambda p, u: _states(model, p, u))(params, inputs))
+    hs = np.asarray(jax.jit(lambda p, u: network_states(model, p, u))(params, inputs))
     outs = hs @ np.asarray(params.W_out).T + np.asarray(params.b_out)
     tg = np.asarray(targets)
     # Error away from the steps just after a pulse (the network needs a step or two to flip).

@@ -1,12 +1,21 @@
 """The benchmark workloads compute the same numbers in every implementation (no timing checks)."""
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxgrad
-from benchmarks import _harness, hopf_curve, jacobian_products, mlp_gradients, slow_points
+from benchmarks import (
+    _harness,
+    hessian,
+    hopf_curve,
+    jacobian_products,
+    mlp_gradients,
+    slow_points,
+    sweep_devices,
+)
 
 PEERS = {"a": jacobian_products, "b": mlp_gradients}
 TINY = {"a": {"num_units": 8, "num_steps": 40}, "b": {"depth": 3, "width": 16, "batch": 8},
@@ -189,3 +198,95 @@ def test_slow_points_implementations_agree():
     assert peer["point_max_abs_diff"] < 1e-4, peer
     assert peer["q_max_abs_diff"] < 1e-7, peer
     assert peer["eigenvalue_modulus_max_abs_diff"] < 1e-4, peer
+
+
+# (i) Hessian eigenvalue and trace against PyHessian; (j) a λ₁ sweep on 1 and 2 devices.
+
+TINY_HESSIAN = {"depth": 3, "width": 16, "batch": 8, "eig_hvps": 40, "trace_probes": 40,
+                "reference_iterations": 80}
+TINY_SWEEP = {"num_units": 8, "grid": 4, "num_steps": 60, "transient": 20}
+
+
+def test_hessian_and_sweep_discovered_by_the_harness():
+    ids = {m.ID: m for m in _harness.discover()}
+    assert ids["i"] is hessian
+    assert ids["j"] is sweep_devices
+
+
+def _dense_hessian(problem):
+    """The Hessian of the workload's loss over the flat parameters (jax.hessian, dense)."""
+    flat, unravel = jax.flatten_util.ravel_pytree(problem["params"])
+    loss = hessian.jax_loss(problem)
+    return np.asarray(jax.jit(jax.hessian(lambda v: loss(unravel(v))))(flat), np.float64)
+
+
+@pytest.mark.slow
+def test_hessian_implementations_agree():
+    records = hessian.run(True, TINY_HESSIAN)
+    expected = {"jaxgrad"} | ({"torch"} if _harness.has_torch() else set())
+    by_workload = {}
+    for r in records:
+        assert r["workload"].startswith("(i)")
+        assert r["seconds"] > 0 and r["cpu_seconds"] >= 0
+        by_workload.setdefault(r["workload"], set()).add(r["implementation"])
+    assert len(by_workload) == 2 and all(v == expected for v in by_workload.values())
+    eig = [r for r in records if "eigenvalue" in r["workload"]]
+    trace = [r for r in records if "trace" in r["workload"]]
+    # The same Hessian-vector products on both sides (jaxgrad's trace: one more, its scale).
+    assert {r["num_hvps"] for r in eig} == {40}
+    assert {r["implementation"]: r["num_hvps"] for r in trace}["jaxgrad"] == 41
+    # The top eigenvalue against the dense Hessian of the same loss and weights.
+    problem = mlp_gradients.make_problem(3, 16, 8)
+    H = _dense_hessian(problem)
+    lam_max = np.linalg.eigvalsh((H + H.T) / 2)[-1]
+    for r in eig:
+        assert abs(r["lambda_max"] - lam_max) <= 1e-3 * abs(lam_max), r
+        assert r["lambda_max_rel_error"] < 1e-3, r
+        if _harness.has_torch():
+            assert r["lambda_max_rel_diff"] < 1e-3, r
+    # Hutchinson's estimates within 4 of their standard errors of the exact trace.
+    for r in trace:
+        assert abs(r["trace"] - np.trace(H)) <= 4 * r["trace_standard_error"], r
+        if _harness.has_torch():
+            assert r["trace_difference_in_standard_errors"] < 4, r
+
+
+@pytest.mark.skipif(not _harness.has_torch(), reason="PyTorch is not installed")
+def test_hessian_torch_model_has_the_same_loss():
+    import torch
+
+    problem = mlp_gradients.make_problem(3, 16, 8, seed=2)
+    model = hessian.torch_model(*mlp_gradients.numpy_weights(problem["params"]))
+    x = torch.from_numpy(np.array(problem["x"]))
+    y = torch.from_numpy(np.asarray(problem["y"]).astype(np.int64))
+    with torch.no_grad():
+        loss = float(torch.nn.functional.cross_entropy(model(x), y))
+    np.testing.assert_allclose(loss, float(hessian.jax_loss(problem)(problem["params"])),
+                               rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_sweep_points_match_direct_lyapunov_exponents():
+    # Grid (σ_b², g) over [0, 2] × [0.5, 3]: the corners by direct lyapunov_spectrum calls.
+    values = sweep_devices.lambda_1_sweep(**TINY_SWEEP)
+    assert values.shape == (4, 4)
+    point = sweep_devices.make_point(8, 60, 20)
+    for i, j in [(0, 0), (3, 3), (1, 2)]:
+        b2, g = np.linspace(0.0, 2.0, 4)[i], np.linspace(0.5, 3.0, 4)[j]
+        direct = point({"sigma_b2": jnp.float32(b2), "g": jnp.float32(g)})
+        np.testing.assert_allclose(values[i, j], direct, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_sweep_devices_same_values_on_one_and_two_devices():
+    records = sweep_devices.run(True, TINY_SWEEP)
+    assert [(r["devices"], r["pinned"]) for r in records] == [(1, False), (1, True),
+                                                              (2, False)]
+    for r in records:
+        assert r["workload"].startswith("(j)") and r["implementation"] == "jaxgrad"
+        assert r["seconds"] > 0
+        assert r["lambda_1_max_abs_diff"] < 1e-5, r
+    assert records[2]["speedup_vs_1_device"] > 0
+    # The subprocesses computed what this process computes.
+    np.testing.assert_allclose(records[0]["lambda_1_max"],
+                               np.max(sweep_devices.lambda_1_sweep(**TINY_SWEEP)), rtol=1e-5)

@@ -264,9 +264,18 @@ def _lanczos(op, v0: jax.Array, m: int, key) -> tuple[jax.Array, jax.Array, jax.
         b = _norm(w)
         anorm = jnp.maximum(anorm, jnp.abs(a) + b)
         breakdown = b <= 100 * eps * anorm
-        r = orth(jax.random.normal(jax.random.fold_in(key, j), (P,), dtype), V)
-        r = r / jnp.maximum(_norm(r), jnp.finfo(dtype).tiny)
-        nxt = jnp.where(breakdown, r, w / jnp.where(breakdown, 1.0, b).astype(dtype))
+
+        def restart(_):
+            # Drawn only on a breakdown: a P-vector of normals and its reorthogonalisation
+            # cost more than the step's Hessian-vector product (under vmap, where `cond`
+            # becomes a select, both branches run).
+            r = orth(jax.random.normal(jax.random.fold_in(key, j), (P,), dtype), V)
+            return r / jnp.maximum(_norm(r), jnp.finfo(dtype).tiny)
+
+        def proceed(_):
+            return w / jnp.where(breakdown, 1.0, b).astype(dtype)
+
+        nxt = jax.lax.cond(breakdown, restart, proceed, None)
         b = jnp.where(breakdown, 0.0, b).astype(dtype)
         i = jnp.minimum(j + 1, m - 1)
         V = V.at[i].set(jnp.where(j + 1 < m, nxt, V[i]))

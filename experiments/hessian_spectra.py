@@ -40,9 +40,9 @@ Departures:
 - Training: the library's ``jaxgrad.train_steps`` with ``optax.sgd`` (momentum 0.9, as
   Li et al.; no weight decay), batch 128 from ``jaxgrad.shuffled_batches``, a constant
   learning rate 0.05, ``train_steps`` steps (3000 ≈ 750 epochs of 512 examples; quick
-  1500), to a near-zero training loss, instead of Li et al.'s 300-epoch schedule. Near zero cross-entropy the Hessian shrinks
-  with the loss (the softmax saturates), so the two nets are compared at their final
-  losses, which the summary reports beside the ratio.
+  1500), to a near-zero training loss, instead of Li et al.'s 300-epoch schedule. Near
+  zero cross-entropy the Hessian shrinks with the loss (the softmax saturates), so the
+  two nets are compared at their final losses, which the summary reports beside the ratio.
 - Curvature: of the full-batch training loss (float32), at initialisation and after
   training: the ``k`` largest and ``k`` most negative eigenvalues, the trace by Hutch++
   with ``trace_probes`` probes, the density by SLQ with ``density_probes`` probes of

@@ -75,8 +75,10 @@ there rather than in the curvature of the minimum reached. Lanczos agrees
 with the dense Hessian to 1.2e-3 (relative, inside its residual bound); the Hutch++ trace
 to 0.6 standard errors; the SLQ density to an L1 distance of 0.002. On the cliff λ_max
 rises 2.2e20-fold and ‖∇E‖ 6.7e8-fold from |b − b*| = 1 to the plateau, both peaking at
-|b − b*| = 1e-8 = 0.7 δ_c. The run took 133 s of CPU (775 s wall with the 2 cores shared
-by ~8 other jobs, load 16-18); quick mode 61 s of CPU (243 s wall at load 17).
+|b − b*| = 1e-8 = 0.7 δ_c. The run took 133-154 s of CPU (696-775 s wall with the 2 cores
+shared by ~8 other jobs, load 14-18), a third of it the two dense references; quick mode
+61-80 s of CPU (243-426 s wall at load 14-17), most of it compiling the three Hessian
+functions for each net.
 """
 
 from __future__ import annotations
@@ -517,8 +519,11 @@ def _figure(config, results, cliff):
         ax.set_yscale("log")
         ax.set_ylim(floor, 3 * peak)
         # symlog: the bulk near 0 and the outliers, decades apart after training, both show
-        ax.set_xscale("symlog", linthresh=1e-2 * scale, linscale=0.5)
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        linthresh = 1e-2 * scale
+        ax.set_xscale("symlog", linthresh=linthresh, linscale=1.0)
+        # label 0 and the decades outside the linear band (±linthresh would crowd 0)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(
+            lambda v, _, lt=linthresh: "0" if v == 0 else "" if abs(v) < 1.5 * lt else f"{v:g}"))
         ax.set_xlabel("Hessian eigenvalue λ (symlog scale)")
         ax.set_ylabel("spectral density φ(λ) (log scale)")
         ax.set_title(f"{tag}, depth {config['depth']}: SLQ density (±2 s.e. across probes)",

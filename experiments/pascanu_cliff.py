@@ -70,6 +70,18 @@ def one_unit_loss(params: jaxgrad.OneUnitParams, *, x0: float, target: float,
     return (jax.nn.sigmoid(xs[-1]) - target) ** 2
 
 
+def cliff_b(w, x0: float = 0.5):
+    """The cliff's half-line ``b = x0 - wσ(x0)``: ``x0`` is a fixed point there, unstable
+    (the basin boundary) for ``w > critical_w(x0)``."""
+    return x0 - w * sigmoid(x0)
+
+
+def critical_w(x0: float = 0.5) -> float:
+    """``w* = 1/σ'(x0)``: on ``cliff_b`` the fixed point ``x0`` is unstable for ``w > w*``."""
+    s = sigmoid(x0)
+    return float(1.0 / (s * (1.0 - s)))
+
+
 def fixed_point_loss(w: float, b: float, target: float, *, branch: str) -> float:
     """The loss at the stable fixed point of x = wσ(x) + b reached from 0.5 (root finding).
 
@@ -123,12 +135,8 @@ def run(config: dict) -> Result:
     cliffs = jaxgrad.find_cliffs(surface)
     jp = cliffs.jump_points
 
-    s_half = sigmoid(0.5)
-    w_star = 1.0 / (s_half * (1.0 - s_half))
-    b_star = 0.5 - w_star * s_half
-
-    def cliff_b(w):
-        return 0.5 - w * s_half
+    w_star = critical_w(0.5)
+    b_star = cliff_b(w_star)
 
     # The closed-form cliff: the fold curve from the cusp (x = 0: w = 4, b = -2) to the
     # fold point at x = 0.5, then the basin-boundary half-line. Distances in grid cells.

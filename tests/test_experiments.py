@@ -30,6 +30,9 @@ REQUIRED_KEYS = {
                        "accumulation_point", "lambda_1_at_4"],
     "flip-flop-fixed-points": ["num_stable_fixed_points", "num_saddles",
                                "max_stable_eigenvalue_modulus"],
+    "hessian-spectra": ["top_eigenvalue_plain_trained", "top_eigenvalue_residual_trained",
+                        "sharpness_ratio_plain_over_residual", "dense_reference_max_rel_error",
+                        "cliff_sharpness_peak_over_base"],
 }
 
 

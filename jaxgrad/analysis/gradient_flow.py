@@ -165,13 +165,19 @@ def mlp_layer_grad_norms(grads: MLPParams) -> tuple[ScaledNorm, ScaledNorm]:
     return cat(first_W, hidden_W), cat(first_b, hidden_b)
 
 
+#: ``mlp_gradient_flow`` unrolls the layers of networks up to this depth (straight-line
+#: code, no loop slices or zero-filled stacked gradients; compile time grows with depth).
+MAX_UNROLLED_DEPTH = 64
+
+
 @functools.partial(jax.jit, static_argnames=("config", "loss"))
 def _mlp_flow(params, x, y, config, loss):
     loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
     probes = jnp.zeros((config.depth, x.shape[0], config.width), x.dtype)
+    unroll = config.depth <= MAX_UNROLLED_DEPTH
 
     def objective(params, probes):
-        out, trace = mlp_apply(params, x, config, probes=probes)
+        out, trace = mlp_apply(params, x, config, probes=probes, unroll=unroll)
         return loss_fn(out, y), trace
 
     (value, trace), (g_params, g_probes) = jax.value_and_grad(

@@ -218,9 +218,9 @@ def mlp_apply(
         unroll: layers per iteration of the ``lax.scan`` over layers 2..depth (as for
             ``lax.scan``; ``True`` unrolls them all). The numbers are the same; unrolled,
             XLA compiles straight-line code without the loop's per-layer slices, stacked
-            buffers and their zero-filled gradients (measured on a 20-layer, 256-wide MLP:
-            its gradient about 15 % cheaper), at the price of a compile time that grows
-            with the depth.
+            buffers and their zero-filled gradients (``mlp_gradient_flow`` of a 20-layer,
+            256-wide MLP: 15-20 % less CPU time), at the price of a compile time that
+            grows with the depth.
 
     Returns:
         ``(output, trace)``: output ``(B, out_dim)`` (or ``(B, width)`` without readout)

@@ -473,7 +473,7 @@ def worker_thread_limits() -> Iterator[None]:
     OpenBLAS (the LAPACK behind jaxlib's QR, SVD and eigensolvers, and NumPy's) starts a
     thread per core too, whose threads spin while they wait for each other. With two
     workers on two cores a 256×256 QR then waits on threads that are not running: measured
-    on the project's 2-core machine under load, `lyapunov_spectrum`'s QR loop ran 15-40×
+    on the project's 2-core machine under load, `lyapunov_spectrum`'s QR loop ran 6-40×
     slower with OpenBLAS's default 2 threads than with 1 (see benchmarks/README.md, (f)
     under load). The variables are set for the processes spawned inside the block and
     restored afterwards; a value the user set is kept.

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
 import os
 import pkgutil
 import platform
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -141,11 +144,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write one record per workload and "
                         "implementation to FILE")
     parser.add_argument("--only", metavar="ID", nargs="*", help="run only these workload IDs")
+    parser.add_argument("--load", metavar="N", type=int, default=0,
+                        help="run N competing CPU-bound processes (busy loops) beside the "
+                        "benchmarks, to time them on a busy machine")
     args = parser.parse_args(argv)
+    if args.load < 0:
+        parser.error(f"--load must be >= 0, got {args.load}")
+    with competing_load(args.load):
+        return _run(args)
+
+
+@contextlib.contextmanager
+def competing_load(n: int) -> Iterator[None]:
+    """``n`` busy-loop processes (``while True: pass``) for the duration of the block."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def _run(args: argparse.Namespace) -> int:
     rate = matmul_flops_per_second(256 if args.quick else 1024)
     info = machine()
+    info["competing_processes"] = args.load
     print(f"machine: {info['processor']}, {info['cpu_count']} cores, backend {info['backend']}; "
-          f"float32 matmul rate {rate / 1e9:.1f} GFLOP/s")
+          f"float32 matmul rate {rate / 1e9:.1f} GFLOP/s"
+          + (f"; {args.load} competing busy processes" if args.load else ""))
     records: list[dict] = []
     for module in discover():
         if args.only and module.ID not in args.only:

@@ -461,6 +461,35 @@ def default_jobs() -> int:
     return 1 if accelerator else max(1, min(os.cpu_count() or 1, 4))
 
 
+#: Thread-count variables of the BLAS/LAPACK and OpenMP runtimes that workers inherit.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def worker_thread_limits() -> Iterator[None]:
+    """One BLAS/LAPACK thread in the processes started inside (where the user set none).
+
+    ``reproduce(jobs > 1)`` runs one experiment per core; left alone, every worker's
+    OpenBLAS (the LAPACK behind jaxlib's QR, SVD and eigensolvers, and NumPy's) starts a
+    thread per core too, whose threads spin while they wait for each other. With two
+    workers on two cores a 256×256 QR then waits on threads that are not running: measured
+    on the project's 2-core machine under load, `lyapunov_spectrum`'s QR loop ran 6-40×
+    slower with OpenBLAS's default 2 threads than with 1 (see benchmarks/README.md, (f)
+    under load). The variables are set for the processes spawned inside the block and
+    restored afterwards; a value the user set is kept.
+    """
+    saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES}
+    for name, value in saved.items():
+        if value is None:
+            os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+
+
 def reproduce(out: str | Path, *, quick: bool = False, force: bool = False,
               names: Sequence[str] | None = None, progress: bool = True,
               jobs: int = 1) -> Path:
@@ -470,7 +499,8 @@ def reproduce(out: str | Path, *, quick: bool = False, force: bool = False,
     a fresh JAX per process, so settings made with ``jax.config.update`` in this process
     do not reach them). Experiments are independent and each is written atomically under
     the folder's lock, so the results are the same as with ``jobs=1``; on a 2-core CPU the
-    catalogue takes about half the wall time.
+    catalogue takes about half the wall time. The workers run one BLAS/LAPACK thread each
+    (``worker_thread_limits``), so N workers do not start N² spinning threads.
     """
     from tqdm.auto import tqdm
 
@@ -502,20 +532,21 @@ def reproduce(out: str | Path, *, quick: bool = False, force: bool = False,
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        tasks = [(name, str(out), quick, config) for name, config in todo]
-        pool = ctx.Pool(min(jobs, len(todo)), initializer=_init_worker,
-                        initargs=(os.getpid(),), maxtasksperchild=1)
-        try:
-            for name, summary in pool.imap_unordered(_run_in_worker, tasks):
-                done(name, summary)
-            pool.close()
-        except BaseException:
-            # an error, Ctrl-C or (through the CLI's handler) SIGTERM: stop the experiments
-            # still running instead of leaving them to run on without a parent
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
+        with worker_thread_limits():  # held while the pool respawns its workers
+            tasks = [(name, str(out), quick, config) for name, config in todo]
+            pool = ctx.Pool(min(jobs, len(todo)), initializer=_init_worker,
+                            initargs=(os.getpid(),), maxtasksperchild=1)
+            try:
+                for name, summary in pool.imap_unordered(_run_in_worker, tasks):
+                    done(name, summary)
+                pool.close()
+            except BaseException:
+                # an error, Ctrl-C or (through the CLI's handler) SIGTERM: stop the experiments
+                # still running instead of leaving them to run on without a parent
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
     bar.close()
     return write_report(out, names)
 

@@ -339,3 +339,22 @@ def test_tree_scaled_norm_against_float64(scale):
     np.testing.assert_allclose(float(out.log_norm), np.log(ref), rtol=1e-6)
     zero = jaxgrad.tree_scaled_norm({"a": jnp.zeros(3)})
     assert float(zero.norm) == 0.0 and float(zero.log_norm) == -np.inf
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_tree_scaled_norm_of_stacked_layers_far_apart_against_float64(scale):
+    """Stacked layers (a 3-axis leaf) are summed per layer and combined by exact shifts:
+    layers 10^±40 apart still give the norm, and layers far below the largest are
+    negligible rather than NaN; inf and NaN entries propagate."""
+    rng = np.random.default_rng(1)
+    layers = rng.normal(size=(4, 3, 5)) * np.array([1.0, 1e-20, 1e-38, 0.0])[:, None, None]
+    tree = {"stack": layers * scale, "b": rng.normal(size=6) * scale * 1e-3}
+    tree32 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), tree)
+    ref = np.sqrt(sum(np.sum(np.asarray(a, np.float64) ** 2) for a in tree32.values()))
+    out = jax.jit(jaxgrad.tree_scaled_norm)(tree32)
+    np.testing.assert_allclose(float(out.norm), ref, rtol=1e-6)
+    np.testing.assert_allclose(float(out.log_norm), np.log(ref), rtol=1e-6)
+    bad = jaxgrad.tree_scaled_norm({"stack": tree32["stack"].at[1, 0, 0].set(jnp.inf)})
+    assert float(bad.norm) == np.inf
+    nan = jaxgrad.tree_scaled_norm({"stack": tree32["stack"].at[3, 0, 0].set(jnp.nan)})
+    assert np.isnan(float(nan.norm))

@@ -90,37 +90,50 @@ def scaled_norm(x: Any, axis: int | tuple[int, ...] | None = None) -> ScaledNorm
         >>> scaled_norm(jnp.zeros((4, 3)), axis=1).log_norm.tolist()
         [-inf, -inf, -inf, -inf]
     """
-    x = check_array("x", x)
-    a = jnp.abs(x)
-    m = jnp.max(a, axis=axis, keepdims=True, initial=jnp.zeros((), a.dtype))
-    bound = jnp.finfo(a.dtype).maxexp - 2  # 2^±bound are normal numbers
+    s, k = _scaled_root_sum_of_squares(check_array("x", x), axis)
+    return ScaledNorm(s * pow2(-k, s.dtype), jnp.log(s) - k.astype(s.dtype) * math.log(2.0))
+
+
+def _scaled_root_sum_of_squares(x: jax.Array, axis: Any) -> tuple[jax.Array, jax.Array]:
+    """``(s, k)`` with ``‖x‖ = s · 2^{-k}`` over ``axis``, ``2^k max|x| ∈ [0.5, 1)``."""
+    # |x| only inside the max: a shared jnp.abs(x) is written out whole, one more pass over
+    # x than the norm needs (XLA does not fuse it into both reductions that read it).
+    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True, initial=jnp.zeros((), x.dtype))
+    bound = jnp.finfo(x.dtype).maxexp - 2  # 2^±bound are normal numbers
     # m = 0, inf or NaN give k = ±bound: the result is then 0, inf or NaN as it should be.
     k = jnp.clip(-pow2_exponent(m), -bound, bound)
-    s = jnp.sqrt(jnp.sum((a * pow2(k, a.dtype)) ** 2, axis=axis))
-    k = jnp.reshape(k, s.shape)
-    return ScaledNorm(s * pow2(-k, s.dtype), jnp.log(s) - k.astype(s.dtype) * math.log(2.0))
+    s = jnp.sqrt(jnp.sum((x * pow2(k, x.dtype)) ** 2, axis=axis))
+    return s, jnp.reshape(k, s.shape)
 
 
 def tree_scaled_norm(tree: Any) -> ScaledNorm:
     """``scaled_norm`` of all the leaves of a pytree together (a global gradient norm).
 
-    One exact power of two, from the largest entry of any leaf, scales every leaf, so the
-    result is as accurate as ``scaled_norm`` of the leaves concatenated (without
-    concatenating them). An empty tree gives ``(0, -inf)``.
+    Each leaf (each slice along the leading axis of a leaf with 3 or more axes, i.e. each
+    layer of stacked layers) is summed with its own exact power of two, as ``scaled_norm``
+    does, and the partial sums are combined with exact power-of-two shifts, so the result
+    is as accurate as ``scaled_norm`` of the leaves concatenated (without concatenating
+    them). The per-layer sums are the ones ``scaled_norm(leaf, axis=(1, ...))`` computes,
+    so where a monitor also takes per-layer norms (``mlp_layer_monitor``) XLA computes them
+    once for both. An empty tree gives ``(0, -inf)``.
 
     Example:
         >>> norm = tree_scaled_norm({"a": jnp.full(2, 1e30), "b": jnp.full(1, 1e30)}).norm
         >>> print(f"{float(norm):.4e}")   # √3 · 1e30, not inf
         1.7321e+30
     """
-    leaves = [jnp.abs(check_array("tree", leaf)) for leaf in jax.tree_util.tree_leaves(tree)]
+    leaves = [check_array("tree", leaf) for leaf in jax.tree_util.tree_leaves(tree)]
     dtype = jnp.result_type(*leaves) if leaves else jnp.result_type(float)
     leaves = [leaf.astype(dtype) for leaf in leaves] or [jnp.zeros((0,), dtype)]
-    m = jnp.max(jnp.stack([jnp.max(a, initial=jnp.zeros((), dtype)) for a in leaves]))
-    bound = jnp.finfo(dtype).maxexp - 2
-    k = jnp.clip(-pow2_exponent(m), -bound, bound)
-    s = jnp.sqrt(sum(jnp.sum((a * pow2(k, dtype)) ** 2) for a in leaves))
-    return ScaledNorm(s * pow2(-k, dtype), jnp.log(s) - k.astype(dtype) * math.log(2.0))
+    parts = [_scaled_root_sum_of_squares(a, tuple(range(1, a.ndim)) if a.ndim >= 3 else None)
+             for a in leaves]
+    s = jnp.concatenate([jnp.ravel(p[0]) for p in parts])
+    k = jnp.concatenate([jnp.ravel(p[1]) for p in parts])
+    # ‖x‖² = Σ s_i² 4^{-k_i} = 4^{-K} Σ (s_i 2^{K-k_i})² with K = min k_i (the largest part):
+    # the shifts are exact; a part they push below the float range is negligible.
+    K = jnp.min(k)
+    total = jnp.sqrt(jnp.sum(mul_pow2(s, K - k) ** 2))
+    return ScaledNorm(total * pow2(-K, dtype), jnp.log(total) - K.astype(dtype) * math.log(2.0))
 
 
 class MLPGradientFlow(NamedTuple):
@@ -164,13 +177,19 @@ def mlp_layer_grad_norms(grads: MLPParams) -> tuple[ScaledNorm, ScaledNorm]:
     return cat(first_W, hidden_W), cat(first_b, hidden_b)
 
 
+#: ``mlp_gradient_flow`` unrolls the layers of networks up to this depth (straight-line
+#: code, no loop slices or zero-filled stacked gradients; compile time grows with depth).
+MAX_UNROLLED_DEPTH = 64
+
+
 @functools.partial(jax.jit, static_argnames=("config", "loss"))
 def _mlp_flow(params, x, y, config, loss):
     loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
     probes = jnp.zeros((config.depth, x.shape[0], config.width), x.dtype)
+    unroll = config.depth <= MAX_UNROLLED_DEPTH
 
     def objective(params, probes):
-        out, trace = mlp_apply(params, x, config, probes=probes)
+        out, trace = mlp_apply(params, x, config, probes=probes, unroll=unroll)
         return loss_fn(out, y), trace
 
     (value, trace), (g_params, g_probes) = jax.value_and_grad(

@@ -204,6 +204,7 @@ def mlp_apply(
     config: MLPConfig,
     *,
     probes: jax.Array | None = None,
+    unroll: int | bool = 1,
 ) -> tuple[jax.Array, MLPTrace]:
     """Forward pass on a batch ``x`` ``(B, in_dim)``.
 
@@ -214,6 +215,12 @@ def mlp_apply(
         probes: optional ``(depth, B, width)`` added to each hidden activation ``h_l``;
             the gradient of a loss with respect to zero probes is ``∂L/∂h_l`` for every
             layer in one backward pass (used by ``jaxgrad.mlp_gradient_flow``).
+        unroll: layers per iteration of the ``lax.scan`` over layers 2..depth (as for
+            ``lax.scan``; ``True`` unrolls them all). The numbers are the same; unrolled,
+            XLA compiles straight-line code without the loop's per-layer slices, stacked
+            buffers and their zero-filled gradients (``mlp_gradient_flow`` of a 20-layer,
+            256-wide MLP: 15-20 % less CPU time), at the price of a compile time that
+            grows with the depth.
 
     Returns:
         ``(output, trace)``: output ``(B, out_dim)`` (or ``(B, width)`` without readout)
@@ -251,7 +258,8 @@ def mlp_apply(
         h_next = (h + a if config.residual else a) + probe
         return h_next, (z, h_next)
 
-    h, (zs, hs) = jax.lax.scan(layer, h1, (params.hidden, scales[1:], shifts[1:], probes[1:]))
+    h, (zs, hs) = jax.lax.scan(layer, h1, (params.hidden, scales[1:], shifts[1:], probes[1:]),
+                               unroll=unroll)
     trace = MLPTrace(jnp.concatenate([z1[None], zs]), jnp.concatenate([h1[None], hs]))
     out = h if params.readout is None else h @ params.readout.W + params.readout.b[None]
     return out, trace

@@ -126,9 +126,11 @@ def test_flow_exponent_at_stable_origin(x64):
     np.testing.assert_allclose(res.exponents[0], expected, atol=5e-3)
 
 
-def test_singular_jacobian_is_reported_not_hidden():
+@pytest.mark.parametrize("qr_method", lyap_module.QR_METHODS)
+def test_singular_jacobian_is_reported_not_hidden(qr_method):
     A = jnp.diag(jnp.array([1.0, 0.0]))
-    res = jaxgrad.lyapunov_spectrum(lambda x, u: A @ x, jnp.ones(2), num_steps=10)
+    res = jaxgrad.lyapunov_spectrum(lambda x, u: A @ x, jnp.ones(2), num_steps=10,
+                                    qr_method=qr_method)
     assert not bool(res.finite)
 
 
@@ -328,6 +330,102 @@ def test_block_qr_method_matches_householder():
         jaxgrad.rate_step, h0, num_steps=60, params=jaxgrad.RateParams(J, p.W_in),
         num_exponents=40, qr_method=m).exponents))(p.J) for m in ("householder", "block")]
     # float32 through a chaotic trajectory: compare as a whole (entries differ by ~2e-4).
+    assert float(jnp.linalg.norm(grads[1] - grads[0]) / jnp.linalg.norm(grads[0])) < 5e-3
+
+
+def _ill_conditioned(n, log10_cond, seed, dtype):
+    """``U diag(σ) Vᵀ`` with random orthogonal U, V and σ log-spaced over ``log10_cond``."""
+    U, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(seed), (n, n), dtype))
+    V, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(seed + 1), (n, n), dtype))
+    return (U * jnp.logspace(0, -log10_cond, n, dtype=dtype)[None]) @ V.T
+
+
+def test_cholesky_qr_is_a_qr_factorisation():
+    # float32, κ(M) = 10⁶: beyond plain CholeskyQR2's u^{-1/2} ≈ 4·10³ (its first Cholesky
+    # factorisation breaks down), within shifted CholeskyQR3's reach. Against float64
+    # Householder: Q orthonormal to float32 precision, |R_ii| as accurate as float32
+    # Householder's, M = QR, and no fallback was needed (the Householder branch's Q differs
+    # from Cholesky's by column signs: Cholesky's R has a positive diagonal).
+    for seed in range(3):
+        M = _ill_conditioned(128, 6, seed, jnp.float32)
+        Q, r = lyap_module._cholesky_qr(M)
+        with jax.enable_x64(True):
+            R64 = np.linalg.qr(np.asarray(M, np.float64))[1]
+        ref = np.abs(np.diagonal(R64))
+        err = np.max(np.abs(np.log(np.asarray(r, np.float64)) - np.log(ref)))
+        err_householder = np.max(np.abs(np.log(np.asarray(lyap_module._householder_qr(M)[1],
+                                                           np.float64)) - np.log(ref)))
+        # Both errors are below u κ(M) = 0.06, in the smallest R_ii; Cholesky's are larger
+        # per factorisation (measured 4-5·10⁻³ against 1.4-2·10⁻³ for 3 seeds).
+        assert err < min(5.0 * err_householder, 0.06), (seed, err, err_householder)
+        np.testing.assert_allclose(Q.T @ Q, np.eye(128), atol=1e-5)
+        np.testing.assert_allclose(Q * r[None] @ jnp.triu(Q.T @ M / r[:, None]), M,
+                                   atol=1e-5)
+        assert np.all(np.diagonal(np.asarray(Q.T @ M)) > 0)  # not the Householder branch
+    # A singular matrix (a zero column): the Cholesky factor is not finite, and the step
+    # falls back to Householder QR, whose R_ii = 0 then reports the singularity.
+    M = _ill_conditioned(16, 1, 0, jnp.float32).at[:, 5].set(0.0)
+    Q, r = lyap_module._cholesky_qr(M)
+    Qh, rh = lyap_module._householder_qr(M)
+    np.testing.assert_array_equal(r, rh)
+    np.testing.assert_array_equal(Q, Qh)
+
+
+def test_cholesky_qr_method_matches_the_closed_form_of_a_widely_spread_map():
+    # 32 exponents from 0 to -9 per step (κ of each step's Jacobian e⁹ ≈ 8·10³, so the
+    # tangent matrices are too ill-conditioned for plain CholeskyQR2 in float32), 3 seeds,
+    # float32: the bottom exponents are as close to log|eig| as Householder's.
+    lam = jnp.linspace(0.0, -9.0, 32)
+    for seed in range(3):
+        A = _linear_map(lam, seed)
+        ls = partial(jaxgrad.lyapunov_spectrum, _apply, jnp.ones(32), params=A,
+                     num_steps=300, transient=100)
+        errs = {m: np.abs(np.asarray(ls(qr_method=m).exponents) - np.asarray(lam))
+                for m in ("householder", "cholesky")}
+        assert errs["householder"].max() < 5e-3
+        assert errs["cholesky"].max() < max(2.0 * errs["householder"].max(), 1e-3), (seed, errs)
+
+
+def _tangent_along(h, x, J):
+    """The rate network's tangent map along a given trajectory: ``x ← J diag(1 − tanh²h) x``."""
+    return J @ ((1.0 - jnp.square(jnp.tanh(h))) * x)
+
+
+@pytest.mark.slow
+def test_cholesky_qr_method_matches_a_float64_reference_on_the_rate_network():
+    # The chaotic rate network (N = 64, g = 2: λ₁ ≈ 0.1, λ₆₄ ≈ -6, step Jacobians with κ
+    # up to 2·10⁵) in float32, along a fixed float32 trajectory so that the float64 NumPy
+    # reference sees the same Jacobians: the bottom exponents of the Cholesky method are as
+    # close to float64 as Householder's (both ~1-2·10⁻⁴ in measurements), 2 seeds.
+    N, T = 64, 300
+    for seed in range(2):
+        p = jaxgrad.init_rate(jax.random.key(seed), N, g=2.0)
+        h0 = jax.random.normal(jax.random.key(seed + 100), (N,))
+        hs = jaxgrad.unroll(lambda h, u, p=p: jaxgrad.rate_step(h, u, p), h0,
+                            jnp.zeros((T, 0)))
+        hs = jnp.concatenate([h0[None], hs[:-1]])
+        step = lambda x, h, J: _tangent_along(h, x, J)  # noqa: E731
+        key = jax.random.key(2)
+        lam = {m: np.asarray(jaxgrad.lyapunov_spectrum(step, jnp.ones(N), hs, params=p.J,
+                                                       key=key, qr_method=m).exponents)
+               for m in ("householder", "cholesky")}
+        J, H = np.asarray(p.J, np.float64), np.asarray(hs, np.float64)
+        Q = np.asarray(jnp.linalg.qr(jax.random.normal(key, (N, N)))[0], np.float64)
+        acc = np.zeros(N)
+        for t in range(T):
+            Q, R = np.linalg.qr((J * (1.0 - np.tanh(H[t]) ** 2)[None]) @ Q)
+            acc += np.log(np.abs(np.diagonal(R)))
+        ref = acc / T
+        assert ref[-1] < -5.0  # a wide spread
+        err = {m: np.abs(v - ref) for m, v in lam.items()}
+        assert err["householder"].max() < 1e-3
+        assert err["cholesky"][-16:].max() < max(2.0 * err["householder"][-16:].max(), 5e-4)
+        assert err["cholesky"][:16].max() < 1e-5
+    # Differentiable like the Householder iteration (the same derivative: both are the QR
+    # factorisation with a positive diagonal).
+    grads = [jax.grad(lambda J, m=m: jnp.sum(jaxgrad.lyapunov_spectrum(
+        jaxgrad.rate_step, h0, num_steps=60, params=jaxgrad.RateParams(J, p.W_in),
+        num_exponents=N, qr_method=m).exponents))(p.J) for m in ("householder", "cholesky")]
     assert float(jnp.linalg.norm(grads[1] - grads[0]) / jnp.linalg.norm(grads[0])) < 5e-3
 
 

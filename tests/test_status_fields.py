@@ -281,6 +281,7 @@ def test_branch_point_at_extreme_scales_is_right_or_refused(x64, kind, scale, p_
             assert fraction >= 0.8
 
 
+@pytest.mark.slow  # compiles the branch-point locator when run alone
 def test_branch_point_stalled_newton_at_tiny_scale_is_not_converged(x64):
     """Regression: a pitchfork with states and parameter of size 1e-30 (seed 10). There
     ``g`` is below ``tol`` everywhere, Newton (30 steps) stalled 1.5% (of the scale) off

@@ -97,7 +97,10 @@ class BifurcationPoint(NamedTuple):
         converged: whether Newton on the extended system reached ``tol`` (for a Hopf
             point also: the frequency is not ≈ 0, which would be a fold or a
             Bogdanov-Takens point, nor, for a map, ``θ`` ≈ π; for a branch point also:
-            the algebraic branching equation has two distinct real roots).
+            the next Newton correction of ``(x, p)`` is below ``tol`` times the larger of
+            ``‖(x, p)‖`` and the guess's (the residual alone does not show convergence
+            at tiny scales, where ``g`` is below ``tol`` anywhere), and the algebraic
+            branching equation has two distinct real roots).
         residual: ``‖(g, M v, c·v - 1)‖`` (Hopf: ``‖(g, A q - λ q, ⟨c, q⟩ - 1)‖``; branch
             point: ``‖(g, (∂g/∂x)ᵀψ, ψ·∂g/∂p, ψ·ψ - 1)‖``) at the returned point.
         frequency: ``()`` a Hopf point's ``ω > 0`` (flow; the period of the small cycles is
@@ -392,6 +395,9 @@ def _locate_branch_point(f, x, params, *, kind, param, newton_steps):
 
     Z = _newton(H, jnp.concatenate([y0, q0[None], jnp.zeros((1,), dt), u[:, -1]]),
                 newton_steps)
+    # The next Newton correction of (x, p): the error estimate of the point. The residual
+    # alone does not tell convergence at small scales, where g itself is below tol.
+    correction = jnp.linalg.norm(jnp.linalg.solve(jax.jacfwd(H)(Z), H(Z))[:n + 1])
     y, q, psi = Z[:n], Z[n], Z[n + 2:]
     r, rest = conditions(y, q, psi)
     res = jnp.linalg.norm(jnp.concatenate([r, rest]))
@@ -419,16 +425,24 @@ def _locate_branch_point(f, x, params, *, kind, param, newton_steps):
     _, _, vx = jnp.linalg.svd(jax.jacfwd(R)(y, q))
     xb = jnp.reshape(y, shape)
     ev = eigenvalues(f, xb, set_param(params, param, q))
-    return xb, q, ev, vx[-1], res, disc, scale, tangents
+    return xb, q, ev, vx[-1], res, disc, scale, tangents, correction
 
 
 def _branch_point(f, kind, x0, params, param, newton_steps, tol):
     """``locate_bifurcation(..., bifurcation="branch_point")`` on checked arguments."""
-    xb, q, ev, v, res, disc, scale, tangents = _locate_branch_point(
+    xb, q, ev, v, res, disc, scale, tangents, correction = _locate_branch_point(
         f, x0, params, kind=kind, param=param, newton_steps=newton_steps)
     eps = float(np.finfo(x0.dtype).eps)
+    # Newton converged: the residual is below tol and the next correction of (x, p) is
+    # below tol relative to the size of (x, p) (of the guess, if larger: a point at the
+    # origin). Where x, p and g are all tiny (states of size 1e-30) the residual is below
+    # tol from the start, and only the correction tells a stalled Newton (whose tangents
+    # are wrong) from a converged one.
+    size = max(float(np.linalg.norm(np.append(np.ravel(xb), q))),
+               float(np.linalg.norm(np.append(np.ravel(x0), get_param(params, param)))))
     # Two distinct real branch directions (not an isolated point, not a tangency).
-    ok = (res < tol) & (disc > np.sqrt(eps) * scale) & jnp.all(jnp.isfinite(tangents))
+    ok = ((res < tol) & (correction <= tol * size) & (disc > np.sqrt(eps) * scale)
+          & jnp.all(jnp.isfinite(tangents)))
     # A pitchfork: one branch turns back in p at the point (dp/ds = 0 on its tangent).
     t_p = np.abs(np.asarray(tangents[:, -1]))
     branch_type = "pitchfork" if t_p.min() < 100 * tol else "transcritical"

@@ -78,7 +78,13 @@ class LimitCycle(NamedTuple):
             min_amplitude`` (a collapse onto an equilibrium, where ``φ_T(x) = x`` for
             every ``T``, is not a cycle) and the orbit does not return to ``x_0`` within
             ``[T/8, 7T/8]`` (to ``sqrt(tol) · amplitude``): ``T`` is not a multiple of
-            the period.
+            the period. The residual is that of the integrated flow, itself accurate to
+            the solver's ``rtol``, and an error along a slowly contracting direction
+            decays slowly: a converged ``point`` lies within about ``max(tol, rtol) ·
+            max(1, ‖x_0‖) / min_k |1 - μ_k|`` of the cycle (``μ_k`` the non-trivial
+            multipliers; ``period`` likewise, relative), less accurate than ``tol`` near
+            a Hopf point, where ``μ_2 → 1`` (measured on random normal forms:
+            ``tests/test_status_fields.py``).
     """
 
     point: jax.Array

@@ -9,6 +9,8 @@ vectors and multipliers stay flat. The parameter varied is named by a path into
 ``params`` in the pytree runs.
 """
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -174,6 +176,12 @@ def test_fixed_points_of_tuple_and_matrix_states(x64):
         close(other.eigenvalues, a.eigenvalues)
         np.testing.assert_array_equal(other.stability, a.stability)
         np.testing.assert_array_equal(other.num_starts, a.num_starts)
+    # the flattened step is equal for equal steps and state layouts: no recompilation
+    newton = importlib.import_module("jaxgrad.analysis.fixed_points")._newton_many
+    compiled = newton._cache_size()
+    again = jaxgrad.fixed_points(field(duffing_pair), (starts[:, 0] + 0.1, starts[:, 1]),
+                                 params=0.4)
+    assert newton._cache_size() == compiled and len(again.stability) == 3
 
 
 def test_lstm_fixed_points_of_the_pair_h_c(x64):

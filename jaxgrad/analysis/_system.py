@@ -319,8 +319,9 @@ def _is_array_like(x: Any) -> bool:
     """An array, a scalar, or nested lists/tuples of Python numbers (read as an array, as
     ``jnp.asarray`` does): not a pytree of several states' parts."""
     if isinstance(x, (list, tuple)) and not hasattr(x, "_fields"):
-        return len(x) > 0 and all(_is_array_like(item) and not hasattr(item, "shape")
-                                  for item in x)
+        return len(x) > 0 and all(
+            isinstance(item, (int, float, np.generic))
+            or (isinstance(item, (list, tuple)) and _is_array_like(item)) for item in x)
     return jax.tree_util.tree_structure(x) == jax.tree_util.tree_structure(0.0)
 
 
@@ -350,7 +351,10 @@ def _shapes(tree: Any) -> Any:
 
 
 def check_state(name: str, x: Any, *, batched: bool = False) -> tuple[Any, jax.Array, Any]:
-    """A finite state (``batched``: ``M`` states along a leading axis of every leaf).
+    """A finite state (``batched``: ``M`` states along a leading axis of every leaf): a
+    scalar, an array of any shape, or a pytree of arrays of one floating dtype. Nested
+    lists or tuples of plain numbers are read as an array (``[0.1, 0.9]``); a container
+    of arrays is a pytree (``(h, c)``).
 
     Returns ``(x, x_flat, unravel)``: ``x`` with its leaves as float arrays; for a scalar
     or 1-D array state (``(M,)``/``(M, n)`` when batched) ``x_flat`` is ``x`` and
@@ -426,11 +430,11 @@ def restore_jacobian(unravel: Callable | None, J: Any) -> Any:
 
 
 def check_output(f: Callable, x: Any, p: Any, *, name: str | None = None,
-                 batched: bool = False, call: str = "`f(x, p)`") -> None:
+                 batched: bool = False) -> None:
     """``f(x, p)`` returns a state of the structure and shapes of ``x`` (one state).
 
     ``name``: the argument ``x`` was taken from (``batched``: one row of it, such as
-    ``starts``); the message names it. ``call`` is how ``f`` is called in the message.
+    ``starts``); the message names it.
     """
     where = ""
     if batched:
@@ -450,19 +454,20 @@ def check_output(f: Callable, x: Any, p: Any, *, name: str | None = None,
             jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(x), strict=True))
     if not same:
         raise ValueError(
-            f"{call} must return a state shaped like x {_shapes(x)}{where}, got {_shapes(out)}"
+            f"`f(x, p)` must return a state shaped like x {_shapes(x)}{where}, got "
+            f"{_shapes(out)}"
         )
 
 
-def flat_system(f: Callable, x: Any, p: Any, *, name: str, batched: bool = False,
-                call: str = "`f(x, p)`") -> tuple[Callable, jax.Array, Callable | None]:
+def flat_system(f: Callable, x: Any, p: Any, *, name: str, batched: bool = False
+                ) -> tuple[Callable, jax.Array, Callable | None]:
     """``(f_flat, x_flat, unravel)``: the state ``x`` checked (``check_state``), ``f`` checked
     on it (``check_output``; ``p`` its parameters) and, for a state that is not a scalar or
     a 1-D array, ``f`` on flat states (``Flattened``). ``unravel`` goes to
     ``restore_state`` for the results."""
     x, flat, unravel = check_state(name, x, batched=batched)
     one = jax.tree_util.tree_map(lambda leaf: leaf[0], x) if batched else x
-    check_output(f, one, p, name=name, batched=batched, call=call)
+    check_output(f, one, p, name=name, batched=batched)
     return flattened(f, unravel), flat, unravel
 
 

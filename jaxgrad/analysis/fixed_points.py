@@ -281,6 +281,14 @@ def fixed_points(
         >>> fp = fixed_points(duffing, starts, params=0.5)
         >>> fp.x.round(3).tolist(), [jaxgrad.STABILITY_LABELS[s] for s in fp.stability]
         ([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], ['stable', 'saddle', 'stable'])
+
+        The same oscillator on a pytree state, the pair (position, velocity): the points
+        come back as a pair, the eigenvalues are those of the flattened state:
+
+        >>> pair = jaxgrad.vector_field(lambda z, u, p: (z[1], z[0] - z[0] ** 3 - p * z[1]))
+        >>> fp = fixed_points(pair, (jnp.linspace(-2, 2, 9), jnp.zeros(9)), params=0.5)
+        >>> fp.x[0].round(3).tolist(), fp.x[1].round(3).tolist(), fp.eigenvalues.shape
+        ([-1.0, 0.0, 1.0], [0.0, 0.0, 0.0], (3, 2))
     """
     f, kind = as_system(f, kind, "flow")
     check_system(f, kind)

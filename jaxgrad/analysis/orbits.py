@@ -44,12 +44,12 @@ class OrbitDiagram(NamedTuple):
     Attributes:
         values: ``(P,)``; x0: ``(M, *s)``.
         states: ``(P, M, keep, *s)`` the states after the transient.
+        finite: ``(P, M)`` whether every kept state is finite (a diverging orbit is
+            reported here, not hidden).
 
     For a pytree state, ``x0`` and the states are that pytree with the leading axes on
     each leaf (``states``: leaves ``(P, M, keep, *leaf_shape)``); so in ``HysteresisSweep``
     and ``Basins``.
-        finite: ``(P, M)`` whether every kept state is finite (a diverging orbit is
-            reported here, not hidden).
     """
 
     values: jax.Array

@@ -49,11 +49,11 @@ class FinalStateSensitivities(NamedTuple):
             ``jax.jacfwd`` gives it: a pytree (the output's structure) of pytrees (the
             input's) with leaves ``(P, M, *out_leaf_shape, *in_leaf_shape)``.
         d_final_d_param: ``(P, M, *s)`` ``∂x(T)/∂p``.
+        finite: ``(P, M)`` whether all of these are finite (an overflowing exploding
+            derivative is reported here).
 
     For a pytree state, ``x0``, ``final`` and ``d_final_d_param`` are that pytree with the
     leading axes on each leaf.
-        finite: ``(P, M)`` whether all of these are finite (an overflowing exploding
-            derivative is reported here).
     """
 
     values: jax.Array

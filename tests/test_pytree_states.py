@@ -60,6 +60,7 @@ def rows(tree, lead=1):
 # --------------------------------------------------------------------------- continuation
 
 
+@pytest.mark.slow
 def test_continue_branch_and_fold_curve_on_a_tuple_state(x64):
     vec = jaxgrad.vector_field(doya_pair_vec)
     tree = jaxgrad.vector_field(doya_pair_tree)
@@ -97,6 +98,7 @@ def test_continue_branch_and_fold_curve_on_a_tuple_state(x64):
                                atol=1e-6)
 
 
+@pytest.mark.slow
 def test_hopf_points_and_curve_on_a_dict_state(x64):
     x0 = jnp.array([-1.199, -0.624])  # the equilibrium at I = 0
     kw = dict(p_range=(0.0, 0.5), ds=0.05, num_steps=40)
@@ -127,6 +129,7 @@ def test_hopf_points_and_curve_on_a_dict_state(x64):
     assert len(ha.bogdanov_takens) == len(hb.bogdanov_takens)
 
 
+@pytest.mark.slow
 def test_branch_point_and_switch_branch_on_an_nd_state(x64):
     """The logistic map with a decaying second coordinate, as (2,) and as (2, 1)."""
 

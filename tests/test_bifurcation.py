@@ -392,7 +392,7 @@ def test_bad_system_function():
     with pytest.raises(ValueError, match=r"`f\(x, p\)` must return a state shaped like x"):
         jaxgrad.fixed_points(lambda x, p: x[:1], jnp.ones((3, 2)))
     with pytest.raises(ValueError, match="`starts` must have shape"):
-        jaxgrad.fixed_points(duffing, jnp.ones((2, 2, 2)), params={"delta": 0.1})
+        jaxgrad.fixed_points(duffing, jnp.asarray(1.0), params={"delta": 0.1})
     with pytest.raises(ValueError, match="`starts` must hold at least one"):
         jaxgrad.fixed_points(duffing, jnp.ones((0, 2)), params={"delta": 0.1})
 
@@ -475,8 +475,12 @@ def test_bifurcation_tools_refuse_non_finite_params():
 
 
 def test_fixed_points_starts_of_the_wrong_rank_are_named():
-    with pytest.raises(ValueError, match="`starts` must have shape"):
-        jaxgrad.fixed_points(duffing, jnp.zeros((2, 2, 2)), params={"delta": 0.5})
+    with pytest.raises(ValueError, match=r"`starts` must have shape \(M,\) or \(M, \*s\)"):
+        jaxgrad.fixed_points(duffing, jnp.asarray(0.0), params={"delta": 0.5})
+    # (M, 2, 2) reads as M states of shape (2, 2) (tests/test_pytree_states.py): here two
+    # Duffing oscillators side by side, the columns
+    fp = jaxgrad.fixed_points(duffing, jnp.zeros((1, 2, 2)), params={"delta": 0.5})
+    assert fp.x.shape == (1, 2, 2) and fp.eigenvalues.shape == (1, 4)
     # (2,) reads as two scalar starts; the 2-D system fails on them, and the message
     # says which argument and what shapes it may have
     with pytest.raises(ValueError, match=r"one row of `starts`.*\(M, n\)"):
@@ -492,8 +496,8 @@ def test_orbit_tools_bad_input():
         jaxgrad.orbit_diagram(doya_flow, jnp.zeros(2), jnp.zeros(0), params=P0, param="b")
     with pytest.raises(ValueError, match="`x0` must have shape \\(M,\\)"):
         jaxgrad.orbit_diagram(doya_flow, 0.0, values, params=P0, param="b")
-    with pytest.raises(ValueError, match="`x0` must have shape \\(\\) or \\(n,\\)"):
-        jaxgrad.hysteresis_sweep(doya_flow, jnp.zeros((2, 2)), values, params=P0, param="b")
+    with pytest.raises(ValueError, match="`x0` must hold at least one array"):
+        jaxgrad.hysteresis_sweep(doya_flow, (), values, params=P0, param="b")
     with pytest.raises(ValueError, match="`dt`"):
         jaxgrad.basins(doya_flow, jnp.zeros(2), values, params=P0, param="b", dt=-0.1)
     with pytest.raises(ValueError, match="`tol`"):

@@ -8,11 +8,21 @@ kind. The older form, ``f(x, p)`` with ``kind="map"``/``"flow"``, still works bu
 deprecated: ``kind=`` is where forgetting ``kind="map"`` silently ran a flow analysis.
 
 A *map* is ``x_{t+1} = f(x, p)``; a *flow* is ``dx/dt = f(x, p)``. The state ``x`` is a
-scalar or a 1-D array; ``p`` is a scalar or a pytree of parameters (a ``NamedTuple`` such
-as ``DoyaParams``, a ``dict`` or a dataclass), and the parameter that a sweep or a
-continuation varies is named by a field (``param="b"``) or by a path into ``params``
-(``param=("cell", "b")``: ``params.cell.b`` or ``params["cell"]["b"]``; an integer key
-indexes a tuple or list).
+scalar, an array of any shape or a pytree of arrays of one floating dtype (an LSTM's
+``(h, c)``, a dict; nested lists or tuples of plain numbers are read as an array); ``p`` is
+a scalar or a pytree of parameters (a ``NamedTuple`` such as ``DoyaParams``, a ``dict`` or
+a dataclass), and the parameter that a sweep or a continuation varies is named by a field
+(``param="b"``) or by a path into ``params`` (``param=("cell", "b")``: ``params.cell.b`` or
+``params["cell"]["b"]``; an integer key indexes a tuple or list).
+
+A state that is not a scalar or a 1-D array is flattened at the boundary with
+``jax.flatten_util.ravel_pytree`` (``check_state``) and the tools work on the flat vector
+of its ``n`` numbers (``Flattened``); the states in their results (branch rows, fixed
+points, orbits, points on cycles) come back in the caller's structure, each leaf with the
+result's leading axes: a pytree of leaves ``(S, *leaf_shape)`` where a 1-D state gives
+``(S, n)`` (``restore_state``). Eigenvalues, null vectors, branch tangents and Floquet
+multipliers stay flat, ``(n,)``: they belong to the ``(n, n)`` Jacobian of the flattened
+state, in the leaf order of ``ravel_pytree``. Scalar and 1-D states are used as they are.
 
 Fixed points solve ``g(x, p) = 0`` with ``g = f - x`` (map) or ``g = f`` (flow); their
 stability is read from the eigenvalues of ``∂f/∂x``: ``|μ| < 1`` (map), ``Re λ < 0`` (flow).
@@ -28,6 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from .._validation import (
     check_array,
@@ -73,7 +84,8 @@ class StepAsFunction:
     step: Callable
 
     def __call__(self, x: Any, p: Any) -> Any:
-        return self.step(x, jnp.zeros((0,), jnp.result_type(x)), p)
+        dtype = jnp.result_type(jax.tree_util.tree_leaves(x)[0])
+        return self.step(x, jnp.zeros((0,), dtype), p)
 
 
 def _required_positional(f: Callable) -> int | None:
@@ -275,40 +287,199 @@ def check_interval(name: str, interval: Any) -> tuple[float, float]:
     return lo, hi
 
 
-def check_state(name: str, x: Any, *, batched: bool = False) -> jax.Array:
-    """A finite state: scalar or 1-D (``batched``: with one extra leading axis)."""
-    arr = check_array(name, x)
-    lo, hi = (1, 2) if batched else (0, 1)
-    if not lo <= arr.ndim <= hi:
-        what = "(M,) or (M, n) (leading axis = initial conditions)" if batched else "() or (n,)"
-        raise ValueError(f"`{name}` must have shape {what}, got {arr.shape}")
-    if batched and arr.shape[0] == 0:
-        raise ValueError(f"`{name}` must hold at least one initial condition, got 0")
-    check_finite(name, arr)
-    return arr
+# --------------------------------------------------------------------------- states
+#
+# A state may be a scalar, an array of any shape or a pytree of arrays (an LSTM's
+# ``(h, c)``, a dict). The tools work on flat vectors: a scalar or 1-D array state is used
+# as it is (so results for those are exactly as before), any other state is flattened at
+# the boundary with ``jax.flatten_util.ravel_pytree`` and the step wrapped to act on the
+# flat vector (``Flattened``); the states in the results are unflattened again
+# (``restore_state``). Eigenvalues, null vectors, tangents and multipliers stay flat:
+# they belong to the ``(n, n)`` Jacobian of the flattened step (leaf order of
+# ``ravel_pytree``).
 
 
-def check_output(f: Callable, x: jax.Array, p: Any, *, name: str | None = None) -> None:
-    """``f(x, p)`` returns a state shaped like ``x``.
+@dataclasses.dataclass(frozen=True)
+class Flattened:
+    """``fn`` on flat states: ``x_flat -> ravel(fn(unravel(x_flat), *rest))``.
 
-    ``name``: the argument ``x`` was taken from (one row of a batch such as ``starts``);
-    the message then names it and the shapes it may have.
+    ``fn`` is ``f(x, p)`` or a vector field ``F(x, u[, params])``; ``unravel`` is the one
+    ``jax.flatten_util.ravel_pytree`` returns (hashable), so a ``Flattened`` is equal for
+    equal functions and state layouts and jitted tools reuse their code.
+    """
+
+    fn: Callable
+    unravel: Callable
+
+    def __call__(self, x: Any, *rest: Any) -> jax.Array:
+        return ravel_pytree(self.fn(self.unravel(x), *rest))[0]
+
+
+def _is_array_like(x: Any) -> bool:
+    """An array, a scalar, or nested lists/tuples of Python numbers (read as an array, as
+    ``jnp.asarray`` does): not a pytree of several states' parts."""
+    if isinstance(x, (list, tuple)) and not hasattr(x, "_fields"):
+        return len(x) > 0 and all(
+            isinstance(item, (int, float, np.generic))
+            or (isinstance(item, (list, tuple)) and _is_array_like(item)) for item in x)
+    return jax.tree_util.tree_structure(x) == jax.tree_util.tree_structure(0.0)
+
+
+def state_leaves(name: str, tree: Any) -> list[jax.Array]:
+    """The leaves of a state pytree as real floating arrays (``check_array``), at least one."""
+    if isinstance(tree, (str, bytes)) or tree is None:
+        raise TypeError(f"`{name}` must be an array or a pytree of arrays, got "
+                        f"{type(tree).__name__}")
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        raise ValueError(f"`{name}` must hold at least one array, got an empty pytree")
+    return [check_array(name, leaf) for leaf in leaves]
+
+
+def float_dtype(name: str, leaves: list[jax.Array]) -> Any:
+    """The one floating dtype the leaves of a state share (they are flattened together)."""
+    dtypes = {leaf.dtype for leaf in leaves}
+    if len(dtypes) != 1:
+        raise TypeError(
+            f"`{name}` leaves must share one floating dtype, got {sorted(map(str, dtypes))}"
+        )
+    return dtypes.pop()
+
+
+def _shapes(tree: Any) -> Any:
+    return jax.tree_util.tree_map(jnp.shape, tree)
+
+
+def check_state(name: str, x: Any, *, batched: bool = False) -> tuple[Any, jax.Array, Any]:
+    """A finite state (``batched``: ``M`` states along a leading axis of every leaf): a
+    scalar, an array of any shape, or a pytree of arrays of one floating dtype. Nested
+    lists or tuples of plain numbers are read as an array (``[0.1, 0.9]``); a container
+    of arrays is a pytree (``(h, c)``).
+
+    Returns ``(x, x_flat, unravel)``: ``x`` with its leaves as float arrays; for a scalar
+    or 1-D array state (``(M,)``/``(M, n)`` when batched) ``x_flat`` is ``x`` and
+    ``unravel`` is ``None``; for any other state (an N-D array, a tuple, a dict...)
+    ``x_flat`` is ``(n,)`` (``(M, n)``) by ``ravel_pytree`` and ``unravel`` maps a flat
+    state back.
+    """
+    if _is_array_like(x):
+        x = check_array(name, x)
+        leaves = [x]
+    else:
+        leaves = state_leaves(name, x)
+        x = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(x), leaves)
+    dtype = float_dtype(name, leaves)
+    if batched:
+        if any(leaf.ndim == 0 for leaf in leaves):
+            raise ValueError(
+                f"`{name}` must have shape (M,) or (M, *s) (leading axis = initial "
+                f"conditions; a pytree state: a leading axis M on every leaf), got "
+                f"{_shapes(x)}")
+        lengths = {leaf.shape[0] for leaf in leaves}
+        if len(lengths) != 1:
+            raise ValueError(f"`{name}` leaves disagree on the number of initial conditions "
+                             f"(their leading axis): {sorted(lengths)}")
+        if lengths.pop() == 0:
+            raise ValueError(f"`{name}` must hold at least one initial condition, got 0")
+    if sum(leaf.size for leaf in leaves) == 0:
+        raise ValueError(f"`{name}` must have at least one element, got shape(s) {_shapes(x)}")
+    check_finite(name, x)
+    if isinstance(x, jax.Array) and x.ndim <= (2 if batched else 1):
+        return x, x, None
+    if batched:
+        row = jax.tree_util.tree_map(lambda leaf: leaf[0], x)
+        unravel = ravel_pytree(row)[1]
+        flat = jax.vmap(lambda r: ravel_pytree(r)[0])(x)
+    else:
+        flat, unravel = ravel_pytree(x)
+    return x, flat.astype(dtype), unravel
+
+
+def restore_state(unravel: Callable | None, flat: Any) -> Any:
+    """States ``(*lead, n)`` as the caller gave them: ``flat`` itself for a scalar or 1-D
+    state (``unravel`` is ``None``), else the pytree with leaves ``(*lead, *leaf_shape)``."""
+    if unravel is None:
+        return flat
+    fn = unravel
+    for _ in range(jnp.ndim(flat) - 1):
+        fn = jax.vmap(fn)
+    return fn(jnp.asarray(flat))
+
+
+def restore_jacobian(unravel: Callable | None, J: Any) -> Any:
+    """A Jacobian ``(*lead, n, n)`` of the flat state as ``jax.jacfwd`` gives it for the
+    state: ``J`` itself for a scalar or 1-D state, else a pytree of pytrees (outer: the
+    output's structure, inner: the input's) with leaves
+    ``(*lead, *out_leaf_shape, *in_leaf_shape)``."""
+    if unravel is None:
+        return J
+    n = J.shape[-1]
+    leaves, treedef = jax.tree_util.tree_flatten(
+        jax.eval_shape(unravel, jax.ShapeDtypeStruct((n,), J.dtype)))
+    shapes = [leaf.shape for leaf in leaves]
+    bounds = np.cumsum([0] + [int(np.prod(s, dtype=np.int64)) for s in shapes])
+    lead = J.shape[:-2]
+
+    def block(i, j):
+        part = J[..., bounds[i]:bounds[i + 1], bounds[j]:bounds[j + 1]]
+        return jnp.reshape(part, (*lead, *shapes[i], *shapes[j]))
+
+    rows = [jax.tree_util.tree_unflatten(treedef, [block(i, j) for j in range(len(shapes))])
+            for i in range(len(shapes))]
+    return jax.tree_util.tree_unflatten(treedef, rows)
+
+
+def check_output(f: Callable, x: Any, p: Any, *, name: str | None = None,
+                 batched: bool = False) -> None:
+    """``f(x, p)`` returns a state of the structure and shapes of ``x`` (one state).
+
+    ``name``: the argument ``x`` was taken from (``batched``: one row of it, such as
+    ``starts``); the message names it.
     """
     where = ""
-    if name is not None:
-        where = (f" (one row of `{name}`; `{name}` must be (M,) for a scalar state or "
-                 "(M, n) for a state of shape (n,))")
+    if batched:
+        where = (f" (one row of `{name}`; `{name}` must be (M,) for a scalar state, (M, n) "
+                 f"for a state of shape (n,), (M, *s) in general, or a pytree of leaves "
+                 f"(M, *leaf_shape))")
+    elif name is not None:
+        where = f" (`{name}`)"
     try:
         out = jax.eval_shape(f, x, p)
     except Exception as err:  # any failure of the user's f, reported with the shapes
         raise ValueError(
-            f"`f` failed on a state of shape {x.shape}{where}: {type(err).__name__}: {err}"
+            f"`f` failed on a state of shape {_shapes(x)}{where}: {type(err).__name__}: {err}"
         ) from err
-    if not hasattr(out, "shape") or out.shape != x.shape:
-        got = getattr(out, "shape", type(out).__name__)
+    same = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(x) and all(
+        jnp.shape(a) == jnp.shape(b) for a, b in zip(
+            jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(x), strict=True))
+    if not same:
         raise ValueError(
-            f"`f(x, p)` must return a state shaped like x {x.shape}{where}, got {got}"
+            f"`f(x, p)` must return a state shaped like x {_shapes(x)}{where}, got "
+            f"{_shapes(out)}"
         )
+
+
+def flat_system(f: Callable, x: Any, p: Any, *, name: str, batched: bool = False
+                ) -> tuple[Callable, jax.Array, Callable | None]:
+    """``(f_flat, x_flat, unravel)``: the state ``x`` checked (``check_state``), ``f`` checked
+    on it (``check_output``; ``p`` its parameters) and, for a state that is not a scalar or
+    a 1-D array, ``f`` on flat states (``Flattened``). ``unravel`` goes to
+    ``restore_state`` for the results."""
+    x, flat, unravel = check_state(name, x, batched=batched)
+    one = jax.tree_util.tree_map(lambda leaf: leaf[0], x) if batched else x
+    check_output(f, one, p, name=name, batched=batched)
+    return flattened(f, unravel), flat, unravel
+
+
+def flattened(f: Callable, unravel: Callable | None) -> Callable:
+    """``f`` on flat states (``Flattened``), or ``f`` itself when ``unravel`` is ``None``."""
+    return f if unravel is None else Flattened(f, unravel)
+
+
+def param_label(param: Any) -> str:
+    """``params.b`` for ``param="b"``, ``params.cell.b`` / ``params.layers[0]`` for a path."""
+    keys = param if isinstance(param, tuple) else (param,)
+    return "params" + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys)
 
 
 def check_dt(kind: str, dt: Any) -> float:

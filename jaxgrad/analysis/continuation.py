@@ -61,8 +61,11 @@ from ._system import (
     classify,
     default_tol,
     eigenvalues,
+    flattened,
     get_param,
+    param_label,
     residual,
+    restore_state,
     set_param,
 )
 
@@ -87,10 +90,14 @@ class BifurcationPoint(NamedTuple):
             ``"neimark_sacker"``). A branch point is where two branches of fixed points
             cross (a real eigenvalue through μ = +1 / λ = 0 while the branch goes on):
             ``branch_type`` says which.
-        x: ``(*s)`` the fixed point at the bifurcation.
+        x: ``(*s)`` the fixed point at the bifurcation, a state like the one given (a
+            pytree state: that pytree).
         p: ``()`` the parameter value.
         eigenvalues: ``(n,)`` of ``∂f/∂x`` there (one is 1 / -1 for a map fold / flip,
-            0 for a flow fold; a pair is ``±iω`` for a flow Hopf, ``e^{±iθ}`` for a map).
+            0 for a flow fold; a pair is ``±iω`` for a flow Hopf, ``e^{±iθ}`` for a map);
+            ``n`` is the state's size, and for an N-D or pytree state these and
+            ``null_vector``, ``branch_tangents`` belong to the flattened state
+            (``ravel_pytree`` order).
         null_vector: ``(n,)`` the critical eigenvector: real ``v`` (fold, flip, branch
             point, ``‖v‖ = 1`` for the last); for a Hopf point the complex ``q`` with
             ``∂f/∂x q = iω q`` (``e^{iθ} q``), ``‖q‖ = 1``.
@@ -139,7 +146,8 @@ class Branch(NamedTuple):
     """A continued fixed-point branch (``S = num_steps + 1`` rows, the start first).
 
     Attributes:
-        x: ``(S, *s)`` states; ``p``: ``(S,)`` parameter values.
+        x: ``(S, *s)`` states (a pytree state: that pytree with leaves
+            ``(S, *leaf_shape)``); ``p``: ``(S,)`` parameter values.
         valid: ``(S,)`` accepted points inside ``p_range`` (the others are rejected
             predictor-corrector attempts or lie past the end of the branch; rows past the
             end are not computed and hold NaN).
@@ -176,7 +184,8 @@ class FoldCurve(NamedTuple):
     """A fold curve in two parameters (``S`` rows).
 
     Attributes:
-        x: ``(S, *s)`` the fixed point at the fold; ``p``: ``(S,)`` the first parameter;
+        x: ``(S, *s)`` the fixed point at the fold (a pytree state: leaves
+            ``(S, *leaf_shape)``); ``p``: ``(S,)`` the first parameter;
             ``p2``: ``(S,)`` the second.
         valid: ``(S,)`` accepted points inside ``p2_range``.
         cusps: located ``CuspPoint`` s.
@@ -571,16 +580,18 @@ def _locate_hopf(f, x, params, *, kind, param, newton_steps):
 
 
 def _check_common(f, kind, x0, params, param, *, name="x0"):
+    """``(f_flat, x0_flat, unravel, p0)``: the state checked and flattened (``unravel`` for
+    ``restore_state``; ``None`` for a scalar or 1-D state), ``f`` checked on it."""
     check_system(f, kind)
-    x0 = check_state(name, x0)
+    x0, flat, unravel = check_state(name, x0)
     check_param(params, param)
     check_params_finite(params)
-    check_output(f, x0, params)
+    check_output(f, x0, params, name=name)
     p0 = get_param(params, param)
     if np.ndim(p0) != 0:
-        raise ValueError(f"`params.{param}` must be a scalar to be continued, got shape "
+        raise ValueError(f"`{param_label(param)}` must be a scalar to be continued, got shape "
                          f"{np.shape(p0)}")
-    return x0, float(p0)
+    return flattened(f, unravel), flat, unravel, float(p0)
 
 
 def _check_steps(direction, ds, ds_min, ds_max, num_steps, newton_steps):
@@ -642,7 +653,8 @@ def locate_bifurcation(
     Arguments:
         f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
             ``u`` is a ``(0,)`` array), a flow as ``jaxgrad.vector_field(F)``, or
-            (deprecated) ``f(x, p)`` with ``kind``; state shape ``()`` or ``(n,)``.
+            (deprecated) ``f(x, p)`` with ``kind``; the state a scalar, an array of any
+            shape or a pytree of arrays (see ``jaxgrad.analysis._system``).
         x_guess: a point near the bifurcation; ``params[param]`` is the guess for ``p``.
         params: parameters (a dict, NamedTuple or dataclass).
         param: the name of the parameter that is solved for.
@@ -680,7 +692,7 @@ def locate_bifurcation(
         ('transcritical', 1.0, True)
     """
     f, kind = as_system(f, kind, "flow")
-    x0, _ = _check_common(f, kind, x_guess, params, param, name="x_guess")
+    f, x0, unravel, _ = _check_common(f, kind, x_guess, params, param, name="x_guess")
     check_choice("bifurcation", bifurcation, BIFURCATIONS)
     if bifurcation == "flip" and kind != "map":
         raise ValueError("`bifurcation`='flip' (μ = -1) exists only for kind='map'")
@@ -690,7 +702,8 @@ def locate_bifurcation(
     newton_steps = check_positive_int("newton_steps", newton_steps)
     tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
     if bifurcation == "branch_point":
-        return _branch_point(f, kind, x0, params, param, newton_steps, tol)
+        point = _branch_point(f, kind, x0, params, param, newton_steps, tol)
+        return point._replace(x=restore_state(unravel, point.x))
     if bifurcation == "hopf":
         xb, q, ev, v, res, w, l1 = _locate_hopf(f, x0, params, kind=kind, param=param,
                                                 newton_steps=newton_steps)
@@ -699,11 +712,12 @@ def locate_bifurcation(
         margin = 100 * tol
         proper = (w > margin) & ((w < np.pi - margin) if kind == "map" else True)
         ok = (res < tol) & proper & jnp.isfinite(l1)
-        return BifurcationPoint("hopf", xb, q, ev, v, ok, res, w, l1)
+        return BifurcationPoint("hopf", restore_state(unravel, xb), q, ev, v, ok, res, w, l1)
     xb, q, ev, v, res = _locate_fixed(f, x0, params, kind=kind, param=param,
                                       newton_steps=newton_steps, bifurcation=bifurcation)
     nan = jnp.asarray(jnp.nan, x0.dtype)
-    return BifurcationPoint(bifurcation, xb, q, ev, v, res < tol, res, nan, nan)
+    return BifurcationPoint(bifurcation, restore_state(unravel, xb), q, ev, v, res < tol, res,
+                            nan, nan)
 
 
 def continue_branch(
@@ -751,7 +765,8 @@ def continue_branch(
     Arguments:
         f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
             ``u`` is a ``(0,)`` array), a flow as ``jaxgrad.vector_field(F)``, or
-            (deprecated) ``f(x, p)`` with ``kind``; state shape ``()`` or ``(n,)``.
+            (deprecated) ``f(x, p)`` with ``kind``; the state a scalar, an array of any
+            shape or a pytree of arrays (see ``jaxgrad.analysis._system``).
         x0: a fixed point (or a guess) at ``params[param]``.
         params: parameters (dict, NamedTuple or dataclass); ``param`` names the one varied.
         p_range: ``(lo, hi)``, containing ``params[param]``.
@@ -775,10 +790,10 @@ def continue_branch(
         [('fold', -2.344), ('fold', -2.656)]
     """
     f, kind = as_system(f, kind, "flow")
-    x0, p0 = _check_common(f, kind, x0, params, param)
+    f, x0, unravel, p0 = _check_common(f, kind, x0, params, param)
     lo, hi = check_interval("p_range", p_range)
     if not lo <= p0 <= hi:
-        raise ValueError(f"`params.{param}`={p0} must lie inside `p_range` ({lo}, {hi})")
+        raise ValueError(f"`{param_label(param)}`={p0} must lie inside `p_range` ({lo}, {hi})")
     ds, ds_min, ds_max, num_steps, newton_steps = _check_steps(
         direction, ds, ds_min, ds_max, num_steps, newton_steps)
     tol = default_tol(x0.dtype) if tol is None else check_positive_float("tol", tol)
@@ -789,10 +804,11 @@ def continue_branch(
         jnp.asarray(tol, dt), kind=kind, param=param, num_steps=num_steps,
         newton_steps=newton_steps)
     return _branch_result(f, kind, params, param, tol, locate, xs, ps, valid, ev, tp, res,
-                          bp_test)
+                          bp_test, unravel)
 
 
-def _branch_result(f, kind, params, param, tol, locate, xs, ps, valid, ev, tp, res, bp_test):
+def _branch_result(f, kind, params, param, tol, locate, xs, ps, valid, ev, tp, res, bp_test,
+                   unravel):
     """The ``Branch`` of continued rows, with its bifurcations located (``locate``).
 
     Between consecutive valid rows: a sign change of the branch-point test function
@@ -802,6 +818,9 @@ def _branch_result(f, kind, params, param, tol, locate, xs, ps, valid, ev, tp, r
     bifurcating branch turns back in ``p`` at the branch point; Allgower & Georg 2003,
     §8.1; Kuznetsov 2004, §10.2.4); for maps a sign change of ``det(∂f/∂x + I)`` is a flip;
     a complex pair through the imaginary axis (unit circle) a Hopf point.
+
+    ``f`` and the rows ``xs`` are on flat states; the states of the result are restored
+    with ``unravel`` (``restore_state``).
     """
     dt = xs.dtype
     stability, _ = classify(ev, kind)
@@ -836,8 +855,8 @@ def _branch_result(f, kind, params, param, tol, locate, xs, ps, valid, ev, tp, r
                 t = point.branch_tangents
                 if abs(float(t[1] @ secant)) > abs(float(t[0] @ secant)):
                     point = point._replace(branch_tangents=t[::-1])
-            found.append(point)
-    return Branch(xs, ps, valid, ev, stability, tp, res, tuple(found))
+            found.append(point._replace(x=restore_state(unravel, point.x)))
+    return Branch(restore_state(unravel, xs), ps, valid, ev, stability, tp, res, tuple(found))
 
 
 def switch_branch(
@@ -907,7 +926,7 @@ def switch_branch(
     check_param(params, param)
     p_star = check_array("point.p", point.p, ndim=0)
     params = set_param(params, param, p_star)
-    x0, p0 = _check_common(f, kind, point.x, params, param, name="point.x")
+    f, x0, unravel, p0 = _check_common(f, kind, point.x, params, param, name="point.x")
     lo, hi = check_interval("p_range", p_range)
     if not lo <= p0 <= hi:
         raise ValueError(f"`point.p`={p0} must lie inside `p_range` ({lo}, {hi})")
@@ -936,7 +955,7 @@ def switch_branch(
     xs, ps, valid, ev, tp, res, bp_test = rows
     tp = tp.at[num_steps].set(t[-1])
     return _branch_result(f, kind, params, param, tol, locate, xs, ps, valid, ev, tp, res,
-                          bp_test)
+                          bp_test, unravel)
 
 
 def _hopf_brackets(ev: np.ndarray, idx: np.ndarray, kind: str) -> list[tuple[int, int]]:
@@ -1023,17 +1042,17 @@ def fold_curve(
         (4.0, -2.0)
     """
     f, kind = as_system(f, kind, "flow")
-    x0, _ = _check_common(f, kind, x0, params, param)
+    f, x0, unravel, _ = _check_common(f, kind, x0, params, param)
     if param2 is None or param2 == param:
         raise ValueError(f"`param2` must name a second parameter other than {param!r}, "
                          f"got {param2!r}")
     check_param(params, param2, name="param2")
     p2 = get_param(params, param2)
     if np.ndim(p2) != 0:
-        raise ValueError(f"`params.{param2}` must be a scalar, got shape {np.shape(p2)}")
+        raise ValueError(f"`{param_label(param2)}` must be a scalar, got shape {np.shape(p2)}")
     lo, hi = check_interval("p2_range", p2_range)
     if not lo <= float(p2) <= hi:
-        raise ValueError(f"`params.{param2}`={float(p2)} must lie inside `p2_range` "
+        raise ValueError(f"`{param_label(param2)}`={float(p2)} must lie inside `p2_range` "
                          f"({lo}, {hi})")
     ds, ds_min, ds_max, num_steps, newton_steps = _check_steps(
         direction, ds, ds_min, ds_max, num_steps, newton_steps)
@@ -1055,8 +1074,9 @@ def fold_curve(
             z_mid = 0.5 * (zs[i] + zs[j])
             Y, q, r = _locate_cusp(f, z_mid, params, kind=kind, param=param, param2=param2,
                                    shape=shape, newton_steps=newton_steps)
-            cusps.append(CuspPoint(jnp.reshape(Y[:n], shape), Y[2 * n], q, r < tol, r))
-    return FoldCurve(xs, zs[:, 2 * n], zs[:, -1], acc, tuple(cusps))
+            cusps.append(CuspPoint(restore_state(unravel, jnp.reshape(Y[:n], shape)), Y[2 * n],
+                                   q, r < tol, r))
+    return FoldCurve(restore_state(unravel, xs), zs[:, 2 * n], zs[:, -1], acc, tuple(cusps))
 
 
 def _extended_fold_system(f, kind, param, param2, params, shape, c):
@@ -1154,7 +1174,8 @@ class HopfCurve(NamedTuple):
     """A Hopf curve of a flow in two parameters (``S`` rows).
 
     Attributes:
-        x: ``(S, *s)`` the fixed point; ``p``: ``(S,)`` the first parameter; ``p2``:
+        x: ``(S, *s)`` the fixed point (a pytree state: leaves ``(S, *leaf_shape)``);
+            ``p``: ``(S,)`` the first parameter; ``p2``:
             ``(S,)`` the second.
         kappa: ``(S,)`` ``κ = ω²``: positive on the Hopf curve, negative where it has
             become a neutral-saddle curve (real eigenvalues ``±√-κ``).
@@ -1386,7 +1407,7 @@ def hopf_curve(
         (True, True, True)
     """
     f, kind = as_system(f, kind, "flow")
-    x0, _ = _check_common(f, kind, x0, params, param)
+    f, x0, unravel, _ = _check_common(f, kind, x0, params, param)
     if kind != "flow":
         raise ValueError("`hopf_curve` continues Hopf points of a flow; `f` is a map "
                          "(Neimark-Sacker curves are not supported)")
@@ -1399,10 +1420,10 @@ def hopf_curve(
     check_param(params, param2, name="param2")
     p2 = get_param(params, param2)
     if np.ndim(p2) != 0:
-        raise ValueError(f"`params.{param2}` must be a scalar, got shape {np.shape(p2)}")
+        raise ValueError(f"`{param_label(param2)}` must be a scalar, got shape {np.shape(p2)}")
     lo, hi = check_interval("p2_range", p2_range)
     if not lo <= float(p2) <= hi:
-        raise ValueError(f"`params.{param2}`={float(p2)} must lie inside `p2_range` "
+        raise ValueError(f"`{param_label(param2)}`={float(p2)} must lie inside `p2_range` "
                          f"({lo}, {hi})")
     ds, ds_min, ds_max, num_steps, newton_steps = _check_steps(
         direction, ds, ds_min, ds_max, num_steps, newton_steps)
@@ -1425,8 +1446,8 @@ def hopf_curve(
             Z, r = _locate_bogdanov_takens(f, 0.5 * (zs[i] + zs[j]), v0, params, param=param,
                                            param2=param2, shape=shape,
                                            newton_steps=newton_steps)
-            points.append(BogdanovTakensPoint(jnp.reshape(Z[:n], shape), Z[2 * n], Z[-1],
-                                              r < tol, r))
+            points.append(BogdanovTakensPoint(restore_state(unravel, jnp.reshape(Z[:n], shape)),
+                                              Z[2 * n], Z[-1], r < tol, r))
     frequency = jnp.where(kappa >= 0, jnp.sqrt(jnp.maximum(kappa, 0.0)), jnp.nan)
     # Generalised Hopf points: sign changes of l_1 between consecutive rows where it is
     # defined (κ > 0) and not exactly zero.
@@ -1441,7 +1462,8 @@ def hopf_curve(
             kz = z[2 * n + 1]
             scale = max(abs(l1_h[i]), abs(l1_h[j]))
             ok = (r < tol) & (kz > 0) & (jnp.abs(l1_z) <= tol * scale)
-            gh.append(GeneralizedHopfPoint(jnp.reshape(z[:n], shape), z[2 * n], z[-1],
-                                           jnp.sqrt(jnp.maximum(kz, 0.0)), l1_z, ok, r))
-    return HopfCurve(xs, zs[:, 2 * n], zs[:, -1], kappa, frequency, acc, tuple(points), l1,
-                     tuple(gh))
+            gh.append(GeneralizedHopfPoint(restore_state(unravel, jnp.reshape(z[:n], shape)),
+                                           z[2 * n], z[-1], jnp.sqrt(jnp.maximum(kz, 0.0)),
+                                           l1_z, ok, r))
+    return HopfCurve(restore_state(unravel, xs), zs[:, 2 * n], zs[:, -1], kappa, frequency,
+                     acc, tuple(points), l1, tuple(gh))

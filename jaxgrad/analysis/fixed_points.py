@@ -32,16 +32,17 @@ from ._system import (
     check_output,
     check_param,
     check_params_finite,
-    check_state,
     check_system,
     check_values,
     classify,
     complex_dtype,
     default_tol,
     eigenvalues,
+    flat_system,
     merge_close,
     newton_iterate,
     residual,
+    restore_state,
     set_param,
 )
 
@@ -203,8 +204,10 @@ class FixedPoints(NamedTuple):
     """Distinct fixed points of an N-D system (``K`` found, state shape ``s``, ``n`` = size).
 
     Attributes:
-        x: ``(K, *s)`` the fixed points (sorted by their coordinates).
-        eigenvalues: ``(K, n)`` eigenvalues of ``∂f/∂x`` (complex).
+        x: ``(K, *s)`` the fixed points (sorted by their coordinates); for a pytree state
+            that pytree with leaves ``(K, *leaf_shape)`` (sorted by the flattened state).
+        eigenvalues: ``(K, n)`` eigenvalues of ``∂f/∂x`` (complex; for an N-D or pytree
+            state, of the Jacobian of the flattened state).
         stability: ``(K,)`` code into ``STABILITY_LABELS`` (stable, unstable, saddle).
         loss_of_stability: ``(K,)`` code into ``LOSS_OF_STABILITY_LABELS`` for the
             critical eigenvalue (fold, flip, hopf, neimark_sacker).
@@ -257,8 +260,11 @@ def fixed_points(
     (flow), unstable when none is, a saddle otherwise.
 
     Arguments:
-        f: ``f(x, p) -> x`` with a state of shape ``()`` or ``(n,)``.
-        starts: ``(M, *s)`` starting points.
+        f: a map as a step ``f(x, u, params)``, a flow as ``jaxgrad.vector_field(F)``, or
+            (deprecated) ``f(x, p)``; the state a scalar, an array of any shape or a
+            pytree of arrays (an LSTM's ``(h, c)``: ``jaxgrad.lstm_step`` as it is).
+        starts: ``(M, *s)`` starting points (a pytree state: that pytree with leaves
+            ``(M, *leaf_shape)``).
         params: the parameters passed to ``f``.
         kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default ``"flow"``);
             give a map as a step ``f(x, u, params)`` and a flow as ``jaxgrad.vector_field``.
@@ -275,15 +281,22 @@ def fixed_points(
         >>> fp = fixed_points(duffing, starts, params=0.5)
         >>> fp.x.round(3).tolist(), [jaxgrad.STABILITY_LABELS[s] for s in fp.stability]
         ([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], ['stable', 'saddle', 'stable'])
+
+        The same oscillator on a pytree state, the pair (position, velocity): the points
+        come back as a pair, the eigenvalues are those of the flattened state:
+
+        >>> pair = jaxgrad.vector_field(lambda z, u, p: (z[1], z[0] - z[0] ** 3 - p * z[1]))
+        >>> fp = fixed_points(pair, (jnp.linspace(-2, 2, 9), jnp.zeros(9)), params=0.5)
+        >>> fp.x[0].round(3).tolist(), fp.x[1].round(3).tolist(), fp.eigenvalues.shape
+        ([-1.0, 0.0, 1.0], [0.0, 0.0, 0.0], (3, 2))
     """
     f, kind = as_system(f, kind, "flow")
     check_system(f, kind)
-    starts = check_state("starts", starts, batched=True)
+    check_params_finite(params)
+    f, starts, unravel = flat_system(f, starts, params, name="starts", batched=True)
     newton_steps = check_positive_int("newton_steps", newton_steps)
     tol = default_tol(starts.dtype) if tol is None else check_positive_float("tol", tol)
     merge_tol = 1e3 * tol if merge_tol is None else check_positive_float("merge_tol", merge_tol)
-    check_params_finite(params)
-    check_output(f, starts[0], params, name="starts")
     xs, res, ev = _newton_many(f, starts, params, kind=kind, newton_steps=newton_steps)
     xs, res, ev = np.asarray(xs), np.asarray(res), np.asarray(ev)
     flat = xs.reshape(xs.shape[0], -1)
@@ -294,7 +307,8 @@ def fixed_points(
     eig = jnp.asarray(ev[idx]) if idx.size else jnp.zeros((0, flat.shape[1]), ev.dtype)
     stability, loss = classify(eig, kind)
     return FixedPoints(
-        x=jnp.asarray(xs[idx]) if idx.size else jnp.zeros((0, *xs.shape[1:]), xs.dtype),
+        x=restore_state(unravel, jnp.asarray(xs[idx]) if idx.size
+                        else jnp.zeros((0, *xs.shape[1:]), xs.dtype)),
         eigenvalues=eig,
         stability=stability,
         loss_of_stability=loss,

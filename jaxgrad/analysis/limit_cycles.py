@@ -53,7 +53,9 @@ from ._system import (
     check_state,
     complex_dtype,
     default_tol,
+    flattened,
     newton_iterate,
+    restore_state,
     set_param,
 )
 from .continuation import BifurcationPoint
@@ -63,7 +65,8 @@ class LimitCycle(NamedTuple):
     """A periodic orbit of a flow found by shooting (``n`` = state size).
 
     Attributes:
-        point: ``(n,)`` a point ``x_0`` on the cycle (the one on the phase condition's
+        point: ``(n,)`` a point ``x_0`` on the cycle (a state like ``x0``: for an N-D or
+            pytree state, that shape or pytree; the one on the phase condition's
             hyperplane through the initial guess).
         period: ``()`` the period ``T``.
         floquet_multipliers: ``(n,)`` complex, the eigenvalues of the monodromy matrix
@@ -101,7 +104,8 @@ class CycleBranch(NamedTuple):
 
     Attributes:
         p: ``(S,)`` the parameter.
-        points: ``(S, n)`` a point on each cycle.
+        points: ``(S, n)`` a point on each cycle (for an N-D or pytree state, that pytree
+            with leaves ``(S, *leaf_shape)``).
         period: ``(S,)`` the periods.
         amplitude: ``(S,)`` as in ``LimitCycle``.
         floquet_multipliers: ``(S, n)`` complex, the trivial one first (``LimitCycle``).
@@ -130,7 +134,8 @@ class PoincareSection(NamedTuple):
     (``K = max_crossings`` rows).
 
     Attributes:
-        points: ``(K, n)`` the states at the crossings, in time order; NaN past ``count``.
+        points: ``(K, n)`` the states at the crossings, in time order; NaN past ``count``
+            (for an N-D or pytree state, that pytree with leaves ``(K, *leaf_shape)``).
         times: ``(K,)`` the crossing times; NaN past ``count``.
         valid: ``(K,)`` the rows that hold a crossing.
         count: ``()`` how many crossings are returned (``<= K``).
@@ -150,13 +155,15 @@ class PoincareSection(NamedTuple):
 # --------------------------------------------------------------------------- checks
 
 
-def _check_flow_state(name: str, x: Any) -> jax.Array:
-    """A finite ``(n,)`` float state with ``n >= 2`` (a cycle needs two dimensions)."""
-    x = check_state(name, x)
-    if x.ndim != 1 or x.shape[0] < 2:
-        raise ValueError(f"`{name}` must have shape (n,) with n >= 2 (a flow on a line has "
-                         f"no cycles), got shape {x.shape}")
-    return x
+def _check_flow_state(name: str, x: Any) -> tuple[Any, jax.Array, Any]:
+    """A finite float state of ``n >= 2`` components (a cycle needs two dimensions): an
+    ``(n,)`` array, an N-D array or a pytree; ``(x, x_flat, unravel)`` as ``check_state``."""
+    x, flat, unravel = check_state(name, x)
+    if flat.ndim != 1 or flat.shape[0] < 2:
+        raise ValueError(f"`{name}` must have n >= 2 components (shape (n,), an N-D array or "
+                         f"a pytree; a flow on a line has no cycles), got shape "
+                         f"{jax.tree_util.tree_map(jnp.shape, x)}")
+    return x, flat, unravel
 
 
 def _check_input(u: Any, dtype: Any) -> jax.Array:
@@ -167,12 +174,13 @@ def _check_input(u: Any, dtype: Any) -> jax.Array:
     return u
 
 
-def _check_output(field: Any, x: jax.Array, u: jax.Array, params: Any) -> None:
-    """``F(x, u[, params])`` returns a state shaped like ``x`` (trace-time check)."""
+def _check_output(field: Any, x: Any, u: jax.Array, params: Any, name: str = "x0") -> None:
+    """``F(x, u[, params])`` returns a state (a pytree) shaped like ``x`` (trace-time check)."""
     try:
         out = jax.eval_shape(bind(field.f, params), x, u)
     except Exception as err:  # any failure of the user's F, reported with the shapes
-        raise ValueError(f"`field` failed on a state of shape {x.shape}: "
+        raise ValueError(f"`field` failed on `{name}`, a state of shape "
+                         f"{jax.tree_util.tree_map(jnp.shape, x)}: "
                          f"{type(err).__name__}: {err}") from err
     check_state_like(out, x, what="`field` must return dx/dt")
 
@@ -365,7 +373,9 @@ def limit_cycle(
     Arguments:
         field: a ``VectorField`` (``jaxgrad.vector_field(F)``) of an autonomous flow.
         x0: ``(n,)``, ``n >= 2``, a point near the cycle (also the phase condition's
-            reference point ``x̂``: choose one where ``F`` is not small).
+            reference point ``x̂``: choose one where ``F`` is not small); or an N-D array
+            or a pytree of arrays of ``n >= 2`` numbers in all, flattened with
+            ``ravel_pytree`` (the multipliers are of the flattened state).
         period_guess: ``> 0``, a guess for the period.
         params: passed as ``F(x, u, params)`` (default: ``F(x, u)``); traced.
         u: a constant input (default: a ``(0,)`` array).
@@ -402,9 +412,9 @@ def limit_cycle(
         [1.0, 0.043]
     """
     check_vector_field(field)
-    x0 = _check_flow_state("x0", x0)
+    x0, x0_flat, unravel = _check_flow_state("x0", x0)
     period = check_positive_float("period_guess", period_guess)
-    dtype = x0.dtype
+    dtype = x0_flat.dtype
     u = _check_input(u, dtype)
     check_params_finite(params)
     newton_steps = check_positive_int("newton_steps", newton_steps)
@@ -414,14 +424,15 @@ def limit_cycle(
         min_amplitude = check_positive_float("min_amplitude", min_amplitude, allow_zero=True)
     options = _options(dtype, solver, stiff, rtol, atol, max_steps)
     _check_output(field, x0, u, params)
-    n = x0.shape[0]
-    w0 = jnp.concatenate([x0, jnp.asarray([period, 0.0], dtype)])
-    shot = _shoot(field.f, params, u, w0, x0, 0.0, jnp.zeros(n + 2, dtype), w0, tol=tol,
+    n = x0_flat.shape[0]
+    w0 = jnp.concatenate([x0_flat, jnp.asarray([period, 0.0], dtype)])
+    shot = _shoot(flattened(field.f, unravel), params, u, w0, x0_flat, 0.0,
+                  jnp.zeros(n + 2, dtype), w0, tol=tol,
                   min_amplitude=min_amplitude, param=None, options=options, arclength=False,
                   newton_steps=newton_steps, num_samples=num_samples)
     mult, stable = _multipliers(shot.J, n)
     return LimitCycle(
-        point=jnp.asarray(shot.w[:n], dtype),
+        point=restore_state(unravel, jnp.asarray(shot.w[:n], dtype)),
         period=jnp.asarray(shot.w[n], dtype),
         floquet_multipliers=jnp.asarray(mult.astype(complex_dtype(dtype))),
         stable=jnp.asarray(stable),
@@ -535,7 +546,7 @@ def cycle_branch(
     if not bool(hopf_point.converged):
         raise ValueError("`hopf_point` did not converge (its `converged` is False): locate "
                          "the Hopf point first")
-    x_h = _check_flow_state("hopf_point.x", hopf_point.x)
+    x_tree, x_h, unravel = _check_flow_state("hopf_point.x", hopf_point.x)
     dtype = x_h.dtype
     omega = float(hopf_point.frequency)
     l1 = float(hopf_point.first_lyapunov_coefficient)
@@ -552,7 +563,7 @@ def cycle_branch(
         raise ValueError(f"`p_range` ({lo}, {hi}) must contain the Hopf point p = {p_star}")
     u = _check_input(u, dtype)
     params = set_param(params, param, jnp.asarray(p_star, dtype))
-    _check_output(field, x_h, u, params)
+    _check_output(field, x_tree, u, params, name="hopf_point.x")
     seed_offset = (0.01 * max(1.0, abs(p_star)) if seed_offset is None
                    else check_positive_float("seed_offset", seed_offset))
     ds = 2 * seed_offset if ds is None else check_positive_float("ds", ds)
@@ -565,7 +576,7 @@ def cycle_branch(
     num_samples = check_positive_int("num_samples", num_samples, minimum=8)
     tol = default_tol(dtype) if tol is None else check_positive_float("tol", tol)
     options = _options(dtype, solver, stiff, rtol, atol, max_steps)
-    f = field.f
+    f = flattened(field.f, unravel)
     n = x_h.shape[0]
 
     # The side where the cycle exists: α(p) / l1 < 0, α' from a central difference.
@@ -652,7 +663,7 @@ def cycle_branch(
         stable = np.zeros(0, bool)
     return CycleBranch(
         p=jnp.asarray(w[:, n + 1], dtype),
-        points=jnp.asarray(w[:, :n], dtype),
+        points=restore_state(unravel, jnp.asarray(w[:, :n], dtype)),
         period=jnp.asarray(w[:, n], dtype),
         amplitude=jnp.asarray(amplitude, dtype),
         floquet_multipliers=jnp.asarray(mult.astype(cdt)),
@@ -749,9 +760,10 @@ def poincare_section(
 
     Arguments:
         field: a ``VectorField`` ``F(x, u[, params])``.
-        x0: ``(n,)`` the initial state (finite).
+        x0: ``(n,)`` the initial state (finite), or an N-D array or a pytree state.
         t1: the final time, ``> t0``.
-        normal: ``(n,)`` the hyperplane's normal, non-zero; ``offset``: its offset.
+        normal: ``(n,)`` the hyperplane's normal, non-zero, shaped like ``x0`` (a pytree
+            state: the same pytree); ``offset``: its offset.
         params, u, t0, solver, stiff, rtol, atol, dt0, max_steps: as in
             ``jaxgrad.integrate``.
         direction: ``1``: crossings where ``s`` increases (from ``s < 0`` to ``s >= 0``);
@@ -777,17 +789,16 @@ def poincare_section(
         (3, [6.28, 12.57, 18.85])
     """
     check_vector_field(field)
-    x0 = check_state("x0", x0)
-    if x0.ndim != 1:
-        raise ValueError(f"`x0` must have shape (n,), got shape {x0.shape}")
-    dtype = x0.dtype
+    x0, x0_flat, unravel = check_state("x0", x0)
+    if x0_flat.ndim != 1:
+        raise ValueError(f"`x0` must have shape (n,) (or be an N-D array or a pytree), got "
+                         f"shape {x0_flat.shape}")
+    dtype = x0_flat.dtype
     t0 = check_finite_float("t0", t0)
     t1 = check_finite_float("t1", t1)
     if not t1 > t0:
         raise ValueError(f"`t1` must be > t0 = {t0}, got {t1}")
-    normal = check_array("normal", normal, ndim=1)
-    if normal.shape != x0.shape:
-        raise ValueError(f"`normal` must have the shape of `x0` {x0.shape}, got {normal.shape}")
+    normal = _check_normal(normal, x0, unravel)
     check_finite("normal", normal)
     if not bool(jnp.any(normal != 0)):
         raise ValueError("`normal` must be non-zero (it defines the hyperplane "
@@ -801,7 +812,25 @@ def poincare_section(
     options = solver_options(dtype, solver=solver, stiff=stiff, rtol=rtol, atol=atol, dt0=dt0,
                              max_steps=max_steps)
     _check_output(field, x0, u, params)
-    out = _run_section(field.f, params, x0, u, jnp.asarray(t0, dtype), jnp.asarray(t1, dtype),
-                       normal.astype(dtype), jnp.asarray(offset, dtype), direction=direction,
-                       max_crossings=max_crossings, **options)
-    return PoincareSection(*out)
+    out = _run_section(flattened(field.f, unravel), params, x0_flat, u, jnp.asarray(t0, dtype),
+                       jnp.asarray(t1, dtype), normal.astype(dtype), jnp.asarray(offset, dtype),
+                       direction=direction, max_crossings=max_crossings, **options)
+    section = PoincareSection(*out)
+    return section._replace(points=restore_state(unravel, section.points))
+
+
+def _check_normal(normal: Any, x0: Any, unravel: Any) -> jax.Array:
+    """``normal`` shaped like the state ``x0`` (an array or a pytree), flattened like it."""
+    if unravel is None:
+        normal = check_array("normal", normal, ndim=1)
+        if normal.shape != x0.shape:
+            raise ValueError(f"`normal` must have the shape of `x0` {x0.shape}, got "
+                             f"{normal.shape}")
+        return normal
+    shapes = jax.tree_util.tree_map(jnp.shape, x0)
+    normal, flat, _ = check_state("normal", normal)
+    if (jax.tree_util.tree_structure(normal) != jax.tree_util.tree_structure(x0)
+            or jax.tree_util.tree_map(jnp.shape, normal) != shapes):
+        raise ValueError(f"`normal` must be shaped like `x0` {shapes}, got "
+                         f"{jax.tree_util.tree_map(jnp.shape, normal)}")
+    return jnp.reshape(flat, (-1,))

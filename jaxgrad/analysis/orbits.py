@@ -30,7 +30,9 @@ from ._system import (
     check_state,
     check_system,
     check_values,
+    flattened,
     residual,
+    restore_state,
     run_steps,
     set_param,
 )
@@ -44,6 +46,10 @@ class OrbitDiagram(NamedTuple):
         states: ``(P, M, keep, *s)`` the states after the transient.
         finite: ``(P, M)`` whether every kept state is finite (a diverging orbit is
             reported here, not hidden).
+
+    For a pytree state, ``x0`` and the states are that pytree with the leading axes on
+    each leaf (``states``: leaves ``(P, M, keep, *leaf_shape)``); so in ``HysteresisSweep``
+    and ``Basins``.
     """
 
     values: jax.Array
@@ -82,7 +88,8 @@ class Basins(NamedTuple):
         labels: ``(P, M)`` index into ``attractors[p]``; -1 for a non-finite end state
             or one beyond the ``max_attractors`` slots, -2 for one that has not settled.
         attractors: ``(P, K, *s)`` the distinct end states (closer than ``tol`` merged),
-            ordered by their first coordinate; NaN in unused slots.
+            ordered by their first coordinate (of the flattened state); NaN in unused
+            slots.
         num_attractors: ``(P,)``.
     """
 
@@ -138,15 +145,18 @@ def _sweep(f, x0, params, values, dt, *, kind, param, transient, keep, solve):
 
 
 def _check_orbit_args(f, x0, values, params, param, kind, dt, *, batched):
+    """``(f_flat, x0, x0_flat, unravel, values, dt)``: ``x0`` checked (its leaves as float
+    arrays) and flattened (``unravel`` for ``restore_state``), ``f`` checked on it."""
     check_system(f, kind)
-    x0 = check_state("x0", x0, batched=batched)
+    x0, flat, unravel = check_state("x0", x0, batched=batched)
     check_param(params, param)
-    values = check_values("values", values, increasing=not batched).astype(x0.dtype)
+    values = check_values("values", values, increasing=not batched).astype(flat.dtype)
     dt = check_dt(kind, dt)
     p_first = set_param(params, param, values[0])
     check_params_finite(p_first)
-    check_output(f, x0[0] if batched else x0, p_first, name="x0" if batched else None)
-    return x0, values, jnp.asarray(dt, x0.dtype)
+    one = jax.tree_util.tree_map(lambda leaf: leaf[0], x0) if batched else x0
+    check_output(f, one, p_first, name="x0", batched=batched)
+    return flattened(f, unravel), x0, flat, unravel, values, jnp.asarray(dt, flat.dtype)
 
 
 def orbit_diagram(
@@ -170,7 +180,8 @@ def orbit_diagram(
     Arguments:
         f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
             ``u`` is a ``(0,)`` array), a flow as ``jaxgrad.vector_field(F)``, or
-            (deprecated) ``f(x, p)`` with ``kind``; state shape ``()`` or ``(n,)``.
+            (deprecated) ``f(x, p)`` with ``kind``; the state a scalar, an array of any
+            shape or a pytree of arrays (see ``jaxgrad.analysis._system``).
         x0: ``(M, *s)`` initial conditions (the leading axis is the batch).
         values: ``(P,)`` values of the parameter ``param`` of ``params`` (or of the scalar
             parameter itself when ``param`` is None).
@@ -195,12 +206,14 @@ def orbit_diagram(
         >>> # period doubling from r = 3 (periods 1, 2, 4), chaos past 3.57
     """
     f, kind = as_system(f, kind, "map")
-    x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
+    f, x0, flat, unravel, values, dt = _check_orbit_args(f, x0, values, params, param, kind,
+                                                         dt, batched=True)
     transient = check_positive_int("transient", transient, minimum=0)
     keep = check_positive_int("keep", keep)
-    solve = check_solve(kind, method, x0.dtype, rtol, atol, max_steps)
-    return _orbit_diagram(f, x0, params, values, dt, kind=kind, param=param,
-                          transient=transient, keep=keep, solve=solve)
+    solve = check_solve(kind, method, flat.dtype, rtol, atol, max_steps)
+    out = _orbit_diagram(f, flat, params, values, dt, kind=kind, param=param,
+                         transient=transient, keep=keep, solve=solve)
+    return out._replace(x0=x0, states=restore_state(unravel, out.states))
 
 
 def hysteresis_sweep(
@@ -245,12 +258,14 @@ def hysteresis_sweep(
         (-2.34, -2.66)
     """
     f, kind = as_system(f, kind, "map")
-    x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=False)
+    f, _, flat, unravel, values, dt = _check_orbit_args(f, x0, values, params, param, kind,
+                                                        dt, batched=False)
     transient = check_positive_int("transient", transient, minimum=0)
     keep = check_positive_int("keep", keep)
-    solve = check_solve(kind, method, x0.dtype, rtol, atol, max_steps)
-    return _sweep(f, x0, params, values, dt, kind=kind, param=param, transient=transient,
-                  keep=keep, solve=solve)
+    solve = check_solve(kind, method, flat.dtype, rtol, atol, max_steps)
+    out = _sweep(f, flat, params, values, dt, kind=kind, param=param, transient=transient,
+                 keep=keep, solve=solve)
+    return out._replace(up=restore_state(unravel, out.up), down=restore_state(unravel, out.down))
 
 
 def _cluster(points, use, tol, k_max):
@@ -347,13 +362,16 @@ def basins(
         [0, 0, 1, 1]
     """
     f, kind = as_system(f, kind, "flow")
-    x0, values, dt = _check_orbit_args(f, x0, values, params, param, kind, dt, batched=True)
+    f, x0, flat, unravel, values, dt = _check_orbit_args(f, x0, values, params, param, kind,
+                                                         dt, batched=True)
     num_steps = check_positive_int("num_steps", num_steps)
     tol = check_positive_float("tol", tol)
     settle_tol = tol / 10 if settle_tol is None else check_positive_float("settle_tol",
                                                                           settle_tol)
     max_attractors = check_positive_int("max_attractors", max_attractors)
-    solve = check_solve(kind, method, x0.dtype, rtol, atol, max_steps)
-    return _basins(f, x0, params, values, dt, jnp.asarray(tol, x0.dtype),
-                   jnp.asarray(settle_tol, x0.dtype), kind=kind, param=param,
-                   num_steps=num_steps, max_attractors=max_attractors, solve=solve)
+    solve = check_solve(kind, method, flat.dtype, rtol, atol, max_steps)
+    out = _basins(f, flat, params, values, dt, jnp.asarray(tol, flat.dtype),
+                  jnp.asarray(settle_tol, flat.dtype), kind=kind, param=param,
+                  num_steps=num_steps, max_attractors=max_attractors, solve=solve)
+    return out._replace(x0=x0, final=restore_state(unravel, out.final),
+                        attractors=restore_state(unravel, out.attractors))

@@ -27,8 +27,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
-from .._validation import check_array, check_finite, check_positive_float, check_positive_int
+from .._validation import check_finite, check_positive_float, check_positive_int
 from .._validation import typed_key as _typed_key
 from ..systems import (
     NO_PARAMS,
@@ -39,7 +40,15 @@ from ..systems import (
     flat_step,
     jit_with_params,
 )
-from ._system import classify, complex_dtype, default_tol
+from ._system import (
+    check_state,
+    classify,
+    complex_dtype,
+    default_tol,
+    float_dtype,
+    restore_state,
+    state_leaves,
+)
 
 
 class PeriodicOrbits(NamedTuple):
@@ -167,13 +176,6 @@ def _periodic_core(step, template, starts, merge_tol, *, period, newton_steps, p
 _run_core = jit_with_params(_periodic_core)
 
 
-def _state_leaves(name: str, tree: Any) -> list[jax.Array]:
-    leaves = jax.tree_util.tree_leaves(tree)
-    if not leaves:
-        raise ValueError(f"`{name}` must hold at least one array, got an empty pytree")
-    return [check_array(name, leaf) for leaf in leaves]
-
-
 def _check_box(box: Any, template: Any) -> tuple[Any, Any]:
     """``(lo, hi)`` pytrees shaped like the state (``template``, or the box's own shape)."""
     if not isinstance(box, (tuple, list)) or len(box) != 2:
@@ -187,7 +189,7 @@ def _check_box(box: Any, template: Any) -> tuple[Any, Any]:
     lo_def, hi_def = jax.tree_util.tree_structure(lo), jax.tree_util.tree_structure(hi)
     if lo_def != hi_def:
         raise ValueError(f"`box` lo and hi must have one structure, got {lo_def} and {hi_def}")
-    lo_leaves, hi_leaves = _state_leaves("box", lo), _state_leaves("box", hi)
+    lo_leaves, hi_leaves = state_leaves("box", lo), state_leaves("box", hi)
     if template is not None and jax.tree_util.tree_structure(template) != lo_def:
         raise ValueError(
             f"`box` must be shaped like a state (a row of `starts`), got structure {lo_def} "
@@ -218,36 +220,6 @@ def _check_box(box: Any, template: Any) -> tuple[Any, Any]:
         out_hi.append(b)
     return (jax.tree_util.tree_unflatten(lo_def, out_lo),
             jax.tree_util.tree_unflatten(lo_def, out_hi))
-
-
-def _flat_rows(tree: Any, dtype: Any) -> jax.Array:
-    """``(M, n)`` from a pytree of leaves ``(M, *shape)`` (leaf order, as ``ravel_pytree``)."""
-    leaves = jax.tree_util.tree_leaves(tree)
-    m = jnp.shape(leaves[0])[0]
-    return jnp.concatenate([jnp.reshape(leaf, (m, -1)).astype(dtype) for leaf in leaves],
-                           axis=1)
-
-
-def _unflatten_points(flat: np.ndarray, template: Any) -> Any:
-    """A pytree like ``template`` with leaves ``(*lead, *leaf_shape)`` from ``(*lead, n)``."""
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    lead = flat.shape[:-1]
-    out, start = [], 0
-    for leaf in leaves:
-        size = int(np.prod(jnp.shape(leaf), dtype=np.int64))
-        part = flat[..., start:start + size].reshape(*lead, *jnp.shape(leaf))
-        out.append(jnp.asarray(part, dtype=jnp.asarray(leaf).dtype))
-        start += size
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
-def _float_dtype(leaves: list[jax.Array], name: str) -> Any:
-    dtypes = {leaf.dtype for leaf in leaves}
-    if len(dtypes) != 1:
-        raise TypeError(
-            f"`{name}` leaves must share one floating dtype, got {sorted(map(str, dtypes))}"
-        )
-    return dtypes.pop()
 
 
 def periodic_orbits(
@@ -319,30 +291,18 @@ def periodic_orbits(
         raise ValueError("give `box` (starts drawn in it) or `starts` (or both)")
     template, rows = None, []
     if starts is not None:
-        if isinstance(starts, (str, bytes)):
-            raise TypeError(f"`starts` must be an array or pytree, got {type(starts).__name__}")
-        leaves = _state_leaves("starts", starts)
-        starts = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(starts), leaves)
-        if any(leaf.ndim == 0 for leaf in leaves):
-            raise ValueError("`starts` must have a leading axis (one row per start) on every "
-                             f"leaf, got shapes {[leaf.shape for leaf in leaves]}")
-        lengths = {leaf.shape[0] for leaf in leaves}
-        if len(lengths) != 1:
-            raise ValueError(f"`starts` leaves disagree on the number of starts: {sorted(lengths)}")
-        if lengths.pop() == 0:
-            raise ValueError("`starts` must hold at least one starting state, got 0")
-        check_finite("starts", starts)
+        starts, flat_starts, _ = check_state("starts", starts, batched=True)
         template = jax.tree_util.tree_map(lambda leaf: leaf[0], starts)
-        dtype = _float_dtype(leaves, "starts")
-        rows.append(_flat_rows(starts, dtype))
+        dtype = flat_starts.dtype
+        rows.append(jnp.reshape(flat_starts, (flat_starts.shape[0], -1)))
     if box is not None:
         lo, hi = _check_box(box, template)
         if template is None:
-            dtype = _float_dtype(jax.tree_util.tree_leaves(lo), "box")
+            dtype = float_dtype("box", jax.tree_util.tree_leaves(lo))
             template = lo
         key = jax.random.key(0) if key is None else _typed_key("key", key)
-        lo_flat = _flat_rows(jax.tree_util.tree_map(lambda a: a[None], lo), dtype)
-        hi_flat = _flat_rows(jax.tree_util.tree_map(lambda a: a[None], hi), dtype)
+        lo_flat = ravel_pytree(lo)[0].astype(dtype)[None]
+        hi_flat = ravel_pytree(hi)[0].astype(dtype)[None]
         u01 = jax.random.uniform(key, (num_points, lo_flat.shape[1]), dtype)
         rows.append(lo_flat + (hi_flat - lo_flat) * u01)
     template = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, dtype), template)
@@ -385,7 +345,7 @@ def periodic_orbits(
     multipliers = jnp.asarray(mult)
     residual = res[idx].astype(dtype)
     return PeriodicOrbits(
-        points=_unflatten_points(xs[idx], template),
+        points=restore_state(ravel_pytree(template)[1], xs[idx]),
         multipliers=multipliers,
         stability=jnp.asarray(stability),
         loss_of_stability=jnp.asarray(loss),

@@ -30,7 +30,10 @@ from ._system import (
     check_state,
     check_system,
     check_values,
+    flattened,
     get_param,
+    restore_jacobian,
+    restore_state,
     run_steps,
     set_param,
 )
@@ -42,10 +45,15 @@ class FinalStateSensitivities(NamedTuple):
     Attributes:
         values: ``(P,)``; x0: ``(M, *s)``.
         final: ``(P, M, *s)`` the state ``x(T)``.
-        d_final_d_x0: ``(P, M, *s, *s)`` ``∂x(T)/∂x(0)``.
+        d_final_d_x0: ``(P, M, *s, *s)`` ``∂x(T)/∂x(0)``; for a pytree state, as
+            ``jax.jacfwd`` gives it: a pytree (the output's structure) of pytrees (the
+            input's) with leaves ``(P, M, *out_leaf_shape, *in_leaf_shape)``.
         d_final_d_param: ``(P, M, *s)`` ``∂x(T)/∂p``.
         finite: ``(P, M)`` whether all of these are finite (an overflowing exploding
             derivative is reported here).
+
+    For a pytree state, ``x0``, ``final`` and ``d_final_d_param`` are that pytree with the
+    leading axes on each leaf.
     """
 
     values: jax.Array
@@ -94,7 +102,8 @@ def final_state_sensitivities(
     Arguments:
         f: a map as a step ``f(x, u, params)`` (``jaxgrad.autonomous(g)`` for ``g(x, p)``;
             ``u`` is a ``(0,)`` array), a flow as ``jaxgrad.vector_field(F)``, or
-            (deprecated) ``f(x, p)`` with ``kind``; state shape ``()`` or ``(n,)``.
+            (deprecated) ``f(x, p)`` with ``kind``; the state a scalar, an array of any
+            shape or a pytree of arrays (see ``jaxgrad.analysis._system``).
         x0: ``(M, *s)`` initial conditions.
         values: ``(P,)`` values of ``param`` (the parameter differentiated); ``None``: the
             single current value ``params[param]`` (``P = 1``).
@@ -116,15 +125,20 @@ def final_state_sensitivities(
     """
     f, kind = as_system(f, kind, "flow")
     check_system(f, kind)
-    x0 = check_state("x0", x0, batched=True)
+    x0, flat, unravel = check_state("x0", x0, batched=True)
     check_param(params, param)
     if values is None:
         check_params_finite(params)
-        values = jnp.asarray(get_param(params, param), x0.dtype)[None]
-    values = check_values("values", values).astype(x0.dtype)
+        values = jnp.asarray(get_param(params, param), flat.dtype)[None]
+    values = check_values("values", values).astype(flat.dtype)
     dt = check_dt(kind, dt)
     num_steps = check_positive_int("num_steps", num_steps)
     check_params_finite(set_param(params, param, values[0]))
-    check_output(f, x0[0], set_param(params, param, values[0]), name="x0")
-    return _sensitivities(f, x0, params, values, jnp.asarray(dt, x0.dtype), kind=kind,
-                          param=param, num_steps=num_steps)
+    check_output(f, jax.tree_util.tree_map(lambda leaf: leaf[0], x0),
+                 set_param(params, param, values[0]), name="x0", batched=True)
+    out = _sensitivities(flattened(f, unravel), flat, params, values,
+                         jnp.asarray(dt, flat.dtype), kind=kind, param=param,
+                         num_steps=num_steps)
+    return out._replace(x0=x0, final=restore_state(unravel, out.final),
+                        d_final_d_x0=restore_jacobian(unravel, out.d_final_d_x0),
+                        d_final_d_param=restore_state(unravel, out.d_final_d_param))

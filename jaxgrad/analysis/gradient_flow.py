@@ -1,7 +1,10 @@
 """Gradient flow: per-layer and per-timestep gradient norms in one backward pass.
 
-MLP: zero "probes" are added to every hidden activation ``h_l``; the gradient of the loss
-with respect to the probes is ``∂L/∂h_l`` for all layers at once, with no Python loop.
+Layers: zero "probes" are added to every layer's output ``h_l``; the gradient of the loss
+with respect to the probes is ``∂L/∂h_l`` for all layers at once. ``layer_gradient_flow``
+makes this pass over any sequence of layers (callables, a Flax ``nnx.Sequential``, layers
+of different widths); ``mlp_gradient_flow`` makes the same pass over the library's MLP,
+its layers 2..depth scanned (or unrolled up to ``MAX_UNROLLED_DEPTH``).
 Recurrent model: ``∂L/∂x_t`` for every t comes from one reverse ``lax.scan`` of
 vector-Jacobian products whose cotangent is kept as a vector and a power-of-two exponent,
 so it is measured far below (or above) the float range.
@@ -198,7 +201,12 @@ def layer_norms(grads: Any) -> ScaledNorm:
     """
     if isinstance(grads, (list, tuple)):
         parts = [tree_scaled_norm(g) for g in grads]
-        return ScaledNorm(*(jnp.stack(a) for a in zip(*parts, strict=True)))
+        # a layer without arrays gives the default float; take the layers' own dtype
+        dtypes = [p.norm.dtype for p, g in zip(parts, grads, strict=True)
+                  if jax.tree_util.tree_leaves(g)]
+        dtype = dtypes[0] if dtypes else parts[0].norm.dtype
+        return ScaledNorm(*(jnp.stack([v.astype(dtype) for v in a])
+                            for a in zip(*parts, strict=True)))
     return scaled_norm(grads, axis=tuple(range(1, jnp.ndim(grads))))
 
 

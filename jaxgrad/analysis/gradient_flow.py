@@ -281,6 +281,11 @@ def mlp_gradient_flow(
 ) -> MLPGradientFlow:
     """Per-layer ``‖∂L/∂W_l‖`` and ``‖∂L/∂h_l‖`` of a deep MLP on a batch, in one pass.
 
+    The pass of ``layer_gradient_flow`` (zero probes on every ``h_l``), made over the
+    library's MLP with its layers 2..depth scanned (unrolled up to ``MAX_UNROLLED_DEPTH``
+    layers), and with ``‖∂L/∂θ_l‖`` split into weights and biases. Any other network
+    (a Flax ``nnx`` MLP, layers of different widths) goes to ``layer_gradient_flow``.
+
     Arguments:
         params: ``MLPParams``; ``config`` the ``MLPConfig`` they were made for.
         x: inputs ``(B, in_dim)``; ``y`` targets for ``loss`` (integer labels ``(B,)`` in

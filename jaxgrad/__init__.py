@@ -41,9 +41,11 @@ from .analysis.fixed_points import FixedPoints1D as FixedPoints1D
 from .analysis.fixed_points import fixed_points as fixed_points
 from .analysis.fixed_points import fixed_points_1d as fixed_points_1d
 from .analysis.gradient_flow import LOSSES as LOSSES
+from .analysis.gradient_flow import LayerGradientFlow as LayerGradientFlow
 from .analysis.gradient_flow import MLPGradientFlow as MLPGradientFlow
 from .analysis.gradient_flow import RecurrentGradientFlow as RecurrentGradientFlow
 from .analysis.gradient_flow import ScaledNorm as ScaledNorm
+from .analysis.gradient_flow import layer_gradient_flow as layer_gradient_flow
 from .analysis.gradient_flow import mlp_gradient_flow as mlp_gradient_flow
 from .analysis.gradient_flow import recurrent_gradient_flow as recurrent_gradient_flow
 from .analysis.gradient_flow import scaled_norm as scaled_norm
@@ -161,9 +163,11 @@ from .models.rnn import pascanu_unroll as pascanu_unroll
 from .models.rnn import validate_pascanu_params as validate_pascanu_params
 from .systems import NO_PARAMS as NO_PARAMS
 from .systems import VectorField as VectorField
+from .systems import as_step as as_step
 from .systems import autonomous as autonomous
 from .systems import discretize as discretize
 from .systems import iterate as iterate
+from .systems import layers_as_step as layers_as_step
 from .systems import vector_field as vector_field
 from .train.data import Dataset as Dataset
 from .train.data import load_digits as load_digits

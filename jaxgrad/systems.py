@@ -22,6 +22,10 @@ The helpers here build steps:
 - ``iterate(step, k)``: the ``k``-fold composition ``x -> F^k(x)`` (periodic orbits are its
   fixed points).
 - ``bind(f, params)``: ``f(..., params)`` as a function of the other arguments.
+- ``as_step(module)``: a Flax ``nnx.Module`` as ``(step, params)`` (every analyzer takes
+  a module directly; this is for the tools that take ``f`` and ``params`` apart, such as
+  ``fixed_points`` and ``scan_landscape``); ``layers_as_step(layers)``: identical layers
+  of a network as a step over depth, their parameters stacked as its inputs.
 
 and the machinery the analyzers share: ``prepare`` (validation), ``flat_step`` (the step
 on flat state vectors, so that Jacobians are matrices) and ``analyzer`` (validate → bind →
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -298,6 +303,156 @@ def iterate(step: Callable, k: int) -> Iterated:
     return Iterated(step, k)
 
 
+# --------------------------------------------------------------------------- Flax nnx modules
+
+
+def is_nnx_module(obj: Any) -> bool:
+    """Whether ``obj`` is a Flax ``nnx.Module`` (without importing Flax when it is not loaded)."""
+    nnx = sys.modules.get("flax.nnx")
+    return nnx is not None and isinstance(obj, nnx.Module)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleStep:
+    """``(*args, state) -> nnx.merge(graphdef, state)(*args)``: an nnx module as a pure function.
+
+    Made by ``as_step``; equal for modules of equal structure (their ``GraphDef``s are
+    equal), so jitted analyzers reuse their code across modules and parameter values.
+    Called with ``(x, u, state)`` it is a step, with ``(h, state)`` a layer, with
+    ``(x, state)`` an autonomous map: the module is called on all arguments but the last.
+    """
+
+    graphdef: Any
+
+    def __call__(self, *args: Any) -> Any:
+        from flax import nnx
+
+        *args, state = args
+        return nnx.merge(self.graphdef, state)(*args)
+
+
+def as_step(system: Any, params: Any = NO_PARAMS) -> tuple[Callable, Any]:
+    """``(step, params)`` for a step function or a Flax ``nnx.Module``.
+
+    An ``nnx.Module`` is split into its structure and its parameters: ``step`` is
+    ``ModuleStep(graphdef)``, which calls ``nnx.merge(graphdef, state)(*args)``, and
+    ``params`` is the module's ``nnx.State`` of ``nnx.Param`` variables (or the ``params``
+    given, a state of that structure: a sweep over parameter values reuses the compiled
+    code). Anything else is returned as it is. Every analyzer that takes a step does this
+    itself (``jacobian_product_norms(cell, h0, inputs)``); call it where a tool takes
+    ``f(x, p)`` and ``params`` separately:
+
+    - ``fixed_points``/``continue_branch``: ``step, p = as_step(cell)``, then
+      ``fixed_points(autonomous(lambda h, p: step(h, u_star, p)), starts, params=p)``
+      (the cell at a constant input ``u_star``, an autonomous map);
+    - ``scan_landscape(lambda p: loss(step, p), p, axes)`` with ``p`` an ``nnx.State``
+      (its leaves are named ``"rec.kernel.value"``; a ``Direction`` axis takes a
+      direction shaped like ``p``, e.g. ``random_direction(p, key=...)``).
+
+    A module holding variables other than ``nnx.Param`` (batch statistics, RNG state) is
+    refused: its step would not be a pure function of ``(x, u, params)``.
+
+    Arguments:
+        system: a step (returned as it is) or an ``nnx.Module``.
+        params: ``NO_PARAMS`` or ``None`` (the module's own parameters), or a state like
+            them.
+
+    Returns:
+        ``(step, params)``.
+
+    Raises:
+        ValueError: the module holds variables other than ``nnx.Param``.
+
+    Example:
+        >>> from flax import nnx
+        >>> cell = nnx.Linear(3, 3, rngs=nnx.Rngs(0))
+        >>> step, p = as_step(cell)
+        >>> step(jnp.ones(3), p).shape
+        (3,)
+    """
+    if not is_nnx_module(system):
+        return system, params
+    from flax import nnx
+
+    graphdef, state, rest = nnx.split(system, nnx.Param, ...)
+    others = sorted({type(v).__name__ for v in jax.tree_util.tree_leaves(
+        rest, is_leaf=lambda v: isinstance(v, nnx.Variable))})
+    if others:
+        raise ValueError(
+            f"the nnx module `{type(system).__name__}` holds variables other than nnx.Param "
+            f"({', '.join(others)}); jaxgrad analyses pure steps: pass a function that "
+            "merges them explicitly, e.g. step(x, u, p) = nnx.merge(graphdef, p, rest)(x, u)"
+        )
+    return ModuleStep(graphdef), state if params is NO_PARAMS or params is None else params
+
+
+def layers_as_step(layers: Any) -> tuple[ModuleStep, Any]:
+    """Equal nnx layers as a step over depth: ``(step, thetas)`` with ``step(h, θ_l) = layer_l(h)``.
+
+    A network of identical layers (same type and shapes, e.g. the hidden ``nnx.Linear``
+    layers of an MLP of constant width) is a system whose time is its depth: the state is
+    the activation ``h_l`` and the input of step ``l`` the parameters ``θ_l`` of layer
+    ``l``. ``thetas`` stacks them along a leading axis, so ``jacobian_product_norms(step,
+    h0, thetas)`` gives ``log ‖∂h_L/∂h_{L-k}‖`` for every depth lag ``k`` and
+    ``lyapunov_spectrum(step, h0, thetas)`` the exponents per layer. What a network
+    applies between its layers (an activation) goes into the step:
+    ``lambda h, th: jnp.tanh(step(h, th))``. Layers of different widths have no common
+    state: take them one by one with ``jaxgrad.layer_gradient_flow``.
+
+    Arguments:
+        layers: a sequence of ``nnx.Module`` layers of one structure (or an nnx module
+            holding them in ``layers``, such as ``nnx.Sequential``).
+
+    Returns:
+        ``(step, thetas)``: ``step(h, θ) = nnx.merge(graphdef, θ)(h)`` (a ``ModuleStep``)
+        and the layers' ``nnx.Param`` states stacked along a leading axis of length
+        ``len(layers)``.
+
+    Raises:
+        TypeError: ``layers`` is not a sequence of nnx modules.
+        ValueError: it is empty, or ``layers[i]`` differs in structure or shapes from
+            ``layers[0]``.
+
+    Example:
+        >>> from flax import nnx
+        >>> layers = [nnx.Linear(8, 8, rngs=nnx.Rngs(i)) for i in range(5)]
+        >>> step, thetas = layers_as_step(layers)
+        >>> res = jaxgrad.jacobian_product_norms(lambda h, th: jnp.tanh(step(h, th)),
+        ...                                      jnp.ones(8), thetas)
+        >>> res.log_norms.shape   # lags 1..5 (depth as time)
+        (5,)
+    """
+    if is_nnx_module(layers) and hasattr(layers, "layers"):
+        layers = layers.layers
+    if callable(layers) or not hasattr(layers, "__len__") or isinstance(layers, (str, bytes)):
+        raise TypeError(
+            f"`layers` must be a sequence of nnx modules (or a module with a `layers` "
+            f"list), got {type(layers).__name__}"
+        )
+    layers = list(layers)
+    if not layers:
+        raise ValueError("`layers` must hold at least one layer, got none")
+    steps, states = [], []
+    for i, layer in enumerate(layers):
+        if not is_nnx_module(layer):
+            raise TypeError(
+                f"`layers[{i}]` must be an nnx module, got {type(layer).__name__} (layers "
+                "without parameters, such as an activation, go into the step)"
+            )
+        step, state = as_step(layer)
+        shapes = jax.tree_util.tree_map(jnp.shape, state)
+        if i and (step != steps[0] or shapes != jax.tree_util.tree_map(jnp.shape, states[0])):
+            raise ValueError(
+                f"`layers[{i}]` ({type(layer).__name__}, parameter shapes {shapes}) differs "
+                f"from `layers[0]` ({type(layers[0]).__name__}, "
+                f"{jax.tree_util.tree_map(jnp.shape, states[0])}); only layers of one "
+                "structure stack into a step over depth"
+            )
+        steps.append(step)
+        states.append(state)
+    return steps[0], jax.tree_util.tree_map(lambda *a: jnp.stack(a), *states)
+
+
 # --------------------------------------------------------------------------- flat states
 
 
@@ -401,8 +556,10 @@ def prepare(
     (or is a ``VectorField``), ``x0`` is empty or non-finite, ``params`` holds a NaN, or
     ``inputs`` has no time axis or disagrees with ``num_steps``. ``inputs=None`` with
     ``num_steps=T`` gives ``(T, 0)`` zero inputs. (A step returning a state unlike ``x0``
-    is caught when ``f`` is traced.)
+    is caught when ``f`` is traced.) An ``nnx.Module`` is taken as its step and parameters
+    (``as_step``).
     """
+    step, params = as_step(step, params)
     check_step(step)
     x0 = float_state(x0)
     leaves = jax.tree_util.tree_leaves(x0)
@@ -442,6 +599,7 @@ def jit_with_params(core: Callable) -> Callable:
 
     @functools.wraps(core)
     def run(fn: Callable, params: Any, *args: Any, **options: Any) -> Any:
+        fn, params = as_step(fn, params)
         no_params = params is NO_PARAMS
         return jitted(fn, no_params, None if no_params else params, args,
                       tuple(sorted(options.items())))
@@ -458,6 +616,9 @@ def analyzer(core: Callable) -> Callable:
     ``run(step, x0, inputs, *args, params=NO_PARAMS, num_steps=None, **options)`` checks
     ``step``, ``x0``, ``inputs``/``num_steps`` and ``params`` (``prepare``), then calls
     ``core`` under ``jax.jit`` with ``step`` and ``options`` static and the rest traced.
+    ``step`` may be a Flax ``nnx.Module`` called as ``module(x, u)``: it is split into
+    ``ModuleStep(graphdef)`` (static) and its parameters (traced; ``params=`` replaces them
+    by a state of the same structure), see ``as_step``.
 
     Example:
         >>> @analyzer
@@ -477,6 +638,7 @@ def analyzer(core: Callable) -> Callable:
     @functools.wraps(core)
     def run(step: Callable, x0: Any, inputs: Any, *args: Any, params: Any = NO_PARAMS,
             num_steps: int | None = None, **options: Any) -> Any:
+        step, params = as_step(step, params)
         x0 = float_state(x0)
         _, _, inputs = prepare(step, x0, inputs, num_steps, params)
         return jitted(step, params, x0, inputs, *args, **options)

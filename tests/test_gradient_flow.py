@@ -358,3 +358,60 @@ def test_tree_scaled_norm_of_stacked_layers_far_apart_against_float64(scale):
     assert float(bad.norm) == np.inf
     nan = jaxgrad.tree_scaled_norm({"stack": tree32["stack"].at[3, 0, 0].set(jnp.nan)})
     assert np.isnan(float(nan.norm))
+
+
+# --------------------------------------------------------------------------- any layer sequence
+
+
+def _dense_tanh(h, p):
+    W, b = p
+    return jnp.tanh(h @ W + b[None])
+
+
+def test_layer_flow_of_the_library_mlp_equals_mlp_gradient_flow():
+    """The MLP given as a list of (h, θ_l) layers: the same per-layer norms as
+    mlp_gradient_flow (one probed pass behind both); ‖∂L/∂θ_l‖² = ‖∂L/∂W_l‖² + ‖∂L/∂b_l‖²."""
+    cfg, p = _mlp(activation="tanh", init="glorot")
+    x = jax.random.normal(jax.random.key(1), (5, 8))
+    y = jnp.array([0, 1, 2, 0, 1])
+    mlp_flow = jaxgrad.mlp_gradient_flow(p, x, y, cfg)
+    per_layer = [(p.first.W, p.first.b)] + [(p.hidden.W[i], p.hidden.b[i]) for i in range(3)]
+
+    def readout_loss(out, y):
+        return jaxgrad.LOSSES["cross_entropy"](out @ p.readout.W + p.readout.b[None], y)
+
+    flow = jaxgrad.layer_gradient_flow([_dense_tanh] * 4, x, y, loss=readout_loss,
+                                       params=per_layer)
+    assert float(flow.loss) == pytest.approx(float(mlp_flow.loss), rel=1e-6)
+    np.testing.assert_allclose(flow.activation_grad_norms, mlp_flow.activation_grad_norms,
+                               rtol=1e-5)
+    np.testing.assert_allclose(
+        flow.param_grad_norms,
+        np.hypot(mlp_flow.weight_grad_norms, mlp_flow.bias_grad_norms), rtol=1e-5)
+    # new parameter values reuse the compiled pass
+    from jaxgrad.analysis import gradient_flow
+
+    n = gradient_flow._layer_flow._cache_size()
+    jaxgrad.layer_gradient_flow([_dense_tanh] * 4, x, y, loss=readout_loss,
+                                params=[(2 * W, b) for W, b in per_layer])
+    assert gradient_flow._layer_flow._cache_size() == n
+
+
+def test_layer_flow_widths_pytrees_and_extreme_scales_against_float64():
+    """Layers of different widths, a pytree-valued layer, and gradients of 1e-25 whose
+    squares underflow in float32: norms and log-norms against a float64 closed form."""
+    s = 1e-25
+    layers = [
+        lambda h: {"a": s * h[:, :3], "b": s * h[:, 3:]},   # 5 -> (3, 2), a pytree
+        lambda t: jnp.concatenate([t["a"], 2 * t["b"]], axis=1),  # -> 5
+        lambda h: s * h[:, :2],                               # 5 -> 2
+    ]
+    x = jnp.ones((4, 5))
+    flow = jaxgrad.layer_gradient_flow(layers, x, None, loss="sum")
+    # L = Σ s h2[:, :2]; ∂L/∂h3 = 1 (4x2); ∂L/∂h2 = s on the first 2 columns;
+    # ∂L/∂h1 = s on "a"[:, :2], 0 elsewhere; no parameters anywhere.
+    expected = np.array([s * np.sqrt(8.0), s * np.sqrt(8.0), np.sqrt(8.0)])
+    np.testing.assert_allclose(flow.activation_grad_norms, expected, rtol=1e-6)
+    np.testing.assert_allclose(flow.log_activation_grad_norms, np.log(expected), atol=1e-6)
+    assert np.all(np.isneginf(np.asarray(flow.log_param_grad_norms)))
+    assert float(flow.activation_grad_norms[0]) > 0   # its square, 8e-50, is below float32

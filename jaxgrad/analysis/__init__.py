@@ -1,5 +1,7 @@
 """Things that measure a system: Jacobian products, spectra, gradient flow, slow points."""
 
+from .gradient_flow import LayerGradientFlow as LayerGradientFlow
+from .gradient_flow import layer_gradient_flow as layer_gradient_flow
 from .hessian import HessianEigen as HessianEigen
 from .hessian import HessianTrace as HessianTrace
 from .hessian import SpectralDensity as SpectralDensity

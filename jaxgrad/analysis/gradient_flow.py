@@ -1,7 +1,10 @@
 """Gradient flow: per-layer and per-timestep gradient norms in one backward pass.
 
-MLP: zero "probes" are added to every hidden activation ``h_l``; the gradient of the loss
-with respect to the probes is ``∂L/∂h_l`` for all layers at once, with no Python loop.
+Layers: zero "probes" are added to every layer's output ``h_l``; the gradient of the loss
+with respect to the probes is ``∂L/∂h_l`` for all layers at once. ``layer_gradient_flow``
+makes this pass over any sequence of layers (callables, a Flax ``nnx.Sequential``, layers
+of different widths); ``mlp_gradient_flow`` makes the same pass over the library's MLP,
+its layers 2..depth scanned (or unrolled up to ``MAX_UNROLLED_DEPTH``).
 Recurrent model: ``∂L/∂x_t`` for every t comes from one reverse ``lax.scan`` of
 vector-Jacobian products whose cotangent is kept as a vector and a power-of-two exponent,
 so it is measured far below (or above) the float range.
@@ -15,6 +18,7 @@ itself leaves the floating-point range; a gradient of exactly 0 has log-norm ``-
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -22,12 +26,20 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._labels import check_class_labels, softmax_cross_entropy
-from .._validation import check_array, check_choice
+from .._validation import check_array, check_choice, check_finite
 from ..models.activations import get_activation
 from ..models.mlp import MLPConfig, MLPParams, mlp_apply, normalise_preactivations
-from ..systems import NO_PARAMS, analyzer
+from ..systems import (
+    NO_PARAMS,
+    analyzer,
+    as_step,
+    check_params_finite,
+    check_step,
+    is_nnx_module,
+)
 from ._scaling import mul_pow2, pow2, pow2_exponent
 
 
@@ -182,19 +194,47 @@ def mlp_layer_grad_norms(grads: MLPParams) -> tuple[ScaledNorm, ScaledNorm]:
 MAX_UNROLLED_DEPTH = 64
 
 
-@functools.partial(jax.jit, static_argnames=("config", "loss"))
-def _mlp_flow(params, x, y, config, loss):
-    loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
-    probes = jnp.zeros((config.depth, x.shape[0], config.width), x.dtype)
-    unroll = config.depth <= MAX_UNROLLED_DEPTH
+def layer_norms(grads: Any) -> ScaledNorm:
+    """Per-layer ``scaled_norm``, ``(L,)``: of each entry of a list of per-layer gradient
+    pytrees (``tree_scaled_norm``), or of each slice of an array stacked along a leading
+    layer axis. An entry with no arrays (a layer without parameters) gives ``(0, -inf)``.
+    """
+    if isinstance(grads, (list, tuple)):
+        parts = [tree_scaled_norm(g) for g in grads]
+        # a layer without arrays gives the default float; take the layers' own dtype
+        dtypes = [p.norm.dtype for p, g in zip(parts, grads, strict=True)
+                  if jax.tree_util.tree_leaves(g)]
+        dtype = dtypes[0] if dtypes else parts[0].norm.dtype
+        return ScaledNorm(*(jnp.stack([v.astype(dtype) for v in a])
+                            for a in zip(*parts, strict=True)))
+    return scaled_norm(grads, axis=tuple(range(1, jnp.ndim(grads))))
+
+
+def _probed_flow(apply: Callable, params: Any, probes: Any, loss_fn: Callable, y: Any):
+    """The one per-layer gradient pass: ``(loss, aux, ∂L/∂params, ∂L/∂probes, ‖∂L/∂h_l‖)``.
+
+    ``apply(params, probes) -> (output, aux)`` adds ``probes[l]`` (zeros) to the output
+    ``h_l`` of each layer; the gradient with respect to the probes is ``∂L/∂h_l`` for every
+    layer in one backward pass. ``probes`` is a list (layers of any widths) or an array
+    stacked along a leading layer axis.
+    """
 
     def objective(params, probes):
-        out, trace = mlp_apply(params, x, config, probes=probes, unroll=unroll)
-        return loss_fn(out, y), trace
+        out, aux = apply(params, probes)
+        return loss_fn(out, y), aux
 
-    (value, trace), (g_params, g_probes) = jax.value_and_grad(
+    (value, aux), (g_params, g_probes) = jax.value_and_grad(
         objective, argnums=(0, 1), has_aux=True
     )(params, probes)
+    return value, aux, g_params, g_probes, layer_norms(g_probes)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "loss"))
+def _mlp_flow(params, x, y, config, loss):
+    probes = jnp.zeros((config.depth, x.shape[0], config.width), x.dtype)
+    unroll = config.depth <= MAX_UNROLLED_DEPTH
+    apply = functools.partial(_mlp_apply_probed, x=x, config=config, unroll=unroll)
+    value, trace, g_params, g_probes, h = _probed_flow(apply, params, probes, _loss_fn(loss), y)
     # ∂L/∂z_l by the chain rule through the layer's normalisation and activation:
     # a vjp of each layer's z -> h map with cotangent ∂L/∂h_l (vmapped over layers).
     _, vjp = jax.vjp(
@@ -202,9 +242,23 @@ def _mlp_flow(params, x, y, config, loss):
     )
     (g_pre,) = vjp(g_probes)
     W, b = mlp_layer_grad_norms(g_params)
-    h = scaled_norm(g_probes, axis=(1, 2))
     return MLPGradientFlow(value, W.norm, b.norm, h.norm, jnp.mean(jnp.abs(g_pre), axis=(1, 2)),
                            W.log_norm, b.log_norm, h.log_norm)
+
+
+def _mlp_apply_probed(params, probes, *, x, config, unroll):
+    return mlp_apply(params, x, config, probes=probes, unroll=unroll)
+
+
+def _loss_fn(loss: str | Callable) -> Callable:
+    return LOSSES[loss] if isinstance(loss, str) else loss
+
+
+def _check_loss(loss: Any) -> None:
+    if isinstance(loss, str):
+        check_choice("loss", loss, LOSSES)
+    elif not callable(loss):
+        raise TypeError(f"`loss` must be a name or a callable, got {type(loss).__name__}")
 
 
 def _post_activation(z: jax.Array, params: MLPParams, config: MLPConfig) -> jax.Array:
@@ -226,6 +280,11 @@ def mlp_gradient_flow(
     loss: str | Callable = "cross_entropy",
 ) -> MLPGradientFlow:
     """Per-layer ``‖∂L/∂W_l‖`` and ``‖∂L/∂h_l‖`` of a deep MLP on a batch, in one pass.
+
+    The pass of ``layer_gradient_flow`` (zero probes on every ``h_l``), made over the
+    library's MLP with its layers 2..depth scanned (unrolled up to ``MAX_UNROLLED_DEPTH``
+    layers), and with ``‖∂L/∂θ_l‖`` split into weights and biases. Any other network
+    (a Flax ``nnx`` MLP, layers of different widths) goes to ``layer_gradient_flow``.
 
     Arguments:
         params: ``MLPParams``; ``config`` the ``MLPConfig`` they were made for.
@@ -255,10 +314,7 @@ def mlp_gradient_flow(
     """
     if not isinstance(config, MLPConfig):
         raise TypeError(f"`config` must be an MLPConfig, got {type(config).__name__}")
-    if isinstance(loss, str):
-        check_choice("loss", loss, LOSSES)
-    elif not callable(loss):
-        raise TypeError(f"`loss` must be a name or a callable, got {type(loss).__name__}")
+    _check_loss(loss)
     x = check_array("x", x, ndim=2)
     if x.shape[1] != config.in_dim:
         raise ValueError(f"`x` must have shape (B, {config.in_dim}), got {x.shape}")
@@ -270,6 +326,203 @@ def mlp_gradient_flow(
                 f"`y` must be labels of shape ({x.shape[0]},) to match `x`, got {y.shape}"
             )
     return _mlp_flow(params, x, y, config, loss)
+
+
+class LayerGradientFlow(NamedTuple):
+    """Per-layer gradient statistics, each ``(L,)`` with layer 1 (next to the input) first.
+
+    Attributes:
+        loss: the loss value.
+        activation_grad_norms: ``‖∂L/∂h_l‖`` of each layer's output ``h_l`` (over the
+            batch, if ``x`` has one; over every leaf of a pytree output).
+        param_grad_norms: ``‖∂L/∂θ_l‖`` over all parameters of layer ``l`` (0 for a layer
+            without parameters, such as an activation function).
+        log_activation_grad_norms, log_param_grad_norms: their natural logs, finite
+            wherever the gradient is nonzero (even outside the float range); ``-inf`` for
+            a gradient of exactly 0.
+        output: the network's output ``h_L``.
+    """
+
+    loss: jax.Array
+    activation_grad_norms: jax.Array
+    param_grad_norms: jax.Array
+    log_activation_grad_norms: jax.Array
+    log_param_grad_norms: jax.Array
+    output: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unary:
+    """``(h, _) -> f(h)``: a layer without parameters in the two-argument form."""
+
+    f: Callable
+
+    def __call__(self, h: Any, params: Any) -> Any:
+        del params
+        return self.f(h)
+
+
+def _layer_sequence(layers: Any, x: jax.Array) -> tuple[list, bool]:
+    """``(list of layers, whether module(x) must equal their composition)``."""
+    if is_nnx_module(layers):
+        from flax import nnx
+
+        held = getattr(layers, "layers", None)
+        if held is None or isinstance(held, (str, bytes)) or not hasattr(held, "__len__"):
+            raise TypeError(
+                f"`layers` is an nnx module ({type(layers).__name__}) without a `layers` "
+                "sequence; pass nnx.Sequential, a module with a `layers` list, or a list "
+                "of layer callables"
+            )
+        return list(held), not isinstance(layers, nnx.Sequential)
+    if callable(layers) or not isinstance(layers, (list, tuple)):
+        raise TypeError(
+            f"`layers` must be a sequence of callables (or an nnx module holding one), got "
+            f"{type(layers).__name__}"
+        )
+    return list(layers), False
+
+
+def layer_gradient_flow(
+    layers: Any,
+    x: Any,
+    y: Any,
+    *,
+    loss: str | Callable = "cross_entropy",
+    params: Any = NO_PARAMS,
+) -> LayerGradientFlow:
+    """Per-layer ``‖∂L/∂h_l‖`` and ``‖∂L/∂θ_l‖`` of any layer sequence on a batch, in one pass.
+
+    The network is ``h_0 = x``, ``h_l = layers[l-1](h_{l-1})`` (or
+    ``layers[l-1](h_{l-1}, params[l-1])``), ``L = loss(h_L, y)``. Zero probes added to every
+    ``h_l`` give ``∂L/∂h_l`` for all layers in one backward pass (the pass
+    ``mlp_gradient_flow`` makes on the library's MLP); layers may have different widths
+    and any output pytrees. The norms are ``scaled_norm``s, so a layer whose gradient is
+    1e-30 (or 1e30) is reported as such, not as 0 (or inf).
+
+    Arguments:
+        layers: a list or tuple of layers, each a callable ``h -> h'`` (``params`` not
+            given) or ``(h, params_l) -> h'``; a Flax ``nnx.Module`` in it is split into
+            its structure and parameters (``jaxgrad.systems.as_step``), so its parameters'
+            gradient is ``∂L/∂θ_l``. Or an ``nnx.Sequential`` (its layers), or an nnx module
+            with a ``layers`` list: that module must compute the composition of its layers
+            (checked against ``layers(x)``; a module that applies an activation between
+            them is refused, pass its layers and activations as a list instead).
+        x: the input ``h_0`` (e.g. ``(B, in_dim)``), passed to ``layers[0]`` as it is.
+        y: targets for ``loss`` (integer labels of shape ``h_L.shape[:-1]`` in
+            ``[0, h_L.shape[-1])`` for ``"cross_entropy"``; anything for ``"sum"``).
+        loss: a name in ``LOSSES`` or ``loss(output, y) -> scalar`` (give the same object
+            each time to reuse the compiled code).
+        params: ``NO_PARAMS`` (default: each layer is called as ``layer(h)``, an nnx
+            module with its own parameters), or a sequence of per-layer parameters, one
+            per layer (``layer(h, params[l])``; for an nnx module, a state like its own).
+
+    Returns:
+        ``LayerGradientFlow`` with arrays of length ``L = len(layers)``.
+
+    Raises:
+        TypeError: ``layers`` is not a sequence of callables, ``loss`` is not a loss.
+        ValueError: ``layers`` is empty, ``params`` has another length, a layer fails on
+            the output of the one before (named ``layers[l]``, with the shapes), ``x`` is
+            empty or not finite, or labels ``y`` do not fit the output.
+
+    Example:
+        >>> from flax import nnx
+        >>> mlp = nnx.Sequential(nnx.Linear(4, 8, rngs=nnx.Rngs(0)), jax.nn.tanh,
+        ...                      nnx.Linear(8, 3, rngs=nnx.Rngs(1)))
+        >>> flow = layer_gradient_flow(mlp, jnp.ones((5, 4)), jnp.array([0, 1, 2, 0, 1]))
+        >>> flow.param_grad_norms.shape, float(flow.param_grad_norms[1])   # tanh: no θ
+        ((3,), 0.0)
+    """
+    _check_loss(loss)
+    x = check_array("x", x)
+    if x.size == 0:
+        raise ValueError(f"`x` must have at least one element, got shape {x.shape}")
+    check_finite("x", x)
+    module = layers if is_nnx_module(layers) else None
+    seq, check_module = _layer_sequence(layers, x)
+    if not seq:
+        raise ValueError("`layers` must hold at least one layer, got none")
+    if params is not NO_PARAMS:
+        if not isinstance(params, (list, tuple)) or len(params) != len(seq):
+            got = len(params) if isinstance(params, (list, tuple)) else type(params).__name__
+            raise ValueError(
+                f"`params` must be a sequence of {len(seq)} per-layer parameters, one per "
+                f"layer, got {got}"
+            )
+        check_params_finite(list(params))
+    fns, values = [], []
+    for i, layer in enumerate(seq):
+        p = NO_PARAMS if params is NO_PARAMS else params[i]
+        if is_nnx_module(layer):
+            fn, p = as_step(layer, p)
+        else:
+            check_step(layer, f"layers[{i}]")
+            fn = layer
+            if p is NO_PARAMS:
+                fn, p = _Unary(layer), None
+        fns.append(fn)
+        values.append(p)
+    # Shapes of every h_l (the probes), and a clear error for a layer that does not fit.
+    h = jax.ShapeDtypeStruct(x.shape, x.dtype)
+    shapes = []
+    for i, (fn, p) in enumerate(zip(fns, values, strict=True)):
+        try:
+            h = jax.eval_shape(fn, h, p)
+        except Exception as err:
+            raise ValueError(
+                f"`layers[{i}]` failed on an input shaped "
+                f"{jax.tree_util.tree_map(jnp.shape, h)}: {type(err).__name__}: {err}"
+            ) from err
+        for leaf in jax.tree_util.tree_leaves(h):
+            if not jnp.issubdtype(leaf.dtype, jnp.floating):
+                raise TypeError(
+                    f"`layers[{i}]` must return floating arrays, got dtype {leaf.dtype}"
+                )
+        shapes.append(h)
+    if loss == "cross_entropy":
+        out = shapes[-1]
+        if not isinstance(out, jax.ShapeDtypeStruct) or out.ndim < 1:
+            raise ValueError(
+                "`loss`='cross_entropy' needs logits (an array with a class axis) from the "
+                f"last layer, got {jax.tree_util.tree_map(jnp.shape, out)}"
+            )
+        y = check_class_labels("y", y, out.shape[-1])
+        if y.shape != out.shape[:-1]:
+            raise ValueError(f"`y` must be labels of shape {out.shape[:-1]} to match the "
+                             f"output {out.shape}, got {y.shape}")
+    shapes = tuple((tree, tuple(leaves)) for leaves, tree in map(jax.tree_util.tree_flatten,
+                                                                  shapes))
+    flow = _layer_flow(values, x, y, fns=tuple(fns), shapes=shapes, loss=loss)
+    if check_module:
+        reference = module(x)
+        same = jax.tree_util.tree_map(
+            lambda a, b: bool(np.allclose(np.asarray(a), np.asarray(b), rtol=1e-4,
+                                          atol=1e-5 * float(np.max(np.abs(b), initial=1.0)))),
+            flow.output, reference)
+        if not all(jax.tree_util.tree_leaves(same)):
+            raise ValueError(
+                f"`layers`: {type(module).__name__}(x) is not the composition of its "
+                "`layers` (it applies something between them); pass the layers and what is "
+                "applied between them as a list of callables"
+            )
+    return flow
+
+
+@functools.partial(jax.jit, static_argnames=("fns", "shapes", "loss"))
+def _layer_flow(params, x, y, *, fns, shapes, loss):
+    probes = [tree.unflatten([jnp.zeros(s.shape, s.dtype) for s in leaves])
+              for tree, leaves in shapes]
+
+    def apply(params, probes):
+        h = x
+        for fn, p, probe in zip(fns, params, probes, strict=True):
+            h = jax.tree_util.tree_map(jnp.add, fn(h, p), probe)
+        return h, h
+
+    value, out, g_params, _, h = _probed_flow(apply, list(params), probes, _loss_fn(loss), y)
+    theta = layer_norms(list(g_params))
+    return LayerGradientFlow(value, h.norm, theta.norm, h.log_norm, theta.log_norm, out)
 
 
 class RecurrentGradientFlow(NamedTuple):

@@ -317,3 +317,37 @@ def test_bad_inputs_name_the_argument():
         hessian_trace(loss, x, method="exact", key=key)
     with pytest.raises(TypeError, match="`gauss_newton`"):
         hessian_trace(None, x, gauss_newton=loss, key=key)
+
+
+def test_lanczos_basis_stays_orthonormal_float32():
+    """Ill-conditioned float32 spectrum (a few outliers over a 1e-6..1 bulk): plain Lanczos
+    (the three-term recurrence alone) loses orthogonality as the outliers converge (ghost
+    copies of them appear); the reorthogonalised basis stays orthonormal to ~1e-6."""
+    from jaxgrad.analysis.hessian import lanczos_ritz
+
+    P, m = 300, 80
+    rng = np.random.default_rng(7)
+    eigs = np.concatenate([[1e3, 7e2, 4e2], 10.0 ** rng.uniform(-6, 0, P - 3)])
+    Q, _ = np.linalg.qr(rng.standard_normal((P, P)))
+    A = ((Q * eigs) @ Q.T).astype(np.float32)
+    A = (A + A.T) / 2
+    # plain Lanczos in float32 (NumPy): orthogonality is lost
+    V = np.zeros((m, P), np.float32)
+    v = rng.standard_normal(P).astype(np.float32)
+    V[0] = v / np.linalg.norm(v)
+    b = np.float32(0)
+    for j in range(m - 1):
+        w = A @ V[j] - b * V[j - 1] if j else A @ V[j]
+        w = w - (V[j] @ w) * V[j]
+        b = np.linalg.norm(w)
+        V[j + 1] = w / b
+    assert np.max(np.abs(V @ V.T - np.eye(m))) > 1e-2
+    run = lanczos_ritz(lambda x: jnp.asarray(A) @ x, jnp.zeros(P, jnp.float32),
+                       jax.random.key(0), m)
+    W = np.asarray(run.basis, np.float64)
+    assert np.max(np.abs(W @ W.T - np.eye(m))) < 2e-6
+    top = np.asarray(run.values)[::-1][:3] / float(run.scale)
+    np.testing.assert_allclose(top, [1e3, 7e2, 4e2], rtol=1e-5)
+    # no ghosts: exactly one Ritz value near each outlier
+    vals = np.asarray(run.values) / float(run.scale)
+    assert np.sum(np.abs(vals - 1e3) < 1.0) == 1

@@ -53,15 +53,23 @@ and intact files, unless --force) and write DIR/report.md and DIR/report.html.""
 
 
 def _catalogue() -> list[tuple[str, str, list[str]]]:
-    """``(NAME, DESCRIPTION, config keys)`` of each experiment, read from its source."""
+    """``(NAME, DESCRIPTION, config keys)`` of each experiment, read from its source.
+
+    The keys are the fields of its ``Config`` class (or, in a module not yet converted,
+    the keys of its ``DEFAULT_CONFIG`` dict).
+    """
     found = []
     for path in sorted(Path(__file__).parent.glob("[!_]*.py")):
         try:
             tree = ast.parse(path.read_text())
         except (OSError, SyntaxError):
             continue
-        values = {}
+        values, keys = {}, []
         for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name == "Config":
+                keys = sorted(item.target.id for item in node.body
+                              if isinstance(item, ast.AnnAssign)
+                              and isinstance(item.target, ast.Name))
             if isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target = node.targets[0]
                 if isinstance(target, ast.Name) and target.id in (
@@ -73,7 +81,8 @@ def _catalogue() -> list[tuple[str, str, list[str]]]:
                         pass
         if isinstance(values.get("NAME"), str):
             config = values.get("DEFAULT_CONFIG")
-            keys = sorted(config) if isinstance(config, dict) else []
+            if not keys and isinstance(config, dict):
+                keys = sorted(config)
             found.append((values["NAME"], str(values.get("DESCRIPTION", "")), keys))
     return found
 

@@ -4,11 +4,25 @@ An experiment is a module ``experiments/<snake_name>.py`` that defines
 
     NAME = "kebab-name"              # what `python -m experiments run NAME` takes
     DESCRIPTION = "one line"
-    DEFAULT_CONFIG = {...}           # JSON-serialisable parameters, CPU-sized default
-    QUICK_CONFIG = {...}             # overrides for --quick (the tests use it)
-    def run(config: dict) -> Result
 
-and is found automatically (modules starting with ``_`` are not experiments). The runner
+    @dataclasses.dataclass(frozen=True)
+    class Config:                    # typed parameters, CPU-sized defaults (tuples, not lists)
+        num_steps: int = 5000
+        ...
+
+    QUICK_CONFIG = {...}             # overrides for --quick (the tests use it)
+    SUMMARY_KEYS = ("key", ...)      # the summary keys the experiment promises (a contract)
+
+    def compute(config: Config) -> Computed            # the numerics: summary and arrays
+    def checks(config: Config, computed) -> list[Check]
+    def figures(config: Config, computed) -> dict[str, Figure]
+    def run(config: Config) -> Result                  # staged_run(config, compute, ...)
+
+``make_config`` builds the ``Config`` (defaults, ``QUICK_CONFIG``, checked overrides);
+``summary.json`` records its fields under "parameters" (in field order) and their hash.
+(A module not yet converted, with a ``DEFAULT_CONFIG`` dict and ``run(config: dict)``, is
+still run as before.) An experiment is found automatically (modules starting with ``_``
+are not experiments). The runner
 writes ``DIR/NAME/summary.json`` (parameters, key numbers, checks), ``DIR/NAME/data.npz``
 and one PNG per figure. Every experiment is first written to a staging folder
 ``DIR/.NAME.PID.XXXX`` and then renamed into place, so a folder ``DIR/NAME`` with a
@@ -93,6 +107,21 @@ def check_bound(name: str, value: Any, bound: Any, *, kind: str = "<=", note: st
                  note or f"value {kind} reference", "≤" if kind == "<=" else "≥")
 
 
+@dataclasses.dataclass(frozen=True)
+class Computed:
+    """What an experiment's ``compute(config)`` returns: its numbers, before any check.
+
+    Attributes:
+        summary: key numbers (JSON-serialisable), written to ``summary.json``.
+        arrays: data saved to ``data.npz``.
+        details: anything else ``checks`` and ``figures`` read (not saved).
+    """
+
+    summary: dict[str, Any]
+    arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 @dataclasses.dataclass
 class Result:
     """What ``run(config)`` returns.
@@ -108,6 +137,38 @@ class Result:
     checks: list[Check]
     arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
     figures: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def staged_run(config: Any, compute: Any, checks: Any, figures: Any) -> Result:
+    """``compute(config)``, then ``checks(config, computed)`` and ``figures(config, computed)``.
+
+    What an experiment's ``run(config)`` returns: ``Result(summary, checks, arrays,
+    figures)`` with the summary and arrays of the ``Computed``.
+    """
+    computed = compute(config)
+    if not isinstance(computed, Computed):
+        raise TypeError(f"`compute` must return a Computed, got {type(computed).__name__}")
+    return Result(dict(computed.summary), list(checks(config, computed)),
+                  dict(computed.arrays), dict(figures(config, computed)))
+
+
+def config_fields(config: Any) -> dict[str, Any]:
+    """A ``Config`` instance's fields (in declaration order) as a dict; a dict is copied."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    if isinstance(config, dict):
+        return dict(config)
+    raise TypeError(f"`config` must be an experiment's Config or a dict, got "
+                    f"{type(config).__name__}")
+
+
+def _frozen(x: Any) -> Any:
+    """Lists (a JSON override's, at any depth) as tuples, so a ``Config`` stays hashable."""
+    if isinstance(x, (list, tuple)):
+        return tuple(_frozen(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _frozen(v) for k, v in x.items()}
+    return x
 
 
 def _jsonable(x: Any) -> Any:
@@ -160,7 +221,7 @@ def _kind(value: Any) -> str:
         return "a number"
     if isinstance(value, str):
         return "a string"
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "a list"
     if isinstance(value, dict):
         return "an object"
@@ -213,7 +274,7 @@ def check_override(key: str, value: Any, default: Any) -> Any:
             raise TypeError(f"`{key}` must be a JSON object ({like}), {got}")
         return value
     if isinstance(default, (list, tuple)):
-        if not isinstance(value, list):
+        if not isinstance(value, (list, tuple)):
             raise TypeError(f"`{key}` must be a list ({like}), {got}")
         kinds = {"a number" if _kind(v) == "an integer" else _kind(v) for v in default}
         if len(kinds) == 1 and default:
@@ -229,28 +290,39 @@ def check_override(key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def make_config(module: types.ModuleType, *, quick: bool = False, **overrides: Any) -> dict:
-    """``DEFAULT_CONFIG`` with ``QUICK_CONFIG`` (if ``quick``) and ``overrides`` on top.
+def make_config(module: types.ModuleType, *, quick: bool = False, **overrides: Any) -> Any:
+    """``module.Config()`` with ``QUICK_CONFIG`` (if ``quick``) and ``overrides`` on top.
 
-    Each override is checked against its default with ``check_override`` (type, counts
-    >= 1, finite numbers); an unknown key, or a value of the wrong kind, is refused with
-    an error naming the key.
+    Each override is checked against its default field value with ``check_override``
+    (type, counts >= 1, finite numbers); an unknown key, or a value of the wrong kind, is
+    refused with an error naming the key. Lists (from JSON) become tuples. A module not
+    yet converted (``DEFAULT_CONFIG``, a dict) gets a dict, built the same way.
+
+    Returns:
+        A ``module.Config`` instance (``dataclasses.replace`` of the defaults), or a dict.
     """
-    config = dict(module.DEFAULT_CONFIG)
+    config_type = getattr(module, "Config", None)
+    defaults = (config_fields(config_type()) if config_type is not None
+                else dict(module.DEFAULT_CONFIG))
+    config = dict(defaults)
     if quick:
         config.update(getattr(module, "QUICK_CONFIG", {}))
-    unknown = set(overrides) - set(config)
+    unknown = set(overrides) - set(defaults) or set(config) - set(defaults)
     if unknown:
         raise ValueError(f"unknown config key(s) {sorted(unknown)} for {module.NAME}; "
-                         f"known: {sorted(config)}")
+                         f"known: {sorted(defaults)}")
     for key, value in overrides.items():
-        default = module.DEFAULT_CONFIG.get(key, config[key])
-        config[key] = check_override(key, value, default)
-    return config
+        config[key] = check_override(key, value, defaults[key])
+    if config_type is None:
+        return config
+    changed = {k: _frozen(v) for k, v in config.items() if v is not defaults[k]}
+    return dataclasses.replace(config_type(), **changed)
 
 
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(_jsonable(config), sort_keys=True).encode()).hexdigest()[:16]
+def config_hash(config: Any) -> str:
+    """16 hex digits of the SHA-256 of ``config``'s fields as sorted JSON."""
+    return hashlib.sha256(json.dumps(_jsonable(config_fields(config)), sort_keys=True)
+                          .encode()).hexdigest()[:16]
 
 
 def _sha256(path: Path) -> str:
@@ -329,7 +401,7 @@ def _staging_dir(out: Path, prefix: str) -> Path:
 
 
 def run_experiment(name: str, out: str | Path, *, quick: bool = False,
-                   config: dict | None = None) -> dict[str, Any]:
+                   config: Any = None) -> dict[str, Any]:
     """Run one experiment and write its folder atomically; return the summary dict.
 
     ``run(config)`` runs without the lock; writing the staging folder and renaming it to
@@ -343,6 +415,10 @@ def run_experiment(name: str, out: str | Path, *, quick: bool = False,
 
     module = get_experiment(name)
     config = make_config(module, quick=quick) if config is None else config
+    config_type = getattr(module, "Config", None)
+    if config_type is not None and not isinstance(config, config_type):
+        raise TypeError(f"`config` for {name} must be a {module.__name__}.Config (see "
+                        f"make_config), got {type(config).__name__}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -379,7 +455,7 @@ def _write_result(out, name, module, config, quick, times, result, plt) -> dict[
             "name": name,
             "description": module.DESCRIPTION,
             "source": _source(module),
-            "parameters": _jsonable(config),
+            "parameters": _jsonable(config_fields(config)),
             "config_hash": config_hash(config),
             "quick": quick,
             "seconds": round(seconds, 3),
@@ -410,7 +486,7 @@ def _write_result(out, name, module, config, quick, times, result, plt) -> dict[
     return summary
 
 
-def _run_in_worker(task: tuple[str, str, bool, dict]) -> tuple[str, dict[str, Any]]:
+def _run_in_worker(task: tuple[str, str, bool, Any]) -> tuple[str, dict[str, Any]]:
     """``run_experiment`` in a worker process of ``reproduce(jobs > 1)``."""
     name, out, quick, config = task
     return name, run_experiment(name, out, quick=quick, config=config)

@@ -4,6 +4,7 @@ report escaping, and the command line's refusals (no experiment of the catalogue
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -21,32 +22,60 @@ from experiments import _runner
 from jaxgrad.io import write_atomic
 
 
-def _fake_module(name="fake", figure=False, run=None):
+@dataclasses.dataclass(frozen=True)
+class FakeConfig:
+    """The fake experiment's parameters (the contract's ``Config``)."""
+
+    num_points: int = 3
+    scale: float = 1.0
+    names: tuple[str, ...] = ("a",)
+    flag: bool = False
+    seed: int = 0
+    label: str = "x"
+
+
+#: The same defaults as a module not yet converted declares them.
+LEGACY_DEFAULTS = {"num_points": 3, "scale": 1.0, "names": ["a"], "flag": False, "seed": 0,
+                   "label": "x"}
+
+
+def _fake_module(name="fake", figure=False, run=None, legacy=False):
+    """A fake experiment: ``Config``/``compute``/``checks``/``figures`` (or, with
+    ``legacy``, a ``DEFAULT_CONFIG`` dict and ``run(config: dict)``)."""
     module = types.ModuleType(f"experiments.{name}")
     module.NAME = name
     module.DESCRIPTION = "a fake experiment"
-    module.DEFAULT_CONFIG = {"num_points": 3, "scale": 1.0, "names": ["a"], "flag": False,
-                             "seed": 0, "label": "x"}
     module.QUICK_CONFIG = {}
+    module.SUMMARY_KEYS = ("points",)
+    get = (lambda c, k: c[k]) if legacy else getattr
+
+    def compute(config):
+        n = get(config, "num_points")
+        return _runner.Computed({"points": n}, {"x": np.arange(n) * get(config, "scale")})
+
+    def checks(config, computed):
+        return [_runner.check_close("value", 1.0, 1.0, atol=0.1)]
+
+    def figures(config, computed):
+        if not figure:
+            return {}
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.plot([0, 1])
+        return {"curve": fig}
 
     def default_run(config):
-        figures = {}
-        if figure:
-            import matplotlib
+        return _runner.staged_run(config, compute, checks, figures)
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            fig, ax = plt.subplots(figsize=(1, 1))
-            ax.plot([0, 1])
-            figures = {"curve": fig}
-        return _runner.Result(
-            {"points": config["num_points"]},
-            [_runner.check_close("value", 1.0, 1.0, atol=0.1)],
-            {"x": np.arange(config["num_points"]) * config["scale"]},
-            figures,
-        )
-
+    if legacy:
+        module.DEFAULT_CONFIG = dict(LEGACY_DEFAULTS)
+    else:
+        module.Config = FakeConfig
+        module.compute, module.checks, module.figures = compute, checks, figures
     module.run = run or default_run
     return module
 
@@ -224,8 +253,81 @@ def test_bad_config_values_are_refused_by_name(fake, key, value, error, match):
 def test_good_config_values_pass_and_ints_become_floats(fake):
     config = _runner.make_config(fake["fake"], scale=2, num_points=5, names=["b", "c"],
                                  flag=True, seed=-1, label="y")
-    assert config["scale"] == 2.0 and isinstance(config["scale"], float)
-    assert config["num_points"] == 5 and config["names"] == ["b", "c"]
+    assert isinstance(config, FakeConfig)
+    assert config.scale == 2.0 and isinstance(config.scale, float)
+    assert config.num_points == 5 and config.names == ("b", "c")  # JSON lists become tuples
+    hash(config)  # frozen and hashable
+    assert _runner.make_config(fake["fake"]) == FakeConfig()
+
+
+def test_make_config_applies_quick_then_overrides_and_refuses_unknown_keys(fake, monkeypatch):
+    module = fake["fake"]
+    monkeypatch.setattr(module, "QUICK_CONFIG", {"num_points": 2, "names": ["q"]})
+    assert _runner.make_config(module, quick=True) == FakeConfig(num_points=2, names=("q",))
+    assert _runner.make_config(module, quick=True, num_points=7).num_points == 7
+    assert _runner.make_config(module).num_points == 3
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['num_pointz'\]"):
+        _runner.make_config(module, num_pointz=3)
+    monkeypatch.setattr(module, "QUICK_CONFIG", {"typo": 1})
+    with pytest.raises(ValueError, match="unknown config key.*typo"):
+        _runner.make_config(module, quick=True)
+
+
+def test_a_legacy_dict_experiment_still_runs(tmp_path, fake):
+    legacy = _fake_module("old", legacy=True)
+    config = _runner.make_config(legacy, scale=2, names=["b"])
+    assert config == {**LEGACY_DEFAULTS, "scale": 2.0, "names": ["b"]}
+    fake["old"] = legacy
+    summary = _runner.run_experiment("old", tmp_path, config=config)
+    assert summary["parameters"] == config and summary["points"] == 3
+
+
+@pytest.mark.parametrize("overrides", [{}, {"scale": 2, "names": ["b", "c"], "seed": -1}])
+def test_parameters_and_config_hash_are_those_of_the_dict_config(tmp_path, fake, overrides):
+    """A Config writes the bytes a DEFAULT_CONFIG dict with the same values wrote, so a
+    results folder from before the conversion still counts as complete."""
+    fake["old"] = _fake_module("old", legacy=True)
+    old = _runner.make_config(fake["old"], **overrides)
+    new = _runner.make_config(fake["fake"], **overrides)
+    assert _runner.config_hash(new) == _runner.config_hash(old)
+    old_summary = _runner.run_experiment("old", tmp_path / "old", config=old)
+    new_summary = _runner.run_experiment("fake", tmp_path / "new", config=new)
+    dump = lambda s: json.dumps(s["parameters"], indent=2)  # noqa: E731
+    assert dump(new_summary) == dump(old_summary)
+    assert list(new_summary["parameters"]) == list(LEGACY_DEFAULTS)  # field order kept
+    assert new_summary["config_hash"] == old_summary["config_hash"]
+    # the folder the dict-config module wrote is complete for the Config module
+    (tmp_path / "old" / "old").rename(tmp_path / "old" / "fake")
+    assert _runner.is_complete(tmp_path / "old", "fake", new)
+    assert not _runner.is_complete(tmp_path / "old", "fake",
+                                   dataclasses.replace(new, num_points=4))
+
+
+def test_config_hash_is_unchanged_from_the_dict_runner():
+    """The value the runner wrote before `Config` existed (a guard on the JSON it hashes)."""
+    assert _runner.config_hash(FakeConfig()) == "57e441c86f21f214"
+    assert _runner.config_hash(LEGACY_DEFAULTS) == "57e441c86f21f214"
+
+
+def test_staged_run_and_refusals(tmp_path, fake):
+    config = FakeConfig(num_points=4)
+    result = fake["fig"].run(config)
+    assert result.summary == {"points": 4} and list(result.figures) == ["curve"]
+    assert result.arrays["x"].shape == (4,) and result.checks[0].passed
+    with pytest.raises(TypeError, match="`compute` must return a Computed"):
+        _runner.staged_run(config, lambda c: {"points": 1}, lambda c, r: [], lambda c, r: {})
+    with pytest.raises(TypeError, match=r"`config` for fake must be a experiments.fake.Config"):
+        _runner.run_experiment("fake", tmp_path, config=dict(LEGACY_DEFAULTS))
+    assert not list(tmp_path.iterdir())
+
+
+def test_help_lists_config_fields_of_a_config_class(tmp_path, monkeypatch):
+    (tmp_path / "__main__.py").write_text("")
+    (tmp_path / "toy.py").write_text(
+        'NAME = "toy"\nDESCRIPTION = "a toy"\n\nclass Config:\n    zeta: int = 1\n'
+        '    alpha: tuple[float, ...] = (1.0,)\n')
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "__main__.py"))
+    assert cli._catalogue() == [("toy", "a toy", ["alpha", "zeta"])]
 
 
 def _cli(argv, capsys):

@@ -100,24 +100,26 @@ class Cell(abc.ABC):
 _METHODS = ("init", "step", "zero_state", "observe")
 
 
-def _check_cell(cell: Any, name: str = "cell") -> Any:
+def _check_cell(cell: Any, argument: str = "cell") -> Any:
     """``cell`` if it has the four cell methods and is hashable; else a ``TypeError``."""
     missing = [m for m in _METHODS if not callable(getattr(cell, m, None))]
     if missing:
         raise TypeError(
-            f"`{name}` must be a name in {sorted(CELLS)} or a cell object with methods "
+            f"`{argument}` must be a name in {sorted(CELLS)} or a cell object with methods "
             f"{', '.join(_METHODS)}; got {type(cell).__name__} without {', '.join(missing)}"
         )
     try:
         hash(cell)
     except TypeError:
-        raise TypeError(f"`{name}` must be hashable (a frozen dataclass), got "
+        raise TypeError(f"`{argument}` must be hashable (a frozen dataclass), got "
                         f"{type(cell).__name__}") from None
     return cell
 
 
-def get_cell(cell: Any, name: str = "cell") -> Any:
+def get_cell(cell: Any, argument: str = "cell") -> Any:
     """The cell called ``cell`` in ``CELLS``, or ``cell`` itself if it is a cell object.
+
+    ``argument`` is the argument name used in error messages.
 
     Raises:
         ValueError: for an unknown name, listing the known ones.
@@ -128,8 +130,8 @@ def get_cell(cell: Any, name: str = "cell") -> Any:
         PascanuCell(activation='sigmoid')
     """
     if isinstance(cell, str):
-        return CELLS[check_choice(name, cell, CELLS)]
-    return _check_cell(cell, name)
+        return CELLS[check_choice(argument, cell, CELLS)]
+    return _check_cell(cell, argument)
 
 
 def _check_init_options(cell, recurrent_scale, input_std, scheme, recurrent_nonzeros,

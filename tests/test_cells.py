@@ -410,6 +410,7 @@ def _explicit_mgu_outputs(p, W_out, b_out, inputs):
     return h @ W_out.T + b_out[None]
 
 
+@pytest.mark.slow
 def test_a_new_cell_is_one_file_and_trains_through_sequence_model(x64):
     """Adding a model is one file: the cell above, nothing else, runs through
     SequenceModel, sequence_loss, sequence_state_grad_norms and train_steps."""
@@ -477,6 +478,7 @@ class _NnxElman:
         return Elman
 
 
+@pytest.mark.slow
 def test_nnx_cell_through_sequence_model_matches_explicit_jnp():
     pytest.importorskip("flax")
     Elman = _NnxElman.make()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 from jax.test_util import check_grads
@@ -22,6 +24,7 @@ from jaxgrad import (
     lstm_step,
     lstm_zero_state,
 )
+from jaxgrad.train import sequence as seq
 
 
 def _unroll_from(step, params, x, inputs):
@@ -290,3 +293,307 @@ def test_wrong_biases_and_cell_state_are_refused_not_broadcast():
     assert hs.shape == (3, 4)
     out = lstm_step([jnp.zeros(4), jnp.zeros(4)], u, p)
     assert isinstance(out, tuple) and out[1].shape == (4,)
+
+
+# --------------------------------------------------------------------------- cell objects
+
+KEY = jax.random.key(0)
+
+
+def _old_init(cell, key, n, m, num_outputs, *, recurrent_scale=1.0, input_std=1.0, forget_bias=1.0):
+    """What SequenceModel.init computed before cells were objects (the four if-chains)."""
+    k_cell, k_out = jax.random.split(key)
+    if cell in ("rnn_tanh", "rnn_sigmoid", "elman_tanh"):
+        p = jaxgrad.init_pascanu(k_cell, n, m, scaling="spectral_radius",
+                                 value=recurrent_scale, input_std=input_std)
+    elif cell == "lstm":
+        p = init_lstm(k_cell, n, m, forget_bias=forget_bias, recurrent_scale=recurrent_scale,
+                      input_std=input_std, dtype=jnp.float32)
+    else:
+        p = init_gru(k_cell, n, m, update_bias=forget_bias, recurrent_scale=recurrent_scale,
+                     input_std=input_std, dtype=jnp.float32)
+    W_out = jax.random.normal(k_out, (num_outputs, n), jnp.float32)
+    return p, W_out / jnp.sqrt(jnp.asarray(n, jnp.float32))
+
+
+def _old_step(cell, x, u, p):
+    if cell == "rnn_tanh":
+        return jaxgrad.pascanu_step(x, u, p, activation="tanh")
+    if cell == "rnn_sigmoid":
+        return jaxgrad.pascanu_step(x, u, p, activation="sigmoid")
+    if cell == "lstm":
+        return lstm_step(x, u, p)
+    if cell == "elman_tanh":
+        return jnp.tanh(p.W_rec @ x + p.W_in @ u + p.b)
+    return gru_step(x, u, p)
+
+
+def _old_observe(cell, x):
+    return {"rnn_tanh": jnp.tanh, "rnn_sigmoid": jax.nn.sigmoid}.get(
+        cell, lambda x: x.h if cell == "lstm" else x)(x)
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "rnn_sigmoid", "lstm", "gru", "elman_tanh"])
+def test_named_cells_are_bitwise_the_old_string_cells(name):
+    """The registry's cell objects give exactly what the if-chains on names gave."""
+    model = seq.SequenceModel(name, 6, 3, 2)
+    assert model.cell is jaxgrad.CELLS[name] and model == seq.SequenceModel(model.cell, 6, 3, 2)
+    key = jax.random.key(7)
+    params = model.init(key, recurrent_scale=1.3, input_std=0.7, forget_bias=2.0)
+    cell_p, W_out = _old_init(name, key, 6, 3, 2, recurrent_scale=1.3, input_std=0.7,
+                              forget_bias=2.0)
+    for a, b in zip(jax.tree_util.tree_leaves((params.cell, params.W_out)),
+                    jax.tree_util.tree_leaves((cell_p, W_out)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = jax.tree_util.tree_map(lambda z: 0.3 * jax.random.normal(jax.random.key(8), z.shape),
+                               model.initial_state())
+    u = jax.random.normal(jax.random.key(9), (3,))
+    for a, b in zip(jax.tree_util.tree_leaves(model.step(x, u, params.cell)),
+                    jax.tree_util.tree_leaves(_old_step(name, x, u, cell_p)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.observe(x), _old_observe(name, x))
+
+
+def test_cell_objects_are_static_jit_arguments():
+    """Equal cells hash equal, so a jit keyed on the model compiles once for both."""
+    traces = []
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def first_output(model, params, inputs):
+        traces.append(1)
+        return seq.sequence_outputs(model, params, inputs)
+
+    task = jaxgrad.get_task("adding_problem")
+    a = seq.SequenceModel.for_task("rnn_sigmoid", 4, task)
+    b = seq.SequenceModel.for_task(jaxgrad.PascanuCell("sigmoid"), 4, task)
+    c = seq.SequenceModel.for_task(jaxgrad.PascanuCell(jaxgrad.get_activation("sigmoid")), 4,
+                                   task)
+    assert a == b and hash(a) == hash(b) and b.cell != c.cell  # "sigmoid" vs its object
+    params = a.init(KEY)
+    inputs = task.sample(KEY, 2, 6).inputs
+    np.testing.assert_array_equal(first_output(a, params, inputs), first_output(b, params, inputs))
+    assert len(traces) == 1
+    np.testing.assert_array_equal(first_output(c, params, inputs), first_output(a, params, inputs))
+
+
+
+@dataclasses.dataclass(frozen=True)
+class MinimalGatedCell(jaxgrad.Cell):
+    """A new model in this file only: the minimal gated unit (Zhou et al. 2016),
+    f = σ(W_f h + U_f u + b_f), h' = (1 − f) h + f tanh(W (f ⊙ h) + U u + b)."""
+
+    gate_bias: float = 1.0
+
+    def init(self, key, num_units, num_inputs, *, dtype=jnp.float32, recurrent_scale=1.0):
+        k = jax.random.split(key, 4)
+        n, m = num_units, num_inputs
+        rec = recurrent_scale / n**0.5
+        return {"W_f": rec * jax.random.normal(k[0], (n, n), dtype),
+                "U_f": jax.random.normal(k[1], (n, m), dtype) / m**0.5,
+                "b_f": jnp.full((n,), self.gate_bias, dtype),
+                "W": rec * jax.random.normal(k[2], (n, n), dtype),
+                "U": jax.random.normal(k[3], (n, m), dtype) / m**0.5,
+                "b": jnp.zeros((n,), dtype)}
+
+    def step(self, h, u, p):
+        f = jax.nn.sigmoid(p["W_f"] @ h + p["U_f"] @ u + p["b_f"])
+        return (1 - f) * h + f * jnp.tanh(p["W"] @ (f * h) + p["U"] @ u + p["b"])
+
+
+def _explicit_mgu_outputs(p, W_out, b_out, inputs):
+    """The same model unrolled with a Python loop in plain jnp (the reference)."""
+    h = jnp.zeros((inputs.shape[0], p["W"].shape[0]), inputs.dtype)
+    for t in range(inputs.shape[1]):
+        u = inputs[:, t]
+        f = jax.nn.sigmoid(h @ p["W_f"].T + u @ p["U_f"].T + p["b_f"][None])
+        h = (1 - f) * h + f * jnp.tanh((f * h) @ p["W"].T + u @ p["U"].T + p["b"][None])
+    return h @ W_out.T + b_out[None]
+
+
+@pytest.mark.slow
+def test_a_new_cell_is_one_file_and_trains_through_sequence_model(x64):
+    """Adding a model is one file: the cell above, nothing else, runs through
+    SequenceModel, sequence_loss, sequence_state_grad_norms and train_steps."""
+    task = jaxgrad.get_task("adding_problem")
+    model = seq.SequenceModel.for_task(MinimalGatedCell(), 5, task)
+    params = model.init(KEY, recurrent_scale=0.8, dtype=jnp.float64)
+    batch = task.sample(jax.random.key(1), 4, 8)
+    batch = batch._replace(inputs=batch.inputs.astype(jnp.float64),
+                           targets=batch.targets.astype(jnp.float64))
+    loss_fn = seq.sequence_loss(model, task)
+
+    def explicit_loss(p, batch):
+        return task.loss(_explicit_mgu_outputs(p.cell, p.W_out, p.b_out, batch.inputs),
+                         batch.targets)
+
+    value, grads = jax.jit(jax.value_and_grad(loss_fn))(params, batch)
+    ref_value, ref_grads = jax.jit(jax.value_and_grad(explicit_loss))(params, batch)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14)
+
+    # ‖∂E/∂h_t‖ of one sequence against the gradient of the reference from h_t on.
+    one = jax.tree_util.tree_map(lambda a: a[:1], batch)
+    t = 3
+
+    def rest(h):
+        for s in range(t, one.inputs.shape[1]):
+            h = model.step(h, one.inputs[0, s], params.cell)
+        return task.loss((params.W_out @ h + params.b_out)[None], one.targets)
+
+    h_t = jaxgrad.unroll(functools.partial(model.step, cell_params=params.cell),
+                         model.initial_state(jnp.float64), one.inputs[0, :t])[-1]
+    norms = jax.jit(seq.sequence_state_grad_norms, static_argnums=(0, 1))(
+        model, task, params, one)
+    np.testing.assert_allclose(norms[t - 1], jnp.linalg.norm(jax.jit(jax.grad(rest))(h_t)),
+                               rtol=1e-9)
+
+    opt = optax.adam(2e-2)
+    with jax.enable_x64(False):
+        state, metrics = jax.jit(lambda p: jaxgrad.train_steps(
+            loss_fn, opt, jaxgrad.init_train_state(p, opt),
+            lambda k, t: task.sample(k, 16, 8), num_steps=100, key=jax.random.key(2),
+        ))(model.init(KEY, recurrent_scale=0.8))
+    loss = np.asarray(metrics.loss)
+    assert bool(np.all(metrics.finite))
+    assert loss[-20:].mean() < 0.5 * loss[:5].mean(), loss[[0, 4, -20, -1]]
+
+
+class _NnxElman:
+    """A user's nnx cell (built lazily so that the file imports without flax)."""
+
+    @staticmethod
+    def make():
+        from flax import nnx
+
+        class Elman(nnx.Module):
+            def __init__(self, hidden, inputs, *, rngs):
+                self.rec = nnx.Linear(hidden, hidden, rngs=rngs)
+                self.inp = nnx.Linear(inputs, hidden, use_bias=False, rngs=rngs)
+
+            def __call__(self, h, u):
+                return jnp.tanh(self.rec(h) + self.inp(u))
+
+        return Elman
+
+
+@pytest.mark.slow
+def test_nnx_cell_through_sequence_model_matches_explicit_jnp():
+    pytest.importorskip("flax")
+    Elman = _NnxElman.make()
+    task = jaxgrad.get_task("adding_problem")
+    cell = jaxgrad.NnxCell(Elman)
+    model = seq.SequenceModel.for_task(cell, 5, task)
+    assert model == seq.SequenceModel.for_task(jaxgrad.NnxCell(Elman), 5, task)
+    params = model.init(KEY)
+    st = params.cell.state
+    explicit_params = (st["rec"]["kernel"][...], st["rec"]["bias"][...],
+                       st["inp"]["kernel"][...], params.W_out, params.b_out)
+    batch = task.sample(jax.random.key(3), 4, 9)
+
+    def explicit(p, batch):
+        W, b, U, W_out, b_out = p
+        h = jnp.zeros((4, 5))
+        for t in range(9):
+            h = jnp.tanh(h @ W + b[None] + batch.inputs[:, t] @ U)
+        return task.loss(h @ W_out.T + b_out[None], batch.targets)
+
+    loss_fn = seq.sequence_loss(model, task)
+    value, g = jax.jit(jax.value_and_grad(loss_fn))(params, batch)
+    ref_value, ref = jax.jit(jax.value_and_grad(explicit))(explicit_params, batch)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    got = (g.cell.state["rec"]["kernel"][...], g.cell.state["rec"]["bias"][...],
+           g.cell.state["inp"]["kernel"][...], g.W_out, g.b_out)
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    # seeds under vmap, and optax steps on the module's arrays
+    stacked = jax.vmap(model.init)(jax.random.split(KEY, 3))
+    assert stacked.cell.state["rec"]["kernel"][...].shape == (3, 5, 5)
+    opt = optax.sgd(0.1)
+    state, metrics = jax.jit(lambda p: jaxgrad.train_steps(
+        loss_fn, opt, jaxgrad.init_train_state(p, opt), jaxgrad.fixed_batches(
+            jax.tree_util.tree_map(lambda a: a[None], batch)), num_steps=20))(params)
+    assert float(metrics.loss[-1]) < float(metrics.loss[0])
+    assert isinstance(state.params.cell, jaxgrad.NnxParams)
+
+
+def test_rate_cell_is_the_rate_network():
+    cell = jaxgrad.RateCell()
+    p = cell.init(KEY, 6, 2, recurrent_scale=1.5, input_std=0.5)
+    ref = jaxgrad.init_rate(KEY, 6, g=1.5, num_inputs=2, input_std=0.5)
+    for a, b in zip(p, ref, strict=True):
+        np.testing.assert_array_equal(a, b)
+    h, u = jnp.linspace(-1, 1, 6), jnp.array([0.3, -0.4])
+    np.testing.assert_array_equal(cell.step(h, u, p), jaxgrad.rate_step(h, u, p))
+    np.testing.assert_array_equal(cell.observe(h), jnp.tanh(h))
+    flow = jaxgrad.RateCell(dt=0.05, method="euler")
+    np.testing.assert_allclose(flow.step(h, u, p), h + 0.05 * (-h + p.J @ jnp.tanh(h)
+                                                                 + p.W_in @ u), rtol=1e-6)
+    model = seq.SequenceModel.for_task("rate", 6, jaxgrad.get_task("adding_problem"))
+    assert model.cell == cell
+    with pytest.raises(ValueError, match="`dt` must be finite and > 0"):
+        jaxgrad.RateCell(dt=0.0)
+    with pytest.raises(ValueError, match="unknown `method`"):
+        jaxgrad.RateCell(dt=0.1, method="heun")
+
+
+def test_elman_omega_pullback_for_other_activations(x64):
+    """σ'(a) held constant: the value is the step's VJP, the gradient reaches W_rec only."""
+    cell = jaxgrad.ElmanCell("sigmoid")
+    p = jaxgrad.init_pascanu(KEY, 4, 2, dtype=jnp.float64)._replace(b=0.1 * jnp.ones(4))
+    h, u, g = 0.2 * jnp.ones(4), jnp.array([0.5, -1.0]), jnp.arange(1.0, 5.0)
+    h_next = cell.step(h, u, p)
+    _, vjp = jax.vjp(lambda x: cell.step(x, u, p), h)
+    np.testing.assert_allclose(cell.omega_pullback(h, h_next, u, g, p), vjp(g)[0], rtol=1e-12)
+    grads = jax.grad(lambda q: jnp.sum(cell.omega_pullback(h, h_next, u, g, q) ** 2))(p)
+    assert float(jnp.abs(grads.W_rec).max()) > 0
+    assert float(jnp.abs(grads.W_in).max()) == 0 and float(jnp.abs(grads.b).max()) == 0
+    tanh = jaxgrad.ElmanCell()
+    np.testing.assert_allclose(tanh.omega_pullback(h, tanh.step(h, u, p), u, g, p),
+                               jax.vjp(lambda x: tanh.step(x, u, p), h)[1](g)[0], rtol=1e-12)
+
+
+def test_cells_refuse_bad_input():
+    with pytest.raises(ValueError, match="unknown `cell` 'rnn'"):
+        seq.SequenceModel("rnn", 4, 1, 1)
+    with pytest.raises(TypeError, match="`cell` must be a name in .* got object without init"):
+        seq.SequenceModel(object(), 4, 1, 1)
+
+    class Unhashable(jaxgrad.Cell):
+        __hash__ = None
+
+        def init(self, key, num_units, num_inputs, *, dtype=jnp.float32):
+            return None
+
+        def step(self, h, u, params):
+            return h
+
+    with pytest.raises(TypeError, match="`cell` must be hashable"):
+        seq.SequenceModel(Unhashable(), 4, 1, 1)
+    with pytest.raises(TypeError, match="abstract"):
+        jaxgrad.Cell()
+    with pytest.raises(ValueError, match="`scheme` 'smart_tanh' is for the tanh RNNs"):
+        jaxgrad.PascanuCell("sigmoid").init(KEY, 4, 1, scheme="smart_tanh")
+    with pytest.raises(ValueError, match="`scheme` 'smart_tanh' is for the tanh RNNs"):
+        jaxgrad.RateCell().init(KEY, 4, 1, scheme="smart_tanh")
+    with pytest.raises(ValueError, match="`recurrent_scale` must be finite and > 0"):
+        jaxgrad.GRUCell().init(KEY, 4, 1, recurrent_scale=0.0)
+    with pytest.raises(ValueError, match="unknown `activation` 'swish!'"):
+        jaxgrad.PascanuCell("swish!")
+    with pytest.raises(TypeError, match="`activation` must be a name"):
+        jaxgrad.ElmanCell(3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'forget_bias'"):
+        seq.SequenceModel(MinimalGatedCell(), 4, 1, 1).init(KEY, forget_bias=1.0)
+    with pytest.raises(TypeError, match="`make` must be callable"):
+        jaxgrad.NnxCell(None)
+
+
+def test_nnx_cell_refuses_bad_input():
+    pytest.importorskip("flax")
+    with pytest.raises(TypeError, match="`make` must return an nnx.Module"):
+        jaxgrad.NnxCell(lambda n, m, rngs: None).init(KEY, 4, 1)
+    with pytest.raises(TypeError, match="`key` must be"):
+        jaxgrad.NnxCell(_NnxElman.make()).init(0, 4, 1)
+    with pytest.raises(TypeError, match="`params` must be the NnxParams"):
+        jaxgrad.NnxCell(_NnxElman.make()).step(jnp.zeros(4), jnp.zeros(1), {"w": 1})

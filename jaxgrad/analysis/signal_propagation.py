@@ -23,8 +23,9 @@ iterates the slowly converging maps near the critical point.
 
 Gaussian integrals ``∫Dz f(z) = E f(z)``, ``z ~ N(0, 1)``, have closed forms for two
 activations, used when ``activation`` is ``"relu"``/``jax.nn.relu`` or
-``"erf"``/``jax.scipy.special.erf`` (exact to rounding, for every ``q``; ``num_points`` and
-``num_points_2d`` are then unused). With ``cos θ = c``:
+``"erf"``/``jax.scipy.special.erf``, or an ``Activation`` of one of these two functions
+(exact to rounding, for every ``q``; ``num_points`` and ``num_points_2d`` are then unused).
+With ``cos θ = c``:
 
 - ReLU, the arc-cosine kernel (Cho & Saul 2009): ``E φ(u₁)φ(u₂) = q (sin θ + (π - θ) c)/(2π)``,
   ``E φ(u)² = q/2``, ``E φ'(u₁)φ'(u₂) = (π - θ)/(2π)``, ``E φ'(u)² = 1/2``, ``E φ''φ = 0``;
@@ -70,7 +71,7 @@ import jax.scipy.special
 import numpy as np
 
 from .._validation import check_array, check_positive_int, is_concrete
-from ..models.activations import ACTIVATIONS, get_activation
+from ..models.activations import Activation, ActivationLike, get_activation
 
 #: Default number of Gauss–Hermite nodes for 1-D integrals (``q``-map, ``χ₁``); accurate to
 #: ~1e-7 (χ₁) for tanh up to ``q = 3``, see the module docstring. Unused for ReLU and erf.
@@ -80,8 +81,6 @@ NUM_POINTS = 200
 NUM_POINTS_2D = 100
 #: ``critical_sigma_w2`` looks for ``q*`` in ``(0, Q_MAX_FACTOR (1 + σ_b²)]``.
 Q_MAX_FACTOR = 100.0
-
-Activation = str | Callable[[jax.Array], jax.Array]
 
 
 # ----------------------------------------------------------------------------- quadrature
@@ -131,13 +130,8 @@ def gaussian_expectation(f: Callable, *, num_points: int = NUM_POINTS,
 # ----------------------------------------------------------------------------- arguments
 
 
-def _resolve_activation(activation: Activation) -> Callable:
-    if isinstance(activation, str):
-        return get_activation(activation)
-    if callable(activation):
-        return activation
-    raise TypeError(f"`activation` must be a name in {sorted(ACTIVATIONS)} or a callable, "
-                    f"got {type(activation).__name__}")
+def _resolve_activation(activation: ActivationLike) -> Activation:
+    return get_activation(activation)
 
 
 def _derivatives(phi: Callable) -> tuple[Callable, Callable, Callable]:
@@ -188,9 +182,10 @@ def _sigmas(sigma_w2, sigma_b2, *others):
 
 def _closed_form(phi) -> str | None:
     """``"relu"`` or ``"erf"`` where the Gaussian kernels of ``phi`` have closed forms."""
-    if phi is jax.nn.relu:
+    fn = phi.fn if isinstance(phi, Activation) else phi
+    if fn is jax.nn.relu:
         return "relu"
-    if phi is jax.scipy.special.erf:
+    if fn is jax.scipy.special.erf:
         return "erf"
     return None
 
@@ -364,14 +359,14 @@ def _tolerance(dtype) -> float:
 # ----------------------------------------------------------------------------- public maps
 
 
-def q_map(q: Any, sigma_w2: Any, sigma_b2: Any, *, activation: Activation = "tanh",
+def q_map(q: Any, sigma_w2: Any, sigma_b2: Any, *, activation: ActivationLike = "tanh",
           num_points: int = NUM_POINTS) -> jax.Array:
     """The length map ``q^l = σ_w² ∫Dz φ(√q^{l-1} z)² + σ_b²`` (Poole et al. 2016, eq. 3).
 
     Arguments:
         q: scalar ``q^{l-1} >= 0``, the mean squared pre-activation of the layer below.
         sigma_w2, sigma_b2: weight and bias variances (``W_ij ~ N(0, σ_w²/N)``).
-        activation: a name in ``ACTIVATIONS`` or a scalar function ``φ``.
+        activation: a name in ``ACTIVATIONS``, an ``Activation`` or a scalar function ``φ``.
         num_points: Gauss–Hermite nodes.
 
     Returns:
@@ -426,7 +421,7 @@ def _check_steps(num_iterations, num_newton):
     return num_iterations, num_newton
 
 
-def q_star(sigma_w2: Any, sigma_b2: Any, *, activation: Activation = "tanh", q0: Any = 1.0,
+def q_star(sigma_w2: Any, sigma_b2: Any, *, activation: ActivationLike = "tanh", q0: Any = 1.0,
            num_iterations: int = 100, num_newton: int = 30,
            num_points: int = NUM_POINTS) -> QStar:
     """The stable fixed point ``q* = σ_w² ∫Dz φ(√q* z)² + σ_b²`` of the q-map.
@@ -452,7 +447,7 @@ def q_star(sigma_w2: Any, sigma_b2: Any, *, activation: Activation = "tanh", q0:
     return _q_star(phi, sigma_w2, sigma_b2, q0, n, num_iterations, num_newton)
 
 
-def chi_1(sigma_w2: Any, sigma_b2: Any, *, q: Any = None, activation: Activation = "tanh",
+def chi_1(sigma_w2: Any, sigma_b2: Any, *, q: Any = None, activation: ActivationLike = "tanh",
           num_points: int = NUM_POINTS) -> jax.Array:
     """``χ₁ = σ_w² ∫Dz φ'(√q* z)²``, the per-layer growth of a perturbation's squared norm.
 
@@ -483,7 +478,7 @@ def chi_1(sigma_w2: Any, sigma_b2: Any, *, q: Any = None, activation: Activation
 
 
 def c_map(c: Any, sigma_w2: Any, sigma_b2: Any, *, q: Any = None,
-          activation: Activation = "tanh", num_points: int = NUM_POINTS,
+          activation: ActivationLike = "tanh", num_points: int = NUM_POINTS,
           num_points_2d: int = NUM_POINTS_2D) -> jax.Array:
     """The correlation map ``c^l = (σ_w² ∫Dz₁Dz₂ φ(u₁)φ(u₂) + σ_b²) / q^l``.
 
@@ -545,7 +540,7 @@ def _trajectory(phi, q0, c0, sigma_w2, sigma_b2, depth, n, n2):
 
 
 def mean_field_trajectory(q0: Any, c0: Any, sigma_w2: Any, sigma_b2: Any, *, depth: int,
-                          activation: Activation = "tanh", num_points: int = NUM_POINTS,
+                          activation: ActivationLike = "tanh", num_points: int = NUM_POINTS,
                           num_points_2d: int = NUM_POINTS_2D) -> MeanFieldTrajectory:
     """Iterate the q- and c-maps ``depth`` times from ``(q⁰, c⁰)`` (the layer-0 pre-activations).
 
@@ -649,7 +644,7 @@ def _depth_scales(phi, sigma_w2, sigma_b2, n, n2, num_iterations, num_newton):
                        _depth_scale(c_slope), converged)
 
 
-def depth_scales(sigma_w2: Any, sigma_b2: Any, *, activation: Activation = "tanh",
+def depth_scales(sigma_w2: Any, sigma_b2: Any, *, activation: ActivationLike = "tanh",
                  num_iterations: int = 100, num_newton: int = 30,
                  num_points: int = NUM_POINTS,
                  num_points_2d: int = NUM_POINTS_2D) -> DepthScales:
@@ -753,7 +748,7 @@ def _critical(phi, sigma_b2, n, num_bisections):
     return CriticalPoint(jnp.where(found, 1 / safe, jnp.nan), jnp.where(found, q, jnp.nan), found)
 
 
-def critical_sigma_w2(sigma_b2: Any, *, activation: Activation = "tanh",
+def critical_sigma_w2(sigma_b2: Any, *, activation: ActivationLike = "tanh",
                       num_bisections: int = 80, num_points: int = NUM_POINTS) -> CriticalPoint:
     """The order-to-chaos critical ``σ_w²`` (``χ₁ = 1``) at a given ``σ_b²``.
 
@@ -845,7 +840,7 @@ def _random_mlp(phi, key, sigma_w2, sigma_b2, q0, c0, width, depth):
 
 def random_mlp_signal(sigma_w2: Any, sigma_b2: Any, *, key: jax.Array, width: int, depth: int,
                       q0: Any = 1.0, c0: Any = 0.5,
-                      activation: Activation = "tanh") -> RandomMLPSignal:
+                      activation: ActivationLike = "tanh") -> RandomMLPSignal:
     """Measure ``q^l``, ``c^l`` and the perturbation growth per layer in one random MLP.
 
     Layer l computes ``z^l = W^l φ(z^{l-1}) + b^l`` with fresh ``W^l_ij ~ N(0, σ_w²/N)``,
@@ -859,7 +854,7 @@ def random_mlp_signal(sigma_w2: Any, sigma_b2: Any, *, key: jax.Array, width: in
         key: a PRNG key (keyword only).
         width, depth: ``N`` and the number of layers.
         q0, c0: length and correlation of the inputs.
-        activation: a name in ``ACTIVATIONS`` or a scalar function.
+        activation: a name in ``ACTIVATIONS``, an ``Activation`` or a scalar function.
 
     Returns:
         ``RandomMLPSignal`` of ``(depth,)`` arrays.

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from .._validation import check_array, check_choice, check_positive_float, is_concrete
 from ..flows import IntegrationError, flow_map, solver_options
 from ..systems import INTEGRATORS, integrator_step
-from .activations import get_activation
+from .activations import ActivationLike, get_activation
 from .core import unroll
 
 
@@ -34,9 +34,11 @@ class DoyaParams(NamedTuple):
 
 
 def doya_vector_field(
-    x: jax.Array, u: jax.Array, params: DoyaParams, *, activation: str = "sigmoid"
+    x: jax.Array, u: jax.Array, params: DoyaParams, *, activation: ActivationLike = "sigmoid"
 ) -> jax.Array:
     """``dx/dt = -x + σ(w x + b) + w' u``.
+
+    ``activation`` is a name in ``ACTIVATIONS``, an ``Activation`` or an elementwise callable.
 
     An empty ``u`` (shape ``(0,)``, what the analyzers pass to an autonomous system) means no
     input; any other ``u`` must broadcast to the state's shape without changing it (a ``u``
@@ -64,7 +66,7 @@ def doya_step(
     params: DoyaParams,
     *,
     eps: float = 0.1,
-    activation: str = "sigmoid",
+    activation: ActivationLike = "sigmoid",
 ) -> jax.Array:
     """One step of the discrete map ``x ← (1-ε) x + ε σ(w x + b) + ε w' u``."""
     if isinstance(eps, (int, float)):
@@ -79,7 +81,7 @@ def doya_integrate(
     *,
     dt: float = 0.1,
     method: str = "rk4",
-    activation: str = "sigmoid",
+    activation: ActivationLike = "sigmoid",
     rtol: float | None = None,
     atol: float | None = None,
     max_steps: int = 4096,

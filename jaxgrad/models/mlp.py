@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import check_array, check_choice, check_key, check_positive_int, check_shape
-from .activations import ACTIVATIONS, get_activation
+from .activations import ActivationLike, get_activation
 from .initializers import INITIALIZERS, get_initializer
 
 NORMS = (None, "batch", "layer")
@@ -36,7 +36,8 @@ class MLPConfig:
     Attributes:
         in_dim, width, depth: input size, hidden width, number of hidden layers (>= 1).
         out_dim: size of a linear readout, or ``None`` for none.
-        activation: a name in ``ACTIVATIONS``.
+        activation: a name in ``ACTIVATIONS``, an ``Activation`` or an elementwise
+            callable (hashable, as the config is).
         init: a name in ``INITIALIZERS``; ``init_options`` its keyword options as a tuple
             of pairs, e.g. ``(("std", 0.01),)``; a dict ``{"std": 0.01}`` is accepted and
             stored as the tuple of its items sorted by name (so the config stays hashable).
@@ -48,7 +49,7 @@ class MLPConfig:
     width: int
     depth: int
     out_dim: int | None = None
-    activation: str = "relu"
+    activation: ActivationLike = "relu"
     init: str = "he"
     init_options: tuple[tuple[str, Any], ...] = ()
     residual: bool = False
@@ -60,7 +61,12 @@ class MLPConfig:
         check_positive_int("depth", self.depth)
         if self.out_dim is not None:
             check_positive_int("out_dim", self.out_dim)
-        check_choice("activation", self.activation, ACTIVATIONS)
+        get_activation(self.activation)  # a known name or a callable
+        try:
+            hash(self.activation)
+        except TypeError:
+            raise TypeError(f"`activation` must be hashable (the config is a jit static "
+                            f"argument), got {type(self.activation).__name__}") from None
         check_choice("init", self.init, INITIALIZERS)
         check_choice("norm", self.norm, NORMS)
         object.__setattr__(self, "init_options", _options_tuple(self.init_options))

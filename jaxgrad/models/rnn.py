@@ -26,7 +26,7 @@ from .._validation import (
     check_shape,
     check_square,
 )
-from .activations import MAX_DERIVATIVE, get_activation
+from .activations import ActivationLike, get_activation
 from .core import unroll
 
 
@@ -119,7 +119,7 @@ def _check_step_args(x: Any, u: Any, params: Any) -> None:
 
 
 def pascanu_step(
-    x: jax.Array, u: jax.Array, params: PascanuParams, *, activation: str = "tanh"
+    x: jax.Array, u: jax.Array, params: PascanuParams, *, activation: ActivationLike = "tanh"
 ) -> jax.Array:
     """One step ``x_t = W_rec σ(x_{t-1}) + W_in u_t + b`` for one example.
 
@@ -127,7 +127,7 @@ def pascanu_step(
         x: state ``(N,)``.
         u: input ``(M,)``.
         params: ``PascanuParams``.
-        activation: one of ``jaxgrad.models.activations.ACTIVATIONS``.
+        activation: a name in ``ACTIVATIONS``, an ``Activation`` or an elementwise callable.
 
     Analyzers take it as it is with ``params=`` (no recompilation when the parameters
     change), or as ``functools.partial(pascanu_step, params=p, activation="tanh")``.
@@ -142,7 +142,7 @@ def pascanu_step(
 
 
 def pascanu_unroll(
-    params: PascanuParams, x0: jax.Array, inputs: jax.Array, *, activation: str = "tanh"
+    params: PascanuParams, x0: jax.Array, inputs: jax.Array, *, activation: ActivationLike = "tanh"
 ) -> jax.Array:
     """Trajectory ``(T, N)`` of the Pascanu RNN driven by ``inputs`` ``(T, M)``.
 
@@ -166,18 +166,28 @@ def pascanu_unroll(
 
 
 def pascanu_bound_log_norms(
-    params: PascanuParams, num_lags: int, *, activation: str = "tanh"
+    params: PascanuParams, num_lags: int, *, activation: ActivationLike = "tanh"
 ) -> jax.Array:
     """Pascanu's bound ``log ∏_{i≤k} ‖W_rec‖ γ = k log(‖W_rec‖₂ γ)`` for lags k = 1..num_lags.
 
-    ``γ = max |σ'|`` (1/4 for sigmoid, 1 for tanh). Index k-1 holds lag k, as in
-    ``JacobianProductNorms.log_norms``.
+    ``γ = max |σ'|`` (1/4 for sigmoid, 1 for tanh), the activation's
+    ``max_derivative``. Index k-1 holds lag k, as in ``JacobianProductNorms.log_norms``.
+
+    Raises:
+        ValueError: naming ``activation`` when it has no known ``max_derivative`` (a plain
+            function: wrap it as ``jaxgrad.Activation(fn, max_derivative=γ)``).
+
+    Example:
+        >>> p = init_pascanu(jax.random.key(0), 8, 1, scaling="spectral_norm", value=2.0)
+        >>> b = pascanu_bound_log_norms(p, 3, activation="sigmoid")   # k log(2 · 1/4)
+        >>> [round(float(v), 4) for v in b]
+        [-0.6931, -1.3863, -2.0794]
     """
     check_positive_int("num_lags", num_lags)
     if not isinstance(params, PascanuParams):
         raise TypeError(f"`params` must be a PascanuParams, got {type(params).__name__}")
     W_rec = check_square("W_rec", params.W_rec)
-    gamma = MAX_DERIVATIVE[check_choice("activation", activation, MAX_DERIVATIVE)]
+    gamma = get_activation(activation).require_max_derivative("activation")
     rate = jnp.log(jnp.linalg.norm(W_rec, ord=2)) + jnp.log(gamma)
     return rate * jnp.arange(1, num_lags + 1, dtype=W_rec.dtype)
 
@@ -190,7 +200,7 @@ class OneUnitParams(NamedTuple):
 
 
 def one_unit_step(
-    x: jax.Array, u: Any, params: OneUnitParams, *, activation: str = "sigmoid"
+    x: jax.Array, u: Any, params: OneUnitParams, *, activation: ActivationLike = "sigmoid"
 ) -> jax.Array:
     """One step of ``x_t = w σ(x_{t-1}) + b`` (Pascanu et al. 2013, section 2.3).
 

@@ -1,15 +1,17 @@
 """Recurrent cells with a linear readout, wired to the synthetic tasks and the loop.
 
-A ``SequenceModel`` runs a cell (the Pascanu RNN with tanh or sigmoid, an LSTM, a GRU, or
-the tanh RNN written on its post-activation state ``h' = tanh(W_rec h + W_in u + b)``, as in
-Pascanu et al.'s code) over a ``(T, M)`` input from a zero state and reads out
-``y = W_out φ(x) + b_out`` from the observed features ``φ(x)`` (``σ(x)`` for the Pascanu
-RNN, whose state is the pre-activation, as in Pascanu et al.'s code ``y = W_hy h_T``; ``h``
-for LSTM, GRU and ``"elman_tanh"``),
-after the last step or at every step as the task asks. ``sequence_loss``,
-``sequence_omega`` and ``state_grad_monitor`` give the three callables
-``jaxgrad.fit`` takes: the task loss, Pascanu's Ω (batch mean of the per-sequence
-Ω) and per-timestep ``‖∂L/∂x_t‖`` recorded every step.
+A ``SequenceModel`` runs a cell (any cell object of ``jaxgrad.models.cells``: the Pascanu
+RNN with tanh or sigmoid, an LSTM, a GRU, the Elman tanh RNN written on its post-activation
+state ``h' = tanh(W_rec h + W_in u + b)`` as in Pascanu et al.'s code, the rate network, a
+user's Flax module through ``NnxCell``, or a user's own ``Cell``) over a ``(T, M)`` input
+from the cell's zero state and reads out ``y = W_out φ(x) + b_out`` from the observed
+features ``φ(x) = cell.observe(x)`` (``σ(x)`` for the Pascanu RNN, whose state is the
+pre-activation, as in Pascanu et al.'s code ``y = W_hy h_T``; ``h`` for LSTM, GRU and
+``"elman_tanh"``), after the last step or at every step as the task asks. The names in
+``CELLS`` (``"rnn_tanh"``, ``"lstm"``, ...) are shortcuts for cell objects.
+``sequence_loss``, ``sequence_omega`` and ``state_grad_monitor`` give the three callables
+``jaxgrad.fit`` takes: the task loss, Pascanu's Ω (batch mean of the per-sequence Ω) and
+per-timestep ``‖∂L/∂x_t‖`` recorded every step.
 """
 
 from __future__ import annotations
@@ -29,21 +31,17 @@ from .._validation import (
     check_positive_int,
 )
 from ..analysis.gradient_flow import trajectory_state_grads
-from ..models.gru import gru_step, init_gru
-from ..models.lstm import LSTMState, init_lstm, lstm_step
-from ..models.rnn import PascanuParams, init_pascanu, pascanu_step
+from ..models.cells import CELLS as CELLS
+from ..models.cells import INIT_SCHEMES as INIT_SCHEMES
+from ..models.cells import get_cell
 from ..systems import flat_step
 from .regularizers import REDUCTIONS, pascanu_omega_terms
 from .tasks import Task
 
-CELLS = ("rnn_tanh", "rnn_sigmoid", "lstm", "gru", "elman_tanh")
-#: ``init`` schemes: jaxgrad's default and Pascanu et al.'s "smart tanh" (section 4).
-INIT_SCHEMES = ("default", "smart_tanh")
-
 
 class SequenceParams(NamedTuple):
-    """``cell`` parameters (``PascanuParams``, ``LSTMParams`` or ``GRUParams``), readout
-    ``W_out`` ``(K, N)`` and ``b_out`` ``(K,)``."""
+    """``cell`` parameters (what the cell's ``init`` returns: ``PascanuParams``,
+    ``LSTMParams``, ...), readout ``W_out`` ``(K, N)`` and ``b_out`` ``(K,)``."""
 
     cell: Any
     W_out: jax.Array
@@ -55,7 +53,8 @@ class SequenceModel:
     """A recurrent cell and a linear readout (hashable, so it can be a jit static argument).
 
     Attributes:
-        cell: one of ``CELLS``.
+        cell: a cell object (``jaxgrad.models.cells``: ``init``, ``step``, ``zero_state``,
+            ``observe``) or a name in ``CELLS``, which is replaced by its cell object.
         num_units: state size N (per component for the LSTM's ``(h, c)``).
         num_inputs, num_outputs: M and K.
         readout: ``"last"`` (output after the final step) or ``"all"`` (every step).
@@ -63,27 +62,32 @@ class SequenceModel:
     Example:
         >>> task = jaxgrad.get_task("adding_problem")
         >>> model = SequenceModel.for_task("lstm", 8, task)
+        >>> model.cell
+        LSTMCell()
         >>> params = model.init(jax.random.key(0))
         >>> y = sequence_outputs(model, params, task.sample(jax.random.key(1), 4, 20).inputs)
         >>> y.shape   # (batch, outputs) with readout="last"
         (4, 1)
+        >>> from jaxgrad.models.cells import PascanuCell
+        >>> SequenceModel(PascanuCell("tanh"), 8, 2, 1) == SequenceModel("rnn_tanh", 8, 2, 1)
+        True
     """
 
-    cell: str
+    cell: Any
     num_units: int
     num_inputs: int
     num_outputs: int
     readout: str = "last"
 
     def __post_init__(self):
-        check_choice("cell", self.cell, CELLS)
+        object.__setattr__(self, "cell", get_cell(self.cell, "cell"))
         check_positive_int("num_units", self.num_units)
         check_positive_int("num_inputs", self.num_inputs)
         check_positive_int("num_outputs", self.num_outputs)
         check_choice("readout", self.readout, ("last", "all"))
 
     @classmethod
-    def for_task(cls, cell: str, num_units: int, task: Task) -> SequenceModel:
+    def for_task(cls, cell: Any, num_units: int, task: Task) -> SequenceModel:
         """The model with ``task``'s input/output sizes and readout."""
         if not isinstance(task, Task):
             raise TypeError(f"`task` must be a Task, got {type(task).__name__}")
@@ -91,43 +95,30 @@ class SequenceModel:
 
     def step(self, x: Any, u: jax.Array, cell_params: Any) -> Any:
         """The cell's ``step(x, u, params)`` for one example."""
-        if self.cell == "rnn_tanh":
-            return pascanu_step(x, u, cell_params, activation="tanh")
-        if self.cell == "rnn_sigmoid":
-            return pascanu_step(x, u, cell_params, activation="sigmoid")
-        if self.cell == "lstm":
-            return lstm_step(x, u, cell_params)
-        if self.cell == "elman_tanh":
-            return jnp.tanh(cell_params.W_rec @ x + cell_params.W_in @ u + cell_params.b)
-        return gru_step(x, u, cell_params)
+        return self.cell.step(x, u, cell_params)
 
     def initial_state(self, dtype: Any = jnp.float32) -> Any:
-        """The zero state (``LSTMState(h=0, c=0)`` for the LSTM)."""
-        zeros = jnp.zeros((self.num_units,), dtype)
-        return LSTMState(zeros, zeros) if self.cell == "lstm" else zeros
+        """The cell's zero state (``LSTMState(h=0, c=0)`` for the LSTM)."""
+        return self.cell.zero_state(self.num_units, dtype)
 
     def observe(self, x: Any) -> jax.Array:
         """Features the readout sees: ``σ(x)`` (Pascanu RNN), ``h`` (LSTM, GRU, Elman)."""
-        if self.cell == "rnn_tanh":
-            return jnp.tanh(x)
-        if self.cell == "rnn_sigmoid":
-            return jax.nn.sigmoid(x)
-        return x.h if self.cell == "lstm" else x
+        return self.cell.observe(x)
 
     def init(
         self,
         key: jax.Array,
         *,
-        recurrent_scale: float = 1.0,
-        input_std: float = 1.0,
         output_std: float = 1.0,
-        forget_bias: float = 1.0,
         scheme: str = "default",
-        recurrent_nonzeros: int = 15,
         dtype: Any = jnp.float32,
+        **cell_options: Any,
     ) -> SequenceParams:
-        """Random parameters.
+        """Random parameters: the cell's ``init(key, N, M, dtype=dtype, **cell_options)`` and
+        the readout.
 
+        The built-in cells take ``recurrent_scale``, ``input_std``, ``forget_bias``,
+        ``scheme`` and ``recurrent_nonzeros`` (each uses those that apply to it).
         ``scheme="default"``. Pascanu RNN and ``"elman_tanh"``: ``W_rec`` N(0, 1/N) rescaled
         to spectral radius ``recurrent_scale`` (``init_pascanu``); LSTM/GRU: recurrent
         weights N(0, recurrent_scale²/N), LSTM forget-gate bias ``forget_bias``, GRU
@@ -139,6 +130,8 @@ class SequenceModel:
         scaled by the fan-in; ``input_std``/``output_std`` ignored), ``W_rec`` Gaussian
         with ``recurrent_nonzeros`` non-zero outgoing weights per unit (15 in the paper)
         rescaled to spectral radius ``recurrent_scale`` (0.95 in the paper), biases 0.
+        ``scheme`` is passed to the cell only when it is not ``"default"``, so a user's
+        cell need not take it.
 
         Example:
             >>> task = jaxgrad.get_task("temporal_order")
@@ -147,31 +140,17 @@ class SequenceModel:
             >>> round(float(jnp.max(jnp.abs(jnp.linalg.eigvals(p.cell.W_rec)))), 3)
             0.95
         """
-        check_positive_float("recurrent_scale", recurrent_scale)
-        check_positive_float("input_std", input_std)
         check_positive_float("output_std", output_std)
-        check_choice("scheme", scheme, INIT_SCHEMES)
-        check_positive_int("recurrent_nonzeros", recurrent_nonzeros)
-        if scheme == "smart_tanh" and self.cell not in ("rnn_tanh", "elman_tanh"):
-            raise ValueError(
-                f"`scheme` 'smart_tanh' is for the tanh RNNs ('rnn_tanh', 'elman_tanh'), "
-                f"got cell {self.cell!r}"
-            )
+        if not isinstance(scheme, str):
+            raise TypeError(f"`scheme` must be a string, got {type(scheme).__name__}")
+        if scheme != "default":
+            cell_options["scheme"] = scheme
         k_cell, k_out = jax.random.split(key)
         n, m = self.num_units, self.num_inputs
+        cell = self.cell.init(k_cell, n, m, dtype=dtype, **cell_options)
         if scheme == "smart_tanh":
-            cell = _smart_tanh_cell(k_cell, n, m, recurrent_scale, recurrent_nonzeros, dtype)
             W_out = 0.01 * jax.random.normal(k_out, (self.num_outputs, n), dtype)
             return SequenceParams(cell, W_out, jnp.zeros((self.num_outputs,), dtype))
-        if self.cell.startswith("rnn") or self.cell == "elman_tanh":
-            cell = init_pascanu(k_cell, n, m, scaling="spectral_radius",
-                                value=recurrent_scale, input_std=input_std, dtype=dtype)
-        elif self.cell == "lstm":
-            cell = init_lstm(k_cell, n, m, forget_bias=forget_bias,
-                             recurrent_scale=recurrent_scale, input_std=input_std, dtype=dtype)
-        else:
-            cell = init_gru(k_cell, n, m, update_bias=forget_bias,
-                            recurrent_scale=recurrent_scale, input_std=input_std, dtype=dtype)
         W_out = output_std * jax.random.normal(k_out, (self.num_outputs, n), dtype)
         W_out = W_out / jnp.sqrt(jnp.asarray(n, dtype))
         return SequenceParams(cell, W_out, jnp.zeros((self.num_outputs,), dtype))
@@ -183,25 +162,6 @@ class SequenceModel:
             return params.W_out @ self.observe(last) + params.b_out
         features = jax.vmap(self.observe)(states)
         return features @ params.W_out.T + params.b_out[None]
-
-
-def _smart_tanh_cell(key, n, m, radius, nonzeros, dtype) -> PascanuParams:
-    """Pascanu et al.'s smart tanh ``W_rec`` (``nonzeros`` per column, i.e. outgoing weights
-    of a unit, at spectral radius ``radius``), ``W_in`` N(0, 0.01²) and ``b = 0``."""
-    k_rec, k_mask, k_in = jax.random.split(key, 3)
-    W = 0.01 * jax.random.normal(k_rec, (n, n), dtype)
-    # A random subset of `nonzeros` rows in each column: ranks of uniform draws.
-    ranks = jnp.argsort(jnp.argsort(jax.random.uniform(k_mask, (n, n)), axis=0), axis=0)
-    W = jnp.where(ranks < nonzeros, W, jnp.zeros_like(W))
-    W = W * (radius / jnp.max(jnp.abs(jnp.linalg.eigvals(W))).astype(dtype))
-    W_in = 0.01 * jax.random.normal(k_in, (n, m), dtype)
-    return PascanuParams(W, W_in, jnp.zeros((n,), dtype))
-
-
-def _elman_pullback(x, x_next, u, g, cell_params):
-    """``g ∂h'/∂h = (g ⊙ (1 − h'²)) W_rec`` with ``h'`` held fixed (Pascanu et al.'s code)."""
-    del x, u
-    return cell_params.W_rec.T @ (g * (1.0 - x_next**2))
 
 
 def _check_inputs(model: SequenceModel, inputs: Any) -> jax.Array:
@@ -284,8 +244,9 @@ def sequence_omega(
     using the batch loss); ``reduction="mean"`` averages over time steps as Pascanu's code
     does (``"sum"`` is eq. 9 as printed); ``squared=True`` penalises the ratio of squared
     norms as their code does (see ``pascanu_omega_terms``). The gradient follows the paper
-    (eq. 10): for ``"elman_tanh"`` the Jacobian ``diag(1 − h_{k+1}²) W_rec`` is taken with
-    ``h_{k+1}`` held fixed, as in their code, so Ω's gradient reaches ``W_rec`` only.
+    (eq. 10), through the cell's ``omega_pullback`` where it has one: for ``"elman_tanh"``
+    the Jacobian ``diag(1 − h_{k+1}²) W_rec`` is taken with ``h_{k+1}`` held fixed, as in
+    their code, so Ω's gradient reaches ``W_rec`` only.
 
     Example:
         >>> task = jaxgrad.get_task("temporal_order")
@@ -300,7 +261,7 @@ def sequence_omega(
     """
     _check_pair(model, task)
     check_choice("reduction", reduction, REDUCTIONS)
-    pullback = _elman_pullback if model.cell == "elman_tanh" else None
+    pullback = getattr(model.cell, "omega_pullback", None)
 
     def regularizer(params: SequenceParams, batch: Any) -> jax.Array:
         inputs = _check_inputs(model, batch.inputs)

@@ -47,6 +47,8 @@ from .systems import (
     jit_with_params,
 )
 
+__all__ = ["integrate", "FlowSolution", "IntegrationError", "default_tolerances"]
+
 
 class FlowSolution(NamedTuple):
     """Result of ``integrate``; ``S`` saved times.

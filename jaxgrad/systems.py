@@ -61,6 +61,11 @@ from ._validation import (
     leading_axis_length,
 )
 
+__all__ = [
+    "autonomous", "Autonomous", "vector_field", "VectorField", "discretize", "Discretized",
+    "integrator_step", "INTEGRATORS", "iterate", "Iterated", "bind", "NO_PARAMS",
+]
+
 INTEGRATORS = ("euler", "rk4")
 
 

@@ -34,8 +34,8 @@ def run(config: dict) -> Result:
     x = jnp.linspace(config["x_min"], config["x_max"], config["num_points"])
     values, derivatives = {}, {}
     for name in config["activations"]:
-        values[name] = np.asarray(jaxgrad.get_activation(name)(x))
-        derivatives[name] = np.asarray(jaxgrad.activation_derivative(name)(x))
+        values[name] = np.asarray(jaxgrad.models.get_activation(name)(x))
+        derivatives[name] = np.asarray(jaxgrad.models.activation_derivative(name)(x))
     max_derivative = {name: float(d.max()) for name, d in derivatives.items()}
     argmax = {name: float(x[int(d.argmax())]) for name, d in derivatives.items()}
     spacing = float(x[1] - x[0])
@@ -47,7 +47,7 @@ def run(config: dict) -> Result:
             checks.append(check_close(f"argmax {name}'", argmax[name], at, atol=spacing))
     if "gelu" in derivatives:
         checks.append(check_close("max gelu' (tanh approximation)", max_derivative["gelu"],
-                                  jaxgrad.MAX_DERIVATIVE["gelu"], atol=2e-3))
+                                  jaxgrad.models.MAX_DERIVATIVE["gelu"], atol=2e-3))
 
     # Three activations per row pair (value above, derivative below), so the figure reads
     # at the report's column width instead of six narrow panels side by side.

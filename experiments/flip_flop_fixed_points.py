@@ -164,7 +164,7 @@ def run(config: dict) -> Result:
     fixed = np.asarray(sp.fixed)
     stab = np.asarray(sp.stability)
     eig = np.asarray(sp.eigenvalues)
-    labels = [jaxgrad.STABILITY_LABELS[s] for s in stab]
+    labels = [jaxgrad.analysis.STABILITY_LABELS[s] for s in stab]
     is_stable = fixed & (stab == 0)
     is_saddle = fixed & (stab == 2)
     num_stable, num_saddles = int(is_stable.sum()), int(is_saddle.sum())

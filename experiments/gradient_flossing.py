@@ -13,16 +13,16 @@ channel at every step, and must report the cue with a logistic readout of the st
 steps later. The back-propagated error from the readout to the cue scales like
 ``exp(λ_1 d)``: it vanishes or explodes unless the top Lyapunov exponents are near zero.
 Gradient flossing minimises ``Σ_{i≤k} λ_i²`` by differentiating through the QR iteration
-(``jaxgrad.flossing_loss``). All arms start from the same weights and train on the same task
-batches (Adam 3e-3, batch 32, 500 task updates):
+(``jaxgrad.analysis.flossing_loss``). All arms start from the same weights and train on the
+same task batches (Adam 3e-3, batch 32, 500 task updates):
 
 - ``no_floss``: plain BPTT;
-- ``floss_before``: ``jaxgrad.floss`` first (300 Adam 1e-2 updates on one input stream);
+- ``floss_before``: ``jaxgrad.analysis.floss`` first (300 Adam 1e-2 updates on one input stream);
 - ``floss_interleaved`` (the paper's "flossing before and during training", the reference
   code's pre- and interflossing): the same start, then after task updates 100 and 200 an
   episode of 100 pure flossing updates (a fresh 170-step distractor stream per update);
 - ``floss_during``: the same start, then ``jaxgrad.train`` with
-  ``regularizer=jaxgrad.flossing_regularizer(...)`` (weight 1, k = 4, a fresh stream every
+  ``regularizer=jaxgrad.train.flossing_regularizer(...)`` (weight 1, k = 4, a fresh stream every
   step): a continuous variant, not in the paper.
 
 The networks start in the ordered phase (gain 0.8, λ_1 ≈ −0.67 per step with the distractor
@@ -272,12 +272,12 @@ def run(config: dict) -> Result:
                                          transient=f_trans).exponents
 
     def floss_before(params, key):
-        """Minimise Σ_{i≤k} λ_i² alone with optax on one input stream (jaxgrad.floss)."""
-        trace = jaxgrad.floss(rnn_step, h0, distractor_stream(key, f_len + f_trans),
-                              params=params,
-                              optimizer=optax.adam(float(config["floss_learning_rate"])),
-                              num_updates=int(config["floss_steps"]), num_exponents=k,
-                              transient=f_trans, trajectory_gradient=trajectory_gradient)
+        """Minimise Σ_{i≤k} λ_i² alone with optax on one input stream (jaxgrad.analysis.floss)."""
+        trace = jaxgrad.analysis.floss(rnn_step, h0, distractor_stream(key, f_len + f_trans),
+                                       params=params,
+                                       optimizer=optax.adam(float(config["floss_learning_rate"])),
+                                       num_updates=int(config["floss_steps"]), num_exponents=k,
+                                       transient=f_trans, trajectory_gradient=trajectory_gradient)
         return trace.params, trace.losses, jnp.all(trace.finite)
 
     seed_keys = jax.random.split(k_init, num_seeds)
@@ -325,9 +325,9 @@ def run(config: dict) -> Result:
         loss, acc = replica_metrics(params, batch)
         return {"replica_loss": loss, "replica_accuracy": acc}
 
-    omega = jaxgrad.flossing_regularizer(rnn_step, h0, lambda b: b.stream, num_exponents=k,
-                                         transient=f_trans,
-                                         trajectory_gradient=trajectory_gradient)
+    omega = jaxgrad.train.flossing_regularizer(rnn_step, h0, lambda b: b.stream, num_exponents=k,
+                                               transient=f_trans,
+                                               trajectory_gradient=trajectory_gradient)
 
     def regularizer(params, batch):
         return jnp.sum(jax.vmap(omega)(params, batch))
@@ -357,7 +357,7 @@ def run(config: dict) -> Result:
     def interleaved_monitor(params, batch, grads):
         return monitor(params, batch.replicas, grads)
 
-    opt = jaxgrad.vmap_optimizer(optax.adam(float(config["learning_rate"])))
+    opt = jaxgrad.train.vmap_optimizer(optax.adam(float(config["learning_rate"])))
     # Arms without flossing during training: one call, (no_floss, floss_before) stacked.
     stacked = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]),
                                      per_replica(p_init), per_replica(p_floss))
@@ -427,7 +427,8 @@ def run(config: dict) -> Result:
     mean_abs = lambda lam: float(np.mean(np.abs(lam[..., 0])))  # noqa: E731
     checks = [
         check_bound("seeds whose flossing before training went non-finite", floss_diverged, 0,
-                    note="jaxgrad.floss stops at a non-finite update (FlossingTrace.finite)"),
+                    note="jaxgrad.analysis.floss stops at a non-finite update "
+                         "(FlossingTrace.finite)"),
         check_bound("mean |λ_1| after flossing before training (at initialisation: reference)",
                     mean_abs(lam_floss), mean_abs(lam_init), kind="<=",
                     note="flossing brings λ_1 closer to 0"),

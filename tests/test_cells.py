@@ -12,16 +12,8 @@ from jax.flatten_util import ravel_pytree
 from jax.test_util import check_grads
 
 import jaxgrad
-from jaxgrad import (
-    GRUParams,
-    LSTMParams,
-    LSTMState,
-    gru_step,
-    init_gru,
-    init_lstm,
-    lstm_step,
-    lstm_zero_state,
-)
+from jaxgrad import gru_step, init_gru, init_lstm, lstm_step
+from jaxgrad.models import GRUParams, LSTMParams, LSTMState, lstm_zero_state
 
 
 def _unroll_from(step, params, x, inputs):
@@ -167,7 +159,7 @@ def test_recurrent_gradient_flow_on_cells(cell, x64):
 
     inputs = jax.random.normal(jax.random.key(6), (T, 1))
     loss_fn = lambda xs: head(jax.tree_util.tree_map(lambda a: a[-1], xs))  # noqa: E731
-    flow = jaxgrad.recurrent_gradient_flow(step, x0, inputs, loss_fn, params=p)
+    flow = jaxgrad.analysis.recurrent_gradient_flow(step, x0, inputs, loss_fn, params=p)
     assert flow.state_grad_norms.shape == (T,)
     for t in (1, 5, T):  # ‖∂L/∂x_t‖ through the rest of the trajectory
         x_t = _unroll_from(step, p, x0, inputs[:t])

@@ -24,6 +24,7 @@ from jaxgrad.train import (
     shuffled_batches,
     train_step,
     train_steps,
+    train_until,
     with_clipping,
 )
 
@@ -170,6 +171,55 @@ def test_train_steps_stops_applying_after_a_non_finite_step():
     ref, _ = _optax_loop(loss_fn, opt, jnp.zeros(2), [jnp.ones(())] * 3)
     np.testing.assert_allclose(state.params, ref, rtol=1e-6)
     assert int(state.step) == 6
+
+
+def test_train_until_stops_each_vmapped_member_on_its_own():
+    """Under vmap every start stops at the first iteration whose objective is below the
+    threshold (that update not applied), exactly as a hand-written optax loop does."""
+    opt = optax.adam(0.05)
+    target = jnp.array([0.3, -1.2])
+
+    def loss_fn(p, _):
+        return 0.5 * jnp.sum((p - target) ** 2)
+
+    starts = jax.random.normal(jax.random.key(3), (6, 2)) * jnp.logspace(-3, 1, 6)[:, None]
+    starts = starts + target[None, :]
+    run = jax.jit(jax.vmap(lambda p: train_until(loss_fn, opt, init_train_state(p, opt),
+                                                  stop=lambda v: v < 1e-6, max_steps=400)))
+    state, m, its = run(starts)
+    value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
+
+    @jax.jit
+    def update(g, s, p):
+        with jax.numpy_dtype_promotion("standard"):  # optax's int32 count (Adam)
+            upd, s = opt.update(g, s, p)
+        return optax.apply_updates(p, upd), s
+
+    for k in range(len(starts)):
+        p, s, n = starts[k], opt.init(starts[k]), 0
+        while n < 400:
+            n += 1
+            value, g = value_and_grad(p, None)
+            if value < 1e-6:
+                break
+            p, s = update(g, s, p)
+        assert int(its[k]) == n
+        np.testing.assert_allclose(state.params[k], p, rtol=1e-6, atol=1e-7)
+        assert (float(m.objective[k]) < 1e-6) == (n < 400 or float(loss_fn(p, None)) < 1e-6)
+    assert len(set(int(i) for i in its)) > 2  # the members really stopped apart
+
+
+def test_train_until_stops_at_a_non_finite_step_and_names_bad_arguments():
+    opt = optax.sgd(0.1)
+    loss_fn = lambda p, _: jnp.sum(jnp.where(p > 4.0, jnp.nan, -p))  # noqa: E731
+    state, m, its = train_until(loss_fn, opt, init_train_state(jnp.zeros(1), opt),
+                                stop=lambda v: v < -100.0, max_steps=1000)
+    assert not bool(m.finite) and int(its) == 42 and float(state.params[0]) == pytest.approx(4.1)
+    with pytest.raises(ValueError, match="max_steps"):
+        train_until(loss_fn, opt, init_train_state(jnp.zeros(1), opt), stop=lambda v: v < 0,
+                    max_steps=0)
+    with pytest.raises(TypeError, match="stop"):
+        train_until(loss_fn, opt, init_train_state(jnp.zeros(1), opt), stop=0.1, max_steps=5)
 
 
 def test_fixed_batches_need_no_key_and_the_subpackage_is_importable():

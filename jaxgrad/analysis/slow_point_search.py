@@ -91,46 +91,31 @@ def _flat_q(step: Callable, template: Any, u: Any) -> tuple[Callable, Callable]:
 
 
 def _descend(step, states, u, learning_rate, max_steps, q_stop):
-    """Adam on ``q`` from every start (vmapped) until every ``q < q_stop`` or ``max_steps``."""
+    """Adam on ``q`` from every start (``train_until`` vmapped: each start stops on its own
+    once ``q < q_stop``) until every start has stopped or ``max_steps``."""
+    # Imported here: jaxgrad.train imports the analyzers (no import cycle at load time).
+    from ..train.loop import init_train_state, train_until
+
     template = jax.tree_util.tree_map(lambda leaf: leaf[0], states)
     g, _ = _flat_q(step, template, u)
     y0 = jax.vmap(lambda s: ravel_pytree(s)[0])(states)
 
-    def q(y):
+    def q(y, _):
         r = g(y)
         return 0.5 * jnp.sum(r * r)
 
     optimizer = optax.adam(learning_rate)
-    value_and_grad = jax.vmap(jax.value_and_grad(q))
 
-    def active(qs):
-        return ~(qs < q_stop)  # a NaN q stays active (and is dropped afterwards)
+    def one(y):
+        # A NaN q is not `< q_stop`: such a start ends as not finite and is dropped after.
+        with jax.numpy_dtype_promotion("standard"):  # optax's int32 step count (Adam)
+            state = init_train_state(y, optimizer)
+        state, _, iterations = train_until(q, optimizer, state, stop=lambda v: v < q_stop,
+                                           max_steps=max_steps)
+        return state.params, iterations
 
-    def cond(carry):
-        i, _, _, qs = carry
-        return (i < max_steps) & jnp.any(active(qs))
-
-    def body(carry):
-        i, y, opt_state, _ = carry
-        qs, grads = value_and_grad(y)
-        # optax mixes Python floats with its int32 step count (Adam's bias correction),
-        # which strict dtype promotion refuses; its arithmetic runs under standard promotion.
-        with jax.numpy_dtype_promotion("standard"):
-            updates, new_state = jax.vmap(optimizer.update)(grads, opt_state, y)
-            stepped = optax.apply_updates(y, updates)
-        moving = active(qs)
-        y = jnp.where(moving[:, None], stepped, y)
-        opt_state = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(jnp.reshape(moving, moving.shape + (1,) * (new.ndim - 1)),
-                                       new, old),
-            new_state, opt_state)
-        return i + 1, y, opt_state, qs
-
-    with jax.numpy_dtype_promotion("standard"):
-        opt_state = jax.vmap(optimizer.init)(y0)
-    init = (jnp.asarray(0, jnp.int32), y0, opt_state, jax.vmap(q)(y0))
-    i, y, _, _ = jax.lax.while_loop(cond, body, init)
-    return y, jax.vmap(q)(y), i
+    y, iterations = jax.vmap(one)(y0)
+    return y, jax.vmap(q, in_axes=(0, None))(y, None), jnp.max(iterations)
 
 
 def _finish(step, template, ys, u, *, newton_steps):

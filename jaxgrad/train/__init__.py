@@ -28,6 +28,7 @@ from .loop import save_checkpoint as save_checkpoint
 from .loop import shuffled_batches as shuffled_batches
 from .loop import train_step as train_step
 from .loop import train_steps as train_steps
+from .loop import train_until as train_until
 from .regularizers import OmegaTerms as OmegaTerms
 from .regularizers import flossing_regularizer as flossing_regularizer
 from .regularizers import pascanu_omega as pascanu_omega

@@ -698,6 +698,83 @@ def train_steps(
     return state, metrics
 
 
+def train_until(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    state: TrainState,
+    batch: Any = None,
+    *,
+    stop: Callable[[jax.Array], jax.Array],
+    max_steps: int | jax.Array,
+    regularizer: Regularizer | None = None,
+    regularizer_weight: float | jax.Array = 1.0,
+) -> tuple[TrainState, StepMetrics, jax.Array]:
+    """Optax updates on one ``batch`` in a ``lax.while_loop``, until ``stop`` or ``max_steps``.
+
+    Each iteration evaluates the objective and its gradient at the current parameters
+    (``train_step``); when ``stop(objective)`` holds there, or the step is not finite, the
+    loop ends without applying that update. Pure, so ``jax.jit`` or ``jax.vmap`` it: under
+    ``jax.vmap`` every member stops on its own (a stopped member's state no longer changes)
+    and the loop runs until the last one stops. This is the minimiser behind
+    ``jaxgrad.analysis.slow_points`` (Adam on ``q`` from every start at once).
+
+    Arguments:
+        loss_fn: ``loss_fn(params, batch) -> scalar``.
+        optimizer: an optax ``GradientTransformation``.
+        state: ``TrainState`` from ``init_train_state``.
+        batch: what ``loss_fn`` takes (``None`` for a data-free objective).
+        stop: ``stop(objective) -> bool`` on the objective at the current parameters.
+        max_steps: the most iterations (an int >= 1, or a traced integer).
+        regularizer, regularizer_weight: as for ``train_step``.
+
+    Returns:
+        ``(state, metrics, iterations)``: the final ``TrainState`` (``state.step`` counts
+        the updates applied), the ``StepMetrics`` of the last iteration (its ``objective`` is
+        that of the final parameters when the loop stopped on ``stop``) and the number of
+        iterations run (``≤ max_steps``; one more than the updates when ``stop`` ended it).
+
+    Example:
+        >>> opt = optax.sgd(0.1)
+        >>> loss = lambda w, _: jnp.sum(w ** 2)
+        >>> run = lambda w: train_until(loss, opt, init_train_state(w, opt),
+        ...                             stop=lambda q: q < 1e-6, max_steps=500)
+        >>> state, m, its = jax.vmap(run)(jnp.array([[1.0], [1e-4]]))
+        >>> [int(k) for k in its], bool(jnp.all(m.objective < 1e-6))
+        ([32, 1], True)
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
+    _check_optimizer(optimizer)
+    if not isinstance(state, TrainState):
+        raise TypeError(f"`state` must be a TrainState, got {type(state).__name__}")
+    if not callable(stop):
+        raise TypeError(f"`stop` must be callable, got {type(stop).__name__}")
+    if not isinstance(max_steps, jax.Array):  # a traced count compiles once for every value
+        max_steps = check_positive_int("max_steps", max_steps)
+
+    def one(state):
+        return train_step(loss_fn, optimizer, state, batch, regularizer=regularizer,
+                          regularizer_weight=regularizer_weight)
+
+    _, metrics0 = jax.eval_shape(one, state)
+    empty = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), metrics0)
+
+    def cond(carry):
+        _, _, i, done = carry
+        return (i < max_steps) & ~done
+
+    def body(carry):
+        state, _, i, _ = carry
+        new_state, m = one(state)
+        done = jnp.asarray(stop(m.objective), bool) | ~m.finite
+        state = jax.tree_util.tree_map(lambda a, b: jnp.where(done, b, a), new_state, state)
+        return state, m, i + 1, done
+
+    init = (state, empty, jnp.asarray(0, jnp.int32), jnp.asarray(False))
+    state, metrics, iterations, _ = jax.lax.while_loop(cond, body, init)
+    return state, metrics, iterations
+
+
 @functools.partial(
     jax.jit,
     static_argnames=("loss_fn", "optimizer", "regularizer", "monitor", "sample", "length"),

@@ -64,6 +64,17 @@ def test_face_names_resolve(package):
     assert not private
 
 
+@pytest.mark.parametrize("package", ["models", "analysis", "landscape", "train"])
+def test_a_subpackage_binds_only_its_face(package):
+    """A name imported into ``jaxgrad/<package>/__init__.py`` is in its ``__all__`` (a new
+    public name is added to both); its submodules are the other names it holds."""
+    face = getattr(jaxgrad, package)
+    extra = sorted(name for name, obj in vars(face).items()
+                   if not name.startswith("_") and not inspect.ismodule(obj)
+                   and name not in face.__all__)
+    assert not extra, f"jaxgrad.{package} binds names missing from its __all__: {extra}"
+
+
 def test_a_name_lives_in_one_face():
     seen, twice = {}, []
     for package, face in _faces().items():

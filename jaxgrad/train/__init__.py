@@ -59,10 +59,10 @@ from .tasks import temporal_order_3bit as temporal_order_3bit
 
 __all__ = [
     # loop
-    "train_steps", "StepMetrics", "fit", "TrainResult", "TrainingDiverged", "init_train_state",
-    "TrainState", "train_step", "BatchSource", "fixed_batches", "sampled_batches",
-    "shuffled_batches", "param_grad_norms", "mlp_layer_monitor", "combine_monitors",
-    "save_checkpoint", "load_checkpoint", "checkpoint_fingerprint",
+    "train_steps", "StepMetrics", "train_until", "fit", "TrainResult", "TrainingDiverged",
+    "init_train_state", "TrainState", "train_step", "BatchSource", "fixed_batches",
+    "sampled_batches", "shuffled_batches", "param_grad_norms", "mlp_layer_monitor",
+    "combine_monitors", "save_checkpoint", "load_checkpoint", "checkpoint_fingerprint",
     # remedies
     "with_clipping",
     # regularizers

@@ -5,8 +5,10 @@
   editing the docs).
 - ``<!-- api-modules: jaxgrad exclude=io -->`` does the same for the public modules directly
   under ``jaxgrad`` (but not its subpackages), except those named.
-- ``<!-- api-names -->`` becomes a table of every public name of ``jaxgrad``, each linked to
-  its entry in the reference.
+- ``<!-- api-names jaxgrad.models -->`` becomes a table of the names in the ``__all__`` of
+  that package or module (its face; ``jaxgrad`` alone: the curated top level), each linked to
+  its entry in the reference. ``api-package`` pages get this table too, under the
+  package's docstring.
 - ``<!-- experiments -->`` becomes the table of experiments from each script's ``NAME`` and
   ``DESCRIPTION`` (read with ``ast``, nothing is imported or run).
 
@@ -40,7 +42,8 @@ def _public_modules(package: str, *, subpackages: bool) -> list[str]:
 
 
 def _package_page(package: str) -> str:
-    blocks = [f"::: {package}\n    options:\n      members: false\n      show_root_heading: false"]
+    blocks = [f"::: {package}\n    options:\n      members: false\n      show_root_heading: false",
+              f"**Every public name** (``{package}.<name>``):\n\n{_names_table(package)}"]
     for module in _public_modules(package, subpackages=True):
         blocks.append(f"::: {module}")
     return "\n\n".join(blocks)
@@ -62,15 +65,26 @@ def _summary(obj) -> str:
     return line.replace("|", "\\|")
 
 
-def _names_table() -> str:
+def _target(obj):
+    """What a public name of a face documents: ``fixed_points`` is re-exported by
+    ``jaxgrad.analysis`` over its own module's name, which griffe resolves to the module
+    (Python, to the function): the function of that name inside it is meant."""
+    target = obj.final_target if obj.is_alias else obj
+    if target.is_module and obj.name in target.members:
+        target = target.members[obj.name]
+        target = target.final_target if target.is_alias else target
+    return target
+
+
+def _names_table(package: str) -> str:
     import griffe
 
-    package = griffe.load("jaxgrad", search_paths=[str(ROOT)], resolve_aliases=True)
+    root = griffe.load("jaxgrad", search_paths=[str(ROOT)], resolve_aliases=True)
+    module = root if package == "jaxgrad" else root[package.removeprefix("jaxgrad.")]
+    names = [str(name) for name in module.exports or ()]
     rows = ["| name | what |", "|---|---|"]
-    for name, member in sorted(package.members.items(), key=lambda kv: kv[0].lower()):
-        if not member.is_alias or name.startswith("_"):
-            continue
-        target = member.final_target
+    for name in names:
+        target = _target(module.members[name])
         private = any(part.startswith("_") for part in target.path.split("."))
         # mkdocstrings renders (so a link can reach) public objects with a docstring.
         ref = f"`{name}`" if private or not target.docstring else f"[`{name}`][{target.path}]"
@@ -101,7 +115,7 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         if kind == "api-modules":
             return _modules_page(args)
         if kind == "api-names":
-            return _names_table()
+            return _names_table(args or "jaxgrad")
         return _experiments_table()
 
     return MARKER.sub(expand, markdown)

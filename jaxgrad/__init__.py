@@ -30,7 +30,8 @@ still works and warns (``DeprecationWarning``) with the new place.
 Example:
     >>> res = jaxgrad.jacobian_product_norms(lambda x, u: 0.5 * x + u, jnp.ones(3),
     ...                                      jnp.zeros((50, 3)))
-    >>> round(float(res.log_norms[10] / 10), 3)       # log 0.5 per step
+    >>> rate, _ = jaxgrad.fit_log_rate(res.log_norms)
+    >>> round(float(rate), 3)                           # log 0.5 per step
     -0.693
     >>> jaxgrad.analysis.JacobianProductNorms is type(res)
     True

@@ -3,8 +3,6 @@
 - ``<!-- api-package: jaxgrad.models -->`` becomes the package's docstring and one
   mkdocstrings block per public module under it (a new module gets its section without
   editing the docs).
-- ``<!-- api-modules: jaxgrad exclude=io -->`` does the same for the public modules directly
-  under ``jaxgrad`` (but not its subpackages), except those named.
 - ``<!-- api-names jaxgrad.models -->`` becomes a table of the names in the ``__all__`` of
   that package or module (its face; ``jaxgrad`` alone: the curated top level), each linked to
   its entry in the reference. ``api-package`` pages get this table too, under the
@@ -23,7 +21,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MARKER = re.compile(r"<!--\s*(api-package|api-modules|api-names|experiments)\s*(.*?)\s*-->")
+MARKER = re.compile(r"<!--\s*(api-package|api-names|experiments)\s*(.*?)\s*-->")
 
 
 def _public_modules(package: str, *, subpackages: bool) -> list[str]:
@@ -47,16 +45,6 @@ def _package_page(package: str) -> str:
     for module in _public_modules(package, subpackages=True):
         blocks.append(f"::: {module}")
     return "\n\n".join(blocks)
-
-
-def _modules_page(args: str) -> str:
-    package, *rest = args.split()
-    exclude = set()
-    for item in rest:
-        if item.startswith("exclude="):
-            exclude |= {f"{package}.{name}" for name in item[len("exclude="):].split(",")}
-    modules = [m for m in _public_modules(package, subpackages=False) if m not in exclude]
-    return "\n\n".join(f"::: {m}" for m in modules)
 
 
 def _summary(obj) -> str:
@@ -112,8 +100,6 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         kind, args = match.group(1), match.group(2)
         if kind == "api-package":
             return _package_page(args)
-        if kind == "api-modules":
-            return _modules_page(args)
         if kind == "api-names":
             return _names_table(args or "jaxgrad")
         return _experiments_table()

@@ -1,7 +1,7 @@
 """(h) A Hopf curve over 200 continuation steps: time per step.
 
 FitzHugh-Nagumo ``v' = v - v³/3 - w + I``, ``w' = ε(v + a - b w)`` (ε = 0.08, a = 0.7),
-its Hopf curve in ``(I, b)`` from ``b = 0.8`` by ``jaxgrad.hopf_curve``: 200
+its Hopf curve in ``(I, b)`` from ``b = 0.8`` by ``jaxgrad.analysis.hopf_curve``: 200
 pseudo-arclength steps (``ds = ds_max = 0.01``, so every step is taken at the same size and
 all 200 land inside ``b ∈ [0.8, 3.4]``) on Kuznetsov's standard system (7 unknowns), the
 first Lyapunov coefficient at every point, and the search for Bogdanov-Takens and
@@ -62,9 +62,9 @@ def run(quick: bool, sizes: dict | None = None) -> list[dict]:
         x0 = jnp.array([-1.0, -0.4])
 
         def call():
-            curve = jaxgrad.hopf_curve(FIELD, x0, params=params, param="I", param2="b",
-                                       p2_range=(0.8, 3.4), ds=0.01, ds_max=0.01,
-                                       num_steps=num_steps)
+            curve = jaxgrad.analysis.hopf_curve(FIELD, x0, params=params, param="I", param2="b",
+                                                p2_range=(0.8, 3.4), ds=0.01, ds_max=0.01,
+                                                num_steps=num_steps)
             return block(curve)
 
         start = time.perf_counter()

@@ -89,7 +89,7 @@ FIXED_TOL = float(np.sqrt(np.finfo(np.float32).eps))
 def make_problem(num_units: int, num_starts: int, train_steps: int, *,
                  seed: int = 0) -> dict[str, Any]:
     """A flip-flop-trained GRU's cell parameters, ``num_starts`` starts and the zero input."""
-    model = jaxgrad.SequenceModel("gru", num_units, NUM_BITS, NUM_BITS, readout="all")
+    model = jaxgrad.train.SequenceModel("gru", num_units, NUM_BITS, NUM_BITS, readout="all")
     k_init, k_train, k_eval, k_noise = jax.random.split(jax.random.key(seed), 4)
 
     def loss_fn(params, batch):
@@ -114,7 +114,7 @@ def make_problem(num_units: int, num_starts: int, train_steps: int, *,
             "train_loss": float(loss[-max(1, len(loss) // 20):].mean())}
 
 
-def jaxgrad_slow_points(problem: dict[str, Any], max_steps: int) -> jaxgrad.SlowPoints:
+def jaxgrad_slow_points(problem: dict[str, Any], max_steps: int) -> jaxgrad.analysis.SlowPoints:
     return jaxgrad.slow_points(jaxgrad.gru_step, problem["starts"], problem["input"],
                                params=problem["params"], max_steps=max_steps)
 
@@ -240,7 +240,7 @@ def _match(a, b) -> tuple[np.ndarray, np.ndarray, float]:
     return i, nearest[i], fraction
 
 
-def compare(ours: jaxgrad.SlowPoints, peer: dict[str, Any]) -> dict[str, float]:
+def compare(ours: jaxgrad.analysis.SlowPoints, peer: dict[str, Any]) -> dict[str, float]:
     """How far the peer's points are from jaxgrad's (matched within ``MERGE_TOL``)."""
     a, b = np.asarray(ours.x, np.float64), np.asarray(peer["x"], np.float64)
     i, j, matched = _match(a, b)

@@ -3,10 +3,10 @@
 - ``<!-- api-package: jaxgrad.models -->`` becomes the package's docstring and one
   mkdocstrings block per public module under it (a new module gets its section without
   editing the docs).
-- ``<!-- api-modules: jaxgrad exclude=io -->`` does the same for the public modules directly
-  under ``jaxgrad`` (but not its subpackages), except those named.
-- ``<!-- api-names -->`` becomes a table of every public name of ``jaxgrad``, each linked to
-  its entry in the reference.
+- ``<!-- api-names jaxgrad.models -->`` becomes a table of the names in the ``__all__`` of
+  that package or module (its face; ``jaxgrad`` alone: the curated top level), each linked to
+  its entry in the reference. ``api-package`` pages get this table too, under the
+  package's docstring.
 - ``<!-- experiments -->`` becomes the table of experiments from each script's ``NAME`` and
   ``DESCRIPTION`` (read with ``ast``, nothing is imported or run).
 
@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MARKER = re.compile(r"<!--\s*(api-package|api-modules|api-names|experiments)\s*(.*?)\s*-->")
+MARKER = re.compile(r"<!--\s*(api-package|api-names|experiments)\s*(.*?)\s*-->")
 
 
 def _public_modules(package: str, *, subpackages: bool) -> list[str]:
@@ -40,20 +40,11 @@ def _public_modules(package: str, *, subpackages: bool) -> list[str]:
 
 
 def _package_page(package: str) -> str:
-    blocks = [f"::: {package}\n    options:\n      members: false\n      show_root_heading: false"]
+    blocks = [f"::: {package}\n    options:\n      members: false\n      show_root_heading: false",
+              f"**Every public name** (``{package}.<name>``):\n\n{_names_table(package)}"]
     for module in _public_modules(package, subpackages=True):
         blocks.append(f"::: {module}")
     return "\n\n".join(blocks)
-
-
-def _modules_page(args: str) -> str:
-    package, *rest = args.split()
-    exclude = set()
-    for item in rest:
-        if item.startswith("exclude="):
-            exclude |= {f"{package}.{name}" for name in item[len("exclude="):].split(",")}
-    modules = [m for m in _public_modules(package, subpackages=False) if m not in exclude]
-    return "\n\n".join(f"::: {m}" for m in modules)
 
 
 def _summary(obj) -> str:
@@ -62,15 +53,26 @@ def _summary(obj) -> str:
     return line.replace("|", "\\|")
 
 
-def _names_table() -> str:
+def _target(obj):
+    """What a public name of a face documents: ``fixed_points`` is re-exported by
+    ``jaxgrad.analysis`` over its own module's name, which griffe resolves to the module
+    (Python, to the function): the function of that name inside it is meant."""
+    target = obj.final_target if obj.is_alias else obj
+    if target.is_module and obj.name in target.members:
+        target = target.members[obj.name]
+        target = target.final_target if target.is_alias else target
+    return target
+
+
+def _names_table(package: str) -> str:
     import griffe
 
-    package = griffe.load("jaxgrad", search_paths=[str(ROOT)], resolve_aliases=True)
+    root = griffe.load("jaxgrad", search_paths=[str(ROOT)], resolve_aliases=True)
+    module = root if package == "jaxgrad" else root[package.removeprefix("jaxgrad.")]
+    names = [str(name) for name in module.exports or ()]
     rows = ["| name | what |", "|---|---|"]
-    for name, member in sorted(package.members.items(), key=lambda kv: kv[0].lower()):
-        if not member.is_alias or name.startswith("_"):
-            continue
-        target = member.final_target
+    for name in names:
+        target = _target(module.members[name])
         private = any(part.startswith("_") for part in target.path.split("."))
         # mkdocstrings renders (so a link can reach) public objects with a docstring.
         ref = f"`{name}`" if private or not target.docstring else f"[`{name}`][{target.path}]"
@@ -98,10 +100,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         kind, args = match.group(1), match.group(2)
         if kind == "api-package":
             return _package_page(args)
-        if kind == "api-modules":
-            return _modules_page(args)
         if kind == "api-names":
-            return _names_table()
+            return _names_table(args or "jaxgrad")
         return _experiments_table()
 
     return MARKER.sub(expand, markdown)

@@ -127,7 +127,7 @@ def compute(config: Config) -> Computed:
     max_abs_grad = float(np.max(np.abs(g_ref)))
 
     def far_field(bv, xs):
-        return -2.0 * (target - xs) * float(jaxgrad.doya_fixed_point_sensitivity(xs, w))
+        return -2.0 * (target - xs) * float(jaxgrad.models.doya_fixed_point_sensitivity(xs, w))
 
     # Far-field gradients at b = -2.5 ∓ 0.1 from the scan vs Wikipedia's sensitivity formula.
     b_far_lo, b_far_hi = -2.5 - delta[0], -2.5 + delta[0]

@@ -178,7 +178,7 @@ def compute(config: Config) -> Computed:
     fixed = np.asarray(sp.fixed)
     stab = np.asarray(sp.stability)
     eig = np.asarray(sp.eigenvalues)
-    labels = [jaxgrad.STABILITY_LABELS[s] for s in stab]
+    labels = [jaxgrad.analysis.STABILITY_LABELS[s] for s in stab]
     is_stable = fixed & (stab == 0)
     is_saddle = fixed & (stab == 2)
     num_stable, num_saddles = int(is_stable.sum()), int(is_saddle.sum())

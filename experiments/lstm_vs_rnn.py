@@ -25,7 +25,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from jaxgrad import MAX_DERIVATIVE, fit_log_rate
+from jaxgrad import fit_log_rate
+from jaxgrad.models import MAX_DERIVATIVE
 from jaxgrad.train import SequenceModel, get_task, sequence_state_grad_norms, with_clipping
 
 from ._runner import Computed, Result, check_bound, staged_run

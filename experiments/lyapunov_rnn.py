@@ -11,15 +11,15 @@ Schuchhardt & Schuster 1992, PRL 69:3717) gives
 
     λ_1 = ½ log(g² ⟨tanh'(h)²⟩),   h ~ N(0, q*),   q* = g² ⟨tanh(h)²⟩,
 
-computed with ``jaxgrad.q_star`` and ``jaxgrad.chi_1`` (σ_w² = g², σ_b² = 0). Full spectra
+computed with ``jaxgrad.analysis.q_star`` and ``jaxgrad.chi_1`` (σ_w² = g², σ_b² = 0). Full spectra
 (Benettin/QR) for a g-sweep; checks: λ_1 = log ρ(J) at g = 0.5, the zero crossing near
 g = 1, λ_1 against mean field at g = 2, Σλ_i = ⟨log|det D_t|⟩, and λ_i = log|eig_i(A)| for a
 linear map.
 
 Continuous network ``dx/dt = -x + J tanh(x)`` (time unit τ = 1), RK4 with dt = 0.1 through
-``jaxgrad.rate_flow_step``: λ_1 (QR with one tangent vector) after a transient of 100 τ,
+``jaxgrad.models.rate_flow_step``: λ_1 (QR with one tangent vector) after a transient of 100 τ,
 averaged over 600 τ, for N = 200 (3 seeds) on g ∈ {0.5, 0.8, 1, 1.25, 1.5, 2, 2.5, 3, 4} and
-N = 800 (2 seeds) on g ∈ {1.5, 2, 3, 4}, beside ``jaxgrad.rate_mean_field`` (SCS: Δ₀ from
+N = 800 (2 seeds) on g ∈ {1.5, 2, 3, 4}, beside ``jaxgrad.analysis.rate_mean_field`` (SCS: Δ₀ from
 energy conservation of Δ'' = Δ - g² C_φ(Δ, Δ₀), λ_max = -1 + √(1 - E₀) from the ground
 state of the Schrödinger operator; λ_max = g - 1 for g ≤ 1). Checks: λ_1 = max Re eig(J) - 1
 at g = 0.5 (the linearisation at the decayed state) and ≈ g - 1; at N = 800 λ_1 within 15 %
@@ -33,7 +33,7 @@ Phase diagram (issue #15): λ_1 of the discrete network with a bias, ``h ← J t
 random numbers across the grid), computed by ``jaxgrad.sweep``, beside the mean field's
 λ_1 = ½ log χ₁(σ_w² = g², σ_b²) (Molgedey et al. 1992; Poole et al. 2016 draw the same line
 for deep networks). The figure shows the measured λ_1 = 0 contour and the theory's critical
-line ``g² = σ_{w,c}²(σ_b²)`` (``jaxgrad.critical_sigma_w2``); the check counts the grid
+line ``g² = σ_{w,c}²(σ_b²)`` (``jaxgrad.analysis.critical_sigma_w2``); the check counts the grid
 points on the mean field's side of λ_1 = 0 (≥ 0.9; points with |mean-field λ_1| ≤ 0.02 left
 out: finite N and T blur the transition). Quick configuration (N = 64, 4 × 11 grid): 0.95.
 
@@ -145,11 +145,11 @@ QUICK_CONFIG = {"num_units": 64, "num_steps": 300, "transient": 100, "mean_field
 
 
 def mean_field_lambda_1(g: float) -> float:
-    """λ_1 = ½ log(g² ⟨tanh'(h)²⟩), h ~ N(0, q*), q* = g² ⟨tanh(h)²⟩ (``jaxgrad.q_star``,
+    """λ_1 = ½ log(g² ⟨tanh'(h)²⟩), h ~ N(0, q*), q* = g² ⟨tanh(h)²⟩ (``jaxgrad.analysis.q_star``,
     ``jaxgrad.chi_1`` with σ_w² = g², σ_b² = 0; float64)."""
     with jax.enable_x64(True):
         g2 = jnp.asarray(float(g) ** 2, jnp.float64)
-        fixed = jaxgrad.q_star(g2, 0.0)
+        fixed = jaxgrad.analysis.q_star(g2, 0.0)
         if not bool(fixed.converged):
             return float("nan")
         return 0.5 * float(jnp.log(jaxgrad.chi_1(g2, 0.0, q=fixed.q)))
@@ -178,7 +178,7 @@ def _flow_exponents(key, g_values, num_units, num_seeds, config, desc):
 
     dt = float(config["ct_dt"])
     T, transient = int(config["ct_num_steps"]), int(config["ct_transient"])
-    step = partial(jaxgrad.rate_flow_step, dt=dt, method="rk4")
+    step = partial(jaxgrad.models.rate_flow_step, dt=dt, method="rk4")
 
     def one(g, seed):
         k = jax.random.fold_in(jax.random.fold_in(key, num_units), seed)
@@ -206,7 +206,7 @@ def _flow_sum_rule(key, config):
     g = float(config["ct_spectrum_g"])
     dt = float(config["ct_dt"])
     T, transient = int(config["ct_spectrum_num_steps"]), int(config["ct_spectrum_transient"])
-    step = partial(jaxgrad.rate_flow_step, dt=dt, method="rk4")
+    step = partial(jaxgrad.models.rate_flow_step, dt=dt, method="rk4")
     k = jax.random.fold_in(key, 7)
     p = jaxgrad.init_rate(k, N, g=g)
     x0 = jax.random.normal(jax.random.fold_in(k, 1), (N,))
@@ -369,7 +369,7 @@ def run(config: dict) -> Result:
     ct_gs = np.asarray(config["ct_g_values"], np.float64)
     N_ct, N_big = int(config["ct_num_units"]), int(config["ct_large_num_units"])
     big_gs = np.asarray(config["ct_large_g_values"], np.float64)
-    mf = {float(g): jaxgrad.rate_mean_field(float(g))
+    mf = {float(g): jaxgrad.analysis.rate_mean_field(float(g))
           for g in tqdm(sorted(set(ct_gs) | set(big_gs)), desc="lyapunov-rnn: mean field",
                         unit="g", leave=False)}
     ct_lam, ct_se, ct_edge, ct_valid = _flow_exponents(
@@ -480,7 +480,7 @@ def run(config: dict) -> Result:
     curve_gs = sorted(set(mf) | {float(g) for g in np.linspace(1.05, ct_gs.max(), n_curve)})
     for g in tqdm([g for g in curve_gs if g not in mf], desc="lyapunov-rnn: mean-field curve",
                   unit="g", leave=False):
-        mf[g] = jaxgrad.rate_mean_field(g)
+        mf[g] = jaxgrad.analysis.rate_mean_field(g)
     curve = np.array([(g, mf[g].lambda_max) for g in curve_gs if g > 1 and mf[g].converged])
     fig3, axes3 = plt.subplots(2, 2, figsize=(10, 7.6))
     g_sub = np.linspace(min(0.5, ct_gs.min()), 1.0, 20)
@@ -533,7 +533,7 @@ def run(config: dict) -> Result:
         phase_agreement, 0.9, kind=">=",
         note=f"points with |mean-field λ_1| <= {config['phase_band']} left out; finite N"))
     line_b2 = np.concatenate([[0.0], np.geomspace(1e-3, float(ph_b2[-1]), 40)])
-    line_g = np.sqrt(np.asarray(jax.vmap(lambda b: jaxgrad.critical_sigma_w2(b).sigma_w2)(
+    line_g = np.sqrt(np.asarray(jax.vmap(lambda b: jaxgrad.analysis.critical_sigma_w2(b).sigma_w2)(
         jnp.asarray(line_b2, jnp.float32))))
     fig4, ax = plt.subplots(figsize=(6.4, 4.8))
     span = float(np.max(np.abs(ph_lam)))

@@ -10,7 +10,7 @@ trained briefly with Adam (``jaxgrad.train_steps``), scanned with ``jaxgrad.scan
 
 A second pair of maps follows Li et al.'s section 7: the weights are saved every
 ``train_steps / snapshots`` steps, the top two principal components of the saved iterates
-(``jaxgrad.trajectory_directions``) are the directions, and the training path, projected
+(``jaxgrad.landscape.trajectory_directions``) are the directions, and the training path, projected
 on them, is drawn on the loss scanned around the final weights. Li et al. find that the
 path lies in a very low-dimensional space; the summary's
 ``pca_explained_variance`` is the fraction of the iterates' variance the two components
@@ -123,8 +123,8 @@ def run(config: dict) -> Result:
 
         params, train_losses, trained_loss, iterates = train(p0)
         trained_loss = float(trained_loss)
-        d1 = jaxgrad.filter_normalized_direction(params, key=k_d1, filter_axes=_bias_free)
-        d2 = jaxgrad.filter_normalized_direction(params, key=k_d2, filter_axes=_bias_free)
+        d1 = jaxgrad.landscape.filter_normalized_direction(params, key=k_d1, filter_axes=_bias_free)
+        d2 = jaxgrad.landscape.filter_normalized_direction(params, key=k_d2, filter_axes=_bias_free)
         scan = jaxgrad.scan_landscape(
             loss, params, {"alpha": jaxgrad.Direction(d1, alphas),
                            "beta": jaxgrad.Direction(d2, alphas)},
@@ -132,7 +132,8 @@ def run(config: dict) -> Result:
 
         # Filter norms of d1 against the weights'.
         ratios = []
-        for name, leaf, d in zip(jaxgrad.leaf_names(params), jax.tree_util.tree_leaves(params),
+        for name, leaf, d in zip(jaxgrad.landscape.leaf_names(params),
+                                 jax.tree_util.tree_leaves(params),
                                  jax.tree_util.tree_leaves(d1)):
             d, leaf = np.asarray(d, np.float64), np.asarray(leaf, np.float64)
             if name.endswith("W"):
@@ -157,7 +158,7 @@ def run(config: dict) -> Result:
             check_bound(f"{label}: trained loss / initial loss", trained_loss
                         / float(train_losses[0]), 0.5, note="brief training worked"),
         ]
-        pca = jaxgrad.trajectory_directions(iterates)
+        pca = jaxgrad.landscape.trajectory_directions(iterates)
         c = pca.coordinates
         pca_axes = [_grid_through_zero(c[:, j], n) for j in range(2)]
         pca_scan = jaxgrad.scan_landscape(

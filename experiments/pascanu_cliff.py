@@ -61,11 +61,11 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def one_unit_loss(params: jaxgrad.OneUnitParams, *, x0: float, target: float,
+def one_unit_loss(params: jaxgrad.models.OneUnitParams, *, x0: float, target: float,
                   num_steps: int) -> jax.Array:
     """``(σ(x_T) - target)²`` for ``x_t = w σ(x_{t-1}) + b``."""
     dtype = jnp.result_type(params.b)
-    step = partial(jaxgrad.one_unit_step, params=params)
+    step = partial(jaxgrad.models.one_unit_step, params=params)
     xs = jaxgrad.unroll(step, jnp.asarray(x0, dtype), jnp.zeros((num_steps,), dtype))
     return (jax.nn.sigmoid(xs[-1]) - target) ** 2
 
@@ -117,7 +117,7 @@ def run(config: dict) -> Result:
     target = config["target"]
     loss = partial(one_unit_loss, x0=config["x0"], target=target,
                    num_steps=config["num_steps"])
-    params = jaxgrad.OneUnitParams(5.0, -3.0)
+    params = jaxgrad.models.OneUnitParams(5.0, -3.0)
     sw, sb = config["surface_w"], config["surface_b"]
     surface_axes = {"w": (sw[0], sw[1], int(sw[2])), "b": (sb[0], sb[1], int(sb[2]))}
     surface = jaxgrad.scan_landscape(loss, params, surface_axes, progress=False)
@@ -125,8 +125,8 @@ def run(config: dict) -> Result:
     # float32 Hessian-vector products do not resolve it (half the quick grid has a
     # residual above 1% of λ there, some λ ≤ 0), while float64 resolves every point.
     with jax.enable_x64(True):
-        params64 = jaxgrad.OneUnitParams(jnp.asarray(5.0, jnp.float64),
-                                         jnp.asarray(-3.0, jnp.float64))
+        params64 = jaxgrad.models.OneUnitParams(jnp.asarray(5.0, jnp.float64),
+                                                jnp.asarray(-3.0, jnp.float64))
         curvature = jaxgrad.scan_landscape(loss, params64, surface_axes, gradient="none",
                                            quantities=("sharpness", "sharpness_residual"),
                                            progress=False)
@@ -187,8 +187,9 @@ def run(config: dict) -> Result:
     # Gradient descent from starts beside the cliff, on its low-loss side.
     n = config["num_starts"]
     ws = np.linspace(*config["start_w"], n)
-    starts = jaxgrad.OneUnitParams(jnp.asarray(ws, jnp.float32),
-                                   jnp.asarray(cliff_b(ws) + config["start_offset"], jnp.float32))
+    starts = jaxgrad.models.OneUnitParams(jnp.asarray(ws, jnp.float32),
+                                          jnp.asarray(cliff_b(ws) + config["start_offset"],
+                                                      jnp.float32))
     lr, thr = config["learning_rate"], config["clip_threshold"]
     runs = {}
     for label, clip in (("unclipped", None), ("clipped", thr)):

@@ -149,15 +149,15 @@ def run_regime(regime: dict, key: jax.Array, *, num_units: int, num_steps: int, 
     x_start = _burn_in(act)(params, x0, inputs[:burn_in]) if burn_in else x0
     res = jaxgrad.jacobian_product_norms(_step(act), x_start, inputs[burn_in:], params=params,
                                          step_norms=False)
-    bound = jaxgrad.pascanu_bound_log_norms(params, num_steps, activation=act)
+    bound = jaxgrad.models.pascanu_bound_log_norms(params, num_steps, activation=act)
     rate, intercept = jaxgrad.fit_log_rate(res.log_norms, start=fit_start)
-    sigma_max = float(jaxgrad.spectral_norm(params.W_rec).value)
+    sigma_max = float(jaxgrad.analysis.spectral_norm(params.W_rec).value)
     out = {
         "log_norms": np.asarray(res.log_norms, np.float64),
         "bound": np.asarray(bound, np.float64),
         "rate": float(rate),
         "intercept": float(intercept),
-        "bound_rate": math.log(sigma_max * jaxgrad.MAX_DERIVATIVE[act]),
+        "bound_rate": math.log(sigma_max * jaxgrad.models.MAX_DERIVATIVE[act]),
         "spectral_norm": sigma_max,
         "spectral_radius": float(jaxgrad.spectral_radius(params.W_rec).value),
         "converged": bool(res.converged),

@@ -21,7 +21,7 @@ Protocol (float64 throughout, `jax.enable_x64` inside the run):
    geometric series of the remaining gaps).
 3. λ₁(r) by `jaxgrad.lyapunov_spectrum` vmapped over r on [2.8, 4] and on a fine grid across
    r∞; at every located r_n; and in one long run at r = 4.
-4. The orbit diagram (`jaxgrad.orbit_diagram`) with the r_n marked, λ₁(r) below it, and
+4. The orbit diagram (`jaxgrad.analysis.orbit_diagram`) with the r_n marked, λ₁(r) below it, and
    log(r∞ - r_n) against n beside the slope -log δ.
 
 Published values: r_1 = 3 and r_2 = 1 + √6 exactly (Strogatz 1994, §10.3); r_3..r_6 to six
@@ -233,10 +233,10 @@ def _run(config: dict) -> Result:
     checks.append(check_close("λ₁ at r = 4 vs log 2", lam4, math.log(2.0), atol=5e-3))
 
     # 4. The orbit diagram.
-    orbit = jaxgrad.orbit_diagram(LOGISTIC, jnp.asarray([0.3]), r_grid,
-                                  params={"r": config["r_min"]}, param="r",
-                                  transient=config["orbit_transient"],
-                                  keep=config["orbit_keep"])
+    orbit = jaxgrad.analysis.orbit_diagram(LOGISTIC, jnp.asarray([0.3]), r_grid,
+                                           params={"r": config["r_min"]}, param="r",
+                                           transient=config["orbit_transient"],
+                                           keep=config["orbit_keep"])
     states = np.asarray(orbit.states)[:, 0, :]
     checks.append(check_close("non-finite orbit states", np.sum(~np.isfinite(states)), 0))
 

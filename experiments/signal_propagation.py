@@ -104,7 +104,7 @@ def _phase_diagram(config, sigma_w2, sigma_b2, key, num_points):
 
     def point(p):
         w2, b2 = p["sigma_w2"], p["sigma_b2"]
-        measured = jax.vmap(lambda k: jnp.mean(jnp.exp(jaxgrad.random_mlp_signal(
+        measured = jax.vmap(lambda k: jnp.mean(jnp.exp(jaxgrad.analysis.random_mlp_signal(
             w2, b2, key=k, width=width, depth=depth).log_chi[burn:])))(keys)
         return {"measured": jnp.mean(measured),
                 "theory": jaxgrad.chi_1(w2, b2, num_points=num_points)}
@@ -192,7 +192,7 @@ def _train_accuracies(config, key):
 
         state, _ = jaxgrad.train_steps(
             minibatch_loss, opt, jaxgrad.init_train_state(params, opt),
-            jaxgrad.fixed_batches(jax.random.split(k_data, steps)), num_steps=steps)
+            jaxgrad.train.fixed_batches(jax.random.split(k_data, steps)), num_steps=steps)
         return jnp.mean(jnp.argmax(_apply(state.params, X_te, depth), -1) == y_te)
 
     w2 = jnp.asarray(config["train_sigma_w2"], jnp.float32)
@@ -208,7 +208,7 @@ def run(config: dict) -> Result:
     key = jax.random.key(config["seed"])
     k_emp, k_layers, k_train = jax.random.split(key, 3)
     n = config["num_points"]
-    critical = jax.jit(jax.vmap(lambda b2: jaxgrad.critical_sigma_w2(b2, num_points=n)))
+    critical = jax.jit(jax.vmap(lambda b2: jaxgrad.analysis.critical_sigma_w2(b2, num_points=n)))
 
     # 1. theory: the critical line and its cross-checks
     b2_summary = jnp.asarray(SUMMARY_SIGMA_B2, jnp.float32)
@@ -228,8 +228,8 @@ def run(config: dict) -> Result:
     # χ₁ at the critical points by the other route: q* by iterating the q-map, then χ₁.
     chi_at_crit = np.asarray(jax.vmap(lambda w2, b2: jaxgrad.chi_1(w2, b2, num_points=n))(
         crit.sigma_w2, b2_summary))
-    crit_fine = jaxgrad.critical_sigma_w2(2.0, num_points=2 * n).sigma_w2
-    relu_crit = jaxgrad.critical_sigma_w2(0.0, activation="relu").sigma_w2
+    crit_fine = jaxgrad.analysis.critical_sigma_w2(2.0, num_points=2 * n).sigma_w2
+    relu_crit = jaxgrad.analysis.critical_sigma_w2(0.0, activation="relu").sigma_w2
 
     # 2. empirical critical line
     w2_grid = np.linspace(config["empirical_sigma_w2_min"], config["empirical_sigma_w2_max"],
@@ -245,12 +245,12 @@ def run(config: dict) -> Result:
     b2_layers = config["layers_sigma_b2"]
     w2_layers = jnp.asarray(config["layers_sigma_w2"], jnp.float32)
     depth_l = config["layers_depth"]
-    emp_layers = jax.vmap(lambda k: jax.vmap(lambda w2: jaxgrad.random_mlp_signal(
+    emp_layers = jax.vmap(lambda k: jax.vmap(lambda w2: jaxgrad.analysis.random_mlp_signal(
         w2, b2_layers, key=k, width=config["layers_width"], depth=depth_l, q0=config["q0"],
         c0=config["c0"]))(w2_layers))(jax.random.split(k_layers, config["layers_networks"]))
     emp_q = np.asarray(emp_layers.q).mean(0)
     emp_c = np.asarray(emp_layers.c).mean(0)
-    theory = jax.vmap(lambda w2: jaxgrad.mean_field_trajectory(
+    theory = jax.vmap(lambda w2: jaxgrad.analysis.mean_field_trajectory(
         config["q0"], config["c0"], w2, b2_layers, depth=depth_l, num_points=n))(w2_layers)
     th_q, th_c = np.asarray(theory.q), np.asarray(theory.c)
     # Finite-width fluctuations are O(1/√N) per layer: compare root-mean-square errors.
@@ -261,7 +261,8 @@ def run(config: dict) -> Result:
     # (the trained networks' σ_w² ride along, so depth_scales compiles once)
     w2_xi = np.linspace(0.3, 5.0, config["xi_points"])
     train_w2 = np.asarray(config["train_sigma_w2"], float)
-    scales = jax.vmap(lambda b2: jax.vmap(lambda w2: jaxgrad.depth_scales(w2, b2, num_points=n))(
+    scales = jax.vmap(lambda b2: jax.vmap(lambda w2: jaxgrad.analysis.depth_scales(w2, b2,
+                                                                                   num_points=n))(
         jnp.asarray(np.concatenate([w2_xi, train_w2]), jnp.float32)))(
         jnp.asarray(b2_xi, jnp.float32))
     xi_train = np.asarray(scales.xi_c[1, len(w2_xi):])

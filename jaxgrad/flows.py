@@ -47,6 +47,8 @@ from .systems import (
     jit_with_params,
 )
 
+__all__ = ["integrate", "FlowSolution", "IntegrationError", "default_tolerances"]
+
 
 class FlowSolution(NamedTuple):
     """Result of ``integrate``; ``S`` saved times.
@@ -413,7 +415,7 @@ def integrate(
         >>> np.round(np.asarray(sol.states), 4), bool(sol.converged)   # e^{-t} x0
         (array([[0.6065, 1.2131],
                [0.3679, 0.7358]], dtype=float32), True)
-        >>> doya = jaxgrad.vector_field(jaxgrad.doya_vector_field)
+        >>> doya = jaxgrad.vector_field(jaxgrad.models.doya_vector_field)
         >>> sol = integrate(doya, jnp.array([0.9]), 50.0, u=jnp.zeros(1),
         ...                 params=jaxgrad.DoyaParams(5.0, -2.5))
         >>> round(float(sol.states[-1, 0]), 3)                   # the upper fixed point

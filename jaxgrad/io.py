@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+__all__ = ["write_atomic", "default_file_mode", "default_dir_mode", "current_umask"]
+
 _UMASK_LOCK = threading.Lock()
 
 

@@ -37,7 +37,7 @@ Example:
     ...                                 params=jnp.asarray(4.0))
     >>> round(float(res.exponents[0]), 1)       # log 2 = 0.693
     0.7
-    >>> doya = discretize(vector_field(jaxgrad.doya_vector_field), dt=0.05)  # a flow
+    >>> doya = discretize(vector_field(jaxgrad.models.doya_vector_field), dt=0.05)  # a flow
     >>> x1 = doya(jnp.array([0.5]), jnp.zeros(1), jaxgrad.DoyaParams(5.0, -2.5))
     >>> x1.shape
     (1,)
@@ -65,6 +65,11 @@ from ._validation import (
     is_concrete,
     leading_axis_length,
 )
+
+__all__ = [
+    "autonomous", "Autonomous", "vector_field", "VectorField", "discretize", "Discretized",
+    "integrator_step", "INTEGRATORS", "iterate", "Iterated", "bind", "NO_PARAMS",
+]
 
 INTEGRATORS = ("euler", "rk4")
 
@@ -161,7 +166,7 @@ def vector_field(f: Callable) -> VectorField:
     Use ``vector_field(autonomous(g))`` for an autonomous flow ``dx/dt = g(x[, params])``.
 
     Example:
-        >>> field = vector_field(jaxgrad.rate_vector_field)
+        >>> field = vector_field(jaxgrad.models.rate_vector_field)
         >>> step = discretize(field, 0.1)   # one RK4 step of dh/dt = -h + J tanh(h) + W u
         >>> p = jaxgrad.init_rate(jax.random.key(0), 4, g=2.0)
         >>> step(jnp.ones(4), jnp.zeros(0), p).shape
@@ -241,7 +246,7 @@ def discretize(field: VectorField, dt: float, *, method: str = "rk4") -> Discret
         ``step(x, u[, params])``.
 
     Example:
-        >>> step = discretize(vector_field(jaxgrad.rate_vector_field), 0.1)
+        >>> step = discretize(vector_field(jaxgrad.models.rate_vector_field), 0.1)
         >>> p = jaxgrad.init_rate(jax.random.key(0), 8, g=0.5)
         >>> res = jaxgrad.lyapunov_spectrum(step, jnp.ones(8), num_steps=200, params=p, dt=0.1)
         >>> bool(res.exponents[0] < 0)            # g < 1: the quiescent state is stable

@@ -146,9 +146,9 @@ def _constant_gru(n):
     sigmoid = 1 / (1 + np.exp(-(b_x + b_h)))
     r, z = sigmoid[:n], sigmoid[n:2 * n]
     h_star = np.tanh(b_x[2 * n:] + r * b_h[2 * n:])
-    params = jaxgrad.GRUParams(jnp.asarray(rng.normal(size=(3 * n, 2)), jnp.float32),
-                               jnp.zeros((3 * n, n), jnp.float32), jnp.asarray(b_x),
-                               jnp.asarray(b_h))
+    params = jaxgrad.models.GRUParams(jnp.asarray(rng.normal(size=(3 * n, 2)), jnp.float32),
+                                      jnp.zeros((3 * n, n), jnp.float32), jnp.asarray(b_x),
+                                      jnp.asarray(b_h))
     return params, h_star, z
 
 

@@ -55,8 +55,8 @@ def test_logistic_transcritical_located_and_switched(x64):
     # The followed branch x = 0 first, then x = 1 - 1/r (dx/dr = 1/r² = 1 at r = 1).
     np.testing.assert_allclose(np.abs(np.asarray(bp.branch_tangents)),
                                [[0.0, 1.0], [2**-0.5, 2**-0.5]], atol=1e-12)
-    new = jaxgrad.switch_branch(LOGISTIC, bp, params={"r": 0.5}, param="r",
-                                p_range=(0.5, 1.5), ds=0.05)
+    new = jaxgrad.analysis.switch_branch(LOGISTIC, bp, params={"r": 0.5}, param="r",
+                                         p_range=(0.5, 1.5), ds=0.05)
     x, r = _valid(new)
     assert r.min() < 0.6 and r.max() > 1.4 and np.all(np.diff(r) > 0)
     np.testing.assert_allclose(x, 1 - 1 / r, atol=1e-12)
@@ -84,8 +84,8 @@ def test_logistic_float32_and_no_jump_onto_the_crossing_branch():
     bp = br.bifurcations[0]
     assert bool(bp.converged)
     assert abs(float(bp.p) - 1.0) < 1e-6 and abs(float(bp.x)) < 1e-6
-    new = jaxgrad.switch_branch(LOGISTIC, bp, params={"r": 0.5}, param="r",
-                                p_range=(0.5, 1.5), ds=0.05)
+    new = jaxgrad.analysis.switch_branch(LOGISTIC, bp, params={"r": 0.5}, param="r",
+                                         p_range=(0.5, 1.5), ds=0.05)
     x, r = _valid(new)
     np.testing.assert_allclose(x, 0.0, atol=1e-5)
     assert r.min() < 0.6 and r.max() > 1.4
@@ -102,7 +102,7 @@ def test_pitchfork_located_and_switched(x64, kind):
     np.testing.assert_allclose([float(bp.x), float(bp.p)], [0.0, 0.0], atol=1e-12)
     np.testing.assert_allclose(np.abs(np.asarray(bp.branch_tangents)), [[0, 1], [1, 0]],
                                atol=1e-12)
-    new = jaxgrad.switch_branch(f, bp, params={"mu": -0.5}, **kw)
+    new = jaxgrad.analysis.switch_branch(f, bp, params={"mu": -0.5}, **kw)
     x, mu = _valid(new)
     assert x.min() < -0.6 and x.max() > 0.6 and np.all(np.diff(x) > 0)  # both halves
     np.testing.assert_allclose(x**2, mu, atol=1e-12)
@@ -134,7 +134,7 @@ def test_nd_branch_point_off_the_axes(x64, seed):
     assert bool(bp.converged)
     np.testing.assert_allclose(np.asarray(bp.x), c, atol=1e-10)
     np.testing.assert_allclose(float(bp.p), p0, atol=1e-10)
-    new = jaxgrad.switch_branch(ROTATED, bp, params=params, **kw)
+    new = jaxgrad.analysis.switch_branch(ROTATED, bp, params=params, **kw)
     x, p = _valid(new)
     q = np.asarray(_rotation(jnp.asarray(theta)))
     z = (x - c) @ q  # rows: Qᵀ (x - c)
@@ -163,12 +163,12 @@ def test_folds_stay_folds_and_are_not_branch_points(x64):
                                     bifurcation="branch_point")
     assert not bool(bp.converged) and not float(bp.residual) < 1e-6
     with pytest.raises(ValueError, match="`point` is a branch point that did not converge"):
-        jaxgrad.switch_branch(fold_map, bp, params=0.25, param=None, kind="map",
-                              p_range=(-0.1, 0.3))
+        jaxgrad.analysis.switch_branch(fold_map, bp, params=0.25, param=None, kind="map",
+                                       p_range=(-0.1, 0.3))
     with pytest.raises(ValueError, match="`point` must be a BifurcationPoint of kind "
                                          "'branch_point'.*'fold'"):
-        jaxgrad.switch_branch(fold_map, br.bifurcations[0], params=0.25, param=None,
-                              kind="map", p_range=(-0.1, 0.3))
+        jaxgrad.analysis.switch_branch(fold_map, br.bifurcations[0], params=0.25, param=None,
+                                       kind="map", p_range=(-0.1, 0.3))
 
 
 def test_switch_branch_bad_input():
@@ -177,12 +177,14 @@ def test_switch_branch_bad_input():
     assert bool(bp.converged) and bp.branch_type == "transcritical"
     kw = dict(params={"r": 0.5}, param="r", p_range=(0.5, 1.5))
     with pytest.raises(ValueError, match="`point` must be a BifurcationPoint.*tuple"):
-        jaxgrad.switch_branch(LOGISTIC, (bp.x, bp.p), **kw)
+        jaxgrad.analysis.switch_branch(LOGISTIC, (bp.x, bp.p), **kw)
     with pytest.raises(ValueError, match="`point.p`=1.0.* must lie inside `p_range`"):
-        jaxgrad.switch_branch(LOGISTIC, bp, params={"r": 0.5}, param="r", p_range=(1.5, 2))
+        jaxgrad.analysis.switch_branch(LOGISTIC, bp, params={"r": 0.5}, param="r", p_range=(1.5, 2))
     with pytest.raises(ValueError, match="`point.branch_tangents` must have shape"):
-        jaxgrad.switch_branch(LOGISTIC, bp._replace(branch_tangents=jnp.ones((2, 3))), **kw)
+        jaxgrad.analysis.switch_branch(LOGISTIC, bp._replace(branch_tangents=jnp.ones((2, 3))),
+                                       **kw)
     with pytest.raises(ValueError, match="unknown `param` 's'"):
-        jaxgrad.switch_branch(LOGISTIC, bp, params={"r": 0.5}, param="s", p_range=(0.5, 1.5))
+        jaxgrad.analysis.switch_branch(LOGISTIC, bp, params={"r": 0.5}, param="s",
+                                       p_range=(0.5, 1.5))
     with pytest.raises(ValueError, match="`ds`"):
-        jaxgrad.switch_branch(LOGISTIC, bp, ds=-1.0, **kw)
+        jaxgrad.analysis.switch_branch(LOGISTIC, bp, ds=-1.0, **kw)

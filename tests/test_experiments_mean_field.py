@@ -14,12 +14,12 @@ from experiments import _mean_field as mf
 
 
 def test_gaussian_expectation_moments(x64):
-    # The experiments take their Gaussian moments from jaxgrad.gaussian_expectation.
+    # The experiments take their Gaussian moments from jaxgrad.analysis.gaussian_expectation.
     q = 2.5
 
     def expect(f):
-        return float(jaxgrad.gaussian_expectation(lambda z: f(math.sqrt(q) * z),
-                                                  dtype=jnp.float64))
+        return float(jaxgrad.analysis.gaussian_expectation(lambda z: f(math.sqrt(q) * z),
+                                                           dtype=jnp.float64))
 
     assert expect(lambda z: z**2) == pytest.approx(q, rel=1e-12)
     assert expect(lambda z: z**4) == pytest.approx(3 * q * q, rel=1e-12)

@@ -49,17 +49,17 @@ def test_module_as_closure_and_as_split_state(cell):
 def test_module_through_gradient_flow_and_spectral(cell):
     inputs = jax.random.normal(jax.random.key(2), (25, 2))
     h0 = jnp.zeros(6)
-    flow = jaxgrad.recurrent_gradient_flow(lambda h, u: cell(h, u), h0, inputs,
-                                           lambda hs: jnp.sum(hs[-1] ** 2))
-    ref = jaxgrad.recurrent_gradient_flow(_explicit_step(cell), h0, inputs,
-                                          lambda hs: jnp.sum(hs[-1] ** 2))
+    flow = jaxgrad.analysis.recurrent_gradient_flow(lambda h, u: cell(h, u), h0, inputs,
+                                                    lambda hs: jnp.sum(hs[-1] ** 2))
+    ref = jaxgrad.analysis.recurrent_gradient_flow(_explicit_step(cell), h0, inputs,
+                                                   lambda hs: jnp.sum(hs[-1] ** 2))
     np.testing.assert_allclose(flow.state_grad_norms, ref.state_grad_norms, rtol=1e-5)
 
     h = 0.1 * jnp.ones(6)
     J = jax.jacfwd(lambda x: cell(x, inputs[0]))(h)
     jvp = lambda v: jax.jvp(lambda x: cell(x, inputs[0]), (h,), (v,))[1]  # noqa: E731
-    assert float(jaxgrad.spectral_norm(jvp, vector=h).value) == pytest.approx(
-        float(jaxgrad.spectral_norm(J).value), rel=1e-4)
+    assert float(jaxgrad.analysis.spectral_norm(jvp, vector=h).value) == pytest.approx(
+        float(jaxgrad.analysis.spectral_norm(J).value), rel=1e-4)
     assert float(jaxgrad.spectral_radius(jvp, vector=h, max_iterations=5000).value) == \
         pytest.approx(float(jaxgrad.spectral_radius(J).value), rel=5e-3)
 

@@ -122,7 +122,7 @@ def test_robertson_stiff_converges_explicit_fails(x64):
     assert not bool(explicit.converged)
     assert int(explicit.num_accepted_steps + explicit.num_rejected_steps) == 300
     assert 0 < float(explicit.ts[-1]) < 40.0  # the time reached, not t1
-    with pytest.raises(jaxgrad.IntegrationError, match="max_steps=300") as err:
+    with pytest.raises(jaxgrad.flows.IntegrationError, match="max_steps=300") as err:
         jaxgrad.integrate(ROBERTSON, y0, 40.0, max_steps=300)
     assert err.value.cause == "max_steps_reached"
     assert isinstance(err.value, RuntimeError)
@@ -148,13 +148,13 @@ def test_stiff_linear_float32_default_tolerances():
 def test_blow_up_and_nan_are_reported():
     """``dx/dt = x^{5/2}`` from 1 blows up at t = 2/3; from -1 the field is NaN."""
     field = jaxgrad.vector_field(lambda x, u: x * x * jnp.sqrt(x))
-    with pytest.raises(jaxgrad.IntegrationError, match="blow-up|non-finite") as err:
+    with pytest.raises(jaxgrad.flows.IntegrationError, match="blow-up|non-finite") as err:
         jaxgrad.integrate(field, jnp.ones(1), 2.0, max_steps=500)
     assert err.value.cause in ("max_steps_reached", "non_finite")
     sol = jaxgrad.integrate(field, jnp.ones(1), 2.0, max_steps=500, throw=False)
     assert not bool(sol.converged)
     assert float(sol.ts[-1]) == pytest.approx(2.0 / 3.0, rel=1e-3)  # where it stalled
-    with pytest.raises(jaxgrad.IntegrationError, match="non-finite") as err:
+    with pytest.raises(jaxgrad.flows.IntegrationError, match="non-finite") as err:
         jaxgrad.integrate(field, -jnp.ones(1), 2.0, max_steps=500)
     assert err.value.cause == "non_finite"
     # Before the blow-up the same solve converges to (1 - 1.5 t)^{-2/3}.
@@ -222,7 +222,8 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="`rtol`"):
         jaxgrad.lyapunov_spectrum(field, x0, num_steps=10, rtol=0.0)
     with pytest.raises(ValueError, match="method"):
-        jaxgrad.doya_integrate(jaxgrad.DoyaParams(5.0, -2.5), 0.5, jnp.zeros(3), method="rk45")
+        jaxgrad.models.doya_integrate(jaxgrad.DoyaParams(5.0, -2.5), 0.5, jnp.zeros(3),
+                                      method="rk45")
 
 
 # --------------------------------------------------------------------------- Lyapunov
@@ -272,11 +273,11 @@ def test_doya_diffrax_agrees_with_rk4(dtype):
     p = jaxgrad.DoyaParams(jnp.asarray(5.0, dtype), jnp.asarray(-2.3, dtype),
                            jnp.asarray(0.7, dtype))
     inputs = 0.5 * jnp.sin(0.1 * jnp.arange(400, dtype=dtype))
-    rk4 = jaxgrad.doya_integrate(p, 0.2, inputs, dt=0.02, method="rk4")
+    rk4 = jaxgrad.models.doya_integrate(p, 0.2, inputs, dt=0.02, method="rk4")
     tight = dtype == jnp.float64
-    adaptive = jaxgrad.doya_integrate(p, 0.2, inputs, dt=0.02, method="diffrax",
-                                      rtol=1e-10 if tight else None,
-                                      atol=1e-12 if tight else None)
+    adaptive = jaxgrad.models.doya_integrate(p, 0.2, inputs, dt=0.02, method="diffrax",
+                                             rtol=1e-10 if tight else None,
+                                             atol=1e-12 if tight else None)
     assert adaptive.shape == rk4.shape == (400,) and adaptive.dtype == dtype
     # RK4's global error at dt = 0.02 is ~1e-9 here; float32 rounds at ~1e-7 per step
     np.testing.assert_allclose(np.asarray(adaptive), np.asarray(rk4), rtol=0,
@@ -285,8 +286,8 @@ def test_doya_diffrax_agrees_with_rk4(dtype):
 
 def test_doya_diffrax_reports_failure():
     p = jaxgrad.DoyaParams(5.0, -2.5)
-    with pytest.raises(jaxgrad.IntegrationError, match="max_steps=1") as err:
-        jaxgrad.doya_integrate(p, 0.2, jnp.zeros(3), dt=5.0, method="diffrax", max_steps=1)
+    with pytest.raises(jaxgrad.flows.IntegrationError, match="max_steps=1") as err:
+        jaxgrad.models.doya_integrate(p, 0.2, jnp.zeros(3), dt=5.0, method="diffrax", max_steps=1)
     assert err.value.cause == "max_steps_reached"
 
 
@@ -310,15 +311,15 @@ def test_orbit_diagram_of_a_flow_through_diffrax_lies_on_the_closed_form_cycle(x
     ``dt`` = 0.5 is far less accurate, which is what the adaptive solve buys."""
     x0 = jnp.array([[0.1, 0.0], [2.0, 1.0]])
     kw = dict(params=jnp.asarray(mu), dt=0.5, transient=200, keep=16)
-    od = jaxgrad.orbit_diagram(HOPF, x0, jnp.asarray([mu]), method="diffrax", rtol=1e-11,
-                               atol=1e-12, **kw)
+    od = jaxgrad.analysis.orbit_diagram(HOPF, x0, jnp.asarray([mu]), method="diffrax", rtol=1e-11,
+                                        atol=1e-12, **kw)
     assert bool(jnp.all(od.finite))
     z = np.asarray(od.states[0])                       # (M, keep, 2)
     radius = np.hypot(z[..., 0], z[..., 1])
     np.testing.assert_allclose(radius, np.sqrt(mu), rtol=1e-8)
     phase = np.diff(np.unwrap(np.arctan2(z[..., 1], z[..., 0]), axis=-1), axis=-1)
     np.testing.assert_allclose(phase, 0.5, atol=1e-8)
-    rk4 = jaxgrad.orbit_diagram(HOPF, x0, jnp.asarray([mu]), **kw)
+    rk4 = jaxgrad.analysis.orbit_diagram(HOPF, x0, jnp.asarray([mu]), **kw)
     rk4_radius = np.hypot(*np.moveaxis(np.asarray(rk4.states[0]), -1, 0))
     assert np.max(np.abs(rk4_radius - np.sqrt(mu))) > 100 * np.max(
         np.abs(radius - np.sqrt(mu)))
@@ -327,36 +328,36 @@ def test_orbit_diagram_of_a_flow_through_diffrax_lies_on_the_closed_form_cycle(x
 def test_hysteresis_sweep_and_basins_of_doyas_flow_through_diffrax():
     """Doya's continuous limit: the diffrax sweep jumps at the folds b = −2.34 and −2.66
     (as the RK4 sweep of the same flow does), and the basins split at x(0) = 1/2."""
-    flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)  # noqa: E731
+    flow = lambda x, p: jaxgrad.models.doya_vector_field(x, 0.0, p)  # noqa: E731
     params = jaxgrad.DoyaParams(5.0, -3.0)
-    hs = jaxgrad.hysteresis_sweep(flow, 0.0, jnp.linspace(-3, -2, 101), kind="flow",
-                                  params=params, param="b", method="diffrax")
+    hs = jaxgrad.analysis.hysteresis_sweep(flow, 0.0, jnp.linspace(-3, -2, 101), kind="flow",
+                                           params=params, param="b", method="diffrax")
     up, down = np.asarray(hs.up[:, -1]), np.asarray(hs.down[:, -1])
     i, j = int(np.argmax(np.diff(up))), int(np.argmax(np.diff(down)))
     assert (round(float(hs.values[i + 1]), 2), round(float(hs.values[j]), 2)) == (-2.34, -2.66)
     assert bool(jnp.all(hs.finite))
-    bs = jaxgrad.basins(flow, jnp.array([0.1, 0.3, 0.7, 0.9]), jnp.array([-2.5]),
-                        params=jaxgrad.DoyaParams(5.0, -2.5), param="b", method="diffrax")
+    bs = jaxgrad.analysis.basins(flow, jnp.array([0.1, 0.3, 0.7, 0.9]), jnp.array([-2.5]),
+                                 params=jaxgrad.DoyaParams(5.0, -2.5), param="b", method="diffrax")
     assert bs.labels[0].tolist() == [0, 0, 1, 1]
 
 
 def test_orbit_diagram_failed_solve_is_nan_not_an_answer():
     """A solve that cannot reach ``dt`` within ``max_steps`` makes its orbit NaN and its
     ``finite`` flag False."""
-    od = jaxgrad.orbit_diagram(HOPF, jnp.array([[0.1, 0.0]]), jnp.asarray([1.0]),
-                               params=jnp.asarray(1.0), dt=50.0, transient=2, keep=2,
-                               method="diffrax", max_steps=2)
+    od = jaxgrad.analysis.orbit_diagram(HOPF, jnp.array([[0.1, 0.0]]), jnp.asarray([1.0]),
+                                        params=jnp.asarray(1.0), dt=50.0, transient=2, keep=2,
+                                        method="diffrax", max_steps=2)
     assert not bool(od.finite[0, 0]) and np.isnan(np.asarray(od.states)).all()
 
 
 def test_orbit_tools_refuse_diffrax_for_a_map_and_an_unknown_method():
     logistic = jaxgrad.autonomous(lambda x, r: r * x * (1 - x))
     with pytest.raises(ValueError, match="`method`"):
-        jaxgrad.orbit_diagram(logistic, jnp.array([0.3]), jnp.array([3.2]), params=3.2,
-                              method="diffrax")
+        jaxgrad.analysis.orbit_diagram(logistic, jnp.array([0.3]), jnp.array([3.2]), params=3.2,
+                                       method="diffrax")
     with pytest.raises(ValueError, match="`method`"):
-        jaxgrad.basins(HOPF, jnp.array([[0.1, 0.0]]), jnp.asarray([1.0]),
-                       params=jnp.asarray(1.0), method="rk45")
+        jaxgrad.analysis.basins(HOPF, jnp.array([[0.1, 0.0]]), jnp.asarray([1.0]),
+                                params=jnp.asarray(1.0), method="rk45")
     with pytest.raises(ValueError, match="`rtol`"):
-        jaxgrad.orbit_diagram(HOPF, jnp.array([[0.1, 0.0]]), jnp.asarray([1.0]),
-                              params=jnp.asarray(1.0), method="diffrax", rtol=-1.0)
+        jaxgrad.analysis.orbit_diagram(HOPF, jnp.array([[0.1, 0.0]]), jnp.asarray([1.0]),
+                                       params=jnp.asarray(1.0), method="diffrax", rtol=-1.0)

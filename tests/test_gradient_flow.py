@@ -21,7 +21,7 @@ def test_mlp_flow_matches_explicit_per_layer_gradients():
 
     def loss(params):
         out, _ = jaxgrad.mlp_apply(params, x, cfg)
-        return jaxgrad.LOSSES["cross_entropy"](out, y)
+        return jaxgrad.analysis.LOSSES["cross_entropy"](out, y)
 
     g = jax.grad(loss)(p)
     W = [jnp.linalg.norm(g.first.W)] + [jnp.linalg.norm(g.hidden.W[i]) for i in range(3)]
@@ -39,7 +39,7 @@ def test_mlp_flow_matches_explicit_per_layer_gradients():
         zs.append(z)
         hs.append(h)
     out = h @ p.readout.W + p.readout.b[None]
-    g_out = jax.grad(lambda o: jaxgrad.LOSSES["cross_entropy"](o, y))(out)
+    g_out = jax.grad(lambda o: jaxgrad.analysis.LOSSES["cross_entropy"](o, y))(out)
     g_h = g_out @ p.readout.W.T
     dh, dz = [], []
     for layer in reversed(range(4)):
@@ -72,7 +72,7 @@ def test_mlp_flow_residual_and_norms_against_autodiff(norm):
     y = jnp.arange(6) % 3
     flow = jaxgrad.mlp_gradient_flow(p, x, y, cfg)
     probes = jnp.zeros((4, 6, 8))
-    g_probe = jax.grad(lambda pr: jaxgrad.LOSSES["cross_entropy"](
+    g_probe = jax.grad(lambda pr: jaxgrad.analysis.LOSSES["cross_entropy"](
         jaxgrad.mlp_apply(p, x, cfg, probes=pr)[0], y))(probes)
     np.testing.assert_allclose(flow.activation_grad_norms,
                                jnp.sqrt(jnp.sum(g_probe**2, axis=(1, 2))), rtol=1e-5)
@@ -93,22 +93,22 @@ def test_mlp_flow_custom_loss_and_jit_cache():
 
 def test_recurrent_flow_linear_closed_form():
     a, T = 0.5, 12
-    flow = jaxgrad.recurrent_gradient_flow(lambda x, u: a * x + u, jnp.ones(3),
-                                           jnp.zeros((T, 3)), lambda xs: jnp.sum(xs[-1]))
+    flow = jaxgrad.analysis.recurrent_gradient_flow(lambda x, u: a * x + u, jnp.ones(3),
+                                                    jnp.zeros((T, 3)), lambda xs: jnp.sum(xs[-1]))
     t = np.arange(1, T + 1)
     np.testing.assert_allclose(flow.state_grad_norms, np.sqrt(3) * a ** (T - t), rtol=1e-6)
 
 
 def test_recurrent_flow_matches_jacobian_products_for_final_state_loss():
     """For L = c·x_T, ‖∂L/∂x_t‖ = ‖cᵀ ∂x_T/∂x_t‖ ≤ ‖c‖ ‖∂x_T/∂x_t‖ (equality in 1-D)."""
-    p = jaxgrad.OneUnitParams(jnp.array(3.0), jnp.array(-1.5))
+    p = jaxgrad.models.OneUnitParams(jnp.array(3.0), jnp.array(-1.5))
 
     def step(x, u, params):
-        return jaxgrad.one_unit_step(x, u, params)
+        return jaxgrad.models.one_unit_step(x, u, params)
 
     x0, T = jnp.array([0.2]), 30
-    flow = jaxgrad.recurrent_gradient_flow(step, x0, jnp.zeros((T, 0)),
-                                           lambda xs: jnp.sum(xs[-1]), params=p)
+    flow = jaxgrad.analysis.recurrent_gradient_flow(step, x0, jnp.zeros((T, 0)),
+                                                    lambda xs: jnp.sum(xs[-1]), params=p)
     prod = jaxgrad.jacobian_product_norms(step, x0, num_steps=T, params=p)
     # state_grad_norms[t-1] is lag T - t; lag 0 is 1.
     np.testing.assert_allclose(np.log(np.asarray(flow.state_grad_norms[:-1]))[::-1],
@@ -122,7 +122,7 @@ def test_recurrent_flow_pytree_state_and_sum_loss():
         return (0.5 * h, 0.9 * c + u)
 
     T = 5
-    flow = jaxgrad.recurrent_gradient_flow(
+    flow = jaxgrad.analysis.recurrent_gradient_flow(
         step, (jnp.ones(2), jnp.ones(2)), jnp.zeros((T, 2)),
         lambda states: jnp.sum(states[1]))  # L = Σ_t Σ_i c_t,i
     # ∂L/∂c_t = Σ_{s>=t} 0.9^{s-t} per unit
@@ -141,21 +141,21 @@ def test_scaled_norm_against_float64_at_extreme_scales(seed, scale):
     g = scale * np.random.default_rng(seed).standard_normal((3, 5, 7))
     x = jnp.asarray(g, jnp.float32)
     ref = np.linalg.norm(np.asarray(x, np.float64).reshape(3, -1), axis=1)
-    out = jaxgrad.scaled_norm(x, axis=(1, 2))
+    out = jaxgrad.analysis.scaled_norm(x, axis=(1, 2))
     np.testing.assert_allclose(out.norm, ref, rtol=1e-6)
     np.testing.assert_allclose(out.log_norm, np.log(ref), rtol=1e-6)
-    whole = jaxgrad.scaled_norm(x)
+    whole = jaxgrad.analysis.scaled_norm(x)
     assert float(whole.norm) == pytest.approx(np.linalg.norm(ref), rel=1e-6)
 
 
 def test_scaled_norm_zero_and_non_finite():
-    out = jaxgrad.scaled_norm(jnp.asarray([[0.0, 0.0], [3e-30, 4e-30], [jnp.inf, 1.0],
-                                           [jnp.nan, 1.0]]), axis=1)
+    out = jaxgrad.analysis.scaled_norm(jnp.asarray([[0.0, 0.0], [3e-30, 4e-30], [jnp.inf, 1.0],
+                                                    [jnp.nan, 1.0]]), axis=1)
     np.testing.assert_allclose(out.norm[:2], [0.0, 5e-30], rtol=1e-6)
     assert out.log_norm[0] == -np.inf and out.norm[2] == np.inf and out.log_norm[2] == np.inf
     assert np.isnan(out.norm[3]) and np.isnan(out.log_norm[3])
     # a norm above float32's largest number: inf, but its log is finite
-    big = jaxgrad.scaled_norm(jnp.full((4,), 3e38, jnp.float32))
+    big = jaxgrad.analysis.scaled_norm(jnp.full((4,), 3e38, jnp.float32))
     assert big.norm == np.inf
     assert float(big.log_norm) == pytest.approx(np.log(6e38), rel=1e-6)
 
@@ -164,8 +164,8 @@ def test_recurrent_flow_log_norms_below_float32_range():
     """x' = a x, L = Σ x_T: ‖∂L/∂x_t‖ = √N a^(T-t), down to 1.7e-39 (below float32's
     smallest normal number); the old sqrt(sum(g**2)) gave 0 from lag 20 on."""
     a, T, N = 0.1, 40, 3
-    flow = jaxgrad.recurrent_gradient_flow(lambda x, u: a * x + u, jnp.ones(N),
-                                           jnp.zeros((T, N)), lambda xs: jnp.sum(xs[-1]))
+    flow = jaxgrad.analysis.recurrent_gradient_flow(lambda x, u: a * x + u, jnp.ones(N),
+                                                    jnp.zeros((T, N)), lambda xs: jnp.sum(xs[-1]))
     assert flow.log_state_grad_norms.dtype == jnp.float32
     lag = T - np.arange(1, T + 1)
     exact = lag * np.log(a) + 0.5 * np.log(N)
@@ -178,8 +178,8 @@ def test_recurrent_flow_log_norms_below_float32_range():
 def test_recurrent_flow_log_norms_above_float32_range():
     """a = 10: ‖∂L/∂x_t‖ = √2 · 10^(T-t) passes float32's largest number at lag 39."""
     a, T = 10.0, 60
-    flow = jaxgrad.recurrent_gradient_flow(lambda x, u: a * x + u, jnp.ones(2),
-                                           jnp.zeros((T, 2)), lambda xs: jnp.sum(xs[-1]))
+    flow = jaxgrad.analysis.recurrent_gradient_flow(lambda x, u: a * x + u, jnp.ones(2),
+                                                    jnp.zeros((T, 2)), lambda xs: jnp.sum(xs[-1]))
     exact = (T - np.arange(1, T + 1)) * np.log(a) + 0.5 * np.log(2)
     np.testing.assert_allclose(flow.log_state_grad_norms, exact, rtol=1e-5)
     over = exact > np.log(np.finfo(np.float32).max)
@@ -197,7 +197,7 @@ def test_recurrent_flow_random_linear_against_float64_backprop(seed):
     A = 0.05 * rng.standard_normal((N, N)) / np.sqrt(N)
     c, d = rng.standard_normal(N), 1e-30 * rng.standard_normal(N)
     A32, c32, d32 = (jnp.asarray(v, jnp.float32) for v in (A, c, d))
-    flow = jaxgrad.recurrent_gradient_flow(
+    flow = jaxgrad.analysis.recurrent_gradient_flow(
         lambda x, u: A32 @ x + u, jnp.ones(N), jnp.zeros((T, N)),
         lambda xs: c32 @ xs[-1] + d32 @ xs[T // 2 - 1])
     A64 = np.asarray(A32, np.float64)
@@ -247,16 +247,16 @@ def test_exactly_zero_gradients_give_zero_and_minus_inf():
         assert np.all(np.asarray(getattr(flow, field)) == 0.0)
         assert np.all(np.asarray(getattr(flow, "log_" + field)) == -np.inf)
     # a = 0: nothing flows back past the last step
-    rec = jaxgrad.recurrent_gradient_flow(lambda x, u: 0.0 * x + u, jnp.ones(2),
-                                          jnp.zeros((5, 2)), lambda xs: jnp.sum(xs[-1]))
+    rec = jaxgrad.analysis.recurrent_gradient_flow(lambda x, u: 0.0 * x + u, jnp.ones(2),
+                                                   jnp.zeros((5, 2)), lambda xs: jnp.sum(xs[-1]))
     np.testing.assert_array_equal(rec.state_grad_norms, [0, 0, 0, 0, np.sqrt(np.float32(2))])
     np.testing.assert_array_equal(rec.log_state_grad_norms[:4], [-np.inf] * 4)
 
 
 def test_recurrent_flow_nan_is_reported_not_hidden():
-    flow = jaxgrad.recurrent_gradient_flow(lambda x, u: 0.5 * x + u, jnp.ones(2),
-                                           jnp.zeros((4, 2)),
-                                           lambda xs: jnp.sum(xs[-1]) * jnp.nan)
+    flow = jaxgrad.analysis.recurrent_gradient_flow(lambda x, u: 0.5 * x + u, jnp.ones(2),
+                                                    jnp.zeros((4, 2)),
+                                                    lambda xs: jnp.sum(xs[-1]) * jnp.nan)
     assert np.all(np.isnan(np.asarray(flow.state_grad_norms)))
     assert np.all(np.isnan(np.asarray(flow.log_state_grad_norms)))
 
@@ -266,7 +266,7 @@ def test_recurrent_flow_nan_is_reported_not_hidden():
 
 def test_cross_entropy_out_of_range_labels_are_nan_under_jit_not_wrapped():
     out = jnp.zeros((3, 4)).at[:, 3].set(5.0)  # class 3 is confidently right
-    loss = jax.jit(jaxgrad.LOSSES["cross_entropy"])
+    loss = jax.jit(jaxgrad.analysis.LOSSES["cross_entropy"])
     good = float(loss(out, jnp.array([3, 3, 3])))
     assert np.isfinite(good)
     for bad in (-1, 4, 12):  # -1 used to be scored as class 3, 4 as NaN
@@ -322,10 +322,11 @@ class TestBadInput:
 
     def test_recurrent_bad_loss_and_inputs(self):
         with pytest.raises(TypeError, match="loss_fn"):
-            jaxgrad.recurrent_gradient_flow(lambda x, u: x, jnp.ones(2), jnp.zeros((3, 1)), 1.0)
+            jaxgrad.analysis.recurrent_gradient_flow(lambda x, u: x, jnp.ones(2), jnp.zeros((3, 1)),
+                                                     1.0)
         with pytest.raises(ValueError, match="inputs"):
-            jaxgrad.recurrent_gradient_flow(lambda x, u: x, jnp.ones(2), jnp.zeros(()),
-                                            jnp.sum)
+            jaxgrad.analysis.recurrent_gradient_flow(lambda x, u: x, jnp.ones(2), jnp.zeros(()),
+                                                     jnp.sum)
 
 
 @pytest.mark.parametrize("scale", [1e-30, 1.0, 1e30])
@@ -334,10 +335,10 @@ def test_tree_scaled_norm_against_float64(scale):
     tree = {"a": rng.normal(size=(3, 4)), "b": rng.normal(size=5), "c": np.zeros(0)}
     tree32 = jax.tree_util.tree_map(lambda a: jnp.asarray(a * scale, jnp.float32), tree)
     ref = np.sqrt(sum(np.sum((a * scale) ** 2) for a in tree.values()))
-    out = jaxgrad.tree_scaled_norm(tree32)
+    out = jaxgrad.analysis.tree_scaled_norm(tree32)
     np.testing.assert_allclose(float(out.norm), ref, rtol=1e-6)
     np.testing.assert_allclose(float(out.log_norm), np.log(ref), rtol=1e-6)
-    zero = jaxgrad.tree_scaled_norm({"a": jnp.zeros(3)})
+    zero = jaxgrad.analysis.tree_scaled_norm({"a": jnp.zeros(3)})
     assert float(zero.norm) == 0.0 and float(zero.log_norm) == -np.inf
 
 
@@ -351,12 +352,12 @@ def test_tree_scaled_norm_of_stacked_layers_far_apart_against_float64(scale):
     tree = {"stack": layers * scale, "b": rng.normal(size=6) * scale * 1e-3}
     tree32 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), tree)
     ref = np.sqrt(sum(np.sum(np.asarray(a, np.float64) ** 2) for a in tree32.values()))
-    out = jax.jit(jaxgrad.tree_scaled_norm)(tree32)
+    out = jax.jit(jaxgrad.analysis.tree_scaled_norm)(tree32)
     np.testing.assert_allclose(float(out.norm), ref, rtol=1e-6)
     np.testing.assert_allclose(float(out.log_norm), np.log(ref), rtol=1e-6)
-    bad = jaxgrad.tree_scaled_norm({"stack": tree32["stack"].at[1, 0, 0].set(jnp.inf)})
+    bad = jaxgrad.analysis.tree_scaled_norm({"stack": tree32["stack"].at[1, 0, 0].set(jnp.inf)})
     assert float(bad.norm) == np.inf
-    nan = jaxgrad.tree_scaled_norm({"stack": tree32["stack"].at[3, 0, 0].set(jnp.nan)})
+    nan = jaxgrad.analysis.tree_scaled_norm({"stack": tree32["stack"].at[3, 0, 0].set(jnp.nan)})
     assert np.isnan(float(nan.norm))
 
 

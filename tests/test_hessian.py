@@ -265,7 +265,7 @@ def test_gauss_newton_against_explicit(x64):
 def test_jit_compatible_and_top_level_exports():
     assert jaxgrad.hessian_eigenvalues is hessian_eigenvalues
     assert jaxgrad.hessian_trace is hessian_trace
-    assert jaxgrad.hessian_spectral_density is hessian_spectral_density
+    assert jaxgrad.analysis.hessian_spectral_density is hessian_spectral_density
     eigs = np.array([3.0, -1.0, 0.5, 2.0])
     loss, _ = _quadratic(eigs, 0, np.float32)
     key = jax.random.key(0)

@@ -33,7 +33,7 @@ def test_one_unit_hessian_recursion_matches_jax_hessian(x64, w, offset):
     grad, hess = hs.one_unit_hessian(w, np.asarray([b]), **kw)
 
     def loss(v):
-        return pascanu_cliff.one_unit_loss(jaxgrad.OneUnitParams(v[0], v[1]), **kw)
+        return pascanu_cliff.one_unit_loss(jaxgrad.models.OneUnitParams(v[0], v[1]), **kw)
 
     v = jnp.asarray([w, b], jnp.float64)
     H = np.asarray(jax.hessian(loss)(v))

@@ -279,9 +279,9 @@ def test_fitzhugh_nagumo_hopf_curve_and_bogdanov_takens(x64):
     vanishes at the Bogdanov-Takens point b = 1/√ε; past it κ < 0 (neutral saddles)."""
     eps, a = 0.08, 0.7
     params = {"I": 0.33, "eps": eps, "a": a, "b": 0.8}
-    hc = jaxgrad.hopf_curve(jaxgrad.vector_field(_fhn), jnp.array([-1.0, -0.4]),
-                            params=params, param="I", param2="b", p2_range=(0.8, 4.0),
-                            ds=0.05)
+    hc = jaxgrad.analysis.hopf_curve(jaxgrad.vector_field(_fhn), jnp.array([-1.0, -0.4]),
+                                     params=params, param="I", param2="b", p2_range=(0.8, 4.0),
+                                     ds=0.05)
     ok = np.asarray(hc.valid)
     b, current = np.asarray(hc.p2)[ok], np.asarray(hc.p)[ok]
     assert b.min() == 0.8 and b.max() > 3.8
@@ -347,8 +347,8 @@ def test_generalized_hopf_point_of_the_bautin_normal_form(x64, shifted):
                                          for k, v in pieces.items()}}
     b0, c, w = pieces["b0"], pieces["c"], pieces["w"]
     shift = pieces["alpha"] * pieces["beta"] / (4 * w)
-    hc = jaxgrad.hopf_curve(BAUTIN, jnp.asarray(pieces["xc"]) + 0.01, params=params,
-                            param="b1", param2="b2", p2_range=(-0.7, 0.9), ds=0.05)
+    hc = jaxgrad.analysis.hopf_curve(BAUTIN, jnp.asarray(pieces["xc"]) + 0.01, params=params,
+                                     param="b1", param2="b2", p2_range=(-0.7, 0.9), ds=0.05)
     ok = np.asarray(hc.valid)
     b2 = np.asarray(hc.p2)[ok]
     assert b2.min() == -0.7 and b2.max() > 0.5
@@ -381,9 +381,9 @@ def test_sign_change_of_l1_through_a_pole_is_not_converged(x64):
     """ż = -c z + r² puts z = r²/c on the centre manifold: l1 = 2/c (ω = 1) changes sign
     through a pole at c = 0 (a zero-Hopf point), not through a zero. It is reported, but
     not as a converged generalised Hopf point."""
-    hc = jaxgrad.hopf_curve(jaxgrad.vector_field(_zero_hopf_field), jnp.zeros(3),
-                            params={"mu": 0.01, "c": -0.5}, param="mu", param2="c",
-                            p2_range=(-0.5, 0.5), ds=0.03)
+    hc = jaxgrad.analysis.hopf_curve(jaxgrad.vector_field(_zero_hopf_field), jnp.zeros(3),
+                                     params={"mu": 0.01, "c": -0.5}, param="mu", param2="c",
+                                     p2_range=(-0.5, 0.5), ds=0.03)
     ok = np.asarray(hc.valid)
     c = np.asarray(hc.p2)[ok]
     assert c.min() == -0.5 and c.max() > 0.0
@@ -397,10 +397,10 @@ def test_sign_change_of_l1_through_a_pole_is_not_converged(x64):
 
 def test_hopf_curve_refuses_maps_and_scalar_states():
     with pytest.raises(ValueError, match="`hopf_curve` continues Hopf points of a flow"):
-        jaxgrad.hopf_curve(jaxgrad.autonomous(lambda x, p: p["mu"] * x + p["nu"]),
-                           jnp.zeros(2), params={"mu": 0.0, "nu": 0.0}, param="mu",
-                           param2="nu", p2_range=(-1.0, 1.0))
+        jaxgrad.analysis.hopf_curve(jaxgrad.autonomous(lambda x, p: p["mu"] * x + p["nu"]),
+                                    jnp.zeros(2), params={"mu": 0.0, "nu": 0.0}, param="mu",
+                                    param2="nu", p2_range=(-1.0, 1.0))
     flow = jaxgrad.vector_field(lambda x, u, p: -x + p["a"] * p["c"])
     with pytest.raises(ValueError, match="`x0` must have at least 2 components"):
-        jaxgrad.hopf_curve(flow, 0.3, params={"a": 0.1, "c": 1.0}, param="a", param2="c",
-                           p2_range=(0.0, 2.0))
+        jaxgrad.analysis.hopf_curve(flow, 0.3, params={"a": 0.1, "c": 1.0}, param="a", param2="c",
+                                    p2_range=(0.0, 2.0))

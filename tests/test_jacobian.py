@@ -88,7 +88,7 @@ def test_step_norms_and_submultiplicative_bound():
                                np.cumsum(np.asarray(direct)[::-1]), atol=1e-3)
     assert np.all(np.asarray(res.log_norms) <= np.asarray(res.log_step_bound) + 1e-4)
     # ...and Pascanu's looser bound k·log(‖W_rec‖ γ) lies above both.
-    bound = jaxgrad.pascanu_bound_log_norms(p, 50, activation="tanh")
+    bound = jaxgrad.models.pascanu_bound_log_norms(p, 50, activation="tanh")
     assert np.all(np.asarray(res.log_step_bound) <= np.asarray(bound) + 1e-4)
 
 

@@ -78,7 +78,7 @@ def test_direction_axes_closed_form(x64):
 def test_line_direction_walks_between_parameter_sets(x64):
     start = {"a": 0.0, "b": 1.0, "c": 0.0}
     end = {"a": 1.0, "b": 0.0, "c": 2.0}
-    d = jaxgrad.line_direction(start, end)
+    d = jaxgrad.landscape.line_direction(start, end)
     scan = jaxgrad.scan_landscape(quadratic, start, {"t": jaxgrad.Direction(d, (0.0, 1.0, 5))},
                                   progress=False)
     assert scan.loss[0] == pytest.approx(float(quadratic(start)))
@@ -401,19 +401,20 @@ def test_quantities_bad_input(quantities, error, message):
 def test_directions():
     params = {"W": jnp.arange(1.0, 13.0).reshape(3, 4), "b": jnp.ones(4),
               "stack": jnp.ones((2, 3, 5))}
-    d = jaxgrad.filter_normalized_direction(params, key=jax.random.key(0))
+    d = jaxgrad.landscape.filter_normalized_direction(params, key=jax.random.key(0))
     np.testing.assert_allclose(jnp.linalg.norm(d["W"], axis=0),
                                jnp.linalg.norm(params["W"], axis=0), rtol=1e-6)
     np.testing.assert_allclose(jnp.linalg.norm(d["stack"], axis=1),
                                jnp.linalg.norm(params["stack"], axis=1), rtol=1e-6)
     assert not np.any(np.asarray(d["b"]))
-    r = jaxgrad.random_direction(params, key=jax.random.key(1), normalize=True)
+    r = jaxgrad.landscape.random_direction(params, key=jax.random.key(1), normalize=True)
     total = sum(float(jnp.sum(leaf**2)) for leaf in jax.tree_util.tree_leaves(r))
     assert total == pytest.approx(1.0, rel=1e-5)
-    r2 = jaxgrad.random_direction(params, key=jax.random.key(2))
+    r2 = jaxgrad.landscape.random_direction(params, key=jax.random.key(2))
     assert jax.tree_util.tree_structure(r2) == jax.tree_util.tree_structure(params)
-    assert not np.allclose(r2["W"], jaxgrad.random_direction(params, key=jax.random.key(3))["W"])
-    assert jaxgrad.leaf_names(jaxgrad.DoyaParams(1.0, 2.0, 3.0)) == ["w", "b", "w_in"]
+    assert not np.allclose(r2["W"],
+                           jaxgrad.landscape.random_direction(params, key=jax.random.key(3))["W"])
+    assert jaxgrad.landscape.leaf_names(jaxgrad.DoyaParams(1.0, 2.0, 3.0)) == ["w", "b", "w_in"]
 
 
 def test_bad_input():
@@ -456,12 +457,13 @@ def test_bad_input():
         jaxgrad.scan_landscape(quadratic, {"a": 0.0, "b": np.nan, "c": 0.0},
                                {"a": (0.0, 1.0, 3)}, progress=False)
     with pytest.raises(ValueError, match="differ in shape"):
-        jaxgrad.line_direction({"a": jnp.zeros(2)}, {"a": jnp.zeros(3)})
+        jaxgrad.landscape.line_direction({"a": jnp.zeros(2)}, {"a": jnp.zeros(3)})
     with pytest.raises(ValueError, match="same structure"):
-        jaxgrad.line_direction({"a": 0.0}, {"b": 0.0})
+        jaxgrad.landscape.line_direction({"a": 0.0}, {"b": 0.0})
     with pytest.raises(ValueError, match="`filter_axes`"):
-        jaxgrad.filter_normalized_direction({"W": jnp.ones((2, 2))}, key=jax.random.key(0),
-                                            filter_axes=lambda name, leaf: (5,))
+        jaxgrad.landscape.filter_normalized_direction({"W": jnp.ones((2, 2))},
+                                                      key=jax.random.key(0),
+                                                      filter_axes=lambda name, leaf: (5,))
     with pytest.raises(TypeError, match="`scan`"):
         jaxgrad.find_cliffs(np.zeros(3))
     ok = scan({"a": (0.0, 1.0, 3)})
@@ -802,20 +804,20 @@ def quadratic_ab(p):
 @pytest.mark.parametrize("direction", ["random_direction", "filter_normalized_direction"])
 def test_directions_refuse_a_bad_key(direction, key):
     with pytest.raises(TypeError, match="`key` must be a PRNG key"):
-        getattr(jaxgrad, direction)({"W": jnp.ones((2, 2))}, key=key)
+        getattr(jaxgrad.landscape, direction)({"W": jnp.ones((2, 2))}, key=key)
 
 
 def test_directions_accept_both_key_kinds():
     params = {"W": jnp.ones((3, 2))}
-    typed = jaxgrad.random_direction(params, key=jax.random.key(0))
-    raw = jaxgrad.random_direction(params, key=jax.random.PRNGKey(0))
+    typed = jaxgrad.landscape.random_direction(params, key=jax.random.key(0))
+    raw = jaxgrad.landscape.random_direction(params, key=jax.random.PRNGKey(0))
     np.testing.assert_array_equal(typed["W"], raw["W"])
     with pytest.raises(TypeError, match="single PRNG key"):
-        jaxgrad.random_direction(params, key=jax.random.split(jax.random.key(0)))
+        jaxgrad.landscape.random_direction(params, key=jax.random.split(jax.random.key(0)))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_filter_normalized_direction_refuses_nonfinite_params(bad):
     params = {"W": jnp.array([[1.0, bad], [2.0, 3.0]])}
     with pytest.raises(ValueError, match="`params` must be finite"):
-        jaxgrad.filter_normalized_direction(params, key=jax.random.key(0))
+        jaxgrad.landscape.filter_normalized_direction(params, key=jax.random.key(0))

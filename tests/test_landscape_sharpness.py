@@ -88,8 +88,8 @@ def _mlp_problem(dtype):
     x = jnp.asarray(rng.standard_normal((8, 3)), dtype)
     y = jnp.asarray(np.sin(rng.standard_normal(8)), dtype)
     loss = jax.tree_util.Partial(_mlp_loss, x=x, y=y)
-    d1 = jaxgrad.random_direction(params, key=jax.random.key(1))
-    d2 = jaxgrad.random_direction(params, key=jax.random.key(2))
+    d1 = jaxgrad.landscape.random_direction(params, key=jax.random.key(1))
+    d2 = jaxgrad.landscape.random_direction(params, key=jax.random.key(2))
     axes = {"s": jaxgrad.Direction(d1, (-1.0, 1.0, 3)), "t": jaxgrad.Direction(d2, (-1.0, 1.0, 3))}
     return loss, params, axes
 
@@ -151,7 +151,7 @@ def test_mlp_against_numpy_eigh_float32():
 def _one_unit_loss(p, num_steps=50):
     """Pascanu's one-unit RNN ``x_t = w σ(x_{t-1}) + b``, ``x_0 = 0.5``: ``(σ(x_T) − 0.7)²``."""
     dtype = jnp.result_type(p.b)
-    step = partial(jaxgrad.one_unit_step, params=p)
+    step = partial(jaxgrad.models.one_unit_step, params=p)
     xs = jaxgrad.unroll(step, jnp.asarray(0.5, dtype), jnp.zeros((num_steps,), dtype))
     return (jax.nn.sigmoid(xs[-1]) - 0.7) ** 2
 
@@ -162,7 +162,7 @@ def test_sharpness_blows_up_at_the_pascanu_cliff(x64):
     norm peaks, by orders of magnitude."""
     w = 5.0
     b_cliff = 0.5 - w / (1.0 + np.exp(-0.5))
-    params = jaxgrad.OneUnitParams(jnp.asarray(w), jnp.asarray(-3.0))
+    params = jaxgrad.models.OneUnitParams(jnp.asarray(w), jnp.asarray(-3.0))
     scan = jaxgrad.scan_landscape(_one_unit_loss, params,
                                   {"b": (b_cliff - 0.6, b_cliff + 0.6, 61)},
                                   quantities=("sharpness", "sharpness_residual"),

@@ -52,7 +52,7 @@ def hopf_params(mu, s=1.0):
 @pytest.mark.slow
 def test_normal_form_cycle_radius_period_and_multipliers(x64):
     for mu in (0.1, 0.5, 1.0):
-        lc = jaxgrad.limit_cycle(HOPF, jnp.array([0.7, 0.2]), 6.0, params=hopf_params(mu))
+        lc = jaxgrad.analysis.limit_cycle(HOPF, jnp.array([0.7, 0.2]), 6.0, params=hopf_params(mu))
         assert bool(lc.converged), mu
         np.testing.assert_allclose(float(lc.period), 2 * np.pi, rtol=1e-7)
         np.testing.assert_allclose(float(jnp.linalg.norm(lc.point)), np.sqrt(mu), rtol=1e-7)
@@ -66,7 +66,8 @@ def test_normal_form_cycle_radius_period_and_multipliers(x64):
 
 def test_subcritical_cycle_is_unstable(x64):
     mu = -0.25  # s = -1: the cycle of radius √(-μ) = 0.5 around a stable focus
-    lc = jaxgrad.limit_cycle(HOPF, jnp.array([0.45, -0.1]), 6.5, params=hopf_params(mu, -1.0))
+    lc = jaxgrad.analysis.limit_cycle(HOPF, jnp.array([0.45, -0.1]), 6.5,
+                                      params=hopf_params(mu, -1.0))
     assert bool(lc.converged)
     np.testing.assert_allclose(float(jnp.linalg.norm(lc.point)), 0.5, rtol=1e-7)
     np.testing.assert_allclose(float(lc.period), 2 * np.pi, rtol=1e-7)
@@ -76,16 +77,16 @@ def test_subcritical_cycle_is_unstable(x64):
 
 
 def test_no_recompilation_for_new_parameters(x64):
-    jaxgrad.limit_cycle(HOPF, jnp.array([0.7, 0.0]), 6.0, params=hopf_params(0.3))
+    jaxgrad.analysis.limit_cycle(HOPF, jnp.array([0.7, 0.0]), 6.0, params=hopf_params(0.3))
     size = limit_cycles._correct._cache_size()
-    lc = jaxgrad.limit_cycle(HOPF, jnp.array([0.9, 0.1]), 6.2, params=hopf_params(0.7))
+    lc = jaxgrad.analysis.limit_cycle(HOPF, jnp.array([0.9, 0.1]), 6.2, params=hopf_params(0.7))
     assert limit_cycles._correct._cache_size() == size
     assert bool(lc.converged)
 
 
 @pytest.mark.slow
 def test_van_der_pol_period_and_multiplier(x64):
-    lc = jaxgrad.limit_cycle(VDP, jnp.array([2.0, 0.0]), 6.5, params=jnp.asarray(1.0))
+    lc = jaxgrad.analysis.limit_cycle(VDP, jnp.array([2.0, 0.0]), 6.5, params=jnp.asarray(1.0))
     assert bool(lc.converged)
     np.testing.assert_allclose(float(lc.period), VDP_PERIOD, rtol=1e-8)
 
@@ -111,9 +112,10 @@ def test_van_der_pol_period_and_multiplier(x64):
 @pytest.mark.parametrize("case", ["equilibrium", "no_cycle"])
 def test_collapse_onto_an_equilibrium_is_not_a_cycle(x64, case):
     if case == "equilibrium":  # start on the unstable equilibrium inside the cycle
-        lc = jaxgrad.limit_cycle(HOPF, jnp.zeros(2), 6.0, params=hopf_params(0.5))
+        lc = jaxgrad.analysis.limit_cycle(HOPF, jnp.zeros(2), 6.0, params=hopf_params(0.5))
     else:  # μ < 0, s = 1: a stable focus and no cycle; Newton heads for the focus
-        lc = jaxgrad.limit_cycle(HOPF, jnp.array([0.6, 0.0]), 6.0, params=hopf_params(-0.5))
+        lc = jaxgrad.analysis.limit_cycle(HOPF, jnp.array([0.6, 0.0]), 6.0,
+                                          params=hopf_params(-0.5))
     assert not bool(lc.converged)
     assert float(lc.amplitude) < 1e-3 or float(lc.residual) > 1e-8
 
@@ -121,7 +123,7 @@ def test_collapse_onto_an_equilibrium_is_not_a_cycle(x64, case):
 def test_a_multiple_of_the_period_is_not_a_cycle(x64):
     # Guessing T ≈ 4π, Newton lands on the cycle traversed twice: an exact root of
     # φ_T(x) = x, but T is not the period.
-    lc = jaxgrad.limit_cycle(HOPF, jnp.array([0.7, 0.1]), 12.4, params=hopf_params(0.5))
+    lc = jaxgrad.analysis.limit_cycle(HOPF, jnp.array([0.7, 0.1]), 12.4, params=hopf_params(0.5))
     np.testing.assert_allclose(float(lc.period), 4 * np.pi, rtol=1e-6)
     assert float(lc.residual) < 1e-8
     assert not bool(lc.converged)
@@ -139,8 +141,8 @@ def _hopf_point(s):
 def test_cycle_branch_from_the_supercritical_hopf_point(x64):
     hp = _hopf_point(1.0)
     assert bool(hp.converged) and float(hp.first_lyapunov_coefficient) < 0
-    br = jaxgrad.cycle_branch(HOPF, hp, params=hopf_params(0.0), param="mu",
-                              p_range=(-1.0, 0.6), num_steps=40)
+    br = jaxgrad.analysis.cycle_branch(HOPF, hp, params=hopf_params(0.0), param="mu",
+                                       p_range=(-1.0, 0.6), num_steps=40)
     p = np.asarray(br.p)
     assert br.stop_reason == "p_range"
     assert p.size >= 5 and np.all(p > 0) and np.all(np.diff(p) > 0) and p[-1] > 0.3
@@ -158,8 +160,8 @@ def test_cycle_branch_from_the_supercritical_hopf_point(x64):
 def test_cycle_branch_from_the_subcritical_hopf_point(x64):
     hp = _hopf_point(-1.0)
     assert float(hp.first_lyapunov_coefficient) > 0
-    br = jaxgrad.cycle_branch(HOPF, hp, params=hopf_params(0.0, -1.0), param="mu",
-                              p_range=(-0.2, 1.0), num_steps=40)
+    br = jaxgrad.analysis.cycle_branch(HOPF, hp, params=hopf_params(0.0, -1.0), param="mu",
+                                       p_range=(-0.2, 1.0), num_steps=40)
     p = np.asarray(br.p)
     assert br.stop_reason == "p_range"
     assert p.size >= 3 and np.all(p < 0)  # the cycles lie below the Hopf point
@@ -179,8 +181,8 @@ def test_cycle_branch_of_a_rate_network(x64):
     field = jaxgrad.vector_field(_rate_network)
     hp = jaxgrad.locate_bifurcation(field, jnp.array([0.01, 0.0]), params={"g": 0.9},
                                     param="g", bifurcation="hopf")
-    br = jaxgrad.cycle_branch(field, hp, params={"g": 1.0}, param="g", p_range=(0.5, 1.3),
-                              num_steps=12)
+    br = jaxgrad.analysis.cycle_branch(field, hp, params={"g": 1.0}, param="g", p_range=(0.5, 1.3),
+                                       num_steps=12)
     g = np.asarray(br.p)
     assert br.stop_reason in ("p_range", "num_steps") and g.size >= 5 and np.all(g > 1)
     # Near the Hopf point the cycle is a circle of radius √(2α/(ω|l_1|)) = 2√(g - 1).
@@ -203,7 +205,7 @@ def test_poincare_section_of_the_normal_form(x64):
     r = np.sqrt(mu)
     x0 = jnp.array([0.0, -r])  # on the cycle at θ = -π/2
     normal = jnp.array([0.0, 1.0])
-    up = jaxgrad.poincare_section(HOPF, x0, 20.0, normal=normal, params=hopf_params(mu))
+    up = jaxgrad.analysis.poincare_section(HOPF, x0, 20.0, normal=normal, params=hopf_params(mu))
     assert bool(up.converged) and int(up.count) == 3 and not bool(up.truncated)
     k = np.arange(3)
     np.testing.assert_allclose(np.asarray(up.times)[:3], np.pi / 2 + 2 * np.pi * k, rtol=1e-8)
@@ -212,16 +214,16 @@ def test_poincare_section_of_the_normal_form(x64):
     np.testing.assert_allclose(points[:, 1], 0.0, atol=1e-10)
     assert np.all(np.isnan(np.asarray(up.times)[3:])) and np.asarray(up.valid).sum() == 3
 
-    both = jaxgrad.poincare_section(HOPF, x0, 20.0, normal=normal, params=hopf_params(mu),
-                                    direction=0, max_crossings=4)
+    both = jaxgrad.analysis.poincare_section(HOPF, x0, 20.0, normal=normal, params=hopf_params(mu),
+                                             direction=0, max_crossings=4)
     assert int(both.count) == 4 and bool(both.truncated)
     np.testing.assert_allclose(np.asarray(both.times), np.pi / 2 + np.pi * np.arange(4),
                                rtol=1e-8)
     np.testing.assert_allclose(np.asarray(both.points)[:, 0], [r, -r, r, -r], rtol=1e-8)
 
     # From inside the cycle: the returns approach the radius √μ, 2π apart (θ' = 1).
-    spiral = jaxgrad.poincare_section(HOPF, jnp.array([0.1, 0.0]), 100.0, normal=normal,
-                                      params=hopf_params(mu))
+    spiral = jaxgrad.analysis.poincare_section(HOPF, jnp.array([0.1, 0.0]), 100.0, normal=normal,
+                                               params=hopf_params(mu))
     t = np.asarray(spiral.times)[: int(spiral.count)]
     np.testing.assert_allclose(np.diff(t), 2 * np.pi, rtol=1e-8)
     radii = np.linalg.norm(np.asarray(spiral.points)[: int(spiral.count)], axis=1)
@@ -254,8 +256,8 @@ def test_limit_cycle_bad_input(kwargs, exc, pattern):
     args = {"field": HOPF, "x0": jnp.array([0.7, 0.0]), "period_guess": 6.0, "params": GOOD}
     args.update(kwargs)
     with pytest.raises(exc, match=pattern):
-        jaxgrad.limit_cycle(args.pop("field"), args.pop("x0"), args.pop("period_guess"),
-                            **args)
+        jaxgrad.analysis.limit_cycle(args.pop("field"), args.pop("x0"), args.pop("period_guess"),
+                                     **args)
 
 
 @pytest.mark.parametrize("kwargs, exc, pattern", [
@@ -276,11 +278,11 @@ def test_poincare_section_bad_input(kwargs, exc, pattern):
             "normal": jnp.array([0.0, 1.0]), "params": GOOD}
     args.update(kwargs)
     with pytest.raises(exc, match=pattern):
-        jaxgrad.poincare_section(args.pop("field"), args.pop("x0"), args.pop("t1"), **args)
+        jaxgrad.analysis.poincare_section(args.pop("field"), args.pop("x0"), args.pop("t1"), **args)
 
 
 def _fake_hopf(**changes):
-    point = jaxgrad.BifurcationPoint(
+    point = jaxgrad.analysis.BifurcationPoint(
         "hopf", jnp.zeros(2), jnp.asarray(0.0), jnp.array([1j, -1j]), jnp.array([1, -1j]),
         jnp.asarray(True), jnp.asarray(0.0), jnp.asarray(1.0), jnp.asarray(-2.0))
     return point._replace(**changes)
@@ -303,12 +305,12 @@ def test_cycle_branch_bad_input(kwargs, exc, pattern):
     args = {"hopf_point": _fake_hopf(), "params": GOOD, "param": "mu", "p_range": (-1.0, 1.0)}
     args.update(kwargs)
     with pytest.raises(exc, match=pattern):
-        jaxgrad.cycle_branch(HOPF, args.pop("hopf_point"), **args)
+        jaxgrad.analysis.cycle_branch(HOPF, args.pop("hopf_point"), **args)
 
 
 def test_flows_refuse_a_step_as_field():
     step = jaxgrad.autonomous(lambda x: x)
     with pytest.raises(TypeError, match="`field`"):
-        jaxgrad.limit_cycle(step, jnp.ones(2), 1.0)
+        jaxgrad.analysis.limit_cycle(step, jnp.ones(2), 1.0)
     with pytest.raises(TypeError, match="`field`"):
-        jaxgrad.cycle_branch(step, _fake_hopf(), params=GOOD, param="mu", p_range=(-1, 1))
+        jaxgrad.analysis.cycle_branch(step, _fake_hopf(), params=GOOD, param="mu", p_range=(-1, 1))

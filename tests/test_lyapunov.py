@@ -120,7 +120,7 @@ def test_flow_exponent_at_stable_origin(x64):
     p = jaxgrad.init_rate(jax.random.key(8), N, g=0.6, dtype=jnp.float64)
     expected = jnp.max(jnp.real(jnp.linalg.eigvals(p.J))) - 1.0
     dt = 0.05
-    res = jaxgrad.lyapunov_spectrum(partial(jaxgrad.rate_flow_step, dt=dt), jnp.zeros(N),
+    res = jaxgrad.lyapunov_spectrum(partial(jaxgrad.models.rate_flow_step, dt=dt), jnp.zeros(N),
                                     num_steps=3000, transient=1000, params=p,
                                     num_exponents=1, dt=dt)
     np.testing.assert_allclose(res.exponents[0], expected, atol=5e-3)
@@ -228,7 +228,7 @@ def test_float64_resolves_what_float32_cannot(x64):
 
 
 def test_kaplan_yorke_and_entropy_closed_forms():
-    ky = jaxgrad.kaplan_yorke_dimension
+    ky = jaxgrad.analysis.kaplan_yorke_dimension
     assert float(ky(jnp.array([0.5, -1.0]))) == pytest.approx(1.5)
     assert float(ky(jnp.array([-1.0, 0.5]))) == pytest.approx(1.5)  # any order
     assert float(ky(jnp.array([-0.1, -2.0]))) == 0.0
@@ -236,11 +236,11 @@ def test_kaplan_yorke_and_entropy_closed_forms():
     # Lorenz attractor (Sprott's exponents): D = 2 + 0.9056/14.5723.
     assert float(ky(jnp.array([0.9056, 0.0, -14.5723]))) == pytest.approx(
         2 + 0.9056 / 14.5723, rel=1e-6)
-    assert float(jaxgrad.entropy_rate(jnp.array([0.3, 0.2, -1.0]))) == pytest.approx(0.5)
+    assert float(jaxgrad.analysis.entropy_rate(jnp.array([0.3, 0.2, -1.0]))) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="exponents"):
         ky(jnp.ones((2, 2)))
     with pytest.raises(ValueError, match="exponents"):
-        jaxgrad.entropy_rate(jnp.ones((2, 2)))
+        jaxgrad.analysis.entropy_rate(jnp.ones((2, 2)))
 
 
 # ---------------------------------------------------------------- transformations
@@ -281,11 +281,11 @@ def test_gradient_matches_finite_differences(x64):
         return res.exponents
 
     check_grads(top_two, (p.J,), order=1, modes=("rev",), eps=1e-6)
-    floss = lambda J: jaxgrad.flossing_loss(  # noqa: E731
+    floss = lambda J: jaxgrad.analysis.flossing_loss(  # noqa: E731
         jaxgrad.rate_step, x0, inputs, params=jaxgrad.RateParams(J, p.W_in), num_exponents=2)
     check_grads(floss, (p.J,), order=1, modes=("rev",), eps=1e-6)
     # Holding the trajectory fixed keeps only the step Jacobians' explicit dependence.
-    truncated = jax.grad(lambda J: jaxgrad.flossing_loss(
+    truncated = jax.grad(lambda J: jaxgrad.analysis.flossing_loss(
         jaxgrad.rate_step, x0, inputs, params=jaxgrad.RateParams(J, p.W_in), num_exponents=2,
         trajectory_gradient=False))(p.J)
     assert bool(jnp.all(jnp.isfinite(truncated)))
@@ -477,8 +477,8 @@ def test_floss_pushes_top_exponents_to_zero():
     u = jax.random.normal(jax.random.key(16), (120, 1))
     kwargs = dict(transient=20, num_exponents=k)
     before = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, u, params=p, **kwargs).exponents
-    trace = jaxgrad.floss(jaxgrad.rate_step, x0, u, params=p, optimizer=optax.adam(1e-2),
-                          num_updates=60, **kwargs)
+    trace = jaxgrad.analysis.floss(jaxgrad.rate_step, x0, u, params=p, optimizer=optax.adam(1e-2),
+                                   num_updates=60, **kwargs)
     after = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, x0, u, params=trace.params,
                                       **kwargs).exponents
     assert trace.losses.shape == (60,) and trace.exponents.shape == (60, k)
@@ -498,20 +498,20 @@ def test_floss_divergence_raises_and_keeps_the_last_good_parameters():
     # learning rate 30 moves p to -1.2, where √p and so the loss are NaN (update 1).
     kwargs = dict(num_steps=5, params=jnp.array(4.0), optimizer=optax.sgd(30.0),
                   num_updates=4)
-    with pytest.raises(jaxgrad.FlossingDiverged, match="update 1") as info:
-        jaxgrad.floss(_sqrt_gain_step, jnp.ones(1), **kwargs)
+    with pytest.raises(jaxgrad.analysis.FlossingDiverged, match="update 1") as info:
+        jaxgrad.analysis.floss(_sqrt_gain_step, jnp.ones(1), **kwargs)
     err = info.value
     assert isinstance(err, FloatingPointError)
     assert err.step == 1
     assert float(err.params) == 4.0  # the last parameters with a finite loss and gradient
     np.testing.assert_allclose(err.losses[0], (0.5 * np.log(4.0)) ** 2, rtol=1e-5)
     assert err.losses.shape == (2,) and not np.isfinite(err.losses[1])
-    trace = jaxgrad.floss(_sqrt_gain_step, jnp.ones(1), throw=False, **kwargs)
+    trace = jaxgrad.analysis.floss(_sqrt_gain_step, jnp.ones(1), throw=False, **kwargs)
     np.testing.assert_array_equal(trace.finite, [True, False, False, False])
     assert float(trace.params) == 4.0
     assert np.isnan(trace.losses[2:]).all()  # not run
     # Under jit no exception can be raised: the trace says it.
-    jitted = jax.jit(lambda p: jaxgrad.floss(
+    jitted = jax.jit(lambda p: jaxgrad.analysis.floss(
         _sqrt_gain_step, jnp.ones(1), num_steps=5, params=p, optimizer=optax.sgd(30.0),
         num_updates=4).finite)
     np.testing.assert_array_equal(jitted(jnp.array(4.0)), [True, False, False, False])
@@ -526,9 +526,9 @@ def test_floss_with_plain_sgd_never_returns_non_finite_parameters():
     x0 = jax.random.normal(jax.random.key(15), (N,))
     kwargs = dict(num_steps=120, transient=20, num_exponents=k)
     try:
-        params = jaxgrad.floss(jaxgrad.rate_step, x0, params=p, optimizer=optax.sgd(0.05),
-                               num_updates=20, **kwargs).params
-    except jaxgrad.FlossingDiverged as err:
+        params = jaxgrad.analysis.floss(jaxgrad.rate_step, x0, params=p, optimizer=optax.sgd(0.05),
+                                        num_updates=20, **kwargs).params
+    except jaxgrad.analysis.FlossingDiverged as err:
         params = err.params
         assert np.isfinite(err.losses[:-1]).all() and not np.isfinite(err.losses[-1])
         # The kept parameters are the last ones whose loss was finite.
@@ -565,14 +565,15 @@ def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match="qr_method"):
         ls(f, jnp.ones(3), num_steps=10, qr_method="givens")
     with pytest.raises(ValueError, match="num_exponents"):
-        jaxgrad.flossing_loss(lambda x, u, p: A @ x, jnp.ones(3), num_steps=10, params=None,
-                              num_exponents=0)
+        jaxgrad.analysis.flossing_loss(lambda x, u, p: A @ x, jnp.ones(3), num_steps=10,
+                                       params=None,
+                                       num_exponents=0)
     with pytest.raises(TypeError, match="optimizer"):
-        jaxgrad.floss(f, jnp.ones(3), num_steps=10, params=None, optimizer="adam",
-                      num_updates=3)
+        jaxgrad.analysis.floss(f, jnp.ones(3), num_steps=10, params=None, optimizer="adam",
+                               num_updates=3)
     with pytest.raises(ValueError, match="num_updates"):
-        jaxgrad.floss(f, jnp.ones(3), num_steps=10, params=None, optimizer=optax.sgd(0.1),
-                      num_updates=0)
+        jaxgrad.analysis.floss(f, jnp.ones(3), num_steps=10, params=None, optimizer=optax.sgd(0.1),
+                               num_updates=0)
 
 
 @pytest.mark.parametrize("key", [0, "a", jnp.zeros(2), jax.random.split(jax.random.key(0), 2)])

@@ -1,4 +1,4 @@
-"""Dynamic mean-field theory of the continuous rate network (``jaxgrad.rate_mean_field``).
+"""Dynamic mean-field theory of the continuous rate network (``jaxgrad.analysis.rate_mean_field``).
 
 References: the closed form below the transition (λ = g - 1, Δ₀ = 0), the near-critical
 expansion (Δ₀ ≈ g - 1, λ ≈ (g - 1)²/2; Sompolinsky, Crisanti & Sommers 1988), and an
@@ -92,7 +92,7 @@ def _scipy_mean_field(g: float):
 @pytest.mark.parametrize("g", [0.3, 0.8, 0.99, 1.0])
 def test_below_the_transition_is_the_quiescent_state(g):
     """g <= 1: Δ ≡ 0 and λ = g - 1, the linear stability of the origin (exact)."""
-    mf = jaxgrad.rate_mean_field(g)
+    mf = jaxgrad.analysis.rate_mean_field(g)
     assert mf.converged
     assert mf.delta0 == 0.0
     assert np.all(mf.autocorrelation == 0.0)
@@ -104,7 +104,7 @@ def test_near_the_transition():
     """Δ₀ ≈ g - 1 and λ ≈ (g - 1)²/2 as g → 1⁺ (SCS 1988), with O(g - 1) corrections."""
     ratios = []
     for g in (1.02, 1.05):
-        mf = jaxgrad.rate_mean_field(g)
+        mf = jaxgrad.analysis.rate_mean_field(g)
         assert mf.converged, mf
         eps = g - 1
         assert mf.delta0 / eps == pytest.approx(1.0, abs=3 * eps)
@@ -117,7 +117,7 @@ def test_near_the_transition():
 def test_against_an_independent_scipy_solve(g):
     lam, d0, e1 = _scipy_mean_field(g)
     assert abs(e1) < 1e-3 * (1 + lam)  # the reference is self-consistent too
-    mf = jaxgrad.rate_mean_field(g)
+    mf = jaxgrad.analysis.rate_mean_field(g)
     assert mf.converged
     assert mf.delta0 == pytest.approx(d0, rel=1e-7)
     assert mf.lambda_max == pytest.approx(lam, rel=2e-4)
@@ -130,11 +130,11 @@ def test_against_an_independent_scipy_solve(g):
 
 def test_converged_is_honest():
     """A coarse τ grid or Gauss–Hermite rule spoils the Goldstone mode and is reported."""
-    good = jaxgrad.rate_mean_field(2.0)
+    good = jaxgrad.analysis.rate_mean_field(2.0)
     assert good.converged and abs(good.goldstone_energy) < 1e-5 * abs(good.ground_energy)
-    bad = jaxgrad.rate_mean_field(2.0, num_points=8)
+    bad = jaxgrad.analysis.rate_mean_field(2.0, num_points=8)
     assert not bad.converged
-    strict = jaxgrad.rate_mean_field(2.0, goldstone_tol=1e-9)
+    strict = jaxgrad.analysis.rate_mean_field(2.0, goldstone_tol=1e-9)
     assert not strict.converged  # the Goldstone energy is ~1e-6, not 1e-9 of E₀
 
 
@@ -150,4 +150,4 @@ def test_converged_is_honest():
 ])
 def test_bad_input_is_refused_by_name(bad, exc, match):
     with pytest.raises(exc, match=match):
-        jaxgrad.rate_mean_field(**bad)
+        jaxgrad.analysis.rate_mean_field(**bad)

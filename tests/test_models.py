@@ -14,25 +14,26 @@ import jaxgrad
 class TestActivations:
     def test_max_sigmoid_derivative_is_quarter_and_tanh_one(self):
         x = jnp.linspace(-8, 8, 16001)
-        assert float(jaxgrad.activation_derivative("sigmoid")(x).max()) == pytest.approx(0.25)
-        assert float(jaxgrad.activation_derivative("tanh")(x).max()) == pytest.approx(1.0)
+        derivative = jaxgrad.models.activation_derivative
+        assert float(derivative("sigmoid")(x).max()) == pytest.approx(0.25)
+        assert float(derivative("tanh")(x).max()) == pytest.approx(1.0)
 
-    @pytest.mark.parametrize("name", sorted(jaxgrad.ACTIVATIONS))
+    @pytest.mark.parametrize("name", sorted(jaxgrad.models.ACTIVATIONS))
     def test_max_derivative_table_matches_grid(self, name):
         x = jnp.linspace(-8, 8, 16001)
-        measured = float(jnp.abs(jaxgrad.activation_derivative(name)(x)).max())
-        assert measured == pytest.approx(jaxgrad.MAX_DERIVATIVE[name], abs=2e-3)
+        measured = float(jnp.abs(jaxgrad.models.activation_derivative(name)(x)).max())
+        assert measured == pytest.approx(jaxgrad.models.MAX_DERIVATIVE[name], abs=2e-3)
 
     def test_derivative_matches_finite_differences(self, x64):
         x = jnp.linspace(-3, 3, 12)  # avoids ELU's kink at 0
         for name in ("sigmoid", "tanh", "elu", "gelu"):
-            f = jaxgrad.get_activation(name)
+            f = jaxgrad.models.get_activation(name)
             fd = (f(x + 1e-6) - f(x - 1e-6)) / 2e-6
-            np.testing.assert_allclose(jaxgrad.activation_derivative(name)(x), fd, atol=1e-7)
+            np.testing.assert_allclose(jaxgrad.models.activation_derivative(name)(x), fd, atol=1e-7)
 
     def test_unknown_name(self):
         with pytest.raises(ValueError, match="activation.*softsign"):
-            jaxgrad.get_activation("softsign")
+            jaxgrad.models.get_activation("softsign")
 
     def test_one_registry_of_objects(self):
         for name, act in jaxgrad.ACTIVATIONS.items():
@@ -142,26 +143,26 @@ class TestInitializers:
          ("yilmaz_poli", {}, lambda n_in, n_out: 1 / math.sqrt(n_in))],
     )
     def test_scale(self, name, options, std):
-        W = jaxgrad.get_initializer(name, **options)(self.key, (400, 300), jnp.float32)
+        W = jaxgrad.models.get_initializer(name, **options)(self.key, (400, 300), jnp.float32)
         # jax's glorot/he normals are truncated normals rescaled to the stated variance.
         assert float(jnp.std(W)) == pytest.approx(std(400, 300), rel=0.02)
 
     def test_yilmaz_poli_mean(self):
         for n, mean in [(4, -1.0), (8, -1.0), (100, -0.08)]:
-            W = jaxgrad.get_initializer("yilmaz_poli", std=1e-3)(self.key, (n, 2000))
+            W = jaxgrad.models.get_initializer("yilmaz_poli", std=1e-3)(self.key, (n, 2000))
             assert float(jnp.mean(W)) == pytest.approx(mean, abs=2e-4)
 
     def test_orthogonal(self):
-        W = jaxgrad.get_initializer("orthogonal")(self.key, (64, 64))
+        W = jaxgrad.models.get_initializer("orthogonal")(self.key, (64, 64))
         np.testing.assert_allclose(W.T @ W, np.eye(64), atol=1e-5)
 
     def test_unknown_name_and_bad_options(self):
         with pytest.raises(ValueError, match="init.*lecun_weird"):
-            jaxgrad.get_initializer("lecun_weird")
+            jaxgrad.models.get_initializer("lecun_weird")
         with pytest.raises(TypeError, match="options"):
-            jaxgrad.get_initializer("he", std=0.1)
+            jaxgrad.models.get_initializer("he", std=0.1)
         with pytest.raises(ValueError, match="std"):
-            jaxgrad.get_initializer("normal", std=-1.0)
+            jaxgrad.models.get_initializer("normal", std=-1.0)
 
 
 class TestPascanu:
@@ -190,64 +191,65 @@ class TestPascanu:
     def test_unroll_scan_equals_python_loop_and_jit(self):
         p = jaxgrad.init_pascanu(jax.random.key(3), 8, 2)
         inputs = jax.random.normal(jax.random.key(4), (25, 2))
-        xs = jaxgrad.pascanu_unroll(p, jnp.zeros(8), inputs)
+        xs = jaxgrad.models.pascanu_unroll(p, jnp.zeros(8), inputs)
         x, loop = jnp.zeros(8), []
         for u in inputs:
             x = jaxgrad.pascanu_step(x, u, p)
             loop.append(x)
         np.testing.assert_allclose(xs, jnp.stack(loop), rtol=1e-5, atol=1e-6)
-        jitted = jax.jit(jaxgrad.pascanu_unroll)(p, jnp.zeros(8), inputs)
+        jitted = jax.jit(jaxgrad.models.pascanu_unroll)(p, jnp.zeros(8), inputs)
         np.testing.assert_allclose(jitted, xs, rtol=1e-5, atol=1e-6)
 
     def test_unroll_vmaps_over_initial_states(self):
         p = jaxgrad.init_pascanu(jax.random.key(3), 4, 1)
         x0s = jax.random.normal(jax.random.key(5), (6, 4))
         inputs = jnp.zeros((10, 1))
-        batched = jax.vmap(lambda x0: jaxgrad.pascanu_unroll(p, x0, inputs))(x0s)
+        batched = jax.vmap(lambda x0: jaxgrad.models.pascanu_unroll(p, x0, inputs))(x0s)
         for i in range(6):
-            np.testing.assert_allclose(batched[i], jaxgrad.pascanu_unroll(p, x0s[i], inputs),
+            np.testing.assert_allclose(batched[i], jaxgrad.models.pascanu_unroll(p, x0s[i], inputs),
                                        rtol=1e-5, atol=1e-6)
 
     def test_bound_is_k_log_norm_gamma(self):
         p = jaxgrad.init_pascanu(jax.random.key(6), 10, 1, scaling="spectral_norm", value=2.0)
-        bound = jaxgrad.pascanu_bound_log_norms(p, 4, activation="sigmoid")
+        bound = jaxgrad.models.pascanu_bound_log_norms(p, 4, activation="sigmoid")
         np.testing.assert_allclose(bound, np.arange(1, 5) * np.log(2.0 * 0.25), rtol=1e-5)
 
     def test_bad_input(self):
         p = jaxgrad.init_pascanu(jax.random.key(7), 4, 2)
         with pytest.raises(ValueError, match="`W_rec` must be square, got shape \\(3, 4\\)"):
-            jaxgrad.pascanu_unroll(p._replace(W_rec=jnp.ones((3, 4))), jnp.zeros(4),
-                                   jnp.zeros((5, 2)))
+            jaxgrad.models.pascanu_unroll(p._replace(W_rec=jnp.ones((3, 4))), jnp.zeros(4),
+                                          jnp.zeros((5, 2)))
         with pytest.raises(ValueError, match="`W_rec` must be finite"):
-            jaxgrad.pascanu_unroll(p._replace(W_rec=p.W_rec.at[0, 1].set(jnp.nan)),
-                                   jnp.zeros(4), jnp.zeros((5, 2)))
+            jaxgrad.models.pascanu_unroll(p._replace(W_rec=p.W_rec.at[0, 1].set(jnp.nan)),
+                                          jnp.zeros(4), jnp.zeros((5, 2)))
         with pytest.raises(ValueError, match="`inputs` must have shape \\(T, 2\\)"):
-            jaxgrad.pascanu_unroll(p, jnp.zeros(4), jnp.zeros((5, 3)))
+            jaxgrad.models.pascanu_unroll(p, jnp.zeros(4), jnp.zeros((5, 3)))
         with pytest.raises(ValueError, match="`x0` must have shape \\(4,\\)"):
-            jaxgrad.pascanu_unroll(p, jnp.zeros(5), jnp.zeros((5, 2)))
+            jaxgrad.models.pascanu_unroll(p, jnp.zeros(5), jnp.zeros((5, 2)))
         with pytest.raises(ValueError, match="`W_in`"):
-            jaxgrad.pascanu_unroll(p._replace(W_in=jnp.ones((3, 2))), jnp.zeros(4),
-                                   jnp.zeros((5, 2)))
+            jaxgrad.models.pascanu_unroll(p._replace(W_in=jnp.ones((3, 2))), jnp.zeros(4),
+                                          jnp.zeros((5, 2)))
         with pytest.raises(ValueError, match="`b`"):
-            jaxgrad.pascanu_unroll(p._replace(b=jnp.ones(3)), jnp.zeros(4), jnp.zeros((5, 2)))
+            jaxgrad.models.pascanu_unroll(p._replace(b=jnp.ones(3)), jnp.zeros(4),
+                                          jnp.zeros((5, 2)))
         with pytest.raises(ValueError, match="len\\(inputs\\)"):
-            jaxgrad.pascanu_unroll(p, jnp.zeros(4), jnp.zeros((0, 2)))
+            jaxgrad.models.pascanu_unroll(p, jnp.zeros(4), jnp.zeros((0, 2)))
         with pytest.raises(ValueError, match="scaling"):
             jaxgrad.init_pascanu(jax.random.key(0), 4, 1, scaling="frobenius")
         with pytest.raises(ValueError, match="num_units"):
             jaxgrad.init_pascanu(jax.random.key(0), 0, 1)
         with pytest.raises(ValueError, match="activation"):
-            jaxgrad.pascanu_unroll(p, jnp.zeros(4), jnp.zeros((5, 2)), activation="swish")
+            jaxgrad.models.pascanu_unroll(p, jnp.zeros(4), jnp.zeros((5, 2)), activation="swish")
         with pytest.raises(TypeError, match="params"):
-            jaxgrad.validate_pascanu_params((p.W_rec, p.W_in, p.b))
+            jaxgrad.models.validate_pascanu_params((p.W_rec, p.W_in, p.b))
 
 
 def test_one_unit_net_fixed_point():
     # x = w σ(x) + b with w = 8, b = -4: x* = 0 is a fixed point (σ(0) = 1/2).
-    p = jaxgrad.OneUnitParams(jnp.array(8.0), jnp.array(-4.0))
-    assert float(jaxgrad.one_unit_step(jnp.array(0.0), None, p)) == 0.0
-    xs = jaxgrad.unroll(partial(jaxgrad.one_unit_step, params=p), jnp.array(0.5),
-                        jaxgrad.autonomous_inputs(50))
+    p = jaxgrad.models.OneUnitParams(jnp.array(8.0), jnp.array(-4.0))
+    assert float(jaxgrad.models.one_unit_step(jnp.array(0.0), None, p)) == 0.0
+    xs = jaxgrad.unroll(partial(jaxgrad.models.one_unit_step, params=p), jnp.array(0.5),
+                        jaxgrad.models.autonomous_inputs(50))
     assert xs.shape == (50,)
     # x(0) = 0.5 > 0 runs to the upper stable fixed point of x = 8σ(x) - 4 (≈ 3.83).
     x_end = float(xs[-1])
@@ -264,19 +266,19 @@ class TestDoya:
         Wikipedia, "Vanishing gradient problem", note 4.
         """
         p = jaxgrad.DoyaParams(jnp.array(self.w), jnp.array(-2.5))
-        assert float(jaxgrad.doya_vector_field(jnp.array(0.5), 0.0, p)) == 0.0
+        assert float(jaxgrad.models.doya_vector_field(jnp.array(0.5), 0.0, p)) == 0.0
         for x0, target in [(0.3, 0.145), (0.7, 0.855)]:
             # the slowest rate is -1 + w σ'(x*) ≈ -0.38; t = 100 converges to e^-38
-            xs = jaxgrad.doya_integrate(p, x0, jnp.zeros(1000), dt=0.1)
+            xs = jaxgrad.models.doya_integrate(p, x0, jnp.zeros(1000), dt=0.1)
             assert float(xs[-1]) == pytest.approx(target, abs=5e-4)
             # b(x) = ln(x/(1-x)) - w x is exactly -2.5 at the converged point
-            assert float(jaxgrad.doya_stable_branch_b(xs[-1], self.w)) == pytest.approx(-2.5,
+            assert float(jaxgrad.models.doya_stable_branch_b(xs[-1], self.w)) == pytest.approx(-2.5,
                                                                                        abs=1e-9)
 
     def test_discrete_map_is_euler_of_flow(self):
         p = jaxgrad.DoyaParams(jnp.array(self.w), jnp.array(-2.3), jnp.array(0.7))
         inputs = jnp.sin(jnp.arange(30.0))
-        euler = jaxgrad.doya_integrate(p, 0.2, inputs, dt=0.05, method="euler")
+        euler = jaxgrad.models.doya_integrate(p, 0.2, inputs, dt=0.05, method="euler")
         maps = jaxgrad.unroll(partial(jaxgrad.doya_step, params=p, eps=0.05), jnp.array(0.2),
                               inputs)
         np.testing.assert_allclose(euler, maps, rtol=1e-6)
@@ -286,7 +288,7 @@ class TestDoya:
 
         def final(dt):
             n = int(round(2.0 / dt))
-            return float(jaxgrad.doya_integrate(p, 0.4, jnp.zeros(n), dt=dt)[-1])
+            return float(jaxgrad.models.doya_integrate(p, 0.4, jnp.zeros(n), dt=dt)[-1])
 
         ref = final(0.001)
         e1, e2 = abs(final(0.2) - ref), abs(final(0.1) - ref)
@@ -295,20 +297,20 @@ class TestDoya:
     def test_sensitivity_closed_form_matches_autodiff(self, x64):
         b = -2.2
         p = jaxgrad.DoyaParams(jnp.array(self.w), jnp.array(b))
-        x_star = jaxgrad.doya_integrate(p, 0.9, jnp.zeros(600), dt=0.1)[-1]
-        g = jax.grad(lambda bb: jaxgrad.doya_integrate(
+        x_star = jaxgrad.models.doya_integrate(p, 0.9, jnp.zeros(600), dt=0.1)[-1]
+        g = jax.grad(lambda bb: jaxgrad.models.doya_integrate(
             jaxgrad.DoyaParams(jnp.array(self.w), bb), 0.9, jnp.zeros(600), dt=0.1)[-1])(b)
         assert float(g) == pytest.approx(
-            float(jaxgrad.doya_fixed_point_sensitivity(x_star, self.w)), rel=1e-6)
+            float(jaxgrad.models.doya_fixed_point_sensitivity(x_star, self.w)), rel=1e-6)
 
     def test_bad_input(self):
         p = jaxgrad.DoyaParams(5.0, -2.5)
         with pytest.raises(ValueError, match="dt"):
-            jaxgrad.doya_integrate(p, 0.5, jnp.zeros(10), dt=0.0)
+            jaxgrad.models.doya_integrate(p, 0.5, jnp.zeros(10), dt=0.0)
         with pytest.raises(ValueError, match="method"):
-            jaxgrad.doya_integrate(p, 0.5, jnp.zeros(10), method="midpoint")
+            jaxgrad.models.doya_integrate(p, 0.5, jnp.zeros(10), method="midpoint")
         with pytest.raises(ValueError, match="inputs"):
-            jaxgrad.doya_integrate(p, 0.5, jnp.zeros(0))
+            jaxgrad.models.doya_integrate(p, 0.5, jnp.zeros(0))
 
 
 class TestMLP:

@@ -131,7 +131,7 @@ def test_period_doubling_is_a_flip(x64, r, period, d, stable):
     assert sel.sum() == 1
     i = int(np.flatnonzero(sel)[0])
     assert (int(orbits.stability[i]) == 0) == stable
-    labels = jaxgrad.LOSS_OF_STABILITY_LABELS
+    labels = jaxgrad.analysis.LOSS_OF_STABILITY_LABELS
     assert labels[int(orbits.loss_of_stability[i])] == "flip"
     assert abs(float(orbits.multipliers[i, 0].real) + 1) < 0.1
 
@@ -146,7 +146,7 @@ def test_three_cycles_born_in_a_fold(x64):
         cycles, mult, sel = _by_period(orbits, 3)
         assert cycles.shape[0] == 2
         assert sorted(np.asarray(orbits.stability)[sel].tolist()) == [0, 1]
-        assert [jaxgrad.LOSS_OF_STABILITY_LABELS[c] for c in
+        assert [jaxgrad.analysis.LOSS_OF_STABILITY_LABELS[c] for c in
                 np.asarray(orbits.loss_of_stability)[sel]] == ["fold", "fold"]
         # the pair straddles μ = +1 (one inside the unit circle, one outside)
         assert sorted(np.sign(mult[:, 0].real - 1).tolist()) == [-1.0, 1.0]
@@ -252,7 +252,7 @@ def test_henon_fixed_points_and_two_cycle(x64):
         # det ∂F = -b: the product of the multipliers over d steps is (-b)^d
         np.testing.assert_allclose(np.prod(np.asarray(orbits.multipliers[i])), (-B) ** d,
                                    rtol=1e-10)
-    assert [jaxgrad.STABILITY_LABELS[s] for s in orbits.stability] == ["saddle"] * 3
+    assert [jaxgrad.analysis.STABILITY_LABELS[s] for s in orbits.stability] == ["saddle"] * 3
 
 
 def test_henon_pytree_state_and_given_starts(x64):

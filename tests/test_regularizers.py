@@ -132,7 +132,7 @@ def test_gradient_is_the_papers_eq10(x64):
 def test_pytree_state_lstm_matches_explicit_jacobians(x64):
     n = 4
     p = jaxgrad.init_lstm(KEY, n, 1, dtype=jnp.float64)
-    x0 = jaxgrad.lstm_zero_state(n, jnp.float64)
+    x0 = jaxgrad.models.lstm_zero_state(n, jnp.float64)
     inputs = jax.random.normal(jax.random.key(1), (10, 1), jnp.float64)
     loss = lambda s: jnp.sum(s.h[-1] ** 2) + jnp.sum(s.c[-1])  # noqa: E731
     terms = R.pascanu_omega_terms(jaxgrad.lstm_step, x0, inputs, loss, params=p)
@@ -142,8 +142,8 @@ def test_pytree_state_lstm_matches_explicit_jacobians(x64):
     flat0, unravel = ravel_pytree(x0)
     fstep = lambda x, u: ravel_pytree(jaxgrad.lstm_step(unravel(x), u, p))[0]  # noqa: E731
     xs = jaxgrad.unroll(fstep, flat0, inputs)
-    flow = jaxgrad.recurrent_gradient_flow(fstep, flat0, inputs,
-                                           lambda s: loss(jax.vmap(unravel)(s)))
+    flow = jaxgrad.analysis.recurrent_gradient_flow(fstep, flat0, inputs,
+                                                    lambda s: loss(jax.vmap(unravel)(s)))
     np.testing.assert_allclose(np.asarray(terms.grad_norms), np.asarray(flow.state_grad_norms),
                                rtol=1e-10)
     probes_g = jax.grad(lambda d: loss(jax.vmap(unravel)(jax.lax.scan(
@@ -330,11 +330,11 @@ def test_flossing_regularizer_closed_form(a, x64):
     """Ω = k (log a)², dΩ/da = 2 k log(a) / a, from a fixed stream or from the batch."""
     n, k = 4, 3
     stream = jnp.zeros((30, n))
-    fixed = jaxgrad.flossing_regularizer(_scaled_rotation, jnp.ones(n), stream,
-                                         num_exponents=k)
-    from_batch = jaxgrad.flossing_regularizer(_scaled_rotation, jnp.ones(n),
-                                              lambda batch: batch["stream"], num_exponents=k,
-                                              step_params=lambda p: p["a"])
+    fixed = jaxgrad.train.flossing_regularizer(_scaled_rotation, jnp.ones(n), stream,
+                                               num_exponents=k)
+    from_batch = jaxgrad.train.flossing_regularizer(_scaled_rotation, jnp.ones(n),
+                                                    lambda batch: batch["stream"], num_exponents=k,
+                                                    step_params=lambda p: p["a"])
     a = jnp.asarray(a)
     np.testing.assert_allclose(float(fixed(a, None)), k * np.log(float(a)) ** 2, atol=1e-12)
     np.testing.assert_allclose(float(from_batch({"a": a}, {"stream": stream})),
@@ -343,8 +343,8 @@ def test_flossing_regularizer_closed_form(a, x64):
     np.testing.assert_allclose(float(grad), 2 * k * np.log(float(a)) / float(a), atol=1e-9)
     jitted = jax.jit(fixed)(a, None)
     np.testing.assert_allclose(float(jitted), float(fixed(a, None)), rtol=1e-12)
-    expected = jaxgrad.flossing_loss(_scaled_rotation, jnp.ones(n), stream, params=a,
-                                     num_exponents=k)
+    expected = jaxgrad.analysis.flossing_loss(_scaled_rotation, jnp.ones(n), stream, params=a,
+                                              num_exponents=k)
     np.testing.assert_allclose(float(fixed(a, None)), float(expected), rtol=1e-12)
 
 
@@ -368,9 +368,9 @@ def test_flossing_during_training_lowers_abs_lambda1():
                          batch["stream"])[0]
         return jnp.mean((h @ p["w"] - 1.0) ** 2)
 
-    omega = jaxgrad.flossing_regularizer(_tanh_step, jnp.zeros((n,)),
-                                         lambda batch: batch["stream"], num_exponents=k,
-                                         transient=10)
+    omega = jaxgrad.train.flossing_regularizer(_tanh_step, jnp.zeros((n,)),
+                                               lambda batch: batch["stream"], num_exponents=k,
+                                               transient=10)
 
     def lambda1(p):
         u = jax.random.normal(keys[2], (400, 1))
@@ -390,15 +390,15 @@ def test_flossing_during_training_lowers_abs_lambda1():
 
 def test_flossing_regularizer_bad_inputs():
     with pytest.raises(TypeError, match="`step` must be callable"):
-        jaxgrad.flossing_regularizer("rnn", jnp.ones(2), jnp.zeros((5, 2)))
+        jaxgrad.train.flossing_regularizer("rnn", jnp.ones(2), jnp.zeros((5, 2)))
     with pytest.raises(TypeError, match="`step_params` must be callable"):
-        jaxgrad.flossing_regularizer(_scaled_rotation, jnp.ones(2), jnp.zeros((5, 2)),
-                                     step_params="W")
-    omega = jaxgrad.flossing_regularizer(_scaled_rotation, jnp.ones(2), jnp.zeros((5, 2)),
-                                         num_exponents=3)
+        jaxgrad.train.flossing_regularizer(_scaled_rotation, jnp.ones(2), jnp.zeros((5, 2)),
+                                           step_params="W")
+    omega = jaxgrad.train.flossing_regularizer(_scaled_rotation, jnp.ones(2), jnp.zeros((5, 2)),
+                                               num_exponents=3)
     with pytest.raises(ValueError, match="num_exponents"):
         omega(jnp.asarray(1.0), None)
-    omega = jaxgrad.flossing_regularizer(_scaled_rotation, jnp.ones(2), jnp.zeros((5, 2)),
-                                         transient=5)
+    omega = jaxgrad.train.flossing_regularizer(_scaled_rotation, jnp.ones(2), jnp.zeros((5, 2)),
+                                               transient=5)
     with pytest.raises(ValueError, match="transient"):
         omega(jnp.asarray(1.0), None)

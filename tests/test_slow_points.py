@@ -78,7 +78,7 @@ def test_linear_map_unique_fixed_point_and_eigenvalues(x64, newton_steps):
                                rtol=1e-10)
     unstable = int(np.sum(np.abs(eig) >= 1))
     assert 0 < unstable < n  # a saddle: q is still minimised at it
-    assert int(sp.stability[0]) == 2 and jaxgrad.STABILITY_LABELS[2] == "saddle"
+    assert int(sp.stability[0]) == 2 and jaxgrad.analysis.STABILITY_LABELS[2] == "saddle"
     _check_modes(A, sp, 0, atol=1e-10)
 
 
@@ -100,7 +100,7 @@ def test_tanh_map_saddles_and_stable_points(x64, w):
         want = w / np.cosh(w * point) ** 2  # d tanh(w x)/dx: w at 0, below 1 at ±x*
         assert _match(sp.eigenvalues[k], want) < 1e-10
         _check_modes(np.diag(want), sp, k, atol=1e-10)
-    labels = [jaxgrad.STABILITY_LABELS[s] for s in sp.stability]
+    labels = [jaxgrad.analysis.STABILITY_LABELS[s] for s in sp.stability]
     assert labels.count("stable") == 4 and labels.count("saddle") == 4
     assert labels.count("unstable") == 1 and labels[4] == "unstable"  # the origin
     np.testing.assert_array_equal(sp.num_unstable, [0, 1, 0, 1, 2, 1, 0, 1, 0])
@@ -181,14 +181,14 @@ def _bistable(cell, n, dtype):
     W_x = rng.standard_normal((gates * n, 3)) / np.sqrt(3)
     if cell == "gru":
         p_np = (W_x, W_h, np.zeros(3 * n), np.zeros(3 * n))
-        step, reference, params = jaxgrad.gru_step, _gru_np, jaxgrad.GRUParams
+        step, reference, params = jaxgrad.gru_step, _gru_np, jaxgrad.models.GRUParams
         x = rng.uniform(-1, 1, (16, n))
     else:
         b = np.zeros(4 * n)
         b[n : 2 * n] = 1.0  # forget bias
         p_np = (W_x, W_h, b)
-        step, reference, params = jaxgrad.lstm_step, _lstm_np, jaxgrad.LSTMParams
-        x = jaxgrad.LSTMState(rng.uniform(-1, 1, (16, n)), rng.uniform(-2, 2, (16, n)))
+        step, reference, params = jaxgrad.lstm_step, _lstm_np, jaxgrad.models.LSTMParams
+        x = jaxgrad.models.LSTMState(rng.uniform(-1, 1, (16, n)), rng.uniform(-2, 2, (16, n)))
     u = np.zeros(3)
     rows = []
     for t in range(32):
@@ -211,7 +211,7 @@ def _check_cell_points(sp, step, u, p, reference, tol, eig_tol):
     template = jax.tree_util.tree_map(lambda a: a[0], sp.x)
     _, unravel = ravel_pytree(template)
     jacobian = jax.jit(jax.jacfwd(lambda z: ravel_pytree(step(unravel(z), u, p))[0]))
-    labels = [jaxgrad.STABILITY_LABELS[s] for s in sp.stability]
+    labels = [jaxgrad.analysis.STABILITY_LABELS[s] for s in sp.stability]
     assert labels.count("stable") >= 1 and labels.count("saddle") >= 1
     for k in range(len(sp.q)):
         x = jax.tree_util.tree_map(lambda a, k=k: a[k], sp.x)
@@ -247,7 +247,7 @@ def test_gru_fixed_points_against_float64_numpy(dtype):
 def test_lstm_pytree_state_against_float64_numpy(x64):
     step, states, u, p = _bistable("lstm", 64, jnp.float64)
     sp = slow_points(step, states, u, params=p)
-    assert isinstance(sp.x, jaxgrad.LSTMState)
+    assert isinstance(sp.x, jaxgrad.models.LSTMState)
     assert sp.x.h.shape == sp.x.c.shape == (len(sp.q), 64)
     assert sp.eigenvalues.shape == (len(sp.q), 128)  # the flat state [h, c]
     _check_cell_points(sp, step, u, p, _lstm_np, 1.5e-8, eig_tol=1e-10)
@@ -280,15 +280,15 @@ def test_new_params_reuse_the_compiled_search(x64):
 
 
 def test_public_names():
-    assert jaxgrad.slow_points is slow_points and jaxgrad.SlowPoints is SlowPoints
+    assert jaxgrad.slow_points is slow_points and jaxgrad.analysis.SlowPoints is SlowPoints
     assert jaxgrad.analysis.slow_points is slow_points
 
 
 # --------------------------------------------------------------------------- bad input
 
 
-GRU = jaxgrad.GRUParams(jnp.ones((12, 2)), jnp.ones((12, 4)), jnp.zeros(12), jnp.zeros(12))
-LSTM = jaxgrad.LSTMParams(jnp.ones((16, 2)), jnp.ones((16, 4)), jnp.zeros(16))
+GRU = jaxgrad.models.GRUParams(jnp.ones((12, 2)), jnp.ones((12, 4)), jnp.zeros(12), jnp.zeros(12))
+LSTM = jaxgrad.models.LSTMParams(jnp.ones((16, 2)), jnp.ones((16, 4)), jnp.zeros(16))
 U2 = jnp.zeros(2)
 OK4 = jnp.zeros((3, 4))
 
@@ -309,7 +309,7 @@ OK4 = jnp.zeros((3, 4))
         (lambda: slow_points(TANH, jnp.asarray(1.0), params=2.0), ValueError, "states"),
         # mismatched pytrees: batch lengths, a missing leaf, the wrong state size
         (lambda: slow_points(jaxgrad.lstm_step,
-                             jaxgrad.LSTMState(jnp.zeros((3, 4)), jnp.zeros((2, 4))), U2,
+                             jaxgrad.models.LSTMState(jnp.zeros((3, 4)), jnp.zeros((2, 4))), U2,
                              params=LSTM), ValueError, "states"),
         (lambda: slow_points(jaxgrad.lstm_step, jnp.zeros((3, 4)), U2, params=LSTM),
          ValueError, "states"),
@@ -340,7 +340,7 @@ OK4 = jnp.zeros((3, 4))
          ValueError, "num_modes"),
         (lambda: slow_points(jaxgrad.gru_step, OK4, U2, params=GRU._replace(
             b_h=GRU.b_h.at[0].set(jnp.nan))), ValueError, "params"),
-        (lambda: slow_points(jaxgrad.vector_field(jaxgrad.rate_vector_field), OK4),
+        (lambda: slow_points(jaxgrad.vector_field(jaxgrad.models.rate_vector_field), OK4),
          TypeError, "step"),
         (lambda: slow_points(None, OK4), TypeError, "step"),
     ],

@@ -17,7 +17,7 @@ def test_dense_equals_max_abs_eigenvalue_and_largest_singular_value():
     eig = np.linalg.eigvals(np.asarray(A, np.float64))
     assert float(jaxgrad.spectral_radius(A).value) == pytest.approx(np.abs(eig).max(), rel=1e-5)
     sv = np.linalg.svd(np.asarray(A, np.float64), compute_uv=False)
-    assert float(jaxgrad.spectral_norm(A).value) == pytest.approx(sv[0], rel=1e-5)
+    assert float(jaxgrad.analysis.spectral_norm(A).value) == pytest.approx(sv[0], rel=1e-5)
 
 
 def test_dense_batched_by_vmap_and_leading_axes():
@@ -52,7 +52,7 @@ def test_matrix_free_radius_complex_pair_and_rotation():
 
 def test_matrix_free_norm_via_linear_transpose():
     A = jax.random.normal(jax.random.key(5), (20, 20))
-    est = jaxgrad.spectral_norm(lambda v: A @ v, vector=jnp.ones(20))
+    est = jaxgrad.analysis.spectral_norm(lambda v: A @ v, vector=jnp.ones(20))
     assert bool(est.converged)
     assert float(est.value) == pytest.approx(float(jnp.linalg.norm(A, 2)), rel=1e-4)
 
@@ -65,15 +65,16 @@ def test_jacobian_of_a_step_as_operator():
         return jax.jvp(lambda y: jaxgrad.pascanu_step(y, u, p), (x,), (v,))[1]
 
     J = jax.jacfwd(jaxgrad.pascanu_step)(x, u, p)
-    assert float(jaxgrad.spectral_norm(jvp, vector=x).value) == pytest.approx(
-        float(jaxgrad.spectral_norm(J).value), rel=1e-4)
+    assert float(jaxgrad.analysis.spectral_norm(jvp, vector=x).value) == pytest.approx(
+        float(jaxgrad.analysis.spectral_norm(J).value), rel=1e-4)
     assert float(jaxgrad.spectral_radius(jvp, vector=x, max_iterations=5000).value) == \
         pytest.approx(float(jaxgrad.spectral_radius(J).value), rel=5e-3)
 
 
 def test_jit_of_matrix_free():
     A = _random(12)
-    f = jax.jit(lambda A: jaxgrad.spectral_norm(lambda v: A @ v, vector=jnp.ones(12)).value)
+    f = jax.jit(lambda A: jaxgrad.analysis.spectral_norm(lambda v: A @ v,
+                                                         vector=jnp.ones(12)).value)
     assert float(f(A)) == pytest.approx(float(jnp.linalg.norm(A, 2)), rel=1e-4)
 
 
@@ -89,21 +90,21 @@ class TestBadInput:
         with pytest.raises(ValueError, match="`M` must be a square matrix"):
             jaxgrad.spectral_radius(jnp.ones((3, 4)))
         with pytest.raises(ValueError, match="`M` must be a square matrix"):
-            jaxgrad.spectral_norm(jnp.ones(3))
+            jaxgrad.analysis.spectral_norm(jnp.ones(3))
 
     def test_nan(self):
         with pytest.raises(ValueError, match="`M` must be finite"):
-            jaxgrad.spectral_norm(jnp.array([[1.0, jnp.nan], [0.0, 1.0]]))
+            jaxgrad.analysis.spectral_norm(jnp.array([[1.0, jnp.nan], [0.0, 1.0]]))
 
     def test_operator_needs_vector(self):
         with pytest.raises(ValueError, match="vector"):
-            jaxgrad.spectral_norm(lambda v: v)
+            jaxgrad.analysis.spectral_norm(lambda v: v)
         with pytest.raises(ValueError, match="same shape"):
             jaxgrad.spectral_radius(lambda v: v[:2], vector=jnp.ones(3))
 
     def test_bad_tolerance(self):
         with pytest.raises(ValueError, match="tol"):
-            jaxgrad.spectral_norm(lambda v: v, vector=jnp.ones(3), tol=-1.0)
+            jaxgrad.analysis.spectral_norm(lambda v: v, vector=jnp.ones(3), tol=-1.0)
         with pytest.raises(ValueError, match="max_iterations"):
             jaxgrad.spectral_radius(lambda v: v, vector=jnp.ones(3), max_iterations=0)
 
@@ -126,7 +127,7 @@ def test_jordan_block_radius_within_tol_or_not_converged(m, s):
     assert not bool(est.converged) or abs(float(est.value) - s) <= tol * s
     if m == 5:
         assert not bool(est.converged)
-    norm = jaxgrad.spectral_norm(lambda v: J @ v, vector=jnp.ones(m), tol=tol)
+    norm = jaxgrad.analysis.spectral_norm(lambda v: J @ v, vector=jnp.ones(m), tol=tol)
     exact = np.linalg.norm(np.asarray(J, np.float64), 2)
     assert bool(norm.converged)
     assert abs(float(norm.value) - exact) <= 2 * tol * exact
@@ -140,7 +141,7 @@ def test_matrix_free_radius_and_norm_on_random_matrices_converged_means_within_t
     def both(A):
         op = lambda v: A @ v  # noqa: E731
         return (jaxgrad.spectral_radius(op, vector=jnp.ones(n), tol=tol, max_iterations=3000),
-                jaxgrad.spectral_norm(op, vector=jnp.ones(n), tol=tol))
+                jaxgrad.analysis.spectral_norm(op, vector=jnp.ones(n), tol=tol))
 
     radius, norm = jax.vmap(both)(As)
     A64 = np.asarray(As, np.float64)
@@ -159,34 +160,34 @@ def test_matrix_free_norm_when_the_given_vector_misses_the_top_singular_vector()
     """ones is an eigenvector of A for 1, orthogonal to the top one (3): plain power
     iteration from it stays at 1 and used to say converged."""
     A = jnp.array([[2.0, -1.0], [-1.0, 2.0]])
-    est = jaxgrad.spectral_norm(lambda v: A @ v, vector=jnp.ones(2))
+    est = jaxgrad.analysis.spectral_norm(lambda v: A @ v, vector=jnp.ones(2))
     assert bool(est.converged) and float(est.value) == pytest.approx(3.0, rel=1e-6)
 
 
 class TestBadInputMore:
     def test_empty_matrix(self):
-        for f in (jaxgrad.spectral_radius, jaxgrad.spectral_norm):
+        for f in (jaxgrad.spectral_radius, jaxgrad.analysis.spectral_norm):
             with pytest.raises(ValueError, match="`M` must have at least one row"):
                 f(jnp.ones((0, 0)))
 
     def test_inf_in_dense_matrix(self):
-        for f in (jaxgrad.spectral_radius, jaxgrad.spectral_norm):
+        for f in (jaxgrad.spectral_radius, jaxgrad.analysis.spectral_norm):
             with pytest.raises(ValueError, match="`M` must be finite"):
                 f(jnp.array([[1.0, jnp.inf], [0.0, 1.0]]))
 
     def test_vector_of_the_wrong_size(self):
         A = jnp.ones((3, 3))
-        for f in (jaxgrad.spectral_radius, jaxgrad.spectral_norm):
+        for f in (jaxgrad.spectral_radius, jaxgrad.analysis.spectral_norm):
             with pytest.raises(ValueError, match="`vector` of shape \\(4,\\)"):
                 f(lambda v: A @ v, vector=jnp.ones(4))
 
     def test_empty_vector(self):
         with pytest.raises(ValueError, match="`vector` must have at least one element"):
-            jaxgrad.spectral_norm(lambda v: v, vector=jnp.ones(0))
+            jaxgrad.analysis.spectral_norm(lambda v: v, vector=jnp.ones(0))
 
     def test_non_callable_non_array(self):
         for bad in ({"a": 1}, object()):
             with pytest.raises(TypeError, match="`M` must be a square array or a callable"):
                 jaxgrad.spectral_radius(bad)
             with pytest.raises(TypeError, match="`M` must be a square array or a callable"):
-                jaxgrad.spectral_norm(bad)
+                jaxgrad.analysis.spectral_norm(bad)

@@ -43,10 +43,10 @@ def test_doya_rate_and_bifurcation_steps_are_the_one_rk4(seed):
     p = jaxgrad.DoyaParams(jnp.float32(5.0), jnp.float32(rng.uniform(-3, -2)), jnp.float32(0.5))
     x0 = jnp.asarray(rng.uniform(0, 1, 3), jnp.float32)
     u = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
-    got = jaxgrad.doya_integrate(p, x0, u, dt=dt)
+    got = jaxgrad.models.doya_integrate(p, x0, u, dt=dt)
     x, want = x0, []
     for t in range(5):
-        x = _rk4_reference(lambda y, t=t: jaxgrad.doya_vector_field(y, u[t], p), x, dt)
+        x = _rk4_reference(lambda y, t=t: jaxgrad.models.doya_vector_field(y, u[t], p), x, dt)
         want.append(x)
     # (under lax.scan XLA may fuse the operations differently: float32 rounding only)
     np.testing.assert_allclose(got, jnp.stack(want), rtol=1e-6, atol=1e-7)
@@ -55,20 +55,21 @@ def test_doya_rate_and_bifurcation_steps_are_the_one_rk4(seed):
     h0 = jnp.asarray(rng.normal(size=6), jnp.float32)
     v = jnp.asarray(rng.normal(size=2), jnp.float32)
     np.testing.assert_array_equal(
-        jaxgrad.rate_flow_step(h0, v, rp, dt=dt),
-        _rk4_reference(lambda y: jaxgrad.rate_vector_field(y, v, rp), h0, dt))
+        jaxgrad.models.rate_flow_step(h0, v, rp, dt=dt),
+        _rk4_reference(lambda y: jaxgrad.models.rate_vector_field(y, v, rp), h0, dt))
     # A step built by the helpers equals the model's own flow step.
-    step = jaxgrad.discretize(jaxgrad.vector_field(jaxgrad.rate_vector_field), dt)
-    np.testing.assert_array_equal(step(h0, v, rp), jaxgrad.rate_flow_step(h0, v, rp, dt=dt))
+    step = jaxgrad.discretize(jaxgrad.vector_field(jaxgrad.models.rate_vector_field), dt)
+    np.testing.assert_array_equal(step(h0, v, rp), jaxgrad.models.rate_flow_step(h0, v, rp, dt=dt))
 
 
 def test_integrator_step_on_pytrees_and_params_none():
     # params=None is a value (passed on), not "no parameters".
-    out = jaxgrad.integrator_step(lambda s, u, q: {"a": -s["a"] if q is None else s["a"]},
-                                  {"a": jnp.ones(2)}, None, None, dt=0.1, method="euler")
+    out = jaxgrad.systems.integrator_step(lambda s, u, q: {"a": -s["a"] if q is None else s["a"]},
+                                          {"a": jnp.ones(2)}, None, None, dt=0.1, method="euler")
     np.testing.assert_allclose(out["a"], 0.9 * jnp.ones(2), rtol=1e-6)
-    out = jaxgrad.integrator_step(lambda s, u: -s, jnp.ones(2), None, jaxgrad.NO_PARAMS,
-                                  dt=0.1, method="euler")
+    out = jaxgrad.systems.integrator_step(lambda s, u: -s, jnp.ones(2), None,
+                                          jaxgrad.systems.NO_PARAMS,
+                                          dt=0.1, method="euler")
     np.testing.assert_allclose(out, 0.9 * jnp.ones(2), rtol=1e-6)
 
 
@@ -87,16 +88,16 @@ def test_autonomous_map_with_and_without_params():
 
 
 def test_a_flow_is_refused_where_a_step_is_expected():
-    field = jaxgrad.vector_field(jaxgrad.rate_vector_field)
+    field = jaxgrad.vector_field(jaxgrad.models.rate_vector_field)
     p = jaxgrad.init_rate(jax.random.key(0), 3)
     # (lyapunov_spectrum takes a VectorField: it integrates the flow, tests/test_flows.py)
     with pytest.raises(TypeError, match=r"`step` is a VectorField.*discretize"):
         jaxgrad.jacobian_product_norms(field, jnp.ones(3), num_steps=5, params=p)
     with pytest.raises(TypeError, match="`step` is a VectorField"):
-        jaxgrad.recurrent_gradient_flow(field, jnp.ones(3), jnp.zeros((4, 0)),
-                                        lambda xs: jnp.sum(xs), params=p)
+        jaxgrad.analysis.recurrent_gradient_flow(field, jnp.ones(3), jnp.zeros((4, 0)),
+                                                 lambda xs: jnp.sum(xs), params=p)
     with pytest.raises(TypeError, match="`field` must be a VectorField"):
-        jaxgrad.discretize(jaxgrad.rate_vector_field, 0.1)
+        jaxgrad.discretize(jaxgrad.models.rate_vector_field, 0.1)
     with pytest.raises(ValueError, match="`dt`"):
         jaxgrad.discretize(field, -0.1)
     with pytest.raises(ValueError, match="`method`"):
@@ -111,8 +112,8 @@ def test_flow_through_discretize_matches_rate_flow_step_lyapunov():
     p = jaxgrad.init_rate(jax.random.key(1), 8, g=2.0)
     h0 = jnp.ones(8)
     kwargs = dict(num_steps=100, params=p, dt=0.1)
-    a = jaxgrad.lyapunov_spectrum(partial(jaxgrad.rate_flow_step, dt=0.1), h0, **kwargs)
-    step = jaxgrad.discretize(jaxgrad.vector_field(jaxgrad.rate_vector_field), 0.1)
+    a = jaxgrad.lyapunov_spectrum(partial(jaxgrad.models.rate_flow_step, dt=0.1), h0, **kwargs)
+    step = jaxgrad.discretize(jaxgrad.vector_field(jaxgrad.models.rate_vector_field), 0.1)
     b = jaxgrad.lyapunov_spectrum(step, h0, **kwargs)
     np.testing.assert_array_equal(a.exponents, b.exponents)
 
@@ -134,9 +135,9 @@ def test_equal_helpers_reuse_the_compiled_analyzer():
 
 
 def test_no_params_sentinel_and_bind():
-    assert repr(jaxgrad.NO_PARAMS) == "NO_PARAMS"
-    assert pickle.loads(pickle.dumps(jaxgrad.NO_PARAMS)) is jaxgrad.NO_PARAMS
-    assert systems.bind(jnp.add, jaxgrad.NO_PARAMS) is jnp.add
+    assert repr(jaxgrad.systems.NO_PARAMS) == "NO_PARAMS"
+    assert pickle.loads(pickle.dumps(jaxgrad.systems.NO_PARAMS)) is jaxgrad.systems.NO_PARAMS
+    assert systems.bind(jnp.add, jaxgrad.systems.NO_PARAMS) is jnp.add
     assert systems.bind(lambda x, u, p: (x, u, p), 3)(1, 2) == (1, 2, 3)
     assert systems.bind(lambda x, p: (x, p), None)(1) == (1, None)
 
@@ -177,7 +178,7 @@ def test_bifurcation_flows_use_the_one_rk4():
 
 
 def _doya(x, p):
-    return jaxgrad.doya_vector_field(x, 0.0, p)
+    return jaxgrad.models.doya_vector_field(x, 0.0, p)
 
 
 def _logistic(x, r):
@@ -187,30 +188,31 @@ def _logistic(x, r):
 def test_bifurcation_tools_take_the_new_form_with_the_old_results(x64):
     p = jaxgrad.DoyaParams(5.0, -2.5)
     flow = jaxgrad.vector_field(jaxgrad.autonomous(_doya))
-    old = jaxgrad.fixed_points_1d(_doya, (0.0, 1.0), params=p, kind="flow")
-    new = jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=p)
+    old = jaxgrad.analysis.fixed_points_1d(_doya, (0.0, 1.0), params=p, kind="flow")
+    new = jaxgrad.analysis.fixed_points_1d(flow, (0.0, 1.0), params=p)
     for a, b in zip(old, new, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # A map: a step f(x, u, params), or autonomous(g); no kind= needed.
     step = lambda x, u, r: _logistic(x, r)  # noqa: E731
     for system in (step, jaxgrad.autonomous(_logistic)):
-        fp = jaxgrad.fixed_points_1d(system, (0.01, 1.0), params=2.9)
-        ref = jaxgrad.fixed_points_1d(_logistic, (0.01, 1.0), params=2.9, kind="map")
+        fp = jaxgrad.analysis.fixed_points_1d(system, (0.01, 1.0), params=2.9)
+        ref = jaxgrad.analysis.fixed_points_1d(_logistic, (0.01, 1.0), params=2.9, kind="map")
         np.testing.assert_array_equal(np.asarray(fp.stability), np.asarray(ref.stability))
         np.testing.assert_allclose(np.asarray(fp.x[fp.valid]), [1 - 1 / 2.9], atol=1e-12)
     # Forgetting kind="map" in the old form ran the flow analysis (x = r x (1-x) read as
     # dx/dt, whose zero is x = 1, not the map's 1 - 1/r): the new form cannot.
-    wrong = jaxgrad.fixed_points_1d(_logistic, (0.01, 1.1), params=2.9)
+    wrong = jaxgrad.analysis.fixed_points_1d(_logistic, (0.01, 1.1), params=2.9)
     assert not np.any(np.isclose(np.asarray(wrong.x[wrong.valid]), 1 - 1 / 2.9))
     values = jnp.array([2.8, 3.2])
     x0 = jnp.array([0.2, 0.7])
-    a = jaxgrad.orbit_diagram(_logistic, x0, values, transient=200, keep=4)
-    b = jaxgrad.orbit_diagram(jaxgrad.autonomous(_logistic), x0, values, transient=200, keep=4)
+    a = jaxgrad.analysis.orbit_diagram(_logistic, x0, values, transient=200, keep=4)
+    b = jaxgrad.analysis.orbit_diagram(jaxgrad.autonomous(_logistic), x0, values, transient=200,
+                                       keep=4)
     np.testing.assert_array_equal(np.asarray(a.states), np.asarray(b.states))
-    a = jaxgrad.final_state_sensitivities(_doya, jnp.array([0.3]), params=p, param="b",
-                                          kind="flow", num_steps=50)
-    b = jaxgrad.final_state_sensitivities(flow, jnp.array([0.3]), params=p, param="b",
-                                          num_steps=50)
+    a = jaxgrad.analysis.final_state_sensitivities(_doya, jnp.array([0.3]), params=p, param="b",
+                                                   kind="flow", num_steps=50)
+    b = jaxgrad.analysis.final_state_sensitivities(flow, jnp.array([0.3]), params=p, param="b",
+                                                   num_steps=50)
     for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
 
@@ -220,10 +222,10 @@ def test_bifurcation_parameter_named_by_a_path(x64):
     flow = jaxgrad.vector_field(jaxgrad.autonomous(lambda x, p: _doya(x, p["cell"])))
     flat = jaxgrad.vector_field(jaxgrad.autonomous(_doya))
     values = jnp.linspace(-3.0, -2.0, 5)
-    a = jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=("cell", "b"),
-                                values=values)
-    b = jaxgrad.fixed_points_1d(flat, (0.0, 1.0), params=nested["cell"], param="b",
-                                values=values)
+    a = jaxgrad.analysis.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=("cell", "b"),
+                                         values=values)
+    b = jaxgrad.analysis.fixed_points_1d(flat, (0.0, 1.0), params=nested["cell"], param="b",
+                                         values=values)
     np.testing.assert_array_equal(np.asarray(a.x), np.asarray(b.x))
     br = jaxgrad.continue_branch(flow, 0.05, params=nested, param=("cell", "b"),
                                  p_range=(-3.0, -2.0), ds=0.02, num_steps=20)
@@ -231,16 +233,16 @@ def test_bifurcation_parameter_named_by_a_path(x64):
     x, q = np.asarray(br.x)[ok], np.asarray(br.p)[ok]
     np.testing.assert_allclose(q, np.log(x / (1 - x)) - 5.0 * x, atol=1e-10)
     with pytest.raises(ValueError, match=r"unknown `param` 'c'; `params\['cell'\]` has"):
-        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=("cell", "c"),
+        jaxgrad.analysis.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=("cell", "c"),
                                     values=values)
     with pytest.raises(TypeError, match=r"`param` must be a name or a tuple"):
-        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=["cell", "b"],
-                                values=values)
+        jaxgrad.analysis.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=["cell", "b"],
+                                         values=values)
     with pytest.raises(TypeError, match=r"`param` key 0 indexes"):
-        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=(0,),
+        jaxgrad.analysis.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=(0,),
                                     values=values)
     with pytest.raises(ValueError, match=r"`param` key 5 is out of range"):
-        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=("other", 5),
+        jaxgrad.analysis.fixed_points_1d(flow, (0.0, 1.0), params=nested, param=("other", 5),
                                     values=values)
 
 
@@ -248,12 +250,12 @@ def test_bifurcation_kind_that_contradicts_the_form_is_refused():
     flow = jaxgrad.vector_field(jaxgrad.autonomous(_doya))
     p = jaxgrad.DoyaParams(5.0, -2.5)
     with pytest.raises(ValueError, match="`kind`='map' contradicts"):
-        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=p, kind="map")
+        jaxgrad.analysis.fixed_points_1d(flow, (0.0, 1.0), params=p, kind="map")
     with pytest.raises(ValueError, match="`kind`='flow' contradicts"):
-        jaxgrad.orbit_diagram(jaxgrad.autonomous(_logistic), jnp.array([0.2]),
-                              jnp.array([2.8]), kind="flow")
+        jaxgrad.analysis.orbit_diagram(jaxgrad.autonomous(_logistic), jnp.array([0.2]),
+                                       jnp.array([2.8]), kind="flow")
     with pytest.raises(ValueError, match="unknown `kind`"):
-        jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=p, kind="maps")
+        jaxgrad.analysis.fixed_points_1d(flow, (0.0, 1.0), params=p, kind="maps")
 
 
 def test_doya_empty_input_means_no_input_and_bad_input_is_refused():
@@ -261,12 +263,12 @@ def test_doya_empty_input_means_no_input_and_bad_input_is_refused():
     broadcast a (1,) state to shape (0,) under NumPy's rules and lose the state silently."""
     p = jaxgrad.DoyaParams(w=5.0, b=-2.5, w_in=1.0)
     x = jnp.array([0.3])
-    none = jaxgrad.doya_vector_field(x, jnp.zeros((0,)), p)
-    zero = jaxgrad.doya_vector_field(x, jnp.zeros((1,)), p)
+    none = jaxgrad.models.doya_vector_field(x, jnp.zeros((0,)), p)
+    zero = jaxgrad.models.doya_vector_field(x, jnp.zeros((1,)), p)
     assert none.shape == (1,)
     np.testing.assert_array_equal(none, zero)
     np.testing.assert_allclose(none, -0.3 + 1 / (1 + np.exp(-(5 * 0.3 - 2.5))), rtol=1e-6)
     step = jaxgrad.doya_step(x, jnp.zeros((0,)), p)
     assert step.shape == (1,)
     with pytest.raises(ValueError, match="`u`"):
-        jaxgrad.doya_vector_field(x, jnp.zeros((3,)), p)
+        jaxgrad.models.doya_vector_field(x, jnp.zeros((3,)), p)

@@ -264,7 +264,7 @@ def test_state_grad_norms_match_recurrent_gradient_flow():
     def loss(states):
         return task.loss(model.outputs_from_states(params, states)[None], batch.targets)
 
-    flow = jaxgrad.recurrent_gradient_flow(
+    flow = jaxgrad.analysis.recurrent_gradient_flow(
         lambda x, u: model.step(x, u, params.cell), jnp.zeros(6), batch.inputs[0], loss
     )
     np.testing.assert_allclose(np.asarray(norms), np.asarray(flow.state_grad_norms), rtol=1e-5)
@@ -282,7 +282,7 @@ def test_state_grad_norms_of_a_tiny_gradient_are_not_flushed_to_zero():
     def loss(states):
         return task.loss(model.outputs_from_states(params, states)[None], batch.targets)
 
-    flow = jaxgrad.recurrent_gradient_flow(
+    flow = jaxgrad.analysis.recurrent_gradient_flow(
         lambda x, u: model.step(x, u, params.cell), jnp.zeros(5), batch.inputs[0], loss
     )
     assert np.all((norms > 1e-36) & (norms < 1e-30))

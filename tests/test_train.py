@@ -798,7 +798,7 @@ def test_lstm_training_with_per_timestep_gradient_monitor():
 
     def predict(p, seq):
         states = jaxgrad.unroll(lambda s, u: jaxgrad.lstm_step(s, u, p[0]),
-                                jaxgrad.lstm_zero_state(n), seq)
+                                jaxgrad.models.lstm_zero_state(n), seq)
         return states.h[-1] @ p[1]
 
     def loss_fn(p, batch):
@@ -806,8 +806,8 @@ def test_lstm_training_with_per_timestep_gradient_monitor():
 
     def per_timestep(p, batch, grads):
         seq, target = batch[0][0], batch[1][0]
-        flow = jaxgrad.recurrent_gradient_flow(
-            jaxgrad.lstm_step, jaxgrad.lstm_zero_state(n), seq,
+        flow = jaxgrad.analysis.recurrent_gradient_flow(
+            jaxgrad.lstm_step, jaxgrad.models.lstm_zero_state(n), seq,
             lambda states: (states.h[-1] @ p[1] - target) ** 2, params=p[0])
         return {"state_grad_norms": flow.state_grad_norms}
 

@@ -24,7 +24,7 @@ def test_matches_scikit_learn_pca_of_the_differences(seed):
     sizes = np.cumsum([np.prod(s) for s in shapes.values()])[:-1]
     iterates = {k: jnp.asarray(part.reshape((n, *s)), jnp.float32) for (k, s), part in
                 zip(shapes.items(), np.split(flat, sizes, axis=1), strict=True)}
-    pca = jaxgrad.trajectory_directions(iterates, num=3)
+    pca = jaxgrad.landscape.trajectory_directions(iterates, num=3)
     rows = np.stack([_flat(jax.tree_util.tree_map(lambda x, i=i: x[i], iterates))
                      for i in range(n)])
     diffs = rows - rows[-1]
@@ -54,7 +54,7 @@ def test_a_planar_trajectory_is_recovered_exactly(seed, x64):
     a, b = 3 * (1 - s) ** 2, np.sin(4 * s) * (1 - s)
     final = rng.normal(size=dim)
     path = final + a[:, None] * u + b[:, None] * v
-    pca = jaxgrad.trajectory_directions({"theta": jnp.asarray(path)})
+    pca = jaxgrad.landscape.trajectory_directions({"theta": jnp.asarray(path)})
     basis = np.stack([np.asarray(d["theta"]) for d in pca.directions])
     assert basis.dtype == np.float64
     # the plane spanned by (u, v): both principal angles 0
@@ -78,7 +78,7 @@ def test_directions_feed_scan_landscape_and_the_path_lies_on_the_surface():
         path.append(x)
         x = x - 0.2 * A @ x
     path.append(x)
-    pca = jaxgrad.trajectory_directions({"x": jnp.stack(path)})
+    pca = jaxgrad.landscape.trajectory_directions({"x": jnp.stack(path)})
     c = pca.coordinates.astype(np.float32)
     (a, ia), (b, ib) = (np.unique(c[:, j], return_inverse=True) for j in range(2))
     scan = jaxgrad.scan_landscape(
@@ -93,16 +93,16 @@ def test_directions_feed_scan_landscape_and_the_path_lies_on_the_surface():
 def test_bad_input_is_refused_by_name():
     good = {"w": jnp.arange(12.0).reshape(4, 3) ** 2}
     with pytest.raises(ValueError, match="`num`"):
-        jaxgrad.trajectory_directions(good, num=0)
+        jaxgrad.landscape.trajectory_directions(good, num=0)
     with pytest.raises(ValueError, match="at least num \\+ 1 = 5"):
-        jaxgrad.trajectory_directions(good, num=4)
+        jaxgrad.landscape.trajectory_directions(good, num=4)
     with pytest.raises(ValueError, match="`iterates` leaves disagree"):
-        jaxgrad.trajectory_directions({"w": jnp.ones((4, 3)), "b": jnp.ones((5,))})
+        jaxgrad.landscape.trajectory_directions({"w": jnp.ones((4, 3)), "b": jnp.ones((5,))})
     with pytest.raises(ValueError, match="`iterates`.*(NaN|finite)"):
-        jaxgrad.trajectory_directions({"w": good["w"].at[1, 1].set(jnp.nan)})
+        jaxgrad.landscape.trajectory_directions({"w": good["w"].at[1, 1].set(jnp.nan)})
     with pytest.raises(ValueError, match="independent directions"):
-        jaxgrad.trajectory_directions({"w": jnp.ones((6, 3))})
+        jaxgrad.landscape.trajectory_directions({"w": jnp.ones((6, 3))})
     with pytest.raises(ValueError, match="independent directions"):  # a straight line
-        jaxgrad.trajectory_directions({"w": jnp.outer(jnp.arange(6.0), jnp.ones(3))})
+        jaxgrad.landscape.trajectory_directions({"w": jnp.outer(jnp.arange(6.0), jnp.ones(3))})
     with pytest.raises(ValueError, match="`iterates`"):
-        jaxgrad.trajectory_directions({})
+        jaxgrad.landscape.trajectory_directions({})

@@ -668,7 +668,7 @@ def locate_bifurcation(
         a Hopf point; ``branch_type`` and ``branch_tangents`` set for a branch point).
 
     Example:
-        >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
+        >>> flow = lambda x, p: jaxgrad.models.doya_vector_field(x, 0.0, p)
         >>> bp = locate_bifurcation(flow, 0.3, params=jaxgrad.DoyaParams(5.0, -2.3), param="b")
         >>> round(float(bp.p), 3)   # ln(x/(1-x)) - 1/(1-x) at x = (1 - sqrt(1 - 4/5))/2
         -2.344
@@ -783,7 +783,7 @@ def continue_branch(
         ``"branch_point"``).
 
     Example:
-        >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
+        >>> flow = lambda x, p: jaxgrad.models.doya_vector_field(x, 0.0, p)
         >>> br = continue_branch(flow, 0.05, params=jaxgrad.DoyaParams(5.0, -3.0), param="b",
         ...                      p_range=(-3.0, -2.0))
         >>> [(bp.kind, round(float(bp.p), 3)) for bp in br.bifurcations]
@@ -1035,7 +1035,7 @@ def fold_curve(
         ``FoldCurve`` with ``num_steps + 1`` rows.
 
     Example:
-        >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
+        >>> flow = lambda x, p: jaxgrad.models.doya_vector_field(x, 0.0, p)
         >>> fc = fold_curve(flow, 0.28, params=jaxgrad.DoyaParams(5.0, -2.34), param="b",
         ...                 param2="w", p2_range=(3.0, 8.0), direction=-1)
         >>> round(float(fc.cusps[0].p2), 2), round(float(fc.cusps[0].p), 2)   # w = 4, b = -2

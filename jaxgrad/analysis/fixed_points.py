@@ -172,7 +172,7 @@ def fixed_points_1d(
         ``FixedPoints1D`` with arrays ``(P, K)`` (``(K,)`` without ``values``).
 
     Example:
-        >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
+        >>> flow = lambda x, p: jaxgrad.models.doya_vector_field(x, 0.0, p)
         >>> fp = fixed_points_1d(flow, (0.0, 1.0), params=jaxgrad.DoyaParams(5.0, -2.5))
         >>> [round(float(x), 3) for x in fp.x[fp.valid]]
         [0.145, 0.5, 0.855]
@@ -279,7 +279,7 @@ def fixed_points(
         >>> duffing = lambda z, p: jnp.stack([z[1], z[0] - z[0] ** 3 - p * z[1]])
         >>> starts = jnp.stack([jnp.linspace(-2, 2, 9), jnp.zeros(9)], axis=1)
         >>> fp = fixed_points(duffing, starts, params=0.5)
-        >>> fp.x.round(3).tolist(), [jaxgrad.STABILITY_LABELS[s] for s in fp.stability]
+        >>> fp.x.round(3).tolist(), [jaxgrad.analysis.STABILITY_LABELS[s] for s in fp.stability]
         ([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], ['stable', 'saddle', 'stable'])
 
         The same oscillator on a pytree state, the pair (position, velocity): the points

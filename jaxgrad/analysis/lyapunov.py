@@ -449,7 +449,7 @@ def lyapunov_spectrum(
     Arguments:
         step: ``step(x, u) -> x_next``, or ``step(x, u, params)`` with ``params=``; maps,
             discrete networks, or a flow through a fixed-step integrator
-            (``jaxgrad.rate_flow_step``, with ``dt`` its step). ``x`` may be any pytree.
+            (``jaxgrad.models.rate_flow_step``, with ``dt`` its step). ``x`` may be any pytree.
             Or a ``VectorField`` (``jaxgrad.vector_field(F)``, the flow ``dx/dt = F(x, u)``):
             each step then integrates the state and the tangent basis together
             (``dQ/dt = ∂F/∂x Q``) over ``dt`` with an adaptive diffrax solver
@@ -604,8 +604,8 @@ def flossing_loss(
 
     Example:
         >>> p = jaxgrad.init_rate(jax.random.key(0), 16, g=2.0)
-        >>> reg = lambda p: jaxgrad.flossing_loss(jaxgrad.rate_step, jnp.ones(16), params=p,
-        ...                                       num_steps=200, num_exponents=4)
+        >>> reg = lambda p: flossing_loss(jaxgrad.rate_step, jnp.ones(16), params=p,
+        ...                               num_steps=200, num_exponents=4)
         >>> grads = jax.grad(reg)(p)   # add 0.1 * reg(p) to a task loss, or floss alone
         >>> grads.J.shape
         (16, 16)
@@ -643,7 +643,7 @@ class FlossingTrace(NamedTuple):
 class FlossingDiverged(FloatingPointError):
     """``floss`` met a non-finite loss, gradient or update; the update is named in ``step``.
 
-    The analogue for ``floss`` of ``jaxgrad.TrainingDiverged``.
+    The analogue for ``floss`` of ``jaxgrad.train.TrainingDiverged``.
 
     Attributes:
         step: the 0-based index of the first update that was not applied.
@@ -716,7 +716,7 @@ def floss(
 
     Example:
         >>> p = jaxgrad.init_rate(jax.random.key(0), 16, g=2.0)
-        >>> trace = jaxgrad.floss(jaxgrad.rate_step, jnp.ones(16), params=p, num_steps=200,
+        >>> trace = jaxgrad.analysis.floss(jaxgrad.rate_step, jnp.ones(16), params=p, num_steps=200,
         ...                       optimizer=optax.adam(1e-2), num_updates=20, num_exponents=2)
         >>> bool(jnp.all(trace.finite)), bool(trace.losses[-1] < trace.losses[0])
         (True, True)

@@ -249,7 +249,7 @@ def hysteresis_sweep(
         ``HysteresisSweep`` with ``up``, ``down`` of shape ``(P, keep, *s)``.
 
     Example:
-        >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
+        >>> flow = lambda x, p: jaxgrad.models.doya_vector_field(x, 0.0, p)
         >>> hs = hysteresis_sweep(flow, 0.0, jnp.linspace(-3, -2, 101), kind="flow",
         ...                       params=jaxgrad.DoyaParams(5.0, -3.0), param="b")
         >>> up, down = hs.up[:, -1], hs.down[:, -1]    # the last kept state at each b
@@ -355,7 +355,7 @@ def basins(
         ``Basins``.
 
     Example:
-        >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
+        >>> flow = lambda x, p: jaxgrad.models.doya_vector_field(x, 0.0, p)
         >>> bs = basins(flow, jnp.array([0.1, 0.3, 0.7, 0.9]), jnp.array([-2.5]),
         ...             params=jaxgrad.DoyaParams(5.0, -2.5), param="b")
         >>> bs.labels[0].tolist()          # 0 below x(0) = 0.5, 1 above

@@ -280,7 +280,7 @@ def periodic_orbits(
         [0.4794, 0.8236]
         >>> round(float(orbits.multipliers[2, 0].real), 2)   # -r² + 2r + 4
         -0.29
-        >>> [jaxgrad.STABILITY_LABELS[s] for s in orbits.stability]
+        >>> [jaxgrad.analysis.STABILITY_LABELS[s] for s in orbits.stability]
         ['unstable', 'unstable', 'stable']
     """
     check_step(f, "f")

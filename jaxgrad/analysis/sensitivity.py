@@ -115,7 +115,7 @@ def final_state_sensitivities(
         ``FinalStateSensitivities``.
 
     Example:
-        >>> flow = lambda x, p: jaxgrad.doya_vector_field(x, 0.0, p)
+        >>> flow = lambda x, p: jaxgrad.models.doya_vector_field(x, 0.0, p)
         >>> s = final_state_sensitivities(flow, jnp.array([0.1, 0.9]), jnp.array([-2.5]),
         ...                               params=jaxgrad.DoyaParams(5.0, -2.5), param="b")
         >>> [round(float(x), 3) for x in s.final[0]]            # the two stable points

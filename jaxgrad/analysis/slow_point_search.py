@@ -288,7 +288,7 @@ def slow_points(
         (9, True)
         >>> sorted({round(float(v), 4) for v in np.ravel(sp.x)})
         [-0.9575, 0.0, 0.9575]
-        >>> [jaxgrad.STABILITY_LABELS[s] for s in sp.stability].count("stable")
+        >>> [jaxgrad.analysis.STABILITY_LABELS[s] for s in sp.stability].count("stable")
         4
     """
     check_step(step)

@@ -106,7 +106,7 @@ def doya_integrate(
         States at times ``dt, 2 dt, ..., T dt``, stacked on a leading axis.
 
     Raises:
-        jaxgrad.IntegrationError: with ``method="diffrax"``, when a solve failed (run
+        jaxgrad.flows.IntegrationError: with ``method="diffrax"``, when a solve failed (run
             eagerly; under ``jax.jit`` the states from the failed step on are NaN).
 
     Example:

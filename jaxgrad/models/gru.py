@@ -82,8 +82,8 @@ def gru_step(h: jax.Array, u: jax.Array, params: GRUParams) -> jax.Array:
 
     Example:
         >>> p = init_gru(jax.random.key(0), 8, 1)
-        >>> flow = jaxgrad.recurrent_gradient_flow(gru_step, jnp.zeros(8), jnp.ones((20, 1)),
-        ...                                        lambda hs: jnp.sum(hs[-1]), params=p)
+        >>> flow = jaxgrad.analysis.recurrent_gradient_flow(
+        ...     gru_step, jnp.zeros(8), jnp.ones((20, 1)), lambda hs: jnp.sum(hs[-1]), params=p)
         >>> flow.log_state_grad_norms.shape   # log ‖∂L/∂h_t‖ for t = 1..20
         (20,)
     """

@@ -136,7 +136,7 @@ def rate_flow_step(
     """One integrator step ``h(t) -> h(t + dt)`` of the continuous rate network, usable as
     a map.
 
-    ``method="euler"`` or ``"rk4"``: one fixed step (``jaxgrad.integrator_step``).
+    ``method="euler"`` or ``"rk4"``: one fixed step (``jaxgrad.systems.integrator_step``).
     ``"diffrax"``: the flow itself solved over ``dt`` by an adaptive solver (Tsit5 with a
     PID controller, as ``jaxgrad.integrate``) to ``rtol``/``atol``, ``u`` held over the
     step. It is differentiated through the solve in forward and reverse mode
@@ -155,7 +155,7 @@ def rate_flow_step(
         ``h(t + dt)`` (N,).
 
     Raises:
-        jaxgrad.IntegrationError: with ``method="diffrax"``, when the solve failed (run
+        jaxgrad.flows.IntegrationError: with ``method="diffrax"``, when the solve failed (run
             eagerly; under ``jax.jit`` or a scan the state is NaN instead).
 
     Example:

@@ -1,5 +1,9 @@
 """Training: ``train_steps`` (a pure scan of optax updates), ``fit`` (the host driver with
-checkpoints), remedies, regularisers, tasks and data."""
+checkpoints), remedies, regularisers, tasks and data.
+
+The face of ``jaxgrad.train``: every public name is here (``jaxgrad.train.shuffled_batches``),
+each function with its result type beside it.
+"""
 
 from .data import Dataset as Dataset
 from .data import load_digits as load_digits
@@ -26,6 +30,7 @@ from .loop import train_step as train_step
 from .loop import train_steps as train_steps
 from .loop import train_until as train_until
 from .regularizers import OmegaTerms as OmegaTerms
+from .regularizers import flossing_regularizer as flossing_regularizer
 from .regularizers import pascanu_omega as pascanu_omega
 from .regularizers import pascanu_omega_terms as pascanu_omega_terms
 from .remedies import with_clipping as with_clipping
@@ -51,3 +56,24 @@ from .tasks import random_permutation as random_permutation
 from .tasks import success as success
 from .tasks import temporal_order as temporal_order
 from .tasks import temporal_order_3bit as temporal_order_3bit
+
+__all__ = [
+    # loop
+    "train_steps", "StepMetrics", "train_until", "fit", "TrainResult", "TrainingDiverged",
+    "init_train_state", "TrainState", "train_step", "BatchSource", "fixed_batches",
+    "sampled_batches", "shuffled_batches", "param_grad_norms", "mlp_layer_monitor",
+    "combine_monitors", "save_checkpoint", "load_checkpoint", "checkpoint_fingerprint",
+    # remedies
+    "with_clipping",
+    # regularizers
+    "pascanu_omega", "pascanu_omega_terms", "OmegaTerms", "flossing_regularizer",
+    # sequence
+    "SequenceModel", "SequenceParams", "CELLS", "sequence_outputs", "sequence_loss",
+    "sequence_omega", "sequence_state_grad_norms", "state_grad_monitor", "vmap_optimizer",
+    # tasks
+    "get_task", "Task", "TaskBatch", "TASKS", "adding_problem", "addition", "multiplication",
+    "noiseless_memorization", "random_permutation", "temporal_order", "temporal_order_3bit",
+    "success", "SuccessResult",
+    # data
+    "load_digits", "load_mnist", "Dataset", "read_idx", "train_test_split",
+]

@@ -823,7 +823,7 @@ def fit(
             loss; ``Ω`` is recorded under ``"regularizer"``.
         monitor: ``monitor(params, batch, grads) -> {name: array}`` recorded each step
             (``mlp_layer_monitor``, ``param_grad_norms``, or your own, e.g. per-timestep
-            ``‖∂L/∂x_t‖`` from ``jaxgrad.recurrent_gradient_flow``).
+            ``‖∂L/∂x_t‖`` from ``jaxgrad.analysis.recurrent_gradient_flow``).
         checkpoint_dir: a folder for ``checkpoint.npz``; if it holds a checkpoint of the
             same run the run resumes from it, one of another run is refused with
             ``ValueError``. "The same run" means the same ``loss_fn``, ``optimizer``,

@@ -72,7 +72,7 @@ def pascanu_omega_terms(
     """Pascanu et al.'s Ω (eq. 9) on one trajectory, differentiable with the paper's gradient.
 
     ``∂E/∂x_{k+1}`` for every k comes from one backward pass with zero probes on the
-    states (as ``jaxgrad.recurrent_gradient_flow``); the products
+    states (as ``jaxgrad.analysis.recurrent_gradient_flow``); the products
     ``(∂E/∂x_{k+1}) ∂x_{k+1}/∂x_k`` are vector-Jacobian products of each step, ``vmap``-ed
     over time. ``∂E/∂x_{k+1}`` and ``x_k`` are wrapped in ``lax.stop_gradient`` (the
     paper's choice), so ``jax.grad`` of the result with respect to ``params`` is eq. 10.
@@ -201,7 +201,7 @@ def flossing_regularizer(
 ) -> Callable[[Any, Any], jax.Array]:
     """Gradient flossing during training: ``Ω(params, batch) = Σ_{i≤k} λ_i²`` for ``train``.
 
-    Wraps ``jaxgrad.flossing_loss`` (Engelken 2023, arXiv:2312.17306) as a regulariser
+    Wraps ``jaxgrad.analysis.flossing_loss`` (Engelken 2023, arXiv:2312.17306) as a regulariser
     ``Ω(params, batch)`` for ``jaxgrad.fit(..., regularizer=Ω, regularizer_weight=β)``,
     so every optax step descends ``L + β Σ_{i≤k} λ_i²`` and keeps the top ``k`` Lyapunov
     exponents of the network near zero while it learns.
@@ -214,7 +214,7 @@ def flossing_regularizer(
             stream every step); ``None`` with ``num_steps`` for an autonomous step.
         num_exponents: ``k``, the number of exponents pushed to zero.
         num_steps, transient, qr_interval, dt, key, trajectory_gradient: as for
-            ``jaxgrad.flossing_loss``.
+            ``jaxgrad.analysis.flossing_loss``.
         step_params: maps the trained parameters to those ``step`` takes (default: the
             same), e.g. ``lambda p: p.cell`` when a readout is trained alongside.
 

@@ -322,7 +322,7 @@ def vmap_optimizer(optimizer: Any) -> Any:
     ``optimizer`` then clips each replica's own global norm, not the norm across replicas.
 
     Example:
-        >>> opt = vmap_optimizer(jaxgrad.with_clipping(optax.sgd(0.1), max_norm=1.0))
+        >>> opt = vmap_optimizer(jaxgrad.train.with_clipping(optax.sgd(0.1), max_norm=1.0))
         >>> params = {"w": jnp.zeros((5, 3))}   # 5 replicas; for 5 seeds of a model:
         >>> # params = jax.vmap(model.init)(jax.random.split(key, 5))
         >>> grads = {"w": jnp.arange(15.0).reshape(5, 3)}

@@ -8,47 +8,77 @@ chain of sigmoid layers shrinks a gradient by at least 4× per layer.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
 import jaxgrad
 
-from ._runner import Result, check_close
+from ._runner import Computed, Result, check_close, staged_run
 
 NAME = "activations"
 DESCRIPTION = "Sigmoid, tanh, ReLU and variants with derivatives; max σ' = 1/4, max tanh' = 1."
-DEFAULT_CONFIG = {
-    "x_min": -6.0,
-    "x_max": 6.0,
-    "num_points": 2001,
-    "activations": ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu"],
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The grid the activations and their derivatives are evaluated on."""
+
+    x_min: float = -6.0  #: left end of the grid
+    x_max: float = 6.0  #: right end of the grid
+    num_points: int = 2001  #: grid points (odd, so the grid passes through 0)
+    #: activation names, as `jaxgrad.get_activation` takes them
+    activations: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu")
+
+
 QUICK_CONFIG = {"num_points": 401}
+SUMMARY_KEYS = ("max_derivative", "argmax_derivative")
 
 # Closed forms of sup |σ'| with where it is attained (GELU: Φ(√2) + √2 φ(√2)).
 REFERENCE_MAX = {"sigmoid": (0.25, 0.0), "tanh": (1.0, 0.0)}
 
 
-def run(config: dict) -> Result:
-    x = jnp.linspace(config["x_min"], config["x_max"], config["num_points"])
+def compute(config: Config) -> Computed:
+    """Each activation and its `jax.grad` derivative on the grid; their maxima."""
+    x = jnp.linspace(config.x_min, config.x_max, config.num_points)
     values, derivatives = {}, {}
-    for name in config["activations"]:
+    for name in config.activations:
         values[name] = np.asarray(jaxgrad.get_activation(name)(x))
         derivatives[name] = np.asarray(jaxgrad.activation_derivative(name)(x))
     max_derivative = {name: float(d.max()) for name, d in derivatives.items()}
     argmax = {name: float(x[int(d.argmax())]) for name, d in derivatives.items()}
-    spacing = float(x[1] - x[0])
-    checks = []
-    for name, (ref, at) in REFERENCE_MAX.items():
-        if name in derivatives:
-            # On a grid through 0 the maximum is attained exactly; allow float32 rounding.
-            checks.append(check_close(f"max {name}'", max_derivative[name], ref, rtol=1e-6))
-            checks.append(check_close(f"argmax {name}'", argmax[name], at, atol=spacing))
-    if "gelu" in derivatives:
-        checks.append(check_close("max gelu' (tanh approximation)", max_derivative["gelu"],
-                                  jaxgrad.MAX_DERIVATIVE["gelu"], atol=2e-3))
+    arrays = {"x": np.asarray(x)}
+    arrays.update({f"value_{k}": v for k, v in values.items()})
+    arrays.update({f"derivative_{k}": v for k, v in derivatives.items()})
+    return Computed({"max_derivative": max_derivative, "argmax_derivative": argmax}, arrays,
+                    {"values": values, "derivatives": derivatives})
 
+
+def checks(config: Config, computed: Computed) -> list:
+    """Maxima of σ', tanh' (and GELU') against their closed forms."""
+    max_derivative = computed.summary["max_derivative"]
+    argmax = computed.summary["argmax_derivative"]
+    x = computed.arrays["x"]
+    spacing = float(x[1] - x[0])
+    out = []
+    for name, (ref, at) in REFERENCE_MAX.items():
+        if name in max_derivative:
+            # On a grid through 0 the maximum is attained exactly; allow float32 rounding.
+            out.append(check_close(f"max {name}'", max_derivative[name], ref, rtol=1e-6))
+            out.append(check_close(f"argmax {name}'", argmax[name], at, atol=spacing))
+    if "gelu" in max_derivative:
+        out.append(check_close("max gelu' (tanh approximation)", max_derivative["gelu"],
+                               jaxgrad.MAX_DERIVATIVE["gelu"], atol=2e-3))
+    return out
+
+
+def figures(config: Config, computed: Computed) -> dict:
+    """Each activation (above) and its derivative (below)."""
+    x = computed.arrays["x"]
+    values, derivatives = computed.details["values"], computed.details["derivatives"]
+    max_derivative = computed.summary["max_derivative"]
     # Three activations per row pair (value above, derivative below), so the figure reads
     # at the report's column width instead of six narrow panels side by side.
     names = list(values)
@@ -80,12 +110,8 @@ def run(config: dict) -> Result:
     fig.suptitle("Activations φ and their derivatives φ′ by jax.grad (below each)")
     fig.tight_layout()
 
-    arrays = {"x": np.asarray(x)}
-    arrays.update({f"value_{k}": v for k, v in values.items()})
-    arrays.update({f"derivative_{k}": v for k, v in derivatives.items()})
-    return Result(
-        summary={"max_derivative": max_derivative, "argmax_derivative": argmax},
-        checks=checks,
-        arrays=arrays,
-        figures={"activations": fig},
-    )
+    return {"activations": fig}
+
+
+def run(config: Config) -> Result:
+    return staged_run(config, compute, checks, figures)

@@ -75,6 +75,7 @@ Departures from the paper, with reasons:
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
@@ -94,7 +95,7 @@ from jaxgrad.train import (
     with_clipping,
 )
 
-from ._runner import Result, check_bound, check_close
+from ._runner import Computed, Result, check_bound, check_close, staged_run
 from ._sequence_training import _functions, train_replicas_checked
 
 NAME = "clipping-tasks"
@@ -106,37 +107,48 @@ SETTINGS = {
     "paper": {"init": "smart_tanh", "learning_rate": 0.01, "omega_weight": 4.0},
     "jaxgrad_init_lr0.1": {"init": "default", "learning_rate": 0.1, "omega_weight": 4.0},
 }
-DEFAULT_RUNS = [["temporal_order", 50, "paper"]]
+DEFAULT_RUNS = (("temporal_order", 50, "paper"),)
 #: Addition at default scale, behind a flag (``--set with_addition=true``): it doubles the
 #: run time of this experiment, which the catalogue's time budget does not allow.
-ADDITION_RUN = ["addition", 50, "jaxgrad_init_lr0.1"]
+ADDITION_RUN = ("addition", 50, "jaxgrad_init_lr0.1")
 FULL_RUNS = (
-    [[task, t, "paper"] for task in ("temporal_order", "addition") for t in (50, 100, 200)]
-    + [["addition", 50, "jaxgrad_init_lr0.1"]]
-    + [[task, 50, "paper"] for task in ("temporal_order_3bit", "multiplication",
+    [(task, t, "paper") for task in ("temporal_order", "addition") for t in (50, 100, 200)]
+    + [("addition", 50, "jaxgrad_init_lr0.1")]
+    + [(task, 50, "paper") for task in ("temporal_order_3bit", "multiplication",
                                         "random_permutation", "noiseless_memorization")]
 )
-DEFAULT_CONFIG = {
-    "scale": "default",
-    "runs": DEFAULT_RUNS,
-    "with_addition": False,
-    "settings": SETTINGS,
-    "num_seeds": 5,
-    "num_units": 50,
-    "batch_size": 20,
-    "max_updates": 25_000,
-    "full_max_updates": 200_000,
-    "check_every": 2000,
-    "checks_after_solved": 1,
-    "clip_norm": 1.0,
-    "spectral_radius": 0.95,
-    "eval_sequences": 10_000,
-    "seed": 0,
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The runs (task, length, settings), the network and the training budget."""
+
+    scale: str = "default"  #: "default" (`runs`) or "full" (`FULL_RUNS`, `full_max_updates`)
+    #: (task, sequence length, settings name) of each run
+    runs: tuple[tuple[str, int, str], ...] = DEFAULT_RUNS
+    with_addition: bool = False  #: add `ADDITION_RUN` at default scale
+    #: {name: {"init", "learning_rate", "omega_weight"}} a run refers to
+    settings: dict = dataclasses.field(default_factory=lambda: dict(SETTINGS))
+    num_seeds: int = 5  #: seeds per run and method
+    num_units: int = 50  #: hidden units of the tanh RNN
+    batch_size: int = 20  #: sequences per SGD update
+    max_updates: int = 25_000  #: updates per seed at default scale
+    full_max_updates: int = 200_000  #: updates per seed at full scale
+    check_every: int = 2000  #: updates between success checks
+    checks_after_solved: int = 1  #: checks run on after a seed first succeeds
+    clip_norm: float = 1.0  #: clipping threshold c
+    spectral_radius: float = 0.95  #: recurrent scale at initialisation
+    eval_sequences: int = 10_000  #: fresh sequences per success check
+    seed: int = 0  #: PRNG seed
+
+
 QUICK_CONFIG = {
-    "runs": [["temporal_order", 20, "jaxgrad_init_lr0.1"]], "num_seeds": 2, "num_units": 16,
+    "runs": (("temporal_order", 20, "jaxgrad_init_lr0.1"),), "num_seeds": 2, "num_units": 16,
     "max_updates": 300, "check_every": 100, "checks_after_solved": 0, "eval_sequences": 1000,
 }
+SUMMARY_KEYS = ("success_rate", "first_success_update", "bounce_back", "final_error_rate",
+                "diverged", "num_shrinks", "updates_done", "final_omega", "max_update_ratio",
+                "run_time_s", "chance_error_rate", "runs", "config_note")
 
 METHODS = ("sgd", "sgd_clip", "sgd_clip_omega")
 LABELS = {"sgd": "SGD", "sgd_clip": "SGD-C (clipping)", "sgd_clip_omega": "SGD-CR (clipping + Ω)"}
@@ -162,19 +174,18 @@ def _constant_predictor(task):
 
 
 def _plan(config):
-    runs = FULL_RUNS if config["scale"] == "full" else list(config["runs"])
-    if config["with_addition"] and config["scale"] != "full" and ADDITION_RUN not in runs:
+    runs = FULL_RUNS if config.scale == "full" else list(config.runs)
+    if config.with_addition and config.scale != "full" and ADDITION_RUN not in runs:
         runs.append(ADDITION_RUN)
-    if config["scale"] not in ("default", "full"):
-        raise ValueError(f"`scale` must be 'default' or 'full', got {config['scale']!r}")
-    max_updates = config["full_max_updates"] if config["scale"] == "full" else config[
-        "max_updates"]
+    if config.scale not in ("default", "full"):
+        raise ValueError(f"`scale` must be 'default' or 'full', got {config.scale!r}")
+    max_updates = config.full_max_updates if config.scale == "full" else config.max_updates
     tasks = [r[0] for r in runs]
     plan = []
     for name, length, settings in runs:
-        if settings not in config["settings"]:
+        if settings not in config.settings:
             raise ValueError(f"run {name} names unknown settings {settings!r}; known: "
-                             f"{sorted(config['settings'])}")
+                             f"{sorted(config.settings)}")
         label = name if tasks.count(name) == 1 else f"{name}_T{length}_{settings}"
         plan.append((label, name, int(length), settings))
     return plan, max_updates
@@ -190,26 +201,27 @@ def _first(values, never):
     return np.where(np.asarray(values) >= 0, values, never)
 
 
-def run(config: dict) -> Result:
+def compute(config: Config) -> Computed:
+    """Train every run with SGD, SGD-C and SGD-CR; success per seed, Ω, update norms."""
     plan, max_updates = _plan(config)
-    key = jax.random.key(config["seed"])
+    key = jax.random.key(config.seed)
     k_init, k_data, k_eval, k_omega = jax.random.split(key, 4)
-    n_eval, clip, quick = config["eval_sequences"], config["clip_norm"], max_updates < 2000
+    n_eval, clip, quick = config.eval_sequences, config.clip_norm, max_updates < 2000
     per_run = ("success_rate", "first_success_update", "bounce_back", "final_error_rate",
                "diverged", "num_shrinks", "updates_done", "final_omega", "max_update_ratio",
                "run_time_s")
     summary = {k: {m: {} for m in METHODS} for k in per_run}
     summary.update(chance_error_rate={}, runs={})
-    arrays, checks, curves = {}, [], {}
+    arrays, curves, segment_difference = {}, {}, None
     for r, (label, name, length, sname) in enumerate(plan):
-        st = config["settings"][sname]
+        st = config.settings[sname]
         lr = st["learning_rate"]
         summary["runs"][label] = {"task": name, "length": length, "settings": sname, **st}
         task = get_task(name)
-        model = SequenceModel.for_task("elman_tanh", config["num_units"], task)
-        keys = jax.random.split(jax.random.fold_in(k_init, r), config["num_seeds"])
+        model = SequenceModel.for_task("elman_tanh", config.num_units, task)
+        keys = jax.random.split(jax.random.fold_in(k_init, r), config.num_seeds)
         init = jax.jit(jax.vmap(lambda k, m=model: m.init(
-            k, scheme=st["init"], recurrent_scale=config["spectral_radius"])))
+            k, scheme=st["init"], recurrent_scale=config.spectral_radius)))
         params0 = init(keys)
         omega_fn = jax.jit(jax.vmap(sequence_omega(model, task, squared=True),
                                     in_axes=(0, None)))
@@ -219,23 +231,18 @@ def run(config: dict) -> Result:
                              num_sequences=n_eval, batch_size=min(1000, n_eval))
             rate = float(chance.error_rate)
             summary["chance_error_rate"][name] = rate
-            sigma = np.sqrt(CHANCE[name] * (1 - CHANCE[name]) / n_eval)
-            checks.append(check_close(
-                f"{name}: constant-prediction error rate", rate, CHANCE[name],
-                atol=5 * sigma, note="closed form of the generator; tolerance 5 binomial σ",
-            ))
         for method in METHODS:
             inner = optax.sgd(lr) if method == "sgd" else with_clipping(
                 optax.sgd(lr), max_norm=clip)
             weight = st["omega_weight"] if method == "sgd_clip_omega" else 0.0
             start = time.perf_counter()
             params, m = train_replicas_checked(
-                model, task, params0, inner, length=length, batch_size=config["batch_size"],
+                model, task, params0, inner, length=length, batch_size=config.batch_size,
                 num_steps=max_updates, key=jax.random.fold_in(k_data, r),
-                check_every=config["check_every"], check_key=jax.random.fold_in(k_eval, r),
+                check_every=config.check_every, check_key=jax.random.fold_in(k_eval, r),
                 eval_sequences=n_eval, omega_weight=weight, omega_squared=True,
                 on_nonfinite="stop" if method == "sgd" else "shrink",
-                shrink_factor=0.02 * lr, checks_after_solved=config["checks_after_solved"],
+                shrink_factor=0.02 * lr, checks_after_solved=config.checks_after_solved,
                 log=None if quick else _logger(f"{label} {method}"),
             )
             elapsed = time.perf_counter() - start
@@ -260,26 +267,55 @@ def run(config: dict) -> Result:
             S["run_time_s"][method][label] = round(elapsed, 1)
             curves[(label, method)] = m
             if quick and r == 0 and method == "sgd_clip_omega":
-                segment_args = (model, task, params0, inner, length, config["batch_size"],
+                segment_args = (model, task, params0, inner, length, config.batch_size,
                                 jax.random.fold_in(k_data, r), weight)
                 segment_run = (params, int(m["steps_done"]))
             for field in ("check_steps", "check_error", "first_success", "diverged_at"):
                 arrays[f"{label}_{method}_{field}"] = m[field]
             arrays[f"{label}_{method}_replica_loss"] = m["replica_loss"]
-    checks += _checks(config, plan, summary, quick)
     if quick:
-        checks.append(_segment_check(segment_args, *segment_run))
+        segment_difference = _segment_difference(segment_args, *segment_run)
     summary["config_note"] = (
-        f"scale {config['scale']}; up to {max_updates} updates of {config['batch_size']} "
-        f"sequences per seed, checked every {config['check_every']} on {n_eval} fresh "
+        f"scale {config.scale}; up to {max_updates} updates of {config.batch_size} "
+        f"sequences per seed, checked every {config.check_every} on {n_eval} fresh "
         "sequences; success = first check under 1% errors; "
         "first_success_update: None = not solved"
     )
-    figures = {"success_and_checks": _figure(config, plan, curves, summary)}
-    return Result(summary=summary, checks=checks, arrays=arrays, figures=figures)
+    return Computed(summary, arrays, {"curves": curves,
+                                      "segment_difference": segment_difference})
 
 
-def _checks(config, plan, summary, quick):
+def checks(config: Config, computed: Computed) -> list:
+    """Constant-prediction error rates, clipping's bound, Ω lowered; the paper's claims at
+    default scale; at quick scale, training in segments = one uninterrupted call."""
+    plan, max_updates = _plan(config)
+    summary, n_eval = computed.summary, config.eval_sequences
+    checks = []
+    for name, rate in summary["chance_error_rate"].items():
+        sigma = np.sqrt(CHANCE[name] * (1 - CHANCE[name]) / n_eval)
+        checks.append(check_close(
+            f"{name}: constant-prediction error rate", rate, CHANCE[name],
+            atol=5 * sigma, note="closed form of the generator; tolerance 5 binomial σ",
+        ))
+    quick = max_updates < 2000
+    checks += _claim_checks(config, plan, summary, quick)
+    if quick:
+        checks.append(_segment_check(computed.details["segment_difference"],
+                                     int(summary["updates_done"]["sgd_clip_omega"][plan[0][0]])))
+    return checks
+
+
+def figures(config: Config, computed: Computed) -> dict:
+    """Error rate per check and first success per seed, for each run."""
+    return {"success_and_checks": _figure(config, _plan(config)[0],
+                                          computed.details["curves"], computed.summary)}
+
+
+def run(config: Config) -> Result:
+    return staged_run(config, compute, checks, figures)
+
+
+def _claim_checks(config, plan, summary, quick):
     checks = []
     ratios = [summary["max_update_ratio"][m][label] for m in METHODS[1:] for label, *_ in plan]
     checks.append(check_bound(
@@ -304,7 +340,7 @@ def _checks(config, plan, summary, quick):
     if quick:
         return checks  # the paper's success claims need the default budget
     never = np.inf
-    seeds = config["num_seeds"]
+    seeds = config.num_seeds
     labels = {(name, length, sname): label for label, name, length, sname in plan}
     for run_key, (min_cr, max_sgd) in CLAIMS.items():
         if run_key not in labels:
@@ -335,9 +371,9 @@ def _checks(config, plan, summary, quick):
     return checks
 
 
-def _segment_check(run_args, final, steps_done):
+def _segment_difference(run_args, final, steps_done):
     """The quick SGD-CR run (trained in segments between checks) against one uninterrupted
-    ``fit`` call over the same updates: the checks must not change the training."""
+    ``fit`` call over the same updates: their max relative parameter difference."""
     model, task, params0, inner, length, batch_size, key, weight = run_args
     fns = _functions(model, task, inner, batch_size, length, params0.W_out.shape[0], True,
                      True)
@@ -347,8 +383,12 @@ def _segment_check(run_args, final, steps_done):
                                key), fns["sample_from"]),
                   num_steps=steps_done, key=key, steps_per_scan=min(250, check_every),
                   regularizer=fns["regularizer"], regularizer_weight=weight)
-    diff = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(
+    return max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(
         jax.tree_util.tree_leaves(final), jax.tree_util.tree_leaves(whole.params), strict=True))
+
+
+def _segment_check(diff, steps_done):
+    """The checks must not change the training (``_segment_difference``)."""
     return check_bound(
         "SGD-CR trained between checks vs one train call: max relative parameter difference",
         diff, 1e-5, note=f"quick run, {steps_done} updates; the periodic checks must not "
@@ -360,7 +400,7 @@ def _figure(config, plan, curves, summary):
     rows = len(plan)
     fig, axes = plt.subplots(rows, 2, figsize=(9, 4.4 * rows + 0.4), squeeze=False,
                              gridspec_kw={"width_ratios": [1.6, 1]})
-    n_eval = config["eval_sequences"]
+    n_eval = config.eval_sequences
     floor = 0.5 / n_eval
     for j, (label, name, length, sname) in enumerate(plan):
         ax = axes[j, 0]
@@ -379,7 +419,7 @@ def _figure(config, plan, curves, summary):
         ax.set_xlabel("updates (minibatches of 20)")
         ax.set_ylabel(f"error rate on {n_eval:,} fresh sequences\n(0 errors drawn at "
                       f"{floor:.0e}); one line per seed")
-        st = config["settings"][sname]
+        st = config.settings[sname]
         ax.set_title(f"{name}, T = {length}\n{sname}: lr {st['learning_rate']}, "
                      f"Ω weight {st['omega_weight']:g}, init {st['init']}", fontsize=9)
         ax.legend(fontsize=7, loc="lower left",
@@ -404,7 +444,7 @@ def _figure(config, plan, curves, summary):
         ax.set_title("success rate (top) and first success per seed\n(× = not solved within "
                      f"{top} updates)", fontsize=9)
     fig.suptitle(f"Pascanu, Mikolov & Bengio 2013, sec. 4, Fig. 7: tanh RNN, "
-                 f"N = {config['num_units']}, {config['num_seeds']} seeds per method",
+                 f"N = {config.num_units}, {config.num_seeds} seeds per method",
                  fontsize=10)
     fig.tight_layout()
     return fig

@@ -24,7 +24,9 @@ it is unstable: w σ'(0) = w/4 > 1).
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
+from operator import itemgetter
 
 import jax
 import jax.numpy as jnp
@@ -35,28 +37,36 @@ from scipy.optimize import brentq
 
 import jaxgrad
 
-from ._runner import Result, check_bound, check_close
+from ._runner import Computed, Result, check_bound, check_close, staged_run
 
 NAME = "doya-loss-wall"
 DESCRIPTION = ("The loss wall of Wikipedia's \"Vanishing gradient problem\": "
                "L = (0.855 - x(T))² for Doya's neuron (w = 5, x0 = 0.5) "
                "jumps from 0 to 0.50 at b = -2.5, where the gradient blows up.")
-DEFAULT_CONFIG = {
-    "w": 5.0,
-    "x0": 0.5,
-    "target": 0.855,
-    "eps": 0.5,
-    "num_steps": 200,
-    "b_min": -3.0,
-    "b_max": -2.0,
-    "num_b": 2000,
-    "refine_decades": 15,
-    "refine_per_decade": 4,
-    "surface_w": [3.0, 7.0, 81],
-    "surface_b": [-3.6, -1.4, 100],
-}
-QUICK_CONFIG = {"num_b": 400, "surface_w": [3.0, 7.0, 41], "surface_b": [-3.6, -1.4, 50],
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Doya's neuron, its loss, and the scans of it."""
+
+    w: float = 5.0  #: self-coupling of the neuron (the b-scan's w)
+    x0: float = 0.5  #: initial state x(0)
+    target: float = 0.855  #: target of x(T) in the loss
+    eps: float = 0.5  #: Euler step ε of the map
+    num_steps: int = 200  #: T, steps of the map
+    b_min: float = -3.0  #: left end of the b scan
+    b_max: float = -2.0  #: right end of the b scan
+    num_b: int = 2000  #: points of the b scan
+    refine_decades: int = 15  #: float64 approach to the wall: |b + 2.5| from 1e-1 to 1e-15
+    refine_per_decade: int = 4  #: points per decade of that approach
+    surface_w: tuple[float, float, int] = (3.0, 7.0, 81)  #: (start, stop, points) in w
+    surface_b: tuple[float, float, int] = (-3.6, -1.4, 100)  #: (start, stop, points) in b
+
+
+QUICK_CONFIG = {"num_b": 400, "surface_w": (3.0, 7.0, 41), "surface_b": (-3.6, -1.4, 50),
                 "refine_per_decade": 2}
+SUMMARY_KEYS = ("wall_b", "loss_above_wall", "loss_below_wall", "max_abs_grad",
+                "max_abs_grad_on_fine_grid", "grad_at_wall", "grad_at_wall_closed_form",
+                "grid_spacing", "stable_points_at_wall", "surface_jumps", "surface_peaks",
+                "surface_nonfinite_points", "discretisation")
 
 
 def doya_loss(params: jaxgrad.DoyaParams, *, x0: float, target: float, eps: float,
@@ -80,15 +90,16 @@ def stable_points(w: float, b: float) -> tuple[float, float]:
     return lower, upper
 
 
-def run(config: dict) -> Result:
-    w, x0, target = config["w"], config["x0"], config["target"]
-    eps, T = config["eps"], config["num_steps"]
+def compute(config: Config) -> Computed:
+    """The b scan across the wall, the float64 approach to it and the (w, b) surface."""
+    w, x0, target = config.w, config.x0, config.target
+    eps, T = config.eps, config.num_steps
     loss = partial(doya_loss, x0=x0, target=target, eps=eps, num_steps=T)
     params = jaxgrad.DoyaParams(w, -2.5, 0.0)
 
     # 1. A fine scan of b across the wall.
     scan = jaxgrad.scan_landscape(loss, params,
-                                  {"b": (config["b_min"], config["b_max"], config["num_b"])},
+                                  {"b": (config.b_min, config.b_max, config.num_b)},
                                   progress=False)
     b = scan.coords[0].astype(np.float64)
     spacing = float(b[1] - b[0])
@@ -105,7 +116,7 @@ def run(config: dict) -> Result:
     # 2. Approaching the wall from both sides, in float64 (the wall is ~Λ^-T wide).
     with jax.enable_x64(True):
         p64 = jaxgrad.DoyaParams(jnp.float64(w), jnp.float64(-2.5), jnp.float64(0.0))
-        n_dec, per = config["refine_decades"], config["refine_per_decade"]
+        n_dec, per = config.refine_decades, config.refine_per_decade
         delta = np.logspace(-1, -n_dec, n_dec * per - per + 1)
         b_ref = np.concatenate([-2.5 - delta, [-2.5], (-2.5 + delta)[::-1]])
         refine = jaxgrad.scan_landscape(loss, p64, {"b": b_ref}, progress=False)
@@ -125,7 +136,7 @@ def run(config: dict) -> Result:
     ref_far_hi = far_field(b_far_hi, stable_points(w, b_far_hi)[1])
 
     # 3. The (w, b) surface; the wall is the line b = -w/2 for w > 4.
-    sw, sb = config["surface_w"], config["surface_b"]
+    sw, sb = config.surface_w, config.surface_b
     surface = jaxgrad.scan_landscape(
         loss, params, {"w": (sw[0], sw[1], int(sw[2])), "b": (sb[0], sb[1], int(sb[2]))},
         progress=False)
@@ -149,7 +160,52 @@ def run(config: dict) -> Result:
     found = np.mean([round(float(v), 6) in cols_with_wall for v in sharp]) if len(sharp) else 0
     peak_off_line = np.abs(pk[:, 1] + pk[:, 0] / 2.0) if len(pk) else np.zeros(1)
 
-    checks = [
+    W, B = surface.coords
+
+    summary = {
+        "wall_b": wall_b,
+        "loss_above_wall": loss_above,
+        "loss_below_wall": loss_below,
+        "max_abs_grad": max_abs_grad,
+        "max_abs_grad_on_fine_grid": float(np.max(np.abs(grad_b))),
+        "grad_at_wall": wall_grad,
+        "grad_at_wall_closed_form": wall_grad_ref,
+        "grid_spacing": spacing,
+        "stable_points_at_wall": [x_lo, x_up],
+        "surface_jumps": int(len(jp)),
+        "surface_peaks": int(len(surf_cliffs.peak_points)),
+        "surface_nonfinite_points": surface.nonfinite_points.tolist(),
+        "discretisation": f"Euler map with eps = {eps}, T = {T} steps",
+    }
+    arrays = {"b": b, "loss": np.asarray(scan.loss), "grad_b": grad_b,
+              "b_refine": b_ref, "grad_refine": g_ref,
+              "surface_w": np.asarray(W), "surface_b": np.asarray(B),
+              "surface_loss": np.asarray(surface.loss),
+              "surface_gradient_norm": np.asarray(surface.gradient_norm),
+              "surface_jumps": jp}
+    details = {"wall_b": wall_b, "spacing": spacing, "x_up": x_up, "x_lo": x_lo,
+               "loss_above": loss_above, "x_up_above": x_up_above, "loss_below":
+               loss_below, "x_lo_below": x_lo_below, "wall_grad": wall_grad,
+               "wall_grad_ref": wall_grad_ref, "Lam": Lam, "g_far_lo": g_far_lo,
+               "ref_far_lo": ref_far_lo, "g_far_hi": g_far_hi, "ref_far_hi": ref_far_hi,
+               "max_abs_grad": max_abs_grad, "off_line": off_line, "hb": hb, "hw": hw,
+               "jp": jp, "found": found, "peak_off_line": peak_off_line, "b": b, "scan":
+               scan, "grad_b": grad_b, "b_ref": b_ref, "g_ref": g_ref, "surface":
+               surface}
+    return Computed(summary, arrays, details)
+
+
+def checks(config: Config, computed: Computed) -> list:
+    """The wall, the loss on each side and the gradients against their closed forms."""
+    target, T = config.target, config.num_steps
+    (wall_b, spacing, x_up, x_lo, loss_above, x_up_above, loss_below,
+     x_lo_below, wall_grad, wall_grad_ref, Lam, g_far_lo, ref_far_lo, g_far_hi,
+     ref_far_hi, max_abs_grad, off_line, hb, hw, jp, found, peak_off_line) = itemgetter(
+        "wall_b", "spacing", "x_up", "x_lo", "loss_above", "x_up_above",
+        "loss_below", "x_lo_below", "wall_grad", "wall_grad_ref", "Lam",
+        "g_far_lo", "ref_far_lo", "g_far_hi", "ref_far_hi", "max_abs_grad",
+        "off_line", "hb", "hw", "jp", "found", "peak_off_line")(computed.details)
+    return [
         check_close("wall_b (largest loss jump)", wall_b, -2.5, atol=spacing,
                     note="within one grid spacing of x(0) = 0.5 being the unstable point"),
         check_close("upper stable point at b = -2.5 (root finding)", x_up, 0.855, atol=5e-4,
@@ -180,6 +236,14 @@ def run(config: dict) -> Result:
                     float(np.max(peak_off_line)), hb + hw / 2.0, note="within one grid cell"),
     ]
 
+
+def figures(config: Config, computed: Computed) -> dict:
+    """The loss and gradient across the wall, their blow-up, and the (w, b) surface."""
+    w, target, eps, T = config.w, config.target, config.eps, config.num_steps
+    (b, scan, wall_b, x_lo, grad_b, b_ref, g_ref, wall_grad_ref, Lam, surface,
+     jp) = itemgetter(
+        "b", "scan", "wall_b", "x_lo", "grad_b", "b_ref", "g_ref",
+        "wall_grad_ref", "Lam", "surface", "jp")(computed.details)
     # Two panels above, the (w, b) surface below: reads at the report's column width.
     fig = plt.figure(figsize=(10, 8.4))
     grid = fig.add_gridspec(2, 4)
@@ -237,26 +301,8 @@ def run(config: dict) -> Result:
     ax.set_title("Loss surface over (w, b) and its wall", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.tight_layout()
+    return {"doya_loss_wall": fig}
 
-    summary = {
-        "wall_b": wall_b,
-        "loss_above_wall": loss_above,
-        "loss_below_wall": loss_below,
-        "max_abs_grad": max_abs_grad,
-        "max_abs_grad_on_fine_grid": float(np.max(np.abs(grad_b))),
-        "grad_at_wall": wall_grad,
-        "grad_at_wall_closed_form": wall_grad_ref,
-        "grid_spacing": spacing,
-        "stable_points_at_wall": [x_lo, x_up],
-        "surface_jumps": int(len(jp)),
-        "surface_peaks": int(len(surf_cliffs.peak_points)),
-        "surface_nonfinite_points": surface.nonfinite_points.tolist(),
-        "discretisation": f"Euler map with eps = {eps}, T = {T} steps",
-    }
-    arrays = {"b": b, "loss": np.asarray(scan.loss), "grad_b": grad_b,
-              "b_refine": b_ref, "grad_refine": g_ref,
-              "surface_w": np.asarray(W), "surface_b": np.asarray(B),
-              "surface_loss": np.asarray(surface.loss),
-              "surface_gradient_norm": np.asarray(surface.gradient_norm),
-              "surface_jumps": jp}
-    return Result(summary=summary, checks=checks, arrays=arrays, figures={"doya_loss_wall": fig})
+
+def run(config: Config) -> Result:
+    return staged_run(config, compute, checks, figures)

@@ -35,6 +35,8 @@ starts (the paper's 18+ come from many more starts near the transitions).
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -44,29 +46,40 @@ import optax
 import jaxgrad
 from jaxgrad.train import SequenceModel
 
-from ._runner import Result, check_bound, check_close
+from ._runner import Computed, Result, check_bound, check_close, staged_run
 
 NAME = "flip-flop-fixed-points"
 DESCRIPTION = ("3-bit flip-flop tanh RNN trained with Adam: 8 stable fixed points (one per "
                "memory), saddles between them, eigenvalues vs the unit circle "
                "(Sussillo & Barak 2013).")
-DEFAULT_CONFIG = {
-    "num_units": 64,
-    "length": 100,
-    "pulse_prob": 0.04,
-    "batch_size": 64,
-    "num_steps": 1500,
-    "learning_rate": 3e-3,
-    "clip_norm": 1.0,
-    "num_eval_sequences": 64,
-    "num_starts": 1024,
-    "start_noise": 0.1,
-    "max_search_steps": 5000,
-    "max_output_error": 0.05,
-    "seed": 0,
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The network, its training on the 3-bit flip-flop, and the fixed-point search."""
+
+    num_units: int = 64  #: hidden units of the tanh RNN
+    length: int = 100  #: steps per sequence
+    pulse_prob: float = 0.04  #: probability of a pulse per step and channel
+    batch_size: int = 64  #: sequences per Adam update
+    num_steps: int = 1500  #: Adam updates
+    learning_rate: float = 3e-3  #: Adam's learning rate
+    clip_norm: float = 1.0  #: global-norm clipping threshold
+    num_eval_sequences: int = 64  #: held-out sequences (error, search starts)
+    num_starts: int = 1024  #: starts of the fixed-point search
+    start_noise: float = 0.1  #: std of the Gaussian noise added to each start
+    max_search_steps: int = 5000  #: steps of the slow-point search
+    max_output_error: float = 0.05  #: bound on the held-out settled output MSE (a check)
+    seed: int = 0  #: PRNG seed
+
+
 QUICK_CONFIG = {"num_units": 48, "length": 60, "num_steps": 800, "num_starts": 512,
                 "num_eval_sequences": 32, "max_search_steps": 3000}
+SUMMARY_KEYS = ("num_stable_fixed_points", "num_saddles", "max_stable_eigenvalue_modulus",
+                "num_slow_points", "num_fixed_points", "saddle_num_unstable",
+                "stable_sign_patterns", "output_mse", "settled_output_mse",
+                "settled_sign_error_rate", "final_train_loss", "num_search_steps",
+                "num_failed_starts")
 
 NUM_BITS = 3
 
@@ -111,10 +124,11 @@ def network_outputs(model, params, inputs):
     return hs @ params.W_out.T + params.b_out[None, None, :]
 
 
-def run(config: dict) -> Result:
-    n, length = config["num_units"], config["length"]
+def compute(config: Config) -> Computed:
+    """Train the network; search its fixed points at u = 0 from held-out states."""
+    n, length = config.num_units, config.length
     model = SequenceModel("elman_tanh", n, NUM_BITS, NUM_BITS, readout="all")
-    key = jax.random.key(config["seed"])
+    key = jax.random.key(config.seed)
     k_init, k_train, k_eval, k_noise = jax.random.split(key, 4)
     params0 = model.init(k_init, recurrent_scale=0.9)
 
@@ -123,20 +137,20 @@ def run(config: dict) -> Result:
         return jnp.mean((network_outputs(model, params, inputs) - targets) ** 2)
 
     def sample(k, t):
-        return flip_flop_batch(k, config["batch_size"], length, config["pulse_prob"])
+        return flip_flop_batch(k, config.batch_size, length, config.pulse_prob)
 
-    optimizer = optax.chain(optax.clip_by_global_norm(config["clip_norm"]),
-                            optax.adam(config["learning_rate"]))
+    optimizer = optax.chain(optax.clip_by_global_norm(config.clip_norm),
+                            optax.adam(config.learning_rate))
     train = jax.jit(lambda p, k: jaxgrad.train_steps(
         loss_fn, optimizer, jaxgrad.init_train_state(p, optimizer), sample,
-        num_steps=config["num_steps"], key=k))
+        num_steps=config.num_steps, key=k))
     state, metrics = train(params0, k_train)
     params = state.params
     loss_curve = np.asarray(metrics.loss)
 
     # Held-out trajectories: output error and the starts of the fixed-point search.
-    inputs, targets = flip_flop_batch(k_eval, config["num_eval_sequences"], length,
-                                      config["pulse_prob"])
+    inputs, targets = flip_flop_batch(k_eval, config.num_eval_sequences, length,
+                                      config.pulse_prob)
     hs = np.asarray(jax.jit(lambda p, u: network_states(model, p, u))(params, inputs))
     outs = hs @ np.asarray(params.W_out).T + np.asarray(params.b_out)
     tg = np.asarray(targets)
@@ -150,15 +164,15 @@ def run(config: dict) -> Result:
     sign_errors = float(np.mean(np.sign(outs[settled]) != tg[settled]))
 
     flat = hs.reshape(-1, n)
-    rng = np.random.default_rng(config["seed"])
-    pick = rng.choice(flat.shape[0], size=min(config["num_starts"], flat.shape[0]),
+    rng = np.random.default_rng(config.seed)
+    pick = rng.choice(flat.shape[0], size=min(config.num_starts, flat.shape[0]),
                       replace=False)
     with jax.enable_x64(True):
         p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a, np.float64)), params)
-        noise = config["start_noise"] * jax.random.normal(k_noise, (len(pick), n), jnp.float64)
+        noise = config.start_noise * jax.random.normal(k_noise, (len(pick), n), jnp.float64)
         starts = jnp.asarray(flat[pick].astype(np.float64)) + noise
         sp = jaxgrad.slow_points(model.step, starts, jnp.zeros((NUM_BITS,), jnp.float64),
-                                 params=p64.cell, max_steps=config["max_search_steps"],
+                                 params=p64.cell, max_steps=config.max_search_steps,
                                  q_tol=1e-10, newton_steps=20, merge_tol=1e-4)
     x = np.asarray(sp.x)
     fixed = np.asarray(sp.fixed)
@@ -174,21 +188,6 @@ def run(config: dict) -> Result:
     distinct = len({tuple(p) for p in patterns})
     saddle_unstable = np.asarray(sp.num_unstable)[is_saddle]
 
-    checks = [
-        check_bound("held-out output MSE (settled steps, ≥ 3 steps after a pulse)",
-                    settled_mse, config["max_output_error"]),
-        check_close("number of stable fixed points (one per 3-bit memory)", num_stable,
-                    2 ** NUM_BITS),
-        check_bound("max |λ| over the stable points' Jacobians", max_mod, 1.0,
-                    note="every stable point strictly inside the unit circle"),
-        check_bound("number of saddles found", num_saddles, 1, kind=">=",
-                    note="Sussillo & Barak found 18+ with many more starts"),
-        check_close("distinct readout sign patterns of the stable points", distinct,
-                    2 ** NUM_BITS, note="each memory state decodes to its own pattern"),
-        check_close("max |readout| deviation of stable points from ±1",
-                    float(np.max(np.abs(np.abs(readout[is_stable]) - 1.0)))
-                    if num_stable else float("nan"), 0.0, atol=0.2),
-    ]
     summary = {
         "num_stable_fixed_points": num_stable,
         "num_saddles": num_saddles,
@@ -206,8 +205,44 @@ def run(config: dict) -> Result:
     }
     arrays = {"loss": loss_curve, "fixed_points": x, "stability": stab, "fixed": fixed,
               "eigenvalues": eig, "readout": readout, "trajectories": hs[:8]}
-    figures = _figures(hs, tg, outs, x, is_stable, is_saddle, eig, patterns, loss_curve)
-    return Result(summary=summary, checks=checks, arrays=arrays, figures=figures)
+    details = {"hs": hs, "targets": tg, "outputs": outs, "is_stable": is_stable,
+               "is_saddle": is_saddle, "patterns": patterns, "distinct": distinct}
+    return Computed(summary, arrays, details)
+
+
+def checks(config: Config, computed: Computed) -> list:
+    """Eight distinct stable points inside the unit circle, saddles, a trained network."""
+    summary, d = computed.summary, computed.details
+    settled_mse, num_stable = summary["settled_output_mse"], summary["num_stable_fixed_points"]
+    max_mod, num_saddles = summary["max_stable_eigenvalue_modulus"], summary["num_saddles"]
+    distinct, is_stable, readout = d["distinct"], d["is_stable"], computed.arrays["readout"]
+    return [
+        check_bound("held-out output MSE (settled steps, ≥ 3 steps after a pulse)",
+                    settled_mse, config.max_output_error),
+        check_close("number of stable fixed points (one per 3-bit memory)", num_stable,
+                    2 ** NUM_BITS),
+        check_bound("max |λ| over the stable points' Jacobians", max_mod, 1.0,
+                    note="every stable point strictly inside the unit circle"),
+        check_bound("number of saddles found", num_saddles, 1, kind=">=",
+                    note="Sussillo & Barak found 18+ with many more starts"),
+        check_close("distinct readout sign patterns of the stable points", distinct,
+                    2 ** NUM_BITS, note="each memory state decodes to its own pattern"),
+        check_close("max |readout| deviation of stable points from ±1",
+                    float(np.max(np.abs(np.abs(readout[is_stable]) - 1.0)))
+                    if num_stable else float("nan"), 0.0, atol=0.2),
+    ]
+
+
+def figures(config: Config, computed: Computed) -> dict:
+    """Fixed points in PCA space, their Jacobian spectra, the learning curve."""
+    d, arrays = computed.details, computed.arrays
+    return _figures(d["hs"], d["targets"], d["outputs"], arrays["fixed_points"],
+                    d["is_stable"], d["is_saddle"], arrays["eigenvalues"], d["patterns"],
+                    arrays["loss"])
+
+
+def run(config: Config) -> Result:
+    return staged_run(config, compute, checks, figures)
 
 
 def _figures(hs, targets, outs, x, is_stable, is_saddle, eig, patterns, loss_curve):

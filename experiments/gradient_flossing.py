@@ -104,6 +104,7 @@ others stayed chaotic.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -114,51 +115,57 @@ import optax
 
 import jaxgrad
 
-from ._runner import Result, check_bound
+from ._runner import Computed, Result, check_bound, staged_run
 
 NAME = "gradient-flossing"
 DESCRIPTION = ("Delayed recall of a cue bit across d distractor steps with a vanilla tanh RNN: "
                "success rate per delay and learning curves without flossing, with flossing "
                "before training, and before and during training.")
-DEFAULT_CONFIG = {
-    "num_units": 32,
-    "delays": [10, 20, 40, 80, 160],
-    "delay": 80,
-    "gain": 0.8,
-    "input_std": 1.0,
-    "num_seeds": 4,
-    "batch_size": 32,
-    "train_steps": 500,
-    "learning_rate": 3e-3,
-    "floss_steps": 300,
-    "floss_learning_rate": 1e-2,
-    "floss_exponents": 4,
-    "floss_sequence": 150,
-    "floss_transient": 20,
-    "floss_trajectory_gradient": True,
-    "floss_weight": 1.0,
-    "interfloss_every": 100,
-    "interfloss_episodes": 2,
-    "interfloss_updates": 100,
-    "success_accuracy": 0.9,
-    "eval_batch": 512,
-    "seed": 0,
-}
-QUICK_CONFIG = {"num_seeds": 2, "delays": [10, 40], "delay": 40, "train_steps": 300,
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The RNN, the delayed-recall task, training, and flossing (before and during)."""
+
+    num_units: int = 32  #: hidden units N of the Elman tanh RNN
+    delays: tuple[int, ...] = (10, 20, 40, 80, 160)  #: delays d trained (one replica each)
+    delay: int = 80  #: the delay the summary's success rates and curves are at
+    gain: float = 0.8  #: W_rec = gain/√N · N(0, 1) at initialisation
+    input_std: float = 1.0  #: W_in = input_std · N(0, 1) at initialisation
+    num_seeds: int = 4  #: seeds per delay
+    batch_size: int = 32  #: sequences per update
+    train_steps: int = 500  #: Adam updates on the task
+    learning_rate: float = 3e-3  #: Adam's learning rate on the task
+    floss_steps: int = 300  #: flossing updates before training
+    floss_learning_rate: float = 1e-2  #: Adam's learning rate of flossing before training
+    floss_exponents: int = 4  #: k, the exponents Σ_{i≤k} λ_i² flosses
+    floss_sequence: int = 150  #: steps of a flossing input stream (after the transient)
+    floss_transient: int = 20  #: steps discarded before the exponents are summed
+    floss_trajectory_gradient: bool = True  #: differentiate through the trajectory too
+    floss_weight: float = 1.0  #: weight of the regulariser when flossing during training
+    interfloss_every: int = 100  #: task updates between interleaved flossing episodes
+    interfloss_episodes: int = 2  #: interleaved flossing episodes
+    interfloss_updates: int = 100  #: flossing updates per episode
+    success_accuracy: float = 0.9  #: test accuracy a seed needs to count as a success
+    eval_batch: int = 512  #: test sequences per replica
+    seed: int = 0  #: PRNG seed
+
+
+QUICK_CONFIG = {"num_seeds": 2, "delays": (10, 40), "delay": 40, "train_steps": 300,
                 "floss_steps": 150, "floss_sequence": 100, "eval_batch": 256,
                 "interfloss_updates": 50}
 ARMS = ("no_floss", "floss_before", "floss_during", "floss_interleaved")
 LABELS = {"no_floss": "no flossing", "floss_before": "flossing before training",
           "floss_during": "flossing before and during training (regulariser every step)",
           "floss_interleaved": "flossing before and during training (interleaved episodes)"}
-
-
-class RNNParams(NamedTuple):
-    W: jax.Array
-    U: jax.Array
-    b: jax.Array
-    w_out: jax.Array
-    b_out: jax.Array
+SUMMARY_KEYS = (
+    "delay", "delays", "num_seeds", "floss_diverged_seeds", "lambda_1_init",
+    "lambda_1_after_flossing", "final_floss_loss", "interfloss_updates_at_task_step",
+    *(f"{quantity}_{arm}" for arm in ARMS
+      for quantity in ("success_rate", "test_accuracy", "lambda_1_trained",
+                       "largest_delay_solved", "first_delay_failed")),
+    *(f"success_rate_{arm}_per_delay" for arm in ARMS),
+)
 
 
 class Batch(NamedTuple):
@@ -196,20 +203,24 @@ def interleaved_schedule(train_steps, every, episodes, updates):
     return np.asarray(floss_now), np.asarray(task_step, np.int32)
 
 
-def rnn_step(h, x, params):
-    """``h ← tanh(W h + U x + b)``, a step function ``step(x, u, params)`` for jaxgrad."""
-    return jnp.tanh(params.W @ h + params.U @ x + params.b)
+def elman_step(h, u, params: jaxgrad.SequenceParams):
+    """The library's Elman step ``h ← tanh(W_rec h + W_in u + b)``
+    (``SequenceModel("elman_tanh").step``) on the cell of ``params``: a step function
+    ``step(x, u, params)`` whose ``params`` carry the readout too, as flossing takes them."""
+    n, m = params.cell.W_in.shape
+    model = jaxgrad.SequenceModel("elman_tanh", n, m, params.W_out.shape[0])
+    return model.step(h, u, params.cell)
 
 
-def init_params(key, n, gain, input_std=1.0):
+def init_params(key, n, gain, input_std=1.0) -> jaxgrad.SequenceParams:
+    """Engelken's initialisation: ``W_rec = gain/√N · N(0, 1)``, ``W_in = input_std ·
+    N(0, 1)`` (two inputs), ``b = 0``, one readout ``W_out ~ N(0, 1/N)``, ``b_out = 0``."""
     k1, k2, k3 = jax.random.split(key, 3)
-    return RNNParams(
-        W=gain / jnp.sqrt(n) * jax.random.normal(k1, (n, n)),
-        U=input_std * jax.random.normal(k2, (n, 2)),
-        b=jnp.zeros((n,)),
-        w_out=jax.random.normal(k3, (n,)) / jnp.sqrt(n),
-        b_out=jnp.zeros(()),
-    )
+    cell = jaxgrad.PascanuParams(W_rec=gain / jnp.sqrt(n) * jax.random.normal(k1, (n, n)),
+                                 W_in=input_std * jax.random.normal(k2, (n, 2)),
+                                 b=jnp.zeros((n,)))
+    w_out = jax.random.normal(k3, (n,)) / jnp.sqrt(n)
+    return jaxgrad.SequenceParams(cell, w_out[None, :], jnp.zeros((1,)))
 
 
 def random_bits(key, shape):
@@ -236,11 +247,11 @@ def task_metrics(params, inputs, targets, delay):
     Sequences are as long as the longest delay; the states after ``h_delay`` do not enter
     the loss (their gradient is zero), so one compiled program serves every delay.
     """
-    n = params.W.shape[0]
+    n = params.cell.W_rec.shape[0]
 
     def logit(seq):
-        hs = jaxgrad.unroll(lambda h, u: rnn_step(h, u, params), jnp.zeros((n,)), seq)
-        return hs[delay] @ params.w_out + params.b_out
+        hs = jaxgrad.unroll(lambda h, u: elman_step(h, u, params), jnp.zeros((n,)), seq)
+        return hs[delay] @ params.W_out[0] + params.b_out[0]
 
     z = jax.vmap(logit)(inputs)
     loss = jnp.mean(jax.nn.softplus(-targets * z))
@@ -248,41 +259,42 @@ def task_metrics(params, inputs, targets, delay):
     return loss, accuracy
 
 
-def run(config: dict) -> Result:
-    n = int(config["num_units"])
-    delays = [int(d) for d in config["delays"]]
-    delay = int(config["delay"])
+def compute(config: Config) -> Computed:
+    """Floss, train the four arms on every (delay, seed); test accuracy and exponents."""
+    n = int(config.num_units)
+    delays = [int(d) for d in config.delays]
+    delay = int(config.delay)
     if delay not in delays:
         raise ValueError(f"`delay` must be one of `delays` {delays}, got {delay}")
     main = delays.index(delay)
     length = max(delays) + 1
-    num_seeds, num_delays = int(config["num_seeds"]), len(delays)
-    k = int(config["floss_exponents"])
-    f_len, f_trans = int(config["floss_sequence"]), int(config["floss_transient"])
-    trajectory_gradient = bool(config["floss_trajectory_gradient"])
-    batch_size, steps = int(config["batch_size"]), int(config["train_steps"])
-    key = jax.random.key(int(config["seed"]))
+    num_seeds, num_delays = int(config.num_seeds), len(delays)
+    k = int(config.floss_exponents)
+    f_len, f_trans = int(config.floss_sequence), int(config.floss_transient)
+    trajectory_gradient = bool(config.floss_trajectory_gradient)
+    batch_size, steps = int(config.batch_size), int(config.train_steps)
+    key = jax.random.key(int(config.seed))
     k_init, k_floss, k_train, k_eval, k_lyap = jax.random.split(key, 5)
     h0 = jnp.zeros((n,))
 
     def exponents(params):
         """Top-k exponents on a long held-out distractor stream (a precise estimate)."""
         u = distractor_stream(k_lyap, 4 * f_len + f_trans)
-        return jaxgrad.lyapunov_spectrum(rnn_step, h0, u, params=params, num_exponents=k,
+        return jaxgrad.lyapunov_spectrum(elman_step, h0, u, params=params, num_exponents=k,
                                          transient=f_trans).exponents
 
     def floss_before(params, key):
         """Minimise Σ_{i≤k} λ_i² alone with optax on one input stream (jaxgrad.floss)."""
-        trace = jaxgrad.floss(rnn_step, h0, distractor_stream(key, f_len + f_trans),
+        trace = jaxgrad.floss(elman_step, h0, distractor_stream(key, f_len + f_trans),
                               params=params,
-                              optimizer=optax.adam(float(config["floss_learning_rate"])),
-                              num_updates=int(config["floss_steps"]), num_exponents=k,
+                              optimizer=optax.adam(float(config.floss_learning_rate)),
+                              num_updates=int(config.floss_steps), num_exponents=k,
                               transient=f_trans, trajectory_gradient=trajectory_gradient)
         return trace.params, trace.losses, jnp.all(trace.finite)
 
     seed_keys = jax.random.split(k_init, num_seeds)
-    p_init = jax.vmap(lambda kk: init_params(kk, n, float(config["gain"]),
-                                             float(config["input_std"])))(seed_keys)
+    p_init = jax.vmap(lambda kk: init_params(kk, n, float(config.gain),
+                                             float(config.input_std)))(seed_keys)
     from tqdm.auto import tqdm
     bar = tqdm(total=4, desc="gradient-flossing", unit="phase", leave=False,
                postfix="flossing before training")
@@ -325,7 +337,7 @@ def run(config: dict) -> Result:
         loss, acc = replica_metrics(params, batch)
         return {"replica_loss": loss, "replica_accuracy": acc}
 
-    omega = jaxgrad.flossing_regularizer(rnn_step, h0, lambda b: b.stream, num_exponents=k,
+    omega = jaxgrad.flossing_regularizer(elman_step, h0, lambda b: b.stream, num_exponents=k,
                                          transient=f_trans,
                                          trajectory_gradient=trajectory_gradient)
 
@@ -336,8 +348,8 @@ def run(config: dict) -> Result:
     # interleaved with the task updates; one train call, a scalar flag per update picks
     # the loss (lax.cond, so only one of the two is computed).
     floss_now, task_step = interleaved_schedule(
-        steps, int(config["interfloss_every"]), int(config["interfloss_episodes"]),
-        int(config["interfloss_updates"]))
+        steps, int(config.interfloss_every), int(config.interfloss_episodes),
+        int(config.interfloss_updates))
     floss_now_j, task_step_j = jnp.asarray(floss_now), jnp.asarray(task_step)
     sample_one = sampler(1)
 
@@ -357,7 +369,7 @@ def run(config: dict) -> Result:
     def interleaved_monitor(params, batch, grads):
         return monitor(params, batch.replicas, grads)
 
-    opt = jaxgrad.vmap_optimizer(optax.adam(float(config["learning_rate"])))
+    opt = jaxgrad.vmap_optimizer(optax.adam(float(config.learning_rate)))
     # Arms without flossing during training: one call, (no_floss, floss_before) stacked.
     stacked = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]),
                                      per_replica(p_init), per_replica(p_floss))
@@ -370,7 +382,7 @@ def run(config: dict) -> Result:
     during = jaxgrad.fit(loss_fn, per_replica(p_floss), opt, sampler(1), num_steps=steps,
                          key=k_train, steps_per_scan=steps, monitor=monitor,
                          regularizer=regularizer,
-                         regularizer_weight=float(config["floss_weight"]))
+                         regularizer_weight=float(config.floss_weight))
     bar.update()
     bar.set_postfix_str("training: interleaved flossing episodes")
     inter = jaxgrad.fit(interleaved_loss, per_replica(p_floss), opt, interleaved_sample,
@@ -399,12 +411,12 @@ def run(config: dict) -> Result:
                               inter.metrics["replica_accuracy"][on_task]),
     }
     x_eval, y_eval = jax.vmap(lambda i: make_batch(jax.random.fold_in(k_eval, i),
-                                                   int(config["eval_batch"]), length))(
+                                                   int(config.eval_batch), length))(
         replica_id)
     evaluate = jax.jit(jax.vmap(lambda p, x, y, d: task_metrics(p, x, y, d)[1]))
     lyap = jax.jit(jax.vmap(exponents))
     lam_init, lam_floss = np.asarray(lyap(p_init)), np.asarray(lyap(p_floss))
-    threshold = float(config["success_accuracy"])
+    threshold = float(config.success_accuracy)
     results = {}
     for arm in ARMS:
         test_acc = np.asarray(evaluate(trained[arm], x_eval, y_eval, replica_delay))
@@ -424,8 +436,44 @@ def run(config: dict) -> Result:
     largest = {arm: max(solved[arm], default=0) for arm in ARMS}
     first_failed = {arm: next((d for d, rate in zip(delays, success[arm]) if rate < 0.5), None)
                     for arm in ARMS}
+    fc = np.asarray(floss_curves)
+    summary = {
+        "delay": delay,
+        "delays": delays,
+        **{f"success_rate_{arm}": float(success[arm][main]) for arm in ARMS},
+        **{f"success_rate_{arm}_per_delay": success[arm].tolist() for arm in ARMS},
+        **{f"test_accuracy_{arm}": results[arm]["test_accuracy"].tolist() for arm in ARMS},
+        "num_seeds": num_seeds,
+        "floss_diverged_seeds": floss_diverged,
+        "lambda_1_init": lam_init[:, 0].tolist(),
+        "lambda_1_after_flossing": lam_floss[:, 0].tolist(),
+        **{f"lambda_1_trained_{arm}": results[arm]["lambda_trained"][..., 0].tolist()
+           for arm in ARMS},
+        "final_floss_loss": fc[:, -1].tolist(),
+        **{f"largest_delay_solved_{arm}": largest[arm] for arm in ARMS},
+        **{f"first_delay_failed_{arm}": first_failed[arm] for arm in ARMS},
+        "interfloss_updates_at_task_step": sorted(set(task_step[floss_now].tolist())),
+    }
+    arrays = {
+        "lambda_init": lam_init, "lambda_after_flossing": lam_floss, "floss_loss": fc,
+        "regularizer_during": omega_during, "floss_loss_interleaved": omega_interleaved,
+        **{f"{name}_{arm}": v for arm, res in results.items() for name, v in res.items()},
+    }
+    details = {"results": results, "success": success, "largest": largest,
+               "floss_now": floss_now, "floss_diverged": floss_diverged}
+    return Computed(summary, arrays, details)
+
+
+def checks(config: Config, computed: Computed) -> list:
+    """Flossing lowers the exponents and raises the success rate at long delays."""
+    d, arrays = computed.details, computed.arrays
+    results, success, largest = d["results"], d["success"], d["largest"]
+    floss_diverged = d["floss_diverged"]
+    lam_init, lam_floss = arrays["lambda_init"], arrays["lambda_after_flossing"]
+    delays, delay = list(config.delays), int(config.delay)
+    main = delays.index(delay)
     mean_abs = lambda lam: float(np.mean(np.abs(lam[..., 0])))  # noqa: E731
-    checks = [
+    return [
         check_bound("seeds whose flossing before training went non-finite", floss_diverged, 0,
                     note="jaxgrad.floss stops at a non-finite update (FlossingTrace.finite)"),
         check_bound("mean |λ_1| after flossing before training (at initialisation: reference)",
@@ -467,6 +515,20 @@ def run(config: dict) -> Result:
                     "(Engelken 2023, Fig. 5)"),
     ]
 
+
+
+def figures(config: Config, computed: Computed) -> dict:
+    """Success per delay, learning curves, exponents and the flossing loss."""
+    d, arrays = computed.details, computed.arrays
+    results, success, floss_now = d["results"], d["success"], d["floss_now"]
+    lam_init, lam_floss, fc = (arrays["lambda_init"], arrays["lambda_after_flossing"],
+                               arrays["floss_loss"])
+    omega_during, omega_interleaved = (arrays["regularizer_during"],
+                                       arrays["floss_loss_interleaved"])
+    delays, delay = [int(v) for v in config.delays], int(config.delay)
+    main, n, k = delays.index(delay), int(config.num_units), int(config.floss_exponents)
+    num_seeds, steps = int(config.num_seeds), int(config.train_steps)
+    threshold = float(config.success_accuracy)
     colors = {"no_floss": "C0", "floss_before": "C1", "floss_during": "C2",
               "floss_interleaved": "C3"}
     fig, axes = plt.subplots(2, 2, figsize=(12, 10.5))
@@ -483,7 +545,7 @@ def run(config: dict) -> Result:
     ax.set_ylim(-0.05, 1.05)
     ax.set_xlabel("delay d (steps between cue and readout)")
     ax.set_ylabel(f"success rate (test accuracy ≥ {threshold:g}, {num_seeds} seeds)")
-    ax.set_title(f"Delayed recall, N = {n}, gain {float(config['gain']):g}\n"
+    ax.set_title(f"Delayed recall, N = {n}, gain {float(config.gain):g}\n"
                  "(equal rates: markers drawn on top of each other)", fontsize=10)
     ax.legend(fontsize=7.5)
     ax = axes[0, 1]
@@ -514,7 +576,6 @@ def run(config: dict) -> Result:
     ax.set_title(f"Top {k} Lyapunov exponents (d = {delay})", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     ax = axes[1, 1]
-    fc = np.asarray(floss_curves)
     ax.plot(np.arange(1, fc.shape[1] + 1), fc.mean(0), color="k",
             label="flossing before training (one input stream, seed mean)")
     ax.plot(np.arange(fc.shape[1] + 1, fc.shape[1] + steps + 1), omega_during,
@@ -530,27 +591,8 @@ def run(config: dict) -> Result:
     ax.legend(fontsize=7.5)
     fig.tight_layout()
 
-    summary = {
-        "delay": delay,
-        "delays": delays,
-        **{f"success_rate_{arm}": float(success[arm][main]) for arm in ARMS},
-        **{f"success_rate_{arm}_per_delay": success[arm].tolist() for arm in ARMS},
-        **{f"test_accuracy_{arm}": results[arm]["test_accuracy"].tolist() for arm in ARMS},
-        "num_seeds": num_seeds,
-        "floss_diverged_seeds": floss_diverged,
-        "lambda_1_init": lam_init[:, 0].tolist(),
-        "lambda_1_after_flossing": lam_floss[:, 0].tolist(),
-        **{f"lambda_1_trained_{arm}": results[arm]["lambda_trained"][..., 0].tolist()
-           for arm in ARMS},
-        "final_floss_loss": fc[:, -1].tolist(),
-        **{f"largest_delay_solved_{arm}": largest[arm] for arm in ARMS},
-        **{f"first_delay_failed_{arm}": first_failed[arm] for arm in ARMS},
-        "interfloss_updates_at_task_step": sorted(set(task_step[floss_now].tolist())),
-    }
-    arrays = {
-        "lambda_init": lam_init, "lambda_after_flossing": lam_floss, "floss_loss": fc,
-        "regularizer_during": omega_during, "floss_loss_interleaved": omega_interleaved,
-        **{f"{name}_{arm}": v for arm, res in results.items() for name, v in res.items()},
-    }
-    return Result(summary=summary, checks=checks, arrays=arrays,
-                  figures={"gradient_flossing": fig})
+    return {"gradient_flossing": fig}
+
+
+def run(config: Config) -> Result:
+    return staged_run(config, compute, checks, figures)

@@ -104,6 +104,7 @@ and ``inits`` cut it. The quick configuration (depth 10, four sigmoid families, 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -124,7 +125,7 @@ from jaxgrad.train import (
     shuffled_batches,
 )
 
-from ._runner import Result, check_bound, check_close
+from ._runner import Computed, Result, check_bound, check_close, staged_run
 
 NAME = "init-depth-trainability"
 DESCRIPTION = (
@@ -132,27 +133,37 @@ DESCRIPTION = (
     "negative-mean vs a zero-mean initialisation (spreads 1/√N and 0.1), beside Kumar, "
     "He/ReLU and Xavier/tanh, on 8×8 digits."
 )
-DEFAULT_CONFIG = {
-    "depths": [10, 15, 20],
-    "width": 64,
-    "optimizer": "sgd",
-    "num_steps": 3000,
-    "batch_size": 64,
-    "learning_rate": 1.0,
-    "reference_learning_rate": 0.03,
-    "normal_std": 0.01,
-    "small_spread": 0.1,
-    "num_seeds": 2,
-    "inits": ["normal", "zero_mean", "yilmaz_poli", "zero_mean_0.1", "yilmaz_poli_0.1", "kumar",
-              "he_relu", "xavier_tanh"],
-    "seed": 0,
-    "mnist_dir": None,
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The MLPs, their initialisations and their training on the digits (or MNIST)."""
+
+    depths: tuple[int, ...] = (10, 15, 20)  #: numbers of layers L
+    width: int = 64  #: units N per hidden layer
+    optimizer: str = "sgd"  #: "sgd" (plain, as the paper) or "adam"
+    num_steps: int = 3000  #: optimiser steps
+    batch_size: int = 64  #: examples per step
+    learning_rate: float = 1.0  #: learning rate of the sigmoid nets
+    reference_learning_rate: float = 0.03  #: learning rate of the ReLU/tanh nets
+    normal_std: float = 0.01  #: σ of the N(0, σ²) baseline
+    small_spread: float = 0.1  #: σ of the "0.1" zero-mean and negative-mean draws
+    num_seeds: int = 2  #: seeds per (init, depth)
+    #: initialisations compared (a subset of `INITS`)
+    inits: tuple[str, ...] = ("normal", "zero_mean", "yilmaz_poli", "zero_mean_0.1",
+                              "yilmaz_poli_0.1", "kumar", "he_relu", "xavier_tanh")
+    seed: int = 0  #: PRNG seed
+    mnist_dir: str | None = None  #: a folder of MNIST IDX files (default: the 8×8 digits)
+
+
 #: Quick: one depth, one seed, the default's 3000 steps. At 1500 steps Kumar's depth-10 net
 #: sat at the edge of its escape from the plateau (test accuracy 0.33 on one machine, above
 #: 0.41 on another: the checks flipped with XLA's rounding); at 3000 it is at 0.89.
-QUICK_CONFIG = {"depths": [10], "num_steps": 3000, "num_seeds": 1,
-                "inits": ["normal", "zero_mean", "yilmaz_poli", "kumar"]}
+QUICK_CONFIG = {"depths": (10,), "num_steps": 3000, "num_seeds": 1,
+                "inits": ("normal", "zero_mean", "yilmaz_poli", "kumar")}
+SUMMARY_KEYS = ("test_accuracy", "first_to_last_grad_ratio_at_init", "train_accuracy",
+                "test_accuracy_per_seed", "mean_field_predicted_grad_ratio", "mean_field_chi_1",
+                "yilmaz_poli_mean", "epochs", "diverged", "cpu_seconds", "protocol")
 
 SIGMOID_INITS = ("normal", "zero_mean", "yilmaz_poli", "zero_mean_0.1", "yilmaz_poli_0.1",
                  "kumar")
@@ -164,28 +175,28 @@ CHANCE = 0.1  # ten balanced classes
 OPTIMIZERS = {"sgd": optax.sgd, "adam": optax.adam}
 
 
-def _mlp(init: str, depth: int, config: dict, in_dim: int) -> jaxgrad.MLPConfig:
+def _mlp(init: str, depth: int, config: Config, in_dim: int) -> jaxgrad.MLPConfig:
     """The MLP of one initialisation family."""
-    lecun = 1.0 / math.sqrt(config["width"])
+    lecun = 1.0 / math.sqrt(config.width)
     activation, name, options = {
-        "normal": ("sigmoid", "normal", (("std", config["normal_std"]),)),
+        "normal": ("sigmoid", "normal", (("std", config.normal_std),)),
         "zero_mean": ("sigmoid", "normal", (("std", lecun),)),
         "yilmaz_poli": ("sigmoid", "yilmaz_poli", (("std", lecun),)),
-        "zero_mean_0.1": ("sigmoid", "normal", (("std", config["small_spread"]),)),
-        "yilmaz_poli_0.1": ("sigmoid", "yilmaz_poli", (("std", config["small_spread"]),)),
+        "zero_mean_0.1": ("sigmoid", "normal", (("std", config.small_spread),)),
+        "yilmaz_poli_0.1": ("sigmoid", "yilmaz_poli", (("std", config.small_spread),)),
         "kumar": ("sigmoid", "kumar", ()),
         "he_relu": ("relu", "he", ()),
         "xavier_tanh": ("tanh", "glorot", ()),
     }[init]
-    return jaxgrad.MLPConfig(in_dim=in_dim, width=config["width"], depth=depth, out_dim=10,
+    return jaxgrad.MLPConfig(in_dim=in_dim, width=config.width, depth=depth, out_dim=10,
                              activation=activation, init=name, init_options=options)
 
 
-def _sigma_w2(init: str, config: dict) -> float:
+def _sigma_w2(init: str, config: Config) -> float:
     """``σ_w² = N Var(W)`` of a zero-mean family (hidden layers, fan-in = fan-out = N)."""
-    n = config["width"]
-    return {"normal": n * config["normal_std"] ** 2, "zero_mean": 1.0,
-            "zero_mean_0.1": n * config["small_spread"] ** 2, "kumar": 3.6 ** 2,
+    n = config.width
+    return {"normal": n * config.normal_std ** 2, "zero_mean": 1.0,
+            "zero_mean_0.1": n * config.small_spread ** 2, "kumar": 3.6 ** 2,
             "he_relu": 2.0, "xavier_tanh": 1.0}[init]
 
 
@@ -238,17 +249,17 @@ def _train_group(inits, depth, lr, config, data, keys, k_train):
         params.append(jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *stack))
     params = tuple(params)
     loss_fn = functools.partial(_stacked_loss, mlps=mlps)
-    batches = shuffled_batches((data.x_train, data.y_train), config["batch_size"])
-    optimizer = OPTIMIZERS[config["optimizer"]](lr)
+    batches = shuffled_batches((data.x_train, data.y_train), config.batch_size)
+    optimizer = OPTIMIZERS[config.optimizer](lr)
     try:
-        result = fit(loss_fn, params, optimizer, batches, num_steps=config["num_steps"],
-                     steps_per_scan=config["num_steps"], key=k_train,
+        result = fit(loss_fn, params, optimizer, batches, num_steps=config.num_steps,
+                     steps_per_scan=config.num_steps, key=k_train,
                      monitor=_stacked_monitor)
         final, metrics, diverged = result.params, result.metrics, False
     except TrainingDiverged as err:  # reported, never hidden: accuracies become nan
         final, metrics, diverged = err.state.params, err.metrics, True
     w = metrics["layer_weight_grad_norms"]  # (steps done, members, depth)
-    ratio = np.full((config["num_steps"], w.shape[1]), np.nan)
+    ratio = np.full((config.num_steps, w.shape[1]), np.nan)
     ratio[: w.shape[0]] = w[:, :, 0] / w[:, :, -1]
     s, row, out = len(keys), 0, {}
     for fams, p0, p, mlp in zip(members, params, final, mlps, strict=True):
@@ -265,26 +276,27 @@ def _train_group(inits, depth, lr, config, data, keys, k_train):
     return out
 
 
-def run(config: dict) -> Result:
+def compute(config: Config) -> Computed:
+    """Train every (init, depth, seed); accuracies, gradient ratios, mean-field predictions."""
     from tqdm.auto import tqdm
 
-    if config["optimizer"] not in OPTIMIZERS:
+    if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"`optimizer` must be one of {sorted(OPTIMIZERS)}, "
-                         f"got {config['optimizer']!r}")
-    unknown = [i for i in config["inits"] if i not in INITS]
-    if unknown or not config["inits"]:
+                         f"got {config.optimizer!r}")
+    unknown = [i for i in config.inits if i not in INITS]
+    if unknown or not config.inits:
         raise ValueError(f"`inits` must be a non-empty list of {list(INITS)}, "
-                         f"got {config['inits']!r}")
-    inits_run = [i for i in INITS if i in config["inits"]]
-    k_data, k_init, k_train = jax.random.split(jax.random.key(config["seed"]), 3)
+                         f"got {config.inits!r}")
+    inits_run = [i for i in INITS if i in config.inits]
+    k_data, k_init, k_train = jax.random.split(jax.random.key(config.seed), 3)
     # The bundled 8×8 digits by default; MNIST from IDX files when `mnist_dir` is given.
-    data = load_mnist(config["mnist_dir"]) if config["mnist_dir"] else load_digits(key=k_data)
-    keys = jax.random.split(k_init, config["num_seeds"])
-    depths = sorted(config["depths"])
+    data = load_mnist(config.mnist_dir) if config.mnist_dir else load_digits(key=k_data)
+    keys = jax.random.split(k_init, config.num_seeds)
+    depths = sorted(config.depths)
     sigmoid = tuple(i for i in SIGMOID_INITS if i in inits_run)
-    groups = [(sigmoid, config["learning_rate"])] if sigmoid else []
+    groups = [(sigmoid, config.learning_rate)] if sigmoid else []
     reference = tuple(i for i in REFERENCE_INITS if i in inits_run)
-    groups += [(reference, config["reference_learning_rate"])] if reference else []
+    groups += [(reference, config.reference_learning_rate)] if reference else []
     runs = {init: {} for init in inits_run}
     cpu0 = time.process_time()
     bar = tqdm([(d, g) for d in depths for g in groups], desc="init-depth-trainability",
@@ -309,24 +321,64 @@ def run(config: dict) -> Result:
     n_test = int(data.y_test.shape[0])
     margin = 3 * math.sqrt(CHANCE * (1 - CHANCE) / n_test)
 
-    checks = []
+    arrays = {"depths": np.asarray(depths)}
+    for init in inits_run:
+        arrays[f"accuracy_{init}"] = np.asarray([accuracy[init][d] for d in depths])
+        arrays[f"grad_ratio_{init}"] = np.asarray([ratio[init][d] for d in depths])
+        arrays[f"test_accuracy_seeds_{init}"] = np.stack([runs[init][d]["test"] for d in depths])
+        arrays[f"grad_ratio_path_{init}"] = np.stack(
+            [np.median(runs[init][d]["ratio_path"], axis=1) for d in depths])
+    n_train = int(data.x_train.shape[0])
+    details = {"depths": depths, "runs": runs, "accuracy": accuracy, "ratio": ratio,
+               "chi": chi, "predicted": predicted, "margin": margin}
+    return Computed(
+        summary={
+            "test_accuracy": accuracy,
+            "first_to_last_grad_ratio_at_init": ratio,
+            "train_accuracy": train_accuracy,
+            "test_accuracy_per_seed": {i: {d: runs[i][d]["test"].tolist() for d in depths}
+                                       for i in inits_run},
+            "mean_field_predicted_grad_ratio": predicted,
+            "mean_field_chi_1": chi,
+            "yilmaz_poli_mean": max(-1.0, -8.0 / config.width),
+            "epochs": config.num_steps * config.batch_size / n_train,
+            "diverged": diverged,
+            "cpu_seconds": cpu_seconds,
+            "protocol": ("plain SGD (the abstract's 'standard back-propagation'), lr "
+                         f"{config.learning_rate} for sigmoid nets, "
+                         f"{config.reference_learning_rate} for ReLU/tanh; "
+                         if config.optimizer == "sgd" else "Adam; ")
+                        + "paper's data set, width, spread, lr and epochs not obtainable "
+                          "(abstract only): see the docstring",
+        },
+        arrays=arrays,
+        details=details,
+    )
+
+
+def checks(config: Config, computed: Computed) -> list:
+    """The paper's claim (negative mean beats its zero-mean twin), mean field, references."""
+    d = computed.details
+    depths, runs, accuracy, ratio = d["depths"], d["runs"], d["accuracy"], d["ratio"]
+    chi, predicted, margin = d["chi"], d["predicted"], d["margin"]
+    out = []
     claim_depths = [d for d in (10, 15) if d in depths]
     for depth in claim_depths:
         for yp, zero in PAIRS:
             if yp not in runs or zero not in runs:
                 continue
-            spread = "1/√N" if yp == "yilmaz_poli" else f"{config['small_spread']}"
-            checks.append(check_bound(
+            spread = "1/√N" if yp == "yilmaz_poli" else f"{config.small_spread}"
+            out.append(check_bound(
                 f"claim, depth {depth}, spread {spread}: negative-mean test accuracy",
                 accuracy[yp][depth], accuracy[zero][depth] + margin, kind=">=",
                 note=f"Yilmaz & Poli (2022): trains where the zero-mean draw of the same spread "
                      f"does not: above the zero-mean {accuracy[zero][depth]:.3f} by 3 binomial "
-                     f"standard errors ({margin:.3f}); median of {config['num_seeds']} seeds"))
-            checks.append(check_bound(
+                     f"standard errors ({margin:.3f}); median of {config.num_seeds} seeds"))
+            out.append(check_bound(
                 f"zero-mean twin, depth {depth}, spread {spread}: test accuracy",
                 accuracy[zero][depth], CHANCE + margin, kind="<=",
                 note="the zero-mean sigmoid net of the same spread stays at chance (0.1)"))
-            checks.append(check_bound(
+            out.append(check_bound(
                 f"theory, depth {depth}, spread {spread}: first/last gradient ratio at init",
                 ratio[yp][depth], 0.01, kind=">=",
                 note="Yilmaz & Poli (2022): with mean -8/N the initial back-propagated "
@@ -336,26 +388,26 @@ def run(config: dict) -> Result:
         for depth in depths:
             if depth < 10:
                 continue
-            checks.append(check_close(
+            out.append(check_close(
                 f"{init} depth {depth}: log10 first/last gradient ratio at init",
                 math.log10(ratio[init][depth]) if ratio[init][depth] > 0 else -math.inf,
                 math.log10(predicted[init][depth]), atol=1.0,
                 note=f"mean-field closed form χ₁^((L-1)/2), χ₁ = {chi[init]:.4g} "
                      "(Poole et al. 2016; Schoenholz et al. 2017), within one decade"))
     if 10 in depths and {"kumar", "normal"} <= set(runs):
-        checks.append(check_bound(
+        out.append(check_bound(
             "Kumar depth 10: test accuracy", accuracy["kumar"][10],
             accuracy["normal"][10] + 0.3, kind=">=",
-            note=f"at least 0.3 above N(0,{config['normal_std']}²)'s "
+            note=f"at least 0.3 above N(0,{config.normal_std}²)'s "
                  f"{accuracy['normal'][10]:.3f} (Kumar 2017)"))
     for depth in claim_depths:
         for init, who in (("he_relu", "He et al. 2015"), ("xavier_tanh", "Glorot & Bengio 2010")):
             if init in runs:
-                checks.append(check_bound(
+                out.append(check_bound(
                     f"{init} depth {depth}: test accuracy", accuracy[init][depth], 0.8,
                     kind=">=", note=f"{who}: the ReLU/tanh networks of the same depth train"))
     if 10 in depths and {"kumar", "yilmaz_poli"} <= set(runs):
-        checks.append(check_bound(
+        out.append(check_bound(
             "finding, depth 10: negative-mean (1/√N) test accuracy vs Kumar's",
             accuracy["yilmaz_poli"][10], accuracy["kumar"][10], kind="<=",
             note="not the paper's claim: at this budget the negative mean trains more slowly "
@@ -365,47 +417,25 @@ def run(config: dict) -> Result:
         if yp not in runs:
             continue
         w = runs[yp][max(depths)]["hidden_W"]
-        n = config["width"]
-        std = 1.0 / math.sqrt(n) if yp == "yilmaz_poli" else config["small_spread"]
+        n = config.width
+        std = 1.0 / math.sqrt(n) if yp == "yilmaz_poli" else config.small_spread
         if w.size:
-            checks.append(check_close(
+            out.append(check_close(
                 f"{yp}: mean of the initial hidden weights", float(np.mean(w)),
                 max(-1.0, -8.0 / n), atol=4 * std / math.sqrt(w.size),
                 note=f"max(-1, -8/N) at N = {n}, within four standard errors"))
 
-    figures = _figures(config, depths, runs, accuracy, ratio, predicted)
-    arrays = {"depths": np.asarray(depths)}
-    for init in inits_run:
-        arrays[f"accuracy_{init}"] = np.asarray([accuracy[init][d] for d in depths])
-        arrays[f"grad_ratio_{init}"] = np.asarray([ratio[init][d] for d in depths])
-        arrays[f"test_accuracy_seeds_{init}"] = np.stack([runs[init][d]["test"] for d in depths])
-        arrays[f"grad_ratio_path_{init}"] = np.stack(
-            [np.median(runs[init][d]["ratio_path"], axis=1) for d in depths])
-    n_train = int(data.x_train.shape[0])
-    return Result(
-        summary={
-            "test_accuracy": accuracy,
-            "first_to_last_grad_ratio_at_init": ratio,
-            "train_accuracy": train_accuracy,
-            "test_accuracy_per_seed": {i: {d: runs[i][d]["test"].tolist() for d in depths}
-                                       for i in inits_run},
-            "mean_field_predicted_grad_ratio": predicted,
-            "mean_field_chi_1": chi,
-            "yilmaz_poli_mean": max(-1.0, -8.0 / config["width"]),
-            "epochs": config["num_steps"] * config["batch_size"] / n_train,
-            "diverged": diverged,
-            "cpu_seconds": cpu_seconds,
-            "protocol": ("plain SGD (the abstract's 'standard back-propagation'), lr "
-                         f"{config['learning_rate']} for sigmoid nets, "
-                         f"{config['reference_learning_rate']} for ReLU/tanh; "
-                         if config["optimizer"] == "sgd" else "Adam; ")
-                        + "paper's data set, width, spread, lr and epochs not obtainable "
-                          "(abstract only): see the docstring",
-        },
-        checks=checks,
-        arrays=arrays,
-        figures=figures,
-    )
+    return out
+
+
+def figures(config: Config, computed: Computed) -> dict:
+    """Accuracy against depth, gradient ratios, learning curves."""
+    d = computed.details
+    return _figures(config, d["depths"], d["runs"], d["accuracy"], d["ratio"], d["predicted"])
+
+
+def run(config: Config) -> Result:
+    return staged_run(config, compute, checks, figures)
 
 
 STYLE = {
@@ -422,13 +452,13 @@ STYLE = {
 
 def _label(init, config):
     color, ls, text = STYLE[init]
-    text = text.replace("{s}", str(config["normal_std"])).replace("{t}",
-                                                                   str(config["small_spread"]))
+    text = text.replace("{s}", str(config.normal_std)).replace("{t}",
+                                                                   str(config.small_spread))
     return color, ls, text
 
 
 def _figures(config, depths, runs, accuracy, ratio, predicted):
-    opt = "SGD" if config["optimizer"] == "sgd" else "Adam"
+    opt = "SGD" if config.optimizer == "sgd" else "Adam"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 4.2))
     jitter = np.linspace(-0.3, 0.3, len(runs))
     for k, init in enumerate(runs):
@@ -459,8 +489,8 @@ def _figures(config, depths, runs, accuracy, ratio, predicted):
     ax1.axhline(CHANCE, color="black", lw=0.6)
     ax1.text(depths[0], CHANCE + 0.01, "chance", fontsize=8)
     ax1.set(xlabel="hidden layers $L$", ylabel="test accuracy", ylim=(0, 1),
-            title=f"After {config['num_steps']} {opt} steps (median and range over "
-                  f"{config['num_seeds']} seed{'s' if config['num_seeds'] > 1 else ''})")
+            title=f"After {config.num_steps} {opt} steps (median and range over "
+                  f"{config.num_seeds} seed{'s' if config.num_seeds > 1 else ''})")
     ax2.set_yscale("log")
     ax2.set(xlabel="hidden layers $L$",
             ylabel=r"$\|\partial L/\partial W_1\| \,/\, \|\partial L/\partial W_L\|$ at init",
@@ -479,8 +509,8 @@ def _figures(config, depths, runs, accuracy, ratio, predicted):
 
     shown = [d for d in (10, 15) if d in depths] or depths[:1]
     fig2, axes = plt.subplots(1, len(shown), figsize=(4.75 * len(shown), 3.8), squeeze=False)
-    steps = np.arange(1, config["num_steps"] + 1)
-    window = max(1, config["num_steps"] // 100)
+    steps = np.arange(1, config.num_steps + 1)
+    window = max(1, config.num_steps // 100)
     for ax, depth in zip(axes[0], shown, strict=True):
         for init in runs:
             color, ls, label = _label(init, config)

@@ -4,6 +4,8 @@ The experiment itself runs (QUICK_CONFIG, every check must pass) in
 tests/test_experiments.py; here the references it is checked against.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,7 +27,7 @@ def test_cliff_line_is_where_x0_is_a_fixed_point_with_multiplier_one_at_w_star()
 
 @pytest.mark.parametrize("w, offset", [(6.0, 0.3), (6.0, -2e-8), (8.0, 1e-3), (2.0, -1.0)])
 def test_one_unit_hessian_recursion_matches_jax_hessian(x64, w, offset):
-    base = pascanu_cliff.DEFAULT_CONFIG
+    base = hs.cliff_defaults()
     kw = {"x0": base["x0"], "target": base["target"], "num_steps": base["num_steps"]}
     b = float(pascanu_cliff.cliff_b(w)) + offset
     grad, hess = hs.one_unit_hessian(w, np.asarray([b]), **kw)
@@ -79,8 +81,8 @@ def test_broadened_density_integrates_to_one():
 
 
 @pytest.mark.parametrize("override, match", [({"cliff_w": 4.0}, "`cliff_w`"),
-                                             ({"cliff_log_distance": [0.0, -3.0, 5]},
+                                             ({"cliff_log_distance": (0.0, -3.0, 5)},
                                               "`cliff_log_distance`")])
 def test_cliff_slice_refuses_bad_config(override, match):
     with pytest.raises(ValueError, match=match):
-        hs._cliff_slice({**hs.DEFAULT_CONFIG, **override})
+        hs._cliff_slice(dataclasses.replace(hs.Config(), **override))

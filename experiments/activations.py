@@ -29,7 +29,7 @@ class Config:
     x_min: float = -6.0  #: left end of the grid
     x_max: float = 6.0  #: right end of the grid
     num_points: int = 2001  #: grid points (odd, so the grid passes through 0)
-    #: activation names, as `jaxgrad.get_activation` takes them
+    #: activation names, as `jaxgrad.models.get_activation` takes them
     activations: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu")
 
 
@@ -45,8 +45,8 @@ def compute(config: Config) -> Computed:
     x = jnp.linspace(config.x_min, config.x_max, config.num_points)
     values, derivatives = {}, {}
     for name in config.activations:
-        values[name] = np.asarray(jaxgrad.get_activation(name)(x))
-        derivatives[name] = np.asarray(jaxgrad.activation_derivative(name)(x))
+        values[name] = np.asarray(jaxgrad.models.get_activation(name)(x))
+        derivatives[name] = np.asarray(jaxgrad.models.activation_derivative(name)(x))
     max_derivative = {name: float(d.max()) for name, d in derivatives.items()}
     argmax = {name: float(x[int(d.argmax())]) for name, d in derivatives.items()}
     arrays = {"x": np.asarray(x)}
@@ -70,7 +70,7 @@ def checks(config: Config, computed: Computed) -> list:
             out.append(check_close(f"argmax {name}'", argmax[name], at, atol=spacing))
     if "gelu" in max_derivative:
         out.append(check_close("max gelu' (tanh approximation)", max_derivative["gelu"],
-                               jaxgrad.MAX_DERIVATIVE["gelu"], atol=2e-3))
+                               jaxgrad.models.MAX_DERIVATIVE["gelu"], atol=2e-3))
     return out
 
 

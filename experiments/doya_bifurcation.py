@@ -76,7 +76,7 @@ PUBLISHED_AT_B_MINUS_2_5 = (0.145, 0.5, 0.855)
 
 def flow(x, p):
     """Doya's vector field with no input: dx/dt = -x + σ(w x + b)."""
-    return jaxgrad.doya_vector_field(x, 0.0, p)
+    return jaxgrad.models.doya_vector_field(x, 0.0, p)
 
 
 def _continued_folds(step, params, config):
@@ -113,8 +113,8 @@ def _compute(config: Config) -> Computed:
     x_fold_ref, b_fold_ref = _fold_references(w)
 
     # 1. Fixed points on the grid (bracketing + Newton, vmapped over b).
-    fp = jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=params, param="b", values=b_grid,
-                                 num_points=config.num_x)
+    fp = jaxgrad.analysis.fixed_points_1d(flow, (0.0, 1.0), params=params, param="b", values=b_grid,
+                                          num_points=config.num_x)
     count = np.asarray(fp.count)
     three = np.asarray(b_grid)[count == 3]
     x_grid, ok = np.asarray(fp.x), np.asarray(fp.valid)
@@ -127,17 +127,18 @@ def _compute(config: Config) -> Computed:
     bistable = [float(folds[0].p), float(folds[-1].p)] if folds else [math.nan, math.nan]
 
     # 3. Fixed points at b = -2.5.
-    fp25 = jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=jaxgrad.DoyaParams(w, -2.5),
-                                   num_points=config.num_x)
+    fp25 = jaxgrad.analysis.fixed_points_1d(flow, (0.0, 1.0), params=jaxgrad.DoyaParams(w, -2.5),
+                                            num_points=config.num_x)
     x25 = np.asarray(fp25.x)[np.asarray(fp25.valid)]
     stable25 = np.asarray(fp25.stability)[np.asarray(fp25.valid)] == 0
     fixed_points_25 = [{"x": float(x), "stable": bool(s)} for x, s in zip(x25, stable25,
                                                                             strict=True)]
 
     # 4. Hysteresis: sweep b up then down, carrying the state.
-    sweep = jaxgrad.hysteresis_sweep(flow, 0.0, b_grid, params=params, param="b", kind="flow",
-                                     dt=config.dt, transient=config.transient_steps,
-                                     keep=1)
+    sweep = jaxgrad.analysis.hysteresis_sweep(flow, 0.0, b_grid, params=params, param="b",
+                                              kind="flow",
+                                              dt=config.dt, transient=config.transient_steps,
+                                              keep=1)
     up = np.asarray(sweep.up[:, -1])
     down = np.asarray(sweep.down[:, -1])
     bv = np.asarray(b_grid)
@@ -145,9 +146,9 @@ def _compute(config: Config) -> Computed:
     i_dn = int(np.argmax(down > 0.5))
     jump_up = 0.5 * (bv[i_up - 1] + bv[i_up])
     jump_down = 0.5 * (bv[i_dn - 1] + bv[i_dn])
-    orbit = jaxgrad.orbit_diagram(flow, jnp.array([0.0, 1.0]), b_grid, params=params,
-                                  param="b", kind="flow", dt=config.dt,
-                                  transient=config.transient_steps, keep=1)
+    orbit = jaxgrad.analysis.orbit_diagram(flow, jnp.array([0.0, 1.0]), b_grid, params=params,
+                                           param="b", kind="flow", dt=config.dt,
+                                           transient=config.transient_steps, keep=1)
 
     # 5. Basins of attraction in the (b, x(0)) plane.
     n0 = config.num_basin_x0
@@ -155,10 +156,10 @@ def _compute(config: Config) -> Computed:
     x0_basin = (jnp.arange(n0, dtype=jnp.float64) + 0.5) / n0
     b_basin = jnp.linspace(b_min, b_max, config.num_basin_b)
     db_basin = float(b_basin[1] - b_basin[0])
-    basin = jaxgrad.basins(flow, x0_basin, b_basin, params=params, param="b", dt=config.dt,
-                           num_steps=config.basin_steps)
-    fp_basin = jaxgrad.fixed_points_1d(flow, (0.0, 1.0), params=params, param="b",
-                                       values=b_basin, num_points=config.num_x)
+    basin = jaxgrad.analysis.basins(flow, x0_basin, b_basin, params=params, param="b", dt=config.dt,
+                                    num_steps=config.basin_steps)
+    fp_basin = jaxgrad.analysis.fixed_points_1d(flow, (0.0, 1.0), params=params, param="b",
+                                                values=b_basin, num_points=config.num_x)
     labels = np.asarray(basin.labels)
     xs_b = np.asarray(fp_basin.x)
     unstable_x = np.where(np.asarray(fp_basin.count) == 3, xs_b[:, 1], np.nan)
@@ -171,24 +172,27 @@ def _compute(config: Config) -> Computed:
                  if b_unsettled.size else np.zeros(1))
 
     # 6. Sensitivities ∂x(T)/∂b (autodiff) vs the closed form on both stable branches.
-    sens = jaxgrad.final_state_sensitivities(flow, jnp.array([0.02, 0.98]), b_grid,
-                                             params=params, param="b", dt=config.dt,
-                                             num_steps=config.sensitivity_steps)
+    sens = jaxgrad.analysis.final_state_sensitivities(flow, jnp.array([0.02, 0.98]), b_grid,
+                                                      params=params, param="b", dt=config.dt,
+                                                      num_steps=config.sensitivity_steps)
     xT = np.asarray(sens.final)
     dxdb = np.asarray(sens.d_final_d_param)
-    closed = np.asarray(jaxgrad.doya_fixed_point_sensitivity(xT, w=w))
+    closed = np.asarray(jaxgrad.models.doya_fixed_point_sensitivity(xT, w=w))
     lam = -1 + w * xT * (1 - xT)  # eigenvalue at the end state
     settled = lam < -0.1  # well inside a stable branch: x(T) has converged
     rel = np.abs(dxdb - closed)[settled] / np.abs(closed)[settled]
-    s25 = jaxgrad.final_state_sensitivities(flow, jnp.array([0.02, 0.98]), jnp.array([-2.5]),
-                                            params=params, param="b", dt=config.dt,
-                                            num_steps=config.sensitivity_steps)
+    s25 = jaxgrad.analysis.final_state_sensitivities(flow, jnp.array([0.02, 0.98]),
+                                                     jnp.array([-2.5]),
+                                                     params=params, param="b", dt=config.dt,
+                                                     num_steps=config.sensitivity_steps)
     dxdb_25 = np.asarray(s25.d_final_d_param)[0]
-    closed_25 = np.asarray(jaxgrad.doya_fixed_point_sensitivity(np.asarray(s25.final)[0], w=w))
+    closed_25 = np.asarray(jaxgrad.models.doya_fixed_point_sensitivity(np.asarray(s25.final)[0],
+                                                                       w=w))
     x0_line = 0.5 + 0.005 * jnp.arange(-99, 100, dtype=jnp.float64)  # holds x(0) = 1/2 exactly
-    s_line = jaxgrad.final_state_sensitivities(flow, x0_line, jnp.array([-2.5]), params=params,
-                                               param="b", dt=config.dt,
-                                               num_steps=config.sensitivity_steps)
+    s_line = jaxgrad.analysis.final_state_sensitivities(flow, x0_line, jnp.array([-2.5]),
+                                                        params=params,
+                                                        param="b", dt=config.dt,
+                                                        num_steps=config.sensitivity_steps)
     dxdx0 = np.abs(np.asarray(s_line.d_final_d_x0)[0])
     near = np.abs(np.asarray(x0_line) - 0.5) < 0.01
 
@@ -199,9 +203,9 @@ def _compute(config: Config) -> Computed:
     x_start = float(start.x) if start else 0.3
     b_start = float(start.p) if start else -2.3
     fc, fc_up = (
-        jaxgrad.fold_curve(flow, x_start, params=jaxgrad.DoyaParams(w, b_start), param="b",
-                           param2="w", p2_range=(3.0, config.w_max), direction=d,
-                           ds=0.05, num_steps=300)
+        jaxgrad.analysis.fold_curve(flow, x_start, params=jaxgrad.DoyaParams(w, b_start), param="b",
+                                    param2="w", p2_range=(3.0, config.w_max), direction=d,
+                                    ds=0.05, num_steps=300)
         for d in (-1, 1)
     )
     fc_ok, up_ok = np.asarray(fc.valid), np.asarray(fc_up.valid)
@@ -353,12 +357,12 @@ def _flow_and_map(config, params, b_grid, fp, b_fold_ref):
     m = int(config.num_flow_x0)
     x0 = jnp.concatenate([jnp.linspace(0.02, 0.22, m // 2), jnp.linspace(0.78, 0.98, m // 2)])
     num_map_steps = int(round(float(config.flow_time) / dt))
-    map_orbit = jaxgrad.orbit_diagram(step, x0, b_grid, params=params, param="b",
-                                      transient=num_map_steps - 1, keep=1)
+    map_orbit = jaxgrad.analysis.orbit_diagram(step, x0, b_grid, params=params, param="b",
+                                               transient=num_map_steps - 1, keep=1)
     map_final = np.asarray(map_orbit.states[:, :, -1])
 
     # The flow over [0, T] from the same states, one diffrax solve per b (vmapped).
-    field = jaxgrad.vector_field(jaxgrad.doya_vector_field)
+    field = jaxgrad.vector_field(jaxgrad.models.doya_vector_field)
     t1 = float(config.flow_time)
     save_at = jnp.linspace(0.0, t1, int(round(10 * t1)) + 1)  # every 0.1 for the trajectories
 
@@ -373,10 +377,10 @@ def _flow_and_map(config, params, b_grid, fp, b_fold_ref):
     traj = np.asarray(sol.states)  # (P, S, M)
     flow_final = traj[:, -1, :]
     speed = np.abs(np.asarray(jax.vmap(
-        lambda b, x: jaxgrad.doya_vector_field(x, jnp.zeros((0,)), params._replace(b=b)))(
+        lambda b, x: jaxgrad.models.doya_vector_field(x, jnp.zeros((0,)), params._replace(b=b)))(
             b_grid, jnp.asarray(flow_final))))
     map_speed = np.abs(np.asarray(jax.vmap(
-        lambda b, x: jaxgrad.doya_vector_field(x, jnp.zeros((0,)), params._replace(b=b)))(
+        lambda b, x: jaxgrad.models.doya_vector_field(x, jnp.zeros((0,)), params._replace(b=b)))(
             b_grid, jnp.asarray(map_final))))
     settled = (speed < 1e-9) & (map_speed < 1e-10) & converged[:, None]
     bv = np.broadcast_to(np.asarray(b_grid)[:, None], flow_final.shape)

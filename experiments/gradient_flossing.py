@@ -13,16 +13,16 @@ channel at every step, and must report the cue with a logistic readout of the st
 steps later. The back-propagated error from the readout to the cue scales like
 ``exp(λ_1 d)``: it vanishes or explodes unless the top Lyapunov exponents are near zero.
 Gradient flossing minimises ``Σ_{i≤k} λ_i²`` by differentiating through the QR iteration
-(``jaxgrad.flossing_loss``). All arms start from the same weights and train on the same task
-batches (Adam 3e-3, batch 32, 500 task updates):
+(``jaxgrad.analysis.flossing_loss``). All arms start from the same weights and train on the
+same task batches (Adam 3e-3, batch 32, 500 task updates):
 
 - ``no_floss``: plain BPTT;
-- ``floss_before``: ``jaxgrad.floss`` first (300 Adam 1e-2 updates on one input stream);
+- ``floss_before``: ``jaxgrad.analysis.floss`` first (300 Adam 1e-2 updates on one input stream);
 - ``floss_interleaved`` (the paper's "flossing before and during training", the reference
   code's pre- and interflossing): the same start, then after task updates 100 and 200 an
   episode of 100 pure flossing updates (a fresh 170-step distractor stream per update);
 - ``floss_during``: the same start, then ``jaxgrad.train`` with
-  ``regularizer=jaxgrad.flossing_regularizer(...)`` (weight 1, k = 4, a fresh stream every
+  ``regularizer=jaxgrad.train.flossing_regularizer(...)`` (weight 1, k = 4, a fresh stream every
   step): a continuous variant, not in the paper.
 
 The networks start in the ordered phase (gain 0.8, λ_1 ≈ −0.67 per step with the distractor
@@ -203,24 +203,24 @@ def interleaved_schedule(train_steps, every, episodes, updates):
     return np.asarray(floss_now), np.asarray(task_step, np.int32)
 
 
-def elman_step(h, u, params: jaxgrad.SequenceParams):
+def elman_step(h, u, params: jaxgrad.train.SequenceParams):
     """The library's Elman step ``h ← tanh(W_rec h + W_in u + b)``
     (``SequenceModel("elman_tanh").step``) on the cell of ``params``: a step function
     ``step(x, u, params)`` whose ``params`` carry the readout too, as flossing takes them."""
     n, m = params.cell.W_in.shape
-    model = jaxgrad.SequenceModel("elman_tanh", n, m, params.W_out.shape[0])
+    model = jaxgrad.train.SequenceModel("elman_tanh", n, m, params.W_out.shape[0])
     return model.step(h, u, params.cell)
 
 
-def init_params(key, n, gain, input_std=1.0) -> jaxgrad.SequenceParams:
+def init_params(key, n, gain, input_std=1.0) -> jaxgrad.train.SequenceParams:
     """Engelken's initialisation: ``W_rec = gain/√N · N(0, 1)``, ``W_in = input_std ·
     N(0, 1)`` (two inputs), ``b = 0``, one readout ``W_out ~ N(0, 1/N)``, ``b_out = 0``."""
     k1, k2, k3 = jax.random.split(key, 3)
-    cell = jaxgrad.PascanuParams(W_rec=gain / jnp.sqrt(n) * jax.random.normal(k1, (n, n)),
-                                 W_in=input_std * jax.random.normal(k2, (n, 2)),
-                                 b=jnp.zeros((n,)))
+    cell = jaxgrad.models.PascanuParams(W_rec=gain / jnp.sqrt(n) * jax.random.normal(k1, (n, n)),
+                                        W_in=input_std * jax.random.normal(k2, (n, 2)),
+                                        b=jnp.zeros((n,)))
     w_out = jax.random.normal(k3, (n,)) / jnp.sqrt(n)
-    return jaxgrad.SequenceParams(cell, w_out[None, :], jnp.zeros((1,)))
+    return jaxgrad.train.SequenceParams(cell, w_out[None, :], jnp.zeros((1,)))
 
 
 def random_bits(key, shape):
@@ -284,12 +284,12 @@ def compute(config: Config) -> Computed:
                                          transient=f_trans).exponents
 
     def floss_before(params, key):
-        """Minimise Σ_{i≤k} λ_i² alone with optax on one input stream (jaxgrad.floss)."""
-        trace = jaxgrad.floss(elman_step, h0, distractor_stream(key, f_len + f_trans),
-                              params=params,
-                              optimizer=optax.adam(float(config.floss_learning_rate)),
-                              num_updates=int(config.floss_steps), num_exponents=k,
-                              transient=f_trans, trajectory_gradient=trajectory_gradient)
+        """Minimise Σ_{i≤k} λ_i² alone with optax on one input stream (jaxgrad.analysis.floss)."""
+        trace = jaxgrad.analysis.floss(elman_step, h0, distractor_stream(key, f_len + f_trans),
+                                       params=params,
+                                       optimizer=optax.adam(float(config.floss_learning_rate)),
+                                       num_updates=int(config.floss_steps), num_exponents=k,
+                                       transient=f_trans, trajectory_gradient=trajectory_gradient)
         return trace.params, trace.losses, jnp.all(trace.finite)
 
     seed_keys = jax.random.split(k_init, num_seeds)
@@ -337,9 +337,9 @@ def compute(config: Config) -> Computed:
         loss, acc = replica_metrics(params, batch)
         return {"replica_loss": loss, "replica_accuracy": acc}
 
-    omega = jaxgrad.flossing_regularizer(elman_step, h0, lambda b: b.stream, num_exponents=k,
-                                         transient=f_trans,
-                                         trajectory_gradient=trajectory_gradient)
+    omega = jaxgrad.train.flossing_regularizer(elman_step, h0, lambda b: b.stream, num_exponents=k,
+                                               transient=f_trans,
+                                               trajectory_gradient=trajectory_gradient)
 
     def regularizer(params, batch):
         return jnp.sum(jax.vmap(omega)(params, batch))
@@ -369,7 +369,7 @@ def compute(config: Config) -> Computed:
     def interleaved_monitor(params, batch, grads):
         return monitor(params, batch.replicas, grads)
 
-    opt = jaxgrad.vmap_optimizer(optax.adam(float(config.learning_rate)))
+    opt = jaxgrad.train.vmap_optimizer(optax.adam(float(config.learning_rate)))
     # Arms without flossing during training: one call, (no_floss, floss_before) stacked.
     stacked = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]),
                                      per_replica(p_init), per_replica(p_floss))
@@ -475,7 +475,8 @@ def checks(config: Config, computed: Computed) -> list:
     mean_abs = lambda lam: float(np.mean(np.abs(lam[..., 0])))  # noqa: E731
     return [
         check_bound("seeds whose flossing before training went non-finite", floss_diverged, 0,
-                    note="jaxgrad.floss stops at a non-finite update (FlossingTrace.finite)"),
+                    note="jaxgrad.analysis.floss stops at a non-finite update "
+                         "(FlossingTrace.finite)"),
         check_bound("mean |λ_1| after flossing before training (at initialisation: reference)",
                     mean_abs(lam_floss), mean_abs(lam_init), kind="<=",
                     note="flossing brings λ_1 closer to 0"),

@@ -6,7 +6,7 @@ loss surfaces turn sharp and chaotic, with them they stay flat and nearly convex
 curvature is measured directly, matrix-free: the extreme eigenvalues of the Hessian of the
 training loss (``jaxgrad.hessian_eigenvalues``, Lanczos, with residual error bounds), its
 trace (``jaxgrad.hessian_trace``, Hutch++) and its spectral density
-(``jaxgrad.hessian_spectral_density``, stochastic Lanczos quadrature; Ghorbani, Krishnan &
+(``jaxgrad.analysis.hessian_spectral_density``, stochastic Lanczos quadrature; Ghorbani, Krishnan &
 Xiao 2019), of a deep ReLU MLP on the 8×8 digits, with and without residual connections,
 at initialisation and after training. Beside it, Pascanu, Mikolov & Bengio (2013,
 section 3.1): where the gradient explodes, so does the curvature; measured on the one-unit
@@ -25,7 +25,7 @@ Departures:
 
 - Model and data: a ReLU MLP (He init, ``depth`` hidden layers of ``width`` units, linear
   readout, softmax cross-entropy) on the first ``num_examples`` digits of the train split
-  of ``jaxgrad.load_digits`` (pixels centred, as in ``mlp-landscape``) instead of ResNets
+  of ``jaxgrad.train.load_digits`` (pixels centred, as in ``mlp-landscape``) instead of ResNets
   on CIFAR-10. Depth 10, width 16 (P = 3658 parameters): at depth 10 plain ReLU nets
   are already fragile (pilot, this seed: width 12 never left the chance-level plateau of
   ln 10 in 3000 steps, width 16 trained, and un-centred pixels stalled width 8 and 16
@@ -38,7 +38,7 @@ Departures:
   layer). λ_max is not invariant to such rescalings (Dinh et al. 2017, a point Li et al.
   make about sharpness too), so "flatter" here means in this parameterisation.
 - Training: the library's ``jaxgrad.train_steps`` with ``optax.sgd`` (momentum 0.9, as
-  Li et al.; no weight decay), batch 128 from ``jaxgrad.shuffled_batches``, a constant
+  Li et al.; no weight decay), batch 128 from ``jaxgrad.train.shuffled_batches``, a constant
   learning rate 0.05, ``train_steps`` steps (3000 ≈ 750 epochs of 512 examples; quick
   1500), to a near-zero training loss, instead of Li et al.'s 300-epoch schedule. Near
   zero cross-entropy the Hessian shrinks with the loss (the softmax saturates), so the
@@ -171,7 +171,7 @@ def _since(start: tuple[float, float]) -> list[float]:
     return [time.perf_counter() - start[0], time.process_time() - start[1]]
 
 
-def _mlp(config: Config, residual: bool, key) -> tuple[jaxgrad.MLPConfig, jaxgrad.MLPParams]:
+def _mlp(config: Config, residual: bool, key) -> tuple[jaxgrad.MLPConfig, jaxgrad.models.MLPParams]:
     """The digits MLP and its initial parameters (the residual one's hidden W / √depth)."""
     cfg = jaxgrad.MLPConfig(in_dim=64, width=config.width, depth=config.depth,
                             out_dim=10, activation="relu", init="he", residual=residual)
@@ -219,9 +219,9 @@ def _spectra(loss, params, config, key) -> dict:
     k = config.k
     eig = jaxgrad.hessian_eigenvalues(loss, params, k=k, which="both", key=k_eig)
     tr = jaxgrad.hessian_trace(loss, params, key=k_tr, num_probes=config.trace_probes)
-    den = jaxgrad.hessian_spectral_density(loss, params, key=k_den,
-                                           num_probes=config.density_probes,
-                                           num_lanczos=config.density_lanczos)
+    den = jaxgrad.analysis.hessian_spectral_density(loss, params, key=k_den,
+                                                    num_probes=config.density_probes,
+                                                    num_lanczos=config.density_lanczos)
     values = np.asarray(eig.eigenvalues, np.float64)
     residuals = np.asarray(eig.residuals, np.float64)
     return {
@@ -301,12 +301,13 @@ def _cliff_slice(config: Config) -> dict:
         return pascanu_cliff.one_unit_loss(p, x0=x0, target=target, num_steps=steps)
 
     with jax.enable_x64(True):
-        p64 = jaxgrad.OneUnitParams(jnp.asarray(w, jnp.float64), jnp.asarray(b_cliff, jnp.float64))
+        p64 = jaxgrad.models.OneUnitParams(jnp.asarray(w, jnp.float64),
+                                           jnp.asarray(b_cliff, jnp.float64))
         scan = jaxgrad.scan_landscape(loss, p64, {"b": b}, quantities=(
             "sharpness", "sharpness_residual", "min_curvature"), progress=False)
         sharp = np.asarray(scan.quantities["sharpness"], np.float64)
         i_peak = int(np.nanargmax(sharp))
-        peak = jaxgrad.OneUnitParams(p64.w, jnp.asarray(b[i_peak], jnp.float64))
+        peak = jaxgrad.models.OneUnitParams(p64.w, jnp.asarray(b[i_peak], jnp.float64))
         lanczos = float(jaxgrad.hessian_eigenvalues(loss, peak, k=1,
                                                     key=jax.random.key(0)).eigenvalues[0])
     grad_ref, hess_ref = one_unit_hessian(w, b, x0=x0, target=target, num_steps=steps)
@@ -329,7 +330,7 @@ def compute(config: Config) -> Computed:
     """Train both nets; their Hessian spectra, a dense reference; the cliff slice."""
     key = jax.random.key(config.seed)
     k_data, k_init, k_train, k_hess = jax.random.split(key, 4)
-    data = jaxgrad.load_digits(key=k_data)
+    data = jaxgrad.train.load_digits(key=k_data)
     n = config.num_examples
     if not config.batch_size <= n <= data.x_train.shape[0]:
         raise ValueError(f"`num_examples` must lie in [batch_size, {data.x_train.shape[0]}], "
@@ -351,7 +352,7 @@ def compute(config: Config) -> Computed:
         def train(p, batch_loss=batch_loss, opt=opt):
             return jaxgrad.train_steps(
                 batch_loss, opt, jaxgrad.init_train_state(p, opt),
-                jaxgrad.shuffled_batches((x, y), config.batch_size),
+                jaxgrad.train.shuffled_batches((x, y), config.batch_size),
                 num_steps=config.train_steps, key=k_train)
 
         start = _clock()

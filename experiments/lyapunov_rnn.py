@@ -79,7 +79,9 @@ scale) and NOT end to end in this session; its wall time on a quiet machine is u
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -88,49 +90,56 @@ import numpy as np
 
 import jaxgrad
 
-from ._runner import Result, check_bound, check_close
+from ._runner import Check, Computed, Result, check_bound, check_close, staged_run
 
 NAME = "lyapunov-rnn"
 DESCRIPTION = ("λ_1 of the discrete and continuous rate networks against g beside dynamic "
                "mean-field theory (SCS 1988): chaos sets in at g = 1; spectra, sum rules.")
-DEFAULT_CONFIG = {
-    "num_units": 200,
-    "g_values": [0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0],
-    "num_seeds": 2,
-    "num_steps": 300,
-    "transient": 100,
-    "crossing_threshold": 0.01,
-    "mean_field_g": 2.0,
-    "mean_field_rtol": 0.2,
-    "sum_rule_g": 1.5,
-    "seed": 0,
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The experiment's parameters."""
+
+    # Discrete network h <- J tanh(h), J_ij ~ N(0, g²/N): full spectra over g.
+    num_units: int = 200
+    g_values: tuple[float, ...] = (0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0)
+    num_seeds: int = 2
+    num_steps: int = 300  # steps averaged, after the transient
+    transient: int = 100
+    crossing_threshold: float = 0.01  # λ_1 "reaches 0" at -crossing_threshold
+    mean_field_g: float = 2.0  # the gain checked against mean field (tolerance below)
+    mean_field_rtol: float = 0.2
+    sum_rule_g: float = 1.5  # the gain of the sum-rule check
+    seed: int = 0
     # Continuous-time network dx/dt = -x + J tanh(x), RK4 with step ct_dt (time unit τ = 1).
-    "ct_num_units": 200,
-    "ct_g_values": [0.5, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0],
-    "ct_num_seeds": 3,
-    "ct_dt": 0.1,
-    "ct_num_steps": 6000,
-    "ct_transient": 1000,
-    "ct_large_num_units": 800,
-    "ct_large_g_values": [1.5, 2.0, 3.0, 4.0],
-    "ct_large_num_seeds": 2,
-    "ct_spectrum_num_units": 100,
-    "ct_spectrum_g": 2.0,
-    "ct_spectrum_num_steps": 600,
-    "ct_spectrum_transient": 200,
-    "ct_mean_field_tol": 0.15,
-    "ct_mean_field_tol_near": 0.4,
-    "ct_mean_field_curve_points": 10,
+    ct_num_units: int = 200
+    ct_g_values: tuple[float, ...] = (0.5, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+    ct_num_seeds: int = 3
+    ct_dt: float = 0.1
+    ct_num_steps: int = 6000
+    ct_transient: int = 1000
+    ct_large_num_units: int = 800
+    ct_large_g_values: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0)
+    ct_large_num_seeds: int = 2
+    ct_spectrum_num_units: int = 100
+    ct_spectrum_g: float = 2.0
+    ct_spectrum_num_steps: int = 600
+    ct_spectrum_transient: int = 200
+    ct_mean_field_tol: float = 0.15
+    ct_mean_field_tol_near: float = 0.4
+    ct_mean_field_curve_points: int = 10
     # Phase diagram of the discrete network with a bias, h <- J tanh(h) + b, b_i ~ N(0, σ_b²):
     # λ_1 over (σ_b², g) by jaxgrad.sweep.
-    "phase_sigma_b2": [0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0],
-    "phase_g": [0.5, 3.0, 26],
-    "phase_num_units": 200,
-    "phase_num_seeds": 2,
-    "phase_num_steps": 400,
-    "phase_transient": 200,
-    "phase_band": 0.02,
-}
+    phase_sigma_b2: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+    phase_g: tuple[float, float, int] = (0.5, 3.0, 26)
+    phase_num_units: int = 200
+    phase_num_seeds: int = 2
+    phase_num_steps: int = 400
+    phase_transient: int = 200
+    phase_band: float = 0.02
+
+
 QUICK_CONFIG = {"num_units": 64, "num_steps": 300, "transient": 100, "mean_field_rtol": 0.4,
                 "g_values": [0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0],
                 "ct_num_units": 60, "ct_g_values": [0.5, 1.5, 2.0, 3.0, 4.0],
@@ -142,6 +151,12 @@ QUICK_CONFIG = {"num_units": 64, "num_steps": 300, "transient": 100, "mean_field
                 "ct_mean_field_curve_points": 0, "phase_g": [0.5, 3.0, 11],
                 "phase_sigma_b2": [0.0, 0.05, 0.5, 2.0], "phase_num_units": 64,
                 "phase_num_seeds": 1, "phase_num_steps": 200, "phase_transient": 100}
+SUMMARY_KEYS = (
+    "g", "lambda_1", "kaplan_yorke_fraction", "entropy_rate", "log_spectral_radius",
+    "g_crossing", "mean_field_lambda_1", "sum_rule", "linear_map_max_error",
+    "all_log_r_finite", "mean_field_lambda_max", "discrete_mean_field_lambda_1",
+    "flow_sum_rule", "flow_mean_field_all_converged", "flow_all_valid",
+    "flow_large_mean_field_lambda_max", "flow_mean_abs_error", "phase_agreement")
 
 
 def mean_field_lambda_1(g: float) -> float:
@@ -176,8 +191,8 @@ def _flow_exponents(key, g_values, num_units, num_seeds, config, desc):
     """
     from tqdm.auto import tqdm
 
-    dt = float(config["ct_dt"])
-    T, transient = int(config["ct_num_steps"]), int(config["ct_transient"])
+    dt = float(config.ct_dt)
+    T, transient = int(config.ct_num_steps), int(config.ct_transient)
     step = partial(jaxgrad.models.rate_flow_step, dt=dt, method="rk4")
 
     def one(g, seed):
@@ -202,10 +217,10 @@ def _flow_sum_rule(key, config):
     rounding), and, up to the integrator's error, the time average of the trace of the
     vector field's Jacobian, tr(-I + J diag φ'(x)) = -N + Σ_i J_ii (1 - tanh²(x_i)).
     """
-    N = int(config["ct_spectrum_num_units"])
-    g = float(config["ct_spectrum_g"])
-    dt = float(config["ct_dt"])
-    T, transient = int(config["ct_spectrum_num_steps"]), int(config["ct_spectrum_transient"])
+    N = int(config.ct_spectrum_num_units)
+    g = float(config.ct_spectrum_g)
+    dt = float(config.ct_dt)
+    T, transient = int(config.ct_spectrum_num_steps), int(config.ct_spectrum_transient)
     step = partial(jaxgrad.models.rate_flow_step, dt=dt, method="rk4")
     k = jax.random.fold_in(key, 7)
     p = jaxgrad.init_rate(k, N, g=g)
@@ -230,10 +245,10 @@ def _phase_diagram(key, config):
     Returns ``(b2, g, measured (B, G), mean field (B, G))``; mean field is
     ``½ log χ₁(σ_w² = g², σ_b²)`` (``jaxgrad.chi_1``, Molgedey et al. 1992).
     """
-    N, S = int(config["phase_num_units"]), int(config["phase_num_seeds"])
-    T, transient = int(config["phase_num_steps"]), int(config["phase_transient"])
-    b2 = np.asarray(config["phase_sigma_b2"], np.float32)
-    start, stop, num = config["phase_g"]
+    N, S = int(config.phase_num_units), int(config.phase_num_seeds)
+    T, transient = int(config.phase_num_steps), int(config.phase_transient)
+    b2 = np.asarray(config.phase_sigma_b2, np.float32)
+    start, stop, num = config.phase_g
     gs = np.linspace(start, stop, int(num), dtype=np.float32)
     keys = jax.random.split(jax.random.fold_in(key, 7), S)
     Z = jax.vmap(lambda k: jax.random.normal(k, (N, N)) / np.float32(np.sqrt(N)))(keys)
@@ -273,12 +288,16 @@ def _theory_and_simulation(ax, theory, simulated, *, ylabel, title, legend_loc="
     ax.legend(fontsize=8, loc=legend_loc)
 
 
-def run(config: dict) -> Result:
-    N = int(config["num_units"])
-    T, transient = int(config["num_steps"]), int(config["transient"])
-    gs = np.asarray(config["g_values"], dtype=np.float32)
-    seeds = np.arange(int(config["num_seeds"]))
-    key = jax.random.key(int(config["seed"]))
+def compute(config: Config) -> Computed:
+    """Discrete spectra over g, the sum rule, a linear map, the continuous network beside
+    dynamic mean-field theory, and the (σ_b², g) phase diagram."""
+    from tqdm.auto import tqdm
+
+    N = int(config.num_units)
+    T, transient = int(config.num_steps), int(config.transient)
+    gs = np.asarray(config.g_values, dtype=np.float32)
+    seeds = np.arange(int(config.num_seeds))
+    key = jax.random.key(int(config.seed))
 
     def spectrum(g, seed):
         k = jax.random.fold_in(key, seed)
@@ -291,8 +310,6 @@ def run(config: dict) -> Result:
 
     # One vmapped call over the seeds per gain (compiled once: g is traced), so that a long
     # sweep shows its progress; the per-g results are stacked as one (G, S, ...) result.
-    from tqdm.auto import tqdm
-
     per_seed = jax.jit(lambda g: jax.vmap(lambda s: spectrum(g, s))(seeds))
     parts = [jax.block_until_ready(per_seed(g))  # wait, so that the bar shows real progress
              for g in tqdm(gs, desc="lyapunov-rnn: g sweep", unit="g", leave=False)]
@@ -304,33 +321,12 @@ def run(config: dict) -> Result:
     entropy = np.asarray(res.entropy_rate)
     log_rho = np.asarray(log_rho)
     finite = bool(np.all(np.asarray(res.finite)))
-
-    checks = []
-    i_low = int(np.argmin(np.abs(gs - 0.5)))
-    checks.append(check_close(
-        f"λ_1 at g={gs[i_low]:.2f} vs log ρ(J) (stable origin, closed form)",
-        np.max(np.abs(lam1[i_low] - log_rho[i_low])), 0.0, atol=0.01,
-        note="largest |λ_1 - log ρ(J)| over seeds"))
-    checks.append(check_bound(f"λ_1 at g={gs[i_low]:.2f}", lam1[i_low].max(), 0.0, kind="<="))
-    i_high = int(np.argmin(np.abs(gs - 1.5)))
-    checks.append(check_bound(f"λ_1 at g={gs[i_high]:.2f} (seed mean)", lam1_mean[i_high], 0.0,
-                              kind=">="))
-    level = -float(config["crossing_threshold"])
-    g_cross = _crossing(gs, lam1_mean, level)
-    checks.append(check_close(
-        "g where λ_1 reaches 0 (to within the threshold)", g_cross, 1.0, atol=0.15,
-        note=f"first g with seed-mean λ_1 >= {level}; mean-field transition at g = 1 "
-             "(Molgedey et al. 1992)"))
-    g_mf = float(config["mean_field_g"])
-    i_mf = int(np.argmin(np.abs(gs - g_mf)))
+    g_cross = _crossing(gs, lam1_mean, -float(config.crossing_threshold))
+    i_mf = int(np.argmin(np.abs(gs - float(config.mean_field_g))))
     lam_mf = mean_field_lambda_1(float(gs[i_mf]))
-    checks.append(check_close(f"λ_1 at g={gs[i_mf]:.2f} vs dynamic mean-field theory",
-                              lam1_mean[i_mf], lam_mf, rtol=float(config["mean_field_rtol"]),
-                              note="finite N and T; mean field is the N → ∞ limit"))
-    checks.append(check_bound("D_KY/N at the smallest g", dky[0].max(), 0.0, kind="<="))
 
     # Sum rule on one trajectory: Σ λ_i = mean over the same steps of log|det D_t|.
-    g_sum = float(config["sum_rule_g"])
+    g_sum = float(config.sum_rule_g)
     k0 = jax.random.fold_in(key, 0)
     p = jaxgrad.init_rate(k0, N, g=g_sum)
     x0 = jax.random.normal(jax.random.fold_in(k0, 1), (N,))
@@ -343,8 +339,6 @@ def run(config: dict) -> Result:
     jacs = jax.vmap(jax.jacfwd(lambda x: step(x, zero_u)))(prev)
     log_det_mean = float(jnp.mean(jnp.linalg.slogdet(jacs)[1]))
     lam_sum = float(jnp.sum(res_sum.exponents))
-    checks.append(check_close(f"Σ λ_i at g={g_sum} vs mean log|det D_t|", lam_sum,
-                              log_det_mean, rtol=1e-3, note="sum rule, exact up to rounding"))
 
     # Linear map: λ_i = log|eig_i(A)| for a symmetric A with distinct |eigenvalues|.
     eig = np.array([1.25, -1.1, 0.9, -0.7, 0.5, 0.3, -0.2, 0.1], dtype=np.float32)
@@ -353,10 +347,6 @@ def run(config: dict) -> Result:
     lin = jaxgrad.lyapunov_spectrum(lambda x, u: A @ x, jnp.ones(8), num_steps=600,
                                     transient=200)
     lin_err = float(np.max(np.abs(np.asarray(lin.exponents) - np.log(np.abs(eig)))))
-    checks.append(check_close("linear map: max |λ_i - log|eig_i(A)||", lin_err, 0.0,
-                              atol=1e-4))
-    checks.append(check_bound("every log|R_ii| finite (1 = yes)", float(finite), 1.0,
-                              kind=">="))
 
     # Discrete network beside its own mean field at every gain (q*, χ₁ of the q-map).
     discrete_mf = [{"g": round(float(g), 6), "mean_field": mean_field_lambda_1(float(g)),
@@ -364,19 +354,17 @@ def run(config: dict) -> Result:
                    for g, m, sd in zip(gs, lam1_mean, lam1.std(1))]
 
     # Continuous network: λ_1 against g (N and a larger N), beside dynamic mean-field theory.
-    from tqdm.auto import tqdm
-
-    ct_gs = np.asarray(config["ct_g_values"], np.float64)
-    N_ct, N_big = int(config["ct_num_units"]), int(config["ct_large_num_units"])
-    big_gs = np.asarray(config["ct_large_g_values"], np.float64)
+    ct_gs = np.asarray(config.ct_g_values, np.float64)
+    N_ct, N_big = int(config.ct_num_units), int(config.ct_large_num_units)
+    big_gs = np.asarray(config.ct_large_g_values, np.float64)
     mf = {float(g): jaxgrad.analysis.rate_mean_field(float(g))
           for g in tqdm(sorted(set(ct_gs) | set(big_gs)), desc="lyapunov-rnn: mean field",
                         unit="g", leave=False)}
     ct_lam, ct_se, ct_edge, ct_valid = _flow_exponents(
-        key, ct_gs, N_ct, int(config["ct_num_seeds"]), config, "lyapunov-rnn: flow, N = "
+        key, ct_gs, N_ct, int(config.ct_num_seeds), config, "lyapunov-rnn: flow, N = "
         f"{N_ct}")
     big_lam, big_se, _, big_valid = _flow_exponents(
-        key, big_gs, N_big, int(config["ct_large_num_seeds"]), config,
+        key, big_gs, N_big, int(config.ct_large_num_seeds), config,
         f"lyapunov-rnn: flow, N = {N_big}")
     ct_mean, big_mean = ct_lam.mean(1), big_lam.mean(1)
     mean_field_rows = []
@@ -389,46 +377,168 @@ def run(config: dict) -> Result:
             row["simulated_large_n"] = float(big_mean[j[0]])
             row["large_num_units"] = N_big
         mean_field_rows.append(row)
-    checks.append(check_bound("every mean-field solution converged (1 = yes)",
-                              float(all(m.converged for m in mf.values())), 1.0, kind=">="))
-    checks.append(check_bound("every flow exponent finite and resolved (1 = yes)",
-                              float(np.all(ct_valid) and np.all(big_valid)), 1.0, kind=">="))
+    big_mf = [mf[float(g)].lambda_max for g in big_gs]
+    shared = [int(np.argmin(np.abs(ct_gs - g))) for g in big_gs]
+    err_small = float(np.mean(np.abs(ct_mean[shared] - big_mf)))
+    err_big = float(np.mean(np.abs(big_mean - big_mf)))
+    spec, lam_sum_ct, log_det_ct, trace_ct = _flow_sum_rule(key, config)
+
+    # Mean-field curves for the figures: the discrete λ_1 = ½ log(g² ⟨tanh'(h)²⟩) and the
+    # continuous λ_max(g) (SCS) on finer grids.
+    g_fine = np.linspace(1.0, float(gs.max()), 60)
+    g_dense = np.linspace(float(gs.min()), float(gs.max()), 40)
+    n_curve = int(config.ct_mean_field_curve_points)
+    curve_gs = sorted(set(mf) | {float(g) for g in np.linspace(1.05, ct_gs.max(), n_curve)})
+    for g in tqdm([g for g in curve_gs if g not in mf], desc="lyapunov-rnn: mean-field curve",
+                  unit="g", leave=False):
+        mf[g] = jaxgrad.analysis.rate_mean_field(g)
+    curve = np.array([(g, mf[g].lambda_max) for g in curve_gs if g > 1 and mf[g].converged])
+
+    # Phase diagram: λ_1 over (σ_b², g), and the mean field's critical line.
+    ph_b2, ph_g, ph_lam, ph_mf = _phase_diagram(key, config)
+    clear = np.abs(ph_mf) > float(config.phase_band)
+    phase_agreement = float(np.mean((ph_lam[clear] > 0) == (ph_mf[clear] > 0)))
+    line_b2 = np.concatenate([[0.0], np.geomspace(1e-3, float(ph_b2[-1]), 40)])
+    line_g = np.sqrt(np.asarray(jax.vmap(lambda b: jaxgrad.analysis.critical_sigma_w2(b).sigma_w2)(
+        jnp.asarray(line_b2, jnp.float32))))
+
+    summary = {
+        "phase_agreement": phase_agreement,
+        "g": gs.tolist(),
+        "lambda_1": lam1_mean.tolist(),
+        "kaplan_yorke_fraction": dky.mean(1).tolist(),
+        "entropy_rate": entropy.mean(1).tolist(),
+        "log_spectral_radius": log_rho.mean(1).tolist(),
+        "g_crossing": g_cross,
+        "mean_field_lambda_1": {"g": float(gs[i_mf]), "value": lam_mf},
+        "sum_rule": {"g": g_sum, "sum_exponents": lam_sum, "mean_log_abs_det": log_det_mean},
+        "linear_map_max_error": lin_err,
+        "convergence_lambda_1_max": float(np.max(np.asarray(res.convergence)[:, :, 0])),
+        "mean_field_lambda_max": mean_field_rows,
+        "discrete_mean_field_lambda_1": discrete_mf,
+        "flow_sum_rule": {"g": float(config.ct_spectrum_g), "num_units": int(spec.shape[0]),
+                          "sum_exponents": lam_sum_ct, "mean_log_abs_det_over_dt": log_det_ct,
+                          "mean_trace_jacobian": trace_ct},
+        "flow_lambda_1_standard_error_max": float(max(ct_se.max(), big_se.max())),
+        "all_log_r_finite": finite,
+        "flow_mean_field_all_converged": bool(all(mf[float(g)].converged
+                                                  for g in sorted(set(ct_gs) | set(big_gs)))),
+        "flow_all_valid": bool(np.all(ct_valid) and np.all(big_valid)),
+        "flow_large_mean_field_lambda_max": big_mf,
+        "flow_mean_abs_error": {"num_units": N_ct, "error": err_small,
+                                "large_num_units": N_big, "large_error": err_big},
+    }
+    run_est = np.asarray(res.running_exponents)[:, 0, :, 0]  # (G, W)
+    arrays = {"g": gs, "exponents": exps, "kaplan_yorke_fraction": dky,
+              "log_spectral_radius": log_rho, "running_lambda_1": run_est,
+              "flow_g": ct_gs, "flow_lambda_1": ct_lam, "flow_large_g": big_gs,
+              "flow_large_lambda_1": big_lam, "flow_spectrum": spec,
+              "mean_field_curve": curve, "phase_sigma_b2": ph_b2, "phase_g": ph_g,
+              "phase_lambda_1": ph_lam, "phase_mean_field_lambda_1": ph_mf,
+              "entropy_rate": entropy, "flow_spectral_edge": ct_edge,
+              "discrete_mean_field_curve": np.stack(
+                  [g_fine, [mean_field_lambda_1(float(g)) for g in g_fine]], axis=1),
+              "discrete_mean_field_dense": np.stack(
+                  [g_dense, [mean_field_lambda_1(float(g)) for g in g_dense]], axis=1),
+              "phase_critical_line": np.stack([line_b2, line_g], axis=1)}
+    # the mean-field solutions at the larger network's gains: the autocorrelation panel
+    details = {"mean_field": {float(g): mf[float(g)] for g in big_gs}}
+    return Computed(summary=summary, arrays=arrays, details=details)
+
+
+def checks(config: Config, computed: Computed) -> list[Check]:
+    """Closed forms (stable origin, linear map, sum rules) and the mean-field theories."""
+    s, a = computed.summary, computed.arrays
+    gs, lam1, log_rho = a["g"], a["exponents"][:, :, 0], a["log_spectral_radius"]
+    lam1_mean, dky = lam1.mean(1), a["kaplan_yorke_fraction"]
+    out = []
+    i_low = int(np.argmin(np.abs(gs - 0.5)))
+    out.append(check_close(
+        f"λ_1 at g={gs[i_low]:.2f} vs log ρ(J) (stable origin, closed form)",
+        np.max(np.abs(lam1[i_low] - log_rho[i_low])), 0.0, atol=0.01,
+        note="largest |λ_1 - log ρ(J)| over seeds"))
+    out.append(check_bound(f"λ_1 at g={gs[i_low]:.2f}", lam1[i_low].max(), 0.0, kind="<="))
+    i_high = int(np.argmin(np.abs(gs - 1.5)))
+    out.append(check_bound(f"λ_1 at g={gs[i_high]:.2f} (seed mean)", lam1_mean[i_high], 0.0,
+                           kind=">="))
+    level = -float(config.crossing_threshold)
+    out.append(check_close(
+        "g where λ_1 reaches 0 (to within the threshold)", s["g_crossing"], 1.0, atol=0.15,
+        note=f"first g with seed-mean λ_1 >= {level}; mean-field transition at g = 1 "
+             "(Molgedey et al. 1992)"))
+    i_mf = int(np.argmin(np.abs(gs - float(config.mean_field_g))))
+    out.append(check_close(f"λ_1 at g={gs[i_mf]:.2f} vs dynamic mean-field theory",
+                           lam1_mean[i_mf], s["mean_field_lambda_1"]["value"],
+                           rtol=float(config.mean_field_rtol),
+                           note="finite N and T; mean field is the N → ∞ limit"))
+    out.append(check_bound("D_KY/N at the smallest g", dky[0].max(), 0.0, kind="<="))
+    rule = s["sum_rule"]
+    out.append(check_close(f"Σ λ_i at g={rule['g']} vs mean log|det D_t|",
+                           rule["sum_exponents"], rule["mean_log_abs_det"], rtol=1e-3,
+                           note="sum rule, exact up to rounding"))
+    out.append(check_close("linear map: max |λ_i - log|eig_i(A)||", s["linear_map_max_error"],
+                           0.0, atol=1e-4))
+    out.append(check_bound("every log|R_ii| finite (1 = yes)", float(s["all_log_r_finite"]),
+                           1.0, kind=">="))
+
+    ct_gs, ct_lam, ct_edge = a["flow_g"], a["flow_lambda_1"], a["flow_spectral_edge"]
+    big_gs, big_mean = a["flow_large_g"], a["flow_large_lambda_1"].mean(1)
+    ct_mean = ct_lam.mean(1)
+    out.append(check_bound("every mean-field solution converged (1 = yes)",
+                           float(s["flow_mean_field_all_converged"]), 1.0, kind=">="))
+    out.append(check_bound("every flow exponent finite and resolved (1 = yes)",
+                           float(s["flow_all_valid"]), 1.0, kind=">="))
     i_lo = int(np.argmin(ct_gs))
-    checks.append(check_close(
+    out.append(check_close(
         f"flow λ_1 at g={ct_gs[i_lo]:.2f} vs max Re eig(J) - 1 (stable origin)",
         np.max(np.abs(ct_lam[i_lo] - ct_edge[i_lo])), 0.0, atol=0.01,
         note="largest difference over seeds; the linearisation at 0 is exact once x decays"))
-    checks.append(check_close(
+    out.append(check_close(
         f"flow λ_1 at g={ct_gs[i_lo]:.2f} vs mean field g - 1",
         ct_mean[i_lo], ct_gs[i_lo] - 1.0, atol=0.05,
         note="circular law: the spectral edge of J is g up to O(N^-1/2)"))
+    errors = s["flow_mean_abs_error"]
+    N_ct, N_big = errors["num_units"], errors["large_num_units"]
     for j, g in enumerate(big_gs):
-        ref = mf[float(g)].lambda_max
+        ref = s["flow_large_mean_field_lambda_max"][j]
         near = g < 2.0  # finite-N effects are largest near the transition
-        tol = float(config["ct_mean_field_tol_near" if near else "ct_mean_field_tol"])
-        checks.append(check_close(
+        tol = float(config.ct_mean_field_tol_near if near else config.ct_mean_field_tol)
+        out.append(check_close(
             f"flow λ_1 at g={g:g}, N={N_big} vs dynamic mean-field theory", big_mean[j], ref,
             rtol=tol, note="Sompolinsky, Crisanti & Sommers 1988; Engelken, Wolf & Abbott "
                            "2020 Fig. 1; finite N and T" + (", g < 2: near the transition"
                                                             if near else "")))
-    shared = [int(np.argmin(np.abs(ct_gs - g))) for g in big_gs]
-    err_small = float(np.mean(np.abs(ct_mean[shared] - [mf[float(g)].lambda_max
-                                                        for g in big_gs])))
-    err_big = float(np.mean(np.abs(big_mean - [mf[float(g)].lambda_max for g in big_gs])))
-    checks.append(check_bound(
-        f"mean |λ_1 - mean field| at N={N_big} <= at N={N_ct}", err_big, err_small,
-        kind="<=", note="finite-size convergence toward the N → ∞ theory"))
-    spec, lam_sum_ct, log_det_ct, trace_ct = _flow_sum_rule(key, config)
-    checks.append(check_close(
-        f"flow Σ λ_i at g={config['ct_spectrum_g']} vs mean log|det D_t| / dt", lam_sum_ct,
-        log_det_ct, rtol=1e-3, note="sum rule of the RK4 map, exact up to rounding"))
-    checks.append(check_close(
-        f"flow Σ λ_i at g={config['ct_spectrum_g']} vs mean tr(∂F/∂x)", lam_sum_ct, trace_ct,
-        rtol=0.01, note="sum rule of the flow: -N + Σ J_ii φ'(x_i), up to the RK4 error"))
+    out.append(check_bound(
+        f"mean |λ_1 - mean field| at N={N_big} <= at N={N_ct}", errors["large_error"],
+        errors["error"], kind="<=", note="finite-size convergence toward the N → ∞ theory"))
+    flow = s["flow_sum_rule"]
+    out.append(check_close(
+        f"flow Σ λ_i at g={config.ct_spectrum_g} vs mean log|det D_t| / dt",
+        flow["sum_exponents"], flow["mean_log_abs_det_over_dt"], rtol=1e-3,
+        note="sum rule of the RK4 map, exact up to rounding"))
+    out.append(check_close(
+        f"flow Σ λ_i at g={config.ct_spectrum_g} vs mean tr(∂F/∂x)", flow["sum_exponents"],
+        flow["mean_trace_jacobian"], rtol=0.01,
+        note="sum rule of the flow: -N + Σ J_ii φ'(x_i), up to the RK4 error"))
+    out.append(check_bound(
+        "phase diagram: grid points on the mean field's side of λ_1 = 0 (fraction)",
+        s["phase_agreement"], 0.9, kind=">=",
+        note=f"points with |mean-field λ_1| <= {config.phase_band} left out; finite N"))
+    return out
 
-    # Figures.
-    g_fine = np.linspace(1.0, float(gs.max()), 60)
-    mf_curve = [mean_field_lambda_1(float(g)) for g in g_fine]
+
+def figures(config: Config, computed: Computed) -> dict[str, Any]:
+    """λ_1, D_KY and spectra against g; the QR estimate's convergence; the continuous
+    network beside mean field; the phase diagram."""
+    summ, a = computed.summary, computed.arrays
+    N, T = int(config.num_units), int(config.num_steps)
+    gs, exps, dky, entropy = a["g"], a["exponents"], a["kaplan_yorke_fraction"], a[
+        "entropy_rate"]
+    lam1 = exps[:, :, 0]
+    lam1_mean = lam1.mean(1)
+    g_cross = summ["g_crossing"]
+    g_fine, mf_curve = a["discrete_mean_field_curve"].T
+
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     ax = axes[0]
     for s in range(lam1.shape[1]):
@@ -463,7 +573,7 @@ def run(config: dict) -> Result:
     fig.tight_layout()
 
     fig2, ax = plt.subplots(figsize=(6, 4))
-    run_est = np.asarray(res.running_exponents)[:, 0, :, 0]  # (G, W)
+    run_est = a["running_lambda_1"]  # (G, W)
     windows = np.arange(1, run_est.shape[1] + 1) * (T // run_est.shape[1])
     for g in (0.5, 1.0, 1.5, 2.0):
         i = int(np.argmin(np.abs(gs - g)))
@@ -476,12 +586,13 @@ def run(config: dict) -> Result:
     fig2.tight_layout()
 
     # Continuous network beside dynamic mean-field theory (mathtext labels, ~900 px wide).
-    n_curve = int(config["ct_mean_field_curve_points"])
-    curve_gs = sorted(set(mf) | {float(g) for g in np.linspace(1.05, ct_gs.max(), n_curve)})
-    for g in tqdm([g for g in curve_gs if g not in mf], desc="lyapunov-rnn: mean-field curve",
-                  unit="g", leave=False):
-        mf[g] = jaxgrad.analysis.rate_mean_field(g)
-    curve = np.array([(g, mf[g].lambda_max) for g in curve_gs if g > 1 and mf[g].converged])
+    ct_gs, ct_lam = a["flow_g"], a["flow_lambda_1"]
+    big_gs, big_lam = a["flow_large_g"], a["flow_large_lambda_1"]
+    ct_mean, big_mean = ct_lam.mean(1), big_lam.mean(1)
+    N_ct, N_big = int(config.ct_num_units), int(config.ct_large_num_units)
+    curve, spec, mf = a["mean_field_curve"], a["flow_spectrum"], computed.details["mean_field"]
+    lam_sum_ct = summ["flow_sum_rule"]["sum_exponents"]
+    trace_ct = summ["flow_sum_rule"]["mean_trace_jacobian"]
     fig3, axes3 = plt.subplots(2, 2, figsize=(10, 7.6))
     g_sub = np.linspace(min(0.5, ct_gs.min()), 1.0, 20)
     _theory_and_simulation(
@@ -507,17 +618,17 @@ def run(config: dict) -> Result:
     ax = axes3[1, 0]
     N_sp = spec.shape[0]
     ax.plot(np.arange(1, N_sp + 1) / N_sp, spec, ".-", ms=3, color="C0",
-            label=rf"$g={config['ct_spectrum_g']:g}$, $N={N_sp}$")
+            label=rf"$g={config.ct_spectrum_g:g}$, $N={N_sp}$")
     ax.axhline(0.0, color="gray", lw=0.8)
     ax.set_xlabel(r"$i/N$")
     ax.set_ylabel(r"$\lambda_i$ ($1/\tau$)")
     ax.set_title(rf"Full spectrum: $\sum_i\lambda_i = {lam_sum_ct:.2f}$, "
                  rf"$\langle\mathrm{{tr}}\,\partial F/\partial x\rangle = {trace_ct:.2f}$")
     ax.legend(fontsize=8)
-    g_dense = np.linspace(float(gs.min()), float(gs.max()), 40)
+    g_dense, mf_dense = a["discrete_mean_field_dense"].T
     _theory_and_simulation(
         axes3[1, 1],
-        (g_dense, [mean_field_lambda_1(float(g)) for g in g_dense],
+        (g_dense, mf_dense,
          r"mean field $\frac{1}{2}\log(g^2\langle\phi'(h)^2\rangle_{q^*})$"),
         [(gs, lam1_mean, lam1.std(1), "o", "C0", 4,
           rf"simulated, $N={N}$ (mean $\pm$ sd, {lam1.shape[1]} seeds)")],
@@ -525,16 +636,9 @@ def run(config: dict) -> Result:
     fig3.tight_layout()
 
     # Phase diagram: λ_1 over (σ_b², g), the mean field's λ_1 = 0 line drawn on it.
-    ph_b2, ph_g, ph_lam, ph_mf = _phase_diagram(key, config)
-    clear = np.abs(ph_mf) > float(config["phase_band"])
-    phase_agreement = float(np.mean((ph_lam[clear] > 0) == (ph_mf[clear] > 0)))
-    checks.append(check_bound(
-        "phase diagram: grid points on the mean field's side of λ_1 = 0 (fraction)",
-        phase_agreement, 0.9, kind=">=",
-        note=f"points with |mean-field λ_1| <= {config['phase_band']} left out; finite N"))
-    line_b2 = np.concatenate([[0.0], np.geomspace(1e-3, float(ph_b2[-1]), 40)])
-    line_g = np.sqrt(np.asarray(jax.vmap(lambda b: jaxgrad.analysis.critical_sigma_w2(b).sigma_w2)(
-        jnp.asarray(line_b2, jnp.float32))))
+    ph_b2, ph_g, ph_lam = a["phase_sigma_b2"], a["phase_g"], a["phase_lambda_1"]
+    phase_agreement = summ["phase_agreement"]
+    line_b2, line_g = a["phase_critical_line"].T
     fig4, ax = plt.subplots(figsize=(6.4, 4.8))
     span = float(np.max(np.abs(ph_lam)))
     mesh = ax.pcolormesh(ph_b2, ph_g, ph_lam.T, shading="nearest", cmap="RdBu_r",
@@ -549,38 +653,17 @@ def run(config: dict) -> Result:
     ax.set_xlim(0, float(ph_b2[-1]))
     ax.set_xlabel("σ_b² (bias variance; symmetric log scale, linear below 0.01)")
     ax.set_ylabel("gain g")
-    ax.set_title(rf"Chaos in $h \leftarrow J\tanh(h) + b$, $N = {config['phase_num_units']}$"
+    ax.set_title(rf"Chaos in $h \leftarrow J\tanh(h) + b$, $N = {config.phase_num_units}$"
                  f"\n({len(ph_b2)} × {len(ph_g)} grid by jaxgrad.sweep, "
-                 f"{config['phase_num_seeds']} network(s) per point; "
+                 f"{config.phase_num_seeds} network(s) per point; "
                  f"{100 * phase_agreement:.0f}% on the mean field's side)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", facecolor="0.9")
     fig4.tight_layout()
 
-    summary = {
-        "phase_agreement": phase_agreement,
-        "g": gs.tolist(),
-        "lambda_1": lam1_mean.tolist(),
-        "kaplan_yorke_fraction": dky.mean(1).tolist(),
-        "entropy_rate": entropy.mean(1).tolist(),
-        "log_spectral_radius": log_rho.mean(1).tolist(),
-        "g_crossing": g_cross,
-        "mean_field_lambda_1": {"g": float(gs[i_mf]), "value": lam_mf},
-        "sum_rule": {"g": g_sum, "sum_exponents": lam_sum, "mean_log_abs_det": log_det_mean},
-        "linear_map_max_error": lin_err,
-        "convergence_lambda_1_max": float(np.max(np.asarray(res.convergence)[:, :, 0])),
-        "mean_field_lambda_max": mean_field_rows,
-        "discrete_mean_field_lambda_1": discrete_mf,
-        "flow_sum_rule": {"g": float(config["ct_spectrum_g"]), "num_units": int(spec.shape[0]),
-                          "sum_exponents": lam_sum_ct, "mean_log_abs_det_over_dt": log_det_ct,
-                          "mean_trace_jacobian": trace_ct},
-        "flow_lambda_1_standard_error_max": float(max(ct_se.max(), big_se.max())),
-    }
-    arrays = {"g": gs, "exponents": exps, "kaplan_yorke_fraction": dky,
-              "log_spectral_radius": log_rho, "running_lambda_1": run_est,
-              "flow_g": ct_gs, "flow_lambda_1": ct_lam, "flow_large_g": big_gs,
-              "flow_large_lambda_1": big_lam, "flow_spectrum": spec,
-              "mean_field_curve": curve, "phase_sigma_b2": ph_b2, "phase_g": ph_g,
-              "phase_lambda_1": ph_lam, "phase_mean_field_lambda_1": ph_mf}
-    return Result(summary=summary, checks=checks, arrays=arrays,
-                  figures={"lyapunov_vs_gain": fig, "convergence": fig2,
-                            "continuous_mean_field": fig3, "phase_diagram": fig4})
+    return {"lyapunov_vs_gain": fig, "convergence": fig2, "continuous_mean_field": fig3,
+            "phase_diagram": fig4}
+
+
+def run(config: Config) -> Result:
+    """``compute``, then ``checks`` and ``figures`` on its numbers."""
+    return staged_run(config, compute, checks, figures)

@@ -38,8 +38,9 @@ below; the corrected one must agree with ``jaxgrad.mlp_gradient_flow``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import matplotlib.pyplot as plt
@@ -48,7 +49,7 @@ import numpy as np
 import jaxgrad
 
 from ._mean_field import activation_moments
-from ._runner import Result, check_bound, check_close
+from ._runner import Check, Computed, Result, check_bound, check_close, staged_run
 
 NAME = "mlp-depth-gradients"
 DESCRIPTION = (
@@ -57,12 +58,17 @@ DESCRIPTION = (
     "log scale, beside tanh+Xavier, ReLU+He, Kumar, Yilmaz–Poli and residual+batch norm, "
     "checked against the linear-regime factor (1/4)·0.01·√N and mean-field theory."
 )
-DEFAULT_CONFIG = {
-    "depth": 10,
-    "width": 100,
-    "batch": 32,
-    "seed": 0,
-    "configurations": [
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The experiment's parameters."""
+
+    depth: int = 10  # layers of every MLP
+    width: int = 100  # units per layer (square layers: the input has this width too)
+    batch: int = 32  # random N(0, 1) inputs
+    seed: int = 0
+    configurations: tuple[str, ...] = (
         "sigmoid_normal",
         "tanh_xavier",
         "relu_he",
@@ -70,15 +76,22 @@ DEFAULT_CONFIG = {
         "sigmoid_lecun",
         "sigmoid_yilmaz_poli",
         "relu_he_residual_batchnorm",
-    ],
-    "quadrature_nodes": 200,
-    "num_sigmas": 4.0,
-}
+    )
+    quadrature_nodes: int = 200  # Gauss–Hermite nodes of the mean-field moments
+    num_sigmas: float = 4.0  # the checks' tolerance in finite-width standard deviations
+
+
 QUICK_CONFIG = {
     "quadrature_nodes": 100,
     "configurations": ["sigmoid_normal", "tanh_xavier", "relu_he", "sigmoid_yilmaz_poli",
                        "relu_he_residual_batchnorm"],
 }
+SUMMARY_KEYS = (
+    "first_to_last_ratio", "weight_first_to_last_ratio", "mean_field_first_to_last_ratio",
+    "mean_field_log_ratio_std", "mean_field_checked",
+    "random_sign_cotangent_first_to_last_ratio", "per_layer_log_factor",
+    "seed_listing_max_relative_deviation", "seed_listing_first_to_last_ratio",
+    "nonfinite_configurations")
 
 SEED_STD = 0.01  # the article's listing: np.random.randn(N, N) * 0.01
 SEED_CLAIM_RATIO = 1e-6  # the article: "a 10-layer sigmoid network can reduce gradients by 1e-6"
@@ -251,14 +264,16 @@ def _fit_slope(values: np.ndarray) -> float:
     return float(np.polyfit(k, np.log(values), 1)[0])
 
 
-def run(config: dict) -> Result:
-    depth, width, batch = config["depth"], config["width"], config["batch"]
-    nodes, n_sig = config["quadrature_nodes"], config["num_sigmas"]
-    names = list(config["configurations"])
+def compute(config: Config) -> Computed:
+    """Gradient magnitudes per layer of every configuration, their mean-field profiles, the
+    web article's listing on the same weights, and the random-sign cotangent's profiles."""
+    depth, width, batch = config.depth, config.width, config.batch
+    nodes = config.quadrature_nodes
+    names = list(config.configurations)
     if "sigmoid_normal" not in names:
         raise ValueError(
             "`configurations` must include 'sigmoid_normal' (the web article's network)")
-    k_x, k_params, k_signs = jax.random.split(jax.random.key(config["seed"]), 3)
+    k_x, k_params, k_signs = jax.random.split(jax.random.key(config.seed), 3)
     x = jax.random.normal(k_x, (batch, width))
 
     setups = {name: make_setup(name, width, depth) for name in names}
@@ -282,7 +297,6 @@ def run(config: dict) -> Result:
     mf_ratio = {n: float(p.mean_abs_preactivation_grads[0] / p.mean_abs_preactivation_grads[-1])
                 for n, p in theory.items()}
 
-    checks = []
     # 1. The library against the web article's own algorithm on the same weights and inputs.
     p0 = params["sigmoid_normal"]
     weights = [np.asarray(p0.first.W)] + [np.asarray(w) for w in p0.hidden.W]
@@ -290,45 +304,15 @@ def run(config: dict) -> Result:
     listing_literal = seed_listing_gradient_magnitudes(np.asarray(x), weights,
                                                        derivative_at="output")
     rel = float(np.max(np.abs(mags["sigmoid_normal"] / listing - 1.0)))
-    checks.append(check_close(
-        "sigmoid_normal: max relative deviation from the web article's listing (σ' at z)", rel, 0.0,
-        atol=1e-4, note="NumPy float64 port of deep_network_gradients, same weights; "
-                        "float32 rounding over 10 layers is ~1e-6"))
 
-    # 2. Linear regime: per-layer factor (1/4)·σ·√N, fitted over layers 1..L-1 (the last
-    #    layer's cotangent is exactly one, not Gaussian, so it carries an extra √(2/π)).
+    # 2. Linear regime: the per-layer log factor of the gradients (checked against the
+    #    closed form log((1/4)·σ·√N)).
     s = mags["sigmoid_normal"]
     linear_rate = math.log(0.25 * SEED_STD * math.sqrt(width))
-    step_std = 1.0 / math.sqrt(2.0 * width)  # log-norm of χ²_N/N: variance 1/(2N)
     factor = -_fit_slope(s[:-1])  # log of the per-layer factor, going backward
-    slope_tol = n_sig * random_walk_slope_std(depth - 1, step_std)
-    checks.append(check_close(
-        "sigmoid_normal: per-layer log factor of mean|∂L/∂z_l| (layers 1..L-1)",
-        factor, linear_rate, atol=slope_tol,
-        note=f"log((1/4)·{SEED_STD}·√N); tolerance {n_sig:g}σ of a least-squares slope "
-             f"through a random walk with step std 1/√(2N)"))
     w_slope = _fit_slope(wnorms["sigmoid_normal"][1:-1])
-    checks.append(check_close(
-        "sigmoid_normal: per-layer log factor of ‖∂L/∂W_l‖ (layers 2..L-1)",
-        -w_slope, linear_rate, atol=n_sig * random_walk_slope_std(depth - 2, step_std),
-        note="∂L/∂W_l = h_{l-1}ᵀ ∂L/∂z_l with h_{l-1} ≈ 1/2 for l ≥ 2: same factor"))
-    checks.append(check_bound(
-        "sigmoid_normal: first_to_last_ratio", ratio["sigmoid_normal"], SEED_CLAIM_RATIO,
-        note="web article \"Vanishing Gradient Problem Explained\": a 10-layer sigmoid "
-             "network reduces gradients by 1e-6 or more"))
 
-    # 3. Mean-field theory for the zero-mean, plain, non-homogeneous configurations.
-    for name, prof in theory.items():
-        if not setups[name].mean_field_checked:
-            continue
-        measured, predicted = _log(ratio[name]), math.log(mf_ratio[name])
-        checks.append(check_close(
-            f"{name}: log first_to_last_ratio vs mean field", measured, predicted,
-            atol=n_sig * prof.log_ratio_std,
-            note=f"Schoenholz et al. 2017 with σ_w² = {setups[name].weight_var:.4g}; "
-                 f"tolerance {n_sig:g}× the finite-width std {prof.log_ratio_std:.3f}"))
-
-    # 3b. Homogeneous networks: mean field with a random ±1 cotangent (module docstring).
+    # 3. Homogeneous networks: mean field with a random ±1 cotangent (module docstring).
     signed_ratio, signed_mags = {}, {}
     for name, prof in theory.items():
         if setups[name].mean_field_checked:
@@ -338,34 +322,18 @@ def run(config: dict) -> Result:
                                          loss=random_sign_loss)
         m = signed_mags[name] = np.asarray(flow.mean_abs_preactivation_grads)
         signed_ratio[name] = float(m[0] / m[-1])
-        checks.append(check_close(
-            f"{name}, random ±1 cotangent: log first_to_last_ratio vs mean field",
-            _log(signed_ratio[name]), math.log(mf_ratio[name]), atol=n_sig * prof.log_ratio_std,
-            note=f"tolerance {n_sig:g}× the finite-width std {prof.log_ratio_std:.3f}; under "
-                 "the sum loss Euler's theorem adds a coherent component (see docstring)"))
 
-    # 4. The remedies keep the gradient within BOUND_DECADES of its last-layer value.
-    for name in ("relu_he", "sigmoid_yilmaz_poli", "relu_he_residual_batchnorm"):
-        if name in ratio:
-            checks.append(check_bound(
-                f"{name}: |log10 first_to_last_ratio|", abs(_log(ratio[name], 10.0)),
-                BOUND_DECADES,
-                note="He 2015 (E‖∂L/∂h‖² kept), Yilmaz–Poli 2022, residual+BN: no "
-                     "exponential vanishing; mean field for ReLU+He gives √(2/π)"))
-    bad = [n for n, ok in finite.items() if not ok]
-    checks.append(check_bound(
-        "configurations with a non-finite or zero layer gradient", len(bad), 0,
-        note=f"float32 must hold every layer's gradient; offending: {bad or 'none'}"))
-
-    figures = _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth,
-                       signed_mags)
     summary = {
         "first_to_last_ratio": ratio,
         "weight_first_to_last_ratio": wratio,
         "mean_field_first_to_last_ratio": mf_ratio,
         "mean_field_checked": [n for n in theory if setups[n].mean_field_checked],
         "random_sign_cotangent_first_to_last_ratio": signed_ratio,
-        "per_layer_log_factor": {"measured": factor, "closed_form": linear_rate},
+        "per_layer_log_factor": {"measured": factor, "closed_form": linear_rate,
+                                 "weight_measured": -w_slope},
+        "mean_field_log_ratio_std": {n: p.log_ratio_std for n, p in theory.items()},
+        "seed_listing_max_relative_deviation": rel,
+        "nonfinite_configurations": [n for n, ok in finite.items() if not ok],
         "seed_listing_first_to_last_ratio": {
             "derivative_at_preactivation": float(listing[0] / listing[-1]),
             "derivative_at_output_as_printed": float(listing_literal[0] / listing_literal[-1]),
@@ -379,10 +347,92 @@ def run(config: dict) -> Result:
     arrays.update({f"mean_field_{n}": p.mean_abs_preactivation_grads for n, p in theory.items()})
     arrays.update({f"random_sign_cotangent_{n}": m for n, m in signed_mags.items()})
     arrays["seed_listing_literal"] = listing_literal
-    return Result(summary=summary, checks=checks, arrays=arrays, figures=figures)
+    return Computed(summary=summary, arrays=arrays)
 
 
-def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, signed_mags):
+def checks(config: Config, computed: Computed) -> list[Check]:
+    """The web article's listing, the linear regime's closed form, mean-field theory, and the
+    remedies' bounded ratios."""
+    s = computed.summary
+    depth, width, n_sig = config.depth, config.width, config.num_sigmas
+    ratio, mf_ratio, std = (s["first_to_last_ratio"], s["mean_field_first_to_last_ratio"],
+                            s["mean_field_log_ratio_std"])
+    factor = s["per_layer_log_factor"]["measured"]
+    linear_rate = s["per_layer_log_factor"]["closed_form"]
+    step_std = 1.0 / math.sqrt(2.0 * width)  # log-norm of χ²_N/N: variance 1/(2N)
+    # 1. The library against the web article's own algorithm on the same weights and inputs.
+    out = [check_close(
+        "sigmoid_normal: max relative deviation from the web article's listing (σ' at z)",
+        s["seed_listing_max_relative_deviation"], 0.0,
+        atol=1e-4, note="NumPy float64 port of deep_network_gradients, same weights; "
+                        "float32 rounding over 10 layers is ~1e-6")]
+    # 2. Linear regime: per-layer factor (1/4)·σ·√N, fitted over layers 1..L-1 (the last
+    #    layer's cotangent is exactly one, not Gaussian, so it carries an extra √(2/π)).
+    slope_tol = n_sig * random_walk_slope_std(depth - 1, step_std)
+    out.append(check_close(
+        "sigmoid_normal: per-layer log factor of mean|∂L/∂z_l| (layers 1..L-1)",
+        factor, linear_rate, atol=slope_tol,
+        note=f"log((1/4)·{SEED_STD}·√N); tolerance {n_sig:g}σ of a least-squares slope "
+             f"through a random walk with step std 1/√(2N)"))
+    out.append(check_close(
+        "sigmoid_normal: per-layer log factor of ‖∂L/∂W_l‖ (layers 2..L-1)",
+        s["per_layer_log_factor"]["weight_measured"], linear_rate,
+        atol=n_sig * random_walk_slope_std(depth - 2, step_std),
+        note="∂L/∂W_l = h_{l-1}ᵀ ∂L/∂z_l with h_{l-1} ≈ 1/2 for l ≥ 2: same factor"))
+    out.append(check_bound(
+        "sigmoid_normal: first_to_last_ratio", ratio["sigmoid_normal"], SEED_CLAIM_RATIO,
+        note="web article \"Vanishing Gradient Problem Explained\": a 10-layer sigmoid "
+             "network reduces gradients by 1e-6 or more"))
+
+    # 3. Mean-field theory for the zero-mean, plain, non-homogeneous configurations.
+    for name in s["mean_field_checked"]:
+        weight_var = make_setup(name, width, depth).weight_var
+        out.append(check_close(
+            f"{name}: log first_to_last_ratio vs mean field", _log(ratio[name]),
+            math.log(mf_ratio[name]), atol=n_sig * std[name],
+            note=f"Schoenholz et al. 2017 with σ_w² = {weight_var:.4g}; "
+                 f"tolerance {n_sig:g}× the finite-width std {std[name]:.3f}"))
+
+    # 3b. Homogeneous networks: mean field with a random ±1 cotangent (module docstring).
+    for name, signed in s["random_sign_cotangent_first_to_last_ratio"].items():
+        out.append(check_close(
+            f"{name}, random ±1 cotangent: log first_to_last_ratio vs mean field",
+            _log(signed), math.log(mf_ratio[name]), atol=n_sig * std[name],
+            note=f"tolerance {n_sig:g}× the finite-width std {std[name]:.3f}; under "
+                 "the sum loss Euler's theorem adds a coherent component (see docstring)"))
+
+    # 4. The remedies keep the gradient within BOUND_DECADES of its last-layer value.
+    for name in ("relu_he", "sigmoid_yilmaz_poli", "relu_he_residual_batchnorm"):
+        if name in ratio:
+            out.append(check_bound(
+                f"{name}: |log10 first_to_last_ratio|", abs(_log(ratio[name], 10.0)),
+                BOUND_DECADES,
+                note="He 2015 (E‖∂L/∂h‖² kept), Yilmaz–Poli 2022, residual+BN: no "
+                     "exponential vanishing; mean field for ReLU+He gives √(2/π)"))
+    bad = s["nonfinite_configurations"]
+    out.append(check_bound(
+        "configurations with a non-finite or zero layer gradient", len(bad), 0,
+        note=f"float32 must hold every layer's gradient; offending: {bad or 'none'}"))
+    return out
+
+
+def run(config: Config) -> Result:
+    """``compute``, then ``checks`` and ``figures`` on its numbers."""
+    return staged_run(config, compute, checks, figures)
+
+
+def figures(config: Config, computed: Computed) -> dict[str, Any]:
+    """Gradient magnitude per layer (with mean field), the web article's network, and the
+    weight-gradient norms per layer."""
+    a, depth = computed.arrays, config.depth
+    setups = {name: make_setup(name, config.width, depth) for name in config.configurations}
+    mags = {n: a[f"mean_abs_preactivation_grads_{n}"] for n in setups}
+    wnorms = {n: a[f"weight_grad_norms_{n}"] for n in setups}
+    theory = {n: a[f"mean_field_{n}"] for n in setups if f"mean_field_{n}" in a}
+    signed_mags = {n: a[f"random_sign_cotangent_{n}"] for n in setups
+                   if f"random_sign_cotangent_{n}" in a}
+    listing_literal = a["seed_listing_literal"]
+    linear_rate = computed.summary["per_layer_log_factor"]["closed_form"]
     layers = np.arange(1, depth + 1)
     # Two panels stacked: each reads at the report's column width.
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9.5, 10))
@@ -390,7 +440,7 @@ def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, 
         color = f"C{i}"
         ax.semilogy(layers, mags[name], "o-", color=color, label=setup.label)
         if name in theory:
-            ax.semilogy(layers, theory[name].mean_abs_preactivation_grads, "--", color=color,
+            ax.semilogy(layers, theory[name], "--", color=color,
                         lw=1, alpha=0.8)
         if name in signed_mags:
             ax.semilogy(layers, signed_mags[name], "^:", color=color, ms=4,
@@ -414,7 +464,7 @@ def _figures(setups, mags, wnorms, theory, listing_literal, linear_rate, depth, 
                  label=f"closed form: factor (1/4)·0.01·√N = {math.exp(linear_rate):.3f}/layer")
     if "sigmoid_normal" in theory:
         # Wide and pale underneath: it lies on the measured curve.
-        ax2.semilogy(layers, theory["sigmoid_normal"].mean_abs_preactivation_grads, "-",
+        ax2.semilogy(layers, theory["sigmoid_normal"], "-",
                      color="C2", lw=6, alpha=0.35, zorder=1,
                      label="mean-field theory (wide, under the measured curve)")
     ax2.set_xlabel("layer l (1 = next to the input)")

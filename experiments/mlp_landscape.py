@@ -31,6 +31,9 @@ steps, 15 saved iterates, so that the catalogue runs in minutes on a CPU.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -41,24 +44,33 @@ from sklearn.datasets import load_digits
 
 import jaxgrad
 
-from ._runner import Result, check_bound, check_close
+from ._runner import Check, Computed, Result, check_bound, check_close, staged_run
 
 NAME = "mlp-landscape"
 DESCRIPTION = ("Filter-normalised 2-D loss landscapes (Li et al. 2018) of a deep ReLU MLP on "
                "digits after brief training, with and without residual connections.")
-DEFAULT_CONFIG = {
-    "depth": 16,
-    "width": 32,
-    "num_examples": 512,
-    "train_steps": 150,
-    "learning_rate": 3e-3,
-    "snapshots": 15,
-    "span": 1.0,
-    "num_points": 12,
-    "chunk_size": 64,
-    "seed": 0,
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The experiment's parameters."""
+
+    depth: int = 16  # hidden layers of the MLP
+    width: int = 32  # units per hidden layer
+    num_examples: int = 512  # digits used for training and the loss
+    train_steps: int = 150  # Adam steps
+    learning_rate: float = 3e-3
+    snapshots: int = 15  # saved iterates for the PCA directions (must divide train_steps)
+    span: float = 1.0  # the random-direction map covers [-span, span]²
+    num_points: int = 12  # 2 num_points + 1 grid points per axis
+    chunk_size: int = 64  # grid points per vmapped chunk of the scan
+    seed: int = 0
+
+
 QUICK_CONFIG = {"depth": 8, "num_examples": 256, "train_steps": 60, "num_points": 4}
+#: Each holds that network's numbers: trained and initial loss, roughness, PCA variance, and
+#: the scans' centres beside jvp/grad (the checks' inputs).
+SUMMARY_KEYS = ("plain", "residual")
 
 
 def _bias_free(name: str, leaf: jax.Array):
@@ -83,20 +95,21 @@ def _data(n: int):
     return jnp.asarray(x), jnp.asarray(digits.target[:n].astype(np.int32))
 
 
-def run(config: dict) -> Result:
-    x, y = _data(config["num_examples"])
-    key = jax.random.key(config["seed"])
+def compute(config: Config) -> Computed:
+    """Train the plain and the residual MLP; scan both maps around each trained network."""
+    x, y = _data(config.num_examples)
+    key = jax.random.key(config.seed)
     k_init, k_d1, k_d2 = jax.random.split(key, 3)
-    n = config["num_points"]
-    alphas = np.arange(-n, n + 1, dtype=np.float32) / n * config["span"]  # 0 exactly
-    if config["snapshots"] < 3 or config["train_steps"] % config["snapshots"]:
+    n = config.num_points
+    alphas = np.arange(-n, n + 1, dtype=np.float32) / n * config.span  # 0 exactly
+    if config.snapshots < 3 or config.train_steps % config.snapshots:
         raise ValueError(f"`snapshots` must be at least 3 and divide `train_steps` "
-                         f"({config['train_steps']}), got {config['snapshots']}")
-    per_snapshot = config["train_steps"] // config["snapshots"]
-    results, checks = {}, []
+                         f"({config.train_steps}), got {config.snapshots}")
+    per_snapshot = config.train_steps // config.snapshots
+    results = {}
     for residual in (False, True):
         label = "residual" if residual else "plain"
-        cfg = jaxgrad.MLPConfig(in_dim=64, width=config["width"], depth=config["depth"],
+        cfg = jaxgrad.MLPConfig(in_dim=64, width=config.width, depth=config.depth,
                                 out_dim=10, activation="relu", init="he", residual=residual)
 
         def loss(params, cfg=cfg):
@@ -106,7 +119,7 @@ def run(config: dict) -> Result:
         p0 = jaxgrad.init_mlp(k_init, cfg)
         if residual:  # keep the residual stream's variance bounded with depth
             p0 = p0._replace(hidden=p0.hidden._replace(W=p0.hidden.W / np.sqrt(cfg.depth)))
-        opt = optax.adam(config["learning_rate"])
+        opt = optax.adam(config.learning_rate)
 
         @jax.jit
         def train(p, loss=loss, opt=opt):
@@ -116,7 +129,7 @@ def run(config: dict) -> Result:
                 return state, (state.params, metrics.loss)
 
             state, (iterates, losses) = jax.lax.scan(
-                segment, jaxgrad.init_train_state(p, opt), None, length=config["snapshots"])
+                segment, jaxgrad.init_train_state(p, opt), None, length=config.snapshots)
             iterates = jax.tree_util.tree_map(
                 lambda first, rest: jnp.concatenate([first[None], rest]), p, iterates)
             return state.params, losses.reshape(-1), loss(state.params), iterates
@@ -128,7 +141,7 @@ def run(config: dict) -> Result:
         scan = jaxgrad.scan_landscape(
             loss, params, {"alpha": jaxgrad.Direction(d1, alphas),
                            "beta": jaxgrad.Direction(d2, alphas)},
-            chunk_size=config["chunk_size"], progress=False)
+            chunk_size=config.chunk_size, progress=False)
 
         # Filter norms of d1 against the weights'.
         ratios = []
@@ -145,40 +158,18 @@ def run(config: dict) -> Result:
         jvp, grad_norm = jax.jit(lambda p, d, loss=loss: (
             jax.jvp(loss, (p,), (d,))[1], optax.tree.norm(jax.grad(loss)(p))))(params, d1)
         grad_norm = float(grad_norm)
-        checks += [
-            check_bound(f"{label}: filter norm ratio deviation |‖d_ij‖/‖θ_ij‖ - 1|", ratio_dev,
-                        1e-5, note="and d = 0 on biases (Li et al. 2018)"),
-            check_close(f"{label}: scan centre vs trained loss", scan.loss[centre],
-                        trained_loss, rtol=1e-3, atol=1e-6,
-                        note="vmapped vs plain float32 evaluation"),
-            check_close(f"{label}: ∂L/∂α at the centre vs jax.jvp", scan.axis_gradients[centre][0],
-                        float(jvp), rtol=1e-3, atol=1e-6),
-            check_close(f"{label}: gradient norm at the centre vs ‖jax.grad‖",
-                        scan.gradient_norm[centre], grad_norm, rtol=1e-3, atol=1e-6),
-            check_bound(f"{label}: trained loss / initial loss", trained_loss
-                        / float(train_losses[0]), 0.5, note="brief training worked"),
-        ]
         pca = jaxgrad.landscape.trajectory_directions(iterates)
         c = pca.coordinates
         pca_axes = [_grid_through_zero(c[:, j], n) for j in range(2)]
         pca_scan = jaxgrad.scan_landscape(
             loss, params, {"pc1": jaxgrad.Direction(pca.directions[0], pca_axes[0]),
                            "pc2": jaxgrad.Direction(pca.directions[1], pca_axes[1])},
-            chunk_size=config["chunk_size"], progress=False)
+            chunk_size=config.chunk_size, progress=False)
         origin = tuple(int(np.flatnonzero(a == 0)[0]) for a in pca_axes)
         gram = np.asarray([[float(optax.tree.vdot(a, b)) for b in pca.directions]
                            for a in pca.directions])
         explained = float(np.sum(pca.explained_variance_ratio))
         extent = float(np.max(np.linalg.norm(c, axis=1)))
-        checks += [
-            check_close(f"{label}: PCA scan origin vs trained loss", pca_scan.loss[origin],
-                        trained_loss, rtol=1e-3, atol=1e-6),
-            check_bound(f"{label}: PCA directions |DᵀD - I|", float(np.max(np.abs(
-                gram - np.eye(2)))), 1e-5, note="unit norm, orthogonal"),
-            check_bound(f"{label}: variance of the path in its top 2 principal components",
-                        explained, 0.5, kind=">=",
-                        note="Li et al. 2018, sec. 7: the path is nearly low-dimensional"),
-        ]
         L = np.asarray(scan.loss)
         # Roughness: the mean |discrete Laplacian| relative to the loss range (0 on a plane).
         lap = (L[2:, 1:-1] + L[:-2, 1:-1] + L[1:-1, 2:] + L[1:-1, :-2] - 4 * L[1:-1, 1:-1])
@@ -191,7 +182,76 @@ def run(config: dict) -> Result:
             "pca_explained_variance_ratio": pca.explained_variance_ratio.tolist(),
             "pca_max_residual_fraction": float(np.max(pca.residual_norms)) / extent,
             "pca_scan": pca_scan, "pca_axes": pca_axes, "pca_coordinates": c,
+            "initial_loss": float(train_losses[0]),
+            "filter_norm_ratio_deviation": ratio_dev,
+            "scan_centre_loss": float(scan.loss[centre]),
+            "scan_centre_alpha_derivative": float(scan.axis_gradients[centre][0]),
+            "jvp_alpha_derivative": float(jvp),
+            "scan_centre_gradient_norm": float(scan.gradient_norm[centre]),
+            "grad_norm": grad_norm,
+            "pca_scan_origin_loss": float(pca_scan.loss[origin]),
+            "pca_gram_deviation": float(np.max(np.abs(gram - np.eye(2)))),
         }
+
+    summary = {
+        label: {k: v for k, v in r.items() if k not in (
+            "scan", "train_losses", "pca_scan", "pca_axes", "pca_coordinates")}
+        for label, r in results.items()
+    }
+    arrays = {"alphas": alphas}
+    for label, r in results.items():
+        arrays[f"{label}_loss"] = np.asarray(r["scan"].loss)
+        arrays[f"{label}_gradient_norm"] = np.asarray(r["scan"].gradient_norm)
+        arrays[f"{label}_train_losses"] = r["train_losses"]
+        arrays[f"{label}_pca_loss"] = np.asarray(r["pca_scan"].loss)
+        arrays[f"{label}_pca_coordinates"] = r["pca_coordinates"]
+        for j, axis in enumerate(r["pca_axes"]):
+            arrays[f"{label}_pca_axis_{j + 1}"] = axis
+    return Computed(summary=summary, arrays=arrays)
+
+
+def checks(config: Config, computed: Computed) -> list[Check]:
+    """The construction (filter norms, orthonormal PCA directions) and the scans' centres
+    against plain evaluations, jvp and grad; training worked; the path is low-dimensional."""
+    out = []
+    for label in ("plain", "residual"):
+        r = computed.summary[label]
+        trained_loss = r["trained_loss"]
+        out += [
+            check_bound(f"{label}: filter norm ratio deviation |‖d_ij‖/‖θ_ij‖ - 1|",
+                        r["filter_norm_ratio_deviation"], 1e-5,
+                        note="and d = 0 on biases (Li et al. 2018)"),
+            check_close(f"{label}: scan centre vs trained loss", r["scan_centre_loss"],
+                        trained_loss, rtol=1e-3, atol=1e-6,
+                        note="vmapped vs plain float32 evaluation"),
+            check_close(f"{label}: ∂L/∂α at the centre vs jax.jvp",
+                        r["scan_centre_alpha_derivative"], r["jvp_alpha_derivative"],
+                        rtol=1e-3, atol=1e-6),
+            check_close(f"{label}: gradient norm at the centre vs ‖jax.grad‖",
+                        r["scan_centre_gradient_norm"], r["grad_norm"], rtol=1e-3, atol=1e-6),
+            check_bound(f"{label}: trained loss / initial loss",
+                        trained_loss / r["initial_loss"], 0.5, note="brief training worked"),
+            check_close(f"{label}: PCA scan origin vs trained loss", r["pca_scan_origin_loss"],
+                        trained_loss, rtol=1e-3, atol=1e-6),
+            check_bound(f"{label}: PCA directions |DᵀD - I|", r["pca_gram_deviation"], 1e-5,
+                        note="unit norm, orthogonal"),
+            check_bound(f"{label}: variance of the path in its top 2 principal components",
+                        r["pca_explained_variance"], 0.5, kind=">=",
+                        note="Li et al. 2018, sec. 7: the path is nearly low-dimensional"),
+        ]
+    return out
+
+
+def figures(config: Config, computed: Computed) -> dict[str, Any]:
+    """The two random-direction maps, the two PCA maps with the training path, the losses."""
+    alphas = computed.arrays["alphas"]
+    results = {label: {**computed.summary[label],
+                       "loss": computed.arrays[f"{label}_loss"],
+                       "train_losses": computed.arrays[f"{label}_train_losses"],
+                       "pca_loss": computed.arrays[f"{label}_pca_loss"],
+                       "pca_axes": [computed.arrays[f"{label}_pca_axis_{j}"] for j in (1, 2)],
+                       "pca_coordinates": computed.arrays[f"{label}_pca_coordinates"]}
+               for label in ("plain", "residual")}
 
     # Two maps side by side, the PCA maps below them, the training curves last: reads at
     # the report's width.
@@ -207,7 +267,7 @@ def run(config: dict) -> Result:
     fine = np.linspace(alphas[0], alphas[-1], (n - 1) * zoom + 1)
     for ax, label in zip(axes[:2], ("plain", "residual"), strict=True):
         r = results[label]
-        L = np.log10(np.asarray(r["scan"].loss, np.float64))
+        L = np.log10(np.asarray(r["loss"], np.float64))
         if zoom > 1:
             L = scipy.ndimage.zoom(L, (len(fine) / n, len(fine) / n), order=3,
                                    grid_mode=False)
@@ -218,7 +278,7 @@ def run(config: dict) -> Result:
         ax.plot([0], [0], "r*", ms=10, label="trained θ*")
         ax.set_xlabel("α (filter-normalised d₁)")
         ax.set_ylabel("β (filter-normalised d₂)")
-        ax.set_title(f"{label}, depth {config['depth']}: roughness {r['roughness']:.3g}\n"
+        ax.set_title(f"{label}, depth {config.depth}: roughness {r['roughness']:.3g}\n"
                      f"({n}×{n} grid" + (", contours cubic-interpolated)" if zoom > 1 else ")"),
                      fontsize=9)
         ax.legend(fontsize=7, loc="upper right")
@@ -226,7 +286,7 @@ def run(config: dict) -> Result:
         r = results[label]
         a, b = r["pca_axes"]
         A, Bm = np.meshgrid(a, b, indexing="ij")
-        cs = ax.contourf(A, Bm, np.log10(np.asarray(r["pca_scan"].loss, np.float64)),
+        cs = ax.contourf(A, Bm, np.log10(np.asarray(r["pca_loss"], np.float64)),
                          levels=30, cmap="viridis")
         fig.colorbar(cs, ax=ax, label=r"$\log_{10}$ cross-entropy")
         c = r["pca_coordinates"]
@@ -249,18 +309,9 @@ def run(config: dict) -> Result:
     ax.legend(fontsize=8)
     fig.tight_layout()
 
-    summary = {
-        label: {k: v for k, v in r.items() if k not in (
-            "scan", "train_losses", "pca_scan", "pca_axes", "pca_coordinates")}
-        for label, r in results.items()
-    }
-    arrays = {"alphas": alphas}
-    for label, r in results.items():
-        arrays[f"{label}_loss"] = np.asarray(r["scan"].loss)
-        arrays[f"{label}_gradient_norm"] = np.asarray(r["scan"].gradient_norm)
-        arrays[f"{label}_train_losses"] = r["train_losses"]
-        arrays[f"{label}_pca_loss"] = np.asarray(r["pca_scan"].loss)
-        arrays[f"{label}_pca_coordinates"] = r["pca_coordinates"]
-        for j, axis in enumerate(r["pca_axes"]):
-            arrays[f"{label}_pca_axis_{j + 1}"] = axis
-    return Result(summary=summary, checks=checks, arrays=arrays, figures={"mlp_landscape": fig})
+    return {"mlp_landscape": fig}
+
+
+def run(config: Config) -> Result:
+    """``compute``, then ``checks`` and ``figures`` on its numbers."""
+    return staged_run(config, compute, checks, figures)

@@ -20,7 +20,9 @@ the jitted, scanned training loop:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,26 +39,34 @@ from jaxgrad.train import (
     shuffled_batches,
 )
 
-from ._runner import Result, check_bound
+from ._runner import Check, Computed, Result, check_bound, staged_run
 
 NAME = "mlp-training-gradients"
 DESCRIPTION = (
     "10-layer sigmoid vs ReLU+He vs residual+norm MLPs trained on 8×8 digits with Adam: "
     "per-layer gradient norms over training and test accuracy."
 )
-DEFAULT_CONFIG = {
-    "depth": 10,
-    "width": 64,
-    "num_steps": 1500,
-    "steps_per_scan": 250,
-    "batch_size": 64,
-    "learning_rate": 1e-3,
-    "sigmoid_std": 0.01,
-    "seed": 0,
-    "mnist_dir": None,
-    "configurations": ["sigmoid", "relu_he", "residual_norm"],
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The experiment's parameters."""
+
+    depth: int = 10  # layers of every MLP
+    width: int = 64  # hidden units per layer
+    num_steps: int = 1500  # Adam steps
+    steps_per_scan: int = 250  # training steps per jitted scan
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    sigmoid_std: float = 0.01  # std of the sigmoid network's N(0, std²) weights
+    seed: int = 0
+    mnist_dir: str | None = None  # MNIST IDX files' folder; None: scikit-learn's 8×8 digits
+    configurations: tuple[str, ...] = ("sigmoid", "relu_he", "residual_norm")
+
+
 QUICK_CONFIG = {"num_steps": 400, "steps_per_scan": 200}
+SUMMARY_KEYS = ("final_test_accuracy", "first_to_last_grad_ratio",
+                "first_to_last_grad_ratio_median")
 
 #: Minimum test accuracy for the ReLU+He and residual+norm networks on the 8×8 digits.
 #: Shallow MLPs reach ~97% on this set (scikit-learn's digits benchmarks); 0.9 leaves room
@@ -64,11 +74,11 @@ QUICK_CONFIG = {"num_steps": 400, "steps_per_scan": 200}
 ACCURACY_LEVEL = 0.9
 
 
-def _mlp_config(name: str, config: dict, in_dim: int) -> jaxgrad.MLPConfig:
-    base = dict(in_dim=in_dim, width=config["width"], depth=config["depth"], out_dim=10)
+def _mlp_config(name: str, config: Config, in_dim: int) -> jaxgrad.MLPConfig:
+    base = dict(in_dim=in_dim, width=config.width, depth=config.depth, out_dim=10)
     if name == "sigmoid":
         return jaxgrad.MLPConfig(**base, activation="sigmoid", init="normal",
-                                 init_options=(("std", config["sigmoid_std"]),))
+                                 init_options=(("std", config.sigmoid_std),))
     if name == "relu_he":
         return jaxgrad.MLPConfig(**base, activation="relu", init="he")
     if name == "residual_norm":
@@ -82,22 +92,23 @@ def _loss(params, batch, mlp):
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, batch[1]))
 
 
-def run(config: dict) -> Result:
-    key = jax.random.key(config["seed"])
+def compute(config: Config) -> Computed:
+    """Train each configuration; per-layer gradient norms, losses and test accuracies."""
+    key = jax.random.key(config.seed)
     k_data, k_init, k_train = jax.random.split(key, 3)
     # The bundled 8×8 digits by default; MNIST from IDX files when `mnist_dir` is given.
-    data = load_mnist(config["mnist_dir"]) if config["mnist_dir"] else load_digits(key=k_data)
-    batches = shuffled_batches((data.x_train, data.y_train), config["batch_size"])
-    optimizer = optax.adam(config["learning_rate"])
-    names = list(config["configurations"])
+    data = load_mnist(config.mnist_dir) if config.mnist_dir else load_digits(key=k_data)
+    batches = shuffled_batches((data.x_train, data.y_train), config.batch_size)
+    optimizer = optax.adam(config.learning_rate)
+    names = list(config.configurations)
 
     norms, losses, accuracy, ratio_init, ratio_median = {}, {}, {}, {}, {}
     for name in names:
         mlp = _mlp_config(name, config, data.x_train.shape[1])
         params = jaxgrad.init_mlp(k_init, mlp)
         result = fit(functools.partial(_loss, mlp=mlp), params, optimizer, batches,
-                       num_steps=config["num_steps"], key=k_train,
-                       steps_per_scan=config["steps_per_scan"], monitor=mlp_layer_monitor)
+                     num_steps=config.num_steps, key=k_train,
+                     steps_per_scan=config.steps_per_scan, monitor=mlp_layer_monitor)
         w = result.metrics["layer_weight_grad_norms"]  # (steps, depth)
         norms[name], losses[name] = w, result.metrics["loss"]
         out, _ = jaxgrad.mlp_apply(result.params, data.x_test, mlp)
@@ -105,36 +116,61 @@ def run(config: dict) -> Result:
         ratio = w[:, 0] / w[:, -1]
         ratio_init[name], ratio_median[name] = float(ratio[0]), float(np.median(ratio))
 
-    checks = []
-    depth = config["depth"]
+    arrays = {f"grad_norms_{n}": norms[n] for n in names}
+    arrays.update({f"loss_{n}": losses[n] for n in names})
+    summary = {
+        "final_test_accuracy": accuracy,
+        "first_to_last_grad_ratio": ratio_init,
+        "first_to_last_grad_ratio_median": ratio_median,
+    }
+    return Computed(summary=summary, arrays=arrays)
+
+
+def checks(config: Config, computed: Computed) -> list[Check]:
+    """Vanishing first-layer gradients of the sigmoid network; the others learn."""
+    names = list(config.configurations)
+    accuracy = computed.summary["final_test_accuracy"]
+    ratio_init = computed.summary["first_to_last_grad_ratio"]
+    out = []
+    depth = config.depth
     if "sigmoid" in names:
         bound = 0.25 ** (depth - 1)
-        checks.append(check_bound(
+        out.append(check_bound(
             "sigmoid N(0,0.01²): first/last weight-gradient ratio at init", ratio_init["sigmoid"],
             bound, kind="<=",
             note=f"backprop multiplies by σ' <= 1/4 at each of the {depth - 1} layers between "
                  f"(web article), and by weights of norm < 1: ratio <= (1/4)^{depth - 1}"))
-        checks.append(check_bound(
+        out.append(check_bound(
             "sigmoid N(0,0.01²): final test accuracy", accuracy["sigmoid"], 0.2, kind="<=",
             note="chance is 0.1: with the first layers' gradients ~1e-12 of the last's, the "
                  "network does not learn within the budget (blog post 2016; web article)"))
     if "relu_he" in names:
-        checks.append(check_bound(
+        out.append(check_bound(
             "ReLU+He: first/last weight-gradient ratio at init", ratio_init["relu_he"], 0.1,
             kind=">=", note="He initialisation keeps the backward variance constant across "
                             "layers (He et al. 2015): ratio of order 1, not vanishing"))
     for name in ("relu_he", "residual_norm"):
         if name in names:
-            checks.append(check_bound(
+            out.append(check_bound(
                 f"{name}: final test accuracy", accuracy[name], ACCURACY_LEVEL, kind=">=",
                 note="8×8 digits, held-out quarter; MLPs reach ~0.97 on this set"))
 
+    return out
+
+
+def figures(config: Config, computed: Computed) -> dict[str, Any]:
+    """Per-layer gradient norms over training, and the training losses."""
+    names = list(config.configurations)
+    depth = config.depth
+    accuracy = computed.summary["final_test_accuracy"]
+    norms = {n: computed.arrays[f"grad_norms_{n}"] for n in names}
+    losses = {n: computed.arrays[f"loss_{n}"] for n in names}
     # Two panels a row (the layer legend in a free slot): reads at the report's width.
     cols = 1 if len(names) == 1 else 2
     rows = -(-(len(names) + 1) // cols) if len(names) > 1 else 1
     fig, axes = plt.subplots(rows, cols, figsize=(9.5 if cols == 2 else 6, 3.9 * rows),
                              sharey=True, squeeze=False)
-    steps = np.arange(config["num_steps"])
+    steps = np.arange(config.num_steps)
     colors = plt.cm.viridis(np.linspace(0, 1, depth))
     for ax, name in zip(axes.flat, names, strict=False):
         for layer in range(depth):
@@ -169,15 +205,9 @@ def run(config: dict) -> Result:
     ax2.legend(fontsize=8)
     fig2.tight_layout()
 
-    arrays = {f"grad_norms_{n}": norms[n] for n in names}
-    arrays.update({f"loss_{n}": losses[n] for n in names})
-    return Result(
-        summary={
-            "final_test_accuracy": accuracy,
-            "first_to_last_grad_ratio": ratio_init,
-            "first_to_last_grad_ratio_median": ratio_median,
-        },
-        checks=checks,
-        arrays=arrays,
-        figures={"layer_grad_norms": fig, "training_loss": fig2},
-    )
+    return {"layer_grad_norms": fig, "training_loss": fig2}
+
+
+def run(config: Config) -> Result:
+    """``compute``, then ``checks`` and ``figures`` on its numbers."""
+    return staged_run(config, compute, checks, figures)

@@ -24,7 +24,9 @@ steps never exceed lr · threshold (Pascanu et al., section 3.2).
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,25 +38,38 @@ from scipy.optimize import brentq
 
 import jaxgrad
 
-from ._runner import Result, check_bound, check_close
+from ._runner import Check, Computed, Result, check_bound, check_close, staged_run
 
 NAME = "pascanu-cliff"
 DESCRIPTION = ("Pascanu's one-unit net: E = (σ(x_50) - 0.7)² over (w, b) has a cliff on "
                "b = 0.5 - wσ(0.5), w > 1/σ'(0.5); GD with and without norm clipping.")
-DEFAULT_CONFIG = {
-    "x0": 0.5,
-    "target": 0.7,
-    "num_steps": 50,
-    "surface_w": [0.0, 12.0, 121],
-    "surface_b": [-8.0, 2.0, 101],
-    "num_starts": 64,
-    "start_w": [4.6, 10.0],
-    "start_offset": 0.3,
-    "learning_rate": 1.0,
-    "clip_threshold": 1.0,
-    "gd_steps": 100,
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The experiment's parameters."""
+
+    x0: float = 0.5  # initial state of x_t = w σ(x_{t-1}) + b
+    target: float = 0.7  # E = (σ(x_T) - target)²
+    num_steps: int = 50  # T
+    surface_w: tuple[float, float, int] = (0.0, 12.0, 121)  # (start, stop, points) of w
+    surface_b: tuple[float, float, int] = (-8.0, 2.0, 101)  # (start, stop, points) of b
+    num_starts: int = 64  # GD starts beside the cliff
+    start_w: tuple[float, float] = (4.6, 10.0)  # range of the starts' w
+    start_offset: float = 0.3  # starts' b above the cliff's line
+    learning_rate: float = 1.0
+    clip_threshold: float = 1.0  # global-norm clipping threshold of the clipped GD
+    gd_steps: int = 100
+
+
 QUICK_CONFIG = {"surface_w": [0.0, 12.0, 61], "surface_b": [-8.0, 2.0, 51]}
+SUMMARY_KEYS = (
+    "w_star", "b_star", "num_jumps", "max_sharpness", "max_step_unclipped", "max_step_clipped",
+    "cliff_max_distance_cells", "cliff_min_jump_w", "cliff_columns_found", "loss_below_cliff",
+    "loss_above_cliff", "fixed_point_loss_below", "fixed_point_loss_above",
+    "sharpness_peak_cells_from_gradient_peak", "sharpness_peak_cells_from_cliff",
+    "median_abs_sharpness", "sharpness_peak_relative_residual", "sharpness_unresolved_fraction",
+    "sharpness_plateau_ratio")
 
 
 def sigmoid(x):
@@ -113,12 +128,20 @@ def gd_paths(loss, starts, *, learning_rate, clip, num_steps):
     return jax.jit(jax.vmap(one))(starts)
 
 
-def run(config: dict) -> Result:
-    target = config["target"]
-    loss = partial(one_unit_loss, x0=config["x0"], target=target,
-                   num_steps=config["num_steps"])
+def _fold_curve():
+    """The fold curve from the cusp (x = 0: w = 4, b = -2) to the fold point at x = 0.5."""
+    xf = np.linspace(0.0, 0.5, 2001)
+    fold_w = 1.0 / (sigmoid(xf) * (1.0 - sigmoid(xf)))
+    return fold_w, xf - sigmoid(xf) * fold_w
+
+
+def compute(config: Config) -> Computed:
+    """The loss, gradient-norm and sharpness maps, the detected cliff, and GD paths."""
+    target = config.target
+    loss = partial(one_unit_loss, x0=config.x0, target=target,
+                   num_steps=config.num_steps)
     params = jaxgrad.models.OneUnitParams(5.0, -3.0)
-    sw, sb = config["surface_w"], config["surface_b"]
+    sw, sb = config.surface_w, config.surface_b
     surface_axes = {"w": (sw[0], sw[1], int(sw[2])), "b": (sb[0], sb[1], int(sb[2]))}
     surface = jaxgrad.scan_landscape(loss, params, surface_axes, progress=False)
     # The sharpness on the same grid, in float64: on the plateaus (|λ| ~ 1e-14..1e-8) the
@@ -140,9 +163,7 @@ def run(config: dict) -> Result:
 
     # The closed-form cliff: the fold curve from the cusp (x = 0: w = 4, b = -2) to the
     # fold point at x = 0.5, then the basin-boundary half-line. Distances in grid cells.
-    xf = np.linspace(0.0, 0.5, 2001)
-    fold_w = 1.0 / (sigmoid(xf) * (1.0 - sigmoid(xf)))
-    fold_b = xf - sigmoid(xf) * fold_w
+    fold_w, fold_b = _fold_curve()
     line_w = np.linspace(w_star, W[-1] + hw, 4001)
     curve = np.stack([np.concatenate([fold_w, line_w]),
                       np.concatenate([fold_b, cliff_b(line_w)])], axis=1)
@@ -185,16 +206,16 @@ def run(config: dict) -> Result:
     ref_above = fixed_point_loss(W[iw], B[ib], target, branch="upper")
 
     # Gradient descent from starts beside the cliff, on its low-loss side.
-    n = config["num_starts"]
-    ws = np.linspace(*config["start_w"], n)
+    n = config.num_starts
+    ws = np.linspace(*config.start_w, n)
     starts = jaxgrad.models.OneUnitParams(jnp.asarray(ws, jnp.float32),
-                                          jnp.asarray(cliff_b(ws) + config["start_offset"],
+                                          jnp.asarray(cliff_b(ws) + config.start_offset,
                                                       jnp.float32))
-    lr, thr = config["learning_rate"], config["clip_threshold"]
+    lr, thr = config.learning_rate, config.clip_threshold
     runs = {}
     for label, clip in (("unclipped", None), ("clipped", thr)):
         ps, ls, us = gd_paths(loss, starts, learning_rate=lr, clip=clip,
-                              num_steps=config["gd_steps"])
+                              num_steps=config.gd_steps)
         runs[label] = (np.asarray(ps.w), np.asarray(ps.b), np.asarray(ls), np.asarray(us))
     max_step_unclipped = float(runs["unclipped"][3].max())
     max_step_clipped = float(runs["clipped"][3].max())
@@ -202,49 +223,122 @@ def run(config: dict) -> Result:
     final_unclipped = float(np.median(runs["unclipped"][2][:, -1]))
     final_clipped = float(np.median(runs["clipped"][2][:, -1]))
 
-    checks = [
+    summary = {
+        "w_star": w_star,
+        "b_star": b_star,
+        "num_jumps": int(len(jp)),
+        "num_gradient_peaks": int(len(cliffs.peak_points)),
+        "max_sharpness": max_sharpness,
+        "max_sharpness_w": peak_w,
+        "max_sharpness_b": peak_b,
+        "max_gradient_norm": float(grad_norm[i_grad]),
+        "median_abs_sharpness": median_sharpness,
+        "sharpness_unresolved_points": int(np.sum(~resolved)),
+        "sharpness_nonpositive_points": int(np.sum(concave)),
+        "max_step_unclipped": max_step_unclipped,
+        "max_step_clipped": max_step_clipped,
+        "catapulted_paths": catapults,
+        "median_final_loss_unclipped": final_unclipped,
+        "median_final_loss_clipped": final_clipped,
+        "cliff_max_distance_cells": float(np.max(cells)),
+        "cliff_min_jump_w": float(np.min(jp[:, 0])) if len(jp) else np.nan,
+        "cliff_columns_found": found,
+        "loss_below_cliff": loss_below,
+        "loss_above_cliff": loss_above,
+        "fixed_point_loss_below": ref_below,
+        "fixed_point_loss_above": ref_above,
+        "cliff_jump_w": float(W[iw]),
+        "sharpness_peak_cells_from_gradient_peak": peak_cells,
+        "sharpness_peak_cells_from_cliff": peak_on_cliff,
+        "sharpness_peak_relative_residual": float(sharp_res[i_sharp]) / abs(max_sharpness),
+        "sharpness_unresolved_fraction": float(np.mean(~resolved)),
+        "sharpness_plateau_ratio": plateau_ratio,
+    }
+    arrays = {"w": W, "b": B, "loss": np.asarray(surface.loss),
+              "gradient_norm": np.asarray(surface.gradient_norm), "sharpness": sharp,
+              "sharpness_residual": sharp_res, "jumps": jp}
+    for label, (pw, pb, pl, pu) in runs.items():
+        arrays.update({f"{label}_w": pw, f"{label}_b": pb, f"{label}_loss": pl,
+                       f"{label}_update_norm": pu})
+    return Computed(summary=summary, arrays=arrays)
+
+
+def checks(config: Config, computed: Computed) -> list[Check]:
+    """The cliff against its closed form, the sharpness peak on it, and clipping's bound."""
+    s = computed.summary
+    w, b = computed.arrays["w"], computed.arrays["b"]
+    hw = w[1] - w[0]
+    lr, thr = config.learning_rate, config.clip_threshold
+    max_sharpness = s["max_sharpness"]
+    return [
         check_bound("cliff: max distance of jumps from fold curve ∪ basin line (grid cells)",
-                    float(np.max(cells)), 1.0,
+                    s["cliff_max_distance_cells"], 1.0,
                     note="fold (1/σ'(x), x - σ(x)/σ'(x)), 0 ≤ x ≤ 0.5; then b = 0.5 - wσ(0.5)"),
-        check_bound("cliff: min w of jumps", float(np.min(jp[:, 0])) if len(jp) else np.nan,
+        check_bound("cliff: min w of jumps", s["cliff_min_jump_w"],
                     4.0 - hw, kind=">=", note="no bistability below the cusp w = 4"),
-        check_close("fraction of w ≥ 5 columns showing the cliff", found, 1.0, atol=0.0,
+        check_close("fraction of w ≥ 5 columns showing the cliff", s["cliff_columns_found"], 1.0,
+                    atol=0.0,
                     note="a jump along b, or a gradient peak on the line"),
-        check_close("loss below the cliff vs lower fixed point", loss_below, ref_below,
-                    rtol=1e-3, atol=1e-6, note=f"at w = {W[iw]:.3g}"),
-        check_close("loss above the cliff vs upper fixed point", loss_above, ref_above,
-                    rtol=1e-3, atol=1e-6, note=f"at w = {W[iw]:.3g}"),
-        check_bound("sharpness peak vs gradient-norm peak (grid cells)", peak_cells, 1.0,
-                    note=f"λ_max(∇²E) peaks at (w, b) = ({peak_w:.3g}, {peak_b:.3g})"),
+        check_close("loss below the cliff vs lower fixed point", s["loss_below_cliff"],
+                    s["fixed_point_loss_below"],
+                    rtol=1e-3, atol=1e-6, note=f"at w = {s['cliff_jump_w']:.3g}"),
+        check_close("loss above the cliff vs upper fixed point", s["loss_above_cliff"],
+                    s["fixed_point_loss_above"],
+                    rtol=1e-3, atol=1e-6, note=f"at w = {s['cliff_jump_w']:.3g}"),
+        check_bound("sharpness peak vs gradient-norm peak (grid cells)",
+                    s["sharpness_peak_cells_from_gradient_peak"], 1.0,
+                    note=f"λ_max(∇²E) peaks at (w, b) = ({s['max_sharpness_w']:.3g}, "
+                         f"{s['max_sharpness_b']:.3g})"),
         check_bound("sharpness peak: distance from the closed-form cliff (grid cells)",
-                    peak_on_cliff, 1.0, note="fold curve ∪ basin line, as above"),
-        check_bound("sharpness peak / median |sharpness|", max_sharpness / median_sharpness,
-                    1e6, kind=">=", note="the curvature blows up on the cliff"),
+                    s["sharpness_peak_cells_from_cliff"], 1.0,
+                    note="fold curve ∪ basin line, as above"),
+        check_bound("sharpness peak / median |sharpness|",
+                    max_sharpness / s["median_abs_sharpness"], 1e6, kind=">=",
+                    note="the curvature blows up on the cliff"),
         check_bound("sharpness at its peak: relative residual ‖Hy − λy‖/|λ|",
-                    float(sharp_res[i_sharp]) / abs(max_sharpness), 1e-10,
+                    s["sharpness_peak_relative_residual"], 1e-10,
                     note="Lanczos error estimate, float64 (P = 2: exact up to rounding)"),
         check_bound("sharpness: fraction of grid points not resolved (residual > 1% of |λ|)",
-                    float(np.mean(~resolved)), 0.01,
-                    note=f"float64; {int(np.sum(~resolved))} of {resolved.size} points; "
-                         f"{int(np.sum(concave))} resolved points have λ_max ≤ 0 (concave)"),
+                    s["sharpness_unresolved_fraction"], 0.01,
+                    note=f"float64; {s['sharpness_unresolved_points']} of {w.size * b.size} "
+                         f"points; {s['sharpness_nonpositive_points']} resolved points have "
+                         "λ_max ≤ 0 (concave)"),
         check_bound("sharpness: largest |λ| at an unresolved point / peak sharpness",
-                    plateau_ratio, 1e-12,
+                    s["sharpness_plateau_ratio"], 1e-12,
                     note=f"unresolved points lie on the flat plateaus only (largest |λ| there: "
-                         f"{plateau_ratio * max_sharpness:.2g}), where the Hessian-vector "
-                         "products are at the rounding level of the loss's derivatives"),
-        check_bound("clipped GD: largest update norm", max_step_clipped, lr * thr * (1 + 1e-5),
+                         f"{s['sharpness_plateau_ratio'] * max_sharpness:.2g}), where the "
+                         "Hessian-vector products are at the rounding level of the loss's "
+                         "derivatives"),
+        check_bound("clipped GD: largest update norm", s["max_step_clipped"],
+                    lr * thr * (1 + 1e-5),
                     note="optax.clip_by_global_norm bounds ‖Δθ‖ by lr·threshold"),
-        check_bound("unclipped GD: largest update norm", max_step_unclipped, 10 * lr * thr,
+        check_bound("unclipped GD: largest update norm", s["max_step_unclipped"], 10 * lr * thr,
                     kind=">=", note="a step taken on the cliff catapults the parameters"),
     ]
 
+
+
+def figures(config: Config, computed: Computed) -> dict[str, Any]:
+    """The loss map with the cliff and GD paths, the gradient norm, sharpness, update norms."""
+    s, a = computed.summary, computed.arrays
+    W, B, jp, sharp = a["w"], a["b"], a["jumps"], a["sharpness"]
+    resolved = np.isfinite(sharp) & (a["sharpness_residual"] <= 1e-2 * np.abs(sharp))
+    grad_norm = np.asarray(a["gradient_norm"], np.float64)
+    i_grad = np.unravel_index(int(np.nanargmax(grad_norm)), grad_norm.shape)
+    w_star, b_star, max_sharpness = s["w_star"], s["b_star"], s["max_sharpness"]
+    peak_w, peak_b = s["max_sharpness_w"], s["max_sharpness_b"]
+    fold_w, fold_b = _fold_curve()
+    lr, thr, n = config.learning_rate, config.clip_threshold, config.num_starts
+    runs = {label: tuple(a[f"{label}_{k}"] for k in ("w", "b", "loss", "update_norm"))
+            for label in ("unclipped", "clipped")}
+    surface_loss, surface_grad = a["loss"], a["gradient_norm"]
     # The two maps side by side, the update norms below: reads at the report's width.
     fig = plt.figure(figsize=(10, 11))
     grid = fig.add_gridspec(2, 2, height_ratios=[1.2, 1])
     axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]),
             fig.add_subplot(grid[1, 1]), fig.add_subplot(grid[1, 0])]
     ax = axes[0]
-    im = ax.pcolormesh(W, B, np.asarray(surface.loss).T, shading="nearest", cmap="viridis")
+    im = ax.pcolormesh(W, B, np.asarray(surface_loss).T, shading="nearest", cmap="viridis")
     fig.colorbar(im, ax=ax, label=r"$E = (\sigma(x_{50}) - 0.7)^2$")
     lw = np.linspace(w_star, W[-1], 50)
     # White marks get a black outline: visible on the map and in the legend's white box.
@@ -272,7 +366,7 @@ def run(config: dict) -> Result:
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
 
     ax = axes[1]
-    im = ax.pcolormesh(W, B, np.log10(np.asarray(surface.gradient_norm).T + 1e-12),
+    im = ax.pcolormesh(W, B, np.log10(np.asarray(surface_grad).T + 1e-12),
                        shading="nearest", cmap="magma")
     fig.colorbar(im, ax=ax, label=r"$\log_{10} \|\nabla E\|$")
     ax.set_xlabel("w")
@@ -313,28 +407,9 @@ def run(config: dict) -> Result:
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     fig.tight_layout()
 
-    summary = {
-        "w_star": w_star,
-        "b_star": b_star,
-        "num_jumps": int(len(jp)),
-        "num_gradient_peaks": int(len(cliffs.peak_points)),
-        "max_sharpness": max_sharpness,
-        "max_sharpness_w": peak_w,
-        "max_sharpness_b": peak_b,
-        "max_gradient_norm": float(grad_norm[i_grad]),
-        "median_abs_sharpness": median_sharpness,
-        "sharpness_unresolved_points": int(np.sum(~resolved)),
-        "sharpness_nonpositive_points": int(np.sum(concave)),
-        "max_step_unclipped": max_step_unclipped,
-        "max_step_clipped": max_step_clipped,
-        "catapulted_paths": catapults,
-        "median_final_loss_unclipped": final_unclipped,
-        "median_final_loss_clipped": final_clipped,
-    }
-    arrays = {"w": W, "b": B, "loss": np.asarray(surface.loss),
-              "gradient_norm": np.asarray(surface.gradient_norm), "sharpness": sharp,
-              "sharpness_residual": sharp_res, "jumps": jp}
-    for label, (pw, pb, pl, pu) in runs.items():
-        arrays.update({f"{label}_w": pw, f"{label}_b": pb, f"{label}_loss": pl,
-                       f"{label}_update_norm": pu})
-    return Result(summary=summary, checks=checks, arrays=arrays, figures={"pascanu_cliff": fig})
+    return {"pascanu_cliff": fig}
+
+
+def run(config: Config) -> Result:
+    """``compute``, then ``checks`` and ``figures`` on its numbers."""
+    return staged_run(config, compute, checks, figures)

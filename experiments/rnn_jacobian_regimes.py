@@ -30,9 +30,10 @@ lag.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,7 @@ import numpy as np
 import jaxgrad
 
 from ._mean_field import mean_field_lyapunov
-from ._runner import Result, check_bound, check_close
+from ._runner import Check, Computed, Result, check_bound, check_close, staged_run
 
 NAME = "rnn-jacobian-regimes"
 DESCRIPTION = (
@@ -51,15 +52,20 @@ DESCRIPTION = (
     "Lyapunov theory; the 2×2 example of Wikipedia's \"Vanishing gradient problem\" "
     "(ρ > 1 with vanishing products)."
 )
-DEFAULT_CONFIG = {
-    "num_units": 128,
-    "num_steps": 300,
-    "burn_in": 200,
-    "fit_start": 20,
-    "seed": 0,
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The experiment's parameters."""
+
+    num_units: int = 128  # N of the Pascanu RNN
+    num_steps: int = 300  # lags measured after the burn-in
+    burn_in: int = 200
+    fit_start: int = 20  # the rate is fitted from this lag on
+    seed: int = 0
     # expect: "vanishing" (σ_max γ < 1, Pascanu's sufficient condition), "chaotic" (tanh,
     # Gaussian gain > 1, no input: positive Lyapunov exponent) or "none" (no prediction).
-    "regimes": [
+    regimes: tuple[dict[str, Any], ...] = (
         {"name": "sigmoid_below", "activation": "sigmoid", "scaling": "spectral_norm",
          "value": 3.5, "input_std": 1.0, "expect": "vanishing"},
         {"name": "tanh_below", "activation": "tanh", "scaling": "spectral_norm",
@@ -68,13 +74,16 @@ DEFAULT_CONFIG = {
          "value": 8.0, "input_std": 1.0, "expect": "none"},
         {"name": "tanh_chaotic", "activation": "tanh", "scaling": "gaussian",
          "value": 2.0, "input_std": 0.0, "expect": "chaotic"},
-    ],
-    "lyapunov_rtol": 0.25,
-    "two_by_two_epsilon": 0.75,
-    "two_by_two_c": [0.7, 0.9],
-    "two_by_two_lags": 60,
-}
+    )
+    lyapunov_rtol: float = 0.25  # tolerance of the chaotic rate against mean field
+    two_by_two_epsilon: float = 0.75  # ε of Wikipedia's 2×2 example
+    two_by_two_c: tuple[float, ...] = (0.7, 0.9)  # its constant derivatives c
+    two_by_two_lags: int = 60
+
+
 QUICK_CONFIG = {"num_steps": 150, "burn_in": 100, "two_by_two_lags": 30}
+SUMMARY_KEYS = ("fitted_rate", "bound_rate", "max_log_norm_minus_bound", "spectral_norm",
+                "spectral_radius", "power_iteration_converged", "lyapunov", "two_by_two")
 
 EXPECTATIONS = ("vanishing", "chaotic", "none")
 
@@ -166,46 +175,29 @@ def run_regime(regime: dict, key: jax.Array, *, num_units: int, num_steps: int, 
     return out
 
 
-def run(config: dict) -> Result:
-    regimes = list(config["regimes"])
+def compute(config: Config) -> Computed:
+    """Every regime's Jacobian norms, bound and fitted rate; the 2×2 example's products."""
+    regimes = list(config.regimes)
     for regime in regimes:
         _check_regime(regime)
-    keys = jax.random.split(jax.random.key(config["seed"]), len(regimes))
+    keys = jax.random.split(jax.random.key(config.seed), len(regimes))
     results = {}
     for regime, key in zip(regimes, keys, strict=True):
         results[regime["name"]] = run_regime(
-            regime, key, num_units=config["num_units"], num_steps=config["num_steps"],
-            burn_in=config["burn_in"], fit_start=config["fit_start"])
+            regime, key, num_units=config.num_units, num_steps=config.num_steps,
+            burn_in=config.burn_in, fit_start=config.fit_start)
 
-    checks, lyapunov = [], {}
+    lyapunov = {}
     for regime in regimes:
         name, r = regime["name"], results[regime["name"]]
-        checks.append(check_bound(
-            f"{name}: max_k log‖∂x_T/∂x_(T-k)‖ − k log(σ_max γ)",
-            r["max_log_norm_minus_bound"], 0.0,
-            note="Pascanu et al. 2013 §3.1: ‖∏ W_rec diag(σ')‖ <= (‖W_rec‖ γ)^k"))
-        if regime["expect"] == "vanishing":
-            if not r["bound_rate"] < 0:
-                raise ValueError(f"regime {name!r} expects vanishing but σ_max γ = "
-                                 f"{math.exp(r['bound_rate']):.3g} >= 1")
-            checks.append(check_bound(
-                f"{name}: fitted rate vs log(σ_max γ) < 0", r["rate"], r["bound_rate"],
-                note=f"σ_max = {r['spectral_norm']:.3g} < 1/γ: vanishing is guaranteed"))
-        elif regime["expect"] == "chaotic":
+        if regime["expect"] == "vanishing" and not r["bound_rate"] < 0:
+            raise ValueError(f"regime {name!r} expects vanishing but σ_max γ = "
+                             f"{math.exp(r['bound_rate']):.3g} >= 1")
+        if regime["expect"] == "chaotic":
             lam, q_star = mean_field_lyapunov(regime["activation"], regime["value"])
             lyapunov[name] = {"mean_field": lam, "q_star": q_star}
-            checks.append(check_bound(
-                f"{name}: fitted rate > 0", r["rate"], 0.0, kind=">=",
-                note=f"gain {regime['value']} > 1, no input: chaotic (Sompolinsky et al. 1988)"))
-            checks.append(check_close(
-                f"{name}: fitted rate vs mean-field Lyapunov exponent", r["rate"], lam,
-                rtol=config["lyapunov_rtol"],
-                note="½ log(g² E[tanh'(z)²]) at the variance fixed point (N → ∞); finite N "
-                     "lowers it by O(1/N)"))
 
     two = _two_by_two(config)
-    checks += two.pop("checks")
-
     summary = {
         "fitted_rate": {n: r["rate"] for n, r in results.items()},
         "bound_rate": {n: r["bound_rate"] for n, r in results.items()},
@@ -214,30 +206,78 @@ def run(config: dict) -> Result:
         "spectral_radius": {n: r["spectral_radius"] for n, r in results.items()},
         "power_iteration_converged": {n: r["converged"] for n, r in results.items()},
         "lyapunov": lyapunov,
-        "two_by_two": two["summary"],
+        "two_by_two": two.summary,
+        "fitted_intercept": {n: r["intercept"] for n, r in results.items()},
     }
     arrays = {f"log_norms_{n}": r["log_norms"] for n, r in results.items()}
     arrays.update({f"bound_{n}": r["bound"] for n, r in results.items()})
-    arrays.update(two["arrays"])
-    figures = {"jacobian_regimes": _regime_figure(regimes, results, lyapunov,
-                                                  config["fit_start"]),
-               "two_by_two": two["figure"]}
-    return Result(summary=summary, checks=checks, arrays=arrays, figures=figures)
+    arrays.update(two.arrays)
+    return Computed(summary=summary, arrays=arrays)
 
 
-def _two_by_two(config: dict) -> dict:
-    """Wikipedia's note 3 example in float64: measured products against the closed form."""
-    eps, lags = config["two_by_two_epsilon"], config["two_by_two_lags"]
-    checks, per_c, arrays = [], {}, {}
+def checks(config: Config, computed: Computed) -> list[Check]:
+    """Pascanu's bound in every regime, vanishing and chaotic rates, and the 2×2 example
+    against its closed form."""
+    s = computed.summary
+    out = []
+    for regime in config.regimes:
+        name = regime["name"]
+        r = {k: s[key][name] for k, key in (
+            ("rate", "fitted_rate"), ("bound_rate", "bound_rate"),
+            ("spectral_norm", "spectral_norm"),
+            ("max_log_norm_minus_bound", "max_log_norm_minus_bound"))}
+        out.append(check_bound(
+            f"{name}: max_k log‖∂x_T/∂x_(T-k)‖ − k log(σ_max γ)",
+            r["max_log_norm_minus_bound"], 0.0,
+            note="Pascanu et al. 2013 §3.1: ‖∏ W_rec diag(σ')‖ <= (‖W_rec‖ γ)^k"))
+        if regime["expect"] == "vanishing":
+            out.append(check_bound(
+                f"{name}: fitted rate vs log(σ_max γ) < 0", r["rate"], r["bound_rate"],
+                note=f"σ_max = {r['spectral_norm']:.3g} < 1/γ: vanishing is guaranteed"))
+        elif regime["expect"] == "chaotic":
+            lam = s["lyapunov"][name]["mean_field"]
+            out.append(check_bound(
+                f"{name}: fitted rate > 0", r["rate"], 0.0, kind=">=",
+                note=f"gain {regime['value']} > 1, no input: chaotic (Sompolinsky et al. 1988)"))
+            out.append(check_close(
+                f"{name}: fitted rate vs mean-field Lyapunov exponent", r["rate"], lam,
+                rtol=config.lyapunov_rtol,
+                note="½ log(g² E[tanh'(z)²]) at the variance fixed point (N → ∞); finite N "
+                     "lowers it by O(1/N)"))
+
+    two = s["two_by_two"]
+    eps, rho = two["epsilon"], two["spectral_radius"]
+    out.append(check_close("2×2: spectral radius of W_rec vs √(2ε)", rho,
+                           math.sqrt(2 * eps), rtol=1e-12, note="float64 eigvals"))
+    out.append(check_bound("2×2: spectral radius of W_rec", rho, 1.0, kind=">=",
+                           note="ε > 1/2, so ρ(W_rec) = √(2ε) > 1"))
+    for c in config.two_by_two_c:
+        per_c = two["per_c"][str(c)]
+        out.append(check_close(
+            f"2×2, c={c}: max_k |log‖(W_rec D)^k‖ − closed form|", per_c["max_abs_error"], 0.0,
+            atol=1e-12, note=f"(W_rec D)^(2n) = (2εc²)^n I with 2εc² = {2 * eps * c * c:.4g}; "
+                             "float64 rounding ~1e-16 per step"))
+        out.append(check_close(
+            f"2×2, c={c}: spectral radius of the step Jacobian vs c√(2ε)",
+            per_c["step_spectral_radius"], c * math.sqrt(2 * eps), rtol=1e-6,
+            note="matrix-free subspace iteration on v -> J v (a ± pair of equal modulus)"))
+    return out
+
+
+def run(config: Config) -> Result:
+    """``compute``, then ``checks`` and ``figures`` on its numbers."""
+    return staged_run(config, compute, checks, figures)
+
+
+def _two_by_two(config: Config) -> Computed:
+    """Wikipedia's note 3 example in float64: measured products and their closed form."""
+    eps, lags = config.two_by_two_epsilon, config.two_by_two_lags
+    per_c, arrays = {}, {}
     with jax.enable_x64(True):
         W = two_by_two_params(eps, 1.0).W_rec
         rho = float(jaxgrad.spectral_radius(W).value)
-        checks.append(check_close("2×2: spectral radius of W_rec vs √(2ε)", rho,
-                                  math.sqrt(2 * eps), rtol=1e-12, note="float64 eigvals"))
-        checks.append(check_bound("2×2: spectral radius of W_rec", rho, 1.0, kind=">=",
-                                  note="ε > 1/2, so ρ(W_rec) = √(2ε) > 1"))
         x0 = jnp.array([1.0, -0.5], jnp.float64)
-        for c in config["two_by_two_c"]:
+        for c in config.two_by_two_c:
             p = two_by_two_params(eps, c)
             res = jaxgrad.jacobian_product_norms(two_by_two_step, x0, num_steps=lags, params=p,
                                                  spectral_method="svd", step_norms=False)
@@ -246,14 +286,6 @@ def _two_by_two(config: dict) -> dict:
             err = float(np.max(np.abs(measured - closed)))
             jvp = functools.partial(_jacobian_operator, params=p, x=x0)
             rho_step = float(jaxgrad.spectral_radius(jvp, vector=x0).value)
-            checks.append(check_close(
-                f"2×2, c={c}: max_k |log‖(W_rec D)^k‖ − closed form|", err, 0.0, atol=1e-12,
-                note=f"(W_rec D)^(2n) = (2εc²)^n I with 2εc² = {2 * eps * c * c:.4g}; "
-                     "float64 rounding ~1e-16 per step"))
-            checks.append(check_close(
-                f"2×2, c={c}: spectral radius of the step Jacobian vs c√(2ε)", rho_step,
-                c * math.sqrt(2 * eps), rtol=1e-6,
-                note="matrix-free subspace iteration on v -> J v (a ± pair of equal modulus)"))
             per_c[str(c)] = {
                 "two_eps_c2": 2 * eps * c * c,
                 "log_rate_per_two_steps": math.log(2 * eps * c * c),
@@ -266,12 +298,29 @@ def _two_by_two(config: dict) -> dict:
             arrays[f"two_by_two_closed_form_c{c}"] = closed
     summary = {"epsilon": eps, "spectral_radius": rho, "closed_form_spectral_radius":
                math.sqrt(2 * eps), "per_c": per_c}
-    return {"checks": checks, "summary": summary, "arrays": arrays,
-            "figure": _two_by_two_figure(eps, rho, arrays, config["two_by_two_c"], lags)}
+    return Computed(summary=summary, arrays=arrays)
 
 
 def _jacobian_operator(v, *, params, x):
     return jax.jvp(lambda y: two_by_two_step(y, None, params), (x,), (v,))[1]
+
+
+def figures(config: Config, computed: Computed) -> dict[str, Any]:
+    """Each regime's Jacobian norms against the lag, and the 2×2 example's."""
+    s, a = computed.summary, computed.arrays
+    regimes = list(config.regimes)
+    results = {r["name"]: {"log_norms": a[f"log_norms_{r['name']}"],
+                           "bound": a[f"bound_{r['name']}"],
+                           **{k: s[key][r["name"]] for k, key in (
+                               ("rate", "fitted_rate"), ("intercept", "fitted_intercept"),
+                               ("bound_rate", "bound_rate"), ("spectral_norm", "spectral_norm"),
+                               ("spectral_radius", "spectral_radius"))}}
+               for r in regimes}
+    two = s["two_by_two"]
+    return {"jacobian_regimes": _regime_figure(regimes, results, s["lyapunov"],
+                                               config.fit_start),
+            "two_by_two": _two_by_two_figure(two["epsilon"], two["spectral_radius"], a,
+                                             config.two_by_two_c, config.two_by_two_lags)}
 
 
 def _regime_figure(regimes, results, lyapunov, fit_start):

@@ -44,7 +44,9 @@ its last ratio is δ_2 (0.3 % from δ) and its r∞ is extrapolated from r_4 (to
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -53,36 +55,46 @@ import numpy as np
 
 import jaxgrad
 
-from ._runner import Result, check_bound, check_close
+from ._runner import Check, Computed, Result, check_bound, check_close, staged_run
 
 NAME = "route-to-chaos"
 DESCRIPTION = ("Logistic map: period-doubling points r_1..r_6 by k-cycle continuation, the "
                "Feigenbaum ratios, the accumulation point r∞ and λ₁(r) turning positive there.")
-DEFAULT_CONFIG = {
-    "num_doublings": 6,
-    "r_min": 2.8,
-    "r_max": 4.0,
-    "num_r": 2401,
-    "lyapunov_steps": 4000,
-    "lyapunov_transient": 1000,
-    "zoom_min": 3.565,
-    "zoom_max": 3.575,
-    "num_zoom": 801,
-    "zoom_steps": 20000,
-    "zoom_transient": 2000,
-    "onset_window": 0.002,
-    "onset_fraction": 0.75,
-    "onset_grid_spacings": 2,
-    "steps_at_4": 200000,
-    "orbit_transient": 1000,
-    "orbit_keep": 200,
-    "continuation_steps": 120,
-    "accumulation_atol": 1e-6,
-    "delta_rtol": 1e-3,
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The experiment's parameters."""
+
+    num_doublings: int = 6  # period-doubling points r_1..r_n located (2 to 6)
+    r_min: float = 2.8  # the λ₁ and orbit grid over r
+    r_max: float = 4.0
+    num_r: int = 2401
+    lyapunov_steps: int = 4000  # steps (after the transient) per λ₁ on that grid
+    lyapunov_transient: int = 1000
+    zoom_min: float = 3.565  # the fine λ₁ grid around r∞
+    zoom_max: float = 3.575
+    num_zoom: int = 801
+    zoom_steps: int = 20000
+    zoom_transient: int = 2000
+    onset_window: float = 0.002  # λ₁ > 0 on onset_fraction of [r, r + onset_window]: onset
+    onset_fraction: float = 0.75
+    onset_grid_spacings: int = 2  # tolerance of the onset against r∞, in fine-grid spacings
+    steps_at_4: int = 200000  # steps of the λ₁ estimate at r = 4
+    orbit_transient: int = 1000  # orbit diagram: steps dropped, then kept
+    orbit_keep: int = 200
+    continuation_steps: int = 120  # continuation steps per cycle's branch
+    accumulation_atol: float = 1e-6  # tolerance of the extrapolated r∞
+    delta_rtol: float = 1e-3  # relative tolerance of the last Feigenbaum ratio
+
+
 QUICK_CONFIG = {"num_doublings": 4, "num_r": 601, "lyapunov_steps": 2000, "num_zoom": 201,
                 "zoom_steps": 10000, "steps_at_4": 50000, "orbit_keep": 100,
                 "accumulation_atol": 1e-4, "delta_rtol": 5e-3}
+SUMMARY_KEYS = (
+    "period_doubling_points", "feigenbaum_ratios", "feigenbaum_delta", "accumulation_point",
+    "lambda_1_onset", "lambda_1_at_period_doubling_points", "lambda_1_at_4", "continuation",
+    "r3_polynomial_root", "lambda_1_nonfinite_points", "orbit_nonfinite_states")
 
 PUBLISHED_R = (3.0, 1.0 + math.sqrt(6.0), 3.544090, 3.564407, 3.568759, 3.569692)
 PUBLISHED_ATOL = (1e-12, 1e-12, 1e-6, 1e-6, 1e-6, 1e-6)  # exact, exact, then 6 decimals
@@ -124,7 +136,7 @@ def _flip_of_cycle(k, r_start, r_stop, gap, config):
         x0 = _settle(jnp.asarray(0.5), jnp.asarray(r_start), 400 * k)
     branch = jaxgrad.continue_branch(f, x0, params={"r": r_start}, param="r",
                                      p_range=(r_start, r_stop), ds=gap / 20,
-                                     num_steps=config["continuation_steps"], locate=False)
+                                     num_steps=config.continuation_steps, locate=False)
     ok = np.asarray(branch.valid)
     p = np.asarray(branch.p)[ok]
     x = np.asarray(branch.x)[ok]
@@ -141,19 +153,19 @@ def _flip_of_cycle(k, r_start, r_stop, gap, config):
     return bp, (p, mu), int(crossings.size)
 
 
-def run(config: dict) -> Result:
+def compute(config: Config) -> Computed:
+    """The flips of the 2^(n-1)-cycles, the Feigenbaum ratios, λ₁ over r and the orbits."""
     with jax.enable_x64(True):
-        return _run(config)
+        return _compute(config)
 
 
-def _run(config: dict) -> Result:
-    num = int(config["num_doublings"])
+def _compute(config: Config) -> Computed:
+    num = int(config.num_doublings)
     if not 2 <= num <= len(PUBLISHED_R):
         raise ValueError(f"`num_doublings` must be in [2, {len(PUBLISHED_R)}], got {num}")
-    checks = []
 
     # 1. Period-doubling points by continuation of the 2^(n-1)-cycle and Newton on its flip.
-    r_points, branches = [], []
+    r_points, branches, continuation = [], [], []
     r_prev, gap_prev = 1.0, 2.0  # r_0 = 1 (transcritical), r_1 - r_0 = 2
     for n in range(1, num + 1):
         k = 2 ** (n - 1)
@@ -164,83 +176,52 @@ def _run(config: dict) -> Result:
             r_start, r_stop = r_prev + 0.4 * gap, r_prev + 1.6 * gap
         bp, (p, mu), crossings = _flip_of_cycle(k, r_start, r_stop, gap, config)
         branches.append((p, mu))
-        checks.append(check_close(f"flips of the {k}-cycle on its branch "
-                                  f"(r in [{r_start:.6f}, {r_stop:.6f}])", crossings, 1))
+        step = {"n": n, "cycle": k, "r_start": r_start, "r_stop": r_stop,
+                "crossings": crossings}
+        continuation.append(step)
         if bp is None:
             r_points.append(math.nan)
             break
-        checks.append(check_close(f"r_{n}: Newton on the flip of the {k}-cycle converged",
-                                  float(bool(bp.converged)), 1.0,
-                                  note=f"residual {float(bp.residual):.1e}"))
-        checks.append(check_close(f"r_{n}: multiplier of the {k}-cycle at the flip",
-                                  float(np.asarray(bp.eigenvalues)[0].real), -1.0, atol=1e-8))
         r_n = float(bp.p)
-        checks.append(check_close(f"r_{n} (flip of the {k}-cycle) vs published",
-                                  r_n, PUBLISHED_R[n - 1], atol=PUBLISHED_ATOL[n - 1],
-                                  note="exact" if n <= 2 else "six decimals"))
+        step.update(converged=bool(bp.converged), residual=float(bp.residual),
+                    multiplier=float(np.asarray(bp.eigenvalues)[0].real), r=r_n)
         r_points.append(r_n)
         gap_prev, r_prev = r_n - r_prev, r_n
     r = np.asarray(r_points)
     n_found = int(np.sum(np.isfinite(r)))
+    r3_poly = math.nan
     if n_found >= 3:
         roots = np.roots(np.asarray(R3_POLYNOMIAL, dtype=np.float64))
         real = roots[np.abs(roots.imag) < 1e-9].real
-        r3_poly = real[np.argmin(np.abs(real - 3.544))]
-        checks.append(check_close("r_3 vs the real root of its degree-12 polynomial", r[2],
-                                  r3_poly, atol=1e-9))
+        r3_poly = float(real[np.argmin(np.abs(real - 3.544))])
 
     # 2. Feigenbaum ratios and the accumulation point.
     gaps = np.diff(r[:n_found])
     ratios = gaps[:-1] / gaps[1:]
     delta_last = float(ratios[-1]) if ratios.size else math.nan
-    if ratios.size:
-        checks.append(check_close(f"last Feigenbaum ratio δ_{ratios.size} vs δ", delta_last,
-                                  DELTA, rtol=config["delta_rtol"]))
-        r_inf = float(r[n_found - 1] + gaps[-1] / (delta_last - 1))
-        checks.append(check_close("r∞ extrapolated from the last r_n and δ_last", r_inf,
-                                  R_INF, atol=config["accumulation_atol"]))
-    else:
-        r_inf = math.nan
+    r_inf = float(r[n_found - 1] + gaps[-1] / (delta_last - 1)) if ratios.size else math.nan
 
     # 3. λ₁ over r, near r∞, at each r_n and at r = 4.
-    lyap = _lyapunov_fn(config["lyapunov_steps"], config["lyapunov_transient"])
-    r_grid = jnp.linspace(config["r_min"], config["r_max"], config["num_r"])
+    lyap = _lyapunov_fn(config.lyapunov_steps, config.lyapunov_transient)
+    r_grid = jnp.linspace(config.r_min, config.r_max, config.num_r)
     lam, finite = (np.asarray(a) for a in lyap(r_grid))
-    rg = np.asarray(r_grid)
-    checks.append(check_close("non-finite λ₁ estimates on the r grid", np.sum(~finite), 0))
-    checks.append(check_bound("max λ₁ on the grid below r_1 (stable fixed point)",
-                              lam[rg < r[0] - 0.01].max(), 0.0))
-    zoom = _lyapunov_fn(config["zoom_steps"], config["zoom_transient"])
+    zoom = _lyapunov_fn(config.zoom_steps, config.zoom_transient)
     # the fine grid is not centred on the published r∞, which is none of its points
-    r_zoom = jnp.linspace(config["zoom_min"], config["zoom_max"], config["num_zoom"])
+    r_zoom = jnp.linspace(config.zoom_min, config.zoom_max, config.num_zoom)
     lam_zoom = np.asarray(zoom(r_zoom)[0])
     rz = np.asarray(r_zoom)
-    below = rz < R_INF
-    checks.append(check_bound("max λ₁ on the fine grid below r∞ (stable 2^n-cycles)",
-                              lam_zoom[below].max(), 0.0))
-    onset = _onset(rz, lam_zoom, config["onset_window"], config["onset_fraction"])
-    spacing = float(rz[1] - rz[0])
-    checks.append(check_close("first sustained positive λ₁ on the fine grid vs r∞", onset,
-                              R_INF, atol=config["onset_grid_spacings"] * spacing,
-                              note=f"{config['onset_grid_spacings']} fine-grid spacings of "
-                                   f"{spacing:.2e}"))
+    onset = _onset(rz, lam_zoom, config.onset_window, config.onset_fraction)
     lam_at_rn = np.asarray(zoom(jnp.asarray(r[:n_found]))[0])
-    for n, v in enumerate(lam_at_rn, start=1):
-        checks.append(check_bound(f"|λ₁(r_{n})| (zero at the flip, finite-time estimate)",
-                                  abs(v), 1e-3))
-    at4 = _lyapunov_fn(config["steps_at_4"], 1000)
+    at4 = _lyapunov_fn(config.steps_at_4, 1000)
     lam4 = float(at4(jnp.asarray([4.0]))[0][0])
-    checks.append(check_close("λ₁ at r = 4 vs log 2", lam4, math.log(2.0), atol=5e-3))
 
     # 4. The orbit diagram.
     orbit = jaxgrad.analysis.orbit_diagram(LOGISTIC, jnp.asarray([0.3]), r_grid,
-                                           params={"r": config["r_min"]}, param="r",
-                                           transient=config["orbit_transient"],
-                                           keep=config["orbit_keep"])
+                                           params={"r": config.r_min}, param="r",
+                                           transient=config.orbit_transient,
+                                           keep=config.orbit_keep)
     states = np.asarray(orbit.states)[:, 0, :]
-    checks.append(check_close("non-finite orbit states", np.sum(~np.isfinite(states)), 0))
 
-    figures = _figures(rg, states, lam, rz, lam_zoom, r[:n_found], onset, ratios)
     published = [{"n": n, "measured": float(v), "published": PUBLISHED_R[n - 1]}
                  for n, v in enumerate(r[:n_found], start=1)]
     summary = {
@@ -251,16 +232,82 @@ def _run(config: dict) -> Result:
         "lambda_1_onset": {"measured": float(onset), "published": R_INF},
         "lambda_1_at_period_doubling_points": [float(v) for v in lam_at_rn],
         "lambda_1_at_4": {"measured": lam4, "closed_form": math.log(2.0)},
+        "continuation": continuation,
+        "r3_polynomial_root": r3_poly,
+        "lambda_1_nonfinite_points": int(np.sum(~finite)),
+        "orbit_nonfinite_states": int(np.sum(~np.isfinite(states))),
     }
     arrays = {
         "r_points": r[:n_found], "feigenbaum_ratios": ratios,
-        "r_grid": rg, "lambda_1": lam, "orbit_states": states,
+        "r_grid": np.asarray(r_grid), "lambda_1": lam, "orbit_states": states,
         "r_zoom": rz, "lambda_1_zoom": lam_zoom, "lambda_1_at_r_points": lam_at_rn,
     }
     for n, (p, mu) in enumerate(branches, start=1):
         arrays[f"branch_{n}_r"] = p
         arrays[f"branch_{n}_multiplier"] = mu
-    return Result(summary=summary, checks=checks, arrays=arrays, figures=figures)
+    return Computed(summary=summary, arrays=arrays)
+
+
+def checks(config: Config, computed: Computed) -> list[Check]:
+    """The flips against the published r_n, δ and r∞, and λ₁'s sign and closed forms."""
+    s, a = computed.summary, computed.arrays
+    out = []
+    for step in s["continuation"]:
+        n, k = step["n"], step["cycle"]
+        out.append(check_close(f"flips of the {k}-cycle on its branch "
+                               f"(r in [{step['r_start']:.6f}, {step['r_stop']:.6f}])",
+                               step["crossings"], 1))
+        if "r" not in step:
+            break
+        out.append(check_close(f"r_{n}: Newton on the flip of the {k}-cycle converged",
+                               float(step["converged"]), 1.0,
+                               note=f"residual {step['residual']:.1e}"))
+        out.append(check_close(f"r_{n}: multiplier of the {k}-cycle at the flip",
+                               step["multiplier"], -1.0, atol=1e-8))
+        out.append(check_close(f"r_{n} (flip of the {k}-cycle) vs published",
+                               step["r"], PUBLISHED_R[n - 1], atol=PUBLISHED_ATOL[n - 1],
+                               note="exact" if n <= 2 else "six decimals"))
+    r = a["r_points"]
+    if r.size >= 3:
+        out.append(check_close("r_3 vs the real root of its degree-12 polynomial", r[2],
+                               s["r3_polynomial_root"], atol=1e-9))
+
+    ratios = a["feigenbaum_ratios"]
+    if ratios.size:
+        out.append(check_close(f"last Feigenbaum ratio δ_{ratios.size} vs δ",
+                               s["feigenbaum_delta"]["measured"], DELTA,
+                               rtol=config.delta_rtol))
+        out.append(check_close("r∞ extrapolated from the last r_n and δ_last",
+                               s["accumulation_point"]["measured"], R_INF,
+                               atol=config.accumulation_atol))
+
+    rg, lam = a["r_grid"], a["lambda_1"]
+    r_1 = s["continuation"][0].get("r", math.nan)
+    out.append(check_close("non-finite λ₁ estimates on the r grid",
+                           s["lambda_1_nonfinite_points"], 0))
+    out.append(check_bound("max λ₁ on the grid below r_1 (stable fixed point)",
+                           lam[rg < r_1 - 0.01].max(), 0.0))
+    rz, lam_zoom = a["r_zoom"], a["lambda_1_zoom"]
+    out.append(check_bound("max λ₁ on the fine grid below r∞ (stable 2^n-cycles)",
+                           lam_zoom[rz < R_INF].max(), 0.0))
+    spacing = float(rz[1] - rz[0])
+    out.append(check_close("first sustained positive λ₁ on the fine grid vs r∞",
+                           s["lambda_1_onset"]["measured"], R_INF,
+                           atol=config.onset_grid_spacings * spacing,
+                           note=f"{config.onset_grid_spacings} fine-grid spacings of "
+                                f"{spacing:.2e}"))
+    for n, v in enumerate(s["lambda_1_at_period_doubling_points"], start=1):
+        out.append(check_bound(f"|λ₁(r_{n})| (zero at the flip, finite-time estimate)",
+                               abs(v), 1e-3))
+    out.append(check_close("λ₁ at r = 4 vs log 2", s["lambda_1_at_4"]["measured"],
+                           math.log(2.0), atol=5e-3))
+    out.append(check_close("non-finite orbit states", s["orbit_nonfinite_states"], 0))
+    return out
+
+
+def run(config: Config) -> Result:
+    """``compute``, then ``checks`` and ``figures`` on its numbers."""
+    return staged_run(config, compute, checks, figures)
 
 
 def _onset(r, lam, window, fraction):
@@ -274,8 +321,14 @@ def _onset(r, lam, window, fraction):
     return math.nan
 
 
-def _figures(rg, states, lam, rz, lam_zoom, r_points, onset, ratios):
-    figures = {}
+def figures(config: Config, computed: Computed) -> dict[str, Any]:
+    """The orbit diagram over λ₁(r), and the approach to r∞: gaps, ratios, λ₁ near r∞."""
+    a = computed.arrays
+    rg, states, lam, rz, lam_zoom, r_points, ratios = (
+        a["r_grid"], a["orbit_states"], a["lambda_1"], a["r_zoom"], a["lambda_1_zoom"],
+        a["r_points"], a["feigenbaum_ratios"])
+    onset = computed.summary["lambda_1_onset"]["measured"]
+    out = {}
     fig, ax = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True,
                            gridspec_kw={"height_ratios": [3, 2]})
     ax[0].plot(np.repeat(rg, states.shape[1]), states.ravel(), ",", color="k", alpha=0.35)
@@ -300,7 +353,7 @@ def _figures(rg, states, lam, rz, lam_zoom, r_points, onset, ratios):
     ax[1].set(xlabel="r", ylabel="λ₁ (per step; dips to −∞ cut at −2)", ylim=(-2.0, 1.0))
     ax[1].legend(fontsize=8, loc="upper left", framealpha=0.9)
     fig.tight_layout()
-    figures["orbit_diagram_and_lyapunov"] = fig
+    out["orbit_diagram_and_lyapunov"] = fig
 
     fig, ax = plt.subplots(1, 3, figsize=(13, 4))
     n = np.arange(1, r_points.size + 1)
@@ -332,5 +385,5 @@ def _figures(rg, states, lam, rz, lam_zoom, r_points, onset, ratios):
     ax[2].set_title("λ₁ near the accumulation point", fontsize=10)
     ax[2].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    figures["feigenbaum_scaling"] = fig
-    return figures
+    out["feigenbaum_scaling"] = fig
+    return out

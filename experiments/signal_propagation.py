@@ -19,7 +19,9 @@ against random MLPs:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,45 +31,49 @@ import optax
 
 import jaxgrad
 
-from ._runner import Result, check_bound, check_close
+from ._runner import Check, Computed, Result, check_bound, check_close, staged_run
 
 NAME = "signal-propagation"
 DESCRIPTION = ("Mean-field signal propagation in random tanh MLPs: the order-to-chaos critical "
                "line, q/c maps against random networks, ξ_c, and trainable depth vs ξ_c.")
 SUMMARY_SIGMA_B2 = [0.0, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0]
-DEFAULT_CONFIG = {
-    "seed": 0,
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The experiment's parameters."""
+
+    seed: int = 0
     # theory
-    "num_points": 200,
-    "line_sigma_b2_max": 2.0,
-    "line_points": 41,
-    "xi_points": 120,
+    num_points: int = 200  # Gauss–Hermite nodes of every mean-field integral
+    line_sigma_b2_max: float = 2.0  # the critical line over σ_b² in [0, line_sigma_b2_max]
+    line_points: int = 41
+    xi_points: int = 120  # σ_w² points of the depth scales ξ_c, ξ_q
     # empirical critical line: random MLPs on a σ_w² grid at each summary σ_b²
-    "empirical_sigma_w2_min": 0.5,
-    "empirical_sigma_w2_max": 5.5,
-    "empirical_sigma_w2_points": 26,
-    "empirical_width": 1000,
-    "empirical_depth": 50,
-    "empirical_burn_in": 15,
-    "empirical_networks": 2,
+    empirical_sigma_w2_min: float = 0.5
+    empirical_sigma_w2_max: float = 5.5
+    empirical_sigma_w2_points: int = 26
+    empirical_width: int = 1000
+    empirical_depth: int = 50
+    empirical_burn_in: int = 15  # layers before χ₁ is measured
+    empirical_networks: int = 2  # random networks averaged per grid point
     # per-layer q^l and c^l at σ_b² = 0.05
-    "layers_sigma_w2": [1.0, 1.76, 4.0],
-    "layers_sigma_b2": 0.05,
-    "layers_width": 1000,
-    "layers_depth": 30,
-    "layers_networks": 4,
-    "q0": 2.0,
-    "c0": 0.3,
+    layers_sigma_w2: tuple[float, ...] = (1.0, 1.76, 4.0)
+    layers_sigma_b2: float = 0.05
+    layers_width: int = 1000
+    layers_depth: int = 30
+    layers_networks: int = 4
+    q0: float = 2.0  # input length q⁰ and correlation c⁰ of the two inputs
+    c0: float = 0.3
     # trainability on sklearn digits
-    "train_sigma_b2": 0.05,
-    "train_sigma_w2": [0.5, 1.0, 1.76, 4.0],
-    "train_depths": [2, 4, 8, 16, 32],
-    "train_width": 64,
-    "train_steps": 300,
-    "train_batch": 128,
-    "train_learning_rate": 0.01,
-    "train_momentum": 0.9,
-}
+    train_sigma_b2: float = 0.05
+    train_sigma_w2: tuple[float, ...] = (0.5, 1.0, 1.76, 4.0)
+    train_depths: tuple[int, ...] = (2, 4, 8, 16, 32)
+    train_width: int = 64
+    train_steps: int = 300  # SGD (momentum) steps
+    train_batch: int = 128
+    train_learning_rate: float = 0.01
+    train_momentum: float = 0.9
+
+
 QUICK_CONFIG = {
     "line_points": 11,
     "xi_points": 30,
@@ -84,6 +90,12 @@ QUICK_CONFIG = {
     "train_steps": 100,
     "train_batch": 64,
 }
+SUMMARY_KEYS = (
+    "critical_sigma_w2", "empirical_critical_sigma_w2", "critical_q_star",
+    "relu_critical_sigma_w2", "critical_sigma_w2_fine_at_2", "max_abs_chi_1_minus_1_at_critical",
+    "chi_1_median_relative_error", "phase_agreement", "layers_rms_relative_error_q",
+    "layers_rms_abs_error_c", "train_sigma_w2", "train_xi_c", "train_depths",
+    "train_test_accuracy")
 
 #: A test accuracy at or above this counts as trained, below it as not (chance is 0.1; shallow
 #: networks reach > 0.9).
@@ -98,9 +110,9 @@ def _phase_diagram(config, sigma_w2, sigma_b2, key, num_points):
     (common random numbers: the same standard-normal weights, rescaled). Returns the two
     ``(len(sigma_b2), len(sigma_w2))`` arrays.
     """
-    width, depth, burn = (config["empirical_width"], config["empirical_depth"],
-                          config["empirical_burn_in"])
-    keys = jax.random.split(key, config["empirical_networks"])
+    width, depth, burn = (config.empirical_width, config.empirical_depth,
+                          config.empirical_burn_in)
+    keys = jax.random.split(key, config.empirical_networks)
 
     def point(p):
         w2, b2 = p["sigma_w2"], p["sigma_b2"]
@@ -172,11 +184,11 @@ def _apply(params, x, depth):
 
 def _train_accuracies(config, key):
     """Test accuracy after training, ``(len(train_sigma_w2), len(train_depths))``."""
-    X_tr, y_tr, X_te, y_te = _digits(config["seed"])
-    sigma_b2 = config["train_sigma_b2"]
-    max_depth = max(config["train_depths"])
-    width, steps, batch = config["train_width"], config["train_steps"], config["train_batch"]
-    opt = optax.sgd(config["train_learning_rate"], momentum=config["train_momentum"])
+    X_tr, y_tr, X_te, y_te = _digits(config.seed)
+    sigma_b2 = config.train_sigma_b2
+    max_depth = max(config.train_depths)
+    width, steps, batch = config.train_width, config.train_steps, config.train_batch
+    opt = optax.sgd(config.train_learning_rate, momentum=config.train_momentum)
 
     def loss(params, x, y, depth):
         logits = _apply(params, x, depth)
@@ -195,8 +207,8 @@ def _train_accuracies(config, key):
             jaxgrad.train.fixed_batches(jax.random.split(k_data, steps)), num_steps=steps)
         return jnp.mean(jnp.argmax(_apply(state.params, X_te, depth), -1) == y_te)
 
-    w2 = jnp.asarray(config["train_sigma_w2"], jnp.float32)
-    depths = jnp.asarray(config["train_depths"])
+    w2 = jnp.asarray(config.train_sigma_w2, jnp.float32)
+    depths = jnp.asarray(config.train_depths)
     grid = jax.vmap(lambda a: jax.vmap(lambda d: train(a, d))(depths))
     return np.asarray(jax.jit(grid)(w2))
 
@@ -204,16 +216,17 @@ def _train_accuracies(config, key):
 # ----------------------------------------------------------------------------- run
 
 
-def run(config: dict) -> Result:
-    key = jax.random.key(config["seed"])
+def compute(config: Config) -> Computed:
+    """The critical line (theory and random MLPs), per-layer maps, depth scales, training."""
+    key = jax.random.key(config.seed)
     k_emp, k_layers, k_train = jax.random.split(key, 3)
-    n = config["num_points"]
+    n = config.num_points
     critical = jax.jit(jax.vmap(lambda b2: jaxgrad.analysis.critical_sigma_w2(b2, num_points=n)))
 
     # 1. theory: the critical line and its cross-checks
     b2_summary = jnp.asarray(SUMMARY_SIGMA_B2, jnp.float32)
-    b2_line = np.linspace(0.0, config["line_sigma_b2_max"], config["line_points"])
-    b2_xi = [0.01, config["train_sigma_b2"], 0.5]
+    b2_line = np.linspace(0.0, config.line_sigma_b2_max, config.line_points)
+    b2_xi = [0.01, config.train_sigma_b2, 0.5]
     # the line again, evenly spaced on the phase diagram's logarithmic σ_b² axis
     b2_phase = np.concatenate([[0.0], np.geomspace(1e-3, SUMMARY_SIGMA_B2[-1], 40)])
     k1, k2 = len(SUMMARY_SIGMA_B2), len(SUMMARY_SIGMA_B2) + len(b2_line)
@@ -232,8 +245,8 @@ def run(config: dict) -> Result:
     relu_crit = jaxgrad.analysis.critical_sigma_w2(0.0, activation="relu").sigma_w2
 
     # 2. empirical critical line
-    w2_grid = np.linspace(config["empirical_sigma_w2_min"], config["empirical_sigma_w2_max"],
-                          config["empirical_sigma_w2_points"])
+    w2_grid = np.linspace(config.empirical_sigma_w2_min, config.empirical_sigma_w2_max,
+                          config.empirical_sigma_w2_points)
     chi_hat, chi_theory = _phase_diagram(config, w2_grid, SUMMARY_SIGMA_B2, k_emp, n)
     # Phase agreement: the fraction of grid points on the same side of χ₁ = 1 by
     # measurement and by theory, outside a ±5% band around the line (finite-N noise).
@@ -242,16 +255,16 @@ def run(config: dict) -> Result:
     emp_w2 = np.array([_first_crossing(w2_grid, row) for row in chi_hat])
 
     # 3. per-layer q^l, c^l at σ_b² = 0.05
-    b2_layers = config["layers_sigma_b2"]
-    w2_layers = jnp.asarray(config["layers_sigma_w2"], jnp.float32)
-    depth_l = config["layers_depth"]
+    b2_layers = config.layers_sigma_b2
+    w2_layers = jnp.asarray(config.layers_sigma_w2, jnp.float32)
+    depth_l = config.layers_depth
     emp_layers = jax.vmap(lambda k: jax.vmap(lambda w2: jaxgrad.analysis.random_mlp_signal(
-        w2, b2_layers, key=k, width=config["layers_width"], depth=depth_l, q0=config["q0"],
-        c0=config["c0"]))(w2_layers))(jax.random.split(k_layers, config["layers_networks"]))
+        w2, b2_layers, key=k, width=config.layers_width, depth=depth_l, q0=config.q0,
+        c0=config.c0))(w2_layers))(jax.random.split(k_layers, config.layers_networks))
     emp_q = np.asarray(emp_layers.q).mean(0)
     emp_c = np.asarray(emp_layers.c).mean(0)
     theory = jax.vmap(lambda w2: jaxgrad.analysis.mean_field_trajectory(
-        config["q0"], config["c0"], w2, b2_layers, depth=depth_l, num_points=n))(w2_layers)
+        config.q0, config.c0, w2, b2_layers, depth=depth_l, num_points=n))(w2_layers)
     th_q, th_c = np.asarray(theory.q), np.asarray(theory.c)
     # Finite-width fluctuations are O(1/√N) per layer: compare root-mean-square errors.
     q_rel_err = float(np.sqrt(np.mean((emp_q / th_q - 1) ** 2)))
@@ -259,8 +272,8 @@ def run(config: dict) -> Result:
 
     # 4. ξ_c against σ_w² (theory)
     # (the trained networks' σ_w² ride along, so depth_scales compiles once)
-    w2_xi = np.linspace(0.3, 5.0, config["xi_points"])
-    train_w2 = np.asarray(config["train_sigma_w2"], float)
+    w2_xi = np.linspace(0.3, 5.0, config.xi_points)
+    train_w2 = np.asarray(config.train_sigma_w2, float)
     scales = jax.vmap(lambda b2: jax.vmap(lambda w2: jaxgrad.analysis.depth_scales(w2, b2,
                                                                                    num_points=n))(
         jnp.asarray(np.concatenate([w2_xi, train_w2]), jnp.float32)))(
@@ -269,34 +282,78 @@ def run(config: dict) -> Result:
     scales = jax.tree.map(lambda a: a[:, :len(w2_xi)], scales)
 
     # 5. trainability
-    depths = np.asarray(config["train_depths"])
+    depths = np.asarray(config.train_depths)
     acc = _train_accuracies(config, k_train)
 
-    # ----------------------------------------------------------------- checks
-    checks = [
+    summary = {
+        "critical_sigma_w2": [{"sigma_b2": float(b), "sigma_w2": float(w)}
+                              for b, w in zip(SUMMARY_SIGMA_B2, crit_w2, strict=True)],
+        "empirical_critical_sigma_w2": [{"sigma_b2": float(b), "sigma_w2": float(w)}
+                                        for b, w in zip(SUMMARY_SIGMA_B2, emp_w2, strict=True)],
+        "critical_q_star": [float(q) for q in np.asarray(crit.q_star)],
+        "relu_critical_sigma_w2": float(relu_crit),
+        "phase_agreement": phase_agreement,
+        "layers_rms_relative_error_q": q_rel_err,
+        "layers_rms_abs_error_c": c_abs_err,
+        "train_sigma_w2": train_w2.tolist(),
+        "train_xi_c": xi_train.tolist(),
+        "train_depths": depths.tolist(),
+        "train_test_accuracy": acc.tolist(),
+        "critical_sigma_w2_fine_at_2": float(crit_fine),
+        "max_abs_chi_1_minus_1_at_critical": float(np.max(np.abs(chi_at_crit - 1))),
+        "chi_1_median_relative_error": float(np.median(np.abs(chi_hat / chi_theory - 1))),
+    }
+    arrays = {
+        "line_sigma_b2": b2_line, "line_sigma_w2": line_w2,
+        "summary_sigma_b2": np.asarray(SUMMARY_SIGMA_B2), "critical_sigma_w2": crit_w2,
+        "empirical_sigma_w2_grid": w2_grid, "empirical_chi_1": chi_hat,
+        "theory_chi_1": chi_theory, "empirical_critical_sigma_w2": emp_w2,
+        "layers_q_empirical": emp_q, "layers_q_theory": th_q,
+        "layers_c_empirical": emp_c, "layers_c_theory": th_c,
+        "xi_sigma_w2": w2_xi, "xi_c": np.asarray(scales.xi_c), "xi_q": np.asarray(scales.xi_q),
+        "train_accuracy": acc, "train_xi_c": xi_train,
+        "xi_sigma_b2": np.asarray(b2_xi), "xi_critical_sigma_w2": xi_crit_w2,
+        "phase_line_sigma_b2": b2_phase, "phase_line_sigma_w2": phase_line_w2,
+    }
+    return Computed(summary=summary, arrays=arrays)
+
+
+def checks(config: Config, computed: Computed) -> list[Check]:
+    """The critical line's closed forms and cross-checks, random MLPs against the maps, and
+    trainable depth against ξ_c."""
+    s, a = computed.summary, computed.arrays
+    n = config.num_points
+    crit_w2, line_w2, emp_w2 = (a["critical_sigma_w2"], a["line_sigma_w2"],
+                                a["empirical_critical_sigma_w2"])
+    train_w2, xi_train = np.asarray(s["train_sigma_w2"]), a["train_xi_c"]
+    depths, acc = np.asarray(s["train_depths"]), a["train_accuracy"]
+    out = [
         check_close("tanh critical σ_w² at σ_b² = 0 (q* = 0, χ₁ = σ_w²)", crit_w2[0], 1.0,
                     rtol=1e-5),
-        check_close("ReLU critical σ_w² at σ_b² = 0 (χ₁ = σ_w²/2)", relu_crit, 2.0, rtol=1e-5),
+        check_close("ReLU critical σ_w² at σ_b² = 0 (χ₁ = σ_w²/2)",
+                    s["relu_critical_sigma_w2"], 2.0, rtol=1e-5),
         check_close("max |χ₁ - 1| at the critical points, χ₁ via iterated q*",
-                    np.max(np.abs(chi_at_crit - 1)), 0.0, atol=1e-3),
+                    s["max_abs_chi_1_minus_1_at_critical"], 0.0, atol=1e-3),
         check_close(f"critical σ_w² at σ_b² = 2: {n} vs {2 * n} Gauss–Hermite nodes",
-                    crit_w2[-1], crit_fine, rtol=1e-3),
+                    crit_w2[-1], s["critical_sigma_w2_fine_at_2"], rtol=1e-3),
         check_bound("critical σ_w² increases with σ_b² (min successive difference)",
                     np.min(np.diff(line_w2)), 0.0, kind=">="),
-        check_close("per-layer q^l of random MLPs vs q-map (RMS relative error)", q_rel_err, 0.0,
+        check_close("per-layer q^l of random MLPs vs q-map (RMS relative error)",
+                    s["layers_rms_relative_error_q"], 0.0,
                     atol=0.06, note="finite-N fluctuations ~ √(2/N) per layer and network"),
-        check_close("per-layer c^l of random MLPs vs c-map (RMS absolute error)", c_abs_err, 0.0,
+        check_close("per-layer c^l of random MLPs vs c-map (RMS absolute error)",
+                    s["layers_rms_abs_error_c"], 0.0,
                     atol=0.06, note="finite-N fluctuations ~ 1/√N per layer and network"),
         check_close("measured χ₁ (jvp growth) vs theory, median relative error over the grid",
-                    np.median(np.abs(chi_hat / chi_theory - 1)), 0.0, atol=0.05),
+                    s["chi_1_median_relative_error"], 0.0, atol=0.05),
         check_bound("phase diagram: grid points on the theory's side of χ₁ = 1 (fraction)",
-                    phase_agreement, 0.95, kind=">=",
+                    s["phase_agreement"], 0.95, kind=">=",
                     note="points with theory χ₁ within 5% of 1 left out"),
     ]
     for b2, w2_e, w2_t in zip(SUMMARY_SIGMA_B2, emp_w2, crit_w2, strict=True):
         if b2 >= 0.05:
-            checks.append(check_close(f"empirical critical σ_w² at σ_b² = {b2}", w2_e, w2_t,
-                                      rtol=0.15, note="where measured χ₁ crosses 1"))
+            out.append(check_close(f"empirical critical σ_w² at σ_b² = {b2}", w2_e, w2_t,
+                                   rtol=0.15, note="where measured χ₁ crosses 1"))
 
     i_ordered = int(np.argmin(train_w2))
     xi_o = xi_train[i_ordered]
@@ -304,7 +361,7 @@ def run(config: dict) -> Result:
     failed_o = depths[acc[i_ordered] < TRAINED]
     deepest_trained = float(trained_o.max()) if trained_o.size else float("nan")
     shallowest_failed = float(failed_o.min()) if failed_o.size else float("nan")
-    checks += [
+    out += [
         check_bound(f"ordered σ_w² = {train_w2[i_ordered]}: deepest trained depth / ξ_c",
                     deepest_trained / xi_o, 2.0, kind=">=",
                     note=f"ξ_c = {xi_o:.3g}; test accuracy >= {TRAINED}; published ≈ 6"),
@@ -313,25 +370,41 @@ def run(config: dict) -> Result:
                     note=f"test accuracy < {TRAINED} (chance 0.1); published ≈ 6"),
     ]
     i_crit = int(np.argmin(np.abs(train_w2 - crit_w2[SUMMARY_SIGMA_B2.index(0.05)])))
-    checks.append(check_bound(f"near-critical σ_w² = {train_w2[i_crit]}: test accuracy at "
-                              f"depth {depths.max()}", acc[i_crit, -1], TRAINED, kind=">="))
+    out.append(check_bound(f"near-critical σ_w² = {train_w2[i_crit]}: test accuracy at "
+                           f"depth {depths.max()}", acc[i_crit, -1], TRAINED, kind=">="))
+    return out
 
-    # ----------------------------------------------------------------- figures
-    figures = {}
+
+def figures(config: Config, computed: Computed) -> dict[str, Any]:
+    """The critical line, the phase diagram, per-layer maps, depth scales, trainable depth."""
+    s, arr = computed.summary, computed.arrays
+    b2_line, line_w2 = arr["line_sigma_b2"], arr["line_sigma_w2"]
+    emp_w2 = arr["empirical_critical_sigma_w2"]
+    relu_crit, phase_agreement = s["relu_critical_sigma_w2"], s["phase_agreement"]
+    w2_grid, chi_hat = arr["empirical_sigma_w2_grid"], arr["empirical_chi_1"]
+    b2_phase, phase_line_w2 = arr["phase_line_sigma_b2"], arr["phase_line_sigma_w2"]
+    th_q, emp_q, th_c, emp_c = (arr["layers_q_theory"], arr["layers_q_empirical"],
+                                arr["layers_c_theory"], arr["layers_c_empirical"])
+    depth_l, b2_layers = config.layers_depth, config.layers_sigma_b2
+    b2_xi, w2_xi, xi_crit_w2 = (arr["xi_sigma_b2"].tolist(), arr["xi_sigma_w2"],
+                                arr["xi_critical_sigma_w2"])
+    train_w2, xi_train = np.asarray(s["train_sigma_w2"]), arr["train_xi_c"]
+    depths, acc = np.asarray(s["train_depths"]), arr["train_accuracy"]
+    out = {}
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.plot(b2_line, line_w2, "k-", label="theory: χ₁ = 1 (Gauss–Hermite)")
     ax.plot(SUMMARY_SIGMA_B2, emp_w2, "o", color="C3",
-            label=f"random MLPs (N = {config['empirical_width']}): measured χ₁ = 1")
+            label=f"random MLPs (N = {config.empirical_width}): measured χ₁ = 1")
     ax.plot([0.0], [float(relu_crit)], "s", color="C2", label="ReLU critical point (σ_w² = 2)")
     ax.fill_between(b2_line, 0, line_w2, color="C0", alpha=0.12, label="ordered (χ₁ < 1)")
-    ax.fill_between(b2_line, line_w2, config["empirical_sigma_w2_max"], color="C1", alpha=0.12,
+    ax.fill_between(b2_line, line_w2, config.empirical_sigma_w2_max, color="C1", alpha=0.12,
                     label="chaotic (χ₁ > 1)")
     ax.set_xlabel("σ_b²")
     ax.set_ylabel("σ_w²")
-    ax.set_ylim(0, config["empirical_sigma_w2_max"])
+    ax.set_ylim(0, config.empirical_sigma_w2_max)
     ax.set_title("Order-to-chaos critical line, tanh")
     ax.legend(fontsize=8, loc="upper left")
-    figures["critical_line"] = fig
+    out["critical_line"] = fig
 
     # The phase diagram of Poole et al. (2016, Fig. 2): measured χ₁ over (σ_b², σ_w²), the
     # theory's critical line drawn on the measured χ₁ = 1 contour.
@@ -350,15 +423,15 @@ def run(config: dict) -> Result:
     ax.set_ylim(w2_grid[0], w2_grid[-1])
     ax.set_xlabel("σ_b² (symmetric log scale, linear below 0.01)")
     ax.set_ylabel("σ_w²")
-    ax.set_title(f"Order-to-chaos phase diagram, tanh, N = {config['empirical_width']}\n"
+    ax.set_title(f"Order-to-chaos phase diagram, tanh, N = {config.empirical_width}\n"
                  f"({len(SUMMARY_SIGMA_B2)} × {len(w2_grid)} grid by jaxgrad.sweep; "
                  f"{100 * phase_agreement:.0f}% of points on the theory's side)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", facecolor="0.9")
-    figures["phase_diagram"] = fig
+    out["phase_diagram"] = fig
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     layers = np.arange(1, depth_l + 1)
-    for i, w2 in enumerate(config["layers_sigma_w2"]):
+    for i, w2 in enumerate(config.layers_sigma_w2):
         axes[0].plot(layers, th_q[i], "-", color=f"C{i}", label=f"theory σ_w² = {w2}")
         axes[0].plot(layers, emp_q[i], "o", ms=3, color=f"C{i}", label=f"random MLP σ_w² = {w2}")
         axes[1].plot(layers, th_c[i], "-", color=f"C{i}", label=f"theory σ_w² = {w2}")
@@ -367,27 +440,27 @@ def run(config: dict) -> Result:
     axes[1].set_ylabel(r"$c^l$ (correlation of two inputs)")
     for a in axes:
         a.set_xlabel("layer l")
-    axes[0].set_title(f"Length map, σ_b² = {b2_layers}, N = {config['layers_width']}",
+    axes[0].set_title(f"Length map, σ_b² = {b2_layers}, N = {config.layers_width}",
                       fontsize=10)
-    axes[1].set_title(f"Correlation map, q⁰ = {config['q0']}, c⁰ = {config['c0']}",
+    axes[1].set_title(f"Correlation map, q⁰ = {config.q0}, c⁰ = {config.c0}",
                       fontsize=10)
     fig.tight_layout()
     # One legend for both panels (same entries), below them, off the curves.
     fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, ncol=3, loc="upper center",
                bbox_to_anchor=(0.5, 0.0))
-    figures["layer_statistics"] = fig
+    out["layer_statistics"] = fig
 
     fig, ax = plt.subplots(figsize=(7, 4.8))
     for i, b2 in enumerate(b2_xi):
         # ξ_c diverges at the critical σ_w²: it is drawn on the ordered and on the chaotic
         # side separately, so that no line joins the two sides below the divergence; only
         # finite positive values are drawn (ξ_q stays finite and is one line).
-        xi_c = np.asarray(scales.xi_c[i])
+        xi_c = np.asarray(arr["xi_c"][i])
         shown = np.isfinite(xi_c) & (xi_c > 0)
         for k, side in enumerate((w2_xi < xi_crit_w2[i], w2_xi > xi_crit_w2[i])):
             ax.semilogy(w2_xi[shown & side], xi_c[shown & side], "-", color=f"C{i}",
                         label=f"ξ_c, σ_b² = {b2}" if k == 0 else None)
-        xi_q = np.asarray(scales.xi_q[i])
+        xi_q = np.asarray(arr["xi_q"][i])
         shown = np.isfinite(xi_q) & (xi_q > 0)
         ax.semilogy(w2_xi[shown], xi_q[shown], ":", color=f"C{i}", label=f"ξ_q, σ_b² = {b2}")
         ax.axvline(xi_crit_w2[i], color=f"C{i}", lw=0.8, ls="--",
@@ -396,7 +469,7 @@ def run(config: dict) -> Result:
     ax.set_ylabel("depth scale (layers, log scale)")
     ax.set_title("Depth scales diverge at the critical σ_w² (dashed), tanh", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
-    figures["depth_scales"] = fig
+    out["depth_scales"] = fig
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     for i, w2 in enumerate(train_w2):
@@ -417,35 +490,15 @@ def run(config: dict) -> Result:
     axes[0].minorticks_off()
     axes[0].set_xlabel("depth L")
     axes[1].set_xlabel("L / ξ_c")
-    axes[0].set_title(f"tanh MLPs on digits, {config['train_steps']} SGD steps,\n"
-                      f"σ_b² = {config['train_sigma_b2']}", fontsize=10)
+    axes[0].set_title(f"tanh MLPs on digits, {config.train_steps} SGD steps,\n"
+                      f"σ_b² = {config.train_sigma_b2}", fontsize=10)
     axes[1].set_title("Trainable up to a few ξ_c", fontsize=10)
     fig.tight_layout()
-    figures["trainable_depth"] = fig
+    out["trainable_depth"] = fig
 
-    summary = {
-        "critical_sigma_w2": [{"sigma_b2": float(b), "sigma_w2": float(w)}
-                              for b, w in zip(SUMMARY_SIGMA_B2, crit_w2, strict=True)],
-        "empirical_critical_sigma_w2": [{"sigma_b2": float(b), "sigma_w2": float(w)}
-                                        for b, w in zip(SUMMARY_SIGMA_B2, emp_w2, strict=True)],
-        "critical_q_star": [float(q) for q in np.asarray(crit.q_star)],
-        "relu_critical_sigma_w2": float(relu_crit),
-        "phase_agreement": phase_agreement,
-        "layers_rms_relative_error_q": q_rel_err,
-        "layers_rms_abs_error_c": c_abs_err,
-        "train_sigma_w2": train_w2.tolist(),
-        "train_xi_c": xi_train.tolist(),
-        "train_depths": depths.tolist(),
-        "train_test_accuracy": acc.tolist(),
-    }
-    arrays = {
-        "line_sigma_b2": b2_line, "line_sigma_w2": line_w2,
-        "summary_sigma_b2": np.asarray(SUMMARY_SIGMA_B2), "critical_sigma_w2": crit_w2,
-        "empirical_sigma_w2_grid": w2_grid, "empirical_chi_1": chi_hat,
-        "theory_chi_1": chi_theory, "empirical_critical_sigma_w2": emp_w2,
-        "layers_q_empirical": emp_q, "layers_q_theory": th_q,
-        "layers_c_empirical": emp_c, "layers_c_theory": th_c,
-        "xi_sigma_w2": w2_xi, "xi_c": np.asarray(scales.xi_c), "xi_q": np.asarray(scales.xi_q),
-        "train_accuracy": acc, "train_xi_c": xi_train,
-    }
-    return Result(summary=summary, checks=checks, arrays=arrays, figures=figures)
+    return out
+
+
+def run(config: Config) -> Result:
+    """``compute``, then ``checks`` and ``figures`` on its numbers."""
+    return staged_run(config, compute, checks, figures)

@@ -87,21 +87,6 @@ from .train import fit as fit
 from .train import get_task as get_task
 from .train import init_train_state as init_train_state
 from .train import train_steps as train_steps
-from .analysis.gradient_flow import LayerGradientFlow as LayerGradientFlow
-from .analysis.gradient_flow import layer_gradient_flow as layer_gradient_flow
-from .models.activations import Activation as Activation
-from .models.cells import CELLS as CELLS
-from .models.cells import Cell as Cell
-from .models.cells import ElmanCell as ElmanCell
-from .models.cells import GRUCell as GRUCell
-from .models.cells import LSTMCell as LSTMCell
-from .models.cells import NnxCell as NnxCell
-from .models.cells import NnxParams as NnxParams
-from .models.cells import PascanuCell as PascanuCell
-from .models.cells import RateCell as RateCell
-from .models.cells import get_cell as get_cell
-from .systems import as_step as as_step
-from .systems import layers_as_step as layers_as_step
 
 __version__ = "0.2.0"
 

@@ -69,6 +69,8 @@ from ._validation import (
 __all__ = [
     "autonomous", "Autonomous", "vector_field", "VectorField", "discretize", "Discretized",
     "integrator_step", "INTEGRATORS", "iterate", "Iterated", "bind", "NO_PARAMS",
+    "as_step",
+    "layers_as_step",
 ]
 
 INTEGRATORS = ("euler", "rk4")
@@ -402,7 +404,7 @@ def layers_as_step(layers: Any) -> tuple[ModuleStep, Any]:
     ``lyapunov_spectrum(step, h0, thetas)`` the exponents per layer. What a network
     applies between its layers (an activation) goes into the step:
     ``lambda h, th: jnp.tanh(step(h, th))``. Layers of different widths have no common
-    state: take them one by one with ``jaxgrad.layer_gradient_flow``.
+    state: take them one by one with ``jaxgrad.analysis.layer_gradient_flow``.
 
     Arguments:
         layers: a sequence of ``nnx.Module`` layers of one structure (or an nnx module

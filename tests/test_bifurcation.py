@@ -21,7 +21,7 @@ W = 5.0
 
 
 def doya_flow(x, p):
-    return jaxgrad.doya_vector_field(x, 0.0, p)
+    return jaxgrad.models.doya_vector_field(x, 0.0, p)
 
 
 def logistic(x, r):
@@ -74,12 +74,12 @@ def doya_folds(w=W):
 
 
 def test_doya_fixed_points_at_b_minus_2_5(x64):
-    fp = jaxgrad.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(W, -2.5))
+    fp = jaxgrad.analysis.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(W, -2.5))
     ref = doya_reference_roots(-2.5)
     assert ref.shape == (3,)
     np.testing.assert_allclose(np.asarray(fp.x[fp.valid]), ref, atol=1e-12)
     np.testing.assert_allclose(ref, [0.145, 0.5, 0.855], atol=1e-3)  # Wikipedia, note 4
-    labels = [jaxgrad.STABILITY_LABELS[int(c)] for c in fp.stability[fp.valid]]
+    labels = [jaxgrad.analysis.STABILITY_LABELS[int(c)] for c in fp.stability[fp.valid]]
     assert labels == ["stable", "unstable", "stable"]
     # λ = -1 + w σ'(w x + b) = -1 + w x (1 - x) at a fixed point.
     np.testing.assert_allclose(np.asarray(fp.derivative[fp.valid]), -1 + W * ref * (1 - ref),
@@ -89,8 +89,8 @@ def test_doya_fixed_points_at_b_minus_2_5(x64):
 
 def test_doya_fixed_points_over_grid_match_closed_form(x64):
     values = jnp.linspace(-3.0, -2.0, 41)
-    fp = jaxgrad.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(W, -3.0),
-                                 param="b", values=values)
+    fp = jaxgrad.analysis.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(W, -3.0),
+                                          param="b", values=values)
     (_, _), (b_lo, b_hi) = doya_folds()[0], doya_folds()[1]
     b_lo, b_hi = sorted(doya_folds()[1])
     count = np.asarray(fp.count)
@@ -103,7 +103,8 @@ def test_doya_fixed_points_over_grid_match_closed_form(x64):
                                atol=1e-10)
     # vmap over the grid agrees with one call per value
     for i in (0, 20, 40):
-        one = jaxgrad.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(W, values[i]))
+        one = jaxgrad.analysis.fixed_points_1d(doya_flow, (0.0, 1.0),
+                                               params=DoyaParams(W, values[i]))
         np.testing.assert_allclose(np.asarray(one.x), x[i], atol=1e-13)
 
 
@@ -111,26 +112,27 @@ def test_fixed_points_1d_jit_cache_reused():
     from jaxgrad.analysis.fixed_points import _fixed_points_1d
 
     values = jnp.linspace(-3.0, -2.0, 5)
-    jaxgrad.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(W, -3.0), param="b",
-                            values=values, num_points=101)
+    jaxgrad.analysis.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(W, -3.0), param="b",
+                                     values=values, num_points=101)
     size = _fixed_points_1d._cache_size()
-    jaxgrad.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(4.5, 0.0), param="b",
-                            values=values - 0.1, num_points=101)
+    jaxgrad.analysis.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(4.5, 0.0), param="b",
+                                     values=values - 0.1, num_points=101)
     assert _fixed_points_1d._cache_size() == size
 
 
 def test_logistic_map_flip_classification(x64):
     for r, stable in ((2.9, 0), (3.1, 1)):
-        fp = jaxgrad.fixed_points_1d(logistic, (0.01, 1.0), params=r, kind="map")
+        fp = jaxgrad.analysis.fixed_points_1d(logistic, (0.01, 1.0), params=r, kind="map")
         x = np.asarray(fp.x[fp.valid])
         np.testing.assert_allclose(x, [1 - 1 / r], atol=1e-12)
         np.testing.assert_allclose(np.asarray(fp.derivative[fp.valid]), [2 - r], atol=1e-12)
         assert int(fp.stability[fp.valid][0]) == stable
-        assert jaxgrad.LOSS_OF_STABILITY_LABELS[int(fp.loss_of_stability[fp.valid][0])] == "flip"
+        labels = jaxgrad.analysis.LOSS_OF_STABILITY_LABELS
+        assert labels[int(fp.loss_of_stability[fp.valid][0])] == "flip"
 
 
 def test_map_fold_classified_and_located(x64):
-    fp = jaxgrad.fixed_points_1d(fold_map, (-2.0, 2.0), params=0.25, kind="map")
+    fp = jaxgrad.analysis.fixed_points_1d(fold_map, (-2.0, 2.0), params=0.25, kind="map")
     np.testing.assert_allclose(np.asarray(fp.x[fp.valid]), [-0.5, 0.5], atol=1e-12)
     # μ = 1 - 2x: 2 (unstable) at -1/2, 0 (stable) at 1/2; both critical through μ = +1.
     assert [int(c) for c in fp.stability[fp.valid]] == [1, 0]
@@ -147,7 +149,7 @@ def test_nd_fixed_points_duffing(x64):
                        axis=-1).reshape(-1, 2)
     fp = jaxgrad.fixed_points(duffing, starts, params={"delta": delta})
     np.testing.assert_allclose(np.asarray(fp.x), [[-1, 0], [0, 0], [1, 0]], atol=1e-12)
-    assert [jaxgrad.STABILITY_LABELS[int(c)] for c in fp.stability] == ["stable", "saddle",
+    assert [jaxgrad.analysis.STABILITY_LABELS[int(c)] for c in fp.stability] == ["stable", "saddle",
                                                                          "stable"]
     # Jacobian [[0, 1], [1 - 3x², -δ]]: at 0, λ = (-δ ± √(δ² + 4))/2; at ±1 a complex pair.
     lam0 = np.sort(np.real(np.asarray(fp.eigenvalues[1])))
@@ -155,7 +157,7 @@ def test_nd_fixed_points_duffing(x64):
     np.testing.assert_allclose(lam0, np.sort(ref), atol=1e-12)
     np.testing.assert_allclose(np.real(np.asarray(fp.eigenvalues[0])), [-delta / 2] * 2,
                                atol=1e-12)
-    assert jaxgrad.LOSS_OF_STABILITY_LABELS[int(fp.loss_of_stability[0])] == "hopf"
+    assert jaxgrad.analysis.LOSS_OF_STABILITY_LABELS[int(fp.loss_of_stability[0])] == "hopf"
     assert int(np.sum(fp.num_starts)) + fp.num_failed == starts.shape[0]
 
 
@@ -168,7 +170,7 @@ def test_nd_fixed_points_henon_map(x64):
     # det ∂f/∂x = -b, so the multipliers multiply to -b
     np.testing.assert_allclose(np.real(np.prod(np.asarray(fp.eigenvalues), axis=1)), [-b, -b],
                                atol=1e-12)
-    assert all(jaxgrad.STABILITY_LABELS[int(c)] == "saddle" for c in fp.stability)
+    assert all(jaxgrad.analysis.STABILITY_LABELS[int(c)] == "saddle" for c in fp.stability)
 
 
 # --------------------------------------------------------------------------- continuation
@@ -208,9 +210,9 @@ def test_logistic_continuation_detects_flip(x64):
 
 @pytest.mark.slow
 def test_fold_curve_and_cusp(x64):
-    fc = jaxgrad.fold_curve(doya_flow, 0.28, params=DoyaParams(W, -2.34), param="b",
-                            param2="w", p2_range=(3.0, 8.0), direction=-1, ds=0.05,
-                            num_steps=120)
+    fc = jaxgrad.analysis.fold_curve(doya_flow, 0.28, params=DoyaParams(W, -2.34), param="b",
+                                     param2="w", p2_range=(3.0, 8.0), direction=-1, ds=0.05,
+                                     num_steps=120)
     ok = np.asarray(fc.valid)
     x, b, w = np.asarray(fc.x)[ok], np.asarray(fc.p)[ok], np.asarray(fc.p2)[ok]
     assert x.min() < 0.3 and x.max() > 0.8  # from one fold, past the cusp, beyond the other
@@ -229,22 +231,22 @@ def test_fold_curve_and_cusp(x64):
 def test_logistic_orbit_diagram_cycles_and_vmap(x64):
     values = jnp.array([2.8, 3.2])
     x0 = jnp.array([0.2, 0.7])
-    od = jaxgrad.orbit_diagram(logistic, x0, values, transient=2000, keep=4)
+    od = jaxgrad.analysis.orbit_diagram(logistic, x0, values, transient=2000, keep=4)
     assert od.states.shape == (2, 2, 4)
     np.testing.assert_allclose(np.asarray(od.states[0]), 1 - 1 / 2.8, atol=1e-12)
     r = 3.2
     cycle = (r + 1 + np.array([-1, 1]) * np.sqrt((r - 3) * (r + 1))) / (2 * r)
     for m in range(2):
         np.testing.assert_allclose(np.sort(np.asarray(od.states[1, m, :2])), cycle, atol=1e-12)
-    single = jaxgrad.orbit_diagram(logistic, x0[1:], values[1:], transient=2000, keep=4)
+    single = jaxgrad.analysis.orbit_diagram(logistic, x0[1:], values[1:], transient=2000, keep=4)
     np.testing.assert_array_equal(np.asarray(single.states[0, 0]), np.asarray(od.states[1, 1]))
     assert bool(jnp.all(od.finite))
 
 
 def test_doya_hysteresis_sweep_jumps_at_folds():
     values = jnp.linspace(-3.0, -2.0, 51)
-    hs = jaxgrad.hysteresis_sweep(doya_flow, 0.0, values, params=DoyaParams(W, -3.0),
-                                  param="b", kind="flow", dt=0.2, transient=1500, keep=2)
+    hs = jaxgrad.analysis.hysteresis_sweep(doya_flow, 0.0, values, params=DoyaParams(W, -3.0),
+                                           param="b", kind="flow", dt=0.2, transient=1500, keep=2)
     v = np.asarray(values)
     up, down = np.asarray(hs.up[:, -1]) > 0.5, np.asarray(hs.down[:, -1]) > 0.5
     b_lo, b_hi = sorted(doya_folds()[1])
@@ -260,8 +262,8 @@ def test_doya_hysteresis_sweep_jumps_at_folds():
 
 def test_doya_basins(x64):
     x0 = jnp.linspace(0.0025, 0.9975, 200)  # avoids x(0) = 0.5, the unstable point itself
-    bs = jaxgrad.basins(doya_flow, x0, jnp.array([-2.5, -2.9]), params=DoyaParams(W, -2.5),
-                        param="b", dt=0.2, num_steps=1000)
+    bs = jaxgrad.analysis.basins(doya_flow, x0, jnp.array([-2.5, -2.9]), params=DoyaParams(W, -2.5),
+                                 param="b", dt=0.2, num_steps=1000)
     ref = doya_reference_roots(-2.5)
     np.testing.assert_array_equal(np.asarray(bs.num_attractors), [2, 1])
     np.testing.assert_allclose(np.asarray(bs.attractors[0, :2]), ref[[0, 2]], atol=1e-9)
@@ -275,8 +277,8 @@ def test_basins_flag_slow_passage_near_fold(x64):
     # for a time ~ π / sqrt(a c Δb): after T = 20 those from below have not arrived.
     b = doya_folds()[1].max() + 1e-4
     x0 = jnp.array([0.05, 0.95])
-    bs = jaxgrad.basins(doya_flow, x0, jnp.array([b]), params=DoyaParams(W, b), param="b",
-                        dt=0.1, num_steps=200)
+    bs = jaxgrad.analysis.basins(doya_flow, x0, jnp.array([b]), params=DoyaParams(W, b), param="b",
+                                 dt=0.1, num_steps=200)
     np.testing.assert_array_equal(np.asarray(bs.settled[0]), [False, True])
     np.testing.assert_array_equal(np.asarray(bs.labels[0]), [-2, 0])
     assert int(bs.num_attractors[0]) == 1
@@ -285,14 +287,15 @@ def test_basins_flag_slow_passage_near_fold(x64):
 def test_orbits_jit_matches_eager_and_reports_divergence():
     values = jnp.array([-2.8, -2.5, -2.2])
     kw = dict(params=DoyaParams(W, -2.8), param="b", kind="flow", dt=0.1, transient=5, keep=2)
-    jitted = jaxgrad.hysteresis_sweep(doya_flow, 0.1, values, **kw)
+    jitted = jaxgrad.analysis.hysteresis_sweep(doya_flow, 0.1, values, **kw)
     with jax.disable_jit():
-        eager = jaxgrad.hysteresis_sweep(doya_flow, 0.1, values, **kw)
+        eager = jaxgrad.analysis.hysteresis_sweep(doya_flow, 0.1, values, **kw)
     np.testing.assert_allclose(np.asarray(jitted.up), np.asarray(eager.up), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(jitted.down), np.asarray(eager.down), rtol=1e-6)
     # x ↦ r x² escapes to infinity from x(0) = 10: reported in `finite`, not hidden.
-    od = jaxgrad.orbit_diagram(lambda x, r: r * x * x, jnp.array([0.1, 10.0]), jnp.array([1.0]),
-                               transient=20, keep=2)
+    od = jaxgrad.analysis.orbit_diagram(lambda x, r: r * x * x, jnp.array([0.1, 10.0]),
+                                        jnp.array([1.0]),
+                                        transient=20, keep=2)
     np.testing.assert_array_equal(np.asarray(od.finite), [[True, False]])
 
 
@@ -315,11 +318,12 @@ def test_sensitivities_closed_form_and_vanishing_exploding(x64):
     dt, n = 0.1, 1500
     x0 = jnp.array([0.05, 0.3, 0.5 - 1e-6, 0.5, 0.5 + 1e-6, 0.7, 0.95])
     values = jnp.array([-2.5, -2.45])
-    s = jaxgrad.final_state_sensitivities(doya_flow, x0, values, params=DoyaParams(W, -2.5),
-                                          param="b", dt=dt, num_steps=n)
+    s = jaxgrad.analysis.final_state_sensitivities(doya_flow, x0, values,
+                                                   params=DoyaParams(W, -2.5),
+                                                   param="b", dt=dt, num_steps=n)
     xT = np.asarray(s.final)
     far = np.array([True, True, False, False, False, True, True])
-    closed = np.asarray(jaxgrad.doya_fixed_point_sensitivity(xT[:, far], w=W))
+    closed = np.asarray(jaxgrad.models.doya_fixed_point_sensitivity(xT[:, far], w=W))
     np.testing.assert_allclose(np.asarray(s.d_final_d_param)[:, far], closed, rtol=1e-8)
     assert np.all(np.abs(np.asarray(s.d_final_d_x0)[:, far]) < 1e-15)  # vanishing
     # x(0) = 0.5 is the unstable fixed point at b = -2.5 (σ(0) = 1/2): λ = -1 + 5/4 = 1/4,
@@ -344,8 +348,9 @@ def test_sensitivities_match_grad_and_finite_differences(x64):
     def x_T(b, x0):
         return run_steps(step, x0, DoyaParams(W, b), 300)
 
-    s = jaxgrad.final_state_sensitivities(doya_flow, jnp.array([0.2]), jnp.array([-2.4]),
-                                          params=DoyaParams(W, -2.4), param="b", num_steps=300)
+    s = jaxgrad.analysis.final_state_sensitivities(doya_flow, jnp.array([0.2]), jnp.array([-2.4]),
+                                                   params=DoyaParams(W, -2.4), param="b",
+                                                   num_steps=300)
     g_b, g_x0 = jax.grad(x_T, argnums=(0, 1))(-2.4, 0.2)
     np.testing.assert_allclose(float(s.d_final_d_param[0, 0]), float(g_b), rtol=1e-12)
     np.testing.assert_allclose(float(s.d_final_d_x0[0, 0]), float(g_x0), rtol=1e-12)
@@ -383,12 +388,12 @@ def test_fixed_points_1d_bad_input(kwargs, exc, match):
     args.update(kwargs)
     interval = args.pop("interval")
     with pytest.raises(exc, match=match):
-        jaxgrad.fixed_points_1d(doya_flow, interval, **args)
+        jaxgrad.analysis.fixed_points_1d(doya_flow, interval, **args)
 
 
 def test_bad_system_function():
     with pytest.raises(TypeError, match="`f` must be callable"):
-        jaxgrad.fixed_points_1d(None, (0.0, 1.0), params=P0)
+        jaxgrad.analysis.fixed_points_1d(None, (0.0, 1.0), params=P0)
     with pytest.raises(ValueError, match=r"`f\(x, p\)` must return a state shaped like x"):
         jaxgrad.fixed_points(lambda x, p: x[:1], jnp.ones((3, 2)))
     with pytest.raises(ValueError, match="`starts` must have shape"):
@@ -417,13 +422,17 @@ def test_continuation_bad_input():
     with pytest.raises(ValueError, match="'hopf'.*`x_guess` must have at least 2 components"):
         jaxgrad.locate_bifurcation(doya_flow, 0.3, params=P0, param="b", bifurcation="hopf")
     with pytest.raises(ValueError, match="`param2` must name a second parameter"):
-        jaxgrad.fold_curve(doya_flow, 0.3, params=P0, param="b", param2="b", p2_range=(3, 8))
+        jaxgrad.analysis.fold_curve(doya_flow, 0.3, params=P0, param="b", param2="b",
+                                    p2_range=(3, 8))
     with pytest.raises(ValueError, match="unknown `param2` 'v'"):
-        jaxgrad.fold_curve(doya_flow, 0.3, params=P0, param="b", param2="v", p2_range=(3, 8))
+        jaxgrad.analysis.fold_curve(doya_flow, 0.3, params=P0, param="b", param2="v",
+                                    p2_range=(3, 8))
     with pytest.raises(ValueError, match="`param2` must name a second parameter.*None"):
-        jaxgrad.fold_curve(doya_flow, 0.3, params=P0, param="b", param2=None, p2_range=(3, 8))
+        jaxgrad.analysis.fold_curve(doya_flow, 0.3, params=P0, param="b", param2=None,
+                                    p2_range=(3, 8))
     with pytest.raises(ValueError, match="`params.w`=5.0 must lie inside `p2_range`"):
-        jaxgrad.fold_curve(doya_flow, 0.3, params=P0, param="b", param2="w", p2_range=(6, 8))
+        jaxgrad.analysis.fold_curve(doya_flow, 0.3, params=P0, param="b", param2="w",
+                                    p2_range=(6, 8))
     with pytest.raises(TypeError, match="`param`='b' needs `params` to be a dict"):
         jaxgrad.continue_branch(logistic, 0.6, params=2.5, param="b", p_range=(2, 3))
 
@@ -463,14 +472,14 @@ def test_bifurcation_tools_refuse_non_finite_params():
     """A NaN parameter used to give no fixed points (or NaN ones) without a word."""
     bad = DoyaParams(float("nan"), -2.5)
     with pytest.raises(ValueError, match="`params.w` must be finite"):
-        jaxgrad.fixed_points_1d(doya_flow, (0.0, 1.0), params=bad)
+        jaxgrad.analysis.fixed_points_1d(doya_flow, (0.0, 1.0), params=bad)
     with pytest.raises(ValueError, match="`params.w` must be finite"):
         jaxgrad.continue_branch(doya_flow, 0.1, params=bad, param="b", p_range=(-3, -2))
     with pytest.raises(ValueError, match=r"`params\['delta'\]` must be finite"):
         jaxgrad.fixed_points(duffing, jnp.zeros((2, 2)), params={"delta": float("inf")})
     # the swept field itself is replaced by `values`, so only the others must be finite
-    fp = jaxgrad.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(W, float("nan")),
-                                 param="b", values=jnp.array([-2.5]), num_points=101)
+    fp = jaxgrad.analysis.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(W, float("nan")),
+                                          param="b", values=jnp.array([-2.5]), num_points=101)
     assert int(fp.count[0]) == 3
 
 
@@ -490,23 +499,24 @@ def test_fixed_points_starts_of_the_wrong_rank_are_named():
 def test_orbit_tools_bad_input():
     values = jnp.linspace(-3.0, -2.0, 5)
     with pytest.raises(ValueError, match="`values` must be strictly increasing"):
-        jaxgrad.hysteresis_sweep(doya_flow, 0.0, values[::-1], params=P0, param="b",
-                                 kind="flow")
+        jaxgrad.analysis.hysteresis_sweep(doya_flow, 0.0, values[::-1], params=P0, param="b",
+                                          kind="flow")
     with pytest.raises(ValueError, match="`values` must hold at least one point, got 0"):
-        jaxgrad.orbit_diagram(doya_flow, jnp.zeros(2), jnp.zeros(0), params=P0, param="b")
+        jaxgrad.analysis.orbit_diagram(doya_flow, jnp.zeros(2), jnp.zeros(0), params=P0, param="b")
     with pytest.raises(ValueError, match="`x0` must have shape \\(M,\\)"):
-        jaxgrad.orbit_diagram(doya_flow, 0.0, values, params=P0, param="b")
+        jaxgrad.analysis.orbit_diagram(doya_flow, 0.0, values, params=P0, param="b")
     with pytest.raises(ValueError, match="`x0` must hold at least one array"):
-        jaxgrad.hysteresis_sweep(doya_flow, (), values, params=P0, param="b")
+        jaxgrad.analysis.hysteresis_sweep(doya_flow, (), values, params=P0, param="b")
     with pytest.raises(ValueError, match="`dt`"):
-        jaxgrad.basins(doya_flow, jnp.zeros(2), values, params=P0, param="b", dt=-0.1)
+        jaxgrad.analysis.basins(doya_flow, jnp.zeros(2), values, params=P0, param="b", dt=-0.1)
     with pytest.raises(ValueError, match="`tol`"):
-        jaxgrad.basins(doya_flow, jnp.zeros(2), values, params=P0, param="b", tol=0.0)
+        jaxgrad.analysis.basins(doya_flow, jnp.zeros(2), values, params=P0, param="b", tol=0.0)
     with pytest.raises(ValueError, match="unknown `param` 'q'"):
-        jaxgrad.final_state_sensitivities(doya_flow, jnp.zeros(2), values, params=P0,
-                                          param="q")
+        jaxgrad.analysis.final_state_sensitivities(doya_flow, jnp.zeros(2), values, params=P0,
+                                                   param="q")
     with pytest.raises(ValueError, match="`x0` must be finite"):
-        jaxgrad.final_state_sensitivities(doya_flow, jnp.array([jnp.nan]), values, params=P0,
-                                          param="b")
+        jaxgrad.analysis.final_state_sensitivities(doya_flow, jnp.array([jnp.nan]), values,
+                                                   params=P0,
+                                                   param="b")
     with pytest.raises(ValueError, match="`transient`"):
-        jaxgrad.orbit_diagram(logistic, jnp.zeros(2), jnp.ones(2), transient=-1)
+        jaxgrad.analysis.orbit_diagram(logistic, jnp.zeros(2), jnp.ones(2), transient=-1)

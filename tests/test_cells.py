@@ -14,16 +14,8 @@ from jax.flatten_util import ravel_pytree
 from jax.test_util import check_grads
 
 import jaxgrad
-from jaxgrad import (
-    GRUParams,
-    LSTMParams,
-    LSTMState,
-    gru_step,
-    init_gru,
-    init_lstm,
-    lstm_step,
-    lstm_zero_state,
-)
+from jaxgrad import gru_step, init_gru, init_lstm, lstm_step
+from jaxgrad.models import GRUParams, LSTMParams, LSTMState, lstm_zero_state
 from jaxgrad.train import sequence as seq
 
 
@@ -170,7 +162,7 @@ def test_recurrent_gradient_flow_on_cells(cell, x64):
 
     inputs = jax.random.normal(jax.random.key(6), (T, 1))
     loss_fn = lambda xs: head(jax.tree_util.tree_map(lambda a: a[-1], xs))  # noqa: E731
-    flow = jaxgrad.recurrent_gradient_flow(step, x0, inputs, loss_fn, params=p)
+    flow = jaxgrad.analysis.recurrent_gradient_flow(step, x0, inputs, loss_fn, params=p)
     assert flow.state_grad_norms.shape == (T,)
     for t in (1, 5, T):  # ‖∂L/∂x_t‖ through the rest of the trajectory
         x_t = _unroll_from(step, p, x0, inputs[:t])
@@ -337,7 +329,8 @@ def _old_observe(cell, x):
 def test_named_cells_are_bitwise_the_old_string_cells(name):
     """The registry's cell objects give exactly what the if-chains on names gave."""
     model = seq.SequenceModel(name, 6, 3, 2)
-    assert model.cell is jaxgrad.CELLS[name] and model == seq.SequenceModel(model.cell, 6, 3, 2)
+    assert model.cell is jaxgrad.models.CELLS[name] and model == seq.SequenceModel(model.cell, 6, 3,
+                                                                                   2)
     key = jax.random.key(7)
     params = model.init(key, recurrent_scale=1.3, input_std=0.7, forget_bias=2.0)
     cell_p, W_out = _old_init(name, key, 6, 3, 2, recurrent_scale=1.3, input_std=0.7,
@@ -365,9 +358,9 @@ def test_cell_objects_are_static_jit_arguments():
 
     task = jaxgrad.get_task("adding_problem")
     a = seq.SequenceModel.for_task("rnn_sigmoid", 4, task)
-    b = seq.SequenceModel.for_task(jaxgrad.PascanuCell("sigmoid"), 4, task)
-    c = seq.SequenceModel.for_task(jaxgrad.PascanuCell(jaxgrad.get_activation("sigmoid")), 4,
-                                   task)
+    b = seq.SequenceModel.for_task(jaxgrad.models.PascanuCell("sigmoid"), 4, task)
+    sigmoid = jaxgrad.models.get_activation("sigmoid")
+    c = seq.SequenceModel.for_task(jaxgrad.models.PascanuCell(sigmoid), 4, task)
     assert a == b and hash(a) == hash(b) and b.cell != c.cell  # "sigmoid" vs its object
     params = a.init(KEY)
     inputs = task.sample(KEY, 2, 6).inputs
@@ -378,7 +371,7 @@ def test_cell_objects_are_static_jit_arguments():
 
 
 @dataclasses.dataclass(frozen=True)
-class MinimalGatedCell(jaxgrad.Cell):
+class MinimalGatedCell(jaxgrad.models.Cell):
     """A new model in this file only: the minimal gated unit (Zhou et al. 2016),
     f = σ(W_f h + U_f u + b_f), h' = (1 − f) h + f tanh(W (f ⊙ h) + U u + b)."""
 
@@ -483,9 +476,9 @@ def test_nnx_cell_through_sequence_model_matches_explicit_jnp():
     pytest.importorskip("flax")
     Elman = _NnxElman.make()
     task = jaxgrad.get_task("adding_problem")
-    cell = jaxgrad.NnxCell(Elman)
+    cell = jaxgrad.models.NnxCell(Elman)
     model = seq.SequenceModel.for_task(cell, 5, task)
-    assert model == seq.SequenceModel.for_task(jaxgrad.NnxCell(Elman), 5, task)
+    assert model == seq.SequenceModel.for_task(jaxgrad.models.NnxCell(Elman), 5, task)
     params = model.init(KEY)
     st = params.cell.state
     explicit_params = (st["rec"]["kernel"][...], st["rec"]["bias"][...],
@@ -512,14 +505,14 @@ def test_nnx_cell_through_sequence_model_matches_explicit_jnp():
     assert stacked.cell.state["rec"]["kernel"][...].shape == (3, 5, 5)
     opt = optax.sgd(0.1)
     state, metrics = jax.jit(lambda p: jaxgrad.train_steps(
-        loss_fn, opt, jaxgrad.init_train_state(p, opt), jaxgrad.fixed_batches(
+        loss_fn, opt, jaxgrad.init_train_state(p, opt), jaxgrad.train.fixed_batches(
             jax.tree_util.tree_map(lambda a: a[None], batch)), num_steps=20))(params)
     assert float(metrics.loss[-1]) < float(metrics.loss[0])
-    assert isinstance(state.params.cell, jaxgrad.NnxParams)
+    assert isinstance(state.params.cell, jaxgrad.models.NnxParams)
 
 
 def test_rate_cell_is_the_rate_network():
-    cell = jaxgrad.RateCell()
+    cell = jaxgrad.models.RateCell()
     p = cell.init(KEY, 6, 2, recurrent_scale=1.5, input_std=0.5)
     ref = jaxgrad.init_rate(KEY, 6, g=1.5, num_inputs=2, input_std=0.5)
     for a, b in zip(p, ref, strict=True):
@@ -527,20 +520,20 @@ def test_rate_cell_is_the_rate_network():
     h, u = jnp.linspace(-1, 1, 6), jnp.array([0.3, -0.4])
     np.testing.assert_array_equal(cell.step(h, u, p), jaxgrad.rate_step(h, u, p))
     np.testing.assert_array_equal(cell.observe(h), jnp.tanh(h))
-    flow = jaxgrad.RateCell(dt=0.05, method="euler")
+    flow = jaxgrad.models.RateCell(dt=0.05, method="euler")
     np.testing.assert_allclose(flow.step(h, u, p), h + 0.05 * (-h + p.J @ jnp.tanh(h)
                                                                  + p.W_in @ u), rtol=1e-6)
     model = seq.SequenceModel.for_task("rate", 6, jaxgrad.get_task("adding_problem"))
     assert model.cell == cell
     with pytest.raises(ValueError, match="`dt` must be finite and > 0"):
-        jaxgrad.RateCell(dt=0.0)
+        jaxgrad.models.RateCell(dt=0.0)
     with pytest.raises(ValueError, match="unknown `method`"):
-        jaxgrad.RateCell(dt=0.1, method="heun")
+        jaxgrad.models.RateCell(dt=0.1, method="heun")
 
 
 def test_elman_omega_pullback_for_other_activations(x64):
     """σ'(a) held constant: the value is the step's VJP, the gradient reaches W_rec only."""
-    cell = jaxgrad.ElmanCell("sigmoid")
+    cell = jaxgrad.models.ElmanCell("sigmoid")
     p = jaxgrad.init_pascanu(KEY, 4, 2, dtype=jnp.float64)._replace(b=0.1 * jnp.ones(4))
     h, u, g = 0.2 * jnp.ones(4), jnp.array([0.5, -1.0]), jnp.arange(1.0, 5.0)
     h_next = cell.step(h, u, p)
@@ -549,7 +542,7 @@ def test_elman_omega_pullback_for_other_activations(x64):
     grads = jax.grad(lambda q: jnp.sum(cell.omega_pullback(h, h_next, u, g, q) ** 2))(p)
     assert float(jnp.abs(grads.W_rec).max()) > 0
     assert float(jnp.abs(grads.W_in).max()) == 0 and float(jnp.abs(grads.b).max()) == 0
-    tanh = jaxgrad.ElmanCell()
+    tanh = jaxgrad.models.ElmanCell()
     np.testing.assert_allclose(tanh.omega_pullback(h, tanh.step(h, u, p), u, g, p),
                                jax.vjp(lambda x: tanh.step(x, u, p), h)[1](g)[0], rtol=1e-12)
 
@@ -560,7 +553,7 @@ def test_cells_refuse_bad_input():
     with pytest.raises(TypeError, match="`cell` must be a name in .* got object without init"):
         seq.SequenceModel(object(), 4, 1, 1)
 
-    class Unhashable(jaxgrad.Cell):
+    class Unhashable(jaxgrad.models.Cell):
         __hash__ = None
 
         def init(self, key, num_units, num_inputs, *, dtype=jnp.float32):
@@ -572,28 +565,28 @@ def test_cells_refuse_bad_input():
     with pytest.raises(TypeError, match="`cell` must be hashable"):
         seq.SequenceModel(Unhashable(), 4, 1, 1)
     with pytest.raises(TypeError, match="abstract"):
-        jaxgrad.Cell()
+        jaxgrad.models.Cell()
     with pytest.raises(ValueError, match="`scheme` 'smart_tanh' is for the tanh RNNs"):
-        jaxgrad.PascanuCell("sigmoid").init(KEY, 4, 1, scheme="smart_tanh")
+        jaxgrad.models.PascanuCell("sigmoid").init(KEY, 4, 1, scheme="smart_tanh")
     with pytest.raises(ValueError, match="`scheme` 'smart_tanh' is for the tanh RNNs"):
-        jaxgrad.RateCell().init(KEY, 4, 1, scheme="smart_tanh")
+        jaxgrad.models.RateCell().init(KEY, 4, 1, scheme="smart_tanh")
     with pytest.raises(ValueError, match="`recurrent_scale` must be finite and > 0"):
-        jaxgrad.GRUCell().init(KEY, 4, 1, recurrent_scale=0.0)
+        jaxgrad.models.GRUCell().init(KEY, 4, 1, recurrent_scale=0.0)
     with pytest.raises(ValueError, match="unknown `activation` 'swish!'"):
-        jaxgrad.PascanuCell("swish!")
+        jaxgrad.models.PascanuCell("swish!")
     with pytest.raises(TypeError, match="`activation` must be a name"):
-        jaxgrad.ElmanCell(3)
+        jaxgrad.models.ElmanCell(3)
     with pytest.raises(TypeError, match="unexpected keyword argument 'forget_bias'"):
         seq.SequenceModel(MinimalGatedCell(), 4, 1, 1).init(KEY, forget_bias=1.0)
     with pytest.raises(TypeError, match="`make` must be callable"):
-        jaxgrad.NnxCell(None)
+        jaxgrad.models.NnxCell(None)
 
 
 def test_nnx_cell_refuses_bad_input():
     pytest.importorskip("flax")
     with pytest.raises(TypeError, match="`make` must return an nnx.Module"):
-        jaxgrad.NnxCell(lambda n, m, rngs: None).init(KEY, 4, 1)
+        jaxgrad.models.NnxCell(lambda n, m, rngs: None).init(KEY, 4, 1)
     with pytest.raises(TypeError, match="`key` must be"):
-        jaxgrad.NnxCell(_NnxElman.make()).init(0, 4, 1)
+        jaxgrad.models.NnxCell(_NnxElman.make()).init(0, 4, 1)
     with pytest.raises(TypeError, match="`params` must be the NnxParams"):
-        jaxgrad.NnxCell(_NnxElman.make()).step(jnp.zeros(4), jnp.zeros(1), {"w": 1})
+        jaxgrad.models.NnxCell(_NnxElman.make()).step(jnp.zeros(4), jnp.zeros(1), {"w": 1})

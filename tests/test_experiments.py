@@ -14,30 +14,6 @@ from experiments import _runner
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = list(_runner.discover())
 
-# Summary keys the issues name, for the experiments not yet converted to `SUMMARY_KEYS`
-# (an experiment declares its own beside its `Config`; this table goes once all do).
-REQUIRED_KEYS = {
-    "mlp-depth-gradients": ["first_to_last_ratio"],
-    "doya-bifurcation": ["fold_points", "fixed_points_at_b_minus_2_5", "flow_fold_b_error",
-                         "map_fold_b_error"],
-    "doya-loss-wall": ["wall_b", "loss_above_wall", "loss_below_wall", "max_abs_grad"],
-    "lyapunov-rnn": ["g", "lambda_1", "kaplan_yorke_fraction", "mean_field_lambda_max"],
-    "signal-propagation": ["critical_sigma_w2"],
-    "mlp-training-gradients": ["final_test_accuracy", "first_to_last_grad_ratio"],
-    "clipping-tasks": ["success_rate", "first_success_update", "bounce_back"],
-    "gradient-flossing": ["success_rate_no_floss", "success_rate_floss_before",
-                          "largest_delay_solved_no_floss", "largest_delay_solved_floss_before",
-                          "largest_delay_solved_floss_interleaved"],
-    "route-to-chaos": ["period_doubling_points", "feigenbaum_ratios", "feigenbaum_delta",
-                       "accumulation_point", "lambda_1_at_4"],
-    "flip-flop-fixed-points": ["num_stable_fixed_points", "num_saddles",
-                               "max_stable_eigenvalue_modulus"],
-    "hessian-spectra": ["top_eigenvalue_plain_trained", "top_eigenvalue_residual_trained",
-                        "sharpness_ratio_plain_over_residual", "dense_reference_max_rel_error",
-                        "cliff_sharpness_peak_over_base"],
-}
-
-
 @pytest.fixture(scope="session")
 def catalogue(tmp_path_factory):
     """Every experiment at quick scale, through `reproduce`, once per test session."""
@@ -56,8 +32,6 @@ def test_catalogue_is_not_empty_and_names_are_kebab_case():
 def test_experiment_declares_its_contract(name):
     """A typed frozen `Config` whose defaults `make_config` returns, and `SUMMARY_KEYS`."""
     module = _runner.get_experiment(name)
-    if not hasattr(module, "Config"):  # not yet converted
-        return
     assert dataclasses.is_dataclass(module.Config)
     assert module.Config.__dataclass_params__.frozen
     assert _runner.make_config(module) == module.Config()
@@ -66,7 +40,6 @@ def test_experiment_declares_its_contract(name):
         assert not [k for k, v in values.items() if isinstance(v, list)], name
     keys = module.SUMMARY_KEYS
     assert isinstance(keys, tuple) and keys and all(isinstance(k, str) for k in keys)
-    assert set(REQUIRED_KEYS.get(name, [])) <= set(keys)
     for stage in ("compute", "checks", "figures", "run"):
         assert callable(getattr(module, stage)), f"{name} has no {stage}"
 
@@ -85,7 +58,7 @@ def test_experiment_outputs_and_checks(catalogue, name):
     failed = [c for c in summary["checks"] if not c["passed"]]
     assert not failed, f"{name}: failed checks {failed}"
     module = _runner.get_experiment(name)
-    for key in getattr(module, "SUMMARY_KEYS", REQUIRED_KEYS.get(name, [])):
+    for key in module.SUMMARY_KEYS:
         assert key in summary, f"{name}: summary key {key!r} missing"
     assert summary["figures"], f"{name} made no figure"
     for fig in summary["figures"]:

@@ -165,7 +165,7 @@ def test_nnx_cell_through_every_analyzer_against_jacfwd(x64, seed):
 
     # ∂L/∂h_t (total derivative) of L = Σ_t w·h_t + ‖h_T‖²: g_t = w + J_{t+1}ᵀ g_{t+1}.
     w = np.linspace(-1.0, 1.0, 4)
-    flow = jaxgrad.recurrent_gradient_flow(
+    flow = jaxgrad.analysis.recurrent_gradient_flow(
         cell, h0, inputs,
         lambda states: jnp.sum(states @ jnp.asarray(w)) + jnp.sum(states[-1] ** 2))
     g = w + 2 * np.asarray(hs[-1])
@@ -194,7 +194,7 @@ def test_nnx_cell_through_every_analyzer_against_jacfwd(x64, seed):
     def loss(p):
         return jnp.sum(step(h0, u_star, p) ** 2)
 
-    d = jaxgrad.random_direction(p, key=jax.random.key(seed))
+    d = jaxgrad.landscape.random_direction(p, key=jax.random.key(seed))
     values = jnp.linspace(-1.0, 1.0, 5, dtype=F64)
     scan = jaxgrad.scan_landscape(loss, p, {"a": jaxgrad.Direction(d, values)}, progress=False)
     _check_scan(scan, loss, p, d, values)
@@ -219,14 +219,14 @@ def test_nnx_mlp_layer_gradient_flow_against_jacfwd(x64, seed):
     mlp = _mlp64(seed)
     x = jax.random.normal(jax.random.key(seed), (3, 3), F64)
     y = jnp.array([0, 3, 1])
-    flow = jaxgrad.layer_gradient_flow(mlp, x, y)
+    flow = jaxgrad.analysis.layer_gradient_flow(mlp, x, y)
 
     layers = list(mlp.layers)
     hs = [x]
     for layer in layers:
         hs.append(layer(hs[-1]))
     np.testing.assert_allclose(flow.output, hs[-1], rtol=1e-12)
-    ce = lambda out: jaxgrad.LOSSES["cross_entropy"](out, y)  # noqa: E731
+    ce = lambda out: jaxgrad.analysis.LOSSES["cross_entropy"](out, y)  # noqa: E731
     assert float(flow.loss) == pytest.approx(float(ce(hs[-1])), rel=1e-12)
     # ∂L/∂h_L from jacfwd of the loss, then g_{l-1} = J_lᵀ g_l with the dense Jacobian of
     # layer l over the whole batch; ∂L/∂θ_l = (∂h_l/∂θ_l)ᵀ g_l.
@@ -257,7 +257,7 @@ def test_nnx_mlp_depth_as_time_against_jacfwd(x64, seed):
     analyzers, fixed_points and scan_landscape."""
     mlp = _mlp64(seed, widths=(5, 5, 5, 5, 5, 5), final_tanh=True)
     linear = [layer for layer in mlp.layers if isinstance(layer, nnx.Linear)]
-    step, thetas = jaxgrad.layers_as_step(linear)
+    step, thetas = jaxgrad.systems.layers_as_step(linear)
     block = lambda h, th: jnp.tanh(step(h, th))  # noqa: E731  layer l: tanh(h W_l + b_l)
     h0 = jax.random.normal(jax.random.key(seed), (5,), F64)
     explicit = [lambda h, u, f=layer: jnp.tanh(f(h)) for layer in linear]
@@ -273,7 +273,7 @@ def test_nnx_mlp_depth_as_time_against_jacfwd(x64, seed):
     # together are basis-independent, Σ λ_i = mean log |det J_l|.
     assert float(jnp.sum(lyap.exponents)) == pytest.approx(
         np.mean([np.linalg.slogdet(J)[1] for J in Js]), rel=1e-9)
-    flow = jaxgrad.recurrent_gradient_flow(block, h0, thetas, lambda hs: jnp.sum(hs[-1]))
+    flow = jaxgrad.analysis.recurrent_gradient_flow(block, h0, thetas, lambda hs: jnp.sum(hs[-1]))
     g = np.ones(5)
     ref = [np.linalg.norm(g)]
     for J in reversed(Js[1:]):
@@ -281,7 +281,7 @@ def test_nnx_mlp_depth_as_time_against_jacfwd(x64, seed):
         ref.append(np.linalg.norm(g))
     np.testing.assert_allclose(flow.state_grad_norms, ref[::-1], rtol=1e-9)
     # the same gradients as layer_gradient_flow's on the whole network, one example
-    whole = jaxgrad.layer_gradient_flow(mlp, h0, None, loss="sum")
+    whole = jaxgrad.analysis.layer_gradient_flow(mlp, h0, None, loss="sum")
     np.testing.assert_allclose(whole.activation_grad_norms[1::2], flow.state_grad_norms,
                                rtol=1e-9)
 
@@ -299,7 +299,7 @@ def test_nnx_mlp_depth_as_time_against_jacfwd(x64, seed):
     def loss(p):
         return jnp.sum(mstep(h0, p) ** 2)
 
-    d = jaxgrad.random_direction(p, key=jax.random.key(seed))
+    d = jaxgrad.landscape.random_direction(p, key=jax.random.key(seed))
     values = jnp.linspace(-0.5, 0.5, 3, dtype=F64)
     scan = jaxgrad.scan_landscape(loss, p, {"a": jaxgrad.Direction(d, values)}, progress=False)
     _check_scan(scan, loss, p, d, values)
@@ -351,30 +351,32 @@ def test_module_with_wrong_call_signature_is_refused_by_name():
     with pytest.raises(ValueError, match=r"`step`"):
         jaxgrad.lyapunov_spectrum(NoInputCell(rngs=nnx.Rngs(0)), jnp.ones(3), jnp.zeros((5, 2)))
     with pytest.raises(ValueError, match=r"`layers\[1\]` failed on an input shaped \(2, 4\)"):
-        jaxgrad.layer_gradient_flow([nnx.Linear(3, 4, rngs=nnx.Rngs(0)),
-                                     nnx.Linear(5, 2, rngs=nnx.Rngs(1))],
-                                    jnp.ones((2, 3)), jnp.array([0, 1]))
+        jaxgrad.analysis.layer_gradient_flow([nnx.Linear(3, 4, rngs=nnx.Rngs(0)),
+                                              nnx.Linear(5, 2, rngs=nnx.Rngs(1))],
+                                             jnp.ones((2, 3)), jnp.array([0, 1]))
     with pytest.raises(ValueError, match=r"`layers\[0\]` failed"):
-        jaxgrad.layer_gradient_flow([ElmanCell(6, 2, rngs=nnx.Rngs(0))], jnp.ones((2, 6)),
-                                    None, loss="sum")
+        jaxgrad.analysis.layer_gradient_flow([ElmanCell(6, 2, rngs=nnx.Rngs(0))], jnp.ones((2, 6)),
+                                             None, loss="sum")
 
 
 def test_layer_sequences_that_do_not_fit_are_refused_by_name():
     x, y = jnp.ones((2, 3)), jnp.array([0, 1])
     with pytest.raises(ValueError, match=r"`layers`: ActivationBetween\(x\) is not the "):
-        jaxgrad.layer_gradient_flow(ActivationBetween(rngs=nnx.Rngs(0)), x, y)
+        jaxgrad.analysis.layer_gradient_flow(ActivationBetween(rngs=nnx.Rngs(0)), x, y)
     with pytest.raises(TypeError, match=r"`layers`"):
-        jaxgrad.layer_gradient_flow(nnx.Linear(3, 2, rngs=nnx.Rngs(0)), x, y)
+        jaxgrad.analysis.layer_gradient_flow(nnx.Linear(3, 2, rngs=nnx.Rngs(0)), x, y)
     with pytest.raises(ValueError, match=r"`layers` must hold at least one layer"):
-        jaxgrad.layer_gradient_flow([], x, y)
+        jaxgrad.analysis.layer_gradient_flow([], x, y)
     with pytest.raises(ValueError, match=r"`params` must be a sequence of 1"):
-        jaxgrad.layer_gradient_flow([lambda h, p: h @ p], x, y, params=[jnp.ones((3, 2))] * 2)
+        jaxgrad.analysis.layer_gradient_flow([lambda h, p: h @ p], x, y,
+                                             params=[jnp.ones((3, 2))] * 2)
     with pytest.raises(ValueError, match=r"`y` must hold class labels in \[0, 2\)"):
-        jaxgrad.layer_gradient_flow([nnx.Linear(3, 2, rngs=nnx.Rngs(0))], x, jnp.array([0, 2]))
+        jaxgrad.analysis.layer_gradient_flow([nnx.Linear(3, 2, rngs=nnx.Rngs(0))], x,
+                                             jnp.array([0, 2]))
     with pytest.raises(ValueError, match=r"`layers\[1\]` \(Linear, parameter shapes"):
-        jaxgrad.layers_as_step([nnx.Linear(3, 3, rngs=nnx.Rngs(0)),
-                                nnx.Linear(3, 4, rngs=nnx.Rngs(0))])
+        jaxgrad.systems.layers_as_step([nnx.Linear(3, 3, rngs=nnx.Rngs(0)),
+                                        nnx.Linear(3, 4, rngs=nnx.Rngs(0))])
     with pytest.raises(TypeError, match=r"`layers\[1\]` must be an nnx module"):
-        jaxgrad.layers_as_step([nnx.Linear(3, 3, rngs=nnx.Rngs(0)), jnp.tanh])
+        jaxgrad.systems.layers_as_step([nnx.Linear(3, 3, rngs=nnx.Rngs(0)), jnp.tanh])
     with pytest.raises(ValueError, match=r"variables other than nnx.Param \(BatchStat"):
         jaxgrad.systems.as_step(nnx.BatchNorm(3, rngs=nnx.Rngs(0)))

@@ -379,10 +379,10 @@ def test_layer_flow_of_the_library_mlp_equals_mlp_gradient_flow():
     per_layer = [(p.first.W, p.first.b)] + [(p.hidden.W[i], p.hidden.b[i]) for i in range(3)]
 
     def readout_loss(out, y):
-        return jaxgrad.LOSSES["cross_entropy"](out @ p.readout.W + p.readout.b[None], y)
+        return jaxgrad.analysis.LOSSES["cross_entropy"](out @ p.readout.W + p.readout.b[None], y)
 
-    flow = jaxgrad.layer_gradient_flow([_dense_tanh] * 4, x, y, loss=readout_loss,
-                                       params=per_layer)
+    flow = jaxgrad.analysis.layer_gradient_flow([_dense_tanh] * 4, x, y, loss=readout_loss,
+                                                params=per_layer)
     assert float(flow.loss) == pytest.approx(float(mlp_flow.loss), rel=1e-6)
     np.testing.assert_allclose(flow.activation_grad_norms, mlp_flow.activation_grad_norms,
                                rtol=1e-5)
@@ -393,8 +393,8 @@ def test_layer_flow_of_the_library_mlp_equals_mlp_gradient_flow():
     from jaxgrad.analysis import gradient_flow
 
     n = gradient_flow._layer_flow._cache_size()
-    jaxgrad.layer_gradient_flow([_dense_tanh] * 4, x, y, loss=readout_loss,
-                                params=[(2 * W, b) for W, b in per_layer])
+    jaxgrad.analysis.layer_gradient_flow([_dense_tanh] * 4, x, y, loss=readout_loss,
+                                         params=[(2 * W, b) for W, b in per_layer])
     assert gradient_flow._layer_flow._cache_size() == n
 
 
@@ -408,7 +408,7 @@ def test_layer_flow_widths_pytrees_and_extreme_scales_against_float64():
         lambda h: s * h[:, :2],                               # 5 -> 2
     ]
     x = jnp.ones((4, 5))
-    flow = jaxgrad.layer_gradient_flow(layers, x, None, loss="sum")
+    flow = jaxgrad.analysis.layer_gradient_flow(layers, x, None, loss="sum")
     # L = Σ s h2[:, :2]; ∂L/∂h3 = 1 (4x2); ∂L/∂h2 = s on the first 2 columns;
     # ∂L/∂h1 = s on "a"[:, :2], 0 elsewhere; no parameters anywhere.
     expected = np.array([s * np.sqrt(8.0), s * np.sqrt(8.0), np.sqrt(8.0)])

@@ -82,7 +82,7 @@ def test_seed_listing_literal_uses_derivative_at_output():
         mlp.seed_listing_gradient_magnitudes(x, [W], derivative_at="input")
 
 
-@pytest.mark.parametrize("name", [n for n in mlp.DEFAULT_CONFIG["configurations"]])
+@pytest.mark.parametrize("name", mlp.Config().configurations)
 def test_setup_weight_var_matches_initialiser(name):
     setup = mlp.make_setup(name, 100, 3)
     params = jaxgrad.init_mlp(jax.random.key(0), setup.config)
@@ -101,7 +101,7 @@ def test_make_setup_unknown_name():
 
 def test_run_requires_seed_configuration():
     with pytest.raises(ValueError, match="sigmoid_normal"):
-        mlp.run({**mlp.DEFAULT_CONFIG, "configurations": ["relu_he"]})
+        mlp.compute(mlp.Config(configurations=("relu_he",)))
 
 
 def test_random_sign_loss_gradient_is_the_signs():

@@ -36,17 +36,20 @@ class TestActivations:
             jaxgrad.models.get_activation("softsign")
 
     def test_one_registry_of_objects(self):
-        for name, act in jaxgrad.ACTIVATIONS.items():
-            assert isinstance(act, jaxgrad.Activation) and act.name == name
-            assert jaxgrad.MAX_DERIVATIVE[name] == act.max_derivative
-            assert jaxgrad.get_activation(name) is act and jaxgrad.get_activation(act) is act
-        assert set(jaxgrad.MAX_DERIVATIVE) == set(jaxgrad.ACTIVATIONS)
+        for name, act in jaxgrad.models.ACTIVATIONS.items():
+            assert isinstance(act, jaxgrad.models.Activation) and act.name == name
+            assert jaxgrad.models.MAX_DERIVATIVE[name] == act.max_derivative
+            get = jaxgrad.models.get_activation
+            assert get(name) is act and get(act) is act
+        assert set(jaxgrad.models.MAX_DERIVATIVE) == set(jaxgrad.models.ACTIVATIONS)
         with pytest.raises(TypeError):
-            jaxgrad.MAX_DERIVATIVE["tanh"] = 2.0  # a view, not a second table
+            jaxgrad.models.MAX_DERIVATIVE["tanh"] = 2.0  # a view, not a second table
         # equal and hashable: a plain function is wrapped the same way every time
-        assert jaxgrad.get_activation(jnp.sin) == jaxgrad.get_activation(jnp.sin)
-        assert hash(jaxgrad.get_activation(jnp.sin)) == hash(jaxgrad.Activation(jnp.sin))
-        assert jaxgrad.Activation(jnp.tanh, 1.0, "tanh") == jaxgrad.ACTIVATIONS["tanh"]
+        assert jaxgrad.models.get_activation(jnp.sin) == jaxgrad.models.get_activation(jnp.sin)
+        wrapped = jaxgrad.models.get_activation(jnp.sin)
+        assert hash(wrapped) == hash(jaxgrad.models.Activation(jnp.sin))
+        assert jaxgrad.models.Activation(jnp.tanh, 1.0,
+                                         "tanh") == jaxgrad.models.ACTIVATIONS["tanh"]
 
     def test_names_objects_and_callables_give_bitwise_the_same_numbers(self):
         """A name, its Activation and the raw function run the same operations."""
@@ -54,14 +57,14 @@ class TestActivations:
         x, u = jnp.linspace(-2, 2, 6), jnp.array([0.5, -1.0])
         for name, fn in (("tanh", jnp.tanh), ("sigmoid", jax.nn.sigmoid), ("gelu", jax.nn.gelu)):
             by_name = jaxgrad.pascanu_step(x, u, p, activation=name)
-            for act in (fn, jaxgrad.ACTIVATIONS[name], jaxgrad.Activation(fn)):
+            for act in (fn, jaxgrad.models.ACTIVATIONS[name], jaxgrad.models.Activation(fn)):
                 np.testing.assert_array_equal(jaxgrad.pascanu_step(x, u, p, activation=act),
                                               by_name)
-            np.testing.assert_array_equal(jaxgrad.activation_derivative(fn)(x),
-                                          jaxgrad.activation_derivative(name)(x))
+            np.testing.assert_array_equal(jaxgrad.models.activation_derivative(fn)(x),
+                                          jaxgrad.models.activation_derivative(name)(x))
         cfg = jaxgrad.MLPConfig(in_dim=3, width=4, depth=3, out_dim=1, activation="tanh")
         own = jaxgrad.MLPConfig(in_dim=3, width=4, depth=3, out_dim=1,
-                                activation=jaxgrad.Activation(jnp.tanh, 1.0, "my_tanh"))
+                                activation=jaxgrad.models.Activation(jnp.tanh, 1.0, "my_tanh"))
         mp = jaxgrad.init_mlp(jax.random.key(1), cfg)
         xs = jax.random.normal(jax.random.key(2), (5, 3))
         np.testing.assert_array_equal(jaxgrad.mlp_apply(mp, xs, cfg)[0],
@@ -72,52 +75,55 @@ class TestActivations:
         for a, b in ((jaxgrad.doya_step(0.3, 0.0, jaxgrad.DoyaParams(5.0, -2.5),
                                         activation=jax.nn.sigmoid),
                       jaxgrad.doya_step(0.3, 0.0, jaxgrad.DoyaParams(5.0, -2.5))),
-                     (jaxgrad.one_unit_step(0.3, None, jaxgrad.OneUnitParams(2.0, 0.1),
-                                            activation=jaxgrad.ACTIVATIONS["sigmoid"]),
-                      jaxgrad.one_unit_step(0.3, None, jaxgrad.OneUnitParams(2.0, 0.1)))):
+                     (jaxgrad.models.one_unit_step(0.3, None,
+                                                   jaxgrad.models.OneUnitParams(2.0, 0.1),
+                                                   activation=jaxgrad.models.ACTIVATIONS["sigmoid"]),
+                      jaxgrad.models.one_unit_step(0.3, None,
+                                                   jaxgrad.models.OneUnitParams(2.0, 0.1)))):
             np.testing.assert_array_equal(a, b)
 
     def test_a_users_function_everywhere(self, x64):
         """arctan (not a shortcut): sup|σ'| = 1 at 0, smooth (quadrature converges fast)."""
-        arctan = jaxgrad.Activation(jnp.arctan, max_derivative=1.0)
+        arctan = jaxgrad.models.Activation(jnp.arctan, max_derivative=1.0)
         p = jaxgrad.init_pascanu(jax.random.key(3), 4, 1, scaling="spectral_norm", value=2.0,
                                  dtype=jnp.float64)
         x = jnp.array([0.5, -1.0, 2.0, 0.0])
         np.testing.assert_allclose(jaxgrad.pascanu_step(x, jnp.zeros(1), p, activation=arctan),
                                    p.W_rec @ np.arctan(np.asarray(x)), rtol=1e-14)
-        np.testing.assert_allclose(jaxgrad.pascanu_bound_log_norms(p, 3, activation=arctan),
+        np.testing.assert_allclose(jaxgrad.models.pascanu_bound_log_norms(p, 3, activation=arctan),
                                    np.arange(1, 4) * np.log(2.0), rtol=1e-12)
         # q-map by quadrature: E arctan(√q z)² against a float64 trapezoid rule
         z = np.linspace(-12, 12, 200001)
         w = np.exp(-z * z / 2) / np.sqrt(2 * np.pi) * (z[1] - z[0])
         ref = 1.5 * np.sum(w * np.arctan(z) ** 2) + 0.1
-        q1 = jaxgrad.q_map(1.0, 1.5, 0.1, activation=arctan)
+        q1 = jaxgrad.analysis.q_map(1.0, 1.5, 0.1, activation=arctan)
         assert float(q1) == pytest.approx(ref, rel=1e-10)
-        assert float(jaxgrad.q_map(1.0, 1.5, 0.1, activation=jnp.arctan)) == float(q1)
+        assert float(jaxgrad.analysis.q_map(1.0, 1.5, 0.1, activation=jnp.arctan)) == float(q1)
         # a wrapped ReLU keeps the closed forms (arc-cosine kernel): chi_1 = σ_w²/2 exactly
-        relu = jaxgrad.Activation(jax.nn.relu, 1.0, "my_relu")
+        relu = jaxgrad.models.Activation(jax.nn.relu, 1.0, "my_relu")
         assert float(jaxgrad.chi_1(1.5, 0.5, activation=relu)) == 0.75
-        assert float(jaxgrad.c_map(0.3, 1.5, 0.1, q=1.0, activation=relu)) == float(
-            jaxgrad.c_map(0.3, 1.5, 0.1, q=1.0, activation="relu"))
-        assert float(jaxgrad.q_star(1.5, 0.1, activation=jaxgrad.ACTIVATIONS["tanh"]).q) == \
-            float(jaxgrad.q_star(1.5, 0.1, activation="tanh").q)
+        assert float(jaxgrad.analysis.c_map(0.3, 1.5, 0.1, q=1.0, activation=relu)) == float(
+            jaxgrad.analysis.c_map(0.3, 1.5, 0.1, q=1.0, activation="relu"))
+        assert float(jaxgrad.analysis.q_star(1.5, 0.1,
+                                             activation=jaxgrad.models.ACTIVATIONS["tanh"]).q) == \
+            float(jaxgrad.analysis.q_star(1.5, 0.1, activation="tanh").q)
 
     def test_max_derivative_is_required_only_where_needed(self):
         p = jaxgrad.init_pascanu(jax.random.key(4), 4, 1)
         with pytest.raises(ValueError, match="`activation` 'soft_sign' has no known sup"):
-            jaxgrad.pascanu_bound_log_norms(p, 3, activation=jax.nn.soft_sign)
+            jaxgrad.models.pascanu_bound_log_norms(p, 3, activation=jax.nn.soft_sign)
         jaxgrad.pascanu_step(jnp.zeros(4), jnp.zeros(1), p, activation=jax.nn.soft_sign)
 
     def test_bad_activations(self):
         with pytest.raises(TypeError, match="`fn` must be callable"):
-            jaxgrad.Activation("tanh")
+            jaxgrad.models.Activation("tanh")
         with pytest.raises(ValueError, match="`max_derivative` must be finite and > 0"):
-            jaxgrad.Activation(jnp.tanh, max_derivative=-1.0)
+            jaxgrad.models.Activation(jnp.tanh, max_derivative=-1.0)
         with pytest.raises(TypeError, match="`activation` must be a name in .* got int 3"):
             jaxgrad.pascanu_step(jnp.zeros(2), jnp.zeros(1),
                                  jaxgrad.init_pascanu(jax.random.key(0), 2, 1), activation=3)
         with pytest.raises(TypeError, match="`activation` must be a name"):
-            jaxgrad.q_map(1.0, 1.5, 0.1, activation=None)
+            jaxgrad.analysis.q_map(1.0, 1.5, 0.1, activation=None)
         with pytest.raises(ValueError, match="unknown `activation` 'swishy'"):
             jaxgrad.chi_1(1.5, 0.1, activation="swishy")
 

@@ -33,12 +33,12 @@ def close(a, b, **kw):
 
 def doya_pair_vec(z, u, p):
     x, y = z[0], z[1]
-    return jnp.stack([jaxgrad.doya_vector_field(x, 0.0, p), x - y])
+    return jnp.stack([jaxgrad.models.doya_vector_field(x, 0.0, p), x - y])
 
 
 def doya_pair_tree(state, u, p):  # state = (x, y) scalars, params = {"cell": DoyaParams}
     x, y = state
-    return (jaxgrad.doya_vector_field(x, 0.0, p["cell"]), x - y)
+    return (jaxgrad.models.doya_vector_field(x, 0.0, p["cell"]), x - y)
 
 
 def fhn_vec(z, u, p):  # FitzHugh-Nagumo, Hopf points in I
@@ -85,11 +85,11 @@ def test_continue_branch_and_fold_curve_on_a_tuple_state(x64):
                                [-2.6557, -2.3443], atol=1e-4)
 
     kw = dict(p2_range=(3.0, 8.0), direction=-1, num_steps=60)
-    fa = jaxgrad.fold_curve(vec, jnp.array([0.28, 0.28]), params=DoyaParams(5.0, -2.34),
-                            param="b", param2="w", **kw)
-    fb = jaxgrad.fold_curve(tree, (jnp.asarray(0.28), jnp.asarray(0.28)),
-                            params={"cell": DoyaParams(5.0, -2.34)}, param=("cell", "b"),
-                            param2=("cell", "w"), **kw)
+    fa = jaxgrad.analysis.fold_curve(vec, jnp.array([0.28, 0.28]), params=DoyaParams(5.0, -2.34),
+                                     param="b", param2="w", **kw)
+    fb = jaxgrad.analysis.fold_curve(tree, (jnp.asarray(0.28), jnp.asarray(0.28)),
+                                     params={"cell": DoyaParams(5.0, -2.34)}, param=("cell", "b"),
+                                     param2=("cell", "w"), **kw)
     close(rows(fb.x), fa.x)
     close(fb.p2, fa.p2)
     assert len(fa.cusps) == len(fb.cusps) == 1
@@ -117,11 +117,11 @@ def test_hopf_points_and_curve_on_a_dict_state(x64):
     close(pb.x["v"], -np.sqrt(1 - 0.08 * 0.8), rtol=1e-8)  # v = -√(1 - εb)
 
     kw = dict(p2_range=(0.8, 4.0), ds=0.05, num_steps=60)
-    ha = jaxgrad.hopf_curve(jaxgrad.vector_field(fhn_vec), jnp.array([-1.0, -0.4]),
-                            params={"I": 0.33, "b": 0.8}, param="I", param2="b", **kw)
-    hb = jaxgrad.hopf_curve(jaxgrad.vector_field(fhn_dict), {"v": -1.0, "w": -0.4},
-                            params={"drive": {"I": 0.33}, "b": 0.8}, param=("drive", "I"),
-                            param2="b", **kw)
+    ha = jaxgrad.analysis.hopf_curve(jaxgrad.vector_field(fhn_vec), jnp.array([-1.0, -0.4]),
+                                     params={"I": 0.33, "b": 0.8}, param="I", param2="b", **kw)
+    hb = jaxgrad.analysis.hopf_curve(jaxgrad.vector_field(fhn_dict), {"v": -1.0, "w": -0.4},
+                                     params={"drive": {"I": 0.33}, "b": 0.8}, param=("drive", "I"),
+                                     param2="b", **kw)
     np.testing.assert_array_equal(hb.valid, ha.valid)
     for name in ("p", "p2", "kappa", "first_lyapunov_coefficient"):
         close(getattr(hb, name), getattr(ha, name))
@@ -147,8 +147,8 @@ def test_branch_point_and_switch_branch_on_an_nd_state(x64):
     bpa, bpb = a.bifurcations[0], b.bifurcations[0]
     assert bpb.x.shape == (2, 1) and bpb.branch_type == "transcritical"
     close(bpb.branch_tangents, bpa.branch_tangents)
-    sa = jaxgrad.switch_branch(vec, bpa, **kw)
-    sb = jaxgrad.switch_branch(mat, bpb, **kw)
+    sa = jaxgrad.analysis.switch_branch(vec, bpa, **kw)
+    sb = jaxgrad.analysis.switch_branch(mat, bpb, **kw)
     close(sb.x[..., 0], sa.x)
     ok = np.asarray(sb.valid)
     close(sb.x[ok, 0, 0], 1 - 1 / sb.p[ok], atol=1e-8)
@@ -194,19 +194,19 @@ def test_lstm_fixed_points_of_the_pair_h_c(x64):
     p = jaxgrad.init_lstm(jax.random.key(0), n, 0, recurrent_scale=0.8)
 
     def flat_cell(z, u, p):
-        out = jaxgrad.lstm_step(jaxgrad.LSTMState(z[:n], z[n:]), u, p)
+        out = jaxgrad.lstm_step(jaxgrad.models.LSTMState(z[:n], z[n:]), u, p)
         return jnp.concatenate([out.h, out.c])
 
     starts = jax.random.normal(jax.random.key(1), (4, 2 * n)) * 0.5
     a = jaxgrad.fixed_points(flat_cell, starts, params=p)
     b = jaxgrad.fixed_points(jaxgrad.lstm_step,
-                             jaxgrad.LSTMState(starts[:, :n], starts[:, n:]), params=p)
-    assert isinstance(b.x, jaxgrad.LSTMState) and b.x.h.shape == (a.x.shape[0], n)
+                             jaxgrad.models.LSTMState(starts[:, :n], starts[:, n:]), params=p)
+    assert isinstance(b.x, jaxgrad.models.LSTMState) and b.x.h.shape == (a.x.shape[0], n)
     assert a.x.shape[0] >= 1 and b.num_failed == a.num_failed
     close(jnp.concatenate([b.x.h, b.x.c], axis=1), a.x)
     close(b.eigenvalues, a.eigenvalues)
     h, c = b.x.h[0], b.x.c[0]
-    out = jaxgrad.lstm_step(jaxgrad.LSTMState(h, c), jnp.zeros(0), p)
+    out = jaxgrad.lstm_step(jaxgrad.models.LSTMState(h, c), jnp.zeros(0), p)
     close(out.h, h, atol=1e-10)
     close(out.c, c, atol=1e-10)
 
@@ -228,32 +228,32 @@ def test_orbit_tools_and_sensitivities_on_a_dict_state(x64):
     tx0 = {"x": x0[:, 0], "y": x0[:, 1]}
     tp = {"map": {"a": 0.2}}
     kw = dict(transient=200, keep=8)
-    a = jaxgrad.orbit_diagram(henon_vec, x0, values, params={"a": 0.2}, param="a", **kw)
-    b = jaxgrad.orbit_diagram(henon_tree, tx0, values, params=tp, param=("map", "a"), **kw)
+    a = jaxgrad.analysis.orbit_diagram(henon_vec, x0, values, params={"a": 0.2}, param="a", **kw)
+    b = jaxgrad.analysis.orbit_diagram(henon_tree, tx0, values, params=tp, param=("map", "a"), **kw)
     assert b.states["x"].shape == (3, 2, 8)
     close(jnp.stack([b.states["x"], b.states["y"]], axis=-1), a.states)
     np.testing.assert_array_equal(b.finite, a.finite)
     assert len(np.unique(np.round(np.asarray(a.states[1, 0, :, 0]), 6))) == 2  # a 2-cycle
 
     kw = dict(transient=50, keep=2)
-    ha = jaxgrad.hysteresis_sweep(henon_vec, x0[0], values, params={"a": 0.2}, param="a",
-                                  **kw)
-    hb = jaxgrad.hysteresis_sweep(henon_tree, {"x": x0[0, 0], "y": x0[0, 1]}, values,
-                                  params=tp, param=("map", "a"), **kw)
+    ha = jaxgrad.analysis.hysteresis_sweep(henon_vec, x0[0], values, params={"a": 0.2}, param="a",
+                                           **kw)
+    hb = jaxgrad.analysis.hysteresis_sweep(henon_tree, {"x": x0[0, 0], "y": x0[0, 1]}, values,
+                                           params=tp, param=("map", "a"), **kw)
     close(jnp.stack([hb.up["x"], hb.up["y"]], axis=-1), ha.up)
     close(jnp.stack([hb.down["x"], hb.down["y"]], axis=-1), ha.down)
 
     kw = dict(num_steps=300, kind=None)
-    ba = jaxgrad.basins(henon_vec, x0, values[:1], params={"a": 0.2}, param="a", **kw)
-    bb = jaxgrad.basins(henon_tree, tx0, values[:1], params=tp, param=("map", "a"), **kw)
+    ba = jaxgrad.analysis.basins(henon_vec, x0, values[:1], params={"a": 0.2}, param="a", **kw)
+    bb = jaxgrad.analysis.basins(henon_tree, tx0, values[:1], params=tp, param=("map", "a"), **kw)
     np.testing.assert_array_equal(bb.labels, ba.labels)
     close(jnp.stack([bb.attractors["x"], bb.attractors["y"]], axis=-1), ba.attractors)
     close(jnp.stack([bb.final["x"], bb.final["y"]], axis=-1), ba.final)
 
-    sa = jaxgrad.final_state_sensitivities(henon_vec, x0, values[:1], params={"a": 0.2},
-                                           param="a", num_steps=30)
-    sb = jaxgrad.final_state_sensitivities(henon_tree, tx0, values[:1], params=tp,
-                                           param=("map", "a"), num_steps=30)
+    sa = jaxgrad.analysis.final_state_sensitivities(henon_vec, x0, values[:1], params={"a": 0.2},
+                                                    param="a", num_steps=30)
+    sb = jaxgrad.analysis.final_state_sensitivities(henon_tree, tx0, values[:1], params=tp,
+                                                    param=("map", "a"), num_steps=30)
     close(jnp.stack([sb.final["x"], sb.final["y"]], axis=-1), sa.final)
     close(jnp.stack([sb.d_final_d_param["x"], sb.d_final_d_param["y"]], axis=-1),
           sa.d_final_d_param)
@@ -290,22 +290,23 @@ def _normal_form_dict(z, u, mu):
 
 def test_limit_cycle_and_poincare_section_on_a_dict_state(x64):
     mu = jnp.asarray(0.25)
-    a = jaxgrad.limit_cycle(jaxgrad.vector_field(_normal_form), jnp.array([0.8, 0.0]), 6.0,
-                            params=mu)
-    b = jaxgrad.limit_cycle(jaxgrad.vector_field(_normal_form_dict), {"x": 0.8, "y": 0.0},
-                            6.0, params=mu)
+    a = jaxgrad.analysis.limit_cycle(jaxgrad.vector_field(_normal_form), jnp.array([0.8, 0.0]), 6.0,
+                                     params=mu)
+    b = jaxgrad.analysis.limit_cycle(jaxgrad.vector_field(_normal_form_dict), {"x": 0.8, "y": 0.0},
+                                     6.0, params=mu)
     assert bool(a.converged) and bool(b.converged)
     close(b.period, 2 * np.pi, rtol=1e-7)
     close(b.period, a.period)
     close(b.floquet_multipliers, a.floquet_multipliers, rtol=1e-8, atol=1e-10)
     close(jnp.stack([b.point["x"], b.point["y"]]), a.point)
 
-    sa = jaxgrad.poincare_section(jaxgrad.vector_field(_normal_form), jnp.array([0.5, 0.0]),
-                                  14.0, normal=jnp.array([0.0, 1.0]), params=mu,
-                                  max_crossings=3)
-    sb = jaxgrad.poincare_section(jaxgrad.vector_field(_normal_form_dict),
-                                  {"x": 0.5, "y": 0.0}, 14.0, normal={"x": 0.0, "y": 1.0},
-                                  params=mu, max_crossings=3)
+    sa = jaxgrad.analysis.poincare_section(jaxgrad.vector_field(_normal_form),
+                                           jnp.array([0.5, 0.0]),
+                                           14.0, normal=jnp.array([0.0, 1.0]), params=mu,
+                                           max_crossings=3)
+    sb = jaxgrad.analysis.poincare_section(jaxgrad.vector_field(_normal_form_dict),
+                                           {"x": 0.5, "y": 0.0}, 14.0, normal={"x": 0.0, "y": 1.0},
+                                           params=mu, max_crossings=3)
     assert int(sb.count) == int(sa.count) == 2
     close(sb.times, sa.times)
     close(jnp.stack([sb.points["x"], sb.points["y"]], axis=-1), sa.points)
@@ -319,8 +320,8 @@ def test_cycle_branch_from_a_hopf_point_of_a_dict_state(x64):
     hp = jaxgrad.locate_bifurcation(jaxgrad.vector_field(field), {"x": 0.01, "y": 0.0},
                                     params={"mu": -0.1}, param="mu", bifurcation="hopf")
     assert isinstance(hp.x, dict) and bool(hp.converged)
-    br = jaxgrad.cycle_branch(jaxgrad.vector_field(field), hp, params={"mu": 0.0},
-                              param="mu", p_range=(-1.0, 0.3), num_steps=3)
+    br = jaxgrad.analysis.cycle_branch(jaxgrad.vector_field(field), hp, params={"mu": 0.0},
+                                       param="mu", p_range=(-1.0, 0.3), num_steps=3)
     assert br.points["x"].shape == (4,)
     radius = np.hypot(np.asarray(br.points["x"]), np.asarray(br.points["y"]))
     close(radius, np.sqrt(np.asarray(br.p)), atol=1e-6)
@@ -335,7 +336,7 @@ def test_a_state_unlike_the_output_is_refused_by_name():
     def h_only(state, u, p):
         return jaxgrad.lstm_step(state, u, p).h
 
-    starts = jaxgrad.LSTMState(jnp.zeros((3, 2)), jnp.zeros((3, 2)))
+    starts = jaxgrad.models.LSTMState(jnp.zeros((3, 2)), jnp.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"must return a state shaped like x.*`starts`"):
         jaxgrad.fixed_points(h_only, starts, params=p)
     with pytest.raises(ValueError, match=r"must return a state shaped like x.*`x0`"):
@@ -344,8 +345,8 @@ def test_a_state_unlike_the_output_is_refused_by_name():
                                 params={"cell": DoyaParams(5.0, -3.0)}, param=("cell", "b"),
                                 p_range=(-3.0, -2.0))
     with pytest.raises(ValueError, match=r"`field` must return dx/dt shaped like"):
-        jaxgrad.limit_cycle(jaxgrad.vector_field(lambda z, u: z["x"]), {"x": jnp.ones(2)},
-                            6.0)
+        jaxgrad.analysis.limit_cycle(jaxgrad.vector_field(lambda z, u: z["x"]), {"x": jnp.ones(2)},
+                                     6.0)
     with pytest.raises(ValueError, match="`x_guess`"):
         jaxgrad.locate_bifurcation(jaxgrad.vector_field(fhn_dict), {"v": 0.0},
                                    params={"drive": {"I": 0.0}, "b": 0.8},
@@ -355,16 +356,17 @@ def test_a_state_unlike_the_output_is_refused_by_name():
 def test_bad_pytree_states_are_refused_by_name():
     f = jaxgrad.autonomous(lambda z, p: z)
     with pytest.raises(ValueError, match="`x0` leaves disagree on the number of initial"):
-        jaxgrad.orbit_diagram(f, (jnp.zeros(2), jnp.zeros(3)), jnp.ones(2), params=1.0)
+        jaxgrad.analysis.orbit_diagram(f, (jnp.zeros(2), jnp.zeros(3)), jnp.ones(2), params=1.0)
     with pytest.raises(TypeError, match="`starts` leaves must share one floating dtype"):
         jaxgrad.fixed_points(f, (jnp.zeros(2, jnp.float16), jnp.zeros(2, jnp.float32)),
                              params=1.0)
     with pytest.raises(ValueError, match="`starts` must be finite"):
         jaxgrad.fixed_points(f, {"a": jnp.array([0.0, jnp.nan])}, params=1.0)
     with pytest.raises(ValueError, match="`x0` must hold at least one array"):
-        jaxgrad.hysteresis_sweep(f, {}, jnp.ones(2), params=1.0)
+        jaxgrad.analysis.hysteresis_sweep(f, {}, jnp.ones(2), params=1.0)
     with pytest.raises(ValueError, match=r"`x0` must have shape \(M,\) or \(M, \*s\)"):
-        jaxgrad.basins(f, (jnp.asarray(0.0), jnp.zeros(2)), jnp.ones(2), params=1.0)
+        jaxgrad.analysis.basins(f, (jnp.asarray(0.0), jnp.zeros(2)), jnp.ones(2), params=1.0)
     with pytest.raises(ValueError, match="`normal` must be shaped like `x0`"):
-        jaxgrad.poincare_section(jaxgrad.vector_field(_normal_form_dict), {"x": 0.5, "y": 0.0},
-                                 1.0, normal={"x": 1.0}, params=jnp.asarray(0.1))
+        jaxgrad.analysis.poincare_section(jaxgrad.vector_field(_normal_form_dict),
+                                          {"x": 0.5, "y": 0.0},
+                                          1.0, normal={"x": 1.0}, params=jnp.asarray(0.1))

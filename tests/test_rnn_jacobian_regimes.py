@@ -61,8 +61,8 @@ def test_bad_regimes(regime, match):
 
 
 def _tiny_rnn_config(regimes):
-    return {**rnn.DEFAULT_CONFIG, "num_units": 8, "num_steps": 30, "burn_in": 0,
-            "fit_start": 1, "regimes": regimes, "two_by_two_lags": 4}
+    return rnn.Config(num_units=8, num_steps=30, burn_in=0, fit_start=1,
+                      regimes=tuple(regimes), two_by_two_lags=4)
 
 
 @pytest.mark.slow

@@ -103,7 +103,8 @@ def _limit_cycle_sweep(seeds, dtype, **scales):
     rows = []
     for seed in seeds:
         p, r, period, x0, guess = _hopf_instance(seed, **scales)
-        lc = jaxgrad.limit_cycle(HOPF, jnp.asarray(x0, dtype), guess, params=_traced(p, dtype))
+        lc = jaxgrad.analysis.limit_cycle(HOPF, jnp.asarray(x0, dtype), guess,
+                                          params=_traced(p, dtype))
         rows.append((bool(lc.converged), p["a"] < 0, *_cycle_errors(p, r, period, lc, dtype)))
     return np.array(rows, float)
 
@@ -164,17 +165,17 @@ def test_cycle_branch_rows_are_right_on_random_normal_forms(x64):
         assert bool(hp.converged) and abs(float(hp.p)) < 1e-10
         assert np.sign(float(hp.first_lyapunov_coefficient)) == np.sign(p["a"])
         side = -np.sign(p["a"])
-        br = jaxgrad.cycle_branch(HOPF, hp, params=_traced(p, None), param="mu",
-                                  p_range=(-0.5, 0.5), num_steps=4)
+        br = jaxgrad.analysis.cycle_branch(HOPF, hp, params=_traced(p, None), param="mu",
+                                           p_range=(-0.5, 0.5), num_steps=4)
         assert bool(np.all(br.converged))
         found.append(br.p.shape[0] > 0)
         for i, mu in enumerate(np.asarray(br.p)):
             assert np.sign(mu) == side
             r = np.sqrt(-mu / p["a"])
             period = 2 * np.pi / (p["w"] + p["b"] * r * r)
-            row = jaxgrad.LimitCycle(br.points[i], br.period[i], br.floquet_multipliers[i],
-                                     br.stable[i], br.amplitude[i], br.residual[i],
-                                     br.converged[i])
+            row = jaxgrad.analysis.LimitCycle(br.points[i], br.period[i], br.floquet_multipliers[i],
+                                              br.stable[i], br.amplitude[i], br.residual[i],
+                                              br.converged[i])
             errors = _cycle_errors(p, r, period, row, jnp.float64)
             assert max(errors) < ABOUT, (seed, mu, errors)
         if br.p.shape[0]:
@@ -336,10 +337,11 @@ def _generalized_hopf_sweep(seeds, dtype, scale=1.0, s1=1.0, s2=1.0):
         params = _traced({**p, "p": p0 + 0.01 * p["s1"], "p2": q0 + start * abs(p["s2"])},
                          dtype)
         width = 0.6 * abs(p["s2"])
-        hc = jaxgrad.hopf_curve(BAUTIN, jnp.asarray(c + A @ (0.01 * rng.normal(size=2)), dtype),
-                                params=params, param="p", param2="p2",
-                                p2_range=(q0 - width, q0 + width), ds=0.05 * abs(p["s2"]),
-                                num_steps=40)
+        hc = jaxgrad.analysis.hopf_curve(BAUTIN,
+                                         jnp.asarray(c + A @ (0.01 * rng.normal(size=2)), dtype),
+                                         params=params, param="p", param2="p2",
+                                         p2_range=(q0 - width, q0 + width), ds=0.05 * abs(p["s2"]),
+                                         num_steps=40)
         if not hc.generalized_hopf:
             rows.append((0.0, np.nan, np.nan, np.nan, np.nan))
         for gh in hc.generalized_hopf:

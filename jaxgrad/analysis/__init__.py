@@ -38,9 +38,11 @@ from .fixed_points import FixedPoints1D as FixedPoints1D
 from .fixed_points import fixed_points as fixed_points
 from .fixed_points import fixed_points_1d as fixed_points_1d
 from .gradient_flow import LOSSES as LOSSES
+from .gradient_flow import LayerGradientFlow as LayerGradientFlow
 from .gradient_flow import MLPGradientFlow as MLPGradientFlow
 from .gradient_flow import RecurrentGradientFlow as RecurrentGradientFlow
 from .gradient_flow import ScaledNorm as ScaledNorm
+from .gradient_flow import layer_gradient_flow as layer_gradient_flow
 from .gradient_flow import mlp_gradient_flow as mlp_gradient_flow
 from .gradient_flow import recurrent_gradient_flow as recurrent_gradient_flow
 from .gradient_flow import scaled_norm as scaled_norm
@@ -138,4 +140,6 @@ __all__ = [
     # hessian
     "hessian_eigenvalues", "HessianEigen", "hessian_trace", "HessianTrace",
     "hessian_spectral_density", "SpectralDensity",
+    "LayerGradientFlow",
+    "layer_gradient_flow",
 ]

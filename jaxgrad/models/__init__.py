@@ -13,8 +13,19 @@ each model's parameter type beside its ``init_*`` and ``*_step``.
 
 from .activations import ACTIVATIONS as ACTIVATIONS
 from .activations import MAX_DERIVATIVE as MAX_DERIVATIVE
+from .activations import Activation as Activation
 from .activations import activation_derivative as activation_derivative
 from .activations import get_activation as get_activation
+from .cells import CELLS as CELLS
+from .cells import Cell as Cell
+from .cells import ElmanCell as ElmanCell
+from .cells import GRUCell as GRUCell
+from .cells import LSTMCell as LSTMCell
+from .cells import NnxCell as NnxCell
+from .cells import NnxParams as NnxParams
+from .cells import PascanuCell as PascanuCell
+from .cells import RateCell as RateCell
+from .cells import get_cell as get_cell
 from .core import autonomous_inputs as autonomous_inputs
 from .core import unroll as unroll
 from .doya import DoyaParams as DoyaParams
@@ -73,4 +84,15 @@ __all__ = [
     "ACTIVATIONS", "MAX_DERIVATIVE", "get_activation", "activation_derivative",
     # initializers
     "INITIALIZERS", "get_initializer",
+    "Activation",
+    "CELLS",
+    "Cell",
+    "ElmanCell",
+    "GRUCell",
+    "LSTMCell",
+    "NnxCell",
+    "NnxParams",
+    "PascanuCell",
+    "RateCell",
+    "get_cell",
 ]

@@ -73,7 +73,8 @@ class Activation:
         if self.max_derivative is None:
             raise ValueError(
                 f"`{argument}` {self.name!r} has no known sup|σ'| (max_derivative): pass "
-                f"jaxgrad.Activation(fn, max_derivative=γ) or a name in {sorted(ACTIVATIONS)}"
+                f"jaxgrad.models.Activation(fn, max_derivative=γ) or a name in "
+                f"{sorted(ACTIVATIONS)}"
             )
         return self.max_derivative
 

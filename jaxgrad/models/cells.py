@@ -14,7 +14,7 @@ A *cell* is any object with four methods (subclass ``Cell`` to get the last two 
 
 A cell may also define ``omega_pullback(x, x_next, u, g, params) -> g ∂x_next/∂x``, the
 step's vector–Jacobian product as Pascanu's Ω should differentiate it (see
-``jaxgrad.pascanu_omega_terms``'s ``pullback``); without it Ω uses the step's own VJP.
+``jaxgrad.train.pascanu_omega_terms``'s ``pullback``); without it Ω uses the step's own VJP.
 
 A cell is hashable (a ``SequenceModel`` holding it is a jit static argument): the built-in
 cells are frozen dataclasses compared by their fields. ``CELLS`` maps the names the

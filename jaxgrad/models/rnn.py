@@ -175,7 +175,7 @@ def pascanu_bound_log_norms(
 
     Raises:
         ValueError: naming ``activation`` when it has no known ``max_derivative`` (a plain
-            function: wrap it as ``jaxgrad.Activation(fn, max_derivative=γ)``).
+            function: wrap it as ``jaxgrad.models.Activation(fn, max_derivative=γ)``).
 
     Example:
         >>> p = init_pascanu(jax.random.key(0), 8, 1, scaling="spectral_norm", value=2.0)

@@ -34,7 +34,6 @@ from .regularizers import flossing_regularizer as flossing_regularizer
 from .regularizers import pascanu_omega as pascanu_omega
 from .regularizers import pascanu_omega_terms as pascanu_omega_terms
 from .remedies import with_clipping as with_clipping
-from .sequence import CELLS as CELLS
 from .sequence import SequenceModel as SequenceModel
 from .sequence import SequenceParams as SequenceParams
 from .sequence import sequence_loss as sequence_loss
@@ -68,7 +67,7 @@ __all__ = [
     # regularizers
     "pascanu_omega", "pascanu_omega_terms", "OmegaTerms", "flossing_regularizer",
     # sequence
-    "SequenceModel", "SequenceParams", "CELLS", "sequence_outputs", "sequence_loss",
+    "SequenceModel", "SequenceParams", "sequence_outputs", "sequence_loss",
     "sequence_omega", "sequence_state_grad_norms", "state_grad_monitor", "vmap_optimizer",
     # tasks
     "get_task", "Task", "TaskBatch", "TASKS", "adding_problem", "addition", "multiplication",

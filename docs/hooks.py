@@ -54,9 +54,9 @@ def _summary(obj) -> str:
 
 
 def _target(obj):
-    """What a public name of a face documents: ``fixed_points`` is re-exported by
-    ``jaxgrad.analysis`` over its own module's name, which griffe resolves to the module
-    (Python, to the function): the function of that name inside it is meant."""
+    """What a public name of a face documents: should a face re-export a name over a
+    module of the same name, griffe resolves it to the module (Python, to the function):
+    the function of that name inside it is meant."""
     target = obj.final_target if obj.is_alias else obj
     if target.is_module and obj.name in target.members:
         target = target.members[obj.name]

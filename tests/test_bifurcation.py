@@ -109,7 +109,7 @@ def test_doya_fixed_points_over_grid_match_closed_form(x64):
 
 
 def test_fixed_points_1d_jit_cache_reused():
-    from jaxgrad.analysis.fixed_points import _fixed_points_1d
+    from jaxgrad.analysis.fixed_point_search import _fixed_points_1d
 
     values = jnp.linspace(-3.0, -2.0, 5)
     jaxgrad.analysis.fixed_points_1d(doya_flow, (0.0, 1.0), params=DoyaParams(W, -3.0), param="b",

@@ -180,7 +180,7 @@ def test_fixed_points_of_tuple_and_matrix_states(x64):
         np.testing.assert_array_equal(other.stability, a.stability)
         np.testing.assert_array_equal(other.num_starts, a.num_starts)
     # the flattened step is equal for equal steps and state layouts: no recompilation
-    newton = importlib.import_module("jaxgrad.analysis.fixed_points")._newton_many
+    newton = importlib.import_module("jaxgrad.analysis.fixed_point_search")._newton_many
     compiled = newton._cache_size()
     again = jaxgrad.fixed_points(field(duffing_pair), (starts[:, 0] + 0.1, starts[:, 1]),
                                  params=0.4)

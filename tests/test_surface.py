@@ -85,6 +85,18 @@ def test_a_name_lives_in_one_face():
     assert not twice, twice
 
 
+@pytest.mark.parametrize("package", ["models", "analysis", "landscape", "train"])
+def test_no_module_shares_a_name_with_a_face_name(package):
+    """``jaxgrad.analysis.fixed_points`` must be one thing: a module named like a function
+    of its face is hidden by it (``import jaxgrad.analysis.X as m`` would give the function)."""
+    import importlib
+    import pkgutil
+
+    face = importlib.import_module(f"jaxgrad.{package}")
+    modules = {m.name for m in pkgutil.iter_modules(face.__path__)}
+    assert not modules & set(face.__all__), sorted(modules & set(face.__all__))
+
+
 def test_result_types_live_with_their_function():
     """A function's return annotation names jaxgrad types of its own face only."""
     home, wrong = _home(), []

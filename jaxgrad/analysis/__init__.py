@@ -15,8 +15,8 @@ each analyzer with its result type beside it.
   ``critical_sigma_w2``, ...) and the rate network's (``rate_mean_field``);
 - curvature: ``hessian_eigenvalues``, ``hessian_trace``, ``hessian_spectral_density``.
 
-``jaxgrad.analysis.fixed_points`` is the function; its module is
-``importlib.import_module("jaxgrad.analysis.fixed_points")``.
+Modules are named for what they hold, never like a function of this face
+(``fixed_point_search.py`` holds ``fixed_points``, ``slow_point_search.py`` ``slow_points``).
 """
 
 from .continuation import BifurcationPoint as BifurcationPoint
@@ -31,12 +31,12 @@ from .continuation import fold_curve as fold_curve
 from .continuation import hopf_curve as hopf_curve
 from .continuation import locate_bifurcation as locate_bifurcation
 from .continuation import switch_branch as switch_branch
-from .fixed_points import LOSS_OF_STABILITY_LABELS as LOSS_OF_STABILITY_LABELS
-from .fixed_points import STABILITY_LABELS as STABILITY_LABELS
-from .fixed_points import FixedPoints as FixedPoints
-from .fixed_points import FixedPoints1D as FixedPoints1D
-from .fixed_points import fixed_points as fixed_points
-from .fixed_points import fixed_points_1d as fixed_points_1d
+from .fixed_point_search import LOSS_OF_STABILITY_LABELS as LOSS_OF_STABILITY_LABELS
+from .fixed_point_search import STABILITY_LABELS as STABILITY_LABELS
+from .fixed_point_search import FixedPoints as FixedPoints
+from .fixed_point_search import FixedPoints1D as FixedPoints1D
+from .fixed_point_search import fixed_points as fixed_points
+from .fixed_point_search import fixed_points_1d as fixed_points_1d
 from .gradient_flow import LOSSES as LOSSES
 from .gradient_flow import LayerGradientFlow as LayerGradientFlow
 from .gradient_flow import MLPGradientFlow as MLPGradientFlow

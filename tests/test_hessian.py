@@ -319,6 +319,7 @@ def test_bad_inputs_name_the_argument():
         hessian_trace(None, x, gauss_newton=loss, key=key)
 
 
+@pytest.mark.slow
 def test_lanczos_basis_stays_orthonormal_float32():
     """Ill-conditioned float32 spectrum (a few outliers over a 1e-6..1 bulk): plain Lanczos
     (the three-term recurrence alone) loses orthogonality as the outliers converge (ghost

@@ -586,3 +586,41 @@ def test_typed_and_raw_keys_give_the_same_basis():
     ls = partial(jaxgrad.lyapunov_spectrum, lambda x, u: 0.5 * x, jnp.ones(3), num_steps=2)
     np.testing.assert_array_equal(ls(key=jax.random.PRNGKey(3)).basis,
                                   ls(key=jax.random.key(3)).basis)
+
+
+def test_tangent_basis_accumulator_is_the_one_behind_lyapunov_spectrum():
+    """Driving ``tangent_basis_update`` by hand with the step Jacobians gives
+    ``lyapunov_spectrum``'s exponents and basis; on a constant matrix with eigenvalues of
+    distinct moduli the accumulated stretches are their log-moduli (float64 reference)."""
+    from jaxgrad.analysis import TangentBasisState, tangent_basis_init, tangent_basis_update
+
+    p = jaxgrad.init_rate(jax.random.key(3), 12, g=2.0)
+    key = jax.random.key(7)
+    res = jaxgrad.lyapunov_spectrum(jaxgrad.rate_step, jnp.ones(12), None, params=p,
+                                    num_steps=200, num_exponents=5, key=key)
+
+    def body(carry, _):
+        x, state = carry
+        J = jax.jacfwd(lambda y: jaxgrad.rate_step(y, jnp.zeros(0), p))(x)
+        _, state = tangent_basis_update(state, J @ state.basis)
+        return (jaxgrad.rate_step(x, jnp.zeros(0), p), state), None
+
+    (x, state), _ = jax.lax.scan(body, (jnp.ones(12), tangent_basis_init(key, 12, 5)), None,
+                                 length=200)
+    assert isinstance(state, TangentBasisState) and int(state.updates) == 200
+    np.testing.assert_allclose(state.log_stretch / 200, res.exponents, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(state.basis, res.basis, atol=1e-4)
+
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        moduli = np.sort(rng.uniform(0.2, 3.0, 4))[::-1]
+        V = rng.normal(size=(4, 4))
+        A = V @ np.diag(moduli * rng.choice([-1.0, 1.0], 4)) @ np.linalg.inv(V)
+        with jax.enable_x64(True):
+            A64 = jnp.asarray(A)
+            state = tangent_basis_init(jax.random.key(seed), 4, 4, jnp.float64)
+            for _ in range(400):
+                _, state = tangent_basis_update(state, A64 @ state.basis, qr_method="block")
+            np.testing.assert_allclose(state.log_stretch / 400, np.log(moduli), atol=2e-2)
+    with pytest.raises(ValueError, match="qr_method"):
+        tangent_basis_update(tangent_basis_init(key, 3, 2), jnp.eye(3)[:, :2], qr_method="gs")

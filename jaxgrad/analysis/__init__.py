@@ -65,11 +65,14 @@ from .limit_cycles import poincare_section as poincare_section
 from .lyapunov import FlossingDiverged as FlossingDiverged
 from .lyapunov import FlossingTrace as FlossingTrace
 from .lyapunov import LyapunovSpectrum as LyapunovSpectrum
+from .lyapunov import TangentBasisState as TangentBasisState
 from .lyapunov import entropy_rate as entropy_rate
 from .lyapunov import floss as floss
 from .lyapunov import flossing_loss as flossing_loss
 from .lyapunov import kaplan_yorke_dimension as kaplan_yorke_dimension
 from .lyapunov import lyapunov_spectrum as lyapunov_spectrum
+from .lyapunov import tangent_basis_init as tangent_basis_init
+from .lyapunov import tangent_basis_update as tangent_basis_update
 from .mean_field import RateMeanField as RateMeanField
 from .mean_field import rate_mean_field as rate_mean_field
 from .orbits import Basins as Basins
@@ -115,6 +118,7 @@ __all__ = [
     # lyapunov
     "lyapunov_spectrum", "LyapunovSpectrum", "kaplan_yorke_dimension", "entropy_rate", "floss",
     "FlossingTrace", "FlossingDiverged", "flossing_loss",
+    "tangent_basis_init", "tangent_basis_update", "TangentBasisState",
     # fixed_points
     "fixed_points", "FixedPoints", "fixed_points_1d", "FixedPoints1D", "STABILITY_LABELS",
     "LOSS_OF_STABILITY_LABELS",

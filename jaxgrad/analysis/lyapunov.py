@@ -257,6 +257,63 @@ def _orthonormalize(M: jax.Array, method: str) -> tuple[jax.Array, jax.Array]:
 _RESOLUTION_MARGIN = 1e3
 
 
+class TangentBasisState(NamedTuple):
+    """State of the QR accumulator behind ``lyapunov_spectrum`` (``tangent_basis_init`` /
+    ``tangent_basis_update``).
+
+    Attributes:
+        basis: ``(n, k)`` the orthonormal tangent basis ``Q``.
+        log_stretch: ``(k,)`` the sum of ``log|R_ii|`` over the updates so far: divided by
+            the time they span, the first ``k`` Lyapunov exponents (Benettin et al. 1980).
+        updates: how many QR updates were applied.
+    """
+
+    basis: jax.Array
+    log_stretch: jax.Array
+    updates: jax.Array
+
+
+def tangent_basis_init(key: jax.Array, n: int, k: int, dtype: Any = None) -> TangentBasisState:
+    """A random orthonormal ``(n, k)`` tangent basis (the QR of a Gaussian matrix drawn
+    from ``key``) with nothing accumulated: the start of ``lyapunov_spectrum``'s iteration."""
+    dtype = dtype or jnp.result_type(float)
+    Q0, _ = jnp.linalg.qr(jax.random.normal(key, (n, k), dtype))
+    return TangentBasisState(Q0, jnp.zeros((k,), dtype), jnp.zeros((), jnp.int32))
+
+
+def tangent_basis_update(
+    state: TangentBasisState, image: jax.Array, *, qr_method: str = "householder"
+) -> tuple[jax.Array, TangentBasisState]:
+    """Re-orthonormalise the propagated basis and accumulate its stretches.
+
+    The one QR accumulator of jaxgrad, in optax's ``init``/``update`` shape: the caller
+    propagates the basis (``image = D_{t+m−1} ⋯ D_t Q``, the tangent map's product over
+    the steps since the last update) and owns the loop; this takes ``image = Q' R`` and
+    returns ``log|R_ii|`` with the state at ``Q'``.
+
+    Arguments:
+        state: a ``TangentBasisState``.
+        image: ``(n, k)`` the basis after the tangent maps.
+        qr_method: ``"householder"`` (LAPACK), ``"block"`` or ``"cholesky"``, as for
+            ``lyapunov_spectrum``.
+
+    Returns:
+        ``(log_r, next_state)``: ``log|R_ii|`` of this update (``(k,)``) and the state.
+
+    Example:
+        >>> D = jnp.diag(jnp.array([2.0, 0.5]))
+        >>> state = tangent_basis_init(jax.random.key(0), 2, 2)
+        >>> for _ in range(50):
+        ...     _, state = tangent_basis_update(state, D @ state.basis)
+        >>> [round(float(v) / 50, 4) for v in state.log_stretch]   # log 2, log ½ per step
+        [0.6931, -0.6931]
+    """
+    check_choice("qr_method", qr_method, QR_METHODS)
+    Q, r = _orthonormalize(image, qr_method)
+    log_r = jnp.log(r)
+    return log_r, TangentBasisState(Q, state.log_stretch + log_r, state.updates + 1)
+
+
 def _log_column_norms(M: jax.Array) -> jax.Array:
     """``log ‖M_{:,j}‖`` per column, scaled first so that tiny entries do not underflow."""
     scale = jnp.max(jnp.abs(M), axis=0)
@@ -317,13 +374,13 @@ def _tangent_block(advance, trajectory_gradient, qr_method, carry, us):
         log_scale = jnp.maximum(log_scale + stretch, jnp.max(log_norms))
         return (x_next, M, log_scale, log_norms, jnp.minimum(log_low, log_norms)), None
 
-    x, Q = carry
+    x, basis = carry
+    Q = basis.basis
     # Q is orthonormal: every column has norm 1 (log 0) at the start of the interval.
     ones = jnp.zeros(Q.shape[1:], Q.dtype)
     start = (x, Q, jnp.zeros((), Q.dtype), ones, ones)
     (x, M, log_scale, _, log_low), _ = jax.lax.scan(tangent_step, start, us)
-    Q, r = _orthonormalize(M, qr_method)
-    log_r = jnp.log(r)
+    log_r, basis = tangent_basis_update(basis, M, qr_method=qr_method)
     info = jnp.finfo(M.dtype)
     margin = jnp.log(jnp.asarray(_RESOLUTION_MARGIN, M.dtype))
     log_eps = jnp.log(jnp.asarray(info.eps, M.dtype))
@@ -331,7 +388,7 @@ def _tangent_block(advance, trajectory_gradient, qr_method, carry, us):
     stop = jax.lax.stop_gradient(log_r)
     resolved = ((stop >= log_scale + log_eps + margin) & (stop >= log_underflow)
                 & (log_low >= log_underflow))
-    return (x, Q), (log_r, resolved)
+    return (x, basis), (log_r, resolved)
 
 
 def _blocks(inputs: Any, start: int, num_blocks: int, length: int) -> Any:
@@ -348,9 +405,8 @@ def _spectrum(advance, x0, inputs, key, *, num_exponents, transient, qr_interval
               trajectory_gradient, qr_method):
     n = x0.shape[0]
     dtype = x0.dtype
-    Q0, _ = jnp.linalg.qr(jax.random.normal(key, (n, num_exponents), dtype))
     block = functools.partial(_tangent_block, advance, trajectory_gradient, qr_method)
-    carry = (x0, Q0)
+    carry = (x0, tangent_basis_init(key, n, num_exponents, dtype))
     # Transient: the state and the basis both relax; their log|R_ii| are dropped.
     full, rest = divmod(transient, qr_interval)
     if full:
@@ -360,7 +416,7 @@ def _spectrum(advance, x0, inputs, key, *, num_exponents, transient, qr_interval
         carry, _ = block(carry, tail)
     T = jax.tree_util.tree_leaves(inputs)[0].shape[0] - transient
     num_blocks = T // qr_interval
-    (x_end, Q_end), (log_r, block_resolved) = jax.lax.scan(
+    (x_end, basis_end), (log_r, block_resolved) = jax.lax.scan(
         block, carry, _blocks(inputs, transient, num_blocks, qr_interval)
     )
     resolved = jnp.all(block_resolved, axis=0)
@@ -383,7 +439,7 @@ def _spectrum(advance, x0, inputs, key, *, num_exponents, transient, qr_interval
         standard_error = jnp.full((num_exponents,), jnp.nan, dtype)
     return (
         exponents, finite_time, running, kaplan_yorke_dimension(exponents),
-        entropy_rate(exponents), standard_error, convergence, finite, x_end, Q_end,
+        entropy_rate(exponents), standard_error, convergence, finite, x_end, basis_end.basis,
         resolved, finite & jnp.all(resolved),
     )
 

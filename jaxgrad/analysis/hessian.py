@@ -238,28 +238,8 @@ def _scaled(op, flat, key):
     return (lambda v: op(s * v)), s
 
 
-# Daniel, Gragg, Kaufman & Stewart (1976): a Gram–Schmidt pass that keeps more than this
-# share of the vector's norm leaves it orthogonal to rounding; one that cancels more is
-# repeated once ("twice is enough", Giraud, Langou & Rozložník 2005).
-_DGKS_ETA = 1 / np.sqrt(2)
-
-
-def _gram_schmidt(w: jax.Array, V: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One classical Gram–Schmidt pass, ``w − Vᵀ(V w)``, and the coefficients ``V w``."""
-    h = V @ w
-    return w - h @ V, h
-
-
 def _lanczos(op, v0: jax.Array, m: int, key) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``m`` Lanczos steps with full reorthogonalisation.
-
-    Step ``j``: ``w = H v_j − β_{j−1} v_{j−1}``, ``α_j = v_jᵀw``, ``w −= α_j v_j`` (the
-    three-term recurrence), then one classical Gram–Schmidt pass against the whole basis
-    ``V``, repeated once when it cancels more than ``1 − 1/√2`` of ``‖w‖`` (the DGKS
-    criterion: after the pass that stops, ``w`` is orthogonal to ``V`` to rounding, and a
-    second pass is rarely needed, since the recurrence already took out the large
-    components). The basis's rows after ``j`` are still zero, so a pass over all of ``V``
-    projects onto the filled rows only.
+    """``m`` Lanczos steps with full reorthogonalisation (two Gram–Schmidt passes).
 
     Returns the basis ``V`` (m, P), the diagonal ``alpha`` (m,) and off-diagonal ``beta``
     (m - 1,) of ``T = V H Vᵀ``. On a breakdown (an invariant subspace, ``β ≈ 0``) the
@@ -270,26 +250,18 @@ def _lanczos(op, v0: jax.Array, m: int, key) -> tuple[jax.Array, jax.Array, jax.
     dtype = v0.dtype
     eps = jnp.finfo(dtype).eps
 
+    def orth(w, V):
+        for _ in range(2):
+            w = w - V.T @ (V @ w)
+        return w
+
     def body(j, carry):
         V, alpha, beta, anorm = carry
         v = V[j]
-        prev = jnp.maximum(j - 1, 0)
-        b_prev = jnp.where(j > 0, beta[prev], 0.0).astype(dtype)
-        w = op(v) - b_prev * V[prev]
+        w = op(v)
         a = jnp.vdot(v, w)
-        w = w - a * v
-        w_norm = _norm(w)
-        w, h = _gram_schmidt(w, V)
+        w = orth(w, V)  # rows after j are still zero
         b = _norm(w)
-
-        def again(w):
-            w, h2 = _gram_schmidt(w, V)
-            return w, h2[j], _norm(w)
-
-        w, h2, b = jax.lax.cond(
-            b < _DGKS_ETA * w_norm, again, lambda w: (w, jnp.zeros((), dtype), b), w
-        )
-        a = a + h[j] + h2
         anorm = jnp.maximum(anorm, jnp.abs(a) + b)
         breakdown = b <= 100 * eps * anorm
 
@@ -297,9 +269,7 @@ def _lanczos(op, v0: jax.Array, m: int, key) -> tuple[jax.Array, jax.Array, jax.
             # Drawn only on a breakdown: a P-vector of normals and its reorthogonalisation
             # cost more than the step's Hessian-vector product (under vmap, where `cond`
             # becomes a select, both branches run).
-            r = jax.random.normal(jax.random.fold_in(key, j), (P,), dtype)
-            for _ in range(2):
-                r, _ = _gram_schmidt(r, V)
+            r = orth(jax.random.normal(jax.random.fold_in(key, j), (P,), dtype), V)
             return r / jnp.maximum(_norm(r), jnp.finfo(dtype).tiny)
 
         def proceed(_):

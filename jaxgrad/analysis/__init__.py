@@ -5,9 +5,10 @@ each analyzer with its result type beside it.
 
 - gradients through time and depth: ``jacobian_product_norms`` (+ ``fit_log_rate``),
   ``spectral_radius``/``spectral_norm``, ``mlp_gradient_flow``/``recurrent_gradient_flow``,
-  ``final_state_sensitivities``;
-- chaos: ``lyapunov_spectrum``, ``kaplan_yorke_dimension``, ``entropy_rate``, gradient
-  flossing (``floss``, ``flossing_loss``);
+  ``layer_gradient_flow`` (any sequence of layers), ``final_state_sensitivities``;
+- chaos: ``lyapunov_spectrum`` (on the QR accumulator ``tangent_basis_init``/``update``),
+  ``kaplan_yorke_dimension``, ``entropy_rate``, gradient flossing (``floss``,
+  ``flossing_loss``);
 - structure: ``fixed_points``, ``periodic_orbits``, ``slow_points``, limit cycles,
   continuation (``continue_branch``, ``locate_bifurcation``, ``fold_curve``, ``hopf_curve``,
   ``switch_branch``), orbit diagrams, hysteresis and basins;
@@ -119,7 +120,7 @@ __all__ = [
     "lyapunov_spectrum", "LyapunovSpectrum", "kaplan_yorke_dimension", "entropy_rate", "floss",
     "FlossingTrace", "FlossingDiverged", "flossing_loss",
     "tangent_basis_init", "tangent_basis_update", "TangentBasisState",
-    # fixed_points
+    # fixed_point_search
     "fixed_points", "FixedPoints", "fixed_points_1d", "FixedPoints1D", "STABILITY_LABELS",
     "LOSS_OF_STABILITY_LABELS",
     # periodic

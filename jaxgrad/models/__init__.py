@@ -7,8 +7,12 @@ each model's parameter type beside its ``init_*`` and ``*_step``.
   ``pascanu_bound_log_norms``), Doya's neuron (``DoyaParams``, ``doya_step``,
   ``doya_vector_field``), rate networks (``init_rate``, ``rate_step``, ``rate_flow_step``);
 - gated cells: ``init_lstm``/``lstm_step``, ``init_gru``/``gru_step``;
+- recurrent cells as objects (``init``, ``step``, ``zero_state``, ``observe``):
+  ``PascanuCell``, ``ElmanCell``, ``LSTMCell``, ``GRUCell``, ``RateCell``, ``NnxCell`` (a
+  Flax nnx module), a base ``Cell`` to subclass, and ``CELLS``/``get_cell`` for the names;
 - deep MLPs with stacked, scanned layers: ``MLPConfig``, ``init_mlp``, ``mlp_apply``;
-- ``unroll`` (a step over an input sequence by ``lax.scan``), activations, initialisers.
+- ``unroll`` (a step over an input sequence by ``lax.scan``), activations (``Activation``: any
+  callable, with its sup|σ'| where known; names are shortcuts), initialisers.
 """
 
 from .activations import ACTIVATIONS as ACTIVATIONS

@@ -1,5 +1,6 @@
-"""Training: ``train_steps`` (a pure scan of optax updates), ``fit`` (the host driver with
-checkpoints), remedies, regularisers, tasks and data.
+"""Training: ``train_steps`` (a pure scan of optax updates), ``train_until`` (its
+``lax.while_loop`` twin that stops on a rule), ``fit`` (the host driver with checkpoints),
+``SequenceModel`` (a cell with a readout), remedies, regularisers, tasks and data.
 
 The face of ``jaxgrad.train``: every public name is here (``jaxgrad.train.shuffled_batches``),
 each function with its result type beside it.

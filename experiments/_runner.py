@@ -22,8 +22,9 @@ An experiment is a module ``experiments/<snake_name>.py`` that defines
 ``summary.json`` records its fields under "parameters" (in field order) and their hash.
 (A module of the 0.1 form, with a ``DEFAULT_CONFIG`` dict and ``run(config: dict)``, is
 still run as before; none of the catalogue's is.) An experiment is found automatically
-(modules starting with ``_`` are not experiments). The runner writes ``DIR/NAME/summary.json`` (parameters, key numbers, checks), ``DIR/NAME/data.npz``
-and one PNG per figure. Every experiment is first written to a staging folder
+(modules starting with ``_`` are not experiments). The runner writes
+``DIR/NAME/summary.json`` (parameters, key numbers, checks), ``DIR/NAME/data.npz`` and one
+PNG per figure. Every experiment is first written to a staging folder
 ``DIR/.NAME.PID.XXXX`` and then renamed into place, so a folder ``DIR/NAME`` with a
 ``summary.json`` is always complete. Writing and renaming hold an exclusive lock on
 ``DIR`` (``fcntl.flock``), so two runs into one folder take turns instead of colliding,

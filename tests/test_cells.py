@@ -590,3 +590,15 @@ def test_nnx_cell_refuses_bad_input():
         jaxgrad.models.NnxCell(_NnxElman.make()).init(0, 4, 1)
     with pytest.raises(TypeError, match="`params` must be the NnxParams"):
         jaxgrad.models.NnxCell(_NnxElman.make()).step(jnp.zeros(4), jnp.zeros(1), {"w": 1})
+    from flax import nnx
+
+    class WithStats(nnx.Module):  # batch statistics: not a pure step of (h, u, params)
+        def __init__(self, n, m, *, rngs):
+            self.rec = nnx.Linear(n, n, rngs=rngs)
+            self.norm = nnx.BatchNorm(n, rngs=rngs)
+
+        def __call__(self, h, u):
+            return jnp.tanh(self.norm(self.rec(h), use_running_average=True))
+
+    with pytest.raises(ValueError, match=r"variables other than nnx.Param \(BatchStat"):
+        jaxgrad.models.NnxCell(WithStats).init(KEY, 4, 1)

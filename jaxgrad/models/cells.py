@@ -44,7 +44,7 @@ from .._validation import (
     check_positive_float,
     check_positive_int,
 )
-from ..systems import INTEGRATORS
+from ..systems import INTEGRATORS, ModuleStep, as_step
 from .activations import ActivationLike, get_activation
 from .gru import GRUParams, gru_step, init_gru
 from .lstm import LSTMParams, LSTMState, init_lstm, lstm_step
@@ -436,8 +436,9 @@ class NnxCell(Cell):
     ``init`` builds the module with ``make(num_units, num_inputs, rngs=nnx.Rngs(key),
     **options)`` (a module class whose constructor takes these is ``make`` as it is) and
     splits it (``nnx.split``) into a static graph and its ``nnx.Param`` arrays, cast to
-    ``dtype``; ``step`` merges them back (``nnx.merge``) and calls the module. The module
-    may hold ``nnx.Param`` variables only (no RNG state or batch statistics).
+    ``dtype`` (``jaxgrad.systems.as_step``, the split every analyzer does); ``step`` merges
+    them back (``nnx.merge``) and calls the module. The module may hold ``nnx.Param``
+    variables only (no RNG state or batch statistics).
 
     Attributes:
         make: ``make(num_units, num_inputs, *, rngs, **options) -> nnx.Module``.
@@ -472,26 +473,20 @@ class NnxCell(Cell):
         module = self.make(num_units, num_inputs, rngs=nnx.Rngs(key), **options)
         if not isinstance(module, nnx.Module):
             raise TypeError(f"`make` must return an nnx.Module, got {type(module).__name__}")
-        graphdef, params, rest = nnx.split(module, nnx.Param, ...)
-        if jax.tree_util.tree_leaves(rest):
-            raise ValueError(
-                f"`make` built a module with state other than nnx.Param ({rest}); NnxCell "
-                f"trains nnx.Param variables only"
-            )
+        # The split every analyzer does (it refuses state other than nnx.Param by name).
+        step, params = as_step(module)
 
         def cast(a):
             return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
 
-        return NnxParams(graphdef, jax.tree_util.tree_map(cast, params))
+        return NnxParams(step.graphdef, jax.tree_util.tree_map(cast, params))
 
     def step(self, h: jax.Array, u: jax.Array, params: NnxParams) -> jax.Array:
         """``module(h, u)`` for the module ``nnx.merge(params.graphdef, params.state)``."""
-        from flax import nnx
-
         if not isinstance(params, NnxParams):
             raise TypeError(f"`params` must be the NnxParams of NnxCell.init, got "
                             f"{type(params).__name__}")
-        return nnx.merge(params.graphdef, params.state)(h, u)
+        return ModuleStep(params.graphdef)(h, u, params.state)
 
 
 #: The named shortcuts ``SequenceModel`` and the experiments use.

@@ -474,6 +474,14 @@ def check_step(step: Any, name: str = "step") -> None:
         raise TypeError(f"`{name}` must be callable, got {type(step).__name__}")
 
 
+def same_state_layout(out: Any, x: Any) -> bool:
+    """Whether ``out`` has the pytree structure of ``x`` and each leaf its shape."""
+    return jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(x) and all(
+        jnp.shape(a) == jnp.shape(b)
+        for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(x),
+                        strict=True))
+
+
 def check_state_like(out: Any, x0: Any, *, what: str = "`step(x, u)` must return a state"
                      ) -> None:
     """Raise when a step returned a state of another structure or shape than ``x0``.
@@ -481,12 +489,7 @@ def check_state_like(out: Any, x0: Any, *, what: str = "`step(x, u)` must return
     ``what`` begins the message (a vector field's check says ``"`field` must return
     dx/dt"``).
     """
-    same_structure = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(x0)
-    if not same_structure or any(
-        jnp.shape(a) != jnp.shape(b)
-        for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(x0),
-                        strict=True)
-    ):
+    if not same_state_layout(out, x0):
         raise ValueError(
             f"{what} shaped like `x0`; got "
             f"{jax.tree_util.tree_map(jnp.shape, out)} for x0 "

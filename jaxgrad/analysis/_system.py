@@ -54,6 +54,7 @@ from ..systems import (
     VectorField,
     autonomous,
     discretize,
+    same_state_layout,
     vector_field,
 )
 
@@ -449,10 +450,7 @@ def check_output(f: Callable, x: Any, p: Any, *, name: str | None = None,
         raise ValueError(
             f"`f` failed on a state of shape {_shapes(x)}{where}: {type(err).__name__}: {err}"
         ) from err
-    same = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(x) and all(
-        jnp.shape(a) == jnp.shape(b) for a, b in zip(
-            jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(x), strict=True))
-    if not same:
+    if not same_state_layout(out, x):
         raise ValueError(
             f"`f(x, p)` must return a state shaped like x {_shapes(x)}{where}, got "
             f"{_shapes(out)}"

@@ -39,7 +39,15 @@ from .._validation import (
     check_positive_int,
     leading_axis_length,
 )
-from ..systems import NO_PARAMS, bind, check_params_finite, check_step, flat_step, jit_with_params
+from ..systems import (
+    NO_PARAMS,
+    bind,
+    check_params_finite,
+    check_step,
+    flat_step,
+    jit_with_params,
+    same_state_layout,
+)
 from ._system import complex_dtype, default_tol, merge_close, newton_iterate
 
 
@@ -206,10 +214,7 @@ def _check_step_on(step: Callable, template: Any, u: Any) -> None:
             f"{jax.tree_util.tree_map(jnp.shape, u)}: {type(err).__name__}: {err}. {hint}"
         ) from err
     out_shapes = jax.tree_util.tree_map(lambda leaf: tuple(leaf.shape), out)
-    same = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(template) and all(
-        tuple(a.shape) == tuple(jnp.shape(b)) for a, b in zip(
-            jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(template), strict=True))
-    if not same:
+    if not same_state_layout(out, template):
         raise ValueError(
             f"`step(x, input)` returned a state shaped {out_shapes} for one row of `states` "
             f"shaped {shapes}. {hint}"

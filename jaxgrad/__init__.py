@@ -7,19 +7,25 @@ result type beside it (``jaxgrad.analysis.lyapunov_spectrum`` and
 
 - ``jaxgrad.systems``: the one system protocol, ``step(x, u, params) -> x_next`` over
   pytree states: ``autonomous``, ``vector_field`` + ``discretize`` (the one RK4/Euler),
-  ``iterate``, ``NO_PARAMS``.
+  ``iterate``, ``bind``, ``NO_PARAMS``; ``as_step``/``layers_as_step`` turn a Flax nnx
+  module or a list of equal layers into ``(step, params)``.
 - ``jaxgrad.flows``: ``integrate``, a ``VectorField`` solved by an adaptive diffrax solver
   (Tsit5, or Kvaerno5 for stiff flows), with ``converged`` and ``IntegrationError``.
 - ``jaxgrad.models``: pure step functions ``step(x, u, params)`` over pytree parameters
-  (Pascanu RNN, one-unit net, Doya's neuron, deep MLPs, LSTM, GRU, rate networks).
+  (Pascanu RNN, one-unit net, Doya's neuron, deep MLPs, LSTM, GRU, rate networks);
+  recurrent cells as objects (``PascanuCell``, ``ElmanCell``, ``LSTMCell``, ``GRUCell``,
+  ``RateCell``, ``NnxCell`` for a Flax nnx module) and activations as ``Activation``
+  objects (a name stays a shortcut).
 - ``jaxgrad.analysis``: analyzers that take any step function (``step(x, u)``, or with
-  ``params=``): Jacobian products, spectra, gradient flow, Lyapunov spectra, signal
-  propagation, fixed points, periodic orbits, slow points, continuation (folds, flips, Hopf
-  points, branch points and branch switching), limit cycles of flows, orbit diagrams,
-  sensitivities, Hessian spectra.
+  ``params=``): Jacobian products, spectra, gradient flow (``layer_gradient_flow`` for any
+  list of layers), Lyapunov spectra (on the QR accumulator ``tangent_basis_init``/
+  ``tangent_basis_update``), signal propagation, fixed points, periodic orbits, slow
+  points, continuation (folds, flips, Hopf points, branch points and branch switching),
+  limit cycles of flows, orbit diagrams, sensitivities, Hessian spectra.
 - ``jaxgrad.landscape``: ``scan_landscape``, directions, ``find_cliffs`` and ``sweep``.
 - ``jaxgrad.train``: ``train_steps`` (a pure scan of optax updates, for
-  ``jax.jit``/``jax.vmap``), ``fit`` (the host driver on it, with checkpoints), remedies,
+  ``jax.jit``/``jax.vmap``), ``train_until`` (updates until a stop rule holds, per member
+  under ``vmap``), ``fit`` (the host driver on it, with checkpoints), remedies,
   Pascanu's Ω, the flossing regulariser, tasks and data.
 - ``jaxgrad.io``: files that are never half-written (``write_atomic``).
 

@@ -623,7 +623,7 @@ def locate_bifurcation(
     x_guess: Any,
     *,
     params: Any,
-    param: str,
+    param: str | tuple,
     kind: str | None = None,
     bifurcation: str = "fold",
     newton_steps: int = 30,
@@ -657,7 +657,8 @@ def locate_bifurcation(
             shape or a pytree of arrays (see ``jaxgrad.analysis._system``).
         x_guess: a point near the bifurcation; ``params[param]`` is the guess for ``p``.
         params: parameters (a dict, NamedTuple or dataclass).
-        param: the name of the parameter that is solved for.
+        param: the parameter solved for: a field name of ``params`` or a path of keys into
+            it (``("cell", "b")``).
         kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default ``"flow"``).
         bifurcation: ``"fold"``, ``"flip"`` (maps only), ``"hopf"`` (state of at least
             two components; Neimark-Sacker for a map) or ``"branch_point"``.
@@ -725,7 +726,7 @@ def continue_branch(
     x0: Any,
     *,
     params: Any,
-    param: str,
+    param: str | tuple,
     p_range: tuple[float, float],
     kind: str | None = None,
     direction: int = 1,
@@ -864,7 +865,7 @@ def switch_branch(
     point: BifurcationPoint,
     *,
     params: Any,
-    param: str,
+    param: str | tuple,
     p_range: tuple[float, float],
     kind: str | None = None,
     ds: float = 0.01,
@@ -1002,8 +1003,8 @@ def fold_curve(
     x0: Any,
     *,
     params: Any,
-    param: str,
-    param2: str,
+    param: str | tuple,
+    param2: str | tuple,
     p2_range: tuple[float, float],
     kind: str | None = None,
     direction: int = 1,
@@ -1026,7 +1027,7 @@ def fold_curve(
     Arguments:
         f, x0, params, kind: as in ``continue_branch``; ``x0`` near a fold in ``param``.
         param: the first parameter (solved for on the curve), ``param2``: the second
-            (continued), both fields of ``params``.
+            (continued), each a field name of ``params`` or a path of keys into it.
         p2_range: ``(lo, hi)`` of ``param2``, containing ``params[param2]``.
         direction, ds, ds_min, ds_max, num_steps, newton_steps, tol: as in
             ``continue_branch`` (steps in ``(x, v, param, param2)``).
@@ -1332,8 +1333,8 @@ def hopf_curve(
     x0: Any,
     *,
     params: Any,
-    param: str,
-    param2: str,
+    param: str | tuple,
+    param2: str | tuple,
     p2_range: tuple[float, float],
     kind: str | None = None,
     direction: int = 1,
@@ -1374,7 +1375,7 @@ def hopf_curve(
             ``f(x, p)`` with ``kind="flow"``) with a state of at least two components;
             ``x0`` near a Hopf point in ``param``.
         param: the first parameter (solved for on the curve), ``param2``: the second
-            (continued), both fields of ``params``.
+            (continued), each a field name of ``params`` or a path of keys into it.
         p2_range: ``(lo, hi)`` of ``param2``, containing ``params[param2]``.
         direction, ds, ds_min, ds_max, num_steps, newton_steps, tol: as in
             ``continue_branch`` (steps in ``(x, v, param, κ, param2)``).

@@ -140,7 +140,7 @@ def fixed_points_1d(
     interval: tuple[float, float],
     *,
     params: Any = None,
-    param: str | None = None,
+    param: str | tuple | None = None,
     values: Any = None,
     kind: str | None = None,
     num_points: int = 2001,
@@ -159,8 +159,8 @@ def fixed_points_1d(
         f: ``f(x, p) -> x`` with a scalar state ``x``.
         interval: ``(lo, hi)``, ``lo < hi``, the range of ``x`` searched.
         params: the parameters ``p`` (a scalar, a dict, a NamedTuple such as ``DoyaParams``).
-        param: the name of the field of ``params`` set to each of ``values`` (``None`` when
-            ``params`` is itself the scalar parameter).
+        param: the field of ``params`` set to each of ``values``, by name or by a path of
+            keys (``None`` when ``params`` is itself the scalar parameter).
         values: ``(P,)`` parameter values (vmapped); ``None`` to use ``params`` as given.
         kind: deprecated, for ``f(x, p)`` only: ``"map"`` or ``"flow"`` (default ``"flow"``);
             give a map as a step ``f(x, u, params)`` and a flow as ``jaxgrad.vector_field``.

@@ -88,7 +88,7 @@ def final_state_sensitivities(
     values: Any = None,
     *,
     params: Any = None,
-    param: str | None = None,
+    param: str | tuple | None = None,
     kind: str | None = None,
     dt: float = 0.1,
     num_steps: int = 1000,

@@ -101,13 +101,13 @@ class BifurcationPoint(NamedTuple):
         null_vector: ``(n,)`` the critical eigenvector: real ``v`` (fold, flip, branch
             point, ``‖v‖ = 1`` for the last); for a Hopf point the complex ``q`` with
             ``∂f/∂x q = iω q`` (``e^{iθ} q``), ``‖q‖ = 1``.
-        converged: whether Newton on the extended system reached ``tol`` (for a Hopf
-            point also: the frequency is not ≈ 0, which would be a fold or a
-            Bogdanov-Takens point, nor, for a map, ``θ`` ≈ π; for a branch point also:
-            the next Newton correction of ``(x, p)`` is below ``tol`` times the larger of
-            ``‖(x, p)‖`` and the guess's (the residual alone does not show convergence
-            at tiny scales, where ``g`` is below ``tol`` anywhere), and the algebraic
-            branching equation has two distinct real roots).
+        converged: whether Newton on the extended system reached ``tol``: the residual is
+            below ``tol`` and the next Newton correction of ``(x, p)`` is below ``tol``
+            times the larger of ``‖(x, p)‖`` and the guess's (the residual alone does not
+            show convergence at tiny scales, where ``g`` is below ``tol`` anywhere); for a
+            Hopf point also: the frequency is not ≈ 0, which would be a fold or a
+            Bogdanov-Takens point, nor, for a map, ``θ`` ≈ π; for a branch point also: the
+            algebraic branching equation has two distinct real roots.
         residual: ``‖(g, M v, c·v - 1)‖`` (Hopf: ``‖(g, A q - λ q, ⟨c, q⟩ - 1)‖``; branch
             point: ``‖(g, (∂g/∂x)ᵀψ, ψ·∂g/∂p, ψ·ψ - 1)‖``) at the returned point.
         frequency: ``()`` a Hopf point's ``ω > 0`` (flow; the period of the small cycles is
@@ -227,11 +227,43 @@ def _full_jacobian(R, z, m):
     return jnp.concatenate([Jy, Jq[:, None]], axis=1)
 
 
+def _equilibrated_solve(J, r):
+    """``J⁻¹ r`` with the rows and then the columns of ``J`` scaled to max-norm 1.
+
+    The extended systems mix blocks of very different sizes when the state is far from unit
+    scale (``g ∼ s``, ``∂²f/∂x² ∼ 1/s`` for states of size ``s``): unscaled, LU loses the
+    small block's digits and Newton stalls short of the root.
+    """
+    one = jnp.ones((), J.dtype)
+    rows = jnp.max(jnp.abs(J), axis=1)
+    rows = jnp.where(rows > 0, rows, one)
+    Jr = J / rows[:, None]
+    cols = jnp.max(jnp.abs(Jr), axis=0)
+    cols = jnp.where(cols > 0, cols, one)
+    return jnp.linalg.solve(Jr / cols[None, :], r / rows) / cols
+
+
 def _newton(H, z, steps):
     def body(_, z):
-        return z - jnp.linalg.solve(jax.jacfwd(H)(z), H(z))
+        return z - _equilibrated_solve(jax.jacfwd(H)(z), H(z))
 
     return jax.lax.fori_loop(0, steps, body, z)
+
+
+def _next_correction(H, z, index):
+    """``‖δz[index]‖`` of the next Newton step from ``z``: the error estimate of a root.
+
+    The residual alone does not show convergence where ``H`` is small everywhere (states of
+    size 1e-30, where every ``g`` is below any absolute ``tol``); the correction, measured
+    against the size of the point, does.
+    """
+    return jnp.linalg.norm(_equilibrated_solve(jax.jacfwd(H)(z), H(z))[index])
+
+
+def _point_size(xb, q, x_guess, q_guess):
+    """The larger of ``‖(x, p)‖`` at the point and at the guess (a point at the origin)."""
+    return max(float(np.linalg.norm(np.append(np.ravel(xb), q))),
+               float(np.linalg.norm(np.append(np.ravel(x_guess), q_guess))))
 
 
 def _locate(R, y0, q0, shift, steps):
@@ -246,7 +278,8 @@ def _locate(R, y0, q0, shift, steps):
         return E(z[:-1], z[-1])
 
     z = _newton(H, jnp.concatenate([y0, c, q0[None]]), steps)
-    return z[:n], z[n:2 * n], z[-1], jnp.linalg.norm(H(z))
+    correction = _next_correction(H, z, jnp.r_[0:n, 2 * n])
+    return z[:n], z[n:2 * n], z[-1], jnp.linalg.norm(H(z)), correction
 
 
 def _arclength(R, y0, q0, *, direction, ds, ds_min, ds_max, num_steps, q_lo, q_hi,
@@ -362,9 +395,9 @@ def _locate_fixed(f, x, params, *, kind, param, newton_steps, bifurcation):
     R = _fixed_point_system(f, kind, param, params, shape)
     q0 = jnp.asarray(get_param(params, param), x.dtype)
     shift = 0.0 if bifurcation == "fold" else 2.0
-    y, v, q, res = _locate(R, jnp.reshape(x, (-1,)), q0, shift, newton_steps)
+    y, v, q, res, correction = _locate(R, jnp.reshape(x, (-1,)), q0, shift, newton_steps)
     xb = jnp.reshape(y, shape)
-    return xb, q, eigenvalues(f, xb, set_param(params, param, q)), v, res
+    return xb, q, eigenvalues(f, xb, set_param(params, param, q)), v, res, correction
 
 
 @functools.partial(jax.jit, static_argnames=("f", "kind", "param", "newton_steps"))
@@ -406,7 +439,7 @@ def _locate_branch_point(f, x, params, *, kind, param, newton_steps):
                 newton_steps)
     # The next Newton correction of (x, p): the error estimate of the point. The residual
     # alone does not tell convergence at small scales, where g itself is below tol.
-    correction = jnp.linalg.norm(jnp.linalg.solve(jax.jacfwd(H)(Z), H(Z))[:n + 1])
+    correction = _next_correction(H, Z, jnp.arange(n + 1))
     y, q, psi = Z[:n], Z[n], Z[n + 2:]
     r, rest = conditions(y, q, psi)
     res = jnp.linalg.norm(jnp.concatenate([r, rest]))
@@ -447,8 +480,7 @@ def _branch_point(f, kind, x0, params, param, newton_steps, tol):
     # origin). Where x, p and g are all tiny (states of size 1e-30) the residual is below
     # tol from the start, and only the correction tells a stalled Newton (whose tangents
     # are wrong) from a converged one.
-    size = max(float(np.linalg.norm(np.append(np.ravel(xb), q))),
-               float(np.linalg.norm(np.append(np.ravel(x0), get_param(params, param)))))
+    size = _point_size(xb, q, x0, get_param(params, param))
     # Two distinct real branch directions (not an isolated point, not a tangency).
     ok = ((res < tol) & (correction <= tol * size) & (disc > np.sqrt(eps) * scale)
           & jnp.all(jnp.isfinite(tangents)))
@@ -565,6 +597,7 @@ def _locate_hopf(f, x, params, *, kind, param, newton_steps):
 
     Z = _newton(H, jnp.concatenate([y0, cr, ci, w0.astype(dt)[None], q0[None]]), newton_steps)
     res = jnp.linalg.norm(H(Z))
+    correction = _next_correction(H, Z, jnp.r_[0:n, 3 * n + 1])
     y, qr, qi, w, q = Z[:n], Z[n:2 * n], Z[2 * n:3 * n], Z[3 * n], Z[3 * n + 1]
     if kind == "map":
         w = jnp.arctan2(jnp.sin(w), jnp.cos(w))
@@ -576,7 +609,7 @@ def _locate_hopf(f, x, params, *, kind, param, newton_steps):
     l1 = _hopf_coefficient(lambda yy: F(yy, q), y, w, qv, kind)
     xb = jnp.reshape(y, shape)
     ev = eigenvalues(f, xb, set_param(params, param, q))
-    return xb, q, ev, qv, res, w, l1.astype(dt)
+    return xb, q, ev, qv, res, w, l1.astype(dt), correction
 
 
 def _check_common(f, kind, x0, params, param, *, name="x0"):
@@ -706,19 +739,27 @@ def locate_bifurcation(
         point = _branch_point(f, kind, x0, params, param, newton_steps, tol)
         return point._replace(x=restore_state(unravel, point.x))
     if bifurcation == "hopf":
-        xb, q, ev, v, res, w, l1 = _locate_hopf(f, x0, params, kind=kind, param=param,
-                                                newton_steps=newton_steps)
+        xb, q, ev, v, res, w, l1, correction = _locate_hopf(
+            f, x0, params, kind=kind, param=param, newton_steps=newton_steps)
         # A root with w ≈ 0 is a fold (a Bogdanov-Takens point), one with θ ≈ π (map) a
         # flip with a double -1: not Hopf points.
         margin = 100 * tol
         proper = (w > margin) & ((w < np.pi - margin) if kind == "map" else True)
-        ok = (res < tol) & proper & jnp.isfinite(l1)
+        # Newton converged (as for a branch point): the residual is below tol and the next
+        # correction of (x, p) below tol relative to the point's size. At states of size
+        # 1e-30 the residual is below tol from the start, and Newton on this system (unit
+        # eigenvector beside a 1e-30 state) stalled 1e-5 off the point, reported converged.
+        size = _point_size(xb, q, x0, get_param(params, param))
+        ok = (res < tol) & (correction <= tol * size) & proper & jnp.isfinite(l1)
         return BifurcationPoint("hopf", restore_state(unravel, xb), q, ev, v, ok, res, w, l1)
-    xb, q, ev, v, res = _locate_fixed(f, x0, params, kind=kind, param=param,
-                                      newton_steps=newton_steps, bifurcation=bifurcation)
+    xb, q, ev, v, res, correction = _locate_fixed(
+        f, x0, params, kind=kind, param=param, newton_steps=newton_steps,
+        bifurcation=bifurcation)
+    size = _point_size(xb, q, x0, get_param(params, param))
+    ok = (res < tol) & (correction <= tol * size)
     nan = jnp.asarray(jnp.nan, x0.dtype)
-    return BifurcationPoint(bifurcation, restore_state(unravel, xb), q, ev, v, res < tol, res,
-                            nan, nan)
+    return BifurcationPoint(bifurcation, restore_state(unravel, xb), q, ev, v, ok, res, nan,
+                            nan)
 
 
 def continue_branch(
@@ -1105,7 +1146,7 @@ def _fold_curve_arrays(f, x, params, p2_lo, p2_hi, direction, ds, ds_min, ds_max
     q0 = jnp.asarray(get_param(params, param2), dt)
     R1 = _fixed_point_system(f, kind, param, set_param(params, param2, q0), shape)
     p1 = jnp.asarray(get_param(params, param), dt)
-    y, v, p, _ = _locate(R1, jnp.reshape(x, (-1,)), p1, 0.0, newton_steps)
+    y, v, p, _, _ = _locate(R1, jnp.reshape(x, (-1,)), p1, 0.0, newton_steps)
     # Normalise so that c·v = 1 holds with c = v / ‖v‖², the same c in _locate_cusp.
     c = v / jnp.dot(v, v)
     E = _extended_fold_system(f, kind, param, param2, params, shape, c)
@@ -1123,7 +1164,7 @@ def _locate_cusp(f, z, params, *, kind, param, param2, shape, newton_steps):
     v = z[n:2 * n]
     c = v / jnp.dot(v, v)
     E = _extended_fold_system(f, kind, param, param2, params, shape, c)
-    Y, _, q, res = _locate(E, z[:-1], z[-1], 0.0, newton_steps)
+    Y, _, q, res, _ = _locate(E, z[:-1], z[-1], 0.0, newton_steps)
     return Y, q, res
 
 
@@ -1228,8 +1269,8 @@ def _hopf_curve_arrays(f, x, params, p2_lo, p2_hi, direction, ds, ds_min, ds_max
     shape = x.shape
     q0 = jnp.asarray(get_param(params, param2), x.dtype)
     start = set_param(params, param2, q0)
-    xb, p, _, qv, _, w, _ = _locate_hopf(f, x, start, kind="flow", param=param,
-                                         newton_steps=newton_steps)
+    xb, p, _, qv, _, w, _, _ = _locate_hopf(f, x, start, kind="flow", param=param,
+                                            newton_steps=newton_steps)
     v = jnp.real(qv) / jnp.linalg.norm(jnp.real(qv))
     u = jnp.imag(qv) - (jnp.imag(qv) @ v) * v
     v0 = u / jnp.linalg.norm(u)  # in the eigenplane, orthogonal to v

@@ -46,15 +46,31 @@ checks every 2000 updates on 10,000 fresh sequences, up to 25,000 updates:
   method hit a non-finite step. Final Ω (500 sequences, mean over seeds): SGD 0.195,
   SGD-C 0.390, SGD-CR 0.013. Wall time 3725 s (SGD 1139 s, SGD-C 1244 s, SGD-CR 1263 s for
   25,000 updates each, checks included) on the shared 2-core machine at load ~15, about
-  10× a quiet machine; estimated ~7 min on a quiet 2-core machine from a prototype's
-  4.3 s (SGD, SGD-C) and 7.7 s (SGD-CR) per 1000 updates.
+  10× a quiet machine.
+
+  A quiet run inside ``python -m experiments reproduce`` (2026-12-03, a different 2-core
+  machine, AMD EPYC) gave the same counts with other per-seed updates, since float32
+  rounding differs between CPUs: SGD 0/5; SGD-C 2/5 (12k, 22k), none bounced back;
+  SGD-CR 4/5 (14k, 8k, 8k, 20k), one bounced back. 850 s wall beside the other
+  experiments (SGD 210 s, SGD-C 227 s, SGD-CR 405 s).
 
 ``--set scale=full`` runs, with the same settings and up to 200,000 updates: temporal order
 and addition at T = 50, 100, 200 with the paper's settings, addition at T = 50 with
 ``"jaxgrad_init_lr0.1"``, and 3-bit temporal order, multiplication, random permutation and
 noiseless memorization at T = 50 with the paper's settings. Estimated time on 2 CPU cores
 without early stopping: up to ~17 hours (16 s per 1000 updates of the three methods at
-T = 50, linear in T); not yet run, so no numbers are reported for it.
+T = 50, linear in T); not yet run as a whole. One run of it was made on its own, with
+this module, up to 50,000 updates (``--set 'runs=[["temporal_order",100,"paper"]]'
+--set max_updates=50000``, 2026-12-03, beside the test suite):
+
+    temporal order, T = 100, the paper's settings, 5 seeds
+    method   solved  first success (updates, per seed)   bounced back   last check
+    SGD      0/5     — — — — —                            0              74.7–75.8% (chance 74.5%)
+    SGD-C    0/5     — — — — —                            0              20–75%
+    SGD-CR   4/5     24k — 36k 38k 28k                    3              0, 4.5, 0.86, 0, 2.1%
+
+  As the paper reports, only clipping with Ω solves temporal order at T = 100. Times:
+  SGD 1435 s, SGD-C 994 s, SGD-CR 1284 s for 50,000 updates each, checks included.
 
 Departures from the paper, with reasons:
 

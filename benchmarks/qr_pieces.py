@@ -16,28 +16,21 @@ the 1.5× target of (f) against it.
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxgrad.analysis import tangent_basis_init, tangent_basis_update
 
-from ._harness import has_torch
+from ._harness import block, has_torch, time_call
 
 N = 256
 STEPS = 200
 
 
-def _best_of(run, arg, repeats: int = 3) -> float:
-    jax.block_until_ready(run(arg))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(run(arg))
-        times.append(time.perf_counter() - start)
-    return min(times) / STEPS
+def _per_step(run, arg) -> float:
+    """Best seconds per step of ``run(arg)`` (``STEPS`` steps), after a warm-up call."""
+    return time_call(lambda: block(run(arg))) / STEPS
 
 
 def _step_loop(W, qr_method):
@@ -74,7 +67,7 @@ def main() -> None:
     for qr_method in (None, "householder", "block", "cholesky"):
         name = "the 256×256 product alone" if qr_method is None else f"product + {qr_method}"
         run = _step_loop(W, qr_method)
-        print(f"{name:38s} {_best_of(run, state) * 1e3:.3f} ms/step")
+        print(f"{name:38s} {_per_step(run, state) * 1e3:.3f} ms/step")
     G = W.T @ W + eye
     R = jnp.linalg.cholesky(G).T
     X = eye + 0.01 * W
@@ -88,22 +81,22 @@ def main() -> None:
             [jnp.linalg.qr(X[:, i * 32:(i + 1) * 32])[0] for i in range(8)], axis=1)),
     ]
     for name, piece in pieces:
-        print(f"{name:38s} {_best_of(_piece_loop(piece), X) * 1e3:.3f} ms")
+        print(f"{name:38s} {_per_step(_piece_loop(piece), X) * 1e3:.3f} ms")
     if not has_torch():
         print("PyTorch not installed: its QR is not timed")
         return
     import torch
 
     W_t = torch.tensor(W_np)
+
+    def torch_steps():
+        Q = torch.eye(N)
+        for _ in range(STEPS):
+            Q, _ = torch.linalg.qr(W_t @ Q)
+
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        Q = torch.eye(N)
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(STEPS):
-                Q, _ = torch.linalg.qr(W_t @ Q)
-            best = min(best, (time.perf_counter() - start) / STEPS)
+        best = time_call(torch_steps) / STEPS
         print(f"{f'PyTorch qr(W @ Q), {threads} thread(s)':38s} {best * 1e3:.3f} ms/step")
 
 

@@ -260,10 +260,18 @@ def _next_correction(H, z, index):
     return jnp.linalg.norm(_equilibrated_solve(jax.jacfwd(H)(z), H(z))[index])
 
 
-def _point_size(xb, q, x_guess, q_guess):
-    """The larger of ``‖(x, p)‖`` at the point and at the guess (a point at the origin)."""
-    return max(float(np.linalg.norm(np.append(np.ravel(xb), q))),
+def _newton_converged(res, correction, tol, xb, q, x_guess, q_guess):
+    """Whether Newton reached ``tol``: the residual is below ``tol`` and the next correction
+    of ``(x, p)`` is below ``tol`` times the larger of ``‖(x, p)‖`` at the point and at the
+    guess (the guess's, for a point at the origin).
+
+    Where ``x``, ``p`` and ``g`` are all tiny (states of size 1e-30) the residual is below
+    ``tol`` from the start, and only the correction tells a stalled Newton from a converged
+    one (a branch point's tangents, a Hopf point 1e-5 off, both seen reported converged).
+    """
+    size = max(float(np.linalg.norm(np.append(np.ravel(xb), q))),
                float(np.linalg.norm(np.append(np.ravel(x_guess), q_guess))))
+    return (res < tol) & (correction <= tol * size)
 
 
 def _locate(R, y0, q0, shift, steps):
@@ -475,15 +483,10 @@ def _branch_point(f, kind, x0, params, param, newton_steps, tol):
     xb, q, ev, v, res, disc, scale, tangents, correction = _locate_branch_point(
         f, x0, params, kind=kind, param=param, newton_steps=newton_steps)
     eps = float(np.finfo(x0.dtype).eps)
-    # Newton converged: the residual is below tol and the next correction of (x, p) is
-    # below tol relative to the size of (x, p) (of the guess, if larger: a point at the
-    # origin). Where x, p and g are all tiny (states of size 1e-30) the residual is below
-    # tol from the start, and only the correction tells a stalled Newton (whose tangents
-    # are wrong) from a converged one.
-    size = _point_size(xb, q, x0, get_param(params, param))
-    # Two distinct real branch directions (not an isolated point, not a tangency).
-    ok = ((res < tol) & (correction <= tol * size) & (disc > np.sqrt(eps) * scale)
-          & jnp.all(jnp.isfinite(tangents)))
+    # Newton converged, and two distinct real branch directions (not an isolated point,
+    # not a tangency).
+    ok = (_newton_converged(res, correction, tol, xb, q, x0, get_param(params, param))
+          & (disc > np.sqrt(eps) * scale) & jnp.all(jnp.isfinite(tangents)))
     # A pitchfork: one branch turns back in p at the point (dp/ds = 0 on its tangent).
     t_p = np.abs(np.asarray(tangents[:, -1]))
     branch_type = "pitchfork" if t_p.min() < 100 * tol else "transcritical"
@@ -745,18 +748,13 @@ def locate_bifurcation(
         # flip with a double -1: not Hopf points.
         margin = 100 * tol
         proper = (w > margin) & ((w < np.pi - margin) if kind == "map" else True)
-        # Newton converged (as for a branch point): the residual is below tol and the next
-        # correction of (x, p) below tol relative to the point's size. At states of size
-        # 1e-30 the residual is below tol from the start, and Newton on this system (unit
-        # eigenvector beside a 1e-30 state) stalled 1e-5 off the point, reported converged.
-        size = _point_size(xb, q, x0, get_param(params, param))
-        ok = (res < tol) & (correction <= tol * size) & proper & jnp.isfinite(l1)
+        ok = (_newton_converged(res, correction, tol, xb, q, x0, get_param(params, param))
+              & proper & jnp.isfinite(l1))
         return BifurcationPoint("hopf", restore_state(unravel, xb), q, ev, v, ok, res, w, l1)
     xb, q, ev, v, res, correction = _locate_fixed(
         f, x0, params, kind=kind, param=param, newton_steps=newton_steps,
         bifurcation=bifurcation)
-    size = _point_size(xb, q, x0, get_param(params, param))
-    ok = (res < tol) & (correction <= tol * size)
+    ok = _newton_converged(res, correction, tol, xb, q, x0, get_param(params, param))
     nan = jnp.asarray(jnp.nan, x0.dtype)
     return BifurcationPoint(bifurcation, restore_state(unravel, xb), q, ev, v, ok, res, nan,
                             nan)

@@ -61,7 +61,9 @@ checks every 2000 updates on 10,000 fresh sequences, up to 25,000 updates:
 ``--set scale=full`` runs, with the same settings and up to 200,000 updates: temporal order
 and addition at T = 50, 100, 200 with the paper's settings, addition at T = 50 with
 ``"jaxgrad_init_lr0.1"``, and 3-bit temporal order, multiplication, random permutation and
-noiseless memorization at T = 50 with the paper's settings. Estimated time on 2 CPU cores
+noiseless memorization at T = 50 with the paper's settings; its second figure,
+``success_vs_length``, draws each method's success rate against T as the paper's Figure 7
+does (drawn whenever a task runs at two or more lengths). Estimated time on 2 CPU cores
 without early stopping: up to ~17 hours (16 s per 1000 updates of the three methods at
 T = 50, linear in T); not yet run as a whole. One run of it was made on its own, with
 this module, up to 50,000 updates (``--set 'runs=[["temporal_order",100,"paper"]]'
@@ -326,9 +328,15 @@ def checks(config: Config, computed: Computed) -> list:
 
 
 def figures(config: Config, computed: Computed) -> dict:
-    """Error rate per check and first success per seed, for each run."""
-    return {"success_and_checks": _figure(config, _plan(config)[0],
-                                          computed.details["curves"], computed.summary)}
+    """Error rate per check and first success per seed, for each run; and, where a task ran
+    at two or more lengths with the same settings (the full scale), success rate against T
+    per method as the paper's Figure 7 draws it (``success_vs_length``)."""
+    plan = _plan(config)[0]
+    figs = {"success_and_checks": _figure(config, plan, computed.details["curves"],
+                                          computed.summary)}
+    if _length_groups(plan):
+        figs["success_vs_length"] = _success_vs_length(config, plan, computed.summary)
+    return figs
 
 
 def run(config: Config) -> Result:
@@ -414,6 +422,36 @@ def _segment_check(diff, steps_done):
         diff, 1e-5, note=f"quick run, {steps_done} updates; the periodic checks must not "
                          "change the training (float32 rounding)",
     )
+
+
+def _length_groups(plan):
+    """{(task, settings): [(length, label), ...]} for the pairs run at two or more lengths."""
+    groups = {}
+    for label, name, length, sname in plan:
+        groups.setdefault((name, sname), []).append((length, label))
+    return {k: sorted(v) for k, v in groups.items() if len({t for t, _ in v}) > 1}
+
+
+def _success_vs_length(config, plan, summary):
+    groups = _length_groups(plan)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups) + 0.6, 3.8),
+                             squeeze=False)
+    for ax, ((name, sname), runs) in zip(axes[0], groups.items(), strict=True):
+        lengths = [t for t, _ in runs]
+        for c, method in enumerate(METHODS):
+            rates = [summary["success_rate"][method][label] for _, label in runs]
+            ax.plot(lengths, rates, color=f"C{c}", **CURVE_STYLE[method], label=LABELS[method])
+        budget = max(summary["updates_done"][m][label] for m in METHODS for _, label in runs)
+        ax.set_xticks(lengths)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel(f"success rate ({config.num_seeds} seeds; < 1% errors)")
+        ax.set_title(f"{name}, {sname}\nup to {budget:,} updates", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("Pascanu, Mikolov & Bengio 2013, Fig. 7: success rate against sequence length",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def _figure(config, plan, curves, summary):

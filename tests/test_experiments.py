@@ -224,3 +224,38 @@ def test_default_jobs_is_one_with_an_accelerator_plugin(monkeypatch):
     monkeypatch.setattr(md, "distributions", lambda: [Dist("jax")])
     monkeypatch.delenv("JAX_PLATFORMS")
     assert 1 <= _runner.default_jobs() <= 4
+
+
+def test_clipping_tasks_draws_success_rate_against_length():
+    """At full scale (a task at several T) the Figure-7 panel plots each method's success
+    rate from the summary, one line per method over the lengths run, and nothing else."""
+    module = _runner.get_experiment("clipping-tasks")
+    runs = (("temporal_order", 50, "paper"), ("temporal_order", 100, "paper"),
+            ("temporal_order", 200, "paper"), ("addition", 50, "paper"))
+    config = dataclasses.replace(module.Config(), runs=runs)
+    labels = [f"temporal_order_T{t}_paper" for t in (50, 100, 200)] + ["addition"]
+    rates = {"sgd": [0.2, 0.0, 0.0, 0.0], "sgd_clip": [0.6, 0.4, 0.0, 0.2],
+             "sgd_clip_omega": [1.0, 0.8, 0.6, 0.4]}
+    summary = {"success_rate": {m: dict(zip(labels, r)) for m, r in rates.items()},
+               "first_success_update": {m: {lab: [None] * 5 for lab in labels} for m in rates},
+               "updates_done": {m: {lab: 50_000 for lab in labels} for m in rates}}
+    steps = np.arange(2000, 50_001, 2000)
+    curves = {(lab, m): {"check_steps": steps, "check_error": np.full((steps.size, 5), 0.5)}
+              for lab in labels for m in rates}
+    figs = module.figures(config, _runner.Computed(summary, details={"curves": curves}))
+    assert set(figs) == {"success_and_checks", "success_vs_length"}
+    (ax,) = figs["success_vs_length"].axes  # addition ran at one length: no panel
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert len(lines) == 3
+    for method, rate in rates.items():
+        line = lines[module.LABELS[method]]
+        assert list(line.get_xdata()) == [50, 100, 200]
+        assert list(line.get_ydata()) == rate[:3]
+    assert "T" in ax.get_xlabel() and "success rate" in ax.get_ylabel()
+    one = dataclasses.replace(config, runs=runs[:1])  # its label is the task's name
+    for table in summary.values():
+        for per_run in table.values():
+            per_run["temporal_order"] = per_run[labels[0]]
+    curves |= {("temporal_order", m): curves[(labels[0], m)] for m in rates}
+    assert set(module.figures(one, _runner.Computed(summary, details={"curves": curves}))) == {
+        "success_and_checks"}

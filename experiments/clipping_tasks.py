@@ -79,7 +79,7 @@ solved seed; "back" = solved seeds above 1% again at a later check:
     3-bit temporal order, 50   0/5    3/5 (24, 26, 42)      4/5 (36, 30, 36, 36)        3, 3
     multiplication, T = 50     0/5    0/5                   0/5                         -
     random permutation, 50     0/5    0/5                   5/5 (2 each)                0, 0
-    noiseless memorization, 50 0/5  0/5                   0/5                         -
+    noiseless memorization, 50 0/5    0/5                   0/5                         -
     addition, T = 100, 200     not run (about 45 min and 2 h on one core at this budget)
 
   (* the default scale's run, 25,000 updates.) Last checks of the unsolved runs: SGD at
@@ -357,8 +357,9 @@ def figures(config: Config, computed: Computed) -> dict:
     plan = _plan(config)[0]
     figs = {"success_and_checks": _figure(config, plan, computed.details["curves"],
                                           computed.summary)}
-    if _length_groups(plan):
-        figs["success_vs_length"] = _success_vs_length(config, plan, computed.summary)
+    groups = _length_groups(plan)
+    if groups:
+        figs["success_vs_length"] = _success_vs_length(config, groups, computed.summary)
     return figs
 
 
@@ -455,8 +456,7 @@ def _length_groups(plan):
     return {k: sorted(v) for k, v in groups.items() if len({t for t, _ in v}) > 1}
 
 
-def _success_vs_length(config, plan, summary):
-    groups = _length_groups(plan)
+def _success_vs_length(config, groups, summary):
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups) + 0.6, 3.8),
                              squeeze=False)
     for ax, ((name, sname), runs) in zip(axes[0], groups.items(), strict=True):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -259,3 +260,19 @@ def test_clipping_tasks_draws_success_rate_against_length():
     curves |= {("temporal_order", m): curves[(labels[0], m)] for m in rates}
     assert set(module.figures(one, _runner.Computed(summary, details={"curves": curves}))) == {
         "success_and_checks"}
+
+
+def test_clipping_tasks_chance_levels_match_their_closed_forms():
+    """Each task's constant-output error rate, measured on 20,000 fresh sequences, lies
+    within 5 binomial σ of the closed form the checks and figures set beside it."""
+    module = _runner.get_experiment("clipping-tasks")
+    assert set(module.CHANCE) == {"temporal_order", "temporal_order_3bit", "addition",
+                                  "multiplication", "random_permutation",
+                                  "noiseless_memorization"}
+    n = 20_000
+    for i, (name, closed) in enumerate(sorted(module.CHANCE.items())):
+        task = module.get_task(name)
+        rate = module._chance_error_rate(task, 50, jax.random.key(i), n)
+        sigma = np.sqrt(closed * (1 - closed) / n)
+        assert abs(rate - closed) <= 5 * sigma, (name, rate, closed)
+    assert abs(module.CHANCE["multiplication"] - 0.2335) < 1e-4

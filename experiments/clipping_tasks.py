@@ -267,6 +267,11 @@ def compute(config: Config) -> Computed:
     plan, max_updates = _plan(config)
     key = jax.random.key(config.seed)
     k_init, k_data, k_eval, k_omega = jax.random.split(key, 4)
+    # Every run draws the same keys, whatever its place in the plan, so that a run made
+    # alone (``--set 'runs=[...]'``) is the very run the full scale makes. (Fold 0: the
+    # keys a plan's first run drew when runs were folded by place; recorded runs stand.)
+    k_init, k_data, k_eval, k_omega = (jax.random.fold_in(k, 0)
+                                       for k in (k_init, k_data, k_eval, k_omega))
     n_eval, clip, quick = config.eval_sequences, config.clip_norm, max_updates < 2000
     per_run = ("success_rate", "first_success_update", "bounce_back", "final_error_rate",
                "diverged", "num_shrinks", "updates_done", "final_omega", "max_update_ratio",
@@ -280,13 +285,13 @@ def compute(config: Config) -> Computed:
         summary["runs"][label] = {"task": name, "length": length, "settings": sname, **st}
         task = get_task(name)
         model = SequenceModel.for_task("elman_tanh", config.num_units, task)
-        keys = jax.random.split(jax.random.fold_in(k_init, r), config.num_seeds)
+        keys = jax.random.split(k_init, config.num_seeds)
         init = jax.jit(jax.vmap(lambda k, m=model: m.init(
             k, scheme=st["init"], recurrent_scale=config.spectral_radius)))
         params0 = init(keys)
         omega_fn = jax.jit(jax.vmap(sequence_omega(model, task, squared=True),
                                     in_axes=(0, None)))
-        omega_batch = task.sample(jax.random.fold_in(k_omega, r), 500, length)
+        omega_batch = task.sample(k_omega, 500, length)
         if name in CHANCE and name not in summary["chance_error_rate"]:
             summary["chance_error_rate"][name] = _chance_error_rate(task, length, k_eval, n_eval)
         for method in METHODS:
@@ -296,8 +301,8 @@ def compute(config: Config) -> Computed:
             start = time.perf_counter()
             params, m = train_replicas_checked(
                 model, task, params0, inner, length=length, batch_size=config.batch_size,
-                num_steps=max_updates, key=jax.random.fold_in(k_data, r),
-                check_every=config.check_every, check_key=jax.random.fold_in(k_eval, r),
+                num_steps=max_updates, key=k_data,
+                check_every=config.check_every, check_key=k_eval,
                 eval_sequences=n_eval, omega_weight=weight, omega_squared=True,
                 on_nonfinite="stop" if method == "sgd" else "shrink",
                 shrink_factor=0.02 * lr, checks_after_solved=config.checks_after_solved,
@@ -326,7 +331,7 @@ def compute(config: Config) -> Computed:
             curves[(label, method)] = m
             if quick and r == 0 and method == "sgd_clip_omega":
                 segment_args = (model, task, params0, inner, length, config.batch_size,
-                                jax.random.fold_in(k_data, r), weight)
+                                k_data, weight)
                 segment_run = (params, int(m["steps_done"]))
             for field in ("check_steps", "check_error", "first_success", "diverged_at"):
                 arrays[f"{label}_{method}_{field}"] = m[field]

@@ -276,3 +276,21 @@ def test_clipping_tasks_chance_levels_match_their_closed_forms():
         sigma = np.sqrt(closed * (1 - closed) / n)
         assert abs(rate - closed) <= 5 * sigma, (name, rate, closed)
     assert abs(module.CHANCE["multiplication"] - 0.2335) < 1e-4
+
+
+def test_clipping_tasks_run_made_alone_is_the_run_inside_a_larger_plan():
+    """A run's keys do not depend on its place in the plan: addition made alone gives the
+    same per-seed results as addition made second, after temporal order (how the full
+    scale's runs were made one at a time)."""
+    module = _runner.get_experiment("clipping-tasks")
+    q = "jaxgrad_init_lr0.1"
+    both = (("temporal_order", 20, q), ("addition", 20, q))
+    fields = ("final_error_rate", "first_success_update", "final_omega", "updates_done")
+    results = []
+    for runs in (both, both[1:]):
+        config = _runner.make_config(module, quick=True, runs=runs, max_updates=100)
+        summary = module.compute(config).summary
+        results.append({f: {m: summary[f][m]["addition"] for m in module.METHODS}
+                        for f in fields})
+    assert results[0] == results[1]
+    assert results[0]["updates_done"]["sgd"] == 100

@@ -94,7 +94,7 @@ seeds above 1% again at a later check (SGD-C, SGD-CR):
   All with the paper's settings but the last (``"jaxgrad_init_lr0.1"``; * its 5 SGD seeds
   hit a non-finite step within 41 updates). Last checks of the unsolved runs: SGD at or
   near chance everywhere (temporal order 65–76%, chance 75%; 3-bit 87–88%, chance 87.5%;
-  random permutation 50%, chance 50%; addition 33–36% at T = 50 and 35.7–36.0% at T = 100
+  random permutation 50%, chance 50%; addition 33–36% at T = 50 and 35.6–36.0% at T = 100
   and 200, chance 36%; multiplication 32–37%, chance 23% at the best constant, 0.2, and
   71% at 1/2); SGD-C at chance on temporal order T = 100 and 200, random permutation and
   addition; SGD-CR on addition 5.2–33% at T = 50, 33.7–37.4% at T = 100 and 35.9–36.0% at
